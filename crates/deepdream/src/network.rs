@@ -1,0 +1,140 @@
+//! What every dreamable network offers the dream algorithm: its layers, the preprocessing its
+//! weights expect, and a forward pass that stops at the deepest layer asked for.
+
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{Error, Result};
+
+/// How a network expects its input pixels: `value = (pixel - mean) / std` per channel (RGB
+/// order, pixels 0–255), then optionally reordered to BGR.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Preprocess {
+    /// Per-channel mean, RGB order, on the 0–255 scale.
+    pub mean: [f32; 3],
+    /// Per-channel divisor, RGB order.
+    pub std: [f32; 3],
+    /// Whether the network takes its channels in BGR order.
+    pub bgr: bool,
+}
+
+impl Preprocess {
+    /// Caffe/Keras "caffe" mode (VGG, the original GoogLeNet): BGR, ImageNet mean, no scaling.
+    pub const CAFFE: Preprocess = Preprocess {
+        mean: [123.68, 116.779, 103.939],
+        std: [1.0, 1.0, 1.0],
+        bgr: true,
+    };
+
+    /// Torchvision mode: RGB scaled to 0–1, ImageNet mean and standard deviation.
+    pub const TORCH: Preprocess = Preprocess {
+        mean: [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0],
+        std: [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
+        bgr: false,
+    };
+
+    /// TensorFlow mode: RGB scaled to −1…1.
+    pub const TF: Preprocess = Preprocess {
+        mean: [127.5, 127.5, 127.5],
+        std: [127.5, 127.5, 127.5],
+        bgr: false,
+    };
+
+    /// The network's channel order: index `i` of the network input holds RGB channel
+    /// `channel_order()[i]`.
+    pub fn channel_order(&self) -> [usize; 3] {
+        if self.bgr { [2, 1, 0] } else { [0, 1, 2] }
+    }
+
+    /// Lowest and highest value each network channel can take for pixels in 0–255.
+    pub fn value_range(&self) -> [(f32, f32); 3] {
+        self.channel_order().map(|c| {
+            (
+                (0.0 - self.mean[c]) / self.std[c],
+                (255.0 - self.mean[c]) / self.std[c],
+            )
+        })
+    }
+
+    /// Converts an RGB image to a `[1, 3, height, width]` network input.
+    pub fn apply(&self, image: &image::RgbImage, device: &Device) -> Tensor<4> {
+        let (width, height) = image.dimensions();
+        let plane = (width * height) as usize;
+        let mut values = vec![0f32; 3 * plane];
+        for (i, &c) in self.channel_order().iter().enumerate() {
+            let (mean, std) = (self.mean[c], self.std[c]);
+            for (value, pixel) in values[i * plane..(i + 1) * plane]
+                .iter_mut()
+                .zip(image.pixels())
+            {
+                *value = (pixel[c] as f32 - mean) / std;
+            }
+        }
+        Tensor::<1>::from_floats(values.as_slice(), device).reshape([
+            1,
+            3,
+            height as usize,
+            width as usize,
+        ])
+    }
+
+    /// Converts a `[1, 3, height, width]` network input back to an RGB image, rounding and
+    /// clipping to 8 bits.
+    pub fn invert(&self, input: Tensor<4>) -> Result<image::RgbImage> {
+        let [_, _, height, width] = input.dims();
+        let values: Vec<f32> = input
+            .into_data()
+            .try_to_vec()
+            .map_err(|e| Error::InvalidParameter(format!("cannot read image tensor: {e:?}")))?;
+        let plane = height * width;
+        let order = self.channel_order();
+        let mut image = image::RgbImage::new(width as u32, height as u32);
+        for (p, pixel) in image.pixels_mut().enumerate() {
+            for (i, &c) in order.iter().enumerate() {
+                let value = values[i * plane + p] * self.std[c] + self.mean[c];
+                pixel[c] = value.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+        Ok(image)
+    }
+}
+
+/// A layer that can be dreamed on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerInfo {
+    /// The name users type (`block4_conv3`).
+    pub name: String,
+    /// The operator that produces it (`Conv+Relu`, `Concat`, `MaxPool`, …).
+    pub kind: String,
+    /// Its number of channels.
+    pub channels: usize,
+    /// Input pixels per output pixel along each side.
+    pub stride: usize,
+    /// Smallest square input that gives this layer at least one output pixel.
+    pub min_input: usize,
+}
+
+/// A network the dream algorithm can run: layers, preprocessing and a forward pass.
+pub trait Network {
+    /// The model's name (`vgg16`, or the file name of a user's ONNX file).
+    fn name(&self) -> &str;
+
+    /// The layers dreamed when the user names none.
+    fn default_layers(&self) -> &[String];
+
+    /// The dreamable layers, shallowest first.
+    fn layers(&self) -> &[LayerInfo];
+
+    /// The preprocessing the network's weights expect.
+    fn preprocess(&self) -> Preprocess;
+
+    /// Runs the network on a preprocessed `[1, 3, H, W]` input and returns the outputs of the
+    /// layers at `layer_indices` (indices into [`Network::layers`]), each as
+    /// `[N, C, H, W]` (a layer without spatial extent comes back as `[N, C, 1, 1]`). Only the
+    /// part of the network those layers depend on is run.
+    fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>>;
+
+    /// The index of the layer called `name`.
+    fn layer_index(&self, name: &str) -> Option<usize> {
+        self.layers().iter().position(|layer| layer.name == name)
+    }
+}
