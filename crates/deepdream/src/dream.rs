@@ -190,10 +190,7 @@ impl<'a> Dreamer<'a> {
         for term in &params.layers {
             let index = network
                 .layer_index(&term.layer)
-                .ok_or_else(|| Error::UnknownLayer {
-                    model: network.name().to_string(),
-                    layer: term.layer.clone(),
-                })?;
+                .ok_or_else(|| network.unknown_layer(&term.layer))?;
             if let Some(channels) = &params.channels {
                 let available = layers[index].channels;
                 if let Some(&bad) = channels.iter().find(|&&c| c >= available) {

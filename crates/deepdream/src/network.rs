@@ -133,6 +133,14 @@ pub trait Network {
     /// part of the network those layers depend on is run.
     fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>>;
 
+    /// The error for a layer name that [`Network::layers`] does not list.
+    fn unknown_layer(&self, name: &str) -> Error {
+        Error::UnknownLayer {
+            model: self.name().to_string(),
+            layer: name.to_string(),
+        }
+    }
+
     /// The index of the layer called `name`.
     fn layer_index(&self, name: &str) -> Option<usize> {
         self.layers().iter().position(|layer| layer.name == name)

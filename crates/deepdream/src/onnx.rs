@@ -29,6 +29,8 @@ const STRIDE_PROBE_SIDE: usize = 1024;
 pub struct OnnxNetwork {
     name: String,
     default_layers: Vec<String>,
+    /// Layers that exist but depend on an unsupported operator: (layer, (operator, node)).
+    blocked: Vec<(String, (String, String))>,
     steps: Vec<Step>,
     layers: Vec<LayerInfo>,
     layer_slots: Vec<usize>,
@@ -215,6 +217,7 @@ impl OnnxNetwork {
         let mut network = OnnxNetwork {
             name,
             default_layers: Vec::new(),
+            blocked: Vec::new(),
             steps,
             layers: Vec::new(),
             layer_slots: Vec::new(),
@@ -276,7 +279,7 @@ impl OnnxNetwork {
                 }
                 _ => continue,
             };
-            if absorbed[index] || !supported[step.output] {
+            if absorbed[index] {
                 continue;
             }
             // Follow a single-consumer chain of batch norm and activation.
@@ -301,6 +304,10 @@ impl OnnxNetwork {
             let name = namer(&self.steps[last].raw_name).or_else(|| namer(&step.raw_name));
             let Some(name) = name else { continue };
             if self.layers.iter().any(|layer| layer.name == name) {
+                continue;
+            }
+            if !supported[self.steps[last].output] {
+                self.blocked.push((name, self.first_unsupported(last)));
                 continue;
             }
             let slot = self.steps[last].output;
@@ -329,6 +336,27 @@ impl OnnxNetwork {
             }
             layer.min_input = min_input;
         }
+    }
+
+    /// The first unsupported operator (type, node) that step `index` depends on.
+    fn first_unsupported(&self, index: usize) -> (String, String) {
+        let mut needed = vec![false; self.slot_count];
+        needed[self.steps[index].output] = true;
+        let mut found = (String::new(), String::new());
+        for step in self.steps[..=index].iter().rev() {
+            if !needed[step.output] {
+                continue;
+            }
+            if let Op::Unsupported { op, .. } = &step.op {
+                found = (op.clone(), step.raw_name.clone());
+            }
+            for input in &step.inputs {
+                if let Operand::Slot(slot) = input {
+                    needed[*slot] = true;
+                }
+            }
+        }
+        found
     }
 
     /// For each layer, the smallest square input that gives it a non-empty output.
@@ -461,6 +489,20 @@ impl Network for OnnxNetwork {
         &self.default_layers
     }
 
+    fn unknown_layer(&self, name: &str) -> Error {
+        match self.blocked.iter().find(|(layer, _)| layer == name) {
+            Some((_, (op, node))) => Error::UnsupportedOperator {
+                op: op.clone(),
+                node: node.clone(),
+                detail: format!(" (layer '{name}' depends on it)"),
+            },
+            None => Error::UnknownLayer {
+                model: self.name.clone(),
+                layer: name.to_string(),
+            },
+        }
+    }
+
     fn layers(&self) -> &[LayerInfo] {
         &self.layers
     }
@@ -496,14 +538,16 @@ fn is_nhwc(input: &Argument) -> bool {
 }
 
 /// The raw ONNX operator type that an `onnx-ir` node comes from, where it maps one to one.
-fn raw_op_type(node: &Node) -> Option<String> {
+/// `Linear` nodes come from `Gemm` or `MatMul` (+`Add`), whichever the raw graph uses.
+fn raw_op_type(node: &Node, raw_linear: Option<&'static str>) -> Option<String> {
     let node_type = node.node_type().to_string();
     Some(match node_type.as_str() {
         "Conv2d" => "Conv".into(),
         "MaxPool2d" => "MaxPool".into(),
         "AveragePool2d" => "AveragePool".into(),
         "Lrn" => "LRN".into(),
-        "Linear" | "Constant" => return None,
+        "Linear" => raw_linear?.into(),
+        "Constant" => return None,
         _ => node_type,
     })
 }
@@ -523,9 +567,17 @@ fn match_raw_names(nodes: &[Node], raw: &ModelProto) -> Vec<String> {
             .or_default()
             .push(name);
     }
+    let raw_linear = match (
+        raw_by_type.contains_key("Gemm"),
+        raw_by_type.contains_key("MatMul"),
+    ) {
+        (true, false) => Some("Gemm"),
+        (false, true) => Some("MatMul"),
+        _ => None,
+    };
     let mut ir_counts: HashMap<String, usize> = HashMap::new();
     for node in nodes {
-        if let Some(op) = raw_op_type(node) {
+        if let Some(op) = raw_op_type(node, raw_linear) {
             *ir_counts.entry(op).or_default() += 1;
         }
     }
@@ -534,7 +586,7 @@ fn match_raw_names(nodes: &[Node], raw: &ModelProto) -> Vec<String> {
         .iter()
         .map(|node| {
             let fallback = node.name().to_string();
-            let Some(op) = raw_op_type(node) else {
+            let Some(op) = raw_op_type(node, raw_linear) else {
                 return fallback;
             };
             let index = seen.entry(op.clone()).or_default();
