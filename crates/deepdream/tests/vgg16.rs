@@ -1,0 +1,160 @@
+//! The real VGG16: forward pass against onnxruntime, seeded dreams, guided dreams.
+
+mod common;
+
+use common::{fixture, vgg16};
+use deepdream::{Device, DreamParams, Dreamer, LayerWeight, image_io};
+use image::RgbImage;
+
+/// The crop of chelsea.png that scripts/make_vgg16_reference.py feeds onnxruntime.
+fn reference_crop() -> RgbImage {
+    let photo = image_io::load(&fixture("chelsea.png")).unwrap().to_rgb8();
+    image::imageops::crop_imm(&photo, 176, 64, 96, 96).to_image()
+}
+
+fn reference_values(layer: &str, what: &str) -> Vec<f32> {
+    let text = std::fs::read_to_string(fixture("vgg16_reference.txt")).unwrap();
+    let prefix = format!("{layer} {what} ");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .expect("reference line");
+    line[prefix.len()..]
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn forward_matches_onnxruntime() {
+    let device = Device::flex();
+    let network = vgg16(&device);
+    let layers = [
+        "block1_conv2",
+        "block3_conv3",
+        "block4_conv3",
+        "block5_pool",
+    ];
+    let indices: Vec<usize> = layers
+        .iter()
+        .map(|l| network.layer_index(l).unwrap())
+        .collect();
+    let input = network.preprocess().apply(&reference_crop(), &device);
+    let outputs = network.forward(input, &indices).unwrap();
+    for (layer, output) in layers.iter().zip(outputs) {
+        let dims: Vec<usize> = reference_values(layer, "shape")
+            .iter()
+            .map(|&d| d as usize)
+            .collect();
+        assert_eq!(output.dims().to_vec(), dims, "{layer} shape");
+        let [_, c, h, w] = output.dims();
+        let means: Vec<f32> = output
+            .clone()
+            .mean_dim(3)
+            .mean_dim(2)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let centre: Vec<f32> = output
+            .narrow(2, h / 2, 1)
+            .narrow(3, w / 2, 1)
+            .reshape([c])
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        for (what, actual) in [("channel_means", means), ("centre", centre)] {
+            let expected = reference_values(layer, what);
+            let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            let error = actual
+                .iter()
+                .zip(&expected)
+                .map(|(a, e)| (a - e).abs() / scale)
+                .fold(0.0, f32::max);
+            assert!(
+                error < 1e-4,
+                "{layer} {what}: error {error} (relative to max {scale})"
+            );
+        }
+    }
+}
+
+#[test]
+fn layers_are_the_keras_ones() {
+    let device = Device::flex();
+    let network = vgg16(&device);
+    let names: Vec<&str> = network.layers().iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names.len(), 18, "13 convolutions and 5 pools: {names:?}");
+    let block4 = &network.layers()[network.layer_index("block4_conv3").unwrap()];
+    assert_eq!(
+        (block4.channels, block4.stride, block4.min_input),
+        (512, 8, 8)
+    );
+    assert_eq!(network.default_layers(), ["block4_conv3".to_string()]);
+}
+
+fn small_params(seed: u64) -> DreamParams {
+    DreamParams {
+        layers: vec![LayerWeight {
+            layer: "block3_conv3".into(),
+            weight: 1.0,
+        }],
+        octaves: 2,
+        iterations: 2,
+        jitter: 8,
+        seed,
+        ..DreamParams::default()
+    }
+}
+
+#[test]
+fn seeded_dreams_are_reproducible() {
+    let device = Device::flex();
+    let network = vgg16(&device);
+    let image = image::imageops::crop_imm(&reference_crop(), 0, 0, 80, 60).to_image();
+    let dream = |seed| {
+        Dreamer::new(network.as_ref(), small_params(seed), &device)
+            .unwrap()
+            .dream(&image, |_| {})
+            .unwrap()
+    };
+    let first = dream(7);
+    assert_eq!(first, dream(7), "same seed, same image");
+    assert_ne!(first, dream(8), "another seed, another jitter sequence");
+    assert_ne!(first, image, "the dream changed the image");
+    assert_eq!(first.dimensions(), image.dimensions());
+}
+
+#[test]
+fn guided_dream_follows_the_guide() {
+    let device = Device::flex();
+    let network = vgg16(&device);
+    let image = image::imageops::crop_imm(&reference_crop(), 0, 0, 64, 64).to_image();
+    let guide = image_io::load(&fixture("chelsea.png")).unwrap().to_rgb8();
+    let plain = Dreamer::new(network.as_ref(), small_params(3), &device).unwrap();
+    let guided = Dreamer::new(
+        network.as_ref(),
+        DreamParams {
+            guide: Some(guide),
+            ..small_params(3)
+        },
+        &device,
+    )
+    .unwrap();
+    let input = network.preprocess().apply(&image, &device);
+    let g_plain: Vec<f32> = plain
+        .gradient(input.clone())
+        .unwrap()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let g_guided: Vec<f32> = guided
+        .gradient(input)
+        .unwrap()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert!(g_guided.iter().any(|v| *v != 0.0));
+    assert_ne!(g_plain, g_guided);
+    let dreamed = guided.dream(&image, |_| {}).unwrap();
+    assert_eq!(dreamed.dimensions(), image.dimensions());
+}
