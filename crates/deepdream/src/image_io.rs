@@ -230,13 +230,10 @@ fn write_png(
     text: &[(String, String)],
     writer: &mut impl Write,
 ) -> std::result::Result<(), png::EncodingError> {
-    let (color, data) = match image {
-        DynamicImage::ImageRgba8(rgba) => (png::ColorType::Rgba, rgba.as_raw().clone()),
-        DynamicImage::ImageLumaA8(_) | DynamicImage::ImageRgba16(_) => {
-            (png::ColorType::Rgba, image.to_rgba8().into_raw())
-        }
-        _ if image.color().has_alpha() => (png::ColorType::Rgba, image.to_rgba8().into_raw()),
-        _ => (png::ColorType::Rgb, image.to_rgb8().into_raw()),
+    let (color, data) = if image.color().has_alpha() {
+        (png::ColorType::Rgba, image.to_rgba8().into_raw())
+    } else {
+        (png::ColorType::Rgb, image.to_rgb8().into_raw())
     };
     let mut encoder = png::Encoder::new(writer, image.width(), image.height());
     encoder.set_color(color);

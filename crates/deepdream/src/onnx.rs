@@ -51,7 +51,7 @@ struct Step {
 /// An operator input: the output of an earlier step (a slot) or a constant.
 enum Operand {
     Slot(usize),
-    Const(Value),
+    Const(Box<Value>),
 }
 
 /// A tensor of logical rank 1 to 4, stored as a rank-4 burn tensor (trailing dims of 1).
@@ -285,11 +285,8 @@ impl OnnxNetwork {
             // Follow a single-consumer chain of batch norm and activation.
             let mut kind = base_kind.to_string();
             let mut last = index;
-            loop {
-                let next = match consumers[self.steps[last].output].as_slice() {
-                    [next] => *next,
-                    _ => break,
-                };
+            while let [next] = consumers[self.steps[last].output].as_slice() {
+                let next = *next;
                 let suffix = match self.steps[next].op {
                     Op::BatchNorm { .. } => "BatchNorm",
                     Op::Relu => "Relu",
@@ -450,7 +447,7 @@ impl OnnxNetwork {
                 .iter()
                 .map(|operand| match operand {
                     Operand::Slot(slot) => values[*slot].clone().expect("slot computed earlier"),
-                    Operand::Const(value) => value.clone(),
+                    Operand::Const(value) => value.as_ref().clone(),
                 })
                 .collect();
             let output = step.op.run(inputs).map_err(|detail| match &step.op {
@@ -613,7 +610,7 @@ fn operand(
         return Ok(Operand::Slot(slot));
     }
     match arg.value() {
-        Some(data) => Ok(Operand::Const(Value::from_data(data, device)?)),
+        Some(data) => Ok(Operand::Const(Box::new(Value::from_data(data, device)?))),
         None => slots
             .get(&arg.name)
             .map(|&slot| Operand::Slot(slot))
@@ -909,7 +906,7 @@ fn reshape_target(input: &[usize], target: &[i64]) -> Option<Vec<usize>> {
     }
     if let Some(i) = infer {
         let known: usize = shape.iter().product();
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return None;
         }
         shape[i] = total / known;
