@@ -435,3 +435,33 @@ fn resize(tensor: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
     options.output_size = Some([height, width]);
     interpolate(tensor, options)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_position_takes_the_guide_feature_with_the_largest_dot_product() {
+        let device = Device::flex();
+        // Two positions: (1, 0) and (0, 1) over two channels.
+        let activation =
+            Tensor::<1>::from_floats([1.0, 0.0, 0.0, 1.0], &device).reshape([1, 2, 1, 2]);
+        // Three guide features as columns: (0.9, 0.1), (0.1, 0.8), (-1, -1).
+        let guide =
+            Tensor::<1>::from_floats([0.9, 0.1, -1.0, 0.1, 0.8, -1.0], &device).reshape([2, 3]);
+        let matched: Vec<f32> = matched_guide(activation, &guide)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        assert_eq!(matched, vec![0.9, 0.1, 0.1, 0.8]);
+    }
+
+    #[test]
+    fn resize_aligns_corners_like_scipy_zoom() {
+        let device = Device::flex();
+        let row = Tensor::<1>::from_floats([0.0, 10.0], &device).reshape([1, 1, 1, 2]);
+        let resized: Vec<f32> = resize(row, 1, 3).into_data().try_to_vec().unwrap();
+        // scipy.ndimage.zoom([[0, 10]], (1, 1.5), order=1) == [[0, 5, 10]]
+        assert_eq!(resized, vec![0.0, 5.0, 10.0]);
+    }
+}

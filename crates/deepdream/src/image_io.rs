@@ -259,3 +259,63 @@ fn same_file(a: &Path, b: &Path) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::ImageEncoder;
+
+    /// A little-endian EXIF block whose only entry is the orientation tag.
+    fn exif_orientation(value: u16) -> Vec<u8> {
+        let mut exif = b"II*\0".to_vec();
+        exif.extend_from_slice(&8u32.to_le_bytes());
+        exif.extend_from_slice(&1u16.to_le_bytes());
+        exif.extend_from_slice(&0x0112u16.to_le_bytes());
+        exif.extend_from_slice(&3u16.to_le_bytes());
+        exif.extend_from_slice(&1u32.to_le_bytes());
+        exif.extend_from_slice(&value.to_le_bytes());
+        exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        exif
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rotated.jpg");
+        let wide = RgbImage::from_fn(40, 20, |x, _| image::Rgb([(x * 6) as u8, 0, 0]));
+        let mut bytes = Vec::new();
+        let mut encoder = JpegEncoder::new_with_quality(&mut bytes, 95);
+        encoder.set_exif_metadata(exif_orientation(6)).unwrap();
+        encoder
+            .write_image(wide.as_raw(), 40, 20, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let loaded = load(&path).unwrap();
+        assert_eq!((loaded.width(), loaded.height()), (20, 40), "rotated 90°");
+    }
+
+    #[test]
+    fn grey_becomes_rgb_and_alpha_survives() {
+        let grey = DynamicImage::ImageLumaA8(image::GrayAlphaImage::from_fn(3, 2, |x, y| {
+            image::LumaA([(x * 50) as u8, (y * 100 + 7) as u8])
+        }));
+        let (rgb, alpha) = split_alpha(&grey);
+        assert_eq!(rgb.get_pixel(2, 0).0, [100, 100, 100]);
+        let alpha = alpha.expect("alpha kept");
+        let joined = join_alpha(rgb, Some(&alpha)).to_rgba8();
+        assert_eq!(joined.get_pixel(1, 1).0, [50, 50, 50, 107]);
+        let (_, none) = split_alpha(&DynamicImage::ImageRgb8(RgbImage::new(2, 2)));
+        assert!(none.is_none());
+    }
+
+    #[test]
+    fn png_text_round_trips_and_writes_are_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.png");
+        let text = vec![("deepdream:seed".to_string(), "42".to_string())];
+        save(&DynamicImage::ImageRgb8(RgbImage::new(4, 3)), &path, &text).unwrap();
+        assert_eq!(read_png_text(&path).unwrap(), text);
+        let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(entries.len(), 1, "no temporary file left behind");
+    }
+}
