@@ -154,8 +154,12 @@ pub fn save(image: &DynamicImage, path: &Path, text: &[(String, String)]) -> Res
         reason,
     };
     let dir = parent_dir(path);
-    let mut temp = tempfile::Builder::new()
-        .prefix(".deepdream-")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".deepdream-");
+    // Temporary files are private (0600); the result should be an ordinary file.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let mut temp = builder
         .tempfile_in(&dir)
         .map_err(|e| write_err(format!("cannot create a file in {}: {e}", dir.display())))?;
     {
@@ -317,5 +321,15 @@ mod tests {
         assert_eq!(read_png_text(&path).unwrap(), text);
         let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(entries.len(), 1, "no temporary file left behind");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(
+                mode & 0o644,
+                0o644,
+                "readable by others like any saved file"
+            );
+        }
     }
 }
