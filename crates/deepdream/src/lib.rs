@@ -18,9 +18,13 @@
 //! # }
 //! ```
 
+pub mod checkpoint;
+pub mod classify;
 pub mod dream;
 pub mod error;
 pub mod image_io;
+pub mod imagenet;
+pub mod layers;
 pub mod models;
 pub mod network;
 pub mod onnx;

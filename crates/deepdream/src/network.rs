@@ -55,6 +55,11 @@ impl Preprocess {
         })
     }
 
+    /// How much one pixel level (1/255 of the range) changes each network channel.
+    pub fn value_per_pixel_level(&self) -> [f32; 3] {
+        self.channel_order().map(|c| 1.0 / self.std[c])
+    }
+
     /// Converts an RGB image to a `[1, 3, height, width]` network input.
     pub fn apply(&self, image: &image::RgbImage, device: &Device) -> Tensor<4> {
         let (width, height) = image.dimensions();
@@ -107,7 +112,7 @@ pub struct LayerInfo {
     pub kind: String,
     /// Its number of channels.
     pub channels: usize,
-    /// Input pixels per output pixel along each side.
+    /// Input pixels per output pixel along each side (0 for a global layer such as logits).
     pub stride: usize,
     /// Smallest square input that gives this layer at least one output pixel.
     pub min_input: usize,
@@ -132,6 +137,12 @@ pub trait Network {
     /// `[N, C, H, W]` (a layer without spatial extent comes back as `[N, C, 1, 1]`). Only the
     /// part of the network those layers depend on is run.
     fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>>;
+
+    /// The index of the layer holding the 1000 ImageNet class logits, if the network has an
+    /// ImageNet classifier.
+    fn class_layer(&self) -> Option<usize> {
+        None
+    }
 
     /// The error for a layer name that [`Network::layers`] does not list.
     fn unknown_layer(&self, name: &str) -> Error {

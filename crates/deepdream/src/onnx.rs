@@ -15,6 +15,7 @@ use burn::tensor::{Device, Tensor, TensorData, activation};
 use onnx_ir::{ArgType, Argument, Message, ModelProto, Node, OnnxGraphBuilder};
 
 use crate::error::{Error, Result};
+use crate::layers::{same_padding, window_output};
 use crate::network::{LayerInfo, Network, Preprocess};
 
 /// Maps a raw ONNX node name to the layer name users see, or `None` to hide the layer.
@@ -329,7 +330,12 @@ impl OnnxNetwork {
             if let Some(shape) = &probe[slot] {
                 layer.channels = shape.get(1).copied().unwrap_or(1);
                 let height = shape.get(2).copied().unwrap_or(1);
-                layer.stride = (STRIDE_PROBE_SIDE as f64 / height as f64).round().max(1.0) as usize;
+                // A layer that is 1x1 even for a large input has no spatial extent.
+                layer.stride = if height == 1 {
+                    0
+                } else {
+                    (STRIDE_PROBE_SIDE as f64 / height as f64).round() as usize
+                };
             }
             layer.min_input = min_input;
         }
@@ -484,6 +490,15 @@ impl Network for OnnxNetwork {
 
     fn default_layers(&self) -> &[String] {
         &self.default_layers
+    }
+
+    /// The last fully connected layer, if it has 1000 outputs (an ImageNet classifier).
+    fn class_layer(&self) -> Option<usize> {
+        let index = self
+            .layers
+            .iter()
+            .rposition(|l| l.kind.starts_with("Linear"))?;
+        (self.layers[index].channels == crate::imagenet::CLASS_COUNT).then_some(index)
     }
 
     fn unknown_layer(&self, name: &str) -> Error {
@@ -810,25 +825,6 @@ fn convert(node: &Node, device: &Device) -> std::result::Result<Op, String> {
     })
 }
 
-/// ONNX `SAME` padding for one spatial dimension.
-fn same_padding(
-    size: usize,
-    kernel: usize,
-    stride: usize,
-    dilation: usize,
-    upper: bool,
-) -> (usize, usize) {
-    let out = size.div_ceil(stride);
-    let needed =
-        ((out.saturating_sub(1)) * stride + (kernel - 1) * dilation + 1).saturating_sub(size);
-    let (small, large) = (needed / 2, needed - needed / 2);
-    if upper {
-        (small, large)
-    } else {
-        (large, small)
-    }
-}
-
 impl Padding {
     fn resolve(
         &self,
@@ -844,32 +840,6 @@ impl Padding {
             }
         }
     }
-}
-
-/// Output size of a sliding window along one dimension (`None` if empty), with ONNX's rule
-/// that in ceil mode the last window must start inside the input or its leading padding.
-fn window_output(
-    size: usize,
-    kernel: usize,
-    stride: usize,
-    dilation: usize,
-    pad: (usize, usize),
-    ceil: bool,
-) -> Option<usize> {
-    let span = dilation * (kernel - 1) + 1;
-    let padded = size + pad.0 + pad.1;
-    if padded < span {
-        return None;
-    }
-    let mut out = if ceil {
-        (padded - span).div_ceil(stride) + 1
-    } else {
-        (padded - span) / stride + 1
-    };
-    if ceil && (out - 1) * stride >= size + pad.0 {
-        out -= 1;
-    }
-    (out > 0).then_some(out)
 }
 
 fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {

@@ -59,10 +59,23 @@ pub fn ensure(spec: &ModelSpec, on_fetch: impl FnOnce(&ModelSpec)) -> Result<Pat
     fetch(spec)
 }
 
+/// The known model whose weight file `path` is (by sha256), if any.
+pub fn identify(path: &Path) -> Result<Option<&'static ModelSpec>> {
+    let hash = file_sha256(path)?;
+    Ok(crate::models::ALL
+        .iter()
+        .copied()
+        .find(|spec| spec.sha256 == hash))
+}
+
+fn file_sha256(path: &Path) -> Result<String> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    sha256_of(&mut file, &mut io::sink()).map_err(|e| Error::io(path, e))
+}
+
 /// Checks that the file at `path` has `spec`'s sha256.
 pub fn verify_file(spec: &ModelSpec, path: &Path) -> Result<()> {
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let actual = sha256_of(&mut file, &mut io::sink()).map_err(|e| Error::io(path, e))?;
+    let actual = file_sha256(path)?;
     if actual != spec.sha256 {
         return Err(Error::CorruptWeights {
             path: path.to_path_buf(),

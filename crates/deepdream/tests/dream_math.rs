@@ -66,20 +66,21 @@ fn one_step_is_the_normalised_ascent_clipped_to_pixels() {
     let device = Device::flex();
     let network = test_network(&device);
     let params = DreamParams {
-        step_size: 40.0,
+        step_size: 1500.0,
         ..params(1, 1, 0)
     };
     let dreamer = Dreamer::new(&network, params, &device).unwrap();
     let image = test_image(23, 17);
     let dreamed = dreamer.dream(&image, |_| {}).unwrap();
 
-    // By hand: x + step / mean|g| * g, clipped to the pixel range, deprocessed.
+    // By hand: x + step / mean|g| * g in pixel levels, clipped to the pixel range.
     let preprocess = network.preprocess();
     let x = preprocess.apply(&image, &device);
     let g = dreamer.gradient(x.clone()).unwrap();
     let mean: f32 = g.clone().abs().mean().into_scalar();
     assert!(mean > 0.0);
-    let stepped = x.add(g.mul_scalar(40.0 / mean));
+    // TF preprocessing: one pixel level is 1/127.5 in network units.
+    let stepped = x.add(g.mul_scalar(1500.0 / mean * (1.0 / 127.5)));
     let (lo, hi) = preprocess.value_range()[0];
     let expected = preprocess.invert(stepped.clamp(lo, hi)).unwrap();
     assert_eq!(dreamed, expected);

@@ -2,27 +2,13 @@
 
 mod common;
 
-use common::{fixture, vgg16};
+use common::{assert_matches_reference, fixture, photo_crop, vgg16};
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, image_io};
 use image::RgbImage;
 
 /// The crop of chelsea.png that scripts/make_vgg16_reference.py feeds onnxruntime.
 fn reference_crop() -> RgbImage {
-    let photo = image_io::load(&fixture("chelsea.png")).unwrap().to_rgb8();
-    image::imageops::crop_imm(&photo, 176, 64, 96, 96).to_image()
-}
-
-fn reference_values(layer: &str, what: &str) -> Vec<f32> {
-    let text = std::fs::read_to_string(fixture("vgg16_reference.txt")).unwrap();
-    let prefix = format!("{layer} {what} ");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .expect("reference line");
-    line[prefix.len()..]
-        .split_whitespace()
-        .map(|v| v.parse().unwrap())
-        .collect()
+    photo_crop(176, 64, 96)
 }
 
 #[test]
@@ -35,47 +21,15 @@ fn forward_matches_onnxruntime() {
         "block4_conv3",
         "block5_pool",
     ];
-    let indices: Vec<usize> = layers
-        .iter()
-        .map(|l| network.layer_index(l).unwrap())
-        .collect();
-    let input = network.preprocess().apply(&reference_crop(), &device);
-    let outputs = network.forward(input, &indices).unwrap();
-    for (layer, output) in layers.iter().zip(outputs) {
-        let dims: Vec<usize> = reference_values(layer, "shape")
-            .iter()
-            .map(|&d| d as usize)
-            .collect();
-        assert_eq!(output.dims().to_vec(), dims, "{layer} shape");
-        let [_, c, h, w] = output.dims();
-        let means: Vec<f32> = output
-            .clone()
-            .mean_dim(3)
-            .mean_dim(2)
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        let centre: Vec<f32> = output
-            .narrow(2, h / 2, 1)
-            .narrow(3, w / 2, 1)
-            .reshape([c])
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        for (what, actual) in [("channel_means", means), ("centre", centre)] {
-            let expected = reference_values(layer, what);
-            let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-            let error = actual
-                .iter()
-                .zip(&expected)
-                .map(|(a, e)| (a - e).abs() / scale)
-                .fold(0.0, f32::max);
-            assert!(
-                error < 1e-4,
-                "{layer} {what}: error {error} (relative to max {scale})"
-            );
-        }
-    }
+    let crop = reference_crop();
+    assert_matches_reference(
+        network.as_ref(),
+        &crop,
+        "vgg16_reference.txt",
+        &layers,
+        1e-4,
+        &device,
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The networks the tool knows by name: where each one's pretrained weights come from, how
 //! its input is preprocessed, and how it is loaded. One file per architecture.
 
+pub mod efficientnet_lite0;
+pub mod inception3;
 pub mod vgg16;
 
 use std::path::Path;
@@ -38,7 +40,7 @@ pub struct ModelSpec {
 }
 
 /// Every model the library can fetch and load by name.
-pub const ALL: &[&ModelSpec] = &[&vgg16::SPEC];
+pub const ALL: &[&ModelSpec] = &[&vgg16::SPEC, &inception3::SPEC, &efficientnet_lite0::SPEC];
 
 /// The model used when none is named.
 pub const DEFAULT: &ModelSpec = &vgg16::SPEC;

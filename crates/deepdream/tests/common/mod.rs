@@ -43,12 +43,88 @@ pub fn test_network(device: &Device) -> OnnxNetwork {
     .expect("test network loads")
 }
 
-/// The real VGG16, fetched into the cache on first use.
+/// A named model with its real weights, fetched into the cache on first use.
+pub fn model(name: &str, device: &Device) -> Box<dyn Network> {
+    let spec = models::find(name).unwrap();
+    let path = weights::ensure(spec, |_| eprintln!("fetching {name} weights for the tests"))
+        .expect("weights");
+    (spec.load)(&path, device).expect("model loads")
+}
+
+/// The real VGG16.
 pub fn vgg16(device: &Device) -> Box<dyn Network> {
-    let spec = models::find("vgg16").unwrap();
-    let path = weights::ensure(spec, |_| eprintln!("fetching VGG16 weights for the tests"))
-        .expect("VGG16 weights");
-    (spec.load)(&path, device).expect("VGG16 loads")
+    model("vgg16", device)
+}
+
+/// The `x`, `y`, `size` square crop of the fixture photo chelsea.png.
+pub fn photo_crop(x: u32, y: u32, size: u32) -> image::RgbImage {
+    let photo = deepdream::image_io::load(&fixture("chelsea.png"))
+        .unwrap()
+        .to_rgb8();
+    image::imageops::crop_imm(&photo, x, y, size, size).to_image()
+}
+
+/// Checks a network's activations on `image` against a reference file with `shape`,
+/// `channel_means` and `centre` lines per layer (written by the scripts in scripts/): each
+/// value within `tolerance` of the layer's largest reference value.
+pub fn assert_matches_reference(
+    network: &dyn Network,
+    image: &image::RgbImage,
+    reference: &str,
+    layers: &[&str],
+    tolerance: f32,
+    device: &Device,
+) {
+    let text = std::fs::read_to_string(fixture(reference)).unwrap();
+    let values = |layer: &str, what: &str| -> Vec<f32> {
+        let prefix = format!("{layer} {what} ");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .expect("reference line");
+        line[prefix.len()..]
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    let indices: Vec<usize> = layers
+        .iter()
+        .map(|l| network.layer_index(l).expect(l))
+        .collect();
+    let input = network.preprocess().apply(image, device);
+    let outputs = network.forward(input, &indices).unwrap();
+    for (layer, output) in layers.iter().zip(outputs) {
+        let dims: Vec<usize> = values(layer, "shape").iter().map(|&d| d as usize).collect();
+        assert_eq!(output.dims().to_vec(), dims, "{layer} shape");
+        let [_, c, h, w] = output.dims();
+        let means: Vec<f32> = output
+            .clone()
+            .mean_dim(3)
+            .mean_dim(2)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let centre: Vec<f32> = output
+            .narrow(2, h / 2, 1)
+            .narrow(3, w / 2, 1)
+            .reshape([c])
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        for (what, actual) in [("channel_means", means), ("centre", centre)] {
+            let expected = values(layer, what);
+            let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            let error = actual
+                .iter()
+                .zip(&expected)
+                .map(|(a, e)| (a - e).abs() / scale)
+                .fold(0.0, f32::max);
+            assert!(
+                error < tolerance,
+                "{layer} {what}: error {error} (relative to max {scale})"
+            );
+        }
+    }
 }
 
 /// Largest absolute difference, relative to 1 + |reference|.

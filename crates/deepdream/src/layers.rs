@@ -1,0 +1,228 @@
+//! Building blocks shared by the networks: convolution with folded batch norm, TensorFlow
+//! `SAME` padding, and the spatial arithmetic of sliding windows.
+
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor};
+
+/// ONNX/TensorFlow `SAME` padding for one dimension: the output is `ceil(size / stride)`;
+/// the odd pixel goes at the end (`upper`) or the start.
+pub fn same_padding(
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    upper: bool,
+) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let needed =
+        (out.saturating_sub(1) * stride + (kernel - 1) * dilation + 1).saturating_sub(size);
+    let (small, large) = (needed / 2, needed - needed / 2);
+    if upper {
+        (small, large)
+    } else {
+        (large, small)
+    }
+}
+
+/// Output size of a sliding window along one dimension (`None` if empty), with ONNX's rule
+/// that in ceil mode the last window must start inside the input or its leading padding.
+pub fn window_output(
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad: (usize, usize),
+    ceil: bool,
+) -> Option<usize> {
+    let span = dilation * (kernel - 1) + 1;
+    let padded = size + pad.0 + pad.1;
+    if padded < span {
+        return None;
+    }
+    let mut out = if ceil {
+        (padded - span).div_ceil(stride) + 1
+    } else {
+        (padded - span) / stride + 1
+    };
+    if ceil && (out - 1) * stride >= size + pad.0 {
+        out -= 1;
+    }
+    (out > 0).then_some(out)
+}
+
+/// A square window (kernel, stride, symmetric padding) on a network's main path, for
+/// working out strides and minimum input sizes of hand-written networks.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    /// Kernel side.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding on each side; `None` for `SAME` padding.
+    pub padding: Option<usize>,
+}
+
+impl Window {
+    /// The output side for an input side, `None` if empty.
+    pub fn apply(&self, size: usize) -> Option<usize> {
+        match self.padding {
+            Some(p) => window_output(size, self.kernel, self.stride, 1, (p, p), false),
+            None => (size > 0).then(|| size.div_ceil(self.stride)),
+        }
+    }
+}
+
+/// The total stride of a chain of windows and the smallest square input that leaves every
+/// window a non-empty output.
+pub fn chain_geometry(windows: &[Window]) -> (usize, usize) {
+    let stride = windows.iter().map(|w| w.stride).product();
+    let fits = |side: usize| {
+        windows
+            .iter()
+            .try_fold(side, |size, window| window.apply(size))
+            .is_some()
+    };
+    let min_input = (1..).find(|&side| fits(side)).expect("some input fits");
+    (stride, min_input)
+}
+
+/// How a convolution pads its input.
+#[derive(Clone, Copy, Debug)]
+pub enum ConvPadding {
+    /// Fixed padding `[(top, bottom), (left, right)]`.
+    Fixed([(usize, usize); 2]),
+    /// TensorFlow `SAME`: output `ceil(size / stride)`, the odd pixel at the end.
+    Same,
+}
+
+/// Batch-norm statistics: `y = gamma * (x - mean) / sqrt(var + epsilon) + beta`.
+pub struct BatchNorm {
+    /// Scale (`None` for a batch norm without one, i.e. 1).
+    pub gamma: Option<Vec<f32>>,
+    /// Shift.
+    pub beta: Vec<f32>,
+    /// Running mean.
+    pub mean: Vec<f32>,
+    /// Running variance.
+    pub var: Vec<f32>,
+    /// Added to the variance.
+    pub epsilon: f32,
+}
+
+/// A convolution (no bias) followed by batch norm, folded into one convolution with bias.
+pub struct ConvBn {
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: [usize; 2],
+    padding: ConvPadding,
+    groups: usize,
+}
+
+impl ConvBn {
+    /// Folds `bn` into the convolution `weight` (`[out, in / groups, kh, kw]`, row-major).
+    pub fn new(
+        weight: Vec<f32>,
+        shape: [usize; 4],
+        bn: BatchNorm,
+        stride: usize,
+        padding: ConvPadding,
+        groups: usize,
+        device: &Device,
+    ) -> Self {
+        let out = shape[0];
+        let per_output = weight.len() / out;
+        let scale: Vec<f32> = (0..out)
+            .map(|o| bn.gamma.as_ref().map_or(1.0, |g| g[o]) / (bn.var[o] + bn.epsilon).sqrt())
+            .collect();
+        let folded: Vec<f32> = weight
+            .iter()
+            .enumerate()
+            .map(|(i, w)| w * scale[i / per_output])
+            .collect();
+        let bias: Vec<f32> = (0..out)
+            .map(|o| bn.beta[o] - bn.mean[o] * scale[o])
+            .collect();
+        ConvBn {
+            weight: Tensor::<1>::from_floats(folded.as_slice(), device).reshape(shape),
+            bias: Tensor::<1>::from_floats(bias.as_slice(), device),
+            stride: [stride, stride],
+            padding,
+            groups,
+        }
+    }
+
+    /// Output channels.
+    pub fn channels(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// Convolution plus batch norm, no activation.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let [_, _, kh, kw] = self.weight.dims();
+        let padding = match self.padding {
+            ConvPadding::Fixed(padding) => padding,
+            ConvPadding::Same => [
+                same_padding(h, kh, self.stride[0], 1, true),
+                same_padding(w, kw, self.stride[1], 1, true),
+            ],
+        };
+        let options = ConvOptions {
+            stride: self.stride,
+            padding,
+            dilation: [1, 1],
+            groups: self.groups,
+        };
+        conv2d(x, self.weight.clone(), Some(self.bias.clone()), options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_padding_puts_the_odd_pixel_at_the_end() {
+        assert_eq!(same_padding(224, 3, 2, 1, true), (0, 1));
+        assert_eq!(same_padding(224, 3, 2, 1, false), (1, 0));
+        assert_eq!(same_padding(7, 5, 1, 1, true), (2, 2));
+    }
+
+    #[test]
+    fn chain_geometry_of_inception_stem() {
+        let w = |kernel, stride, padding| Window {
+            kernel,
+            stride,
+            padding: Some(padding),
+        };
+        // conv s2, conv, conv p1, max-pool s2: Inception v3's stem up to pool0.
+        let (stride, min) = chain_geometry(&[w(3, 2, 0), w(3, 1, 0), w(3, 1, 1), w(3, 2, 0)]);
+        assert_eq!((stride, min), (4, 11));
+    }
+
+    #[test]
+    fn folded_batch_norm_matches_conv_then_norm() {
+        let device = Device::flex();
+        let bn = BatchNorm {
+            gamma: Some(vec![2.0]),
+            beta: vec![0.5],
+            mean: vec![1.0],
+            var: vec![3.0],
+            epsilon: 1.0,
+        };
+        let conv = ConvBn::new(
+            vec![3.0],
+            [1, 1, 1, 1],
+            bn,
+            1,
+            ConvPadding::Fixed([(0, 0); 2]),
+            1,
+            &device,
+        );
+        let x = Tensor::<1>::from_floats([2.0], &device).reshape([1, 1, 1, 1]);
+        let y: f32 = conv.forward(x).into_scalar();
+        // conv: 6; norm: 2 * (6 - 1) / sqrt(3 + 1) + 0.5 = 5.5
+        assert!((y - 5.5).abs() < 1e-6, "{y}");
+    }
+}

