@@ -74,7 +74,7 @@ struct ModelArgs {
     #[arg(long, value_enum)]
     preprocess: Option<PreprocessPreset>,
     /// Per-channel mean to subtract, RGB order, on the 0-255 scale: `104,117,123`.
-    #[arg(long, value_name = "R,G,B", value_delimiter = ',', num_args = 3)]
+    #[arg(long, value_name = "R,G,B", value_delimiter = ',')]
     mean: Option<Vec<f32>>,
     /// Multiply pixels by this after subtracting the mean (e.g. 0.0078125 for 1/128).
     #[arg(long)]
@@ -93,9 +93,9 @@ enum PreprocessPreset {
 
 impl ModelArgs {
     /// The preprocessing flags applied on top of `base`, or `None` if none was given.
-    fn preprocess(&self, base: Preprocess) -> Option<Preprocess> {
+    fn preprocess(&self, base: Preprocess) -> Result<Option<Preprocess>> {
         if self.preprocess.is_none() && self.mean.is_none() && self.scale.is_none() && !self.bgr {
-            return None;
+            return Ok(None);
         }
         let mut p = match self.preprocess {
             Some(PreprocessPreset::Caffe) => Preprocess::CAFFE,
@@ -104,15 +104,21 @@ impl ModelArgs {
             None => base,
         };
         if let Some(mean) = &self.mean {
-            p.mean = [mean[0], mean[1], mean[2]];
+            let [r, g, b] = mean[..] else {
+                bail!("--mean takes three values, R,G,B (got {})", mean.len());
+            };
+            p.mean = [r, g, b];
         }
         if let Some(scale) = self.scale {
+            if !(scale.is_finite() && scale > 0.0) {
+                bail!("--scale must be a positive number");
+            }
             p.std = [1.0 / scale; 3];
         }
         if self.bgr {
             p.bgr = true;
         }
-        Some(p)
+        Ok(Some(p))
     }
 }
 
@@ -193,9 +199,10 @@ fn load_network(args: &ModelArgs, device: &Device) -> Result<Box<dyn Network>> {
     {
         bail!("weight file {} does not exist", path.display());
     }
+    let onnx_preprocess = args.preprocess(Preprocess::CAFFE)?;
     let (spec, path) = match (&args.model, &args.weights) {
         (None, Some(path))
-            if args.preprocess(Preprocess::CAFFE).is_none()
+            if onnx_preprocess.is_none()
                 && let Some(spec) = weights::identify(path)? =>
         {
             (spec, path.clone())
@@ -210,9 +217,7 @@ fn load_network(args: &ModelArgs, device: &Device) -> Result<Box<dyn Network>> {
                     path.display()
                 );
             }
-            let preprocess = args
-                .preprocess(Preprocess::CAFFE)
-                .unwrap_or(Preprocess::CAFFE);
+            let preprocess = onnx_preprocess.unwrap_or(Preprocess::CAFFE);
             return Ok(Box::new(OnnxNetwork::load(
                 path,
                 preprocess,
@@ -237,7 +242,7 @@ fn load_network(args: &ModelArgs, device: &Device) -> Result<Box<dyn Network>> {
             (spec, path)
         }
     };
-    if args.preprocess(spec.preprocess).is_some() {
+    if args.preprocess(spec.preprocess)?.is_some() {
         bail!(
             "--preprocess, --mean, --scale and --bgr are for ONNX files given with --weights alone; {} has its own preprocessing",
             spec.name

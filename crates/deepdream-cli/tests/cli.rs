@@ -374,3 +374,229 @@ fn layers_and_models_are_listed() {
         "unknown model",
     );
 }
+
+/// A named model's verified weight file.
+fn model_weights(name: &str) -> PathBuf {
+    let spec = models::find(name).unwrap();
+    weights::ensure(spec, |_| eprintln!("fetching {name} weights for the tests")).unwrap()
+}
+
+#[test]
+fn classifies_and_grows_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let lite = model_weights("efficientnet-lite0");
+    let l = lite.to_str().unwrap();
+    let chelsea = fixture("chelsea.png");
+    let result = deepdream(
+        dir.path(),
+        &[
+            "classify",
+            chelsea.to_str().unwrap(),
+            "--weights",
+            l,
+            "--top",
+            "3",
+        ],
+    );
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(first.contains("cat") || first.contains("tabby"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 3);
+
+    let input = small_photo(dir.path());
+    let out = dir.path().join("class.png");
+    let args = [
+        "dream",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--weights",
+        l,
+        "--class",
+        "goldfish",
+        "--octaves",
+        "1",
+        "--iterations",
+        "2",
+        "--seed",
+        "1",
+    ];
+    let result = deepdream(dir.path(), &args);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let text = image_io::read_png_text(&out).unwrap();
+    assert!(
+        text.iter()
+            .any(|(k, v)| k == "deepdream:class" && v == "1 (goldfish)"),
+        "{text:?}"
+    );
+
+    let mut unknown = args.to_vec();
+    unknown[7] = "tabby kat";
+    unknown[3] = dir
+        .path()
+        .join("unknown.png")
+        .to_str()
+        .unwrap()
+        .to_string()
+        .leak();
+    assert_error(
+        &deepdream(dir.path(), &unknown),
+        "unknown ImageNet class 'tabby kat': did you mean 'tabby' (281)",
+    );
+
+    // VGG16 here has no ImageNet head.
+    let vgg = vgg16_weights();
+    let args = [
+        "classify",
+        chelsea.to_str().unwrap(),
+        "--weights",
+        vgg.to_str().unwrap(),
+    ];
+    assert_error(&deepdream(dir.path(), &args), "has no ImageNet classifier");
+}
+
+#[test]
+fn weight_files_of_the_wrong_architecture_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = small_photo(dir.path());
+    let out = dir.path().join("out.png");
+    let (vgg, inception, lite) = (
+        vgg16_weights(),
+        model_weights("inception3"),
+        model_weights("efficientnet-lite0"),
+    );
+    for (model, file, expected) in [
+        (
+            "inception3",
+            &vgg,
+            "is not an Inception v3 TorchScript file",
+        ),
+        (
+            "efficientnet-lite0",
+            &inception,
+            "is not an EfficientNet-Lite0 checkpoint",
+        ),
+        ("inception3", &lite, "not an Inception v3 TorchScript file"),
+        ("vgg16", &lite, "not a valid ONNX file"),
+    ] {
+        let args = [
+            "dream",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--model",
+            model,
+            "--weights",
+            file.to_str().unwrap(),
+            "--iterations",
+            "1",
+        ];
+        assert_error(&deepdream(dir.path(), &args), expected);
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn any_onnx_cnn_can_dream_with_its_preprocessing() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = fixture("test_network.onnx");
+    let n = net.to_str().unwrap();
+    let result = deepdream(dir.path(), &["layers", "--weights", n]);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success() && stdout.contains("mixed") && stdout.contains("LRN"),
+        "{stdout}"
+    );
+
+    let input = small_photo(dir.path());
+    let out = dir.path().join("googlenet-shaped.png");
+    let o = out.to_str().unwrap();
+    let i = input.to_str().unwrap();
+    let dream = |extra: &[&str]| {
+        let mut args = vec![
+            "dream",
+            i,
+            "-o",
+            o,
+            "--weights",
+            n,
+            "--octaves",
+            "2",
+            "--iterations",
+            "2",
+            "--force",
+        ];
+        args.extend_from_slice(extra);
+        deepdream(dir.path(), &args)
+    };
+    for extra in [
+        &["--layers", "mixed", "--preprocess", "caffe"][..],
+        &[
+            "--layers",
+            "norm1,pool1:0.5",
+            "--mean",
+            "104,117,123",
+            "--bgr",
+        ],
+        &[
+            "--layers",
+            "conv_same_relu",
+            "--preprocess",
+            "tf",
+            "--scale",
+            "0.0078125",
+        ],
+    ] {
+        let result = dream(extra);
+        assert!(
+            result.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        assert!(out.exists());
+    }
+    assert_error(&dream(&[]), "has no default layer");
+    assert_error(&dream(&["--layers", "nope"]), "has no layer 'nope'");
+
+    let unsupported = fixture("unsupported_op.onnx");
+    let args = [
+        "dream",
+        i,
+        "-o",
+        o,
+        "--weights",
+        unsupported.to_str().unwrap(),
+        "--layers",
+        "conv_b_relu",
+        "--force",
+    ];
+    assert_error(
+        &deepdream(dir.path(), &args),
+        "unsupported ONNX operator Erf",
+    );
+
+    // Preprocessing flags belong to ONNX files; a named model has its own.
+    let args = [
+        "dream",
+        i,
+        "-o",
+        o,
+        "--model",
+        "vgg16",
+        "--preprocess",
+        "torch",
+        "--force",
+    ];
+    assert_error(&deepdream(dir.path(), &args), "has its own preprocessing");
+    let args = ["dream", i, "-o", o, "--weights", i, "--force"];
+    assert_error(&deepdream(dir.path(), &args), "not an .onnx file");
+}

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 /// The raw storages of a TorchScript zip, read by key.
 pub struct TorchScriptStorages {
     path: PathBuf,
+    what: String,
     archive: zip::ZipArchive<File>,
     prefix: String,
 }
@@ -19,9 +20,10 @@ pub struct TorchScriptStorages {
 impl TorchScriptStorages {
     /// Opens a TorchScript archive; `what` names the expected network in errors.
     pub fn open(path: &Path, what: &str) -> Result<Self> {
-        let wrong = |reason: String| Error::CorruptWeights {
+        let wrong = |reason: String| Error::WrongArchitecture {
             path: path.to_path_buf(),
-            reason: format!("not {what} TorchScript file ({reason})"),
+            expected: format!("{what} TorchScript file"),
+            reason,
         };
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let archive = zip::ZipArchive::new(file).map_err(|e| wrong(e.to_string()))?;
@@ -31,6 +33,7 @@ impl TorchScriptStorages {
             .ok_or_else(|| wrong("no tensor storages in it".into()))?;
         Ok(TorchScriptStorages {
             path: path.to_path_buf(),
+            what: format!("{what} TorchScript file"),
             archive,
             prefix,
         })
@@ -39,18 +42,17 @@ impl TorchScriptStorages {
     /// The fp32 values of storage `key`, which must hold exactly `len` of them.
     pub fn read(&mut self, key: usize, len: usize, what: &str) -> Result<Vec<f32>> {
         let name = format!("{}{key}", self.prefix);
-        let corrupt = |reason: String| Error::CorruptWeights {
+        let wrong = |reason: String| Error::WrongArchitecture {
             path: self.path.clone(),
+            expected: self.what.clone(),
             reason,
         };
-        let mut entry = self.archive.by_name(&name).map_err(|_| {
-            corrupt(format!(
-                "storage {key} ({what}) is missing: not the expected architecture"
-            ))
-        })?;
+        let Ok(mut entry) = self.archive.by_name(&name) else {
+            return Err(wrong(format!("storage {key} ({what}) is missing")));
+        };
         if entry.size() != (len * 4) as u64 {
-            return Err(corrupt(format!(
-                "storage {key} ({what}) holds {} bytes, expected {} for {len} floats: not the expected architecture",
+            return Err(wrong(format!(
+                "storage {key} ({what}) holds {} bytes, expected {} for {len} floats",
                 entry.size(),
                 len * 4
             )));
@@ -58,7 +60,10 @@ impl TorchScriptStorages {
         let mut bytes = Vec::with_capacity(len * 4);
         entry
             .read_to_end(&mut bytes)
-            .map_err(|e| corrupt(format!("storage {key}: {e}")))?;
+            .map_err(|e| Error::CorruptWeights {
+                path: self.path.clone(),
+                reason: format!("storage {key}: {e}"),
+            })?;
         Ok(f32_from_le(&bytes))
     }
 }
@@ -66,42 +71,50 @@ impl TorchScriptStorages {
 /// A PyTorch state dict, read tensor by tensor.
 pub struct StateDict {
     path: PathBuf,
+    what: String,
     reader: pytorch_reader::PytorchReader,
 }
 
 impl StateDict {
     /// Opens a `.pth`/`.pt` state dict; `what` names the expected network in errors.
     pub fn open(path: &Path, what: &str) -> Result<Self> {
+        let what = format!("{what} checkpoint");
         let reader =
-            pytorch_reader::PytorchReader::new(path).map_err(|e| Error::CorruptWeights {
+            pytorch_reader::PytorchReader::new(path).map_err(|e| Error::WrongArchitecture {
                 path: path.to_path_buf(),
-                reason: format!("not {what} checkpoint ({e})"),
+                expected: what.clone(),
+                reason: e.to_string(),
             })?;
         Ok(StateDict {
             path: path.to_path_buf(),
+            what,
             reader,
         })
     }
 
     /// The fp32 values of tensor `name`, which must have `shape`.
     pub fn read(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let wrong = |reason: String| Error::WrongArchitecture {
+            path: self.path.clone(),
+            expected: self.what.clone(),
+            reason,
+        };
         let corrupt = |reason: String| Error::CorruptWeights {
             path: self.path.clone(),
             reason,
         };
-        let tensor = self.reader.get(name).ok_or_else(|| {
-            corrupt(format!(
-                "tensor {name} is missing: not the expected architecture"
-            ))
-        })?;
+        let tensor = self
+            .reader
+            .get(name)
+            .ok_or_else(|| wrong(format!("it has no tensor {name}")))?;
         if tensor.shape() != shape {
-            return Err(corrupt(format!(
-                "tensor {name} has shape {:?}, expected {shape:?}: not the expected architecture",
+            return Err(wrong(format!(
+                "tensor {name} has shape {:?}, expected {shape:?}",
                 tensor.shape()
             )));
         }
         if tensor.dtype() != pytorch_reader::DType::F32 {
-            return Err(corrupt(format!(
+            return Err(wrong(format!(
                 "tensor {name} is {:?}, expected f32",
                 tensor.dtype()
             )));

@@ -80,6 +80,14 @@ pub enum Error {
     #[error("weight file {} is corrupt: {reason}", path.display())]
     CorruptWeights { path: PathBuf, reason: String },
 
+    /// A weight file that holds another network than the one it was loaded as.
+    #[error("weight file {} is not {expected}: {reason}", path.display())]
+    WrongArchitecture {
+        path: PathBuf,
+        expected: String,
+        reason: String,
+    },
+
     /// Any other I/O failure, with the path it concerns.
     #[error("{}: {source}", path.display())]
     Io {

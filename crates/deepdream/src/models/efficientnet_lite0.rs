@@ -82,6 +82,10 @@ impl MbConv {
     }
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per network, never moved in a loop"
+)]
 enum Stage {
     Stem(ConvBn),
     Block(MbConv),

@@ -84,6 +84,10 @@ fn avg_pool(x: Tensor<4>) -> Tensor<4> {
 }
 
 /// The mixed blocks; branch orders are the concatenation orders.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per network, never moved in a loop"
+)]
 enum Block {
     /// [1x1, 1x1→5x5, 1x1→3x3→3x3, avg-pool→1x1]
     A([Vec<Unit>; 4]),
@@ -152,6 +156,10 @@ impl Block {
 }
 
 /// One named stage of the network: its output is a dreamable layer.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per network, never moved in a loop"
+)]
 enum Stage {
     Conv(Unit),
     MaxPool,
