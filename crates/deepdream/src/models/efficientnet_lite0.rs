@@ -16,7 +16,7 @@ use super::ModelSpec;
 use crate::checkpoint::StateDict;
 use crate::error::Result;
 use crate::imagenet::CLASS_COUNT;
-use crate::layers::{BatchNorm, ConvBn, ConvPadding, Window, chain_geometry};
+use crate::layers::{BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, forward_stages};
 use crate::network::{LayerInfo, Network, Preprocess};
 
 /// EfficientNet-Lite0: `stem`, `block0` … `block15`, `head`, and the class `logits`.
@@ -286,11 +286,11 @@ impl Network for EfficientNetLite0 {
     }
 
     fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>> {
-        let last = layer_indices.iter().copied().max().unwrap_or(0);
-        let mut outputs: Vec<Option<Tensor<4>>> = vec![None; self.stages.len()];
-        let mut x = input;
-        for (index, stage) in self.stages.iter().enumerate().take(last + 1) {
-            x = match stage {
+        Ok(forward_stages(
+            &self.stages,
+            input,
+            layer_indices,
+            |stage, x| match stage {
                 Stage::Stem(conv) | Stage::Head(conv) => relu6(conv.forward(x)),
                 Stage::Block(block) => block.forward(x),
                 Stage::Logits { weight, bias } => {
@@ -301,14 +301,7 @@ impl Network for EfficientNetLite0 {
                         .add(bias.clone().unsqueeze::<2>());
                     logits.reshape([n, CLASS_COUNT, 1, 1])
                 }
-            };
-            if layer_indices.contains(&index) {
-                outputs[index] = Some(x.clone());
-            }
-        }
-        Ok(layer_indices
-            .iter()
-            .map(|&i| outputs[i].clone().expect("computed"))
-            .collect())
+            },
+        ))
     }
 }

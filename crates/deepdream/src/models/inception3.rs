@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor, activation::relu};
 use super::ModelSpec;
 use crate::checkpoint::TorchScriptStorages;
 use crate::error::Result;
-use crate::layers::{BatchNorm, ConvBn, ConvPadding, Window, chain_geometry};
+use crate::layers::{BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, forward_stages};
 use crate::network::{LayerInfo, Network, Preprocess};
 
 /// Inception v3: the stem `conv` … `pool1`, then the mixed blocks `mixed` … `mixed_10`.
@@ -411,22 +411,15 @@ impl Network for InceptionV3 {
     }
 
     fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>> {
-        let last = layer_indices.iter().copied().max().unwrap_or(0);
-        let mut outputs: Vec<Option<Tensor<4>>> = vec![None; self.stages.len()];
-        let mut x = input;
-        for (index, stage) in self.stages.iter().enumerate().take(last + 1) {
-            x = match stage {
+        Ok(forward_stages(
+            &self.stages,
+            input,
+            layer_indices,
+            |stage, x| match stage {
                 Stage::Conv(unit) => unit.forward(x),
                 Stage::MaxPool => max_pool(x, 2, 0),
                 Stage::Mixed(block) => block.forward(x),
-            };
-            if layer_indices.contains(&index) {
-                outputs[index] = Some(x.clone());
-            }
-        }
-        Ok(layer_indices
-            .iter()
-            .map(|&i| outputs[i].clone().expect("computed"))
-            .collect())
+            },
+        ))
     }
 }
