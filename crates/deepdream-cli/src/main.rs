@@ -19,6 +19,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[derive(Parser)]
 #[command(name = "deepdream", version, about, long_about = None)]
 struct Cli {
+    /// Number of CPU threads (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -163,9 +166,36 @@ struct DreamArgs {
     /// A random seed is chosen (and stored in PNG output) when omitted.
     #[arg(long)]
     seed: Option<u64>,
+    /// Memory budget for the gradient (`512M`, `2G`); larger images are dreamed in tiles.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1G")]
+    max_memory: u64,
     /// Overwrite the output file if it exists.
     #[arg(long)]
     force: bool,
+}
+
+/// Parses `1G`, `512M`, `800K` or a byte count.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&text[..i], text[i..].to_ascii_uppercase()),
+        None => (text, String::new()),
+    };
+    let scale: u64 = match unit.trim_end_matches(['B', 'I']) {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(format!("unknown unit in '{text}' (use K, M or G)")),
+    };
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size such as 512M or 2G"))?;
+    if !(number.is_finite() && number > 0.0) {
+        return Err(format!("'{text}' is not a positive size"));
+    }
+    Ok((number * scale as f64) as u64)
 }
 
 fn main() -> ExitCode {
@@ -180,6 +210,15 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Some(threads) = cli.threads {
+        if threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .context("cannot set up the thread pool")?;
+    }
     match cli.command {
         Command::Dream(args) => dream(args),
         Command::Layers(args) => list_layers(&args),
@@ -307,6 +346,7 @@ fn dream(args: DreamArgs) -> Result<()> {
         step_size: args.step,
         jitter: args.jitter,
         seed,
+        max_memory: Some(args.max_memory),
     };
     params.validate()?;
 
@@ -315,6 +355,21 @@ fn dream(args: DreamArgs) -> Result<()> {
     let dreamer = Dreamer::new(network.as_ref(), params, &device)?;
     let octaves = dreamer.octave_sizes(image.width(), image.height())?;
     let total = (octaves.len() * dreamer.params().iterations) as u64;
+    let plan = dreamer.plan(image.width() as usize, image.height() as usize)?;
+    let megapixel_steps: f64 = octaves
+        .iter()
+        .map(|&(h, w)| (h * w) as f64 / 1e6 * dreamer.params().iterations as f64)
+        .sum();
+    let mib = plan.gradient_bytes as f64 / (1 << 20) as f64;
+    match plan.tile {
+        None => eprintln!("Dreaming {}x{} with {} (about {mib:.0} MiB for the gradient)", image.width(), image.height(), network.name()),
+        Some(tile) => eprintln!(
+            "Dreaming {}x{} with {} in tiles of {tile} pixels (about {mib:.0} MiB per tile)",
+            image.width(),
+            image.height(),
+            network.name()
+        ),
+    }
 
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(total)
@@ -328,7 +383,15 @@ fn dream(args: DreamArgs) -> Result<()> {
         .expect("valid template"),
     );
     let start = Instant::now();
+    let mut estimated = false;
     let dreamed = dreamer.dream_image(&image, |p| {
+        if !estimated {
+            // The first step, on the smallest octave, gives the rate for the rest.
+            estimated = true;
+            let done = (p.width * p.height) as f64 / 1e6;
+            let seconds = start.elapsed().as_secs_f64() / done * megapixel_steps;
+            bar.suspend(|| eprintln!("Estimated time: about {}", human_duration(seconds)));
+        }
         bar.set_message(format!(
             "octave {}/{} ({}x{}), iteration {}/{}",
             p.octave + 1,
@@ -362,6 +425,16 @@ fn dream(args: DreamArgs) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+fn human_duration(seconds: f64) -> String {
+    if seconds < 90.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 5400.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
 }
 
 fn rand_seed() -> u64 {

@@ -10,11 +10,23 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::image_io;
-use crate::network::Network;
+use crate::network::{LayerInfo, Network};
 
 /// Longest side a guide image is scaled down to before its features are taken (the
 /// notebook used a 224x224 guide).
 pub const GUIDE_MAX_SIDE: u32 = 224;
+
+/// Memory the gradient's activations may use when the user sets no budget.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+
+/// How the gradient of an image of a given size will be computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Tile side in input pixels, or `None` for the whole image at once.
+    pub tile: Option<usize>,
+    /// Estimated memory of one gradient, in bytes.
+    pub gradient_bytes: u64,
+}
 
 /// A layer to dream on and the weight of its term in the objective.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +62,9 @@ pub struct DreamParams {
     pub jitter: u32,
     /// Seed of the jitter sequence.
     pub seed: u64,
+    /// Memory budget for one gradient, in bytes ([`DEFAULT_MEMORY_BUDGET`] when `None`);
+    /// images that need more are processed in tiles.
+    pub max_memory: Option<u64>,
 }
 
 impl Default for DreamParams {
@@ -66,6 +81,7 @@ impl Default for DreamParams {
             step_size: 1.5,
             jitter: 32,
             seed: 0,
+            max_memory: None,
         }
     }
 }
@@ -308,10 +324,53 @@ impl<'a> Dreamer<'a> {
         Ok(sizes)
     }
 
+    /// How the gradient of a `width`x`height` image is computed within the memory budget:
+    /// whole, or in the largest tiles that fit. An error if not even the smallest tile fits.
+    pub fn plan(&self, width: usize, height: usize) -> Result<Plan> {
+        let layers = self.network.layers();
+        let bytes_per_pixel = self
+            .terms
+            .iter()
+            .map(|t| layers[t.layer].bytes_per_pixel)
+            .fold(0.0f32, f32::max) as f64;
+        let budget = self.params.max_memory.unwrap_or(DEFAULT_MEMORY_BUDGET);
+        let whole = (bytes_per_pixel * (width * height) as f64) as u64;
+        if whole <= budget {
+            return Ok(Plan {
+                tile: None,
+                gradient_bytes: whole,
+            });
+        }
+        let over = |needed: u64, hint: &str| Error::OverMemoryBudget {
+            what: format!("the gradient of '{}'", self.terms[0].name),
+            needed_mib: needed.div_ceil(1 << 20),
+            budget_mib: budget >> 20,
+            hint: hint.to_string(),
+        };
+        let Some((stride, halo)) = self.tiling() else {
+            return Err(over(whole, " (class objectives cannot be tiled) or dream a smaller image"));
+        };
+        // Largest tile whose crop (tile, context each side, stride alignment) fits.
+        let crop_side = (budget as f64 / bytes_per_pixel).sqrt() as usize;
+        let tile = crop_side.saturating_sub(2 * (halo + stride)) / stride * stride;
+        let tile = tile.min(width.max(height).next_multiple_of(stride));
+        if tile == 0 {
+            let smallest = stride + 2 * (halo + stride);
+            let needed = (bytes_per_pixel * (smallest * smallest) as f64) as u64;
+            return Err(over(needed, " or choose a shallower layer"));
+        }
+        let crop = |side: usize| (tile + 2 * (halo + stride)).min(side);
+        Ok(Plan {
+            tile: Some(tile),
+            gradient_bytes: (bytes_per_pixel * (crop(width) * crop(height)) as f64) as u64,
+        })
+    }
+
     /// Dreams an RGB image; `progress` is called after every step.
     pub fn dream(&self, image: &RgbImage, mut progress: impl FnMut(Progress)) -> Result<RgbImage> {
         let preprocess = self.network.preprocess();
         let sizes = self.octave_sizes(image.width(), image.height())?;
+        self.plan(image.width() as usize, image.height() as usize)?;
         let mut rng = ChaCha8Rng::seed_from_u64(self.params.seed);
 
         // Octave bases, largest first: each one the previous one scaled down.
@@ -366,7 +425,20 @@ impl<'a> Dreamer<'a> {
         let ox = rng.random_range(-jitter..=jitter);
         let oy = rng.random_range(-jitter..=jitter);
         let shifted = image.roll(&[oy, ox], &[2, 3]);
-        let gradient = self.gradient(shifted.clone())?;
+        let [_, _, height, width] = shifted.dims();
+        let gradient = match self.plan(width, height)?.tile {
+            None => self.gradient(shifted.clone())?,
+            Some(tile) => {
+                // A new tile grid every step, like the jitter.
+                let (stride, _) = self.tiling().expect("a tiled plan has a tiling");
+                let cells = tile / stride;
+                let offset = (
+                    rng.random_range(0..cells) * stride,
+                    rng.random_range(0..cells) * stride,
+                );
+                self.tiled_gradient(shifted.clone(), tile, offset)?
+            }
+        };
         let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
         let rate = if mean_abs > 0.0 && mean_abs.is_finite() {
             self.params.step_size / mean_abs
@@ -387,43 +459,153 @@ impl<'a> Dreamer<'a> {
         Ok(Tensor::cat(channels, 1).roll(&[-oy, -ox], &[2, 3]))
     }
 
-    /// The gradient of the objective with respect to the (preprocessed) input.
+    /// The gradient of the objective with respect to the (preprocessed) input, computed on
+    /// the whole image at once.
     pub fn gradient(&self, input: Tensor<4>) -> Result<Tensor<4>> {
         let input = input.autodiff().require_grad();
         let indices: Vec<usize> = self.terms.iter().map(|t| t.layer).collect();
         let activations = self.network.forward(input.clone(), &indices)?;
-        let mut loss: Option<Tensor<1>> = None;
-        for (term, activation) in self.terms.iter().zip(activations) {
-            if let Some(class) = term.class {
-                // The class's logit itself, not its square: a negative logit must grow too.
-                let logit = activation.narrow(1, class, 1).sum().mul_scalar(term.weight);
-                loss = Some(match loss {
-                    Some(loss) => loss.add(logit),
-                    None => logit,
-                });
-                continue;
-            }
-            let activation = match &self.channels {
-                Some(channels) => activation.select(1, channels.clone().autodiff()),
-                None => activation,
-            };
-            let count = activation.shape().num_elements() as f32;
-            let value = match &term.guide {
-                // ½ Σ a²: its gradient at the layer is the activation itself.
-                None => activation.powi_scalar(2).sum().mul_scalar(0.5),
-                // Σ a·y: its gradient is y, the best-matching guide feature at each position.
-                Some(guide) => {
-                    let matched = matched_guide(activation.clone().inner(), guide);
-                    activation.mul(matched.autodiff()).sum()
+        let loss = self.loss(activations, None, None);
+        self.input_gradient(&input, loss)
+    }
+
+    /// The same gradient as [`Dreamer::gradient`], computed tile by tile so that memory
+    /// depends on `tile`, not on the image size. The layer outputs are split into tiles of
+    /// `tile` input pixels (a multiple of the layers' stride), the grid shifted by `offset`;
+    /// each tile runs on a crop with enough context around it that its outputs are exactly
+    /// those of the whole image, and only its own outputs enter the objective.
+    pub fn tiled_gradient(&self, input: Tensor<4>, tile: usize, offset: (usize, usize)) -> Result<Tensor<4>> {
+        let (stride, halo) = self.tiling().ok_or_else(|| {
+            Error::InvalidParameter("this objective cannot be computed in tiles".into())
+        })?;
+        if tile == 0 || tile % stride != 0 {
+            return Err(Error::InvalidParameter(format!(
+                "the tile size must be a multiple of {stride}"
+            )));
+        }
+        let [_, _, height, width] = input.dims();
+        let counts = self.full_counts(height, width)?;
+        let indices: Vec<usize> = self.terms.iter().map(|t| t.layer).collect();
+        let strides: Vec<usize> = indices.iter().map(|&i| self.network.layers()[i].stride).collect();
+        let mut gradient = input.zeros_like();
+        for (y0, y1) in tile_ranges(height, tile, offset.0 % tile) {
+            for (x0, x1) in tile_ranges(width, tile, offset.1 % tile) {
+                let (top, bottom) = crop_range(y0, y1, halo, stride, height);
+                let (left, right) = crop_range(x0, x1, halo, stride, width);
+                let crop = input
+                    .clone()
+                    .slice([0..1, 0..3, top..bottom, left..right])
+                    .autodiff()
+                    .require_grad();
+                let activations = self.network.forward(crop.clone(), &indices)?;
+                let owned: Vec<[std::ops::Range<usize>; 2]> = activations
+                    .iter()
+                    .zip(&strides)
+                    .map(|(a, &s)| {
+                        let [_, _, h, w] = a.dims();
+                        let rows = (y0 - top) / s..(y1.div_ceil(s) - top / s).min(h);
+                        let cols = (x0 - left) / s..(x1.div_ceil(s) - left / s).min(w);
+                        [rows, cols]
+                    })
+                    .collect();
+                if owned.iter().all(|[r, c]| r.is_empty() || c.is_empty()) {
+                    continue;
                 }
+                let loss = self.loss(activations, Some(&owned), Some(&counts));
+                let part = self.input_gradient(&crop, loss)?;
+                let region = [0..1, 0..3, top..bottom, left..right];
+                let sum = gradient.clone().slice(region.clone()).add(part);
+                gradient = gradient.slice_assign(region, sum);
+            }
+        }
+        Ok(gradient)
+    }
+
+    /// `(stride, halo)` for tiling: the coarsest stride of the objective's layers (a
+    /// multiple of the others) and their widest context; `None` if the objective mixes all
+    /// pixels (a class logit) or the strides do not nest.
+    pub fn tiling(&self) -> Option<(usize, usize)> {
+        let layers = self.network.layers();
+        let infos: Vec<&LayerInfo> = self.terms.iter().map(|t| &layers[t.layer]).collect();
+        if self.terms.iter().any(|t| t.class.is_some())
+            || infos.iter().any(|l| l.stride == 0 || l.halo == usize::MAX)
+        {
+            return None;
+        }
+        let stride = infos.iter().map(|l| l.stride).max()?;
+        let halo = infos.iter().map(|l| l.halo).max()?;
+        infos
+            .iter()
+            .all(|l| stride % l.stride == 0)
+            .then_some((stride, halo))
+    }
+
+    /// Each term's element count over the whole image (what its sum is divided by).
+    fn full_counts(&self, height: usize, width: usize) -> Result<Vec<f32>> {
+        let layers = self.network.layers();
+        self.terms
+            .iter()
+            .map(|term| {
+                let (h, w) = self
+                    .network
+                    .output_size(term.layer, height, width)
+                    .ok_or_else(|| Error::InvalidParameter("image too small for the layer".into()))?;
+                let channels = match &self.params.channels {
+                    Some(list) => list.len(),
+                    None => layers[term.layer].channels,
+                };
+                Ok((channels * h * w) as f32)
+            })
+            .collect()
+    }
+
+    /// The objective: each layer term's ½Σa² (or guide match) over its `owned` region (all
+    /// of it when `None`), weighted and divided by `counts` (the region's own element count
+    /// when `None`); class terms add their logit.
+    fn loss(
+        &self,
+        activations: Vec<Tensor<4>>,
+        owned: Option<&[[std::ops::Range<usize>; 2]]>,
+        counts: Option<&[f32]>,
+    ) -> Tensor<1> {
+        let mut loss: Option<Tensor<1>> = None;
+        for (index, (term, activation)) in self.terms.iter().zip(activations).enumerate() {
+            let value = if let Some(class) = term.class {
+                // The class's logit itself, not its square: a negative logit must grow too.
+                activation.narrow(1, class, 1).sum().mul_scalar(term.weight)
+            } else {
+                let activation = match owned.map(|o| o[index].clone()) {
+                    Some([rows, cols]) if rows.is_empty() || cols.is_empty() => continue,
+                    Some([rows, cols]) => activation
+                        .narrow(2, rows.start, rows.len())
+                        .narrow(3, cols.start, cols.len()),
+                    None => activation,
+                };
+                let activation = match &self.channels {
+                    Some(channels) => activation.select(1, channels.clone().autodiff()),
+                    None => activation,
+                };
+                let count = counts.map_or(activation.shape().num_elements() as f32, |c| c[index]);
+                let value = match &term.guide {
+                    // ½ Σ a²: its gradient at the layer is the activation itself.
+                    None => activation.powi_scalar(2).sum().mul_scalar(0.5),
+                    // Σ a·y: its gradient is y, the best-matching guide feature at each position.
+                    Some(guide) => {
+                        let matched = matched_guide(activation.clone().inner(), guide);
+                        activation.mul(matched.autodiff()).sum()
+                    }
+                };
+                value.mul_scalar(term.weight / count)
             };
-            let value = value.mul_scalar(term.weight / count);
             loss = Some(match loss {
                 Some(loss) => loss.add(value),
                 None => value,
             });
         }
-        let loss = loss.expect("at least one term");
+        loss.expect("at least one term with a region")
+    }
+
+    fn input_gradient(&self, input: &Tensor<4>, loss: Tensor<1>) -> Result<Tensor<4>> {
         let gradients = loss.backward();
         let gradient = input.grad(&gradients).ok_or_else(|| {
             Error::InvalidParameter("the objective does not depend on the image".into())
@@ -462,6 +644,31 @@ impl<'a> Dreamer<'a> {
             })
             .collect())
     }
+}
+
+/// The ranges `[start, end)` that split `0..size` into tiles of `tile`, the grid starting at
+/// `offset − tile` (so that a random offset moves every seam).
+fn tile_ranges(size: usize, tile: usize, offset: usize) -> Vec<(usize, usize)> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    let mut end = if offset == 0 { tile } else { offset };
+    while start < size {
+        let stop = end.min(size);
+        ranges.push((start, stop));
+        start = stop;
+        end += tile;
+    }
+    ranges
+}
+
+/// The crop around the owned range `start..end` of a dimension of `size`: `halo` pixels of
+/// context each side, beginning at a multiple of `stride` and ending where the image does
+/// modulo `stride`, so that every pooling and strided convolution keeps its phase.
+fn crop_range(start: usize, end: usize, halo: usize, stride: usize, size: usize) -> (usize, usize) {
+    let from = start.saturating_sub(halo) / stride * stride;
+    let to = (end + halo).min(size);
+    let to = (to + (size - to) % stride).min(size);
+    (from, to)
 }
 
 /// For each position of `activation` (`[1, C, H, W]`), the guide feature (`[C, P]`) with

@@ -116,6 +116,11 @@ pub struct LayerInfo {
     pub stride: usize,
     /// Smallest square input that gives this layer at least one output pixel.
     pub min_input: usize,
+    /// Input pixels of context an output pixel depends on beyond its own stride cell, on
+    /// each side (an upper bound; `usize::MAX` for a global layer).
+    pub halo: usize,
+    /// Rough memory a gradient through this layer needs per input pixel, in bytes.
+    pub bytes_per_pixel: f32,
 }
 
 /// A network the dream algorithm can run: layers, preprocessing and a forward pass.
@@ -143,6 +148,9 @@ pub trait Network {
     fn class_layer(&self) -> Option<usize> {
         None
     }
+
+    /// The spatial size of layer `layer`'s output for a `height`x`width` input, if any.
+    fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)>;
 
     /// The error for a layer name that [`Network::layers`] does not list.
     fn unknown_layer(&self, name: &str) -> Error {

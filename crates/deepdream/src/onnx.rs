@@ -15,7 +15,7 @@ use burn::tensor::{Device, Tensor, TensorData, activation};
 use onnx_ir::{ArgType, Argument, Message, ModelProto, Node, OnnxGraphBuilder};
 
 use crate::error::{Error, Result};
-use crate::layers::{same_padding, window_output};
+use crate::layers::{BYTES_PER_FLOAT_KEPT, same_padding, window_output};
 use crate::network::{LayerInfo, Network, Preprocess};
 
 /// Maps a raw ONNX node name to the layer name users see, or `None` to hide the layer.
@@ -315,12 +315,30 @@ impl OnnxNetwork {
                 channels: 0,
                 stride: 1,
                 min_input: 1,
+                halo: 0,
+                bytes_per_pixel: 0.0,
             });
             self.layer_slots.push(slot);
         }
 
         let probe = self.shapes(STRIDE_PROBE_SIDE, STRIDE_PROBE_SIDE);
         let min_inputs = self.min_inputs();
+        let halos = self.halos();
+        let probe_area = (STRIDE_PROBE_SIDE * STRIDE_PROBE_SIDE) as f32;
+        let floats: Vec<usize> = self
+            .layer_slots
+            .iter()
+            .map(|&slot| {
+                self.ancestry(slot)
+                    .iter()
+                    .filter_map(|&s| probe[s].as_ref().map(|shape| shape.iter().product::<usize>()))
+                    .sum()
+            })
+            .collect();
+        for ((layer, &slot), floats) in self.layers.iter_mut().zip(&self.layer_slots).zip(floats) {
+            layer.halo = halos[slot];
+            layer.bytes_per_pixel = floats as f32 / probe_area * BYTES_PER_FLOAT_KEPT;
+        }
         for ((layer, &slot), min_input) in self
             .layers
             .iter_mut()
@@ -360,6 +378,68 @@ impl OnnxNetwork {
             }
         }
         found
+    }
+
+    /// The slots that `slot` is computed from, itself included.
+    fn ancestry(&self, slot: usize) -> Vec<usize> {
+        let mut needed = vec![false; self.slot_count];
+        needed[slot] = true;
+        for step in self.steps.iter().rev() {
+            if needed[step.output] {
+                for input in &step.inputs {
+                    if let Operand::Slot(s) = input {
+                        needed[*s] = true;
+                    }
+                }
+            }
+        }
+        (0..self.slot_count).filter(|&s| needed[s]).collect()
+    }
+
+    /// For each slot, an upper bound of how many input pixels beyond its stride cell an
+    /// output pixel depends on (`usize::MAX` once a global operator has mixed all pixels).
+    fn halos(&self) -> Vec<usize> {
+        let mut reach = vec![(1usize, 0usize); self.slot_count];
+        for step in &self.steps {
+            let (stride, halo) = step
+                .inputs
+                .iter()
+                .filter_map(|input| match input {
+                    Operand::Slot(slot) => Some(reach[*slot]),
+                    Operand::Const(_) => None,
+                })
+                .fold((1, 0), |(s, h), (si, hi)| (s.max(si), h.max(hi)));
+            let window = match &step.op {
+                Op::Conv {
+                    weight,
+                    stride,
+                    dilation,
+                    ..
+                } => {
+                    let [_, _, kh, kw] = weight.dims();
+                    Some(((kh.max(kw) - 1) * dilation[0].max(dilation[1]), stride[0].max(stride[1])))
+                }
+                Op::MaxPool {
+                    kernel,
+                    stride,
+                    dilation,
+                    ..
+                } => Some(((kernel[0].max(kernel[1]) - 1) * dilation[0].max(dilation[1]), stride[0].max(stride[1]))),
+                Op::AvgPool { kernel, stride, .. } => Some((kernel[0].max(kernel[1]) - 1, stride[0].max(stride[1]))),
+                Op::GlobalAvgPool
+                | Op::Linear { .. }
+                | Op::Flatten { .. }
+                | Op::Reshape { .. }
+                | Op::Unsupported { .. } => None,
+                _ => Some((0, 1)),
+            };
+            reach[step.output] = match window {
+                Some(_) if halo == usize::MAX => (stride, usize::MAX),
+                Some((extent, step_stride)) => (stride * step_stride, halo + extent * stride),
+                None => (stride, usize::MAX),
+            };
+        }
+        reach.into_iter().map(|(_, halo)| halo).collect()
     }
 
     /// For each layer, the smallest square input that gives it a non-empty output.
@@ -490,6 +570,14 @@ impl Network for OnnxNetwork {
 
     fn default_layers(&self) -> &[String] {
         &self.default_layers
+    }
+
+    fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
+        let shape = self.shapes(height, width)[self.layer_slots[layer]].clone()?;
+        Some(match shape.as_slice() {
+            [_, _, h, w] => (*h, *w),
+            _ => (1, 1),
+        })
     }
 
     /// The last fully connected layer, if it has 1000 outputs (an ImageNet classifier).

@@ -16,7 +16,10 @@ use super::ModelSpec;
 use crate::checkpoint::StateDict;
 use crate::error::Result;
 use crate::imagenet::CLASS_COUNT;
-use crate::layers::{BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, forward_stages};
+use crate::layers::{
+    BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, chain_output,
+    forward_stages,
+};
 use crate::network::{LayerInfo, Network, Preprocess};
 
 /// EfficientNet-Lite0: `stem`, `block0` … `block15`, `head`, and the class `logits`.
@@ -96,6 +99,7 @@ enum Stage {
 /// EfficientNet-Lite0 with its ImageNet classifier.
 pub struct EfficientNetLite0 {
     stages: Vec<Stage>,
+    windows: Vec<Window>,
     layers: Vec<LayerInfo>,
     default_layers: Vec<String>,
 }
@@ -150,24 +154,31 @@ impl EfficientNetLite0 {
         let mut stages = Vec::new();
         let mut layers = Vec::new();
         let mut windows = Vec::new();
+        let mut floats_per_pixel = 3.0;
+        // Each stage as a SAME-padded window whose kernel (the stem's, or a block's
+        // depthwise) is its context; `kept` is the width of the tensors backward keeps.
         let mut add = |name: String,
                        kind: &str,
                        stage: Stage,
-                       channels: usize,
-                       stride: usize,
+                       (channels, kept): (usize, usize),
+                       (kernel, stride): (usize, usize),
                        stages: &mut Vec<Stage>| {
             windows.push(Window {
                 kernel: 1,
                 stride,
                 padding: None,
+                context: kernel - 1,
             });
-            let (stride, min_input) = chain_geometry(&windows);
+            let geometry = chain_geometry(&windows);
+            floats_per_pixel += kept as f32 / (geometry.stride * geometry.stride) as f32;
             layers.push(LayerInfo {
                 name,
                 kind: kind.to_string(),
                 channels,
-                stride,
-                min_input,
+                stride: geometry.stride,
+                min_input: geometry.min_input,
+                halo: geometry.halo,
+                bytes_per_pixel: floats_per_pixel * BYTES_PER_FLOAT_KEPT,
             });
             stages.push(stage);
         };
@@ -177,8 +188,8 @@ impl EfficientNetLite0 {
             "stem".into(),
             "Conv+BatchNorm+ReLU6",
             Stage::Stem(stem),
-            STEM_CHANNELS,
-            2,
+            (STEM_CHANNELS, 2 * STEM_CHANNELS),
+            (3, 2),
             &mut stages,
         );
         let mut inp = STEM_CHANNELS;
@@ -221,8 +232,8 @@ impl EfficientNetLite0 {
                     format!("block{index}"),
                     "MBConv",
                     Stage::Block(block),
-                    out,
-                    stride,
+                    (out, 4 * hidden + out),
+                    (kernel, stride),
                     &mut stages,
                 );
                 inp = out;
@@ -234,8 +245,8 @@ impl EfficientNetLite0 {
             "head".into(),
             "Conv+BatchNorm+ReLU6",
             Stage::Head(head),
-            HEAD_CHANNELS,
-            1,
+            (HEAD_CHANNELS, 2 * HEAD_CHANNELS),
+            (1, 1),
             &mut stages,
         );
 
@@ -247,17 +258,20 @@ impl EfficientNetLite0 {
                 .transpose(),
             bias: Tensor::<1>::from_floats(bias.as_slice(), device),
         };
-        let min_input = layers.last().map_or(1, |l: &LayerInfo| l.min_input);
+        let head_info = layers.last().expect("head layer").clone();
         stages.push(logits);
         layers.push(LayerInfo {
             name: "logits".into(),
             kind: "GlobalAvgPool+Linear".into(),
             channels: CLASS_COUNT,
             stride: 0,
-            min_input,
+            min_input: head_info.min_input,
+            halo: usize::MAX,
+            bytes_per_pixel: head_info.bytes_per_pixel,
         });
         Ok(EfficientNetLite0 {
             stages,
+            windows,
             layers,
             default_layers: SPEC.default_layers.iter().map(|l| l.to_string()).collect(),
         })
@@ -279,6 +293,14 @@ impl Network for EfficientNetLite0 {
 
     fn preprocess(&self) -> Preprocess {
         SPEC.preprocess
+    }
+
+    fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
+        if layer >= self.windows.len() {
+            return Some((1, 1));
+        }
+        let windows = &self.windows[..=layer];
+        Some((chain_output(windows, height)?, chain_output(windows, width)?))
     }
 
     fn class_layer(&self) -> Option<usize> {

@@ -13,7 +13,10 @@ use burn::tensor::{Device, Tensor, activation::relu};
 use super::ModelSpec;
 use crate::checkpoint::TorchScriptStorages;
 use crate::error::Result;
-use crate::layers::{BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, forward_stages};
+use crate::layers::{
+    BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, chain_output,
+    forward_stages,
+};
 use crate::network::{LayerInfo, Network, Preprocess};
 
 /// Inception v3: the stem `conv` … `pool1`, then the mixed blocks `mixed` … `mixed_10`.
@@ -169,6 +172,7 @@ enum Stage {
 /// Inception v3 up to `mixed_10`.
 pub struct InceptionV3 {
     stages: Vec<Stage>,
+    windows: Vec<Window>,
     layers: Vec<LayerInfo>,
     default_layers: Vec<String>,
 }
@@ -321,9 +325,19 @@ impl InceptionV3 {
             kernel: k,
             stride: s,
             padding: Some(p),
+            context: 0,
         };
         let pool = conv(3, 2, 0);
         let keep = conv(1, 1, 0);
+        // Branches reach further than the main path: the widest branch's extra extent.
+        let with_context = |window: Window, context| Window { context, ..window };
+        let (a, b, c, d, e) = (
+            with_context(keep, 4),  // 5x5, or 3x3 after 3x3
+            with_context(pool, 2),  // 3x3 p1 then 3x3 s2
+            with_context(keep, 12), // four 7-tap convolutions in a row
+            with_context(pool, 6),  // 1x7, 7x1 then 3x3 s2
+            with_context(keep, 4),  // 3x3 then 1x3/3x1
+        );
         // (name, stage, channels, main-path window)
         let stages: Vec<(&str, Stage, usize, Window)> = vec![
             (
@@ -353,40 +367,45 @@ impl InceptionV3 {
                 conv(3, 1, 0),
             ),
             ("pool1", Stage::MaxPool, 192, pool),
-            ("mixed", Stage::Mixed(l.block_a(192, 32)?), 256, keep),
-            ("mixed_1", Stage::Mixed(l.block_a(256, 64)?), 288, keep),
-            ("mixed_2", Stage::Mixed(l.block_a(288, 64)?), 288, keep),
-            ("mixed_3", Stage::Mixed(l.block_b()?), 768, pool),
-            ("mixed_4", Stage::Mixed(l.block_c(128)?), 768, keep),
-            ("mixed_5", Stage::Mixed(l.block_c(160)?), 768, keep),
-            ("mixed_6", Stage::Mixed(l.block_c(160)?), 768, keep),
-            ("mixed_7", Stage::Mixed(l.block_c(192)?), 768, keep),
-            ("mixed_8", Stage::Mixed(l.block_d()?), 1280, pool),
-            ("mixed_9", Stage::Mixed(l.block_e(1280, false)?), 2048, keep),
-            ("mixed_10", Stage::Mixed(l.block_e(2048, true)?), 2048, keep),
+            ("mixed", Stage::Mixed(l.block_a(192, 32)?), 256, a),
+            ("mixed_1", Stage::Mixed(l.block_a(256, 64)?), 288, a),
+            ("mixed_2", Stage::Mixed(l.block_a(288, 64)?), 288, a),
+            ("mixed_3", Stage::Mixed(l.block_b()?), 768, b),
+            ("mixed_4", Stage::Mixed(l.block_c(128)?), 768, c),
+            ("mixed_5", Stage::Mixed(l.block_c(160)?), 768, c),
+            ("mixed_6", Stage::Mixed(l.block_c(160)?), 768, c),
+            ("mixed_7", Stage::Mixed(l.block_c(192)?), 768, c),
+            ("mixed_8", Stage::Mixed(l.block_d()?), 1280, d),
+            ("mixed_9", Stage::Mixed(l.block_e(1280, false)?), 2048, e),
+            ("mixed_10", Stage::Mixed(l.block_e(2048, true)?), 2048, e),
         ];
         let mut windows = Vec::new();
         let mut layers = Vec::new();
         let mut network_stages = Vec::new();
+        let mut floats_per_pixel = 3.0;
         for (name, stage, channels, window) in stages {
             windows.push(window);
-            let (stride, min_input) = chain_geometry(&windows);
-            let kind = match &stage {
-                Stage::Conv(_) => "Conv+BatchNorm+Relu",
-                Stage::MaxPool => "MaxPool",
-                Stage::Mixed(_) => "Concat",
+            let geometry = chain_geometry(&windows);
+            let (kind, tensors_kept) = match &stage {
+                Stage::Conv(_) => ("Conv+BatchNorm+Relu", 2.0),
+                Stage::MaxPool => ("MaxPool", 1.0),
+                Stage::Mixed(_) => ("Concat", 5.0),
             };
+            floats_per_pixel += tensors_kept * channels as f32 / (geometry.stride * geometry.stride) as f32;
             layers.push(LayerInfo {
                 name: name.to_string(),
                 kind: kind.to_string(),
                 channels,
-                stride,
-                min_input,
+                stride: geometry.stride,
+                min_input: geometry.min_input,
+                halo: geometry.halo,
+                bytes_per_pixel: floats_per_pixel * BYTES_PER_FLOAT_KEPT,
             });
             network_stages.push(stage);
         }
         Ok(InceptionV3 {
             stages: network_stages,
+            windows,
             layers,
             default_layers: SPEC.default_layers.iter().map(|l| l.to_string()).collect(),
         })
@@ -408,6 +427,11 @@ impl Network for InceptionV3 {
 
     fn preprocess(&self) -> Preprocess {
         SPEC.preprocess
+    }
+
+    fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
+        let windows = &self.windows[..=layer];
+        Some((chain_output(windows, height)?, chain_output(windows, width)?))
     }
 
     fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>> {
