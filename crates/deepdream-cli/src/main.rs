@@ -362,7 +362,12 @@ fn dream(args: DreamArgs) -> Result<()> {
         .sum();
     let mib = plan.gradient_bytes as f64 / (1 << 20) as f64;
     match plan.tile {
-        None => eprintln!("Dreaming {}x{} with {} (about {mib:.0} MiB for the gradient)", image.width(), image.height(), network.name()),
+        None => eprintln!(
+            "Dreaming {}x{} with {} (about {mib:.0} MiB for the gradient)",
+            image.width(),
+            image.height(),
+            network.name()
+        ),
         Some(tile) => eprintln!(
             "Dreaming {}x{} with {} in tiles of {tile} pixels (about {mib:.0} MiB per tile)",
             image.width(),

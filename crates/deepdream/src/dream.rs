@@ -348,7 +348,10 @@ impl<'a> Dreamer<'a> {
             hint: hint.to_string(),
         };
         let Some((stride, halo)) = self.tiling() else {
-            return Err(over(whole, " (class objectives cannot be tiled) or dream a smaller image"));
+            return Err(over(
+                whole,
+                " (class objectives cannot be tiled) or dream a smaller image",
+            ));
         };
         // Largest tile whose crop (tile, context each side, stride alignment) fits.
         let crop_side = (budget as f64 / bytes_per_pixel).sqrt() as usize;
@@ -474,7 +477,12 @@ impl<'a> Dreamer<'a> {
     /// `tile` input pixels (a multiple of the layers' stride), the grid shifted by `offset`;
     /// each tile runs on a crop with enough context around it that its outputs are exactly
     /// those of the whole image, and only its own outputs enter the objective.
-    pub fn tiled_gradient(&self, input: Tensor<4>, tile: usize, offset: (usize, usize)) -> Result<Tensor<4>> {
+    pub fn tiled_gradient(
+        &self,
+        input: Tensor<4>,
+        tile: usize,
+        offset: (usize, usize),
+    ) -> Result<Tensor<4>> {
         let (stride, halo) = self.tiling().ok_or_else(|| {
             Error::InvalidParameter("this objective cannot be computed in tiles".into())
         })?;
@@ -486,7 +494,10 @@ impl<'a> Dreamer<'a> {
         let [_, _, height, width] = input.dims();
         let counts = self.full_counts(height, width)?;
         let indices: Vec<usize> = self.terms.iter().map(|t| t.layer).collect();
-        let strides: Vec<usize> = indices.iter().map(|&i| self.network.layers()[i].stride).collect();
+        let strides: Vec<usize> = indices
+            .iter()
+            .map(|&i| self.network.layers()[i].stride)
+            .collect();
         let mut gradient = input.zeros_like();
         for (y0, y1) in tile_ranges(height, tile, offset.0 % tile) {
             for (x0, x1) in tile_ranges(width, tile, offset.1 % tile) {
@@ -549,7 +560,9 @@ impl<'a> Dreamer<'a> {
                 let (h, w) = self
                     .network
                     .output_size(term.layer, height, width)
-                    .ok_or_else(|| Error::InvalidParameter("image too small for the layer".into()))?;
+                    .ok_or_else(|| {
+                        Error::InvalidParameter("image too small for the layer".into())
+                    })?;
                 let channels = match &self.params.channels {
                     Some(list) => list.len(),
                     None => layers[term.layer].channels,
@@ -576,9 +589,11 @@ impl<'a> Dreamer<'a> {
             } else {
                 let activation = match owned.map(|o| o[index].clone()) {
                     Some([rows, cols]) if rows.is_empty() || cols.is_empty() => continue,
-                    Some([rows, cols]) => activation
-                        .narrow(2, rows.start, rows.len())
-                        .narrow(3, cols.start, cols.len()),
+                    Some([rows, cols]) => activation.narrow(2, rows.start, rows.len()).narrow(
+                        3,
+                        cols.start,
+                        cols.len(),
+                    ),
                     None => activation,
                 };
                 let activation = match &self.channels {

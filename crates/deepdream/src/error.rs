@@ -38,8 +38,15 @@ pub enum Error {
     NoClassifier { model: String },
 
     /// The dream cannot fit the memory budget.
-    #[error("{what} needs about {needed_mib} MiB, over the {budget_mib} MiB budget; raise --max-memory{hint}")]
-    OverMemoryBudget { what: String, needed_mib: u64, budget_mib: u64, hint: String },
+    #[error(
+        "{what} needs about {needed_mib} MiB, over the {budget_mib} MiB budget; raise --max-memory{hint}"
+    )]
+    OverMemoryBudget {
+        what: String,
+        needed_mib: u64,
+        budget_mib: u64,
+        hint: String,
+    },
 
     /// Parameters that cannot work (zero iterations, a negative step, …).
     #[error("invalid parameter: {0}")]

@@ -66,12 +66,20 @@ pub struct Window {
     pub stride: usize,
     /// Padding on each side; `None` for `SAME` padding.
     pub padding: Option<usize>,
-    /// Extra context on each side (at this window's input scale) that side branches add,
-    /// e.g. a 5x5 convolution beside the main path's 1x1.
+    /// Extra reach on each side (at this window's input scale) that side branches add,
+    /// e.g. 2 for a 5x5 convolution (padding 2) beside the main path's 1x1.
     pub context: usize,
 }
 
 impl Window {
+    /// How far the window reaches beyond its output's stride cell on the farther side.
+    pub fn reach(&self) -> usize {
+        match self.padding {
+            Some(p) => p.max((self.kernel - 1).saturating_sub(p)),
+            None => self.kernel - 1,
+        }
+    }
+
     /// The output side for an input side, `None` if empty.
     pub fn apply(&self, size: usize) -> Option<usize> {
         match self.padding {
@@ -99,7 +107,7 @@ pub fn chain_geometry(windows: &[Window]) -> Geometry {
     let mut stride = 1;
     let mut halo = 0;
     for window in windows {
-        halo += (window.kernel - 1 + window.context) * stride;
+        halo += (window.reach() + window.context) * stride;
         stride *= window.stride;
     }
     Geometry {
@@ -252,8 +260,8 @@ mod tests {
         // conv s2, conv, conv p1, max-pool s2: Inception v3's stem up to pool0.
         let geometry = chain_geometry(&[w(3, 2, 0), w(3, 1, 0), w(3, 1, 1), w(3, 2, 0)]);
         assert_eq!((geometry.stride, geometry.min_input), (4, 11));
-        // Receptive field 2 + 2*2 + 2*2 + 2*2 = 14 pixels beyond a cell.
-        assert_eq!(geometry.halo, 14);
+        // Reach 2 + 2*2 + 1*2 + 2*2 = 12 pixels beyond a cell (the 3x3 p1 conv reaches 1).
+        assert_eq!(geometry.halo, 12);
     }
 
     #[test]

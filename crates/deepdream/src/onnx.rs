@@ -331,7 +331,11 @@ impl OnnxNetwork {
             .map(|&slot| {
                 self.ancestry(slot)
                     .iter()
-                    .filter_map(|&s| probe[s].as_ref().map(|shape| shape.iter().product::<usize>()))
+                    .filter_map(|&s| {
+                        probe[s]
+                            .as_ref()
+                            .map(|shape| shape.iter().product::<usize>())
+                    })
                     .sum()
             })
             .collect();
@@ -409,23 +413,49 @@ impl OnnxNetwork {
                     Operand::Const(_) => None,
                 })
                 .fold((1, 0), |(s, h), (si, hi)| (s.max(si), h.max(hi)));
+            // (reach beyond the stride cell, stride) of windowed operators.
+            let reach_of = |padding: &Padding, kernel: [usize; 2], dilation: [usize; 2]| {
+                (0..2)
+                    .map(|d| {
+                        let span = (kernel[d] - 1) * dilation[d];
+                        match padding {
+                            Padding::Explicit(p) => p[d].0.max(span.saturating_sub(p[d].0)),
+                            Padding::Same { .. } => span,
+                        }
+                    })
+                    .max()
+                    .unwrap_or(0)
+            };
             let window = match &step.op {
                 Op::Conv {
                     weight,
                     stride,
+                    padding,
                     dilation,
                     ..
                 } => {
                     let [_, _, kh, kw] = weight.dims();
-                    Some(((kh.max(kw) - 1) * dilation[0].max(dilation[1]), stride[0].max(stride[1])))
+                    Some((
+                        reach_of(padding, [kh, kw], *dilation),
+                        stride[0].max(stride[1]),
+                    ))
                 }
                 Op::MaxPool {
                     kernel,
                     stride,
+                    padding,
                     dilation,
                     ..
-                } => Some(((kernel[0].max(kernel[1]) - 1) * dilation[0].max(dilation[1]), stride[0].max(stride[1]))),
-                Op::AvgPool { kernel, stride, .. } => Some((kernel[0].max(kernel[1]) - 1, stride[0].max(stride[1]))),
+                } => Some((
+                    reach_of(padding, *kernel, *dilation),
+                    stride[0].max(stride[1]),
+                )),
+                Op::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                } => Some((reach_of(padding, *kernel, [1, 1]), stride[0].max(stride[1]))),
                 Op::GlobalAvgPool
                 | Op::Linear { .. }
                 | Op::Flatten { .. }

@@ -10,26 +10,48 @@ fn params(layers: &[&str]) -> DreamParams {
     DreamParams {
         layers: layers
             .iter()
-            .map(|l| LayerWeight { layer: l.to_string(), weight: 1.0 })
+            .map(|l| LayerWeight {
+                layer: l.to_string(),
+                weight: 1.0,
+            })
             .collect(),
         ..DreamParams::default()
     }
 }
 
 /// Relative error (L2) between the tiled and the whole-image gradient of a random image.
-fn tiled_error(network: &dyn Network, params: DreamParams, size: [usize; 2], tile: usize, offset: (usize, usize)) -> f64 {
+fn tiled_error(
+    network: &dyn Network,
+    params: DreamParams,
+    size: [usize; 2],
+    tile: usize,
+    offset: (usize, usize),
+) -> f64 {
     let device = Device::flex();
     let dreamer = Dreamer::new(network, params, &device).unwrap();
-    let input = Tensor::<4>::random([1, 3, size[0], size[1]], Distribution::Uniform(-1.0, 1.0), &device)
-        .mul_scalar(100.0);
-    let whole: Vec<f32> = dreamer.gradient(input.clone()).unwrap().into_data().try_to_vec().unwrap();
+    let input = Tensor::<4>::random(
+        [1, 3, size[0], size[1]],
+        Distribution::Uniform(-1.0, 1.0),
+        &device,
+    )
+    .mul_scalar(100.0);
+    let whole: Vec<f32> = dreamer
+        .gradient(input.clone())
+        .unwrap()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
     let tiled: Vec<f32> = dreamer
         .tiled_gradient(input, tile, offset)
         .unwrap()
         .into_data()
         .try_to_vec()
         .unwrap();
-    let diff: f64 = whole.iter().zip(&tiled).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let diff: f64 = whole
+        .iter()
+        .zip(&tiled)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
     let norm: f64 = whole.iter().map(|a| (*a as f64).powi(2)).sum();
     assert!(norm > 0.0);
     (diff / norm).sqrt()
@@ -40,7 +62,13 @@ fn vgg16_tiles_match_the_whole_image() {
     let device = Device::flex();
     let network = model("vgg16", &device);
     // 3x2 tiles of 64 px with a shifted grid, two layers of different strides.
-    let error = tiled_error(network.as_ref(), params(&["block3_conv3", "block4_conv3"]), [150, 190], 64, (24, 40));
+    let error = tiled_error(
+        network.as_ref(),
+        params(&["block3_conv3", "block4_conv3"]),
+        [150, 190],
+        64,
+        (24, 40),
+    );
     assert!(error < 1e-4, "VGG16: relative error {error}");
     let guided = DreamParams {
         guide: Some(common::photo_crop(100, 50, 120)),
@@ -48,7 +76,10 @@ fn vgg16_tiles_match_the_whole_image() {
         ..params(&["block4_conv3"])
     };
     let error = tiled_error(network.as_ref(), guided, [150, 190], 64, (8, 0));
-    assert!(error < 1e-4, "VGG16 guided, channels: relative error {error}");
+    assert!(
+        error < 1e-4,
+        "VGG16 guided, channels: relative error {error}"
+    );
 }
 
 #[test]
@@ -56,7 +87,13 @@ fn onnx_graph_tiles_match_the_whole_image() {
     let device = Device::flex();
     let network = test_network(&device);
     // Ceil-mode pooling, SAME padding with stride 2, concat and residual add.
-    let error = tiled_error(&network, params(&["conv_same_relu", "mixed"]), [45, 61], 8, (4, 0));
+    let error = tiled_error(
+        &network,
+        params(&["conv_same_relu", "mixed"]),
+        [45, 61],
+        8,
+        (4, 0),
+    );
     assert!(error < 1e-4, "test network: relative error {error}");
 }
 
@@ -64,7 +101,13 @@ fn onnx_graph_tiles_match_the_whole_image() {
 fn inception_and_efficientnet_tiles_match_the_whole_image() {
     let device = Device::flex();
     let inception = model("inception3", &device);
-    let error = tiled_error(inception.as_ref(), params(&["mixed_3"]), [170, 150], 64, (16, 48));
+    let error = tiled_error(
+        inception.as_ref(),
+        params(&["mixed_3"]),
+        [170, 150],
+        64,
+        (16, 48),
+    );
     assert!(error < 1e-4, "Inception v3: relative error {error}");
     let lite = model("efficientnet-lite0", &device);
     let error = tiled_error(lite.as_ref(), params(&["block8"]), [131, 150], 32, (16, 0));
@@ -76,7 +119,10 @@ fn plans_tile_big_images_and_refuse_impossible_budgets() {
     let device = Device::flex();
     let network = model("vgg16", &device);
     let dreamer = |max_memory| {
-        let params = DreamParams { max_memory: Some(max_memory), ..params(&["block4_conv3"]) };
+        let params = DreamParams {
+            max_memory: Some(max_memory),
+            ..params(&["block4_conv3"])
+        };
         Dreamer::new(network.as_ref(), params, &device).unwrap()
     };
     let small = dreamer(1 << 30).plan(640, 480).unwrap();
@@ -103,8 +149,15 @@ fn a_tiled_dream_runs() {
     };
     let dreamer = Dreamer::new(network.as_ref(), params, &device).unwrap();
     let image = common::photo_crop(20, 20, 250);
-    assert!(dreamer.plan(250, 250).unwrap().tile.is_some(), "small budget tiles");
+    assert!(
+        dreamer.plan(250, 250).unwrap().tile.is_some(),
+        "small budget tiles"
+    );
     let first = dreamer.dream(&image, |_| {}).unwrap();
-    assert_eq!(first, dreamer.dream(&image, |_| {}).unwrap(), "seeded tiled dreams repeat");
+    assert_eq!(
+        first,
+        dreamer.dream(&image, |_| {}).unwrap(),
+        "seeded tiled dreams repeat"
+    );
     assert_ne!(first, image);
 }

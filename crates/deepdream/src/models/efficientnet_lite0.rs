@@ -300,7 +300,10 @@ impl Network for EfficientNetLite0 {
             return Some((1, 1));
         }
         let windows = &self.windows[..=layer];
-        Some((chain_output(windows, height)?, chain_output(windows, width)?))
+        Some((
+            chain_output(windows, height)?,
+            chain_output(windows, width)?,
+        ))
     }
 
     fn class_layer(&self) -> Option<usize> {

@@ -329,14 +329,14 @@ impl InceptionV3 {
         };
         let pool = conv(3, 2, 0);
         let keep = conv(1, 1, 0);
-        // Branches reach further than the main path: the widest branch's extra extent.
+        // Branches reach further than the main path: the farthest branch's extra reach.
         let with_context = |window: Window, context| Window { context, ..window };
         let (a, b, c, d, e) = (
-            with_context(keep, 4),  // 5x5, or 3x3 after 3x3
-            with_context(pool, 2),  // 3x3 p1 then 3x3 s2
-            with_context(keep, 12), // four 7-tap convolutions in a row
-            with_context(pool, 6),  // 1x7, 7x1 then 3x3 s2
-            with_context(keep, 4),  // 3x3 then 1x3/3x1
+            with_context(keep, 2), // 5x5 p2, or 3x3 p1 after 3x3 p1
+            with_context(pool, 1), // 3x3 p1 then 3x3 s2
+            with_context(keep, 6), // two 7-tap convolutions (p3) per direction
+            with_context(pool, 3), // 7x1 p3 then 3x3 s2
+            with_context(keep, 2), // 3x3 p1 then 1x3/3x1 p1
         );
         // (name, stage, channels, main-path window)
         let stages: Vec<(&str, Stage, usize, Window)> = vec![
@@ -391,7 +391,8 @@ impl InceptionV3 {
                 Stage::MaxPool => ("MaxPool", 1.0),
                 Stage::Mixed(_) => ("Concat", 5.0),
             };
-            floats_per_pixel += tensors_kept * channels as f32 / (geometry.stride * geometry.stride) as f32;
+            floats_per_pixel +=
+                tensors_kept * channels as f32 / (geometry.stride * geometry.stride) as f32;
             layers.push(LayerInfo {
                 name: name.to_string(),
                 kind: kind.to_string(),
@@ -431,7 +432,10 @@ impl Network for InceptionV3 {
 
     fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
         let windows = &self.windows[..=layer];
-        Some((chain_output(windows, height)?, chain_output(windows, width)?))
+        Some((
+            chain_output(windows, height)?,
+            chain_output(windows, width)?,
+        ))
     }
 
     fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>> {
