@@ -486,7 +486,7 @@ impl<'a> Dreamer<'a> {
         let (stride, halo) = self.tiling().ok_or_else(|| {
             Error::InvalidParameter("this objective cannot be computed in tiles".into())
         })?;
-        if tile == 0 || tile % stride != 0 {
+        if tile == 0 || !tile.is_multiple_of(stride) {
             return Err(Error::InvalidParameter(format!(
                 "the tile size must be a multiple of {stride}"
             )));
