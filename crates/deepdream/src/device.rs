@@ -26,14 +26,22 @@ pub fn by_name(name: &str) -> Result<Device> {
         "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(Device::cuda(0)),
-        gpu @ ("wgpu" | "cuda") => Err(Error::InvalidParameter(format!(
-            "this build has no {gpu} support; build with `cargo build --release --features {gpu}`"
-        ))),
+        #[cfg(not(feature = "wgpu"))]
+        "wgpu" => Err(not_built("wgpu")),
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => Err(not_built("cuda")),
         other => Err(Error::InvalidParameter(format!(
             "unknown device '{other}' (available: {})",
             available().join(", ")
         ))),
     }
+}
+
+#[allow(dead_code, reason = "unused when both GPU features are on")]
+fn not_built(gpu: &str) -> Error {
+    Error::InvalidParameter(format!(
+        "this build has no {gpu} support; build with `cargo build --release --features {gpu}`"
+    ))
 }
 
 #[cfg(test)]
