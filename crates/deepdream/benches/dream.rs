@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench -p deepdream --bench dream            # everything
 //! cargo bench -p deepdream --bench dream -- --steps # the steps only
+//! cargo bench -p deepdream --bench dream --features wgpu -- --device wgpu
 //! ```
 
 use std::path::Path;
@@ -12,7 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use burn::tensor::{Distribution, Tensor};
-use deepdream::{Device, DreamParams, Dreamer, LayerWeight, image_io, models, weights};
+use deepdream::{DreamParams, Dreamer, LayerWeight, image_io, models, weights};
 
 const REPEATS: usize = 3;
 const SIZES: [usize; 2] = [224, 512];
@@ -23,10 +24,18 @@ fn median(mut times: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let steps_only = std::env::args().any(|a| a == "--steps");
+    let args: Vec<String> = std::env::args().collect();
+    let steps_only = args.iter().any(|a| a == "--steps");
+    let device_name = args
+        .iter()
+        .position(|a| a == "--device")
+        .and_then(|i| args.get(i + 1))
+        .map_or("cpu", String::as_str);
+    let device = deepdream::device::by_name(device_name).unwrap();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("deepdream benchmark: VGG16 block4_conv3, flex backend, {threads} threads");
-    let device = Device::flex();
+    println!(
+        "deepdream benchmark: VGG16 block4_conv3, device {device_name}, {threads} CPU threads"
+    );
     let spec = models::find("vgg16").unwrap();
     let path = weights::ensure(spec, |_| eprintln!("fetching VGG16 weights")).unwrap();
     let network = (spec.load)(&path, &device).unwrap();
