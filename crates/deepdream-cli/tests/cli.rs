@@ -15,8 +15,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// The verified VGG16 file, fetched into the user's cache on first use.
 fn vgg16_weights() -> PathBuf {
-    let spec = models::find("vgg16").unwrap();
-    weights::ensure(spec, |_| eprintln!("fetching VGG16 weights for the tests")).unwrap()
+    model_weights("vgg16")
 }
 
 /// Runs `deepdream ARGS` with its weight cache in `home`.

@@ -117,6 +117,14 @@ pub fn chain_geometry(windows: &[Window]) -> Geometry {
     }
 }
 
+/// The output size `(height, width)` of a chain of windows, `None` if empty.
+pub fn chain_size(windows: &[Window], height: usize, width: usize) -> Option<(usize, usize)> {
+    Some((
+        chain_output(windows, height)?,
+        chain_output(windows, width)?,
+    ))
+}
+
 /// The output side of a chain of windows for an input side, `None` if empty.
 pub fn chain_output(windows: &[Window], side: usize) -> Option<usize> {
     windows

@@ -17,7 +17,7 @@ use crate::checkpoint::StateDict;
 use crate::error::Result;
 use crate::imagenet::CLASS_COUNT;
 use crate::layers::{
-    BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, chain_output,
+    BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, chain_size,
     forward_stages,
 };
 use crate::network::{LayerInfo, Network, Preprocess};
@@ -299,11 +299,7 @@ impl Network for EfficientNetLite0 {
         if layer >= self.windows.len() {
             return Some((1, 1));
         }
-        let windows = &self.windows[..=layer];
-        Some((
-            chain_output(windows, height)?,
-            chain_output(windows, width)?,
-        ))
+        chain_size(&self.windows[..=layer], height, width)
     }
 
     fn class_layer(&self) -> Option<usize> {

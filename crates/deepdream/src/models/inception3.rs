@@ -14,7 +14,7 @@ use super::ModelSpec;
 use crate::checkpoint::TorchScriptStorages;
 use crate::error::Result;
 use crate::layers::{
-    BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, chain_output,
+    BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, chain_size,
     forward_stages,
 };
 use crate::network::{LayerInfo, Network, Preprocess};
@@ -431,11 +431,7 @@ impl Network for InceptionV3 {
     }
 
     fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
-        let windows = &self.windows[..=layer];
-        Some((
-            chain_output(windows, height)?,
-            chain_output(windows, width)?,
-        ))
+        chain_size(&self.windows[..=layer], height, width)
     }
 
     fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>> {
