@@ -1,9 +1,10 @@
 //! Building blocks shared by the networks: convolution with folded batch norm, TensorFlow
 //! `SAME` padding, and the spatial arithmetic of sliding windows.
 
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
+
+use crate::conv3x3::conv2d;
 
 /// ONNX/TensorFlow `SAME` padding for one dimension: the output is `ceil(size / stride)`;
 /// the odd pixel goes at the end (`upper`) or the start.

@@ -20,6 +20,7 @@
 
 pub mod checkpoint;
 pub mod classify;
+pub mod conv3x3;
 pub mod device;
 pub mod dream;
 pub mod error;

@@ -9,11 +9,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
+use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData, activation};
 use onnx_ir::{ArgType, Argument, Message, ModelProto, Node, OnnxGraphBuilder};
 
+use crate::conv3x3::conv2d;
 use crate::error::{Error, Result};
 use crate::layers::{BYTES_PER_FLOAT_KEPT, same_padding, window_output};
 use crate::network::{LayerInfo, Network, Preprocess};

@@ -1,0 +1,265 @@
+//! Fast 3x3, stride-1 convolution for the CPU backend: Winograd F(4x4, 3x3) for the forward
+//! pass and for the gradient with respect to the input, added to burn as a backend extension
+//! (a custom operation on `Flex` with its own backward pass under `Autodiff`).
+//!
+//! [`conv2d`] is a drop-in for `burn::tensor::module::conv2d` that takes this path for the
+//! convolutions it covers (3x3 kernel, stride 1, no dilation, no groups, `f32`, CPU) and
+//! burn's own convolution for the rest and on GPU devices. The weights and bias are constants
+//! on this path: DeepDream changes the image, never the network, so the weight gradient —
+//! as costly as the forward pass — is never computed.
+
+pub mod winograd;
+
+use std::borrow::Cow;
+
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::autodiff::{Autodiff, checkpoint::base::Checkpointer, grads::Gradients};
+use burn::backend::ops::ConvOptions;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
+use burn_flex::FlexTensor;
+
+use winograd::{Conv3x3Geometry, TransformedKernel};
+
+/// The 3x3, stride-1 convolution as a backend operation.
+#[backend_extension(Flex, Autodiff)]
+pub trait Conv3x3Backend: Backend {
+    /// `x` (NCHW) convolved with `weight` (`[out][in][3][3]`) plus `bias`, padded by
+    /// `pad_top` and `pad_left` (negative crops), giving `out_height` x `out_width` outputs.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the geometry, flat for the dispatch macro"
+    )]
+    fn conv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad_top: isize,
+        pad_left: isize,
+        out_height: usize,
+        out_width: usize,
+    ) -> FloatTensor<Self>;
+
+    /// The gradient of [`Self::conv3x3`] with respect to its input `in_height` x `in_width`,
+    /// from the gradient of its output: the convolution of `output_grad` with the kernel
+    /// rotated by 180° and its channels swapped, padded by `2 - pad`.
+    fn conv3x3_input_grad(
+        output_grad: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        pad_top: isize,
+        pad_left: isize,
+        in_height: usize,
+        in_width: usize,
+    ) -> FloatTensor<Self> {
+        let in_channels = weight.shape()[1];
+        let zero_bias = Self::float_zeros(
+            Shape::from([in_channels]),
+            &weight.device(),
+            weight.dtype().into(),
+        );
+        let rotated = Self::float_flip(Self::float_swap_dims(weight, 0, 1), &[2, 3]);
+        Self::conv3x3(
+            output_grad,
+            rotated,
+            zero_bias,
+            2 - pad_top,
+            2 - pad_left,
+            in_height,
+            in_width,
+        )
+    }
+}
+
+impl Conv3x3Backend for Flex {
+    fn conv3x3(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        pad_top: isize,
+        pad_left: isize,
+        out_height: usize,
+        out_width: usize,
+    ) -> FlexTensor {
+        let geometry = geometry(&x, &weight, pad_top, pad_left, out_height, out_width, false);
+        let kernel = TransformedKernel::forward(
+            &floats(&weight),
+            geometry.out_channels,
+            geometry.in_channels,
+        );
+        let output = winograd::conv3x3(&floats(&x), &kernel, Some(&floats(&bias)), &geometry);
+        flex_tensor(output, &geometry)
+    }
+
+    fn conv3x3_input_grad(
+        output_grad: FlexTensor,
+        weight: FlexTensor,
+        pad_top: isize,
+        pad_left: isize,
+        in_height: usize,
+        in_width: usize,
+    ) -> FlexTensor {
+        let geometry = geometry(
+            &output_grad,
+            &weight,
+            2 - pad_top,
+            2 - pad_left,
+            in_height,
+            in_width,
+            true,
+        );
+        let [out_channels, in_channels] = [weight.shape()[0], weight.shape()[1]];
+        let kernel = TransformedKernel::input_gradient(&floats(&weight), out_channels, in_channels);
+        let grad = winograd::conv3x3(&floats(&output_grad), &kernel, None, &geometry);
+        flex_tensor(grad, &geometry)
+    }
+}
+
+/// The convolution's geometry; `transposed` when `weight` maps the tensor's channels back
+/// (the input-gradient convolution).
+fn geometry(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    pad_top: isize,
+    pad_left: isize,
+    out_height: usize,
+    out_width: usize,
+    transposed: bool,
+) -> Conv3x3Geometry {
+    let [batch, in_channels, in_height, in_width] = x.shape().dims();
+    let [w_out, w_in, _, _] = weight.shape().dims();
+    Conv3x3Geometry {
+        batch,
+        in_channels,
+        in_height,
+        in_width,
+        out_channels: if transposed { w_in } else { w_out },
+        out_height,
+        out_width,
+        pad_top,
+        pad_left,
+    }
+}
+
+/// The tensor's values as contiguous `f32`, copied only when its layout is not contiguous.
+fn floats(tensor: &FlexTensor) -> Cow<'_, [f32]> {
+    match tensor.as_slice::<f32>() {
+        Some(values) => Cow::Borrowed(values),
+        None => Cow::Owned(
+            tensor
+                .to_contiguous()
+                .as_slice::<f32>()
+                .expect("f32")
+                .to_vec(),
+        ),
+    }
+}
+
+fn flex_tensor(values: Vec<f32>, g: &Conv3x3Geometry) -> FlexTensor {
+    let shape = [g.batch, g.out_channels, g.out_height, g.out_width];
+    FlexTensor::from_data(TensorData::new(values, Shape::from(shape)))
+}
+
+impl<B: Backend + Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
+    fn conv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad_top: isize,
+        pad_left: isize,
+        out_height: usize,
+        out_width: usize,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Conv3x3InputGrad;
+
+        impl<B: Backend + Conv3x3Backend> Backward<B, 1> for Conv3x3InputGrad {
+            /// The weight, the padding and the input's size.
+            type State = (B::FloatTensorPrimitive, isize, isize, usize, usize);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let (weight, pad_top, pad_left, in_height, in_width) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::conv3x3_input_grad(grad, weight, pad_top, pad_left, in_height, in_width)
+                });
+            }
+        }
+
+        let [_, _, in_height, in_width] = x.shape().dims();
+        let (x, node) = x.into_parts();
+        let weight = weight.into_primitive();
+        let output = B::conv3x3(
+            x,
+            weight.clone(),
+            bias.into_primitive(),
+            pad_top,
+            pad_left,
+            out_height,
+            out_width,
+        );
+        match Conv3x3InputGrad
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                prep.finish((weight, pad_top, pad_left, in_height, in_width), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+}
+
+/// `burn::tensor::module::conv2d`, through the Winograd kernel where it applies (see the
+/// module doc). The weight and bias are treated as constants there.
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    if !is_winograd_case(&x, &weight, &options) {
+        return burn::tensor::module::conv2d(x, weight, bias, options);
+    }
+    let [_, _, height, width] = x.dims();
+    let [(top, bottom), (left, right)] = options.padding;
+    let out_height = height + top + bottom - 2;
+    let out_width = width + left + right - 2;
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &weight.device()));
+    let output = <burn::backend::Dispatch as Conv3x3Backend>::conv3x3(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        top as isize,
+        left as isize,
+        out_height,
+        out_width,
+    );
+    Tensor::from_dispatch(output)
+}
+
+fn is_winograd_case(x: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptions<2>) -> bool {
+    let [_, _, kh, kw] = weight.dims();
+    let [_, _, height, width] = x.dims();
+    let [(top, bottom), (left, right)] = options.padding;
+    [kh, kw] == [3, 3]
+        && options.stride == [1, 1]
+        && options.dilation == [1, 1]
+        && options.groups == 1
+        && height + top + bottom > 2
+        && width + left + right > 2
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && on_cpu(&x.device())
+}
+
+/// Whether `device` is burn's CPU backend (with or without autodiff).
+fn on_cpu(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
+}
