@@ -15,6 +15,12 @@ use deepdream::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// mimalloc keeps freed memory for reuse: the dream allocates and frees tensors of tens of
+/// megabytes every step, and the system allocator hands each one back to the kernel, so every
+/// step paid again for page faults (about a third of a VGG16 step on 2 cores).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// DeepDream: amplify what a pretrained network sees in a photo.
 #[derive(Parser)]
 #[command(name = "deepdream", version, about, long_about = None)]

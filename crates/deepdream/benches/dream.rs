@@ -15,6 +15,10 @@ use std::time::Instant;
 use burn::tensor::{Distribution, Tensor};
 use deepdream::{DreamParams, Dreamer, LayerWeight, image_io, models, weights};
 
+/// The allocator the CLI uses (see its main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const REPEATS: usize = 3;
 const SIZES: [usize; 2] = [224, 512];
 

@@ -7,6 +7,11 @@
 
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, image_io, models, weights};
 
+/// A dream allocates and frees large tensors every step; mimalloc reuses that memory where
+/// the system allocator returns it to the kernel each time (1.5-1.7x slower steps).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> deepdream::Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(input), Some(output)) = (args.next(), args.next()) else {

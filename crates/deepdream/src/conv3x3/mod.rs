@@ -11,6 +11,7 @@
 pub mod winograd;
 
 use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
@@ -18,8 +19,9 @@ use burn::backend::autodiff::{Autodiff, checkpoint::base::Checkpointer, grads::G
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::Bytes;
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
-use burn_flex::FlexTensor;
+use burn_flex::{FlexTensor, Layout};
 
 use winograd::{Conv3x3Geometry, TransformedKernel};
 
@@ -83,11 +85,7 @@ impl Conv3x3Backend for Flex {
         out_width: usize,
     ) -> FlexTensor {
         let geometry = geometry(&x, &weight, pad_top, pad_left, out_height, out_width, false);
-        let kernel = TransformedKernel::forward(
-            &floats(&weight),
-            geometry.out_channels,
-            geometry.in_channels,
-        );
+        let kernel = cached_kernel(&weight, Direction::Forward);
         let output = winograd::conv3x3(&floats(&x), &kernel, Some(&floats(&bias)), &geometry);
         flex_tensor(output, &geometry)
     }
@@ -109,8 +107,7 @@ impl Conv3x3Backend for Flex {
             in_width,
             true,
         );
-        let [out_channels, in_channels] = [weight.shape()[0], weight.shape()[1]];
-        let kernel = TransformedKernel::input_gradient(&floats(&weight), out_channels, in_channels);
+        let kernel = cached_kernel(&weight, Direction::InputGradient);
         let grad = winograd::conv3x3(&floats(&output_grad), &kernel, None, &geometry);
         flex_tensor(grad, &geometry)
     }
@@ -140,6 +137,63 @@ fn geometry(
         pad_top,
         pad_left,
     }
+}
+
+/// Which convolution a transformed kernel computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    InputGradient,
+}
+
+/// A weight tensor's transformed kernel, kept while anything else holds the weight.
+struct CachedKernel {
+    /// Holding the weight's storage keeps it from being reused or changed in place (burn
+    /// changes a tensor's storage in place only when nothing else shares it).
+    storage: Arc<Bytes>,
+    layout: Layout,
+    direction: Direction,
+    kernel: Arc<TransformedKernel>,
+}
+
+/// Transformed kernels of the weights in use: a dream runs every convolution with the same
+/// weights hundreds of times, and transforming a 512x512 kernel takes about as long as a
+/// small convolution.
+static KERNELS: Mutex<Vec<CachedKernel>> = Mutex::new(Vec::new());
+
+/// `weight`'s kernel transformed for `direction`, from [`KERNELS`] when it is there.
+fn cached_kernel(weight: &FlexTensor, direction: Direction) -> Arc<TransformedKernel> {
+    let storage = weight.data_arc();
+    let found = |cache: &mut Vec<CachedKernel>| {
+        // Weights that only the cache still holds are gone for good.
+        cache.retain(|entry| Arc::strong_count(&entry.storage) > 1);
+        cache
+            .iter()
+            .find(|entry| {
+                Arc::ptr_eq(&entry.storage, &storage)
+                    && entry.layout == *weight.layout()
+                    && entry.direction == direction
+            })
+            .map(|entry| entry.kernel.clone())
+    };
+    if let Some(kernel) = found(&mut KERNELS.lock().expect("kernel cache")) {
+        return kernel;
+    }
+    let [out_channels, in_channels] = [weight.shape()[0], weight.shape()[1]];
+    let taps = floats(weight);
+    let kernel = Arc::new(match direction {
+        Direction::Forward => TransformedKernel::forward(&taps, out_channels, in_channels),
+        Direction::InputGradient => {
+            TransformedKernel::input_gradient(&taps, out_channels, in_channels)
+        }
+    });
+    KERNELS.lock().expect("kernel cache").push(CachedKernel {
+        storage,
+        layout: weight.layout().clone(),
+        direction,
+        kernel: kernel.clone(),
+    });
+    kernel
 }
 
 /// The tensor's values as contiguous `f32`, copied only when its layout is not contiguous.

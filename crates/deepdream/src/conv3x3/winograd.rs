@@ -10,6 +10,8 @@
 //! channels-last buffer (so the transforms run on contiguous runs of channels, which the
 //! compiler vectorises), transforms, multiplies and writes its own output rows.
 
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 /// Channels handled together by the transforms (one AVX register of `f32`).
@@ -152,14 +154,22 @@ pub fn conv3x3(
                 .map(move |r| (n, r))
         })
         .collect();
-    blocks.into_par_iter().for_each_init(
-        || Scratch::new(&plan),
-        |scratch, (n, first_row)| {
-            let rows = plan.rows_per_block.min(plan.tiles_y - first_row);
-            let block = Block { n, first_row, rows };
-            run_block(input, kernel, bias, &g, &plan, scratch, &block, out_ptr);
-        },
-    );
+    blocks.into_par_iter().for_each(|(n, first_row)| {
+        let rows = plan.rows_per_block.min(plan.tiles_y - first_row);
+        let block = Block { n, first_row, rows };
+        let mut scratch = Scratch::take(&plan);
+        run_block(
+            input,
+            kernel,
+            bias,
+            &g,
+            &plan,
+            &mut scratch,
+            &block,
+            out_ptr,
+        );
+        Scratch::give_back(scratch);
+    });
     output
 }
 
@@ -206,14 +216,40 @@ struct Scratch {
     products: Vec<f32>,
 }
 
+/// Buffers of finished blocks, for the next ones: fresh allocations of this size come from
+/// the operating system each time, page by page.
+static SCRATCH_POOL: Mutex<Vec<Scratch>> = Mutex::new(Vec::new());
+
 impl Scratch {
-    fn new(plan: &Plan) -> Self {
+    /// Buffers big enough for a block of `plan`, from the pool when it has some.
+    fn take(plan: &Plan) -> Self {
+        let pooled = SCRATCH_POOL.lock().expect("scratch pool").pop();
+        let mut scratch = pooled.unwrap_or(Self {
+            gathered: Vec::new(),
+            transformed: Vec::new(),
+            products: Vec::new(),
+        });
         let tiles = plan.rows_per_block * plan.tiles_x;
         let rows = plan.rows_per_block * OUT + 2;
-        Self {
-            gathered: vec![0.0; rows * plan.gathered_width * plan.in_p],
-            transformed: vec![0.0; ALPHA * ALPHA * tiles * plan.in_p],
-            products: vec![0.0; ALPHA * ALPHA * tiles * plan.out_p],
+        let grow = |buffer: &mut Vec<f32>, len: usize| {
+            if buffer.len() < len {
+                buffer.resize(len, 0.0);
+            }
+        };
+        grow(
+            &mut scratch.gathered,
+            rows * plan.gathered_width * plan.in_p,
+        );
+        grow(&mut scratch.transformed, ALPHA * ALPHA * tiles * plan.in_p);
+        grow(&mut scratch.products, ALPHA * ALPHA * tiles * plan.out_p);
+        scratch
+    }
+
+    /// Returns the buffers to the pool (one set per thread is all that is ever needed).
+    fn give_back(self) {
+        let mut pool = SCRATCH_POOL.lock().expect("scratch pool");
+        if pool.len() < rayon::current_num_threads() {
+            pool.push(self);
         }
     }
 }
