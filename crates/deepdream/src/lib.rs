@@ -17,6 +17,12 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! On the CPU, 3x3 convolutions run through a Winograd kernel ([`conv3x3`]). Programs that
+//! dream large images should use a caching allocator such as mimalloc
+//! (`#[global_allocator] static A: mimalloc::MiMalloc = mimalloc::MiMalloc;`, as the CLI
+//! does): the system allocator returns every large freed tensor to the kernel and pays for
+//! the page faults again on the next step.
 
 pub mod checkpoint;
 pub mod classify;

@@ -30,10 +30,6 @@ use winograd::{Conv3x3Geometry, TransformedKernel};
 pub trait Conv3x3Backend: Backend {
     /// `x` (NCHW) convolved with `weight` (`[out][in][3][3]`) plus `bias`, padded by
     /// `pad_top` and `pad_left` (negative crops), giving `out_height` x `out_width` outputs.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the geometry, flat for the dispatch macro"
-    )]
     fn conv3x3(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

@@ -26,14 +26,23 @@ const BLOCK_FLOATS: usize = 1 << 19;
 /// bottom and right follow from the output size). Negative padding crops the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv3x3Geometry {
+    /// Images in the batch.
     pub batch: usize,
+    /// Channels of the input.
     pub in_channels: usize,
+    /// Input rows.
     pub in_height: usize,
+    /// Input columns.
     pub in_width: usize,
+    /// Channels of the output.
     pub out_channels: usize,
+    /// Output rows: output row `y` reads input rows `y - pad_top ..= y - pad_top + 2`.
     pub out_height: usize,
+    /// Output columns: output column `x` reads input columns `x - pad_left ..= x - pad_left + 2`.
     pub out_width: usize,
+    /// Zero rows above the input (negative: input rows skipped).
     pub pad_top: isize,
+    /// Zero columns left of the input (negative: input columns skipped).
     pub pad_left: isize,
 }
 
