@@ -67,9 +67,14 @@ fn errors(case: &Case) -> (f32, f32) {
                 options(case),
             )
         };
-        let y_values = y.clone().into_data().to_vec::<f32>().unwrap();
+        let y_values = y.clone().into_data().try_to_vec::<f32>().unwrap();
         let grads = (y * probe.clone()).sum().backward();
-        let grad = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+        let grad = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         (y_values, grad)
     };
     let (fast_y, fast_grad) = run(true);
@@ -158,4 +163,18 @@ fn new_weights_are_not_mistaken_for_cached_ones() {
     let twice = conv3x3::conv2d(x, weight.mul_scalar(2.0), None, options);
     let difference: f32 = (twice - once.mul_scalar(2.0)).abs().max().into_scalar();
     assert!(difference < 1e-4, "difference {difference}");
+}
+
+#[test]
+fn weights_that_need_a_gradient_still_get_one() {
+    let device = Device::flex().autodiff();
+    let x = Tensor::<4>::random([1, 4, 9, 9], Distribution::Uniform(-1.0, 1.0), &device);
+    let weight =
+        Tensor::<4>::random([5, 4, 3, 3], Distribution::Uniform(-1.0, 1.0), &device).require_grad();
+    let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    let grads = conv3x3::conv2d(x, weight.clone(), None, options)
+        .sum()
+        .backward();
+    let grad: f32 = weight.grad(&grads).unwrap().abs().sum().into_scalar();
+    assert!(grad > 0.0, "weight gradient {grad}");
 }

@@ -31,7 +31,11 @@ fn gradient(network: &dyn Network, layer: &str, image: &TensorData, device: &Dev
     let dreamer = Dreamer::new(network, params(layer), device).unwrap();
     let input = Tensor::<4>::from_data(image.clone(), device);
     let gradient = dreamer.gradient(input).unwrap();
-    gradient.into_data().convert::<f32>().to_vec().unwrap()
+    gradient
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 fn relative_error(a: &[f32], b: &[f32]) -> f64 {
@@ -43,8 +47,8 @@ fn relative_error(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn gradients_match_the_cpu() {
     let cpu = Device::flex();
-    let image = Tensor::<4>::random([1, 3, 40, 36], Distribution::Uniform(-100.0, 100.0), &cpu)
-        .into_data();
+    let image =
+        Tensor::<4>::random([1, 3, 40, 36], Distribution::Uniform(-100.0, 100.0), &cpu).into_data();
     let cases: [(Box<dyn Fn(&Device) -> Box<dyn Network>>, &str); 2] = [
         (Box::new(|d| Box::new(test_network(d))), "mixed"),
         (Box::new(vgg16), "block3_conv3"),

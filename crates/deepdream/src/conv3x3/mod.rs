@@ -3,10 +3,10 @@
 //! (a custom operation on `Flex` with its own backward pass under `Autodiff`).
 //!
 //! [`conv2d`] is a drop-in for `burn::tensor::module::conv2d` that takes this path for the
-//! convolutions it covers (3x3 kernel, stride 1, no dilation, no groups, `f32`, CPU) and
-//! burn's own convolution for the rest and on GPU devices. The weights and bias are constants
-//! on this path: DeepDream changes the image, never the network, so the weight gradient —
-//! as costly as the forward pass — is never computed.
+//! convolutions it covers (3x3 kernel, stride 1, no dilation, no groups, `f32`, CPU, weight
+//! and bias not requiring gradients) and burn's own convolution for the rest and on GPU
+//! devices. DeepDream changes the image, never the network, so the weight gradient — as
+//! costly as the forward pass — is never computed.
 
 pub mod winograd;
 
@@ -267,14 +267,14 @@ impl<B: Backend + Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Auto
 }
 
 /// `burn::tensor::module::conv2d`, through the Winograd kernel where it applies (see the
-/// module doc). The weight and bias are treated as constants there.
+/// module doc).
 pub fn conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    if !is_winograd_case(&x, &weight, &options) {
+    if !is_winograd_case(&x, &weight, bias.as_ref(), &options) {
         return burn::tensor::module::conv2d(x, weight, bias, options);
     }
     let [_, _, height, width] = x.dims();
@@ -294,7 +294,14 @@ pub fn conv2d(
     Tensor::from_dispatch(output)
 }
 
-fn is_winograd_case(x: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptions<2>) -> bool {
+/// Whether the Winograd path computes this convolution: a 3x3, stride-1, ungrouped, undilated
+/// `f32` convolution on the CPU whose weight and bias need no gradient.
+fn is_winograd_case(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    options: &ConvOptions<2>,
+) -> bool {
     let [_, _, kh, kw] = weight.dims();
     let [_, _, height, width] = x.dims();
     let [(top, bottom), (left, right)] = options.padding;
@@ -306,6 +313,8 @@ fn is_winograd_case(x: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptions<2>)
         && width + left + right > 2
         && x.dtype() == DType::F32
         && weight.dtype() == DType::F32
+        && bias.is_none_or(|b| b.dtype() == DType::F32 && !b.is_require_grad())
+        && !weight.is_require_grad()
         && on_cpu(&x.device())
 }
 

@@ -474,9 +474,10 @@ fn input_tile(
         *column = input_1d(&d);
     }
     // (Bᵀ d) B along the columns, for each row.
-    for r in 0..ALPHA {
-        let row: [[f32; LANES]; ALPHA] = std::array::from_fn(|col| columns[col][r]);
-        let v = input_1d(&row);
+    let rows: [[[f32; LANES]; ALPHA]; ALPHA] =
+        std::array::from_fn(|r| std::array::from_fn(|col| columns[col][r]));
+    for (r, row) in rows.iter().enumerate() {
+        let v = input_1d(row);
         for (col, values) in v.iter().enumerate() {
             let start = dst_offset + (r * ALPHA + col) * dst_stride;
             dst[start..start + LANES].copy_from_slice(values);
