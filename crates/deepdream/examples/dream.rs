@@ -8,7 +8,7 @@
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, image_io, models, weights};
 
 /// A dream allocates and frees large tensors every step; mimalloc reuses that memory where
-/// the system allocator returns it to the kernel each time (1.5-1.7x slower steps).
+/// the system allocator returns it to the kernel each time (1.5x slower steps).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
