@@ -103,16 +103,6 @@ impl TransformedKernel {
             out_channels: outs,
         }
     }
-
-    /// Input channels of the convolution this kernel computes.
-    pub fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    /// Output channels of the convolution this kernel computes.
-    pub fn out_channels(&self) -> usize {
-        self.out_channels
-    }
 }
 
 /// `G g` for one column of three taps.
@@ -218,7 +208,7 @@ impl Plan {
     }
 }
 
-/// A block's buffers, reused across the blocks one rayon job runs.
+/// A block's buffers, pooled across blocks and calls (see [`SCRATCH_POOL`]).
 struct Scratch {
     gathered: Vec<f32>,
     transformed: Vec<f32>,
