@@ -6,7 +6,7 @@
 mod common;
 
 use burn::tensor::{Distribution, Tensor, TensorData};
-use common::{photo_crop, test_network, vgg16};
+use common::{photo_crop, relative_l2_error, test_network, vgg16};
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network};
 
 fn gpu() -> Device {
@@ -38,12 +38,6 @@ fn gradient(network: &dyn Network, layer: &str, image: &TensorData, device: &Dev
         .unwrap()
 }
 
-fn relative_error(a: &[f32], b: &[f32]) -> f64 {
-    let diff: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (diff / norm).sqrt()
-}
-
 #[test]
 fn gradients_match_the_cpu() {
     let cpu = Device::flex();
@@ -56,7 +50,7 @@ fn gradients_match_the_cpu() {
     for (load, layer) in cases {
         let on_cpu = gradient(load(&cpu).as_ref(), layer, &image, &cpu);
         let on_gpu = gradient(load(&gpu()).as_ref(), layer, &image, &gpu());
-        let error = relative_error(&on_gpu, &on_cpu);
+        let error = relative_l2_error(&on_gpu, &on_cpu);
         assert!(error < 1e-4, "{layer}: relative error {error:e}");
     }
 }

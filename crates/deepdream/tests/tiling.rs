@@ -3,7 +3,7 @@
 mod common;
 
 use burn::tensor::{Distribution, Tensor};
-use common::{model, test_network};
+use common::{model, relative_l2_error, test_network};
 use deepdream::{Device, DreamParams, Dreamer, Error, LayerWeight, Network};
 
 fn params(layers: &[&str]) -> DreamParams {
@@ -47,14 +47,7 @@ fn tiled_error(
         .into_data()
         .try_to_vec()
         .unwrap();
-    let diff: f64 = whole
-        .iter()
-        .zip(&tiled)
-        .map(|(a, b)| ((a - b) as f64).powi(2))
-        .sum();
-    let norm: f64 = whole.iter().map(|a| (*a as f64).powi(2)).sum();
-    assert!(norm > 0.0);
-    (diff / norm).sqrt()
+    relative_l2_error(&tiled, &whole)
 }
 
 #[test]

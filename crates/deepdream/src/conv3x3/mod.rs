@@ -23,6 +23,7 @@ use burn::tensor::Bytes;
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 use burn_flex::{FlexTensor, Layout};
 
+use crate::layers::window_output;
 use winograd::{Conv3x3Geometry, TransformedKernel};
 
 /// The 3x3, stride-1 convolution as a backend operation.
@@ -274,13 +275,11 @@ pub fn conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    if !is_winograd_case(&x, &weight, bias.as_ref(), &options) {
+    let Some([out_height, out_width]) = winograd_output_size(&x, &weight, bias.as_ref(), &options)
+    else {
         return burn::tensor::module::conv2d(x, weight, bias, options);
-    }
-    let [_, _, height, width] = x.dims();
-    let [(top, bottom), (left, right)] = options.padding;
-    let out_height = height + top + bottom - 2;
-    let out_width = width + left + right - 2;
+    };
+    let [(top, _), (left, _)] = options.padding;
     let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &weight.device()));
     let output = <burn::backend::Dispatch as Conv3x3Backend>::conv3x3(
         x.into_dispatch(),
@@ -294,28 +293,34 @@ pub fn conv2d(
     Tensor::from_dispatch(output)
 }
 
-/// Whether the Winograd path computes this convolution: a 3x3, stride-1, ungrouped, undilated
-/// `f32` convolution on the CPU whose weight and bias need no gradient.
-fn is_winograd_case(
+/// The output size (height, width) when the Winograd path computes this convolution: a
+/// 3x3, stride-1, ungrouped, undilated `f32` convolution on the CPU whose weight and bias
+/// need no gradient and whose output is not empty; `None` for burn's convolution.
+fn winograd_output_size(
     x: &Tensor<4>,
     weight: &Tensor<4>,
     bias: Option<&Tensor<1>>,
     options: &ConvOptions<2>,
-) -> bool {
+) -> Option<[usize; 2]> {
     let [_, _, kh, kw] = weight.dims();
-    let [_, _, height, width] = x.dims();
-    let [(top, bottom), (left, right)] = options.padding;
-    [kh, kw] == [3, 3]
+    let applies = [kh, kw] == [3, 3]
         && options.stride == [1, 1]
         && options.dilation == [1, 1]
         && options.groups == 1
-        && height + top + bottom > 2
-        && width + left + right > 2
         && x.dtype() == DType::F32
         && weight.dtype() == DType::F32
         && bias.is_none_or(|b| b.dtype() == DType::F32 && !b.is_require_grad())
         && !weight.is_require_grad()
-        && on_cpu(&x.device())
+        && on_cpu(&x.device());
+    if !applies {
+        return None;
+    }
+    let [_, _, height, width] = x.dims();
+    let [pad_y, pad_x] = options.padding;
+    Some([
+        window_output(height, 3, 1, 1, pad_y, false)?,
+        window_output(width, 3, 1, 1, pad_x, false)?,
+    ])
 }
 
 /// Whether `device` is burn's CPU backend (with or without autodiff).

@@ -145,6 +145,11 @@ pub fn conv3x3(
         return output;
     }
     let plan = Plan::new(&g);
+    // The bias, rounded up to whole lanes like the output channels.
+    let mut bias_lanes = vec![0.0f32; plan.out_p];
+    if let Some(bias) = bias {
+        bias_lanes[..g.out_channels].copy_from_slice(bias);
+    }
     let out_ptr = SharedOutput(output.as_mut_ptr());
     let blocks: Vec<(usize, usize)> = (0..g.batch)
         .flat_map(|n| {
@@ -160,7 +165,7 @@ pub fn conv3x3(
         run_block(
             input,
             kernel,
-            bias,
+            &bias_lanes,
             &g,
             &plan,
             &mut scratch,
@@ -266,7 +271,7 @@ unsafe impl Sync for SharedOutput {}
 fn run_block(
     input: &[f32],
     kernel: &TransformedKernel,
-    bias: Option<&[f32]>,
+    bias_lanes: &[f32],
     g: &Conv3x3Geometry,
     plan: &Plan,
     scratch: &mut Scratch,
@@ -339,10 +344,6 @@ fn run_block(
         });
 
     // Output transform, (Aᵀ m A) + bias, straight into the NCHW output.
-    let mut bias_lanes = vec![0.0f32; out_p];
-    if let Some(bias) = bias {
-        bias_lanes[..g.out_channels].copy_from_slice(bias);
-    }
     let products = &*products;
     with_simd(|| {
         for ty in 0..block.rows {

@@ -32,6 +32,19 @@ pub fn read_reference(name: &str) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
         .collect()
 }
 
+/// Relative L2 error of `actual` against `expected`, which must not be all zero.
+pub fn relative_l2_error(actual: &[f32], expected: &[f32]) -> f64 {
+    assert_eq!(actual.len(), expected.len(), "lengths");
+    let diff: f64 = actual
+        .iter()
+        .zip(expected)
+        .map(|(a, e)| ((a - e) as f64).powi(2))
+        .sum();
+    let norm: f64 = expected.iter().map(|e| (*e as f64).powi(2)).sum();
+    assert!(norm > 0.0, "the expected values are all zero");
+    (diff / norm).sqrt()
+}
+
 /// The small GoogLeNet-shaped test network (random weights), with raw node names as layers.
 pub fn test_network(device: &Device) -> OnnxNetwork {
     OnnxNetwork::load(
