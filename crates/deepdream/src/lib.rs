@@ -33,6 +33,7 @@ pub mod error;
 pub mod image_io;
 pub mod imagenet;
 pub mod layers;
+pub mod media;
 pub mod models;
 pub mod network;
 pub mod onnx;

@@ -1,0 +1,3 @@
+//! Moving pictures: optical flow between frames.
+
+pub mod flow;
