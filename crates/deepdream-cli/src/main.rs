@@ -8,11 +8,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use clap::{Args, Parser, Subcommand};
+use deepdream::dream::Plan;
 use deepdream::onnx::raw_layer_name;
 use deepdream::{
-    Device, DreamParams, Dreamer, LayerWeight, Network, OnnxNetwork, Preprocess, classify,
-    image_io, imagenet, models, weights,
+    Device, DreamParams, Dreamer, LayerWeight, Network, OnnxNetwork, Preprocess, Progress,
+    classify, image_io, imagenet, models, weights,
 };
+
+mod animation;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// mimalloc keeps freed memory for reuse: the dream allocates and frees tensors of tens of
@@ -39,6 +42,10 @@ struct Cli {
 enum Command {
     /// Dream an image and write the result.
     Dream(DreamArgs),
+    /// Make an endless-zoom animation: each frame the previous one zoomed and dreamed again.
+    Zoom(animation::ZoomArgs),
+    /// Dream a video, frame by frame, kept coherent along the optical flow.
+    Video(animation::VideoArgs),
     /// List the layers a model can dream on, with channels and stride.
     Layers(ModelArgs),
     /// Print the ImageNet classes a network sees in an image.
@@ -142,6 +149,16 @@ struct DreamArgs {
     #[arg(short, long)]
     output: PathBuf,
     #[command(flatten)]
+    dream: DreamOptions,
+    /// Overwrite the output file if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+/// The options of a dream, shared by `dream`, `zoom` and `video`.
+#[derive(Args)]
+struct DreamOptions {
+    #[command(flatten)]
     model: ModelArgs,
     /// Layers to amplify, with optional weights: `block3_conv3:0.5,block4_conv3:1`.
     #[arg(long, value_name = "LAYER[:WEIGHT],...")]
@@ -178,9 +195,63 @@ struct DreamArgs {
     /// Memory budget for the gradient (`512M`, `2G`); larger images are dreamed in tiles.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1G")]
     max_memory: u64,
-    /// Overwrite the output file if it exists.
-    #[arg(long)]
-    force: bool,
+}
+
+impl DreamOptions {
+    /// The dream parameters these options give (a random seed when none was given).
+    fn params(&self) -> Result<DreamParams> {
+        let guide = match &self.guide {
+            Some(path) => Some(image_io::load(path)?.to_rgb8()),
+            None => None,
+        };
+        let layers = match &self.layers {
+            Some(text) => {
+                let layers = parse_layers(text)?;
+                if layers.is_empty() {
+                    bail!("--layers is empty");
+                }
+                layers
+            }
+            None => Vec::new(),
+        };
+        let class = self
+            .class
+            .as_deref()
+            .map(imagenet::find_class)
+            .transpose()?;
+        let params = DreamParams {
+            layers,
+            channels: self.channels.clone(),
+            class,
+            guide,
+            octaves: self.octaves,
+            octave_scale: self.octave_scale,
+            iterations: self.iterations,
+            step_size: self.step,
+            jitter: self.jitter,
+            seed: self.seed.unwrap_or_else(rand_seed),
+            max_memory: Some(self.max_memory),
+        };
+        params.validate()?;
+        Ok(params)
+    }
+
+    /// Everything that decides the pictures besides the parameters themselves, as text
+    /// entries (the model, the guide file).
+    fn metadata(&self, network: &dyn Network, params: &DreamParams) -> Vec<(String, String)> {
+        let mut metadata = vec![
+            (
+                "Software".to_string(),
+                format!("deepdream {}", env!("CARGO_PKG_VERSION")),
+            ),
+            ("deepdream:model".to_string(), network.name().to_string()),
+        ];
+        metadata.extend(params.metadata());
+        if let Some(guide) = &self.guide {
+            metadata.push(("deepdream:guide".to_string(), guide.display().to_string()));
+        }
+        metadata
+    }
 }
 
 /// Parses `1G`, `512M`, `800K` or a byte count.
@@ -231,6 +302,8 @@ fn run(cli: Cli) -> Result<()> {
     let device = deepdream::device::by_name(&cli.device)?;
     match cli.command {
         Command::Dream(args) => dream(args, &device),
+        Command::Zoom(args) => animation::zoom(args, &device),
+        Command::Video(args) => animation::video(args, &device),
         Command::Layers(args) => list_layers(&args, &device),
         Command::Classify { image, model, top } => classify_image(&image, &model, top, &device),
         Command::Models { command } => match command {
@@ -325,42 +398,9 @@ fn parse_layers(text: &str) -> Result<Vec<LayerWeight>> {
 fn dream(args: DreamArgs, device: &Device) -> Result<()> {
     image_io::check_output(&args.input, &args.output, args.force)?;
     let image = image_io::load(&args.input)?;
-    let guide = match &args.guide {
-        Some(path) => Some(image_io::load(path)?.to_rgb8()),
-        None => None,
-    };
-    let layers = match &args.layers {
-        Some(text) => {
-            let layers = parse_layers(text)?;
-            if layers.is_empty() {
-                bail!("--layers is empty");
-            }
-            layers
-        }
-        None => Vec::new(),
-    };
-    let seed = args.seed.unwrap_or_else(rand_seed);
-    let class = args
-        .class
-        .as_deref()
-        .map(imagenet::find_class)
-        .transpose()?;
-    let params = DreamParams {
-        layers,
-        channels: args.channels.clone(),
-        class,
-        guide,
-        octaves: args.octaves,
-        octave_scale: args.octave_scale,
-        iterations: args.iterations,
-        step_size: args.step,
-        jitter: args.jitter,
-        seed,
-        max_memory: Some(args.max_memory),
-    };
-    params.validate()?;
-
-    let network = load_network(&args.model, device)?;
+    let params = args.dream.params()?;
+    let seed = params.seed;
+    let network = load_network(&args.dream.model, device)?;
     let dreamer = Dreamer::new(network.as_ref(), params, device)?;
     let octaves = dreamer.octave_sizes(image.width(), image.height())?;
     let total = (octaves.len() * dreamer.params().iterations) as u64;
@@ -369,33 +409,9 @@ fn dream(args: DreamArgs, device: &Device) -> Result<()> {
         .iter()
         .map(|&(h, w)| (h * w) as f64 / 1e6 * dreamer.params().iterations as f64)
         .sum();
-    let mib = plan.gradient_bytes as f64 / (1 << 20) as f64;
-    match plan.tile {
-        None => eprintln!(
-            "Dreaming {}x{} with {} (about {mib:.0} MiB for the gradient)",
-            image.width(),
-            image.height(),
-            network.name()
-        ),
-        Some(tile) => eprintln!(
-            "Dreaming {}x{} with {} in tiles of {tile} pixels (about {mib:.0} MiB per tile)",
-            image.width(),
-            image.height(),
-            network.name()
-        ),
-    }
+    print_plan(&plan, image.width(), image.height(), network.name());
 
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(total)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}  ETA {eta}",
-        )
-        .expect("valid template"),
-    );
+    let bar = progress_bar(total, "steps");
     let start = Instant::now();
     let mut estimated = false;
     let dreamed = dreamer.dream_image(&image, |p| {
@@ -406,30 +422,12 @@ fn dream(args: DreamArgs, device: &Device) -> Result<()> {
             let seconds = start.elapsed().as_secs_f64() / done * megapixel_steps;
             bar.suspend(|| eprintln!("Estimated time: about {}", human_duration(seconds)));
         }
-        bar.set_message(format!(
-            "octave {}/{} ({}x{}), iteration {}/{}",
-            p.octave + 1,
-            p.octaves,
-            p.width,
-            p.height,
-            p.iteration,
-            p.iterations
-        ));
+        bar.set_message(step_message(&p));
         bar.set_position(p.steps_done() as u64);
     })?;
     bar.finish_and_clear();
 
-    let mut metadata = vec![
-        (
-            "Software".to_string(),
-            format!("deepdream {}", env!("CARGO_PKG_VERSION")),
-        ),
-        ("deepdream:model".to_string(), network.name().to_string()),
-    ];
-    metadata.extend(dreamer.params().metadata());
-    if let Some(guide) = &args.guide {
-        metadata.push(("deepdream:guide".to_string(), guide.display().to_string()));
-    }
+    let metadata = args.dream.metadata(network.as_ref(), dreamer.params());
     image_io::save(&dreamed, &args.output, &metadata)?;
     eprintln!(
         "Wrote {} ({}x{}, seed {seed}) in {:.1} s",
@@ -439,6 +437,48 @@ fn dream(args: DreamArgs, device: &Device) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Tells how the gradient of a `width`x`height` picture will be computed.
+fn print_plan(plan: &Plan, width: u32, height: u32, model: &str) {
+    let mib = plan.gradient_bytes as f64 / (1 << 20) as f64;
+    match plan.tile {
+        None => eprintln!(
+            "Dreaming {width}x{height} with {model} (about {mib:.0} MiB for the gradient)"
+        ),
+        Some(tile) => eprintln!(
+            "Dreaming {width}x{height} with {model} in tiles of {tile} pixels (about {mib:.0} MiB per tile)"
+        ),
+    }
+}
+
+/// A progress bar over `total` units, drawn only on a terminal.
+fn progress_bar(total: u64, unit: &str) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit}  {{msg}}  ETA {{eta}}"
+        ))
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// Where a dream is, for the progress bar.
+fn step_message(p: &Progress) -> String {
+    format!(
+        "octave {}/{} ({}x{}), iteration {}/{}",
+        p.octave + 1,
+        p.octaves,
+        p.width,
+        p.height,
+        p.iteration,
+        p.iterations
+    )
 }
 
 fn human_duration(seconds: f64) -> String {

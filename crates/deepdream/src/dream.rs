@@ -370,11 +370,22 @@ impl<'a> Dreamer<'a> {
     }
 
     /// Dreams an RGB image; `progress` is called after every step.
-    pub fn dream(&self, image: &RgbImage, mut progress: impl FnMut(Progress)) -> Result<RgbImage> {
+    pub fn dream(&self, image: &RgbImage, progress: impl FnMut(Progress)) -> Result<RgbImage> {
+        self.dream_seeded(image, self.params.seed, progress)
+    }
+
+    /// [`Dreamer::dream`] with the jitter seeded by `seed` instead of the parameters' seed
+    /// (animations give each frame its own).
+    pub fn dream_seeded(
+        &self,
+        image: &RgbImage,
+        seed: u64,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<RgbImage> {
         let preprocess = self.network.preprocess();
         let sizes = self.octave_sizes(image.width(), image.height())?;
         self.plan(image.width() as usize, image.height() as usize)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(self.params.seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
 
         // Octave bases, largest first: each one the previous one scaled down.
         let mut bases = vec![preprocess.apply(image, &self.device)];

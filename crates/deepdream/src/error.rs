@@ -99,6 +99,22 @@ pub enum Error {
         reason: String,
     },
 
+    /// A video file that cannot be used as input.
+    #[error("cannot read video {}: {reason}", path.display())]
+    VideoRead { path: PathBuf, reason: String },
+
+    /// A video or animation that cannot be written.
+    #[error("cannot write video {}: {reason}", path.display())]
+    VideoWrite { path: PathBuf, reason: String },
+
+    /// An external program the task needs is not installed.
+    #[error("{tool} was not found; {hint}")]
+    MissingTool { tool: String, hint: String },
+
+    /// A work folder of an interrupted run that belongs to another job.
+    #[error("work folder {} holds frames of a different job ({reason}); delete it, or choose another with --work-dir", path.display())]
+    WorkDirConflict { path: PathBuf, reason: String },
+
     /// Any other I/O failure, with the path it concerns.
     #[error("{}: {source}", path.display())]
     Io {

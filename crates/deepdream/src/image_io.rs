@@ -120,11 +120,18 @@ pub fn join_alpha(rgb: RgbImage, alpha: Option<&GrayImage>) -> DynamicImage {
 /// Checks, before any work, that `output` may be written: a supported extension, not the
 /// input file, not an existing file unless `force`, and a directory we can create files in.
 pub fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {
-    let write_err = |reason: &str| Error::ImageWrite {
-        path: output.to_path_buf(),
-        reason: reason.to_string(),
-    };
     OutputFormat::from_path(output)?;
+    check_writable(input, output, force).map_err(|reason| Error::ImageWrite {
+        path: output.to_path_buf(),
+        reason,
+    })
+}
+
+/// The checks of [`check_output`] for an output of any kind (its format checked elsewhere):
+/// not the input file, not an existing file unless `force`, in a directory we can create
+/// files in. The error is the reason.
+pub fn check_writable(input: &Path, output: &Path, force: bool) -> Result<(), String> {
+    let write_err = |reason: &str| reason.to_string();
     if output.exists() {
         if same_file(input, output) {
             return Err(write_err(
@@ -144,6 +151,17 @@ pub fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {
         .map_err(|e| write_err(&format!("cannot create files in {}: {e}", dir.display())))
 }
 
+/// A temporary file in `path`'s directory, to be renamed over `path` when complete (so a
+/// failed write never leaves a partial file); it gets ordinary permissions (0644 on Unix),
+/// not a temporary file's 0600. `suffix` keeps the extension tools look at.
+pub fn temp_file_beside(path: &Path, suffix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".deepdream-").suffix(suffix);
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    builder.tempfile_in(parent_dir(path))
+}
+
 /// Writes `image` to `path` in the format of its extension, atomically: the data goes to a
 /// temporary file in the same directory, which is renamed over `path` only when complete.
 /// `text` entries are stored as PNG text chunks (other formats ignore them).
@@ -153,15 +171,12 @@ pub fn save(image: &DynamicImage, path: &Path, text: &[(String, String)]) -> Res
         path: path.to_path_buf(),
         reason,
     };
-    let dir = parent_dir(path);
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".deepdream-");
-    // Temporary files are private (0600); the result should be an ordinary file.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    let mut temp = builder
-        .tempfile_in(&dir)
-        .map_err(|e| write_err(format!("cannot create a file in {}: {e}", dir.display())))?;
+    let mut temp = temp_file_beside(path, "").map_err(|e| {
+        write_err(format!(
+            "cannot create a file in {}: {e}",
+            parent_dir(path).display()
+        ))
+    })?;
     {
         let mut writer = BufWriter::new(temp.as_file_mut());
         encode(image, format, text, &mut writer).map_err(|e| write_err(e.to_string()))?;
@@ -250,14 +265,16 @@ fn write_png(
     png_writer.finish()
 }
 
-fn parent_dir(path: &Path) -> PathBuf {
+/// The directory `path` is in (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     }
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
+/// Whether `a` and `b` name the same existing file.
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,

@@ -35,6 +35,7 @@ pub mod imagenet;
 pub mod layers;
 pub mod media;
 pub mod models;
+pub mod modes;
 pub mod network;
 pub mod onnx;
 pub mod weights;

@@ -39,6 +39,13 @@ impl Preprocess {
         bgr: false,
     };
 
+    /// Plain pixels: RGB, 0–255, unchanged (for image operations outside a network).
+    pub const PIXELS: Preprocess = Preprocess {
+        mean: [0.0, 0.0, 0.0],
+        std: [1.0, 1.0, 1.0],
+        bgr: false,
+    };
+
     /// The network's channel order: index `i` of the network input holds RGB channel
     /// `channel_order()[i]`.
     pub fn channel_order(&self) -> [usize; 3] {

@@ -1,3 +1,7 @@
-//! Moving pictures: optical flow between frames.
+//! Moving pictures: frames in and out (FFmpeg, GIF, PNG folders), the resumable work
+//! folder, optical flow between frames, and colour statistics.
 
+pub mod colour;
+pub mod ffmpeg;
 pub mod flow;
+pub mod frames;

@@ -1,0 +1,446 @@
+//! `deepdream zoom` and `deepdream video`: thin layers over `deepdream::modes`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use deepdream::media::ffmpeg::{self, AudioSource, FrameRate, Segment, VideoReader};
+use deepdream::media::frames::{AnimationFormat, WorkDir, open_sink};
+use deepdream::modes::video::{VideoParams, dream_video};
+use deepdream::modes::zoom::{ZoomParams, zoom as zoom_frames};
+use deepdream::modes::{FrameProgress, FrameSettings};
+use deepdream::{Device, DreamParams, image_io};
+use indicatif::ProgressBar;
+
+use crate::{DreamOptions, human_duration, load_network, progress_bar, step_message};
+
+/// Options every animation shares.
+#[derive(Args)]
+pub struct AnimationOptions {
+    /// Octaves dreamed per frame after the first [zoom: 2, video: 2].
+    #[arg(long, value_name = "N")]
+    octaves_per_frame: Option<usize>,
+    /// Gradient-ascent steps per octave for the frames after the first [zoom: 5, video: 4].
+    #[arg(long, value_name = "N")]
+    iterations_per_frame: Option<usize>,
+    /// Folder for the finished frames while the job runs [default: OUTPUT.deepdream-work];
+    /// running the same command again after an interruption resumes from it.
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// Also write every frame as a PNG file into this folder.
+    #[arg(long, value_name = "DIR")]
+    frames_dir: Option<PathBuf>,
+    /// Overwrite the output file if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+impl AnimationOptions {
+    fn frame_settings(&self, default: FrameSettings) -> FrameSettings {
+        FrameSettings {
+            octaves: self.octaves_per_frame.unwrap_or(default.octaves),
+            iterations: self.iterations_per_frame.unwrap_or(default.iterations),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ZoomArgs {
+    /// The photo to start from.
+    input: PathBuf,
+    /// Where to write the animation: .gif (no FFmpeg needed), .mp4, .mov, .mkv or .webm.
+    #[arg(short, long)]
+    output: PathBuf,
+    #[command(flatten)]
+    dream: DreamOptions,
+    /// Number of frames, the dream of the photo included.
+    #[arg(long, default_value_t = ZoomParams::default().frames)]
+    frames: usize,
+    /// Frames per second of the animation.
+    #[arg(long, default_value_t = 25.0)]
+    fps: f64,
+    /// Scale from one frame to the next, about the centre (1.05 zooms in 5% a frame).
+    #[arg(long, default_value_t = ZoomParams::default().zoom)]
+    zoom: f32,
+    /// Turn per frame in degrees, counter-clockwise.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    rotate: f32,
+    /// Camera movement per frame in pixels: DX,DY (right, down).
+    #[arg(
+        long,
+        value_name = "DX,DY",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pan: Option<Vec<f32>>,
+    /// Let colours drift: do not hold each frame's colour mean and spread to the first frame's.
+    #[arg(long)]
+    no_colour_match: bool,
+    #[command(flatten)]
+    animation: AnimationOptions,
+}
+
+#[derive(Args)]
+pub struct VideoArgs {
+    /// The video to dream (anything FFmpeg reads).
+    input: PathBuf,
+    /// Where to write the result: .mp4, .mov, .mkv (H.264), .webm (VP9) or .gif.
+    #[arg(short, long)]
+    output: PathBuf,
+    #[command(flatten)]
+    dream: DreamOptions,
+    /// Share of the previous frame's dream carried into the next, along the optical flow (0-1).
+    #[arg(long, default_value_t = VideoParams::default().blend)]
+    blend: f32,
+    /// Start this many seconds into the video.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    start: f64,
+    /// Dream only this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// Scene-cut threshold: mean grey difference (0-255) left after following the flow
+    /// above which a frame is dreamed afresh.
+    #[arg(long, default_value_t = VideoParams::default().cut_threshold)]
+    cut_threshold: f32,
+    #[command(flatten)]
+    animation: AnimationOptions,
+}
+
+pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
+    let format = AnimationFormat::from_path(&args.output)?;
+    if matches!(format, AnimationFormat::Video(_)) {
+        ffmpeg::check_installed()?;
+    }
+    check_output(&args.input, &args.output, args.animation.force)?;
+    let frame_rate = FrameRate::from_fps(args.fps)?;
+    let pan = match args.pan.as_deref() {
+        None => [0.0, 0.0],
+        Some(&[dx, dy]) => [dx, dy],
+        Some(other) => bail!("--pan takes two numbers, DX,DY (got {})", other.len()),
+    };
+    let params = ZoomParams {
+        frames: args.frames,
+        zoom: args.zoom,
+        rotate: args.rotate,
+        pan,
+        next: args.animation.frame_settings(ZoomParams::default().next),
+        keep_colours: !args.no_colour_match,
+    };
+    params.validate()?;
+    let image = image_io::load(&args.input)?.to_rgb8();
+    let work_path = work_dir(&args.output, &args.animation);
+    let dream = resumed_seed(args.dream.params()?, &args.dream, &work_path);
+    let network = load_network(&args.dream.model, device)?;
+    let job = job_text(
+        &args.input,
+        &args.dream.metadata(network.as_ref(), &dream),
+        &[
+            ("mode", "zoom".into()),
+            ("zoom", params.zoom.to_string()),
+            ("rotate", params.rotate.to_string()),
+            ("pan", format!("{},{}", pan[0], pan[1])),
+            ("octaves-per-frame", params.next.octaves.to_string()),
+            ("iterations-per-frame", params.next.iterations.to_string()),
+            ("colour-match", params.keep_colours.to_string()),
+        ],
+    )?;
+    let work = WorkDir::open(&work_path, &job)?;
+    eprintln!(
+        "Zooming {}x{} with {} for {} frames (seed {}); frames kept in {}",
+        image.width(),
+        image.height(),
+        network.name(),
+        params.frames,
+        dream.seed,
+        work.path().display()
+    );
+    let start = Instant::now();
+    let mut reporter = FrameReporter::new(params.frames);
+    zoom_frames(
+        network.as_ref(),
+        dream,
+        &params,
+        &image,
+        &work,
+        device,
+        |p| reporter.report(p),
+    )?;
+    reporter.finish();
+    let (width, height) = image.dimensions();
+    write_animation(
+        &work,
+        params.frames,
+        &args.output,
+        (width, height),
+        frame_rate,
+        None,
+        &args.animation,
+    )?;
+    eprintln!(
+        "Wrote {} ({} frames, {}x{}) in {}",
+        args.output.display(),
+        params.frames,
+        width,
+        height,
+        human_duration(start.elapsed().as_secs_f64())
+    );
+    work.remove()?;
+    Ok(())
+}
+
+pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
+    let format = AnimationFormat::from_path(&args.output)?;
+    ffmpeg::check_installed()?;
+    check_output(&args.input, &args.output, args.animation.force)?;
+    if !(args.start.is_finite() && args.start >= 0.0) {
+        bail!("--start must be a number of seconds, 0 or more");
+    }
+    if let Some(duration) = args.duration
+        && !(duration.is_finite() && duration > 0.0)
+    {
+        bail!("--duration must be a positive number of seconds");
+    }
+    let params = VideoParams {
+        blend: args.blend,
+        next: args.animation.frame_settings(VideoParams::default().next),
+        cut_threshold: args.cut_threshold,
+        ..VideoParams::default()
+    };
+    params.validate()?;
+    let info = ffmpeg::probe(&args.input)?;
+    let segment = Segment {
+        start: args.start,
+        duration: args.duration,
+    };
+    let work_path = work_dir(&args.output, &args.animation);
+    let dream = resumed_seed(args.dream.params()?, &args.dream, &work_path);
+    let network = load_network(&args.dream.model, device)?;
+    let job = job_text(
+        &args.input,
+        &args.dream.metadata(network.as_ref(), &dream),
+        &[
+            ("mode", "video".into()),
+            ("start", args.start.to_string()),
+            ("duration", format!("{:?}", args.duration)),
+            ("blend", params.blend.to_string()),
+            ("octaves-per-frame", params.next.octaves.to_string()),
+            ("iterations-per-frame", params.next.iterations.to_string()),
+            ("cut-threshold", params.cut_threshold.to_string()),
+            ("flow", format!("{:?}", params.flow)),
+        ],
+    )?;
+    let work = WorkDir::open(&work_path, &job)?;
+    let fps = info.frame_rate.fps();
+    let estimate = info.frame_estimate().map(|total| {
+        let left = (total as f64 - args.start * fps).max(0.0);
+        args.duration.map_or(left, |d| left.min((d * fps).round())) as usize
+    });
+    eprintln!(
+        "Dreaming {} ({}x{}, {:.3} fps, {} frames{}) with {} (seed {}); frames kept in {}",
+        args.input.display(),
+        info.width,
+        info.height,
+        fps,
+        estimate.map_or("?".into(), |n| n.to_string()),
+        if info.audio_codec.is_some() {
+            ", audio kept"
+        } else {
+            ""
+        },
+        network.name(),
+        dream.seed,
+        work.path().display()
+    );
+    let start = Instant::now();
+    let mut reader = VideoReader::open(&args.input, segment)?;
+    let mut reporter = FrameReporter::new(estimate.unwrap_or(0));
+    let frames = dream_video(
+        network.as_ref(),
+        dream,
+        &params,
+        &mut reader,
+        estimate,
+        &work,
+        device,
+        |p| reporter.report(p),
+    )?;
+    reporter.finish();
+    if frames == 0 {
+        bail!(
+            "cannot read video {}: no frames{}",
+            args.input.display(),
+            if args.start > 0.0 {
+                " after --start"
+            } else {
+                ""
+            }
+        );
+    }
+    let first = work.load(0)?.context("the first frame is missing")?;
+    let audio = match (format, &info.audio_codec) {
+        (AnimationFormat::Video(_), Some(codec)) => Some(AudioSource {
+            path: args.input.clone(),
+            codec: codec.clone(),
+            segment,
+        }),
+        _ => None,
+    };
+    write_animation(
+        &work,
+        frames,
+        &args.output,
+        first.dimensions(),
+        info.frame_rate,
+        audio,
+        &args.animation,
+    )?;
+    eprintln!(
+        "Wrote {} ({frames} frames) in {}",
+        args.output.display(),
+        human_duration(start.elapsed().as_secs_f64())
+    );
+    work.remove()?;
+    Ok(())
+}
+
+fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {
+    image_io::check_writable(input, output, force)
+        .map_err(|reason| anyhow::anyhow!("cannot write {}: {reason}", output.display()))
+}
+
+fn work_dir(output: &Path, options: &AnimationOptions) -> PathBuf {
+    options
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| WorkDir::default_for(output))
+}
+
+/// Without `--seed`, a run that resumes an interrupted one takes its seed.
+fn resumed_seed(mut params: DreamParams, options: &DreamOptions, work: &Path) -> DreamParams {
+    if options.seed.is_none()
+        && let Ok(job) = std::fs::read_to_string(work.join("job.txt"))
+        && let Some(seed) = job
+            .lines()
+            .find_map(|l| l.strip_prefix("deepdream:seed "))
+            .and_then(|s| s.parse().ok())
+    {
+        params.seed = seed;
+    }
+    params
+}
+
+/// The text that identifies a job: the input file (path, size, modification time), the
+/// dream's parameters and the mode's, one `key value` per line.
+fn job_text(input: &Path, dream: &[(String, String)], mode: &[(&str, String)]) -> Result<String> {
+    let meta =
+        std::fs::metadata(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let path = input.canonicalize().unwrap_or_else(|_| input.to_path_buf());
+    let mut text = format!("input {} {} {modified}\n", path.display(), meta.len());
+    for (key, value) in dream
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .chain(mode.iter().map(|(k, v)| (*k, v)))
+    {
+        text.push_str(&format!("{key} {value}\n"));
+    }
+    Ok(text)
+}
+
+/// Writes the finished frames `0..frames` of `work` to `output` (and `--frames-dir`).
+fn write_animation(
+    work: &WorkDir,
+    frames: usize,
+    output: &Path,
+    (width, height): (u32, u32),
+    frame_rate: FrameRate,
+    audio: Option<AudioSource>,
+    options: &AnimationOptions,
+) -> Result<()> {
+    if width % 2 == 1 || height % 2 == 1 {
+        if matches!(
+            AnimationFormat::from_path(output)?,
+            AnimationFormat::Video(_)
+        ) {
+            eprintln!(
+                "Note: {width}x{height} is odd; the video is padded to even sides with a repeated edge (yuv420p needs them)"
+            );
+        }
+    }
+    if let Some(dir) = &options.frames_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    eprintln!("Encoding {}…", output.display());
+    let mut sink = open_sink(output, width, height, frame_rate, frames as u64, audio)?;
+    for index in 0..frames {
+        let frame = work
+            .load(index)?
+            .with_context(|| format!("frame {index} is missing from {}", work.path().display()))?;
+        sink.write(&frame)?;
+        if let Some(dir) = &options.frames_dir {
+            let target = dir.join(work.frame_path(index).file_name().expect("a file name"));
+            std::fs::copy(work.frame_path(index), &target)
+                .with_context(|| format!("cannot write {}", target.display()))?;
+        }
+    }
+    sink.finish()?;
+    Ok(())
+}
+
+/// Progress over the frames: a bar on a terminal, otherwise a line per frame.
+struct FrameReporter {
+    bar: ProgressBar,
+    started: Instant,
+    dreamed: usize,
+    total: usize,
+}
+
+impl FrameReporter {
+    fn new(total: usize) -> Self {
+        FrameReporter {
+            bar: progress_bar(total as u64, "frames"),
+            started: Instant::now(),
+            dreamed: 0,
+            total,
+        }
+    }
+
+    fn report(&mut self, p: FrameProgress) {
+        if let Some(step) = p.step {
+            self.bar
+                .set_message(format!("frame {}: {}", p.frame + 1, step_message(&step)));
+            return;
+        }
+        self.bar.set_position(p.frame as u64 + 1);
+        if p.resumed {
+            return;
+        }
+        self.dreamed += 1;
+        let per_frame = self.started.elapsed().as_secs_f64() / self.dreamed as f64;
+        let left = self.total.saturating_sub(p.frame + 1) as f64 * per_frame;
+        let line = format!(
+            "frame {}/{} done ({per_frame:.1} s/frame, ETA {})",
+            p.frame + 1,
+            if self.total > 0 {
+                self.total.to_string()
+            } else {
+                "?".into()
+            },
+            human_duration(left)
+        );
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.set_message(line);
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

@@ -1,0 +1,560 @@
+//! Video through the system's FFmpeg: `ffprobe` describes a file, `ffmpeg` decodes its
+//! frames to RGB and encodes frames (with the source's audio track) into MP4 or WebM. The
+//! processes are driven with the `ffmpeg-sidecar` crate (its automatic download is off:
+//! FFmpeg must be installed).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::thread::JoinHandle;
+
+use ffmpeg_sidecar::child::FfmpegChild;
+use ffmpeg_sidecar::command::FfmpegCommand;
+use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
+use ffmpeg_sidecar::iter::FfmpegIterator;
+use image::RgbImage;
+
+use crate::error::{Error, Result};
+use crate::media::frames::FrameSink;
+
+/// What to do when FFmpeg is missing.
+pub const INSTALL_HINT: &str = "video needs FFmpeg: install it (Debian/Ubuntu: `sudo apt install ffmpeg`, \
+     Fedora: `sudo dnf install ffmpeg`, macOS: `brew install ffmpeg`, Windows: `winget install ffmpeg`) \
+     so that `ffmpeg` and `ffprobe` are on the PATH";
+
+/// A frame rate as FFmpeg writes it, `num/den` frames per second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameRate {
+    /// Numerator.
+    pub num: u32,
+    /// Denominator (at least 1).
+    pub den: u32,
+}
+
+impl FrameRate {
+    /// Frames per second.
+    pub fn fps(&self) -> f64 {
+        self.num as f64 / self.den as f64
+    }
+
+    /// A rate close to `fps` (exact for whole numbers and the NTSC rates).
+    pub fn from_fps(fps: f64) -> Result<Self> {
+        if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
+            return Err(Error::InvalidParameter(
+                "the frame rate must be a number above 0 and at most 1000".into(),
+            ));
+        }
+        let den = if (fps - fps.round()).abs() < 1e-9 {
+            1
+        } else {
+            1000
+        };
+        Ok(FrameRate {
+            num: (fps * den as f64).round() as u32,
+            den,
+        })
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let (num, den) = text.split_once('/').unwrap_or((text, "1"));
+        let rate = FrameRate {
+            num: num.trim().parse().ok()?,
+            den: den.trim().parse().ok()?,
+        };
+        (rate.num > 0 && rate.den > 0).then_some(rate)
+    }
+}
+
+impl std::fmt::Display for FrameRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.num, self.den)
+    }
+}
+
+/// What `ffprobe` says about a video file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VideoInfo {
+    /// Width of the frames as they are shown (after the file's rotation).
+    pub width: u32,
+    /// Height of the frames as they are shown.
+    pub height: u32,
+    /// The video stream's frame rate.
+    pub frame_rate: FrameRate,
+    /// Number of frames, when the container says (otherwise estimated from the duration).
+    pub frames: Option<u64>,
+    /// Duration in seconds, when known.
+    pub duration: Option<f64>,
+    /// Rotation in degrees the player applies (frames are decoded upright).
+    pub rotation: i32,
+    /// The codec of the first audio stream, if there is one.
+    pub audio_codec: Option<String>,
+}
+
+impl VideoInfo {
+    /// The number of frames, or an estimate from the duration.
+    pub fn frame_estimate(&self) -> Option<u64> {
+        self.frames.or_else(|| {
+            self.duration
+                .map(|d| (d * self.frame_rate.fps()).round() as u64)
+        })
+    }
+}
+
+/// Checks that `ffmpeg` and `ffprobe` can be run.
+pub fn check_installed() -> Result<()> {
+    for tool in ["ffmpeg", "ffprobe"] {
+        let status = Command::new(tool_path(tool))
+            .arg("-version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            return Err(missing(tool));
+        }
+    }
+    Ok(())
+}
+
+fn missing(tool: &str) -> Error {
+    Error::MissingTool {
+        tool: tool.to_string(),
+        hint: INSTALL_HINT.to_string(),
+    }
+}
+
+/// `ffmpeg` or `ffprobe`: next to the executable if there is one there, else from the PATH.
+fn tool_path(tool: &str) -> PathBuf {
+    match tool {
+        "ffprobe" => ffmpeg_sidecar::ffprobe::ffprobe_path(),
+        _ => ffmpeg_sidecar::paths::ffmpeg_path(),
+    }
+}
+
+/// Describes the video file at `path`; an error if it is not a video ffmpeg can read.
+pub fn probe(path: &Path) -> Result<VideoInfo> {
+    let bad = |reason: String| Error::VideoRead {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(bad("no such file".into()));
+    }
+    let output = Command::new(tool_path("ffprobe"))
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_streams",
+            "-show_format",
+        ])
+        .arg(path)
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => missing("ffprobe"),
+            _ => bad(e.to_string()),
+        })?;
+    if !output.status.success() {
+        return Err(bad(last_line(&String::from_utf8_lossy(&output.stderr))
+            .unwrap_or_else(|| "ffprobe cannot read it".into())));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| bad(format!("unreadable ffprobe output: {e}")))?;
+    let streams = json["streams"].as_array().cloned().unwrap_or_default();
+    let video = streams
+        .iter()
+        .find(|s| {
+            s["codec_type"] == "video" && s["disposition"]["attached_pic"].as_i64() != Some(1)
+        })
+        .ok_or_else(|| bad("it has no video stream".into()))?;
+    let number = |v: &serde_json::Value| -> Option<f64> {
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    let (coded_w, coded_h) = match (video["width"].as_u64(), video["height"].as_u64()) {
+        (Some(w), Some(h)) if w > 0 && h > 0 => (w as u32, h as u32),
+        _ => return Err(bad("its video stream has no frame size".into())),
+    };
+    let frame_rate = ["r_frame_rate", "avg_frame_rate"]
+        .iter()
+        .find_map(|key| video[*key].as_str().and_then(FrameRate::parse))
+        .ok_or_else(|| bad("its video stream has no frame rate".into()))?;
+    let rotation = video["side_data_list"]
+        .as_array()
+        .and_then(|list| list.iter().find_map(|d| number(&d["rotation"])))
+        .or_else(|| number(&video["tags"]["rotate"]).map(|r| -r))
+        .unwrap_or(0.0)
+        .round() as i32;
+    let (width, height) = if rotation.rem_euclid(180) == 90 {
+        (coded_h, coded_w)
+    } else {
+        (coded_w, coded_h)
+    };
+    let frames = number(&video["nb_frames"]).map(|n| n as u64);
+    if frames == Some(0) {
+        return Err(bad("it has no frames".into()));
+    }
+    let duration = number(&video["duration"]).or_else(|| number(&json["format"]["duration"]));
+    let audio_codec = streams
+        .iter()
+        .find(|s| s["codec_type"] == "audio")
+        .map(|s| s["codec_name"].as_str().unwrap_or("unknown").to_string());
+    Ok(VideoInfo {
+        width,
+        height,
+        frame_rate,
+        frames,
+        duration,
+        rotation,
+        audio_codec,
+    })
+}
+
+/// The last non-empty line of FFmpeg's messages.
+fn last_line(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+/// A part of a video: from `start` seconds, for `duration` seconds (to the end when `None`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Segment {
+    /// Start, in seconds from the beginning.
+    pub start: f64,
+    /// Length in seconds, or the rest of the video.
+    pub duration: Option<f64>,
+}
+
+impl Segment {
+    fn input_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.start > 0.0 {
+            args.extend(["-ss".to_string(), format!("{:.6}", self.start)]);
+        }
+        if let Some(duration) = self.duration {
+            args.extend(["-t".to_string(), format!("{duration:.6}")]);
+        }
+        args
+    }
+}
+
+/// Decodes a video's frames, upright, as RGB images.
+pub struct VideoReader {
+    path: PathBuf,
+    events: FfmpegIterator,
+    child: FfmpegChild,
+    last_error: Option<String>,
+    finished: bool,
+}
+
+impl VideoReader {
+    /// Starts decoding `segment` of the video at `path`.
+    pub fn open(path: &Path, segment: Segment) -> Result<Self> {
+        let mut command = FfmpegCommand::new_with_path(tool_path("ffmpeg"));
+        command
+            .hide_banner()
+            .args(segment.input_args())
+            .input(path)
+            .args(["-map", "0:v:0", "-an", "-sn"])
+            .rawvideo();
+        let mut child = command.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => missing("ffmpeg"),
+            _ => Error::VideoRead {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            },
+        })?;
+        let events = child.iter().map_err(|e| Error::VideoRead {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(VideoReader {
+            path: path.to_path_buf(),
+            events,
+            child,
+            last_error: None,
+            finished: false,
+        })
+    }
+
+    /// The next frame, or `None` at the end; an error if ffmpeg fails on the way.
+    pub fn next_frame(&mut self) -> Result<Option<RgbImage>> {
+        if self.finished {
+            return Ok(None);
+        }
+        for event in self.events.by_ref() {
+            match event {
+                FfmpegEvent::OutputFrame(frame) => {
+                    return RgbImage::from_raw(frame.width, frame.height, frame.data)
+                        .map(Some)
+                        .ok_or_else(|| Error::VideoRead {
+                            path: self.path.clone(),
+                            reason: "ffmpeg sent a frame of the wrong size".into(),
+                        });
+                }
+                FfmpegEvent::Log(LogLevel::Error | LogLevel::Fatal, message)
+                | FfmpegEvent::Error(message) => {
+                    if !message.trim().is_empty() {
+                        self.last_error = Some(message.trim().to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.finished = true;
+        let status = self.child.wait().map_err(|e| Error::VideoRead {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        if !status.success() {
+            return Err(Error::VideoRead {
+                path: self.path.clone(),
+                reason: format!(
+                    "ffmpeg failed: {}",
+                    self.last_error
+                        .clone()
+                        .unwrap_or_else(|| status.to_string())
+                ),
+            });
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for VideoReader {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The containers video can be written to, by extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VideoFormat {
+    /// `.mp4`, `.m4v`, `.mov`, `.mkv`: H.264 in yuv420p.
+    H264,
+    /// `.webm`: VP9 in yuv420p.
+    WebM,
+}
+
+impl VideoFormat {
+    /// The format for `path`'s extension, or an error naming the ones that hold video.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        match ext.as_str() {
+            "mp4" | "m4v" | "mov" | "mkv" => Ok(Self::H264),
+            "webm" => Ok(Self::WebM),
+            _ => Err(Error::VideoWrite {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "'.{ext}' cannot hold video (use .mp4, .mov, .mkv or .webm{})",
+                    if ext == "gif" {
+                        ", or `deepdream zoom` for GIF"
+                    } else {
+                        ""
+                    }
+                ),
+            }),
+        }
+    }
+
+    /// Audio codecs the container takes as they are (others are re-encoded).
+    fn copies_audio(&self, codec: &str) -> bool {
+        match self {
+            Self::H264 => matches!(
+                codec,
+                "aac" | "mp3" | "alac" | "ac3" | "eac3" | "opus" | "flac"
+            ),
+            Self::WebM => matches!(codec, "opus" | "vorbis"),
+        }
+    }
+}
+
+/// Where the output's audio comes from: the source video's first audio track, cut to the
+/// same segment as the frames.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioSource {
+    /// The video file holding the audio.
+    pub path: PathBuf,
+    /// Its codec, as [`VideoInfo::audio_codec`] says.
+    pub codec: String,
+    /// The part of it to use.
+    pub segment: Segment,
+}
+
+/// Encodes RGB frames into a video file (written to a temporary file, renamed into place by
+/// [`FrameSink::finish`]).
+pub struct VideoWriter {
+    path: PathBuf,
+    temp: Option<tempfile::TempPath>,
+    child: FfmpegChild,
+    stdin: Option<ChildStdin>,
+    stderr: Option<JoinHandle<String>>,
+    size: (u32, u32),
+}
+
+impl VideoWriter {
+    /// Starts an encoder for `width`x`height` frames at `frame_rate` into `path` (MP4 or WebM
+    /// by extension), with `audio` muxed in (copied where the container takes its codec).
+    /// Odd sizes are padded by one repeated row or column (yuv420p needs even sizes).
+    pub fn create(
+        path: &Path,
+        width: u32,
+        height: u32,
+        frame_rate: FrameRate,
+        frames: u64,
+        audio: Option<AudioSource>,
+    ) -> Result<Self> {
+        let format = VideoFormat::from_path(path)?;
+        let bad = |reason: String| Error::VideoWrite {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let suffix = format!(
+            ".{}",
+            path.extension().and_then(|e| e.to_str()).unwrap_or("mp4")
+        );
+        let temp = crate::image_io::temp_file_beside(path, &suffix)
+            .map_err(|e| bad(format!("cannot create a file beside it: {e}")))?
+            .into_temp_path();
+        let mut command = FfmpegCommand::new_with_path(tool_path("ffmpeg"));
+        command
+            .hide_banner()
+            .args(["-loglevel", "error", "-y"])
+            .format("rawvideo")
+            .pix_fmt("rgb24")
+            .size(width, height)
+            .args(["-framerate", &frame_rate.to_string()])
+            .input("-");
+        if let Some(audio) = &audio {
+            let segment = Segment {
+                start: audio.segment.start,
+                // The audio lasts exactly as long as the frames.
+                duration: Some(frames as f64 / frame_rate.fps()),
+            };
+            command
+                .args(segment.input_args())
+                .input(&audio.path)
+                .args(["-map", "0:v:0", "-map", "1:a:0"]);
+            if format.copies_audio(&audio.codec) {
+                command.codec_audio("copy");
+            } else {
+                match format {
+                    VideoFormat::H264 => command.codec_audio("aac").args(["-b:a", "192k"]),
+                    VideoFormat::WebM => command.codec_audio("libopus").args(["-b:a", "128k"]),
+                };
+            }
+        }
+        if width % 2 == 1 || height % 2 == 1 {
+            command.filter(
+                "pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0,fillborders=left=0:right=1:bottom=1:mode=smear",
+            );
+        }
+        match format {
+            VideoFormat::H264 => command
+                .codec_video("libx264")
+                .crf(18)
+                .preset("medium")
+                .args(["-movflags", "+faststart"]),
+            VideoFormat::WebM => command
+                .codec_video("libvpx-vp9")
+                .crf(30)
+                .args(["-b:v", "0", "-row-mt", "1"]),
+        };
+        command.pix_fmt("yuv420p").output(temp.as_os_str());
+        let mut child = command.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => missing("ffmpeg"),
+            _ => bad(e.to_string()),
+        })?;
+        let stdin = child.take_stdin();
+        let stderr = child.take_stderr().map(|mut stderr| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stderr.read_to_string(&mut text);
+                text
+            })
+        });
+        drop(child.take_stdout());
+        Ok(VideoWriter {
+            path: path.to_path_buf(),
+            temp: Some(temp),
+            child,
+            stdin,
+            stderr,
+            size: (width, height),
+        })
+    }
+
+    fn failure(&mut self) -> Error {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+        let text = self
+            .stderr
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        Error::VideoWrite {
+            path: self.path.clone(),
+            reason: format!(
+                "ffmpeg failed: {}",
+                last_line(&text).unwrap_or_else(|| "no message".into())
+            ),
+        }
+    }
+}
+
+impl FrameSink for VideoWriter {
+    fn write(&mut self, frame: &RgbImage) -> Result<()> {
+        if frame.dimensions() != self.size {
+            return Err(Error::VideoWrite {
+                path: self.path.clone(),
+                reason: format!(
+                    "frame of {}x{} in a {}x{} video",
+                    frame.width(),
+                    frame.height(),
+                    self.size.0,
+                    self.size.1
+                ),
+            });
+        }
+        let stdin = self.stdin.as_mut().expect("open until finished");
+        if stdin.write_all(frame.as_raw()).is_err() {
+            return Err(self.failure());
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        drop(self.stdin.take());
+        let status = self.child.wait().map_err(|e| Error::VideoWrite {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        if !status.success() {
+            return Err(self.failure());
+        }
+        let temp = self.temp.take().expect("kept until finished");
+        temp.persist(&self.path).map_err(|e| Error::VideoWrite {
+            path: self.path.clone(),
+            reason: e.error.to_string(),
+        })
+    }
+}
+
+impl Drop for VideoWriter {
+    fn drop(&mut self) {
+        if self.temp.is_some() {
+            drop(self.stdin.take());
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Frame sources and sinks, and the work folder that makes long animations resumable.
+
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use image::codecs::gif::{GifEncoder, Repeat};
+use image::{Delay, DynamicImage, Frame, RgbImage};
+
+use crate::error::{Error, Result};
+use crate::image_io;
+use crate::media::ffmpeg::{AudioSource, FrameRate, VideoFormat, VideoReader, VideoWriter};
+
+/// Where frames come from, one after another.
+pub trait FrameSource {
+    /// The next frame, or `None` after the last.
+    fn next_frame(&mut self) -> Result<Option<RgbImage>>;
+}
+
+impl FrameSource for VideoReader {
+    fn next_frame(&mut self) -> Result<Option<RgbImage>> {
+        VideoReader::next_frame(self)
+    }
+}
+
+/// Where frames go, one after another. Nothing appears at the destination until
+/// [`FrameSink::finish`] succeeds.
+pub trait FrameSink {
+    /// Appends a frame.
+    fn write(&mut self, frame: &RgbImage) -> Result<()>;
+    /// Completes the output and moves it into place.
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
+/// Kinds of animation output, by extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnimationFormat {
+    /// An animated GIF (written without FFmpeg).
+    Gif,
+    /// A video file through FFmpeg.
+    Video(VideoFormat),
+}
+
+impl AnimationFormat {
+    /// The format for `path`'s extension: `.gif`, or one of [`VideoFormat`]'s.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let is_gif = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("gif"));
+        if is_gif {
+            Ok(Self::Gif)
+        } else {
+            VideoFormat::from_path(path)
+                .map(Self::Video)
+                .map_err(|_| Error::VideoWrite {
+                    path: path.to_path_buf(),
+                    reason: "unsupported animation format (use .gif, .mp4, .mov, .mkv or .webm)"
+                        .into(),
+                })
+        }
+    }
+}
+
+/// Opens the sink for `path`: a GIF or a video by extension.
+pub fn open_sink(
+    path: &Path,
+    width: u32,
+    height: u32,
+    frame_rate: FrameRate,
+    frames: u64,
+    audio: Option<AudioSource>,
+) -> Result<Box<dyn FrameSink>> {
+    Ok(match AnimationFormat::from_path(path)? {
+        AnimationFormat::Gif => Box::new(GifWriter::create(path, frame_rate)?),
+        AnimationFormat::Video(_) => Box::new(VideoWriter::create(
+            path, width, height, frame_rate, frames, audio,
+        )?),
+    })
+}
+
+/// An animated GIF that loops forever (the `image` crate's encoder; no FFmpeg needed).
+pub struct GifWriter {
+    path: PathBuf,
+    encoder: Option<GifEncoder<BufWriter<File>>>,
+    temp: tempfile::TempPath,
+    delay: Delay,
+}
+
+impl GifWriter {
+    /// Starts a GIF at `path` showing `frame_rate` frames per second (GIF delays are in
+    /// hundredths of a second, so the rate is rounded to one of those).
+    pub fn create(path: &Path, frame_rate: FrameRate) -> Result<Self> {
+        let bad = |reason: String| Error::VideoWrite {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let temp = image_io::temp_file_beside(path, ".gif")
+            .map_err(|e| bad(format!("cannot create a file beside it: {e}")))?;
+        let file = temp.reopen().map_err(|e| bad(e.to_string()))?;
+        let mut encoder = GifEncoder::new_with_speed(BufWriter::new(file), 10);
+        encoder
+            .set_repeat(Repeat::Infinite)
+            .map_err(|e| bad(e.to_string()))?;
+        let delay = Delay::from_numer_denom_ms(1000 * frame_rate.den, frame_rate.num);
+        Ok(GifWriter {
+            path: path.to_path_buf(),
+            encoder: Some(encoder),
+            temp: temp.into_temp_path(),
+            delay,
+        })
+    }
+}
+
+impl FrameSink for GifWriter {
+    fn write(&mut self, frame: &RgbImage) -> Result<()> {
+        let rgba = DynamicImage::ImageRgb8(frame.clone()).into_rgba8();
+        self.encoder
+            .as_mut()
+            .expect("open until finished")
+            .encode_frame(Frame::from_parts(rgba, 0, 0, self.delay))
+            .map_err(|e| Error::VideoWrite {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let bad = |reason: String| Error::VideoWrite {
+            path: self.path.clone(),
+            reason,
+        };
+        // Dropping the encoder writes the GIF trailer and flushes; it cannot report a
+        // failure, so check that the file ends with the trailer byte.
+        drop(self.encoder.take());
+        let bytes = fs::read(&self.temp).map_err(|e| bad(e.to_string()))?;
+        if bytes.last() != Some(&0x3B) {
+            return Err(bad("the GIF could not be completed (disk full?)".into()));
+        }
+        let GifWriter { path, temp, .. } = *self;
+        temp.persist(&path).map_err(|e| Error::VideoWrite {
+            path: path.clone(),
+            reason: e.error.to_string(),
+        })
+    }
+}
+
+/// Numbered PNG files in a folder: `frame_000000.png`, `frame_000001.png`, …
+pub struct PngFrames {
+    dir: PathBuf,
+    next: usize,
+}
+
+impl PngFrames {
+    /// Writes into `dir`, creating it if needed.
+    pub fn create(dir: &Path) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(PngFrames {
+            dir: dir.to_path_buf(),
+            next: 0,
+        })
+    }
+}
+
+impl FrameSink for PngFrames {
+    fn write(&mut self, frame: &RgbImage) -> Result<()> {
+        let path = self.dir.join(frame_name(self.next));
+        image_io::save(&DynamicImage::ImageRgb8(frame.clone()), &path, &[])?;
+        self.next += 1;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn frame_name(index: usize) -> String {
+    format!("frame_{index:06}.png")
+}
+
+/// The folder where an animation's finished frames are kept while it runs, so that an
+/// interrupted run picks up where it stopped. It records which job it belongs to; a run of
+/// a different job refuses it rather than mixing frames.
+pub struct WorkDir {
+    path: PathBuf,
+}
+
+/// The file in a work folder that names its job.
+const JOB_FILE: &str = "job.txt";
+
+impl WorkDir {
+    /// The default work folder for `output`: `OUTPUT.deepdream-work` beside it.
+    pub fn default_for(output: &Path) -> PathBuf {
+        let mut name = output.file_name().unwrap_or_default().to_os_string();
+        name.push(".deepdream-work");
+        output.with_file_name(name)
+    }
+
+    /// Opens (or creates) the work folder at `path` for the job described by `job` (every
+    /// parameter that changes the frames, one per line).
+    pub fn open(path: &Path, job: &str) -> Result<Self> {
+        let job_file = path.join(JOB_FILE);
+        if path.exists() {
+            if !path.is_dir() {
+                return Err(Error::WorkDirConflict {
+                    path: path.to_path_buf(),
+                    reason: "it is a file".into(),
+                });
+            }
+            match fs::read_to_string(&job_file) {
+                Ok(existing) if existing == job => {}
+                Ok(existing) => {
+                    let differs = existing
+                        .lines()
+                        .zip(job.lines())
+                        .find(|(a, b)| a != b)
+                        .map(|(a, b)| format!("it has {a}, this run {b}"))
+                        .unwrap_or_else(|| "its parameters differ".into());
+                    return Err(Error::WorkDirConflict {
+                        path: path.to_path_buf(),
+                        reason: differs,
+                    });
+                }
+                Err(_)
+                    if fs::read_dir(path)
+                        .map_err(|e| Error::io(path, e))?
+                        .next()
+                        .is_some() =>
+                {
+                    return Err(Error::WorkDirConflict {
+                        path: path.to_path_buf(),
+                        reason: "it is not empty and has no job file".into(),
+                    });
+                }
+                Err(_) => write_atomically(&job_file, job)?,
+            }
+        } else {
+            fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+            write_atomically(&job_file, job)?;
+        }
+        Ok(WorkDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file of frame `index`.
+    pub fn frame_path(&self, index: usize) -> PathBuf {
+        self.path.join(frame_name(index))
+    }
+
+    /// Frame `index` if it was finished before (frames are written atomically, so a file
+    /// that exists is complete).
+    pub fn load(&self, index: usize) -> Result<Option<RgbImage>> {
+        let path = self.frame_path(index);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        Ok(Some(image_io::load(&path)?.to_rgb8()))
+    }
+
+    /// Stores frame `index`.
+    pub fn save(&self, index: usize, frame: &RgbImage) -> Result<()> {
+        image_io::save(
+            &DynamicImage::ImageRgb8(frame.clone()),
+            &self.frame_path(index),
+            &[],
+        )
+    }
+
+    /// How many frames, from the first, are finished.
+    pub fn finished(&self) -> usize {
+        (0..).take_while(|&i| self.frame_path(i).is_file()).count()
+    }
+
+    /// Deletes the folder and everything in it.
+    pub fn remove(self) -> Result<()> {
+        fs::remove_dir_all(&self.path).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let temp = image_io::temp_file_beside(path, ".txt").map_err(|e| Error::io(path, e))?;
+    fs::write(temp.path(), text).map_err(|e| Error::io(path, e))?;
+    temp.persist(path)
+        .map(drop)
+        .map_err(|e| Error::io(path, e.error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_work_folder_refuses_another_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("work");
+        let work = WorkDir::open(&path, "model vgg16\nzoom 1.05\n").unwrap();
+        assert_eq!(work.finished(), 0);
+        work.save(0, &RgbImage::new(4, 3)).unwrap();
+        work.save(1, &RgbImage::new(4, 3)).unwrap();
+        work.save(3, &RgbImage::new(4, 3)).unwrap();
+        assert_eq!(work.finished(), 2);
+        let again = WorkDir::open(&path, "model vgg16\nzoom 1.05\n").unwrap();
+        assert_eq!(again.load(1).unwrap().unwrap().dimensions(), (4, 3));
+        assert!(again.load(2).unwrap().is_none());
+        let error = WorkDir::open(&path, "model vgg16\nzoom 1.1\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("zoom 1.05") && error.contains("zoom 1.1"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_default_work_folder_sits_beside_the_output() {
+        assert_eq!(
+            WorkDir::default_for(Path::new("out/dream.mp4")),
+            PathBuf::from("out/dream.mp4.deepdream-work")
+        );
+    }
+}

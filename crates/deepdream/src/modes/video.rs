@@ -1,0 +1,237 @@
+//! Dream videos that hold together from frame to frame. Each frame starts from the input
+//! frame plus the previous frame's dream difference (dream minus input), carried along the
+//! optical flow between the two input frames; pixels where the forward and backward flows
+//! disagree (occluded or newly revealed) start without it, so nothing trails behind moving
+//! things. A frame that the flow cannot explain (a scene cut) is dreamed from scratch.
+
+use burn::tensor::{Device, Tensor};
+use image::RgbImage;
+
+use crate::dream::DreamParams;
+use crate::error::{Error, Result};
+use crate::media::flow::{FarnebackParams, consistency_mask, farneback, grey_tensor, luma, warp};
+use crate::media::frames::{FrameSource, WorkDir};
+use crate::modes::{FrameDreamers, FrameProgress, FrameSettings, to_image, to_tensor};
+use crate::network::Network;
+
+/// How a video is dreamed, beyond the dream parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VideoParams {
+    /// Share of the previous frame's dream difference carried into the next frame (0–1).
+    pub blend: f32,
+    /// How the frames after the first (and after each scene cut) are dreamed.
+    pub next: FrameSettings,
+    /// The optical flow's settings.
+    pub flow: FarnebackParams,
+    /// A frame is a scene cut when the previous input frame, moved along the flow, still
+    /// differs from it by more than this mean grey difference (0–255).
+    pub cut_threshold: f32,
+}
+
+impl Default for VideoParams {
+    /// Blend 0.9, 2 octaves of 4 iterations per frame, OpenCV's usual Farnebäck settings,
+    /// scene cuts above a mean difference of 30 grey levels.
+    fn default() -> Self {
+        VideoParams {
+            blend: 0.9,
+            next: FrameSettings {
+                octaves: 2,
+                iterations: 4,
+            },
+            flow: FarnebackParams::default(),
+            cut_threshold: 30.0,
+        }
+    }
+}
+
+impl VideoParams {
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.blend.is_finite() && (0.0..=1.0).contains(&self.blend)) {
+            return Err(Error::InvalidParameter(
+                "blend must be a number from 0 to 1".into(),
+            ));
+        }
+        if !(self.cut_threshold.is_finite() && self.cut_threshold > 0.0) {
+            return Err(Error::InvalidParameter(
+                "the scene-cut threshold must be a positive number".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The motion between two consecutive input frames, seen from the second.
+pub struct Motion {
+    /// Flow from the current frame to the previous one: the previous frame's content at
+    /// `p + backward(p)` is at `p` now.
+    pub backward: Tensor<4>,
+    /// 1 where the forward and backward flows agree, 0 at occlusions (`[1, 1, H, W]`).
+    pub mask: Tensor<4>,
+    /// Mean grey difference between the current frame and the previous one moved along the
+    /// flow (large at a scene cut).
+    pub residual: f32,
+}
+
+impl Motion {
+    /// Estimates the motion from `previous` to `current`.
+    pub fn between(
+        previous: &RgbImage,
+        current: &RgbImage,
+        params: &FarnebackParams,
+        device: &Device,
+    ) -> Self {
+        let a = grey_tensor(&luma(previous), device);
+        let b = grey_tensor(&luma(current), device);
+        let backward = farneback(&b, &a, params);
+        let forward = farneback(&a, &b, params);
+        let mask = consistency_mask(&forward, &backward);
+        let residual = warp(a, &backward).sub(b).abs().mean().into_scalar::<f32>();
+        Motion {
+            backward,
+            mask,
+            residual,
+        }
+    }
+
+    /// `image` (a picture on the previous frame's pixels, `[1, C, H, W]`) moved onto the
+    /// current frame's pixels.
+    pub fn carry(&self, image: Tensor<4>) -> Tensor<4> {
+        warp(image, &self.backward)
+    }
+}
+
+/// The previous frame's dream difference moved onto `input` along `motion`, masked where
+/// the flow is unreliable and scaled by `blend`, added to `input`: where the next dream
+/// starts.
+pub fn carried_start(
+    previous_input: &RgbImage,
+    previous_dream: &RgbImage,
+    input: &RgbImage,
+    motion: &Motion,
+    blend: f32,
+    device: &Device,
+) -> Result<RgbImage> {
+    let difference = to_tensor(previous_dream, device).sub(to_tensor(previous_input, device));
+    let carried = motion
+        .carry(difference)
+        .mul(motion.mask.clone())
+        .mul_scalar(blend);
+    to_image(to_tensor(input, device).add(carried))
+}
+
+/// Dreams the frames of `source` into `work`, reusing the frames an earlier run finished.
+/// Returns the number of frames. `frames` (an estimate) only serves the progress reports.
+#[allow(clippy::too_many_arguments)]
+pub fn dream_video(
+    network: &dyn Network,
+    dream: DreamParams,
+    params: &VideoParams,
+    source: &mut dyn FrameSource,
+    frames: Option<usize>,
+    work: &WorkDir,
+    device: &Device,
+    mut progress: impl FnMut(FrameProgress),
+) -> Result<usize> {
+    params.validate()?;
+    let dreamers = FrameDreamers::new(network, dream, params.next, device)?;
+    let report = |frame: usize, step, resumed| FrameProgress {
+        frame,
+        frames,
+        step,
+        resumed,
+    };
+    // The previous input frame, and its dream once it is needed (finished frames are only
+    // read back from the work folder when the next frame must be dreamed).
+    let mut previous: Option<(RgbImage, Option<RgbImage>)> = None;
+    let mut index = 0;
+    while let Some(input) = source.next_frame()? {
+        if index == 0 {
+            dreamers
+                .first()
+                .octave_sizes(input.width(), input.height())?;
+        }
+        if work.frame_path(index).is_file() {
+            progress(report(index, None, true));
+            previous = Some((input, None));
+            index += 1;
+            continue;
+        }
+        let (start, fresh) = match previous.take() {
+            None => (input.clone(), true),
+            Some((previous_input, previous_dream)) => {
+                let previous_dream = match previous_dream {
+                    Some(dream) => dream,
+                    None => work.load(index - 1)?.expect("finished frames exist"),
+                };
+                let motion = Motion::between(&previous_input, &input, &params.flow, device);
+                if motion.residual > params.cut_threshold {
+                    (input.clone(), true)
+                } else {
+                    let start = carried_start(
+                        &previous_input,
+                        &previous_dream,
+                        &input,
+                        &motion,
+                        params.blend,
+                        device,
+                    )?;
+                    (start, false)
+                }
+            }
+        };
+        let dreamed = dreamers.dream(index, &start, fresh, |p| {
+            progress(report(index, Some(p), false))
+        })?;
+        work.save(index, &dreamed)?;
+        progress(report(index, None, false));
+        previous = Some((input, Some(dreamed)));
+        index += 1;
+    }
+    if index == 0 {
+        return Err(Error::InvalidParameter("the video has no frames".into()));
+    }
+    Ok(index)
+}
+
+/// How much a dream video flickers: over consecutive frames, the mean absolute difference
+/// between each frame's dream difference and the previous one's carried along the flow,
+/// divided by the mean absolute dream difference. Near 0 for a dream that moves with the
+/// picture; around 1 or more for frames dreamed independently.
+pub fn flicker(
+    inputs: &[RgbImage],
+    dreams: &[RgbImage],
+    flow: &FarnebackParams,
+    device: &Device,
+) -> f32 {
+    let difference = |k: usize| to_tensor(&dreams[k], device).sub(to_tensor(&inputs[k], device));
+    let (mut change, mut strength) = (0.0f32, 0.0f32);
+    for k in 1..inputs.len().min(dreams.len()) {
+        let motion = Motion::between(&inputs[k - 1], &inputs[k], flow, device);
+        let current = difference(k);
+        let carried = motion.carry(difference(k - 1));
+        change += current
+            .clone()
+            .sub(carried)
+            .abs()
+            .mean()
+            .into_scalar::<f32>();
+        strength += current.abs().mean().into_scalar::<f32>();
+    }
+    if strength > 0.0 {
+        change / strength
+    } else {
+        0.0
+    }
+}
+
+/// The mean absolute change a dream made to its input, per pixel and channel (0–255).
+pub fn dream_strength(input: &RgbImage, dream: &RgbImage) -> f32 {
+    let total: u64 = input
+        .as_raw()
+        .iter()
+        .zip(dream.as_raw())
+        .map(|(&a, &b)| a.abs_diff(b) as u64)
+        .sum();
+    total as f32 / input.as_raw().len().max(1) as f32
+}

@@ -1,0 +1,196 @@
+//! The endless zoom of Google's notebook: each frame is the previous one, zoomed (and
+//! optionally turned and panned) a little, then dreamed again.
+
+use burn::tensor::{Device, Int, Tensor};
+use image::RgbImage;
+
+use crate::dream::DreamParams;
+use crate::error::{Error, Result};
+use crate::media::colour::{ColourStats, match_colours};
+use crate::media::flow::warp;
+use crate::media::frames::WorkDir;
+use crate::modes::{FrameDreamers, FrameProgress, FrameSettings, to_image, to_tensor};
+use crate::network::Network;
+
+/// The motion and length of a zoom.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZoomParams {
+    /// Number of frames, the first (the dream of the photo) included.
+    pub frames: usize,
+    /// Scale about the centre from one frame to the next (> 1 zooms in).
+    pub zoom: f32,
+    /// Turn per frame in degrees, counter-clockwise.
+    pub rotate: f32,
+    /// Camera movement per frame in pixels, `[right, down]`.
+    pub pan: [f32; 2],
+    /// How the frames after the first are dreamed.
+    pub next: FrameSettings,
+    /// Keep each frame's per-channel colour mean and spread equal to the first frame's.
+    pub keep_colours: bool,
+}
+
+impl Default for ZoomParams {
+    /// 100 frames zooming 5% a frame, each dreamed with 2 octaves of 5 iterations,
+    /// colours held.
+    fn default() -> Self {
+        ZoomParams {
+            frames: 100,
+            zoom: 1.05,
+            rotate: 0.0,
+            pan: [0.0, 0.0],
+            next: FrameSettings {
+                octaves: 2,
+                iterations: 5,
+            },
+            keep_colours: true,
+        }
+    }
+}
+
+impl ZoomParams {
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |what: &str| Err(Error::InvalidParameter(what.to_string()));
+        if self.frames == 0 {
+            return invalid("the number of frames must be at least 1");
+        }
+        if !(self.zoom.is_finite() && self.zoom > 0.0 && self.zoom <= 10.0) {
+            return invalid(
+                "zoom must be a number above 0 and at most 10 (1.05 zooms in 5% a frame)",
+            );
+        }
+        if !self.rotate.is_finite() || self.rotate.abs() > 360.0 {
+            return invalid("rotation must be a number of degrees between -360 and 360");
+        }
+        if self.pan.iter().any(|p| !p.is_finite()) {
+            return invalid("pan must be two numbers of pixels, DX,DY");
+        }
+        Ok(())
+    }
+}
+
+/// `image` moved by one frame of the zoom: the output pixel `p` shows the input at
+/// `c + R(p − c) / zoom + pan`, `c` the centre and `R` the turn (bilinear, edges repeated).
+pub fn transform(image: &RgbImage, params: &ZoomParams, device: &Device) -> Result<RgbImage> {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
+    let (sin, cos) = params.rotate.to_radians().sin_cos();
+    let xs = Tensor::<1, Int>::arange(0..w as i64, device)
+        .float()
+        .sub_scalar(cx)
+        .reshape([1, 1, 1, w]);
+    let ys = Tensor::<1, Int>::arange(0..h as i64, device)
+        .float()
+        .sub_scalar(cy)
+        .reshape([1, 1, h, 1]);
+    let scale = 1.0 / params.zoom;
+    // Source position minus output position, per pixel.
+    let dx = xs
+        .clone()
+        .mul_scalar(cos * scale - 1.0)
+        .add(ys.clone().mul_scalar(-sin * scale))
+        .add_scalar(params.pan[0]);
+    let dy = xs
+        .mul_scalar(sin * scale)
+        .add(ys.mul_scalar(cos * scale - 1.0))
+        .add_scalar(params.pan[1]);
+    let flow = Tensor::cat(vec![dx.expand([1, 1, h, w]), dy.expand([1, 1, h, w])], 1);
+    to_image(warp(to_tensor(image, device), &flow))
+}
+
+/// Makes the zoom's frames from `source` into `work`, dreaming only those an earlier run did
+/// not finish. `dream` sets the first frame's dream (and the layers, seed, … of all frames).
+pub fn zoom(
+    network: &dyn Network,
+    dream: DreamParams,
+    params: &ZoomParams,
+    source: &RgbImage,
+    work: &WorkDir,
+    device: &Device,
+    mut progress: impl FnMut(FrameProgress),
+) -> Result<()> {
+    params.validate()?;
+    let dreamers = FrameDreamers::new(network, dream, params.next, device)?;
+    let frames = Some(params.frames);
+    let report = |frame: usize, step, resumed| FrameProgress {
+        frame,
+        frames,
+        step,
+        resumed,
+    };
+    let first = match work.load(0)? {
+        Some(frame) => {
+            progress(report(0, None, true));
+            frame
+        }
+        None => {
+            let frame = dreamers.dream(0, source, true, |p| progress(report(0, Some(p), false)))?;
+            work.save(0, &frame)?;
+            progress(report(0, None, false));
+            frame
+        }
+    };
+    let colours = ColourStats::of(&first);
+    let done = work.finished().min(params.frames);
+    for index in 1..done {
+        progress(report(index, None, true));
+    }
+    let mut previous = match done {
+        0 | 1 => first,
+        n => work.load(n - 1)?.expect("finished frames exist"),
+    };
+    for index in done.max(1)..params.frames {
+        let start = transform(&previous, params, device)?;
+        let mut frame = dreamers.dream(index, &start, false, |p| {
+            progress(report(index, Some(p), false))
+        })?;
+        if params.keep_colours {
+            frame = match_colours(&frame, &colours);
+        }
+        work.save(index, &frame)?;
+        progress(report(index, None, false));
+        previous = frame;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zooming_by_two_shows_the_centre_twice_as_large() {
+        let device = Device::flex();
+        let image = RgbImage::from_fn(9, 9, |x, y| image::Rgb([(x * 20) as u8, (y * 20) as u8, 7]));
+        let params = ZoomParams {
+            zoom: 2.0,
+            ..ZoomParams::default()
+        };
+        let zoomed = transform(&image, &params, &device).unwrap();
+        // The centre stays; a pixel 2 to the right of it shows the pixel 1 to the right.
+        assert_eq!(zoomed.get_pixel(4, 4), image.get_pixel(4, 4));
+        assert_eq!(zoomed.get_pixel(6, 4), image.get_pixel(5, 4));
+        assert_eq!(zoomed.get_pixel(4, 0), image.get_pixel(4, 2));
+    }
+
+    #[test]
+    fn a_quarter_turn_and_a_pan_move_pixels_where_expected() {
+        let device = Device::flex();
+        let image = RgbImage::from_fn(9, 9, |x, y| image::Rgb([(x * 20) as u8, (y * 20) as u8, 7]));
+        let turn = ZoomParams {
+            zoom: 1.0,
+            rotate: 90.0,
+            ..ZoomParams::default()
+        };
+        let turned = transform(&image, &turn, &device).unwrap();
+        // Counter-clockwise: what was below the centre is now to its right.
+        assert_eq!(turned.get_pixel(6, 4), image.get_pixel(4, 6));
+        let pan = ZoomParams {
+            zoom: 1.0,
+            pan: [2.0, -1.0],
+            ..ZoomParams::default()
+        };
+        let panned = transform(&image, &pan, &device).unwrap();
+        assert_eq!(panned.get_pixel(3, 5), image.get_pixel(5, 4));
+    }
+}
