@@ -267,6 +267,7 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
     )?;
     reporter.finish();
     if frames == 0 {
+        work.remove()?;
         bail!(
             "cannot read video {}: no frames{}",
             args.input.display(),

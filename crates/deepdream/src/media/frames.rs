@@ -55,8 +55,10 @@ impl AnimationFormat {
                 .map(Self::Video)
                 .map_err(|_| Error::VideoWrite {
                     path: path.to_path_buf(),
-                    reason: "unsupported animation format (use .gif, .mp4, .mov, .mkv or .webm)"
-                        .into(),
+                    reason: format!(
+                        "'.{}' cannot hold video or animation (use .gif, .mp4, .mov, .mkv or .webm)",
+                        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+                    ),
                 })
         }
     }

@@ -1,0 +1,434 @@
+//! `deepdream zoom` and `deepdream video` end to end: frame counts, rates, sizes and audio
+//! of the outputs, resuming after a kill, GIFs without FFmpeg, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use deepdream::media::ffmpeg::{self, Segment, VideoReader};
+use deepdream::{models, weights};
+use image::AnimationDecoder;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deepdream/tests/fixtures")
+        .join(name)
+}
+
+fn vgg16_weights() -> PathBuf {
+    let spec = models::find("vgg16").unwrap();
+    weights::ensure(spec, |_| eprintln!("fetching vgg16 weights…")).unwrap()
+}
+
+fn command(home: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_deepdream"));
+    command.args(args).env("DEEPDREAM_HOME", home);
+    command
+}
+
+fn deepdream(home: &Path, args: &[&str]) -> Output {
+    command(home, args).output().expect("the binary runs")
+}
+
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A failure whose last stderr line is one `deepdream: error:` line containing `expected`.
+fn assert_error(output: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "should fail: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("deepdream: error: "), "{stderr}");
+    assert!(
+        last.to_lowercase().contains(&expected.to_lowercase()),
+        "expected '{expected}' in: {stderr}"
+    );
+}
+
+/// Cheap dream settings: a shallow layer, one octave.
+fn quick<'a>(weights: &'a str) -> Vec<&'a str> {
+    vec![
+        "--weights",
+        weights,
+        "--layers",
+        "block3_conv1",
+        "--octaves",
+        "1",
+        "--iterations",
+        "2",
+        "--octaves-per-frame",
+        "1",
+        "--iterations-per-frame",
+        "1",
+        "--seed",
+        "3",
+    ]
+}
+
+fn ffmpeg(args: &[&str]) {
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg {args:?}");
+}
+
+/// Every decoded frame of a video, as raw RGB bytes.
+fn decoded_frames(path: &Path) -> Vec<Vec<u8>> {
+    let mut reader = VideoReader::open(path, Segment::default()).unwrap();
+    let mut frames = Vec::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        frames.push(frame.into_raw());
+    }
+    frames
+}
+
+/// The duration of a file's first audio stream: the end of its last packet, from ffprobe.
+fn audio_duration(path: &Path) -> Option<f64> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0", "-show_entries"])
+        .args(["packet=pts_time,duration_time", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(',').map(|f| f.trim().parse::<f64>());
+            Some(fields.next()?.ok()? + fields.next()?.ok()?)
+        })
+        .reduce(f64::max)
+}
+
+#[test]
+fn a_video_keeps_its_frames_rate_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let input = fixture("carphone.mp4");
+    let output = dir.path().join("dream.mp4");
+    let mut args = vec![
+        "video",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ];
+    args.extend(quick(weights.to_str().unwrap()));
+    assert_success(&deepdream(dir.path(), &args));
+    let before = ffmpeg::probe(&input).unwrap();
+    let after = ffmpeg::probe(&output).unwrap();
+    assert_eq!((after.width, after.height), (176, 144));
+    assert_eq!(after.frame_rate, before.frame_rate);
+    assert_eq!(decoded_frames(&output).len(), 120);
+    assert_eq!(after.audio_codec, None);
+    // The work folder is gone once the video is written.
+    assert!(!dir.path().join("dream.mp4.deepdream-work").exists());
+}
+
+#[test]
+fn a_video_with_sound_keeps_its_audio_track() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let input = dir.path().join("clip.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        input.to_str().unwrap(),
+    ]);
+    for extension in ["mp4", "webm"] {
+        let output = dir.path().join(format!("dream.{extension}"));
+        let mut args = vec![
+            "video",
+            input.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+        ];
+        args.extend(quick(weights.to_str().unwrap()));
+        assert_success(&deepdream(dir.path(), &args));
+        let before = ffmpeg::probe(&input).unwrap();
+        let after = ffmpeg::probe(&output).unwrap();
+        assert_eq!((after.width, after.height), (160, 120), "{extension}");
+        assert_eq!(after.frame_rate, before.frame_rate, "{extension}");
+        assert_eq!(decoded_frames(&output).len(), 50, "{extension}");
+        assert!(after.audio_codec.is_some(), "{extension}: no audio");
+        let (a, b) = (
+            audio_duration(&input).unwrap(),
+            audio_duration(&output).unwrap(),
+        );
+        assert!(
+            (a - b).abs() < 0.05,
+            "{extension}: audio {a} s became {b} s"
+        );
+    }
+}
+
+#[test]
+fn part_of_a_video_with_its_frames_as_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let input = fixture("carphone.mp4");
+    let output = dir.path().join("part.mp4");
+    let frames = dir.path().join("frames");
+    let mut args = vec![
+        "video",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--start",
+        "1",
+        "--duration",
+        "0.5",
+        "--frames-dir",
+        frames.to_str().unwrap(),
+    ];
+    args.extend(quick(weights.to_str().unwrap()));
+    assert_success(&deepdream(dir.path(), &args));
+    // 0.5 s at 29.97 fps.
+    assert_eq!(decoded_frames(&output).len(), 15);
+    let pngs = std::fs::read_dir(&frames).unwrap().count();
+    assert_eq!(pngs, 15);
+    let first = image::open(frames.join("frame_000000.png")).unwrap();
+    assert_eq!((first.width(), first.height()), (176, 144));
+}
+
+#[test]
+fn an_interrupted_video_resumes_to_the_same_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let input = fixture("carphone.mp4");
+    let run = |name: &str| -> Vec<String> {
+        let output = dir.path().join(format!("{name}.mp4"));
+        let frames = dir.path().join(format!("{name}-frames"));
+        let mut args: Vec<String> = vec![
+            "video".into(),
+            input.to_str().unwrap().into(),
+            "-o".into(),
+            output.to_str().unwrap().into(),
+            "--duration".into(),
+            "1".into(),
+            "--frames-dir".into(),
+            frames.to_str().unwrap().into(),
+        ];
+        // Slower frames than `quick`, so that the run can be caught part-way.
+        args.extend(
+            quick(weights.to_str().unwrap())
+                .iter()
+                .map(|s| s.replace("block3_conv1", "block4_conv3")),
+        );
+        args
+    };
+    let whole_args = run("whole");
+    let whole_args: Vec<&str> = whole_args.iter().map(String::as_str).collect();
+    assert_success(&deepdream(dir.path(), &whole_args));
+
+    let args = run("resumed");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let work = dir.path().join("resumed.mp4.deepdream-work");
+    let mut child = command(dir.path(), &args)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it (as a crash or power loss would) once a few frames are done.
+    let started = Instant::now();
+    while !work.join("frame_000004.png").exists() {
+        assert!(started.elapsed() < Duration::from_secs(300), "no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !dir.path().join("resumed.mp4").exists(),
+        "no partial output"
+    );
+    let output = deepdream(dir.path(), &args);
+    assert_success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Frames 0..=4 were not dreamed again.
+    assert!(!stderr.contains("frame 1/"), "{stderr}");
+    assert_eq!(
+        decoded_frames(&dir.path().join("whole.mp4")),
+        decoded_frames(&dir.path().join("resumed.mp4"))
+    );
+    for k in 0..30 {
+        let name = format!("frame_{k:06}.png");
+        let a = image::open(dir.path().join("whole-frames").join(&name)).unwrap();
+        let b = image::open(dir.path().join("resumed-frames").join(&name)).unwrap();
+        assert!(a == b, "frame {k} differs");
+    }
+}
+
+#[test]
+fn a_zoom_gif_needs_no_ffmpeg() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let photo = image::open(fixture("chelsea.png")).unwrap();
+    let input = dir.path().join("small.png");
+    photo.crop_imm(150, 40, 96, 72).save(&input).unwrap();
+    let output = dir.path().join("zoom.gif");
+    let empty = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "zoom",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--frames",
+        "4",
+        "--rotate",
+        "-2",
+        "--pan",
+        "1,-1",
+    ];
+    args.extend(quick(weights.to_str().unwrap()));
+    let run = |args: &[&str]| {
+        command(dir.path(), args)
+            .env("PATH", empty.path())
+            .output()
+            .unwrap()
+    };
+    assert_success(&run(&args));
+    let file = std::io::BufReader::new(std::fs::File::open(&output).unwrap());
+    let frames = image::codecs::gif::GifDecoder::new(file)
+        .unwrap()
+        .into_frames()
+        .collect_frames()
+        .unwrap();
+    assert_eq!(frames.len(), 4);
+    assert_eq!(frames[0].buffer().dimensions(), (96, 72));
+    // Video output needs FFmpeg, and says how to get it.
+    let mp4 = dir.path().join("zoom.mp4");
+    let mut args = vec!["zoom", input.to_str().unwrap(), "-o", mp4.to_str().unwrap()];
+    args.extend(quick(weights.to_str().unwrap()));
+    assert_error(&run(&args), "apt install ffmpeg");
+    let video = fixture("carphone.mp4");
+    assert_error(
+        &run(&[
+            "video",
+            video.to_str().unwrap(),
+            "-o",
+            mp4.to_str().unwrap(),
+        ]),
+        "ffmpeg was not found",
+    );
+    assert!(!mp4.exists());
+}
+
+#[test]
+fn bad_video_input_gets_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let weights = vgg16_weights();
+    let w = weights.to_str().unwrap();
+    let video = fixture("carphone.mp4");
+    let v = video.to_str().unwrap();
+    let out = d.join("out.mp4");
+    let o = out.to_str().unwrap();
+    let text = d.join("notes.mp4");
+    std::fs::write(&text, "not a video").unwrap();
+    let truncated = d.join("truncated.mp4");
+    std::fs::write(&truncated, &std::fs::read(&video).unwrap()[..3000]).unwrap();
+    let empty = d.join("empty.mp4");
+    std::fs::write(&empty, b"").unwrap();
+    let sound = d.join("sound.m4a");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440",
+        "-t",
+        "1",
+        sound.to_str().unwrap(),
+    ]);
+    let photo = fixture("chelsea.png");
+    let (missing, png, txt) = (d.join("missing.mp4"), d.join("out.png"), d.join("z.txt"));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["video", text.to_str().unwrap(), "-o", o],
+            "cannot read video",
+        ),
+        (
+            vec!["video", truncated.to_str().unwrap(), "-o", o],
+            "cannot read video",
+        ),
+        (
+            vec!["video", empty.to_str().unwrap(), "-o", o],
+            "cannot read video",
+        ),
+        (
+            vec!["video", missing.to_str().unwrap(), "-o", o],
+            "no such file",
+        ),
+        (
+            vec!["video", sound.to_str().unwrap(), "-o", o],
+            "no video stream",
+        ),
+        (vec!["video", v, "-o", v], "input file"),
+        (
+            vec!["video", v, "-o", png.to_str().unwrap()],
+            "cannot hold video",
+        ),
+        (vec!["video", v, "-o", o, "--blend", "1.5"], "blend"),
+        (
+            vec!["video", v, "-o", o, "--start", "100", "--weights", w],
+            "no frames",
+        ),
+        (vec!["video", v, "-o", o, "--duration", "0"], "--duration"),
+        (
+            vec!["zoom", photo.to_str().unwrap(), "-o", o, "--zoom", "0"],
+            "zoom must be",
+        ),
+        (
+            vec!["zoom", photo.to_str().unwrap(), "-o", o, "--zoom", "NaN"],
+            "zoom must be",
+        ),
+        (
+            vec!["zoom", photo.to_str().unwrap(), "-o", o, "--frames", "0"],
+            "frames",
+        ),
+        (
+            vec!["zoom", photo.to_str().unwrap(), "-o", o, "--fps", "0"],
+            "frame rate",
+        ),
+        (
+            vec!["zoom", photo.to_str().unwrap(), "-o", txt.to_str().unwrap()],
+            "cannot hold video",
+        ),
+        (
+            vec!["zoom", video.to_str().unwrap(), "-o", o],
+            "cannot read image",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = deepdream(d, &args);
+        assert_error(&output, expected);
+        assert!(!out.exists(), "{args:?} left an output");
+    }
+    // An existing output is kept unless --force.
+    std::fs::write(&out, "keep me").unwrap();
+    assert_error(&deepdream(d, &["video", v, "-o", o]), "exists");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
+}
