@@ -363,15 +363,16 @@ fn write_animation(
     audio: Option<AudioSource>,
     options: &AnimationOptions,
 ) -> Result<()> {
-    if width % 2 == 1 || height % 2 == 1 {
-        if matches!(
+    let odd = width % 2 == 1 || height % 2 == 1;
+    if odd
+        && matches!(
             AnimationFormat::from_path(output)?,
             AnimationFormat::Video(_)
-        ) {
-            eprintln!(
-                "Note: {width}x{height} is odd; the video is padded to even sides with a repeated edge (yuv420p needs them)"
-            );
-        }
+        )
+    {
+        eprintln!(
+            "Note: {width}x{height} is odd; the video is padded to even sides with a repeated edge (yuv420p needs them)"
+        );
     }
     if let Some(dir) = &options.frames_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -422,6 +423,10 @@ impl FrameReporter {
             return;
         }
         self.dreamed += 1;
+        if p.fresh && p.frame > 0 {
+            self.bar
+                .suspend(|| eprintln!("Scene cut at frame {}: dreamed afresh", p.frame + 1));
+        }
         let per_frame = self.started.elapsed().as_secs_f64() / self.dreamed as f64;
         let left = self.total.saturating_sub(p.frame + 1) as f64 * per_frame;
         let line = format!(

@@ -52,7 +52,7 @@ fn assert_error(output: &Output, expected: &str) {
 }
 
 /// Cheap dream settings: a shallow layer, one octave.
-fn quick<'a>(weights: &'a str) -> Vec<&'a str> {
+fn quick(weights: &str) -> Vec<&str> {
     vec![
         "--weights",
         weights,
@@ -388,6 +388,10 @@ fn bad_video_input_gets_one_line_errors() {
         ),
         (vec!["video", v, "-o", v], "input file"),
         (
+            vec!["video", photo.to_str().unwrap(), "-o", o],
+            "still image",
+        ),
+        (
             vec!["video", v, "-o", png.to_str().unwrap()],
             "cannot hold video",
         ),
@@ -431,4 +435,49 @@ fn bad_video_input_gets_one_line_errors() {
     std::fs::write(&out, "keep me").unwrap();
     assert_error(&deepdream(d, &["video", v, "-o", o]), "exists");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
+}
+
+#[test]
+fn a_rotated_video_is_dreamed_and_written_upright() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let input = dir.path().join("rotated.mp4");
+    let clip = fixture("carphone.mp4");
+    ffmpeg(&[
+        "-i",
+        clip.to_str().unwrap(),
+        "-t",
+        "0.3",
+        "-c",
+        "copy",
+        "-metadata:s:v:0",
+        "rotate=90",
+        input.to_str().unwrap(),
+    ]);
+    let before = ffmpeg::probe(&input).unwrap();
+    assert_eq!(
+        (before.width, before.height, before.rotation.abs()),
+        (144, 176, 90)
+    );
+    let output = dir.path().join("dream.mp4");
+    let mut args = vec![
+        "video",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ];
+    args.extend(quick(weights.to_str().unwrap()));
+    assert_success(&deepdream(dir.path(), &args));
+    let after = ffmpeg::probe(&output).unwrap();
+    assert_eq!((after.width, after.height, after.rotation), (144, 176, 0));
+    // The same picture, upright, as a player shows the input.
+    let (a, b) = (decoded_frames(&input), decoded_frames(&output));
+    assert_eq!(a.len(), b.len());
+    let difference: f64 = a[0]
+        .iter()
+        .zip(&b[0])
+        .map(|(x, y)| x.abs_diff(*y) as f64)
+        .sum::<f64>()
+        / a[0].len() as f64;
+    assert!(difference < 20.0, "mean difference {difference}");
 }

@@ -47,9 +47,9 @@ pub fn match_colours(image: &RgbImage, target: &ColourStats) -> RgbImage {
     });
     let mut out = image.clone();
     for pixel in out.pixels_mut() {
-        for c in 0..3 {
-            let v = (pixel.0[c] as f32 - own.mean[c]) * gain[c] + target.mean[c];
-            pixel.0[c] = v.round().clamp(0.0, 255.0) as u8;
+        for (c, value) in pixel.0.iter_mut().enumerate() {
+            let v = (*value as f32 - own.mean[c]) * gain[c] + target.mean[c];
+            *value = v.round().clamp(0.0, 255.0) as u8;
         }
     }
     out

@@ -160,6 +160,12 @@ pub fn probe(path: &Path) -> Result<VideoInfo> {
     }
     let json: serde_json::Value = serde_json::from_slice(&output.stdout)
         .map_err(|e| bad(format!("unreadable ffprobe output: {e}")))?;
+    let container = json["format"]["format_name"].as_str().unwrap_or_default();
+    if container.starts_with("image2") || container.ends_with("_pipe") {
+        return Err(bad(
+            "it is a still image, not a video (dream it with `deepdream dream`)".into(),
+        ));
+    }
     let streams = json["streams"].as_array().cloned().unwrap_or_default();
     let video = streams
         .iter()
@@ -295,10 +301,10 @@ impl VideoReader {
                         });
                 }
                 FfmpegEvent::Log(LogLevel::Error | LogLevel::Fatal, message)
-                | FfmpegEvent::Error(message) => {
-                    if !message.trim().is_empty() {
-                        self.last_error = Some(message.trim().to_string());
-                    }
+                | FfmpegEvent::Error(message)
+                    if !message.trim().is_empty() =>
+                {
+                    self.last_error = Some(message.trim().to_string());
                 }
                 _ => {}
             }

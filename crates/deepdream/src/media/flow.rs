@@ -439,10 +439,11 @@ mod tests {
     fn invert3_gives_the_inverse() {
         let m = [[2.0, 1.0, 0.5], [1.0, 3.0, 0.25], [0.5, 0.25, 4.0]];
         let inv = invert3(m);
-        for r in 0..3 {
+        for (r, row) in m.iter().enumerate() {
             for c in 0..3 {
-                let product: f64 = (0..3).map(|k| m[r][k] * inv[k][c]).sum();
-                assert!((product - if r == c { 1.0 } else { 0.0 }).abs() < 1e-12);
+                let product: f64 = row.iter().zip(&inv).map(|(a, b)| a * b[c]).sum();
+                let identity = if r == c { 1.0 } else { 0.0 };
+                assert!((product - identity).abs() < 1e-12);
             }
         }
     }

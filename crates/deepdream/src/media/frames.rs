@@ -23,6 +23,15 @@ impl FrameSource for VideoReader {
     }
 }
 
+/// Frames from any iterator of images (frames already in memory, generated ones, …).
+pub struct IterSource<I>(pub I);
+
+impl<I: Iterator<Item = RgbImage>> FrameSource for IterSource<I> {
+    fn next_frame(&mut self) -> Result<Option<RgbImage>> {
+        Ok(self.0.next())
+    }
+}
+
 /// Where frames go, one after another. Nothing appears at the destination until
 /// [`FrameSink::finish`] succeeds.
 pub trait FrameSink {

@@ -34,6 +34,9 @@ pub struct FrameProgress {
     pub step: Option<Progress>,
     /// The frame was finished by an earlier, interrupted run and is reused.
     pub resumed: bool,
+    /// The frame is dreamed from scratch with the full dream: the first frame, or a video
+    /// frame after a scene cut.
+    pub fresh: bool,
 }
 
 /// The two dreamers of an animation: the full dream for the first frame (and after a scene

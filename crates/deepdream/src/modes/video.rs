@@ -29,11 +29,11 @@ pub struct VideoParams {
 }
 
 impl Default for VideoParams {
-    /// Blend 0.9, 2 octaves of 4 iterations per frame, OpenCV's usual Farnebäck settings,
+    /// Blend 0.8, 2 octaves of 4 iterations per frame, OpenCV's usual Farnebäck settings,
     /// scene cuts above a mean difference of 30 grey levels.
     fn default() -> Self {
         VideoParams {
-            blend: 0.9,
+            blend: 0.8,
             next: FrameSettings {
                 octaves: 2,
                 iterations: 4,
@@ -135,11 +135,12 @@ pub fn dream_video(
 ) -> Result<usize> {
     params.validate()?;
     let dreamers = FrameDreamers::new(network, dream, params.next, device)?;
-    let report = |frame: usize, step, resumed| FrameProgress {
+    let report = |frame: usize, step, resumed, fresh| FrameProgress {
         frame,
         frames,
         step,
         resumed,
+        fresh,
     };
     // The previous input frame, and its dream once it is needed (finished frames are only
     // read back from the work folder when the next frame must be dreamed).
@@ -152,7 +153,7 @@ pub fn dream_video(
                 .octave_sizes(input.width(), input.height())?;
         }
         if work.frame_path(index).is_file() {
-            progress(report(index, None, true));
+            progress(report(index, None, true, false));
             previous = Some((input, None));
             index += 1;
             continue;
@@ -181,10 +182,10 @@ pub fn dream_video(
             }
         };
         let dreamed = dreamers.dream(index, &start, fresh, |p| {
-            progress(report(index, Some(p), false))
+            progress(report(index, Some(p), false, fresh))
         })?;
         work.save(index, &dreamed)?;
-        progress(report(index, None, false));
+        progress(report(index, None, false, fresh));
         previous = Some((input, Some(dreamed)));
         index += 1;
     }

@@ -117,6 +117,7 @@ pub fn zoom(
         frames,
         step,
         resumed,
+        fresh: frame == 0,
     };
     let first = match work.load(0)? {
         Some(frame) => {

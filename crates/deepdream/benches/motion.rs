@@ -1,0 +1,245 @@
+//! Motion: how coherent a dream video is (flicker against dreaming each frame on its own,
+//! the baseline computed in the same run), its strength, seconds per frame of a 640x360
+//! video against a full dream of one frame, and colour drift over a 100-frame zoom with and
+//! without colour matching. Needs FFmpeg.
+//!
+//! ```text
+//! cargo bench -p deepdream --bench motion                 # everything (~20 min on 2 cores)
+//! cargo bench -p deepdream --bench motion -- --coherence  # or --speed, --colour
+//! cargo bench -p deepdream --bench motion --features wgpu -- --speed --device wgpu
+//! ```
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use deepdream::media::colour::ColourStats;
+use deepdream::media::ffmpeg::{Segment, VideoReader};
+use deepdream::media::flow::{farneback, grey_tensor, luma};
+use deepdream::media::frames::{IterSource, WorkDir};
+use deepdream::modes::FrameDreamers;
+use deepdream::modes::video::{VideoParams, dream_strength, dream_video, flicker};
+use deepdream::modes::zoom::{ZoomParams, zoom};
+use deepdream::{Device, DreamParams, Network, image_io, models, weights};
+use image::RgbImage;
+
+/// The allocator the CLI uses (see its main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn read_frames(path: &Path, count: usize) -> Vec<RgbImage> {
+    let mut reader = VideoReader::open(path, Segment::default()).unwrap();
+    let mut frames = Vec::new();
+    while frames.len() < count {
+        match reader.next_frame().unwrap() {
+            Some(frame) => frames.push(frame),
+            None => break,
+        }
+    }
+    frames
+}
+
+/// Dreams `inputs` as a video; returns the frames and the seconds each took.
+fn dream_frames(
+    network: &dyn Network,
+    inputs: &[RgbImage],
+    params: &VideoParams,
+    device: &Device,
+) -> (Vec<RgbImage>, Vec<f64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let work = WorkDir::open(&dir.path().join("work"), "bench").unwrap();
+    let mut times = Vec::new();
+    let mut last = Instant::now();
+    let dream = DreamParams {
+        seed: 1,
+        ..DreamParams::default()
+    };
+    let count = dream_video(
+        network,
+        dream,
+        params,
+        &mut IterSource(inputs.iter().cloned()),
+        None,
+        &work,
+        device,
+        |p| {
+            if p.step.is_none() {
+                times.push(last.elapsed().as_secs_f64());
+                last = Instant::now();
+            }
+        },
+    )
+    .unwrap();
+    let frames = (0..count).map(|k| work.load(k).unwrap().unwrap()).collect();
+    (frames, times)
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let chosen: Vec<&str> = ["--coherence", "--speed", "--colour"]
+        .into_iter()
+        .filter(|a| args.iter().any(|x| x == a))
+        .collect();
+    let run = |section: &str| chosen.is_empty() || chosen.contains(&section);
+    let device_name = args
+        .iter()
+        .position(|a| a == "--device")
+        .and_then(|i| args.get(i + 1))
+        .map_or("cpu", String::as_str);
+    let device = deepdream::device::by_name(device_name).unwrap();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "deepdream motion benchmark: VGG16 defaults, device {device_name}, {threads} CPU threads"
+    );
+    let spec = models::find("vgg16").unwrap();
+    let path = weights::ensure(spec, |_| eprintln!("fetching VGG16 weights")).unwrap();
+    let network = (spec.load)(&path, &device).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let clip = root.join("tests/fixtures/carphone.mp4");
+    let params = VideoParams::default();
+
+    if run("--coherence") {
+        let inputs = read_frames(&clip, 120);
+        let (video, _) = dream_frames(network.as_ref(), &inputs, &params, &device);
+        let baseline = 30;
+        let dreamers = FrameDreamers::new(
+            network.as_ref(),
+            DreamParams {
+                seed: 1,
+                ..DreamParams::default()
+            },
+            params.next,
+            &device,
+        )
+        .unwrap();
+        let independent: Vec<RgbImage> = inputs[..baseline]
+            .iter()
+            .enumerate()
+            .map(|(k, frame)| dreamers.dream(k, frame, true, |_| {}).unwrap())
+            .collect();
+        let flicker_video = flicker(
+            &inputs[..baseline],
+            &video[..baseline],
+            &params.flow,
+            &device,
+        );
+        let flicker_all = flicker(&inputs, &video, &params.flow, &device);
+        let flicker_independent = flicker(&inputs[..baseline], &independent, &params.flow, &device);
+        println!(
+            "flicker (carphone 176x144, first {baseline} frames): video {flicker_video:.3}, \
+             each frame dreamed alone {flicker_independent:.3}: ratio {:.2}",
+            flicker_video / flicker_independent
+        );
+        println!(
+            "flicker over all {} frames: video {flicker_all:.3}",
+            inputs.len()
+        );
+        let single: Vec<f32> = inputs[..baseline]
+            .iter()
+            .zip(&independent)
+            .map(|(i, d)| dream_strength(i, d))
+            .collect();
+        let single = single.iter().sum::<f32>() / single.len() as f32;
+        for range in [0..30, 30..60, 60..90, 90..120] {
+            let strength: f32 = range
+                .clone()
+                .map(|k| dream_strength(&inputs[k], &video[k]))
+                .sum::<f32>()
+                / range.len() as f32;
+            println!(
+                "strength, video frames {}-{}: {strength:.2} levels per pixel; single dreams {single:.2}: ratio {:.2}",
+                range.start,
+                range.end - 1,
+                strength / single
+            );
+        }
+    }
+
+    if run("--speed") {
+        let dir = tempfile::tempdir().unwrap();
+        let wide = dir.path().join("carphone-640x360.mp4");
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-i"])
+            .arg(&clip)
+            .args([
+                "-vf",
+                "scale=640:360",
+                "-frames:v",
+                "10",
+                "-c:v",
+                "libx264",
+                "-crf",
+                "12",
+            ])
+            .arg(&wide)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let inputs = read_frames(&wide, 10);
+        let (_, times) = dream_frames(network.as_ref(), &inputs, &params, &device);
+        let a = grey_tensor(&luma(&inputs[0]), &device);
+        let b = grey_tensor(&luma(&inputs[1]), &device);
+        let start = Instant::now();
+        for _ in 0..3 {
+            let flow = farneback(&a, &b, &params.flow);
+            let _: f32 = flow.sum().into_scalar();
+        }
+        let flow_seconds = start.elapsed().as_secs_f64() / 3.0;
+        let per_frame = mean(&times[1..]);
+        println!(
+            "640x360: first frame (a full default dream, what dreaming every frame alone costs) {:.1} s; \
+             following frames {per_frame:.1} s/frame (ratio {:.2}); one Farnebäck flow {flow_seconds:.3} s (two per frame)",
+            times[0],
+            per_frame / times[0]
+        );
+    }
+
+    if run("--colour") {
+        let photo = image_io::load(&root.join("tests/fixtures/chelsea.png"))
+            .unwrap()
+            .to_rgb8();
+        for keep_colours in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let work = WorkDir::open(&dir.path().join("work"), "bench").unwrap();
+            let params = ZoomParams {
+                keep_colours,
+                ..ZoomParams::default()
+            };
+            let start = Instant::now();
+            let dream = DreamParams {
+                seed: 1,
+                ..DreamParams::default()
+            };
+            zoom(
+                network.as_ref(),
+                dream,
+                &params,
+                &photo,
+                &work,
+                &device,
+                |_| {},
+            )
+            .unwrap();
+            let seconds = start.elapsed().as_secs_f64() / params.frames as f64;
+            let first = ColourStats::of(&work.load(0).unwrap().unwrap());
+            let last = ColourStats::of(&work.load(params.frames - 1).unwrap().unwrap());
+            let change = |a: [f32; 3], b: [f32; 3]| {
+                [0, 1, 2]
+                    .map(|c| format!("{:+.1}%", (b[c] / a[c] - 1.0) * 100.0))
+                    .join(" ")
+            };
+            println!(
+                "zoom of chelsea.png (451x300), {} frames, colour matching {}: last frame vs first, \
+                 mean R G B {}, std {} ({seconds:.1} s/frame)",
+                params.frames,
+                if keep_colours { "on" } else { "off" },
+                change(first.mean, last.mean),
+                change(first.std, last.std)
+            );
+        }
+    }
+}

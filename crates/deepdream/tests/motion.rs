@@ -1,0 +1,184 @@
+//! Dream videos and zooms through the library, with the real VGG16: a video dream holds
+//! together from frame to frame far better than dreaming each frame on its own, at the same
+//! strength, and a long zoom keeps its colours.
+
+mod common;
+
+use deepdream::media::colour::ColourStats;
+use deepdream::media::ffmpeg::{Segment, VideoReader};
+use deepdream::media::frames::{IterSource, WorkDir};
+use deepdream::modes::FrameDreamers;
+use deepdream::modes::video::{Motion, VideoParams, dream_strength, dream_video, flicker};
+use deepdream::modes::zoom::{ZoomParams, zoom};
+use deepdream::{Device, DreamParams};
+use image::RgbImage;
+
+/// The first `count` frames of the carphone clip.
+fn carphone(count: usize) -> Vec<RgbImage> {
+    let mut reader =
+        VideoReader::open(&common::fixture("carphone.mp4"), Segment::default()).unwrap();
+    (0..count)
+        .map(|_| reader.next_frame().unwrap().expect("enough frames"))
+        .collect()
+}
+
+#[test]
+fn a_dream_video_flickers_far_less_than_independent_dreams_of_the_same_strength() {
+    let device = Device::flex();
+    let network = common::vgg16(&device);
+    let inputs = carphone(12);
+    let dream = DreamParams {
+        seed: 11,
+        ..DreamParams::default()
+    };
+    let params = VideoParams::default();
+    let dir = tempfile::tempdir().unwrap();
+    let work = WorkDir::open(&dir.path().join("work"), "test").unwrap();
+    let count = dream_video(
+        network.as_ref(),
+        dream.clone(),
+        &params,
+        &mut IterSource(inputs.clone().into_iter()),
+        None,
+        &work,
+        &device,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(count, inputs.len());
+    let video: Vec<RgbImage> = (0..count).map(|k| work.load(k).unwrap().unwrap()).collect();
+
+    // Each frame dreamed on its own with the full dream (seeds as the video's).
+    let dreamers = FrameDreamers::new(network.as_ref(), dream, params.next, &device).unwrap();
+    let independent: Vec<RgbImage> = inputs
+        .iter()
+        .enumerate()
+        .map(|(k, frame)| dreamers.dream(k, frame, true, |_| {}).unwrap())
+        .collect();
+
+    let flicker_video = flicker(&inputs, &video, &params.flow, &device);
+    let flicker_independent = flicker(&inputs, &independent, &params.flow, &device);
+    let mean_strength = |dreams: &[RgbImage]| {
+        inputs
+            .iter()
+            .zip(dreams)
+            .map(|(i, d)| dream_strength(i, d))
+            .sum::<f32>()
+            / dreams.len() as f32
+    };
+    let (strength_video, strength_single) = (mean_strength(&video), mean_strength(&independent));
+    eprintln!(
+        "flicker: video {flicker_video:.3}, independent {flicker_independent:.3} (ratio {:.2}); \
+         strength: video {strength_video:.2}, single dreams {strength_single:.2} (ratio {:.2})",
+        flicker_video / flicker_independent,
+        strength_video / strength_single
+    );
+    assert!(flicker_video <= 0.5 * flicker_independent);
+    assert!((strength_video / strength_single - 1.0).abs() <= 0.2);
+}
+
+#[test]
+fn a_long_zoom_keeps_its_colours() {
+    let device = Device::flex();
+    let network = common::vgg16(&device);
+    let photo = image::imageops::resize(
+        &common::photo_crop(60, 0, 300),
+        112,
+        112,
+        image::imageops::FilterType::Triangle,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let work = WorkDir::open(&dir.path().join("work"), "test").unwrap();
+    let params = ZoomParams::default();
+    assert_eq!(params.frames, 100);
+    let dream = DreamParams {
+        seed: 2,
+        ..DreamParams::default()
+    };
+    zoom(
+        network.as_ref(),
+        dream,
+        &params,
+        &photo,
+        &work,
+        &device,
+        |_| {},
+    )
+    .unwrap();
+    let first = ColourStats::of(&work.load(0).unwrap().unwrap());
+    let last = ColourStats::of(&work.load(99).unwrap().unwrap());
+    eprintln!("first frame {first:?}, last frame {last:?}");
+    for c in 0..3 {
+        assert!(
+            (last.mean[c] / first.mean[c] - 1.0).abs() <= 0.1,
+            "{first:?} {last:?}"
+        );
+        assert!(
+            (last.std[c] / first.std[c] - 1.0).abs() <= 0.1,
+            "{first:?} {last:?}"
+        );
+    }
+    // The frames did change: the zoom dreamed new things into them.
+    assert!(
+        dream_strength(
+            &work.load(0).unwrap().unwrap(),
+            &work.load(99).unwrap().unwrap()
+        ) > 20.0
+    );
+}
+
+#[test]
+fn a_scene_cut_restarts_the_dream() {
+    let device = Device::flex();
+    let params = VideoParams::default();
+    let frames = carphone(3);
+    // Neighbouring frames of a moving shot are explained by the flow.
+    let moving = Motion::between(&frames[1], &frames[2], &params.flow, &device);
+    // A different picture of the same size is not.
+    let other = image::imageops::resize(
+        &common::photo_crop(100, 0, 300),
+        176,
+        144,
+        image::imageops::FilterType::Triangle,
+    );
+    let cut = Motion::between(&frames[2], &other, &params.flow, &device);
+    eprintln!(
+        "residual: moving shot {:.2}, cut {:.2}",
+        moving.residual, cut.residual
+    );
+    assert!(moving.residual < 10.0 && cut.residual > params.cut_threshold);
+
+    // Through the video dream: frames 0 and 3 (the cut) are dreamed afresh, the others not.
+    let network = common::vgg16(&device);
+    let mut inputs = frames.clone();
+    inputs.extend([other.clone(), other]);
+    let dir = tempfile::tempdir().unwrap();
+    let work = WorkDir::open(&dir.path().join("work"), "test").unwrap();
+    let dream = DreamParams {
+        layers: vec![deepdream::LayerWeight {
+            layer: "block3_conv1".into(),
+            weight: 1.0,
+        }],
+        octaves: 1,
+        iterations: 1,
+        seed: 1,
+        ..DreamParams::default()
+    };
+    let mut fresh = Vec::new();
+    dream_video(
+        network.as_ref(),
+        dream,
+        &params,
+        &mut IterSource(inputs.into_iter()),
+        None,
+        &work,
+        &device,
+        |p| {
+            if p.step.is_none() {
+                fresh.push(p.fresh);
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(fresh, [true, false, false, true, false]);
+}
