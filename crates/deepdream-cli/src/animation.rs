@@ -10,7 +10,7 @@ use deepdream::media::frames::{AnimationFormat, WorkDir, open_sink};
 use deepdream::modes::video::{VideoParams, dream_video};
 use deepdream::modes::zoom::{ZoomParams, zoom as zoom_frames};
 use deepdream::modes::{FrameProgress, FrameSettings};
-use deepdream::{Device, DreamParams, image_io};
+use deepdream::{Device, DreamParams, Network, image_io};
 use indicatif::ProgressBar;
 
 use crate::{DreamOptions, human_duration, load_network, progress_bar, step_message};
@@ -129,23 +129,21 @@ pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
     };
     params.validate()?;
     let image = image_io::load(&args.input)?.to_rgb8();
-    let work_path = work_dir(&args.output, &args.animation);
-    let dream = resumed_seed(args.dream.params()?, &args.dream, &work_path);
-    let network = load_network(&args.dream.model, device)?;
-    let job = job_text(
+    let (network, dream, work) = start_job(
         &args.input,
-        &args.dream.metadata(network.as_ref(), &dream),
+        &args.output,
+        &args.dream,
+        &args.animation,
+        params.next,
         &[
             ("mode", "zoom".into()),
             ("zoom", params.zoom.to_string()),
             ("rotate", params.rotate.to_string()),
             ("pan", format!("{},{}", pan[0], pan[1])),
-            ("octaves-per-frame", params.next.octaves.to_string()),
-            ("iterations-per-frame", params.next.iterations.to_string()),
             ("colour-match", params.keep_colours.to_string()),
         ],
+        device,
     )?;
-    let work = WorkDir::open(&work_path, &job)?;
     eprintln!(
         "Zooming {}x{} with {} for {} frames (seed {}); frames kept in {}",
         image.width(),
@@ -213,24 +211,22 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
         start: args.start,
         duration: args.duration,
     };
-    let work_path = work_dir(&args.output, &args.animation);
-    let dream = resumed_seed(args.dream.params()?, &args.dream, &work_path);
-    let network = load_network(&args.dream.model, device)?;
-    let job = job_text(
+    let (network, dream, work) = start_job(
         &args.input,
-        &args.dream.metadata(network.as_ref(), &dream),
+        &args.output,
+        &args.dream,
+        &args.animation,
+        params.next,
         &[
             ("mode", "video".into()),
             ("start", args.start.to_string()),
             ("duration", format!("{:?}", args.duration)),
             ("blend", params.blend.to_string()),
-            ("octaves-per-frame", params.next.octaves.to_string()),
-            ("iterations-per-frame", params.next.iterations.to_string()),
             ("cut-threshold", params.cut_threshold.to_string()),
             ("flow", format!("{:?}", params.flow)),
         ],
+        device,
     )?;
-    let work = WorkDir::open(&work_path, &job)?;
     let fps = info.frame_rate.fps();
     let estimate = info.frame_estimate().map(|total| {
         let left = (total as f64 - args.start * fps).max(0.0);
@@ -310,30 +306,44 @@ fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {
         .map_err(|reason| anyhow::anyhow!("cannot write {}: {reason}", output.display()))
 }
 
-fn work_dir(output: &Path, options: &AnimationOptions) -> PathBuf {
-    options
+/// Loads the network, settles the dream parameters and opens the work folder of the job
+/// (`OUTPUT.deepdream-work` unless `--work-dir`). Without `--seed`, a run that resumes an
+/// interrupted one takes that run's seed. `mode` lists the mode's own parameters.
+fn start_job(
+    input: &Path,
+    output: &Path,
+    options: &DreamOptions,
+    animation: &AnimationOptions,
+    next: FrameSettings,
+    mode: &[(&str, String)],
+    device: &Device,
+) -> Result<(Box<dyn Network>, DreamParams, WorkDir)> {
+    let work_path = animation
         .work_dir
         .clone()
-        .unwrap_or_else(|| WorkDir::default_for(output))
-}
-
-/// Without `--seed`, a run that resumes an interrupted one takes its seed.
-fn resumed_seed(mut params: DreamParams, options: &DreamOptions, work: &Path) -> DreamParams {
+        .unwrap_or_else(|| WorkDir::default_for(output));
+    let mut dream = options.params()?;
     if options.seed.is_none()
-        && let Ok(job) = std::fs::read_to_string(work.join("job.txt"))
+        && let Ok(job) = std::fs::read_to_string(work_path.join("job.txt"))
         && let Some(seed) = job
             .lines()
             .find_map(|l| l.strip_prefix("deepdream:seed "))
             .and_then(|s| s.parse().ok())
     {
-        params.seed = seed;
+        dream.seed = seed;
     }
-    params
+    let network = load_network(&options.model, device)?;
+    let mut entries = options.metadata(network.as_ref(), &dream);
+    entries.extend(mode.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    entries.push(("octaves-per-frame".into(), next.octaves.to_string()));
+    entries.push(("iterations-per-frame".into(), next.iterations.to_string()));
+    let work = WorkDir::open(&work_path, &job_text(input, &entries)?)?;
+    Ok((network, dream, work))
 }
 
-/// The text that identifies a job: the input file (path, size, modification time), the
-/// dream's parameters and the mode's, one `key value` per line.
-fn job_text(input: &Path, dream: &[(String, String)], mode: &[(&str, String)]) -> Result<String> {
+/// The text that identifies a job: the input file (path, size, modification time) and the
+/// parameters, one `key value` per line.
+fn job_text(input: &Path, entries: &[(String, String)]) -> Result<String> {
     let meta =
         std::fs::metadata(input).with_context(|| format!("cannot read {}", input.display()))?;
     let modified = meta
@@ -343,11 +353,7 @@ fn job_text(input: &Path, dream: &[(String, String)], mode: &[(&str, String)]) -
         .map_or(0, |d| d.as_nanos());
     let path = input.canonicalize().unwrap_or_else(|_| input.to_path_buf());
     let mut text = format!("input {} {} {modified}\n", path.display(), meta.len());
-    for (key, value) in dream
-        .iter()
-        .map(|(k, v)| (k.as_str(), v))
-        .chain(mode.iter().map(|(k, v)| (*k, v)))
-    {
+    for (key, value) in entries {
         text.push_str(&format!("{key} {value}\n"));
     }
     Ok(text)

@@ -35,11 +35,7 @@ pub enum OutputFormat {
 impl OutputFormat {
     /// The format for `path`'s extension, or an error naming the ones supported.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_default();
+        let ext = extension(path);
         match ext.as_str() {
             "png" => Ok(Self::Png),
             "jpg" | "jpeg" => Ok(Self::Jpeg),
@@ -263,6 +259,14 @@ fn write_png(
     let mut png_writer = encoder.write_header()?;
     png_writer.write_image_data(&data)?;
     png_writer.finish()
+}
+
+/// `path`'s extension in lower case (empty if it has none).
+pub(crate) fn extension(path: &Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default()
 }
 
 /// The directory `path` is in (`.` for a bare file name).

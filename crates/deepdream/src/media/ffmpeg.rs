@@ -350,11 +350,7 @@ pub enum VideoFormat {
 impl VideoFormat {
     /// The format for `path`'s extension, or an error naming the ones that hold video.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_default();
+        let ext = crate::image_io::extension(path);
         match ext.as_str() {
             "mp4" | "m4v" | "mov" | "mkv" => Ok(Self::H264),
             "webm" => Ok(Self::WebM),

@@ -53,23 +53,18 @@ pub enum AnimationFormat {
 impl AnimationFormat {
     /// The format for `path`'s extension: `.gif`, or one of [`VideoFormat`]'s.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let is_gif = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("gif"));
-        if is_gif {
-            Ok(Self::Gif)
-        } else {
-            VideoFormat::from_path(path)
-                .map(Self::Video)
-                .map_err(|_| Error::VideoWrite {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "'.{}' cannot hold video or animation (use .gif, .mp4, .mov, .mkv or .webm)",
-                        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-                    ),
-                })
+        let ext = image_io::extension(path);
+        if ext == "gif" {
+            return Ok(Self::Gif);
         }
+        VideoFormat::from_path(path)
+            .map(Self::Video)
+            .map_err(|_| Error::VideoWrite {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "'.{ext}' cannot hold video or animation (use .gif, .mp4, .mov, .mkv or .webm)"
+                ),
+            })
     }
 }
 
