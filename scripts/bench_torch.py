@@ -1,42 +1,91 @@
 """The benchmark's PyTorch baseline: the same DeepDream gradient step as deepdream's
-(VGG16 up to block4_conv3 + ReLU, objective ½Σa²/n, gradient with respect to the input),
-with the same weights read from the same ONNX file. Run by `cargo bench --bench dream`
-when torch is installed; prints `torch SIZE SECONDS` lines (median of REPEATS).
+(forward to the model's default layers, objective the sum over layers of ½Σa²/n, gradient
+with respect to the input). Run by `cargo bench --bench dream` when torch is installed;
+prints `torch SIZE SECONDS` lines (median of REPEATS after one warm-up run).
 
-    python3 scripts/bench_torch.py VGG16.onnx REPEATS SIZE [SIZE...]
+    python3 -m pip install torch torchvision timm onnx
+    python3 scripts/bench_torch.py MODEL WEIGHTS REPEATS SIZE [SIZE...]
+
+- vgg16: VGG16 up to block4_conv3 + ReLU with the same weights, read from the same ONNX file.
+- inception3: torchvision's Inception v3 (random weights; speed does not depend on them), up
+  to Mixed_6a and Mixed_6c (deepdream's mixed_3 and mixed_5). WEIGHTS is ignored.
+- efficientnet-lite0: timm's efficientnet_lite0 (random weights) up to its 11th block
+  (deepdream's block10). WEIGHTS is ignored.
+Batch norm runs in eval mode, as deepdream's (which folds it into the convolutions).
 """
 import statistics
 import sys
 import time
 
-import onnx
 import torch
-from onnx import numpy_helper
 
-path, repeats, sizes = sys.argv[1], int(sys.argv[2]), [int(s) for s in sys.argv[3:]]
-weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in onnx.load(path).graph.initializer}
-layers = ["block1_conv1", "block1_conv2", None, "block2_conv1", "block2_conv2", None,
-          "block3_conv1", "block3_conv2", "block3_conv3", None, "block4_conv1", "block4_conv2", "block4_conv3"]
+model, path, repeats, sizes = sys.argv[1], sys.argv[2], int(sys.argv[3]), [int(s) for s in sys.argv[4:]]
 
 
-def forward(x):
-    for layer in layers:
-        if layer is None:
-            x = torch.nn.functional.max_pool2d(x, 2)
-        else:
-            w = weights["functional_1/%s_1/convolution/ReadVariableOp:0" % layer]
-            b = weights["functional_1/%s_1/Squeeze:0" % layer]
-            x = torch.relu(torch.nn.functional.conv2d(x, w, b, padding=1))
-    return x
+def vgg16():
+    import onnx
+    from onnx import numpy_helper
+
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in onnx.load(path).graph.initializer}
+    layers = ["block1_conv1", "block1_conv2", None, "block2_conv1", "block2_conv2", None,
+              "block3_conv1", "block3_conv2", "block3_conv3", None, "block4_conv1", "block4_conv2", "block4_conv3"]
+
+    def forward(x):
+        for layer in layers:
+            if layer is None:
+                x = torch.nn.functional.max_pool2d(x, 2)
+            else:
+                w = weights["functional_1/%s_1/convolution/ReadVariableOp:0" % layer]
+                b = weights["functional_1/%s_1/Squeeze:0" % layer]
+                x = torch.relu(torch.nn.functional.conv2d(x, w, b, padding=1))
+        return [x]
+
+    return forward
 
 
+def inception3():
+    import torchvision
+
+    net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
+    stages = [net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, net.maxpool1, net.Conv2d_3b_1x1,
+              net.Conv2d_4a_3x3, net.maxpool2, net.Mixed_5b, net.Mixed_5c, net.Mixed_5d, net.Mixed_6a,
+              net.Mixed_6b, net.Mixed_6c]
+
+    def forward(x):
+        outputs = []
+        for stage in stages:
+            x = stage(x)
+            if stage is net.Mixed_6a or stage is net.Mixed_6c:
+                outputs.append(x)
+        return outputs
+
+    return forward
+
+
+def efficientnet_lite0():
+    import timm
+
+    net = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    blocks = [block for stage in net.blocks for block in stage][:11]
+
+    def forward(x):
+        x = net.bn1(net.conv_stem(x))
+        for block in blocks:
+            x = block(x)
+        return [x]
+
+    return forward
+
+
+forward = {"vgg16": vgg16, "inception3": inception3, "efficientnet-lite0": efficientnet_lite0}[model]()
+torch.set_grad_enabled(True)
 for size in sizes:
-    x = (torch.rand(1, 3, size, size) * 255 - 120).requires_grad_(True)
+    x = (torch.rand(1, 3, size, size) * 2 - 1).requires_grad_(True)
     times = []
     for i in range(repeats + 1):
         start = time.perf_counter()
-        a = forward(x)
-        loss = 0.5 * (a * a).sum() / a.numel()
+        outputs = forward(x)
+        loss = sum(0.5 * (a * a).sum() / a.numel() for a in outputs)
         (g,) = torch.autograd.grad(loss, x)
         if i > 0:  # the first run warms up
             times.append(time.perf_counter() - start)

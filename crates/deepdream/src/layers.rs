@@ -4,7 +4,7 @@
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
-use crate::conv3x3::conv2d;
+use crate::conv::conv2d;
 
 /// ONNX/TensorFlow `SAME` padding for one dimension: the output is `ceil(size / stride)`;
 /// the odd pixel goes at the end (`upper`) or the start.

@@ -24,9 +24,12 @@
 //! does): the system allocator returns every large freed tensor to the kernel and pays for
 //! the page faults again on the next step.
 
+pub mod activation;
 pub mod checkpoint;
 pub mod classify;
+pub mod conv;
 pub mod conv3x3;
+pub mod depthwise;
 pub mod device;
 pub mod dream;
 pub mod error;

@@ -14,7 +14,7 @@ use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData, activation};
 use onnx_ir::{ArgType, Argument, Message, ModelProto, Node, OnnxGraphBuilder};
 
-use crate::conv3x3::conv2d;
+use crate::conv::conv2d;
 use crate::error::{Error, Result};
 use crate::layers::{BYTES_PER_FLOAT_KEPT, same_padding, window_output};
 use crate::network::{LayerInfo, Network, Preprocess};
@@ -1112,7 +1112,7 @@ impl Op {
                 Value::full_rank(conv2d(t, weight.clone(), bias.clone(), options))
             }
             Op::Relu => x.map(activation::relu),
-            Op::Clip { min, max } => x.map(|t| t.clamp(*min, *max)),
+            Op::Clip { min, max } => x.map(|t| crate::activation::clamp(t, *min, *max)),
             Op::Sigmoid => x.map(activation::sigmoid),
             Op::MaxPool {
                 kernel,

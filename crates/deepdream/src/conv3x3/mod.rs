@@ -194,7 +194,7 @@ fn cached_kernel(weight: &FlexTensor, direction: Direction) -> Arc<TransformedKe
 }
 
 /// The tensor's values as contiguous `f32`, copied only when its layout is not contiguous.
-fn floats(tensor: &FlexTensor) -> Cow<'_, [f32]> {
+pub(crate) fn floats(tensor: &FlexTensor) -> Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
         Some(values) => Cow::Borrowed(values),
         None => Cow::Owned(
@@ -275,8 +275,7 @@ pub fn conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    let Some([out_height, out_width]) = winograd_output_size(&x, &weight, bias.as_ref(), &options)
-    else {
+    let Some([out_height, out_width]) = output_size(&x, &weight, bias.as_ref(), &options) else {
         return burn::tensor::module::conv2d(x, weight, bias, options);
     };
     let [(top, _), (left, _)] = options.padding;
@@ -296,7 +295,7 @@ pub fn conv2d(
 /// The output size (height, width) when the Winograd path computes this convolution: a
 /// 3x3, stride-1, ungrouped, undilated `f32` convolution on the CPU whose weight and bias
 /// need no gradient and whose output is not empty; `None` for burn's convolution.
-fn winograd_output_size(
+pub fn output_size(
     x: &Tensor<4>,
     weight: &Tensor<4>,
     bias: Option<&Tensor<1>>,
@@ -324,6 +323,6 @@ fn winograd_output_size(
 }
 
 /// Whether `device` is burn's CPU backend (with or without autodiff).
-fn on_cpu(device: &Device) -> bool {
+pub(crate) fn on_cpu(device: &Device) -> bool {
     device.clone().inner() == Device::flex()
 }

@@ -62,7 +62,7 @@ fn load(path: &Path, device: &Device) -> Result<Box<dyn Network>> {
 }
 
 fn relu6(x: Tensor<4>) -> Tensor<4> {
-    x.clamp(0.0, 6.0)
+    crate::activation::relu6(x)
 }
 
 /// Mobile inverted bottleneck: expand 1x1 → depthwise kxk → project 1x1, with a residual

@@ -1,0 +1,25 @@
+//! Convolution on the fastest path there is for it: the Winograd kernel for 3x3 stride-1
+//! convolutions ([`conv3x3`](crate::conv3x3)), the depthwise kernel for depthwise ones
+//! ([`depthwise`](crate::depthwise)), burn's own convolution for everything else and on
+//! GPU devices.
+
+use burn::backend::ops::ConvOptions;
+use burn::tensor::Tensor;
+
+use crate::{conv3x3, depthwise};
+
+/// A drop-in for `burn::tensor::module::conv2d`.
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    if conv3x3::output_size(&x, &weight, bias.as_ref(), &options).is_some() {
+        return conv3x3::conv2d(x, weight, bias, options);
+    }
+    if let Some(size) = depthwise::output_size(&x, &weight, bias.as_ref(), &options) {
+        return depthwise::conv2d(x, weight, bias, &options, size);
+    }
+    burn::tensor::module::conv2d(x, weight, bias, options)
+}

@@ -1,0 +1,44 @@
+//! The one-pass clamp (ReLU6, ONNX Clip) against burn's `clamp`: outputs and gradients.
+
+use burn::tensor::{Device, Distribution, Tensor};
+use deepdream::activation;
+
+#[test]
+fn clamp_matches_burn_forward_and_backward() {
+    let device = Device::flex().autodiff();
+    for (shape, min, max) in [
+        ([2, 5, 7, 3], 0.0, 6.0),
+        ([1, 1, 1, 1], -1.0, 1.0),
+        ([1, 64, 70, 80], 0.0, 6.0),
+    ] {
+        let x = Tensor::<4>::random(shape, Distribution::Uniform(-4.0, 10.0), &device);
+        let probe = Tensor::<4>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
+        let run = |fast: bool| -> (Vec<f32>, Vec<f32>) {
+            let x = x.clone().require_grad();
+            let y = if fast {
+                activation::clamp(x.clone(), min, max)
+            } else {
+                x.clone().clamp(min, max)
+            };
+            let values = y.clone().into_data().try_to_vec::<f32>().unwrap();
+            let grads = (y * probe.clone()).sum().backward();
+            let grad = x
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            (values, grad)
+        };
+        assert_eq!(run(true), run(false), "{shape:?}");
+    }
+}
+
+#[test]
+fn the_gradient_stops_at_the_bounds_as_pytorch_hardtanh() {
+    let device = Device::flex().autodiff();
+    let x = Tensor::<1>::from_floats([-1.0, 0.0, 3.0, 6.0, 7.0], &device).require_grad();
+    let grads = activation::relu6(x.clone()).sum().backward();
+    let grad: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+    assert_eq!(grad, vec![0.0, 0.0, 1.0, 0.0, 0.0]);
+}
