@@ -80,7 +80,9 @@ def efficientnet_lite0():
 forward = {"vgg16": vgg16, "inception3": inception3, "efficientnet-lite0": efficientnet_lite0}[model]()
 torch.set_grad_enabled(True)
 for size in sizes:
-    x = (torch.rand(1, 3, size, size) * 2 - 1).requires_grad_(True)
+    # Inputs in each network's preprocessed range: Caffe's (pixels minus the mean) for VGG16.
+    scale, shift = (255.0, -120.0) if model == "vgg16" else (2.0, -1.0)
+    x = (torch.rand(1, 3, size, size) * scale + shift).requires_grad_(True)
     times = []
     for i in range(repeats + 1):
         start = time.perf_counter()
