@@ -41,6 +41,7 @@ pub mod models;
 pub mod modes;
 pub mod network;
 pub mod onnx;
+pub mod pool;
 pub mod weights;
 
 pub use burn::tensor::Device;
