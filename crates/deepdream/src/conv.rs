@@ -15,8 +15,8 @@ pub fn conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    if conv3x3::output_size(&x, &weight, bias.as_ref(), &options).is_some() {
-        return conv3x3::conv2d(x, weight, bias, options);
+    if let Some(size) = conv3x3::output_size(&x, &weight, bias.as_ref(), &options) {
+        return conv3x3::conv2d(x, weight, bias, &options, size);
     }
     if let Some(size) = depthwise::output_size(&x, &weight, bias.as_ref(), &options) {
         return depthwise::conv2d(x, weight, bias, &options, size);

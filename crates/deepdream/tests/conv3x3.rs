@@ -4,7 +4,7 @@
 
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
-use deepdream::conv3x3;
+use deepdream::conv;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -58,7 +58,7 @@ fn errors(case: &Case) -> (f32, f32) {
     let run = |fast: bool| -> (Vec<f32>, Vec<f32>) {
         let x = x.clone().require_grad();
         let y = if fast {
-            conv3x3::conv2d(x.clone(), weight.clone(), Some(bias.clone()), options(case))
+            conv::conv2d(x.clone(), weight.clone(), Some(bias.clone()), options(case))
         } else {
             burn::tensor::module::conv2d(
                 x.clone(),
@@ -158,9 +158,9 @@ fn new_weights_are_not_mistaken_for_cached_ones() {
     let x = Tensor::<4>::random([1, 8, 12, 12], Distribution::Uniform(-1.0, 1.0), &device);
     let weight = Tensor::<4>::random([8, 8, 3, 3], Distribution::Uniform(-1.0, 1.0), &device);
     let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-    let once = conv3x3::conv2d(x.clone(), weight.clone(), None, options.clone());
+    let once = conv::conv2d(x.clone(), weight.clone(), None, options.clone());
     // Scaling may reuse the weight's storage in place when nothing else holds it.
-    let twice = conv3x3::conv2d(x, weight.mul_scalar(2.0), None, options);
+    let twice = conv::conv2d(x, weight.mul_scalar(2.0), None, options);
     let difference: f32 = (twice - once.mul_scalar(2.0)).abs().max().into_scalar();
     assert!(difference < 1e-4, "difference {difference}");
 }
@@ -172,7 +172,7 @@ fn weights_that_need_a_gradient_still_get_one() {
     let weight =
         Tensor::<4>::random([5, 4, 3, 3], Distribution::Uniform(-1.0, 1.0), &device).require_grad();
     let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-    let grads = conv3x3::conv2d(x, weight.clone(), None, options)
+    let grads = conv::conv2d(x, weight.clone(), None, options)
         .sum()
         .backward();
     let grad: f32 = weight.grad(&grads).unwrap().abs().sum().into_scalar();

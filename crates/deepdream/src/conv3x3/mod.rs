@@ -2,10 +2,9 @@
 //! pass and for the gradient with respect to the input, added to burn as a backend extension
 //! (a custom operation on `Flex` with its own backward pass under `Autodiff`).
 //!
-//! [`conv2d`] is a drop-in for `burn::tensor::module::conv2d` that takes this path for the
-//! convolutions it covers (3x3 kernel, stride 1, no dilation, no groups, `f32`, CPU, weight
-//! and bias not requiring gradients) and burn's own convolution for the rest and on GPU
-//! devices. DeepDream changes the image, never the network, so the weight gradient — as
+//! [`crate::conv::conv2d`], a drop-in for `burn::tensor::module::conv2d`, takes this path
+//! ([`conv2d`]) for the convolutions it covers (3x3 kernel, stride 1, no dilation, no
+//! groups, `f32`, CPU, weight and bias not requiring gradients). DeepDream changes the image, never the network, so the weight gradient — as
 //! costly as the forward pass — is never computed.
 
 pub mod winograd;
@@ -267,17 +266,15 @@ impl<B: Backend + Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Auto
     }
 }
 
-/// `burn::tensor::module::conv2d`, through the Winograd kernel where it applies (see the
-/// module doc).
+/// A 3x3, stride-1 convolution through the Winograd kernel; `size` from [`output_size`]
+/// ([`crate::conv::conv2d`] chooses between the kernels).
 pub fn conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,
     bias: Option<Tensor<1>>,
-    options: ConvOptions<2>,
+    options: &ConvOptions<2>,
+    [out_height, out_width]: [usize; 2],
 ) -> Tensor<4> {
-    let Some([out_height, out_width]) = output_size(&x, &weight, bias.as_ref(), &options) else {
-        return burn::tensor::module::conv2d(x, weight, bias, options);
-    };
     let [(top, _), (left, _)] = options.padding;
     let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &weight.device()));
     let output = <burn::backend::Dispatch as Conv3x3Backend>::conv3x3(
