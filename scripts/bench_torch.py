@@ -12,12 +12,16 @@ prints `torch SIZE SECONDS` lines (median of REPEATS after one warm-up run).
 - efficientnet-lite0: timm's efficientnet_lite0 (random weights) up to its 11th block
   (deepdream's block10). WEIGHTS is ignored.
 Batch norm runs in eval mode, as deepdream's (which folds it into the convolutions).
+BENCH_TORCH_DEVICE=cuda runs it on the GPU (timed with torch.cuda.synchronize()).
 """
+import os
 import statistics
 import sys
 import time
 
 import torch
+
+DEVICE = torch.device(os.environ.get("BENCH_TORCH_DEVICE", "cpu"))
 
 model, path, repeats, sizes = sys.argv[1], sys.argv[2], int(sys.argv[3]), [int(s) for s in sys.argv[4:]]
 
@@ -26,7 +30,8 @@ def vgg16():
     import onnx
     from onnx import numpy_helper
 
-    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in onnx.load(path).graph.initializer}
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()).to(DEVICE)
+               for t in onnx.load(path).graph.initializer}
     layers = ["block1_conv1", "block1_conv2", None, "block2_conv1", "block2_conv2", None,
               "block3_conv1", "block3_conv2", "block3_conv3", None, "block4_conv1", "block4_conv2", "block4_conv3"]
 
@@ -46,7 +51,7 @@ def vgg16():
 def inception3():
     import torchvision
 
-    net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
+    net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval().to(DEVICE)
     stages = [net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, net.maxpool1, net.Conv2d_3b_1x1,
               net.Conv2d_4a_3x3, net.maxpool2, net.Mixed_5b, net.Mixed_5c, net.Mixed_5d, net.Mixed_6a,
               net.Mixed_6b, net.Mixed_6c]
@@ -65,7 +70,7 @@ def inception3():
 def efficientnet_lite0():
     import timm
 
-    net = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    net = timm.create_model("efficientnet_lite0", pretrained=False).eval().to(DEVICE)
     blocks = [block for stage in net.blocks for block in stage][:11]
 
     def forward(x):
@@ -82,13 +87,15 @@ torch.set_grad_enabled(True)
 for size in sizes:
     # Inputs in each network's preprocessed range: Caffe's (pixels minus the mean) for VGG16.
     scale, shift = (255.0, -120.0) if model == "vgg16" else (2.0, -1.0)
-    x = (torch.rand(1, 3, size, size) * scale + shift).requires_grad_(True)
+    x = (torch.rand(1, 3, size, size, device=DEVICE) * scale + shift).requires_grad_(True)
     times = []
     for i in range(repeats + 1):
         start = time.perf_counter()
         outputs = forward(x)
         loss = sum(0.5 * (a * a).sum() / a.numel() for a in outputs)
         (g,) = torch.autograd.grad(loss, x)
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize()
         if i > 0:  # the first run warms up
             times.append(time.perf_counter() - start)
     print("torch %d %.4f" % (size, statistics.median(times)), flush=True)
