@@ -17,9 +17,7 @@ use std::time::Instant;
 use burn::tensor::{Distribution, Tensor};
 use deepdream::{DreamParams, Dreamer, image_io, models, weights};
 
-/// The allocator the CLI uses (see its main.rs).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod common;
 
 const REPEATS: usize = 3;
 const SIZES: [usize; 2] = [224, 512];
@@ -30,6 +28,7 @@ fn median(mut times: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    common::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let steps_only = args.iter().any(|a| a == "--steps");
     let option = |name: &str| {

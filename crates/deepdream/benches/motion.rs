@@ -23,9 +23,7 @@ use deepdream::modes::zoom::{ZoomParams, zoom};
 use deepdream::{Device, DreamParams, Network, image_io, models, weights};
 use image::RgbImage;
 
-/// The allocator the CLI uses (see its main.rs).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod common;
 
 fn read_frames(path: &Path, count: usize) -> Vec<RgbImage> {
     let mut reader = VideoReader::open(path, Segment::default()).unwrap();
@@ -79,6 +77,7 @@ fn mean(values: &[f64]) -> f64 {
 }
 
 fn main() {
+    common::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let chosen: Vec<&str> = ["--coherence", "--speed", "--colour"]
         .into_iter()
