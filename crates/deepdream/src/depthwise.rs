@@ -68,16 +68,68 @@ fn valid_outputs(
     first..last.min(outputs)
 }
 
+/// Calls `f(oy, iy, tap, cols, first)` for every kernel tap and output row of one plane
+/// whose input row `iy` lies inside the image: the tap's value, the output columns `cols` it
+/// reaches there and the input column `first` of the first of them.
+fn for_each_placement(
+    taps: &[f32],
+    [kh, kw]: [usize; 2],
+    g: DepthwiseGeometry,
+    [height, width]: [usize; 2],
+    [out_h, out_w]: [usize; 2],
+    mut f: impl FnMut(usize, usize, f32, std::ops::Range<usize>, usize),
+) {
+    for ky in 0..kh {
+        for oy in valid_outputs(ky, g.stride[0], g.pad[0], height, out_h) {
+            let iy = oy * g.stride[0] + ky - g.pad[0];
+            for kx in 0..kw {
+                let cols = valid_outputs(kx, g.stride[1], g.pad[1], width, out_w);
+                if !cols.is_empty() {
+                    let first = cols.start * g.stride[1] + kx - g.pad[1];
+                    f(oy, iy, taps[ky * kw + kx], cols, first);
+                }
+            }
+        }
+    }
+}
+
+/// `out[i] += tap * input[i * stride]` (a loop the compiler vectorises for stride 1).
+fn add_gathered(out: &mut [f32], input: &[f32], stride: usize, tap: f32) {
+    if stride == 1 {
+        for (o, &v) in out.iter_mut().zip(input) {
+            *o += tap * v;
+        }
+    } else {
+        for (o, &v) in out.iter_mut().zip(input.iter().step_by(stride)) {
+            *o += tap * v;
+        }
+    }
+}
+
+/// `out[i * stride] += tap * input[i]`.
+fn add_scattered(out: &mut [f32], input: &[f32], stride: usize, tap: f32) {
+    if stride == 1 {
+        for (o, &v) in out.iter_mut().zip(input) {
+            *o += tap * v;
+        }
+    } else {
+        for (o, &v) in out.iter_mut().step_by(stride).zip(input) {
+            *o += tap * v;
+        }
+    }
+}
+
 /// Forward pass on `f32` slices (NCHW), bias added.
 pub fn forward(
     x: &[f32],
     weight: &[f32],
     bias: &[f32],
     [channels, height, width]: [usize; 3],
-    [kh, kw]: [usize; 2],
+    kernel: [usize; 2],
     g: DepthwiseGeometry,
     [out_h, out_w]: [usize; 2],
 ) -> Vec<f32> {
+    let taps_per_channel = kernel[0] * kernel[1];
     let planes = x.len() / (height * width).max(1);
     let mut out = vec![0.0f32; planes * out_h * out_w];
     if out.is_empty() {
@@ -88,36 +140,21 @@ pub fn forward(
         .for_each(|(plane, out)| {
             let c = plane % channels;
             let input = &x[plane * height * width..(plane + 1) * height * width];
-            let taps = &weight[c * kh * kw..(c + 1) * kh * kw];
+            let taps = &weight[c * taps_per_channel..(c + 1) * taps_per_channel];
             out.fill(bias[c]);
-            for ky in 0..kh {
-                for oy in valid_outputs(ky, g.stride[0], g.pad[0], height, out_h) {
-                    let iy = oy * g.stride[0] + ky - g.pad[0];
-                    let row = &input[iy * width..(iy + 1) * width];
+            let sizes = ([height, width], [out_h, out_w]);
+            for_each_placement(
+                taps,
+                kernel,
+                g,
+                sizes.0,
+                sizes.1,
+                |oy, iy, tap, cols, first| {
                     let out_row = &mut out[oy * out_w..(oy + 1) * out_w];
-                    for kx in 0..kw {
-                        let tap = taps[ky * kw + kx];
-                        let cols = valid_outputs(kx, g.stride[1], g.pad[1], width, out_w);
-                        if cols.is_empty() {
-                            continue;
-                        }
-                        let first = cols.start * g.stride[1] + kx - g.pad[1];
-                        if g.stride[1] == 1 {
-                            let source = &row[first..first + cols.len()];
-                            for (o, &v) in out_row[cols].iter_mut().zip(source) {
-                                *o += tap * v;
-                            }
-                        } else {
-                            for (o, &v) in out_row[cols]
-                                .iter_mut()
-                                .zip(row[first..].iter().step_by(g.stride[1]))
-                            {
-                                *o += tap * v;
-                            }
-                        }
-                    }
-                }
-            }
+                    let row = &input[iy * width..(iy + 1) * width];
+                    add_gathered(&mut out_row[cols], &row[first..], g.stride[1], tap);
+                },
+            );
         });
     out
 }
@@ -128,10 +165,11 @@ pub fn input_grad(
     grad: &[f32],
     weight: &[f32],
     [channels, height, width]: [usize; 3],
-    [kh, kw]: [usize; 2],
+    kernel: [usize; 2],
     g: DepthwiseGeometry,
     [out_h, out_w]: [usize; 2],
 ) -> Vec<f32> {
+    let taps_per_channel = kernel[0] * kernel[1];
     let planes = grad.len() / (out_h * out_w).max(1);
     let mut gin = vec![0.0f32; planes * height * width];
     if gin.is_empty() || out_h * out_w == 0 {
@@ -142,36 +180,20 @@ pub fn input_grad(
         .for_each(|(plane, gin)| {
             let c = plane % channels;
             let grad = &grad[plane * out_h * out_w..(plane + 1) * out_h * out_w];
-            let taps = &weight[c * kh * kw..(c + 1) * kh * kw];
-            for ky in 0..kh {
-                for oy in valid_outputs(ky, g.stride[0], g.pad[0], height, out_h) {
-                    let iy = oy * g.stride[0] + ky - g.pad[0];
+            let taps = &weight[c * taps_per_channel..(c + 1) * taps_per_channel];
+            let sizes = ([height, width], [out_h, out_w]);
+            for_each_placement(
+                taps,
+                kernel,
+                g,
+                sizes.0,
+                sizes.1,
+                |oy, iy, tap, cols, first| {
                     let grad_row = &grad[oy * out_w..(oy + 1) * out_w];
                     let row = &mut gin[iy * width..(iy + 1) * width];
-                    for kx in 0..kw {
-                        let tap = taps[ky * kw + kx];
-                        let cols = valid_outputs(kx, g.stride[1], g.pad[1], width, out_w);
-                        if cols.is_empty() {
-                            continue;
-                        }
-                        let first = cols.start * g.stride[1] + kx - g.pad[1];
-                        if g.stride[1] == 1 {
-                            let target = &mut row[first..first + cols.len()];
-                            for (t, &v) in target.iter_mut().zip(&grad_row[cols]) {
-                                *t += tap * v;
-                            }
-                        } else {
-                            for (t, &v) in row[first..]
-                                .iter_mut()
-                                .step_by(g.stride[1])
-                                .zip(&grad_row[cols])
-                            {
-                                *t += tap * v;
-                            }
-                        }
-                    }
-                }
-            }
+                    add_scattered(&mut row[first..], &grad_row[cols], g.stride[1], tap);
+                },
+            );
         });
     gin
 }
