@@ -1,5 +1,7 @@
 //! The one-pass clamp (ReLU6, ONNX Clip) against burn's `clamp`: outputs and gradients.
 
+mod common;
+
 use burn::tensor::{Device, Distribution, Tensor};
 use deepdream::activation;
 
@@ -13,24 +15,9 @@ fn clamp_matches_burn_forward_and_backward() {
     ] {
         let x = Tensor::<4>::random(shape, Distribution::Uniform(-4.0, 10.0), &device);
         let probe = Tensor::<4>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
-        let run = |fast: bool| -> (Vec<f32>, Vec<f32>) {
-            let x = x.clone().require_grad();
-            let y = if fast {
-                activation::clamp(x.clone(), min, max)
-            } else {
-                x.clone().clamp(min, max)
-            };
-            let values = y.clone().into_data().try_to_vec::<f32>().unwrap();
-            let grads = (y * probe.clone()).sum().backward();
-            let grad = x
-                .grad(&grads)
-                .unwrap()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap();
-            (values, grad)
-        };
-        assert_eq!(run(true), run(false), "{shape:?}");
+        let fast = common::output_and_input_grad(&x, &probe, |x| activation::clamp(x, min, max));
+        let reference = common::output_and_input_grad(&x, &probe, |x| x.clamp(min, max));
+        assert_eq!(fast, reference, "{shape:?}");
     }
 }
 

@@ -2,6 +2,8 @@
 //! on random shapes, including odd sizes, asymmetric and zero padding, 1-pixel images,
 //! channel counts that are not multiples of the SIMD width and images split into blocks.
 
+mod common;
+
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 use deepdream::conv;
@@ -25,10 +27,6 @@ fn options(case: &Case) -> ConvOptions<2> {
     let mut options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
     options.padding = [(top, bottom), (left, right)];
     options
-}
-
-fn max_abs(values: &[f32]) -> f32 {
-    values.iter().fold(0.0, |m, v| m.max(v.abs()))
 }
 
 /// Largest difference between the Winograd and burn's results, relative to the largest
@@ -55,39 +53,23 @@ fn errors(case: &Case) -> (f32, f32) {
         case.width + left + right - 2,
     ];
     let probe = Tensor::<4>::random(out_size, Distribution::Uniform(-1.0, 1.0), &device);
-    let run = |fast: bool| -> (Vec<f32>, Vec<f32>) {
-        let x = x.clone().require_grad();
-        let y = if fast {
-            conv::conv2d(x.clone(), weight.clone(), Some(bias.clone()), options(case))
-        } else {
-            burn::tensor::module::conv2d(
-                x.clone(),
-                weight.clone(),
-                Some(bias.clone()),
-                options(case),
-            )
-        };
-        let y_values = y.clone().into_data().try_to_vec::<f32>().unwrap();
-        let grads = (y * probe.clone()).sum().backward();
-        let grad = x
-            .grad(&grads)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        (y_values, grad)
+    let conv = |fast: bool| {
+        let (weight, bias) = (weight.clone(), bias.clone());
+        move |x: Tensor<4>| {
+            let (w, b) = (weight.clone(), Some(bias.clone()));
+            if fast {
+                conv::conv2d(x, w, b, options(case))
+            } else {
+                burn::tensor::module::conv2d(x, w, b, options(case))
+            }
+        }
     };
-    let (fast_y, fast_grad) = run(true);
-    let (ref_y, ref_grad) = run(false);
-    assert_eq!(fast_y.len(), ref_y.len(), "{case:?}: output size");
-    let relative = |a: &[f32], b: &[f32]| {
-        let diff = a
-            .iter()
-            .zip(b)
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        diff / max_abs(b).max(1e-6)
-    };
-    (relative(&fast_y, &ref_y), relative(&fast_grad, &ref_grad))
+    let (fast_y, fast_grad) = common::output_and_input_grad(&x, &probe, conv(true));
+    let (ref_y, ref_grad) = common::output_and_input_grad(&x, &probe, conv(false));
+    (
+        common::max_error_relative_to_largest(&fast_y, &ref_y),
+        common::max_error_relative_to_largest(&fast_grad, &ref_grad),
+    )
 }
 
 fn check(case: Case) {

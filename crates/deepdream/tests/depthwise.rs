@@ -2,6 +2,8 @@
 //! gradients on random shapes, including odd sizes, asymmetric and zero padding, 1-pixel
 //! images, strides 1 and 2 and kernels of 3 and 5.
 
+mod common;
+
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 use deepdream::conv;
@@ -66,36 +68,23 @@ fn errors(case: &Case) -> (f32, f32) {
         Distribution::Uniform(-1.0, 1.0),
         &device,
     );
-    let run = |fast: bool| -> (Vec<f32>, Vec<f32>) {
-        let x = x.clone().require_grad();
-        let (w, b) = (weight.clone(), Some(bias.clone()));
-        let y = if fast {
-            conv::conv2d(x.clone(), w, b, case.options())
-        } else {
-            burn::tensor::module::conv2d(x.clone(), w, b, case.options())
-        };
-        let values = y.clone().into_data().try_to_vec::<f32>().unwrap();
-        let grads = (y * probe.clone()).sum().backward();
-        let grad = x
-            .grad(&grads)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        (values, grad)
+    let conv = |fast: bool| {
+        let (weight, bias) = (weight.clone(), bias.clone());
+        move |x: Tensor<4>| {
+            let (w, b) = (weight.clone(), Some(bias.clone()));
+            if fast {
+                conv::conv2d(x, w, b, case.options())
+            } else {
+                burn::tensor::module::conv2d(x, w, b, case.options())
+            }
+        }
     };
-    let (fast_y, fast_grad) = run(true);
-    let (ref_y, ref_grad) = run(false);
-    assert_eq!(fast_y.len(), ref_y.len(), "{case:?}: output size");
-    assert_eq!(fast_grad.len(), ref_grad.len(), "{case:?}: gradient size");
-    let relative = |a: &[f32], b: &[f32]| {
-        let diff = a
-            .iter()
-            .zip(b)
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        diff / b.iter().fold(1e-6f32, |m, v| m.max(v.abs()))
-    };
-    (relative(&fast_y, &ref_y), relative(&fast_grad, &ref_grad))
+    let (fast_y, fast_grad) = common::output_and_input_grad(&x, &probe, conv(true));
+    let (ref_y, ref_grad) = common::output_and_input_grad(&x, &probe, conv(false));
+    (
+        common::max_error_relative_to_largest(&fast_y, &ref_y),
+        common::max_error_relative_to_largest(&fast_grad, &ref_grad),
+    )
 }
 
 fn check(case: Case) {

@@ -1,6 +1,8 @@
 //! Average pooling through the depthwise kernel against burn's `avg_pool2d`: outputs and
 //! input gradients, padding counted or not, strides 1 and 2, asymmetric padding.
 
+mod common;
+
 use burn::tensor::module::avg_pool2d as burn_avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -41,26 +43,9 @@ fn matches_burn_forward_and_backward() {
         };
         let dims = pool(false, x.clone()).dims();
         let probe = Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &device);
-        let run = |fast: bool| -> (Vec<f32>, Vec<f32>) {
-            let x = x.clone().require_grad();
-            let y = pool(fast, x.clone());
-            let values = y.clone().into_data().try_to_vec::<f32>().unwrap();
-            let grads = (y * probe.clone()).sum().backward();
-            let grad = x
-                .grad(&grads)
-                .unwrap()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap();
-            (values, grad)
-        };
-        let ((fast_y, fast_grad), (ref_y, ref_grad)) = (run(true), run(false));
-        let error = |a: &[f32], b: &[f32]| {
-            assert_eq!(a.len(), b.len());
-            a.iter()
-                .zip(b)
-                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))
-        };
+        let (fast_y, fast_grad) = common::output_and_input_grad(&x, &probe, |x| pool(true, x));
+        let (ref_y, ref_grad) = common::output_and_input_grad(&x, &probe, |x| pool(false, x));
+        let error = |a: &[f32], b: &[f32]| common::max_error_relative_to_largest(a, b);
         let case = (
             channels,
             height,

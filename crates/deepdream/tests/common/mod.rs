@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use burn::tensor::Tensor;
 use deepdream::{Device, Network, OnnxNetwork, Preprocess, models, onnx::raw_layer_name, weights};
 
 /// The fixtures directory.
@@ -148,4 +149,35 @@ pub fn max_relative_error(actual: &[f32], expected: &[f32]) -> f32 {
         .zip(expected)
         .map(|(a, e)| (a - e).abs() / (1.0 + e.abs()))
         .fold(0.0, f32::max)
+}
+
+/// The values of `f(x)` and the gradient of `Σ f(x)·probe` with respect to `x` (a random
+/// probe gives every output position its own weight).
+pub fn output_and_input_grad<const D: usize>(
+    x: &Tensor<D>,
+    probe: &Tensor<D>,
+    f: impl Fn(Tensor<D>) -> Tensor<D>,
+) -> (Vec<f32>, Vec<f32>) {
+    let x = x.clone().require_grad();
+    let y = f(x.clone());
+    let values = y.clone().into_data().try_to_vec::<f32>().unwrap();
+    let grads = (y * probe.clone()).sum().backward();
+    let grad = x
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    (values, grad)
+}
+
+/// The largest absolute difference between `actual` and `expected`, relative to the largest
+/// absolute value of `expected`.
+pub fn max_error_relative_to_largest(actual: &[f32], expected: &[f32]) -> f32 {
+    assert_eq!(actual.len(), expected.len(), "lengths");
+    let diff = actual
+        .iter()
+        .zip(expected)
+        .fold(0.0f32, |m, (a, e)| m.max((a - e).abs()));
+    diff / expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()))
 }
