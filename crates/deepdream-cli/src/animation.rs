@@ -324,11 +324,8 @@ fn start_job(
         .unwrap_or_else(|| WorkDir::default_for(output));
     let mut dream = options.params()?;
     if options.seed.is_none()
-        && let Ok(job) = std::fs::read_to_string(work_path.join("job.txt"))
-        && let Some(seed) = job
-            .lines()
-            .find_map(|l| l.strip_prefix("deepdream:seed "))
-            .and_then(|s| s.parse().ok())
+        && let Some(seed) =
+            WorkDir::recorded(&work_path, "deepdream:seed").and_then(|s| s.parse().ok())
     {
         dream.seed = seed;
     }

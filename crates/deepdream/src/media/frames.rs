@@ -151,36 +151,6 @@ impl FrameSink for GifWriter {
     }
 }
 
-/// Numbered PNG files in a folder: `frame_000000.png`, `frame_000001.png`, …
-pub struct PngFrames {
-    dir: PathBuf,
-    next: usize,
-}
-
-impl PngFrames {
-    /// Writes into `dir`, creating it if needed.
-    pub fn create(dir: &Path) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        Ok(PngFrames {
-            dir: dir.to_path_buf(),
-            next: 0,
-        })
-    }
-}
-
-impl FrameSink for PngFrames {
-    fn write(&mut self, frame: &RgbImage) -> Result<()> {
-        let path = self.dir.join(frame_name(self.next));
-        image_io::save(&DynamicImage::ImageRgb8(frame.clone()), &path, &[])?;
-        self.next += 1;
-        Ok(())
-    }
-
-    fn finish(self: Box<Self>) -> Result<()> {
-        Ok(())
-    }
-}
-
 fn frame_name(index: usize) -> String {
     format!("frame_{index:06}.png")
 }
@@ -201,6 +171,15 @@ impl WorkDir {
         let mut name = output.file_name().unwrap_or_default().to_os_string();
         name.push(".deepdream-work");
         output.with_file_name(name)
+    }
+
+    /// The value of `key` in the job file of the work folder at `path` (a job text holds
+    /// `key value` lines), if there is such a folder and line.
+    pub fn recorded(path: &Path, key: &str) -> Option<String> {
+        let job = fs::read_to_string(path.join(JOB_FILE)).ok()?;
+        job.lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix(' '))
+            .map(str::to_string)
     }
 
     /// Opens (or creates) the work folder at `path` for the job described by `job` (every
@@ -313,6 +292,8 @@ mod tests {
         work.save(3, &RgbImage::new(4, 3)).unwrap();
         assert_eq!(work.finished(), 2);
         let again = WorkDir::open(&path, "model vgg16\nzoom 1.05\n").unwrap();
+        assert_eq!(WorkDir::recorded(&path, "zoom").as_deref(), Some("1.05"));
+        assert_eq!(WorkDir::recorded(&path, "zo"), None);
         assert_eq!(again.load(1).unwrap().unwrap().dimensions(), (4, 3));
         assert!(again.load(2).unwrap().is_none());
         let error = WorkDir::open(&path, "model vgg16\nzoom 1.1\n")

@@ -1,4 +1,4 @@
-//! Moving pictures: frames in and out (FFmpeg, GIF, PNG folders), the resumable work
+//! Moving pictures: frames in and out (FFmpeg, GIF), the resumable work
 //! folder, optical flow between frames, and colour statistics.
 
 pub mod colour;
