@@ -14,7 +14,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::conv3x3::{floats, on_cpu};
+use crate::cpu::{floats, on_cpu};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 16;

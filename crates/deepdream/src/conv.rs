@@ -1,12 +1,13 @@
 //! Convolution on the fastest path there is for it: the Winograd kernel for 3x3 stride-1
 //! convolutions ([`conv3x3`](crate::conv3x3)), the depthwise kernel for depthwise ones
-//! ([`depthwise`](crate::depthwise)), burn's own convolution for everything else and on
-//! GPU devices.
+//! ([`depthwise`](crate::depthwise)), matrix products on a padded copy for every other
+//! ungrouped one ([`conv_gemm`](crate::conv_gemm)), burn's own convolution for grouped ones
+//! and on GPU devices.
 
 use burn::backend::ops::ConvOptions;
 use burn::tensor::Tensor;
 
-use crate::{conv3x3, depthwise};
+use crate::{conv_gemm, conv3x3, depthwise};
 
 /// A drop-in for `burn::tensor::module::conv2d`.
 pub fn conv2d(
@@ -20,6 +21,9 @@ pub fn conv2d(
     }
     if let Some(size) = depthwise::output_size(&x, &weight, bias.as_ref(), &options) {
         return depthwise::conv2d(x, weight, bias, &options, size);
+    }
+    if let Some(size) = conv_gemm::output_size(&x, &weight, bias.as_ref(), &options) {
+        return conv_gemm::conv2d(x, weight, bias, &options, size);
     }
     burn::tensor::module::conv2d(x, weight, bias, options)
 }

@@ -29,6 +29,8 @@ pub mod checkpoint;
 pub mod classify;
 pub mod conv;
 pub mod conv3x3;
+pub mod conv_gemm;
+mod cpu;
 pub mod depthwise;
 pub mod device;
 pub mod dream;

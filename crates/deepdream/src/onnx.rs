@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData, activation};
 use onnx_ir::{ArgType, Argument, Message, ModelProto, Node, OnnxGraphBuilder};
@@ -18,7 +17,7 @@ use crate::conv::conv2d;
 use crate::error::{Error, Result};
 use crate::layers::{BYTES_PER_FLOAT_KEPT, same_padding, window_output};
 use crate::network::{LayerInfo, Network, Preprocess};
-use crate::pool::avg_pool2d;
+use crate::pool::{avg_pool2d, max_pool2d};
 
 /// Maps a raw ONNX node name to the layer name users see, or `None` to hide the layer.
 pub type LayerNamer = fn(&str) -> Option<String>;

@@ -1,12 +1,13 @@
-//! Average pooling through the depthwise kernel against burn's `avg_pool2d`: outputs and
-//! input gradients, padding counted or not, strides 1 and 2, asymmetric padding.
+//! Average pooling through the depthwise kernel against burn's `avg_pool2d` (padding counted
+//! or not), and the max-pool kernel against burn's `max_pool2d`: outputs and input gradients,
+//! strides 1 and 2, asymmetric padding, ceil mode, 1-pixel images, ties and NaN.
 
 mod common;
 
-use burn::tensor::module::avg_pool2d as burn_avg_pool2d;
-use burn::tensor::ops::AvgPoolOptions;
-use burn::tensor::{Device, Distribution, Tensor};
-use deepdream::pool::avg_pool2d;
+use burn::tensor::module::{avg_pool2d as burn_avg_pool2d, max_pool2d as burn_max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use deepdream::pool::{avg_pool2d, max_pool2d};
 
 #[test]
 fn matches_burn_forward_and_backward() {
@@ -58,4 +59,76 @@ fn matches_burn_forward_and_backward() {
         assert!(error(&fast_y, &ref_y) < 1e-5, "{case:?}: output");
         assert!(error(&fast_grad, &ref_grad) < 1e-5, "{case:?}: gradient");
     }
+}
+
+#[test]
+fn max_pool_matches_burn_forward_and_backward() {
+    let device = Device::flex().autodiff();
+    // (channels, height, width, kernel, stride, padding (top, bottom, left, right), ceil)
+    let cases = [
+        (8, 29, 29, 3, 2, [0, 0, 0, 0], false), // Inception v3's stem and reductions
+        (6, 16, 16, 2, 2, [0, 0, 0, 0], false), // VGG16
+        (5, 9, 12, 3, 2, [1, 1, 1, 1], false),
+        (3, 7, 6, 3, 2, [0, 0, 0, 0], true),
+        (4, 10, 9, 3, 1, [1, 1, 1, 1], false),
+        (2, 1, 1, 3, 2, [1, 1, 1, 1], false),
+        (3, 8, 5, 2, 1, [0, 1, 1, 0], false),
+    ];
+    for (channels, height, width, kernel, stride, [t, b, l, r], ceil_mode) in cases {
+        let options = MaxPoolOptions {
+            kernel_size: [kernel; 2],
+            stride: [stride; 2],
+            padding: [(t, b), (l, r)],
+            dilation: [1, 1],
+            ceil_mode,
+        };
+        let x = Tensor::<4>::random(
+            [2, channels, height, width],
+            Distribution::Uniform(-1.0, 1.0),
+            &device,
+        );
+        let pool = |fast: bool, x: Tensor<4>| {
+            if fast {
+                max_pool2d(x, options.clone())
+            } else {
+                burn_max_pool2d(x, options.clone())
+            }
+        };
+        let dims = pool(false, x.clone()).dims();
+        let probe = Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &device);
+        let (fast_y, fast_grad) = common::output_and_input_grad(&x, &probe, |x| pool(true, x));
+        let (ref_y, ref_grad) = common::output_and_input_grad(&x, &probe, |x| pool(false, x));
+        let case = (
+            channels,
+            height,
+            width,
+            kernel,
+            stride,
+            [t, b, l, r],
+            ceil_mode,
+        );
+        assert_eq!(fast_y, ref_y, "{case:?}: output");
+        assert_eq!(fast_grad, ref_grad, "{case:?}: gradient");
+    }
+}
+
+/// Ties send the gradient to the first maximum (row by row), as PyTorch and burn do; a NaN
+/// wins its window.
+#[test]
+fn max_pool_ties_and_nan() {
+    let device = Device::flex().autodiff();
+    let options = MaxPoolOptions {
+        kernel_size: [2, 2],
+        stride: [2, 2],
+        padding: [(0, 0); 2],
+        dilation: [1, 1],
+        ceil_mode: false,
+    };
+    let values = [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, f32::NAN, 2.0];
+    let x = Tensor::<4>::from_data(TensorData::new(values.to_vec(), [1, 1, 2, 4]), &device);
+    let probe = Tensor::<4>::ones([1, 1, 1, 2], &device);
+    let (y, grad) = common::output_and_input_grad(&x, &probe, |x| max_pool2d(x, options.clone()));
+    assert_eq!(y[0], 1.0);
+    assert!(y[1].is_nan());
+    assert_eq!(grad, [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
 }

@@ -9,7 +9,6 @@
 
 pub mod winograd;
 
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -19,9 +18,10 @@ use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::Bytes;
-use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
+use burn::tensor::{DType, Shape, Tensor, TensorData};
 use burn_flex::{FlexTensor, Layout};
 
+use crate::cpu::{floats, on_cpu};
 use crate::layers::window_output;
 use winograd::{Conv3x3Geometry, TransformedKernel};
 
@@ -192,20 +192,6 @@ fn cached_kernel(weight: &FlexTensor, direction: Direction) -> Arc<TransformedKe
     kernel
 }
 
-/// The tensor's values as contiguous `f32`, copied only when its layout is not contiguous.
-pub(crate) fn floats(tensor: &FlexTensor) -> Cow<'_, [f32]> {
-    match tensor.as_slice::<f32>() {
-        Some(values) => Cow::Borrowed(values),
-        None => Cow::Owned(
-            tensor
-                .to_contiguous()
-                .as_slice::<f32>()
-                .expect("f32")
-                .to_vec(),
-        ),
-    }
-}
-
 fn flex_tensor(values: Vec<f32>, g: &Conv3x3Geometry) -> FlexTensor {
     let shape = [g.batch, g.out_channels, g.out_height, g.out_width];
     FlexTensor::from_data(TensorData::new(values, Shape::from(shape)))
@@ -317,9 +303,4 @@ pub fn output_size(
         window_output(height, 3, 1, 1, pad_y, false)?,
         window_output(width, 3, 1, 1, pad_x, false)?,
     ])
-}
-
-/// Whether `device` is burn's CPU backend (with or without autodiff).
-pub(crate) fn on_cpu(device: &Device) -> bool {
-    device.clone().inner() == Device::flex()
 }

@@ -14,6 +14,8 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use crate::cpu::with_simd;
+
 /// Channels handled together by the transforms (one AVX register of `f32`).
 const LANES: usize = 8;
 /// Winograd block: 6x6 inputs, 4x4 outputs.
@@ -537,24 +539,6 @@ fn output_tile(
         }
         y
     })
-}
-
-/// Runs `f` compiled for AVX2 where the CPU has it (the transforms are written so that the
-/// compiler vectorises them across [`LANES`] channels).
-#[inline(always)]
-fn with_simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { with_avx2(f) };
-    }
-    f()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
 }
 
 #[cfg(test)]

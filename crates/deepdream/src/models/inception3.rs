@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, activation::relu};
 
@@ -18,7 +17,7 @@ use crate::layers::{
     forward_stages,
 };
 use crate::network::{LayerInfo, Network, Preprocess};
-use crate::pool::avg_pool2d;
+use crate::pool::{avg_pool2d, max_pool2d};
 
 /// Inception v3: the stem `conv` … `pool1`, then the mixed blocks `mixed` … `mixed_10`.
 pub const SPEC: ModelSpec = ModelSpec {
