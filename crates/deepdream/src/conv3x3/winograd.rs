@@ -282,32 +282,38 @@ fn run_block(
 ) {
     let (in_p, out_p, width) = (plan.in_p, plan.out_p, plan.gathered_width);
     let tiles = block.rows * plan.tiles_x;
-    with_simd(|| gather_rows(input, g, plan, block, &mut scratch.gathered));
+    with_simd(
+        #[inline(always)]
+        || gather_rows(input, g, plan, block, &mut scratch.gathered),
+    );
 
     // Input transform: V[p][tile][c] = (Bᵀ d B)[p] for each tile and channel.
     let gathered = &scratch.gathered;
     let transformed = &mut scratch.transformed[..ALPHA * ALPHA * tiles * in_p];
     let stride_p = tiles * in_p;
-    with_simd(|| {
-        for ty in 0..block.rows {
-            for tx in 0..plan.tiles_x {
-                let tile = ty * plan.tiles_x + tx;
-                let origin = (ty * OUT * width + tx * OUT) * in_p;
-                for c in (0..in_p).step_by(LANES) {
-                    let dst_offset = tile * in_p + c;
-                    input_tile(
-                        gathered,
-                        origin + c,
-                        width * in_p,
-                        in_p,
-                        transformed,
-                        dst_offset,
-                        stride_p,
-                    );
+    with_simd(
+        #[inline(always)]
+        || {
+            for ty in 0..block.rows {
+                for tx in 0..plan.tiles_x {
+                    let tile = ty * plan.tiles_x + tx;
+                    let origin = (ty * OUT * width + tx * OUT) * in_p;
+                    for c in (0..in_p).step_by(LANES) {
+                        let dst_offset = tile * in_p + c;
+                        input_tile(
+                            gathered,
+                            origin + c,
+                            width * in_p,
+                            in_p,
+                            transformed,
+                            dst_offset,
+                            stride_p,
+                        );
+                    }
                 }
             }
-        }
-    });
+        },
+    );
 
     // 36 independent matrix products: M[p] (tiles x out) = V[p] (tiles x in) · U[p] (in x out).
     let products = &mut scratch.products[..ALPHA * ALPHA * tiles * out_p];
@@ -347,40 +353,43 @@ fn run_block(
 
     // Output transform, (Aᵀ m A) + bias, straight into the NCHW output.
     let products = &*products;
-    with_simd(|| {
-        for ty in 0..block.rows {
-            let y = (block.first_row + ty) * OUT;
-            let rows = OUT.min(g.out_height - y);
-            for tx in 0..plan.tiles_x {
-                let tile = ty * plan.tiles_x + tx;
-                let x = tx * OUT;
-                let cols = OUT.min(g.out_width - x);
-                for c in (0..out_p).step_by(LANES) {
-                    let values = output_tile(
-                        products,
-                        tile * out_p + c,
-                        tiles * out_p,
-                        &bias_lanes[c..c + LANES],
-                    );
-                    for (lane, channel) in (c..g.out_channels.min(c + LANES)).enumerate() {
-                        let base = ((block.n * g.out_channels + channel) * g.out_height + y)
-                            * g.out_width
-                            + x;
-                        for (r, row) in values.iter().take(rows).enumerate() {
-                            for (col, value) in row.iter().take(cols).enumerate() {
-                                // SAFETY: output rows y..y + rows of image n belong to this
-                                // block alone, and channel < out_channels, y + r < out_height,
-                                // x + col < out_width keep the offset inside the output.
-                                unsafe {
-                                    *output.0.add(base + r * g.out_width + col) = value[lane]
-                                };
+    with_simd(
+        #[inline(always)]
+        || {
+            for ty in 0..block.rows {
+                let y = (block.first_row + ty) * OUT;
+                let rows = OUT.min(g.out_height - y);
+                for tx in 0..plan.tiles_x {
+                    let tile = ty * plan.tiles_x + tx;
+                    let x = tx * OUT;
+                    let cols = OUT.min(g.out_width - x);
+                    for c in (0..out_p).step_by(LANES) {
+                        let values = output_tile(
+                            products,
+                            tile * out_p + c,
+                            tiles * out_p,
+                            &bias_lanes[c..c + LANES],
+                        );
+                        for (lane, channel) in (c..g.out_channels.min(c + LANES)).enumerate() {
+                            let base = ((block.n * g.out_channels + channel) * g.out_height + y)
+                                * g.out_width
+                                + x;
+                            for (r, row) in values.iter().take(rows).enumerate() {
+                                for (col, value) in row.iter().take(cols).enumerate() {
+                                    // SAFETY: output rows y..y + rows of image n belong to this
+                                    // block alone, and channel < out_channels, y + r < out_height,
+                                    // x + col < out_width keep the offset inside the output.
+                                    unsafe {
+                                        *output.0.add(base + r * g.out_width + col) = value[lane]
+                                    };
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-    });
+        },
+    );
 }
 
 /// Copies the input rows `block` reads into `gathered`, channels last (`[row][x][channel]`,
