@@ -14,7 +14,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::cpu::{floats, on_cpu};
+use crate::cpu::{floats, on_cpu, with_simd};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 16;
@@ -37,30 +37,56 @@ pub trait ClampBackend: Backend {
 
 impl ClampBackend for Flex {
     fn clamp_activation(x: FlexTensor, min: f32, max: f32) -> FlexTensor {
-        let shape = x.shape();
-        let mut values = floats(&x).into_owned();
-        values
+        let mut x = owned(x);
+        x.storage_mut::<f32>()
             .par_chunks_mut(CHUNK)
-            .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = v.clamp(min, max)));
-        FlexTensor::from_data(TensorData::new(values, shape))
+            .for_each(|chunk| {
+                // Selects rather than `f32::clamp`, so that the loop vectorises; NaN passes.
+                with_simd(
+                    #[inline(always)]
+                    || {
+                        for v in chunk {
+                            let low = if *v < min { min } else { *v };
+                            *v = if low > max { max } else { low };
+                        }
+                    },
+                )
+            });
+        x
     }
 
     fn clamp_activation_grad(y: FlexTensor, grad: FlexTensor, min: f32, max: f32) -> FlexTensor {
-        let shape = grad.shape();
         let y = floats(&y);
-        let mut values = floats(&grad).into_owned();
-        values
+        let mut grad = owned(grad);
+        grad.storage_mut::<f32>()
             .par_chunks_mut(CHUNK)
             .zip(y.par_chunks(CHUNK))
             .for_each(|(grad, y)| {
-                for (g, &y) in grad.iter_mut().zip(y) {
-                    if !(y > min && y < max) {
-                        *g = 0.0;
-                    }
-                }
+                with_simd(
+                    #[inline(always)]
+                    || {
+                        for (g, &y) in grad.iter_mut().zip(y) {
+                            *g = if (y > min) & (y < max) { *g } else { 0.0 };
+                        }
+                    },
+                )
             });
-        FlexTensor::from_data(TensorData::new(values, shape))
+        grad
     }
+}
+
+/// `tensor` as a contiguous tensor that owns exactly its values, to change in place: itself
+/// when it is one already (an activation's input usually is), else a copy.
+fn owned(tensor: FlexTensor) -> FlexTensor {
+    let count = tensor.shape().num_elements();
+    let exact = tensor.is_unique()
+        && tensor.as_slice::<f32>().is_some_and(|v| v.len() == count)
+        && tensor.storage::<f32>().len() == count;
+    if exact {
+        return tensor;
+    }
+    let shape = tensor.shape();
+    FlexTensor::from_data(TensorData::new(floats(&tensor).into_owned(), shape))
 }
 
 impl<B: Backend + ClampBackend, C: CheckpointStrategy> ClampBackend for Autodiff<B, C> {

@@ -103,27 +103,52 @@ impl Padded {
             }
             let line = &source[y * width..(y + 1) * width];
             let start = r as usize * self.row;
-            // The first source column inside the border, and where it lands.
-            let skip = (-left).max(0) as usize;
-            let first = skip.div_ceil(spread[1]);
-            let c = (left + (first * spread[1]) as isize) as usize;
-            let (mut phase, mut column) = (c % self.phases, c / self.phases);
-            if spread[1] == 1 && self.phases == 1 {
-                let run = (width - first.min(width)).min(self.row.saturating_sub(column));
-                buffer[start + column..start + column + run]
-                    .copy_from_slice(&line[first..first + run]);
-                continue;
+            for phase in 0..self.phases {
+                let dest = &mut buffer[phase * self.phase_len() + start..][..self.row];
+                self.fill_row(dest, line, spread[1], left - phase as isize);
             }
-            for &v in line.iter().skip(first) {
-                if column >= self.row {
+        }
+    }
+
+    /// One row of one phase: `dest[j] = line[x]` where `left + x·spread = j·phases` (the
+    /// phase's own offset taken off `left`); either `spread` or the phases are 1.
+    fn fill_row(&self, dest: &mut [f32], line: &[f32], spread: usize, left: isize) {
+        let phases = self.phases as isize;
+        if spread == 1 {
+            // x = j·phases - left, for the j that put x inside the line.
+            let first = if left > 0 {
+                (left as usize).div_ceil(self.phases)
+            } else {
+                0
+            };
+            let last = line.len() as isize - 1 + left;
+            let end = if last < 0 {
+                0
+            } else {
+                (last as usize / self.phases + 1).min(dest.len())
+            };
+            if phases == 1 {
+                let first = first.min(end);
+                let from = (first as isize - left) as usize;
+                dest[first..end].copy_from_slice(&line[from..from + end - first]);
+                return;
+            }
+            for (j, d) in dest.iter_mut().enumerate().take(end).skip(first) {
+                *d = line[(j as isize * phases - left) as usize];
+            }
+        } else {
+            // One phase: column left + x·spread.
+            let first = if left < 0 {
+                (left.unsigned_abs()).div_ceil(spread)
+            } else {
+                0
+            };
+            for (x, &v) in line.iter().enumerate().skip(first) {
+                let c = (left + (x * spread) as isize) as usize;
+                if c >= dest.len() {
                     break;
                 }
-                buffer[phase * self.phase_len() + start + column] = v;
-                phase += spread[1];
-                while phase >= self.phases {
-                    phase -= self.phases;
-                    column += 1;
-                }
+                dest[c] = v;
             }
         }
     }
