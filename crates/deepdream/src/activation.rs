@@ -1,4 +1,4 @@
-//! Clamping activations (ReLU6, ONNX `Clip`) for the CPU backend with a one-pass backward,
+//! Clamping activations (ReLU, ReLU6, ONNX `Clip`) for the CPU backend with a one-pass backward,
 //! added to burn as a backend extension. burn's `clamp` computes its gradient with two
 //! comparisons and two masked fills over the tensor; EfficientNet applies ReLU6 after nearly
 //! every convolution, and that backward took over a quarter of its step (perf). Here the
@@ -139,6 +139,12 @@ pub fn clamp<const D: usize>(x: Tensor<D>, min: f32, max: f32) -> Tensor<D> {
     let output =
         <burn::backend::Dispatch as ClampBackend>::clamp_activation(x.into_dispatch(), min, max);
     Tensor::from_dispatch(output)
+}
+
+/// ReLU: `x` clamped to `0..`, through the same one-pass kernel (its gradient passes where
+/// the output is positive and finite).
+pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    clamp(x, 0.0, f32::INFINITY)
 }
 
 /// ReLU6: `x` clamped to `0..=6`.

@@ -1111,7 +1111,7 @@ impl Op {
                 };
                 Value::full_rank(conv2d(t, weight.clone(), bias.clone(), options))
             }
-            Op::Relu => x.map(activation::relu),
+            Op::Relu => x.map(crate::activation::relu),
             Op::Clip { min, max } => x.map(|t| crate::activation::clamp(t, *min, *max)),
             Op::Sigmoid => x.map(activation::sigmoid),
             Op::MaxPool {

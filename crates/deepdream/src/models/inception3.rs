@@ -7,9 +7,10 @@
 use std::path::Path;
 
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
-use burn::tensor::{Device, Tensor, activation::relu};
+use burn::tensor::{Device, Tensor};
 
 use super::ModelSpec;
+use crate::activation::relu;
 use crate::checkpoint::TorchScriptStorages;
 use crate::error::Result;
 use crate::layers::{
