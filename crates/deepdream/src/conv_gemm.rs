@@ -136,9 +136,10 @@ impl Layout {
         ((ky % sy) * sx + kx % sx) * self.phase_len() + (ky / sy) * self.row + kx / sx
     }
 
-    /// Calls `f(input index, copy index, run)` for runs of `run` input values of one row
-    /// that land in the copy at a step of 1 (stride 1) or for single values.
-    fn for_each_value(&self, channel: usize, mut f: impl FnMut(usize, usize, usize)) {
+    /// Calls `f(input index, copy index, count)` for each run of one channel's input: `count`
+    /// values `stride[1]` apart in an input row that lie side by side in one row of the copy
+    /// (one run per row and column phase).
+    fn for_each_run(&self, channel: usize, mut f: impl FnMut(usize, usize, usize)) {
         let [height, width] = self.input;
         let [sy, sx] = self.stride;
         let [py, px] = self.pad;
@@ -149,22 +150,21 @@ impl Layout {
                 continue;
             }
             let source = (channel * height + y) * width;
-            if sx == 1 {
-                let run = width.min(self.row.saturating_sub(px));
-                let at = phase_y * self.phase_len() + channel * self.plane() + qy * self.row + px;
-                f(source, at, run);
-            } else {
-                for x in 0..width {
-                    let c = x + px;
-                    let (phase_x, qx) = (c % sx, c / sx);
-                    if qx < self.row {
-                        let at = (phase_y * sx + phase_x) * self.phase_len()
-                            + channel * self.plane()
-                            + qy * self.row
-                            + qx;
-                        f(source + x, at, 1);
-                    }
+            for phase_x in 0..sx {
+                // Copy column j of this phase holds input column j·sx + phase_x - px.
+                let first = px.saturating_sub(phase_x).div_ceil(sx);
+                let Some(last) = (width + px).checked_sub(phase_x + 1) else {
+                    continue;
+                };
+                let end = (last / sx + 1).min(self.row);
+                if first >= end {
+                    continue;
                 }
+                let at = (phase_y * sx + phase_x) * self.phase_len()
+                    + channel * self.plane()
+                    + qy * self.row
+                    + first;
+                f(source + first * sx + phase_x - px, at, end - first);
             }
         }
     }
@@ -173,16 +173,18 @@ impl Layout {
     fn scatter(&self, input: &[f32]) -> Vec<f32> {
         let mut copy = vec![0.0f32; self.len()];
         let shared = SharedMut(copy.as_mut_ptr());
+        let step = self.stride[1];
         (0..self.channels).into_par_iter().for_each(|channel| {
             let shared = &shared;
-            self.for_each_value(channel, |from, to, run| {
+            self.for_each_run(channel, |from, to, count| {
                 // SAFETY: every channel writes its own planes, inside the copy.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        input[from..from + run].as_ptr(),
-                        shared.0.add(to),
-                        run,
-                    )
+                let run = unsafe { std::slice::from_raw_parts_mut(shared.0.add(to), count) };
+                if step == 1 {
+                    run.copy_from_slice(&input[from..from + count]);
+                } else {
+                    for (value, &v) in run.iter_mut().zip(input[from..].iter().step_by(step)) {
+                        *value = v;
+                    }
                 }
             });
         });
@@ -192,12 +194,21 @@ impl Layout {
     /// One image's input gradient read back from its padded copy.
     fn gather(&self, copy: &[f32], grad: &mut [f32]) {
         let [height, width] = self.input;
+        let step = self.stride[1];
         grad.par_chunks_mut(height * width)
             .enumerate()
             .for_each(|(channel, plane)| {
                 let first = channel * height * width;
-                self.for_each_value(channel, |from, to, run| {
-                    plane[from - first..from - first + run].copy_from_slice(&copy[to..to + run]);
+                self.for_each_run(channel, |from, to, count| {
+                    let values = &copy[to..to + count];
+                    let from = from - first;
+                    if step == 1 {
+                        plane[from..from + count].copy_from_slice(values);
+                    } else {
+                        for (g, &v) in plane[from..].iter_mut().step_by(step).zip(values) {
+                            *g = v;
+                        }
+                    }
                 });
             });
     }
