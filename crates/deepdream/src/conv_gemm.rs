@@ -22,7 +22,7 @@ use burn::tensor::{DType, Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::cpu::{floats, on_cpu};
+use crate::cpu::{floats, on_cpu, with_simd};
 use crate::layers::window_output;
 
 /// Inputs with fewer channels than this gather their taps into one matrix.
@@ -469,9 +469,14 @@ impl ChannelPlanes {
         let (phase, within) = (start / self.phase_len, start % self.phase_len);
         // SAFETY: `within + values.len()` stays inside the plane (one row of slack).
         let plane = unsafe { std::slice::from_raw_parts_mut(self.planes[phase], self.plane) };
-        for (sum, v) in plane[within..within + values.len()].iter_mut().zip(values) {
-            *sum += v;
-        }
+        with_simd(
+            #[inline(always)]
+            || {
+                for (sum, v) in plane[within..within + values.len()].iter_mut().zip(values) {
+                    *sum += v;
+                }
+            },
+        );
     }
 }
 

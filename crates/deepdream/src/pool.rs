@@ -22,7 +22,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::conv;
-use crate::cpu::{floats, on_cpu};
+use crate::cpu::{floats, on_cpu, with_simd};
 use crate::layers::window_output;
 
 /// A drop-in for `burn::tensor::module::avg_pool2d`.
@@ -115,6 +115,7 @@ fn window_span(o: usize, kernel: usize, stride: usize, pad: usize, size: usize) 
 }
 
 /// The larger of two values, NaN if either is (as PyTorch's max pooling).
+#[inline(always)]
 fn nan_max(a: f32, b: f32) -> f32 {
     if b > a || b.is_nan() { b } else { a }
 }
@@ -133,9 +134,15 @@ fn max_pool_plane(
         let rows = window_span(oy, g.kernel[0], g.stride[0], g.pad[0], height);
         rows_max.fill(f32::NEG_INFINITY);
         for y in rows {
-            for (m, &v) in rows_max.iter_mut().zip(&plane[y * width..(y + 1) * width]) {
-                *m = nan_max(*m, v);
-            }
+            let line = &plane[y * width..(y + 1) * width];
+            with_simd(
+                #[inline(always)]
+                || {
+                    for (m, &v) in rows_max.iter_mut().zip(line) {
+                        *m = nan_max(*m, v);
+                    }
+                },
+            );
         }
         for (o, cols) in out_row.iter_mut().zip(columns) {
             *o = rows_max[cols.clone()]
