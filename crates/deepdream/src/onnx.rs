@@ -559,11 +559,21 @@ impl OnnxNetwork {
             if !needed_steps[index] {
                 continue;
             }
-            let inputs: Vec<Value> = step
-                .inputs
-                .iter()
-                .map(|operand| match operand {
-                    Operand::Slot(slot) => values[*slot].clone().expect("slot computed earlier"),
+            // A value used for the last time moves into the operation (the operation may then
+            // change it in place), unless the step reads it again further on.
+            let inputs: Vec<Value> = (step.inputs.iter().enumerate())
+                .map(|(position, operand)| match operand {
+                    Operand::Slot(slot) => {
+                        let again = step.inputs[position + 1..]
+                            .iter()
+                            .any(|later| matches!(later, Operand::Slot(s) if s == slot));
+                        let value = if last_use[*slot] == index && !again {
+                            values[*slot].take()
+                        } else {
+                            values[*slot].clone()
+                        };
+                        value.expect("slot computed earlier")
+                    }
                     Operand::Const(value) => value.as_ref().clone(),
                 })
                 .collect();

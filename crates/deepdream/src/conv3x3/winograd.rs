@@ -431,12 +431,13 @@ fn gather_rows(
             let mut x = x_start;
             while x + LANES <= x_end {
                 let offset = x - x_start;
-                for k in 0..LANES {
-                    let dst = &mut row_out[(x + k) * in_p + c0..(x + k) * in_p + c0 + LANES];
-                    for (l, value) in dst.iter_mut().enumerate() {
-                        *value = sources[l][offset + k];
-                    }
-                }
+                let square: [&[f32; LANES]; LANES] = std::array::from_fn(|l| {
+                    sources[l][offset..offset + LANES]
+                        .try_into()
+                        .expect("LANES values")
+                });
+                let dst = &mut row_out[x * in_p + c0..(x + LANES - 1) * in_p + c0 + LANES];
+                transpose_square(square, dst, in_p);
                 x += LANES;
             }
             for x in x..x_end {
@@ -449,6 +450,76 @@ fn gather_rows(
             for (k, value) in row_in(c)[..x_end - x_start].iter().enumerate() {
                 row_out[(x_start + k) * in_p + c] = *value;
             }
+        }
+    }
+}
+
+/// Writes `square[l][k]` to `dst[k * stride + l]`: eight channels' runs of eight columns
+/// turned into eight columns' runs of eight channels (with AVX2 shuffles where the CPU has
+/// them).
+#[inline(always)]
+fn transpose_square(square: [&[f32; LANES]; LANES], dst: &mut [f32], stride: usize) {
+    assert!(
+        dst.len() >= (LANES - 1) * stride + LANES,
+        "transpose destination"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked), and `dst` holds every row written (asserted).
+        unsafe { transpose_avx2(square, dst.as_mut_ptr(), stride) };
+        return;
+    }
+    for (k, row) in dst.chunks_mut(stride).take(LANES).enumerate() {
+        for (l, value) in row[..LANES].iter_mut().enumerate() {
+            *value = square[l][k];
+        }
+    }
+}
+
+/// The 8x8 transpose of [`transpose_square`] in eight AVX registers: interleave pairs of
+/// rows, then pairs of pairs, then swap 128-bit halves.
+///
+/// # Safety
+/// `dst + k * stride .. + 8` must be writable for every `k` in `0..8`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_avx2(square: [&[f32; LANES]; LANES], dst: *mut f32, stride: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: each source row holds eight values; the caller vouches for `dst`.
+    unsafe {
+        let r: [__m256; LANES] = std::array::from_fn(|l| _mm256_loadu_ps(square[l].as_ptr()));
+        let t = [
+            _mm256_unpacklo_ps(r[0], r[1]),
+            _mm256_unpackhi_ps(r[0], r[1]),
+            _mm256_unpacklo_ps(r[2], r[3]),
+            _mm256_unpackhi_ps(r[2], r[3]),
+            _mm256_unpacklo_ps(r[4], r[5]),
+            _mm256_unpackhi_ps(r[4], r[5]),
+            _mm256_unpacklo_ps(r[6], r[7]),
+            _mm256_unpackhi_ps(r[6], r[7]),
+        ];
+        let u = [
+            _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+            _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+            _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+            _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+            _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+            _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+            _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+            _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+        ];
+        let columns = [
+            _mm256_permute2f128_ps::<0x20>(u[0], u[4]),
+            _mm256_permute2f128_ps::<0x20>(u[1], u[5]),
+            _mm256_permute2f128_ps::<0x20>(u[2], u[6]),
+            _mm256_permute2f128_ps::<0x20>(u[3], u[7]),
+            _mm256_permute2f128_ps::<0x31>(u[0], u[4]),
+            _mm256_permute2f128_ps::<0x31>(u[1], u[5]),
+            _mm256_permute2f128_ps::<0x31>(u[2], u[6]),
+            _mm256_permute2f128_ps::<0x31>(u[3], u[7]),
+        ];
+        for (k, column) in columns.into_iter().enumerate() {
+            _mm256_storeu_ps(dst.add(k * stride), column);
         }
     }
 }
