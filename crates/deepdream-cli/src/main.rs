@@ -16,6 +16,7 @@ use deepdream::{
 };
 
 mod animation;
+mod style;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// mimalloc keeps freed memory for reuse: the dream allocates and frees tensors of tens of
@@ -60,6 +61,8 @@ enum Command {
     Zoom(animation::ZoomArgs),
     /// Dream a video, frame by frame, kept coherent along the optical flow.
     Video(animation::VideoArgs),
+    /// Paint a photo in the style of one or more paintings (neural style transfer).
+    Style(style::StyleArgs),
     /// List the layers a model can dream on, with channels and stride.
     Layers(ModelArgs),
     /// Print the ImageNet classes a network sees in an image.
@@ -319,6 +322,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dream(args) => dream(args, &device),
         Command::Zoom(args) => animation::zoom(args, &device),
         Command::Video(args) => animation::video(args, &device),
+        Command::Style(args) => style::style(args, &device),
         Command::Layers(args) => list_layers(&args, &device),
         Command::Classify { image, model, top } => classify_image(&image, &model, top, &device),
         Command::Models { command } => match command {

@@ -34,6 +34,7 @@ mod cpu;
 pub mod depthwise;
 pub mod device;
 pub mod dream;
+pub mod engine;
 pub mod error;
 pub mod image_io;
 pub mod imagenet;

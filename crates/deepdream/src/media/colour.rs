@@ -1,5 +1,6 @@
 //! Colour statistics of frames: long animations keep each frame's per-channel mean and
-//! spread tied to a reference, so colours do not drift frame after frame.
+//! spread tied to a reference, so colours do not drift frame after frame. And colour
+//! transfer by luminance: a styled picture keeps the photo's colours.
 
 use image::RgbImage;
 
@@ -51,6 +52,37 @@ pub fn match_colours(image: &RgbImage, target: &ColourStats) -> RgbImage {
             let v = (*value as f32 - own.mean[c]) * gain[c] + target.mean[c];
             *value = v.round().clamp(0.0, 255.0) as u8;
         }
+    }
+    out
+}
+
+/// `image`'s luminance with `colours`' chroma (YIQ), the two the same size: how a styled
+/// picture keeps the photo's colours (Gatys et al., "Preserving Color in Neural Artistic
+/// Style Transfer", 2016, the luminance-only variant done after the transfer).
+pub fn with_colours_of(image: &RgbImage, colours: &RgbImage) -> RgbImage {
+    let colours = if colours.dimensions() == image.dimensions() {
+        colours.clone()
+    } else {
+        image::imageops::resize(
+            colours,
+            image.width(),
+            image.height(),
+            image::imageops::FilterType::Triangle,
+        )
+    };
+    let mut out = image.clone();
+    for (pixel, source) in out.pixels_mut().zip(colours.pixels()) {
+        let [r, g, b] = pixel.0.map(f32::from);
+        let luma = 0.299 * r + 0.587 * g + 0.114 * b;
+        let [r, g, b] = source.0.map(f32::from);
+        let i = 0.596 * r - 0.274 * g - 0.322 * b;
+        let q = 0.211 * r - 0.523 * g + 0.312 * b;
+        let rgb = [
+            luma + 0.956 * i + 0.621 * q,
+            luma - 0.272 * i - 0.647 * q,
+            luma - 1.106 * i + 1.703 * q,
+        ];
+        pixel.0 = rgb.map(|v| v.round().clamp(0.0, 255.0) as u8);
     }
     out
 }

@@ -1,8 +1,10 @@
-//! Animations built from the dream: recursive zooms and dream videos. Both dream a first
-//! frame fully, then each following frame lightly from a start that carries the previous
-//! dream over (zoomed, or moved along the optical flow); frames are kept in a
+//! The modes beside the still dream: style transfer ([`style`]), and animations built from
+//! the dream, recursive zooms and dream videos. The animations dream a first frame fully,
+//! then each following frame lightly from a start that carries the previous dream over
+//! (zoomed, or moved along the optical flow); frames are kept in a
 //! [`WorkDir`](crate::media::frames::WorkDir) so an interrupted run resumes.
 
+pub mod style;
 pub mod video;
 pub mod zoom;
 

@@ -1,0 +1,221 @@
+//! Objectives over a network's layers: what an image is optimised for. An [`Objective`] is a
+//! weighted sum of [`Term`]s, each reading one layer's activation (a content match, a style
+//! match through Gram matrices) or the image itself (total variation); evaluating it runs the
+//! network once up to the deepest layer any term reads and returns the value of every term
+//! and the gradient with respect to the image.
+
+use burn::tensor::Tensor;
+
+use crate::error::{Error, Result};
+use crate::network::Network;
+
+/// The Gram matrix of a `[1, C, H, W]` activation: `F Fᵀ / (C·H·W)` with `F` the `[C, H·W]`
+/// feature matrix, the channels' correlations (Gatys et al. 2016).
+pub fn gram(activation: Tensor<4>) -> Tensor<2> {
+    let [_, channels, height, width] = activation.dims();
+    let features = activation.reshape([channels, height * width]);
+    let count = (channels * height * width).max(1) as f32;
+    features
+        .clone()
+        .matmul(features.transpose())
+        .div_scalar(count)
+}
+
+/// Mean squared difference of two tensors of the same shape.
+fn mean_squared<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<1> {
+    a.sub(b).powi_scalar(2).mean()
+}
+
+/// Total variation (squared): the mean over the image of the squared differences between
+/// vertical and between horizontal neighbours, each channel on its own.
+pub fn total_variation(image: Tensor<4>) -> Tensor<1> {
+    let [_, _, height, width] = image.dims();
+    let device = image.device();
+    let mut parts = Vec::new();
+    if height > 1 {
+        let down = image.clone().narrow(2, 1, height - 1);
+        let up = image.clone().narrow(2, 0, height - 1);
+        parts.push(mean_squared(down, up));
+    }
+    if width > 1 {
+        let right = image.clone().narrow(3, 1, width - 1);
+        let left = image.narrow(3, 0, width - 1);
+        parts.push(mean_squared(right, left));
+    }
+    parts
+        .into_iter()
+        .reduce(Tensor::add)
+        .unwrap_or_else(|| Tensor::zeros([1], &device))
+}
+
+/// One part of an objective, to be minimised.
+#[derive(Clone, Debug)]
+pub enum Term {
+    /// The layer's activation should equal `target` (mean squared difference).
+    Content {
+        /// Index into the network's layers.
+        layer: usize,
+        /// The wanted activation, `[1, C, H, W]`.
+        target: Tensor<4>,
+    },
+    /// The layer's Gram matrix should equal `target` (mean squared difference).
+    Style {
+        /// Index into the network's layers.
+        layer: usize,
+        /// The wanted Gram matrix, `[C, C]`.
+        target: Tensor<2>,
+    },
+    /// The image should be smooth: its [`total_variation`].
+    TotalVariation,
+}
+
+impl Term {
+    /// What the term measures, for reports.
+    pub fn kind(&self) -> TermKind {
+        match self {
+            Term::Content { .. } => TermKind::Content,
+            Term::Style { .. } => TermKind::Style,
+            Term::TotalVariation => TermKind::TotalVariation,
+        }
+    }
+
+    fn layer(&self) -> Option<usize> {
+        match self {
+            Term::Content { layer, .. } | Term::Style { layer, .. } => Some(*layer),
+            Term::TotalVariation => None,
+        }
+    }
+}
+
+/// The kinds of [`Term`], by which [`Losses`] sums them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TermKind {
+    /// Content matches.
+    Content,
+    /// Style (Gram) matches.
+    Style,
+    /// Total variation.
+    TotalVariation,
+}
+
+/// The value of an objective and of its weighted parts, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Losses {
+    /// The whole objective.
+    pub total: f32,
+    /// Weighted content terms.
+    pub content: f32,
+    /// Weighted style terms.
+    pub style: f32,
+    /// Weighted total variation.
+    pub total_variation: f32,
+}
+
+/// A weighted sum of terms, minimised over the image.
+#[derive(Clone, Debug, Default)]
+pub struct Objective {
+    terms: Vec<(Term, f32)>,
+}
+
+impl Objective {
+    /// An objective with no terms.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `term` with `weight`.
+    pub fn with(mut self, term: Term, weight: f32) -> Self {
+        self.terms.push((term, weight));
+        self
+    }
+
+    /// The terms and their weights.
+    pub fn terms(&self) -> &[(Term, f32)] {
+        &self.terms
+    }
+
+    /// The layers the terms read, each once, in the order of first use.
+    pub fn layers(&self) -> Vec<usize> {
+        let mut layers = Vec::new();
+        for layer in self.terms.iter().filter_map(|(term, _)| term.layer()) {
+            if !layers.contains(&layer) {
+                layers.push(layer);
+            }
+        }
+        layers
+    }
+
+    /// The objective's value for `image` (a preprocessed `[1, 3, H, W]` network input, on an
+    /// autodiff device for a gradient): the total, to differentiate, and each weighted term.
+    pub fn value(
+        &self,
+        network: &dyn Network,
+        image: Tensor<4>,
+    ) -> Result<(Tensor<1>, Vec<(TermKind, Tensor<1>)>)> {
+        let layers = self.layers();
+        let activations = if layers.is_empty() {
+            Vec::new()
+        } else {
+            network.forward(image.clone(), &layers)?
+        };
+        let activation = |layer: usize| {
+            let index = layers.iter().position(|&l| l == layer).expect("listed");
+            activations[index].clone()
+        };
+        let mut parts = Vec::new();
+        for (term, weight) in &self.terms {
+            let value = match term {
+                Term::Content { layer, target } => {
+                    let a = activation(*layer);
+                    check_shape(&a.dims(), &target.dims(), "content")?;
+                    mean_squared(a, target.clone())
+                }
+                Term::Style { layer, target } => {
+                    let g = gram(activation(*layer));
+                    check_shape(&g.dims(), &target.dims(), "style")?;
+                    mean_squared(g, target.clone())
+                }
+                Term::TotalVariation => total_variation(image.clone()),
+            };
+            parts.push((term.kind(), value.mul_scalar(*weight)));
+        }
+        let total = parts
+            .iter()
+            .map(|(_, value)| value.clone())
+            .reduce(Tensor::add)
+            .ok_or_else(|| Error::InvalidParameter("the objective has no terms".into()))?;
+        Ok((total, parts))
+    }
+
+    /// The objective's value for `image` (a preprocessed `[1, 3, H, W]` input on a plain
+    /// device) and its gradient with respect to the image.
+    pub fn evaluate(&self, network: &dyn Network, image: Tensor<4>) -> Result<(Losses, Tensor<4>)> {
+        let input = image.autodiff().require_grad();
+        let (total, parts) = self.value(network, input.clone())?;
+        let mut losses = Losses::default();
+        for (kind, value) in parts {
+            let value: f32 = value.inner().into_scalar();
+            match kind {
+                TermKind::Content => losses.content += value,
+                TermKind::Style => losses.style += value,
+                TermKind::TotalVariation => losses.total_variation += value,
+            }
+        }
+        let gradients = total.backward();
+        losses.total = losses.content + losses.style + losses.total_variation;
+        let gradient = input.grad(&gradients).ok_or_else(|| {
+            Error::InvalidParameter("the objective does not depend on the image".into())
+        })?;
+        Ok((losses, gradient.inner()))
+    }
+}
+
+fn check_shape<const D: usize>(actual: &[usize; D], target: &[usize; D], what: &str) -> Result<()> {
+    if actual == target {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter(format!(
+            "the {what} target has shape {target:?} but the layer gives {actual:?}"
+        )))
+    }
+}
