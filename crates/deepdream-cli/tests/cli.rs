@@ -599,3 +599,64 @@ fn any_onnx_cnn_can_dream_with_its_preprocessing() {
     let args = ["dream", i, "-o", o, "--weights", i, "--force"];
     assert_error(&deepdream(dir.path(), &args), "not an .onnx file");
 }
+
+#[test]
+fn styles_a_photo_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let input = small_photo(dir.path());
+    let output = dir.path().join("styled.png");
+    let starry = fixture("starry_night.jpg");
+    let scream = fixture("the_scream.jpg");
+    let blend = format!("{}:0.7,{}:0.3", starry.display(), scream.display());
+    let (i, o, w) = (
+        input.to_str().unwrap(),
+        output.to_str().unwrap(),
+        weights.to_str().unwrap(),
+    );
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut all = vec!["style", i, "-o", o, "--weights", w];
+        if !extra.contains(&"--size") {
+            all.extend(["--size", "48"]);
+        }
+        all.extend(["--iterations", "4", "--scales", "2", "--seed", "3"]);
+        all.extend(extra);
+        all.into_iter().map(String::from).collect()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        deepdream(dir.path(), &args)
+    };
+    let result = run(args(&["--style", &blend, "--preserve-colors"]));
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let styled = image_io::load(&output).unwrap();
+    assert_eq!(styled.dimensions(), (48, 37));
+    let text = image_io::read_png_text(&output).unwrap();
+    let get = |key: &str| text.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    assert_eq!(get("deepdream:mode").as_deref(), Some("style"));
+    assert_eq!(get("deepdream:style"), Some(blend.clone()));
+
+    let starry = starry.to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (&["--style", "missing.jpg"], "missing.jpg"),
+        (
+            &["--style", starry, "--style-layers", "block9_conv1"],
+            "no layer 'block9_conv1'",
+        ),
+        (
+            &["--style", starry, "--style-weight", "NaN"],
+            "style weight",
+        ),
+        (&["--style", starry, "--size", "0"], "size"),
+        (&["--style", &format!("{starry}:-1")], "blend weight"),
+        (&["--style", starry, "--max-memory", "1K"], "budget"),
+    ];
+    for (extra, expected) in cases {
+        let result = run(args(&[extra, &["--force"]].concat()));
+        assert_error(&result, expected);
+    }
+}

@@ -251,6 +251,15 @@ impl<'a> Stylist<'a> {
         )
     }
 
+    /// The smallest image side every layer of the objective can see.
+    fn min_side(&self) -> usize {
+        let layers = self.network.layers();
+        (self.style_layers.iter().chain(&self.content_layers))
+            .map(|&l| layers[l].min_input)
+            .max()
+            .unwrap_or(1)
+    }
+
     /// Rough memory of one evaluation of the objective at the finest scale, in bytes.
     pub fn memory_estimate(&self, width: u32, height: u32) -> u64 {
         let (w, h) = self.output_size(width, height);
@@ -281,6 +290,10 @@ impl<'a> Stylist<'a> {
             let total: f32 = styles.iter().map(|s| s.weight).sum();
             let mut blended: Vec<Option<Tensor<2>>> = vec![None; self.style_layers.len()];
             for style in styles {
+                // As large as the photo, or as large as the layers need if that is larger.
+                let (w, h) = style.image.dimensions();
+                let least = (self.min_side() as f64 * w.max(h) as f64 / w.min(h) as f64).ceil();
+                let side = side.max(least as u32);
                 let input = preprocess.apply(&fit(&style.image, side), &self.device);
                 let features = self.network.forward(input, &self.style_layers)?;
                 for (sum, feature) in blended.iter_mut().zip(features) {
@@ -314,13 +327,7 @@ impl<'a> Stylist<'a> {
         check_styles(styles)?;
         let preprocess = self.network.preprocess();
         let sizes = self.params.sizes();
-        let min_side = self
-            .style_layers
-            .iter()
-            .chain(&self.content_layers)
-            .map(|&l| self.network.layers()[l].min_input)
-            .max()
-            .unwrap_or(1);
+        let min_side = self.min_side();
         let mut current: Option<Tensor<4>> = None;
         for (scale, &side) in sizes.iter().enumerate() {
             let photo = fit(content, side);
