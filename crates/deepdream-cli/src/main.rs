@@ -17,6 +17,7 @@ use deepdream::{
 
 mod animation;
 mod style;
+mod visualize;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// mimalloc keeps freed memory for reuse: the dream allocates and frees tensors of tens of
@@ -63,6 +64,9 @@ enum Command {
     Video(animation::VideoArgs),
     /// Paint a photo in the style of one or more paintings (neural style transfer).
     Style(style::StyleArgs),
+    /// Grow an image from noise that excites a channel or an ImageNet class (feature
+    /// visualisation).
+    Visualize(visualize::VisualizeArgs),
     /// List the layers a model can dream on, with channels and stride.
     Layers(ModelArgs),
     /// Print the ImageNet classes a network sees in an image.
@@ -323,6 +327,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Zoom(args) => animation::zoom(args, &device),
         Command::Video(args) => animation::video(args, &device),
         Command::Style(args) => style::style(args, &device),
+        Command::Visualize(args) => visualize::visualize_command(args, &device),
         Command::Layers(args) => list_layers(&args, &device),
         Command::Classify { image, model, top } => classify_image(&image, &model, top, &device),
         Command::Models { command } => match command {

@@ -660,3 +660,65 @@ fn styles_a_photo_and_refuses_bad_input() {
         assert_error(&result, expected);
     }
 }
+
+#[test]
+fn visualises_channels_in_a_grid_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let w = weights.to_str().unwrap();
+    let output = dir.path().join("sheet.png");
+    let o = output.to_str().unwrap();
+    let base = ["visualize", "-o", o, "--weights", w, "--size", "32"];
+    let run = |extra: &[&str]| deepdream(dir.path(), &[&base[..], extra].concat());
+    let result = run(&[
+        "--layer",
+        "block3_conv1",
+        "--channel",
+        "0..3",
+        "--grid",
+        "--columns",
+        "3",
+        "--steps",
+        "3",
+        "--seed",
+        "1",
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert_eq!(
+        image_io::load(&output).unwrap().dimensions(),
+        (3 * 32 + 8, 32)
+    );
+    let text = image_io::read_png_text(&output).unwrap();
+    let get = |key: &str| text.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    assert_eq!(
+        get("deepdream:targets").as_deref(),
+        Some("block3_conv1:0,block3_conv1:1,block3_conv1:2")
+    );
+    let cases: [(&[&str], &str); 6] = [
+        (&["--layer", "block3_conv1", "--channel", "0"], "exists"),
+        (
+            &["--force", "--layer", "nope", "--channel", "0"],
+            "no layer 'nope'",
+        ),
+        (
+            &["--force", "--layer", "block3_conv1", "--channel", "999"],
+            "channel 999",
+        ),
+        (
+            &["--force", "--layer", "block3_conv1", "--channel", "0..3"],
+            "--grid",
+        ),
+        (
+            &["--force", "--class", "goldfish"],
+            "no ImageNet classifier",
+        ),
+        (&["--force"], "say what to visualise"),
+    ];
+    for (extra, expected) in cases {
+        assert_error(&run(extra), expected);
+    }
+}

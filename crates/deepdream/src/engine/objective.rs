@@ -1,8 +1,9 @@
 //! Objectives over a network's layers: what an image is optimised for. An [`Objective`] is a
 //! weighted sum of [`Term`]s, each reading one layer's activation (a content match, a style
-//! match through Gram matrices) or the image itself (total variation); evaluating it runs the
-//! network once up to the deepest layer any term reads and returns the value of every term
-//! and the gradient with respect to the image.
+//! match through Gram matrices, a channel or class to grow) or the image itself (total
+//! variation); evaluating it runs the network once up to the deepest layer any term reads
+//! and returns the value of every term and the gradient with respect to the image. Every
+//! term is minimised; what should grow enters negated.
 
 use burn::tensor::Tensor;
 
@@ -67,6 +68,20 @@ pub enum Term {
     },
     /// The image should be smooth: its [`total_variation`].
     TotalVariation,
+    /// The channel's mean activation should grow (its negative is minimised).
+    Channel {
+        /// Index into the network's layers.
+        layer: usize,
+        /// The channel.
+        channel: usize,
+    },
+    /// The class's logit should grow (its negative is minimised).
+    Class {
+        /// Index of the network's class-logit layer.
+        layer: usize,
+        /// The ImageNet class.
+        class: usize,
+    },
 }
 
 impl Term {
@@ -76,12 +91,16 @@ impl Term {
             Term::Content { .. } => TermKind::Content,
             Term::Style { .. } => TermKind::Style,
             Term::TotalVariation => TermKind::TotalVariation,
+            Term::Channel { .. } | Term::Class { .. } => TermKind::Activation,
         }
     }
 
     fn layer(&self) -> Option<usize> {
         match self {
-            Term::Content { layer, .. } | Term::Style { layer, .. } => Some(*layer),
+            Term::Content { layer, .. }
+            | Term::Style { layer, .. }
+            | Term::Channel { layer, .. }
+            | Term::Class { layer, .. } => Some(*layer),
             Term::TotalVariation => None,
         }
     }
@@ -96,6 +115,8 @@ pub enum TermKind {
     Style,
     /// Total variation.
     TotalVariation,
+    /// Activations to grow (channels, class logits), negated.
+    Activation,
 }
 
 /// The value of an objective and of its weighted parts, by kind.
@@ -109,6 +130,8 @@ pub struct Losses {
     pub style: f32,
     /// Weighted total variation.
     pub total_variation: f32,
+    /// Weighted activations to grow, negated (so lower is better, like the rest).
+    pub activation: f32,
 }
 
 /// A weighted sum of terms, minimised over the image.
@@ -176,6 +199,17 @@ impl Objective {
                     mean_squared(g, target.clone())
                 }
                 Term::TotalVariation => total_variation(image.clone()),
+                Term::Channel { layer, channel } => {
+                    let a = activation(*layer);
+                    let channels = a.dims()[1];
+                    if *channel >= channels {
+                        return Err(Error::InvalidParameter(format!(
+                            "channel {channel} does not exist (the layer has {channels})"
+                        )));
+                    }
+                    a.narrow(1, *channel, 1).mean().neg()
+                }
+                Term::Class { layer, class } => activation(*layer).narrow(1, *class, 1).sum().neg(),
             };
             parts.push((term.kind(), value.mul_scalar(*weight)));
         }
@@ -199,10 +233,11 @@ impl Objective {
                 TermKind::Content => losses.content += value,
                 TermKind::Style => losses.style += value,
                 TermKind::TotalVariation => losses.total_variation += value,
+                TermKind::Activation => losses.activation += value,
             }
         }
         let gradients = total.backward();
-        losses.total = losses.content + losses.style + losses.total_variation;
+        losses.total = losses.content + losses.style + losses.total_variation + losses.activation;
         let gradient = input.grad(&gradients).ok_or_else(|| {
             Error::InvalidParameter("the objective does not depend on the image".into())
         })?;

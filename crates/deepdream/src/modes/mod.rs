@@ -6,6 +6,7 @@
 
 pub mod style;
 pub mod video;
+pub mod visualize;
 pub mod zoom;
 
 use burn::tensor::{Device, Tensor};
