@@ -165,7 +165,7 @@ pub fn style(args: StyleArgs, device: &Device) -> Result<()> {
         );
     }
     eprintln!(
-        "Styling {} into {width}x{height} with {} ({} scales x {} iterations, about {} MiB)",
+        "Styling {} into {width}x{height} with {} ({} scales x {} iterations, about {} MiB for the gradient)",
         args.content.display(),
         network.name(),
         params.scales,

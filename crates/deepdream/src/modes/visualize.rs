@@ -175,8 +175,10 @@ pub fn visualize(
     let image = ImageParameterisation::new(params.parameterisation, side, side, device);
     let preprocess = network.preprocess();
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+    // Uniform noise of standard deviation 0.1 (Lucid starts at 0.01; that leaves the image
+    // so flat that some deep ReLU channels are zero everywhere and never get a gradient).
     let start: Vec<f32> = (0..image.len())
-        .map(|_| rng.random_range(-1.0f32..1.0) * 0.01 * 3f32.sqrt())
+        .map(|_| rng.random_range(-1.0f32..1.0) * 0.1 * 3f32.sqrt())
         .collect();
     let shape = image.shape();
     let optimizer = Optimizer::Adam {
