@@ -20,8 +20,9 @@ pub struct VisualizeArgs {
     output: PathBuf,
     #[command(flatten)]
     model: ModelArgs,
-    /// The layer whose channel(s) to visualise (`deepdream layers` lists them).
-    #[arg(long, requires = "channels", conflicts_with = "class")]
+    /// The layer whose channel(s) to visualise (`deepdream layers` lists them); alone, the
+    /// whole layer (DeepDream's objective, grown from noise).
+    #[arg(long, conflicts_with = "class")]
     layer: Option<String>,
     /// The channel(s): `12`, `3,7,12` or a range `0..16` (with --grid for several).
     #[arg(long = "channel", alias = "channels", value_name = "N|N,..|A..B")]
@@ -89,9 +90,10 @@ pub fn visualize_command(args: VisualizeArgs, device: &Device) -> Result<()> {
                 channel,
             })
             .collect(),
+        (Some(layer), None, None) => vec![Target::Layer(layer.clone())],
         (None, None, Some(class)) => vec![Target::Class(imagenet::find_class(class)?)],
         (None, Some(_), None) => bail!("--channel needs --layer"),
-        _ => bail!("say what to visualise: --layer L --channel C, or --class NAME"),
+        _ => bail!("say what to visualise: --layer L [--channel C], or --class NAME"),
     };
     if targets.is_empty() {
         bail!("--channel names no channel");
@@ -148,6 +150,7 @@ pub fn visualize_command(args: VisualizeArgs, device: &Device) -> Result<()> {
     };
     let describe = |target: &Target| match target {
         Target::Channel { layer, channel } => format!("{layer}:{channel}"),
+        Target::Layer(layer) => layer.clone(),
         Target::Class(class) => format!(
             "class {class} ({})",
             imagenet::class_name(*class).unwrap_or("?")

@@ -716,7 +716,7 @@ fn visualises_channels_in_a_grid_and_refuses_bad_input() {
             &["--force", "--class", "goldfish"],
             "no ImageNet classifier",
         ),
-        (&["--force"], "say what to visualise"),
+        (&["--force", "--channel", "3"], "--channel needs --layer"),
     ];
     for (extra, expected) in cases {
         assert_error(&run(extra), expected);

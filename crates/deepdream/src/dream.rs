@@ -8,6 +8,7 @@ use image::{DynamicImage, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::engine::{objective, optimizer};
 use crate::error::{Error, Result};
 use crate::image_io;
 use crate::network::{LayerInfo, Network};
@@ -454,11 +455,7 @@ impl<'a> Dreamer<'a> {
             }
         };
         let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
-        let rate = if mean_abs > 0.0 && mean_abs.is_finite() {
-            self.params.step_size / mean_abs
-        } else {
-            0.0
-        };
+        let rate = optimizer::normalised_rate(self.params.step_size, mean_abs);
         let preprocess = self.network.preprocess();
         let channels: Vec<Tensor<4>> = preprocess
             .value_range()
@@ -613,12 +610,10 @@ impl<'a> Dreamer<'a> {
                 };
                 let count = counts.map_or(activation.shape().num_elements() as f32, |c| c[index]);
                 let value = match &term.guide {
-                    // ½ Σ a²: its gradient at the layer is the activation itself.
-                    None => activation.powi_scalar(2).sum().mul_scalar(0.5),
-                    // Σ a·y: its gradient is y, the best-matching guide feature at each position.
+                    None => objective::amplify(activation),
                     Some(guide) => {
                         let matched = matched_guide(activation.clone().inner(), guide);
-                        activation.mul(matched.autodiff()).sum()
+                        objective::guide_match(activation, matched.autodiff())
                     }
                 };
                 value.mul_scalar(term.weight / count)

@@ -98,6 +98,15 @@ fn a_short_visualisation_grows_its_channel_and_is_reproducible() {
     assert_eq!(first, again, "the same seed gives the same image");
     let other = visualize(network.as_ref(), &target, &quick(5), &device, |_| {}).unwrap();
     assert_ne!(first, other);
+
+    // A whole layer: DeepDream's objective grown from noise.
+    let mut layer = Vec::new();
+    let target = Target::Layer("block2_conv2".into());
+    visualize(network.as_ref(), &target, &quick(4), &device, |p| {
+        layer.push(p.activation)
+    })
+    .unwrap();
+    assert!(layer[11] > 2.0 * layer[0], "activation {layer:?}");
 }
 
 #[test]

@@ -22,6 +22,17 @@ pub fn gram(activation: Tensor<4>) -> Tensor<2> {
         .div_scalar(count)
 }
 
+/// DeepDream's term (2015): ½ Σ a², whose gradient at the layer is the activation itself.
+pub fn amplify<const D: usize>(activation: Tensor<D>) -> Tensor<1> {
+    activation.powi_scalar(2).sum().mul_scalar(0.5)
+}
+
+/// A guided dream's term: Σ a·y, whose gradient at the layer is `matched` (y), the guide's
+/// best-matching feature at each position.
+pub fn guide_match<const D: usize>(activation: Tensor<D>, matched: Tensor<D>) -> Tensor<1> {
+    activation.mul(matched).sum()
+}
+
 /// Mean squared difference of two tensors of the same shape.
 fn mean_squared<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<1> {
     a.sub(b).powi_scalar(2).mean()
@@ -75,6 +86,12 @@ pub enum Term {
         /// The channel.
         channel: usize,
     },
+    /// The layer's activations should grow: [`amplify`] divided by their count, negated
+    /// (DeepDream's objective on the whole layer).
+    Amplify {
+        /// Index into the network's layers.
+        layer: usize,
+    },
     /// The class's logit should grow (its negative is minimised).
     Class {
         /// Index of the network's class-logit layer.
@@ -91,7 +108,9 @@ impl Term {
             Term::Content { .. } => TermKind::Content,
             Term::Style { .. } => TermKind::Style,
             Term::TotalVariation => TermKind::TotalVariation,
-            Term::Channel { .. } | Term::Class { .. } => TermKind::Activation,
+            Term::Channel { .. } | Term::Amplify { .. } | Term::Class { .. } => {
+                TermKind::Activation
+            }
         }
     }
 
@@ -100,6 +119,7 @@ impl Term {
             Term::Content { layer, .. }
             | Term::Style { layer, .. }
             | Term::Channel { layer, .. }
+            | Term::Amplify { layer }
             | Term::Class { layer, .. } => Some(*layer),
             Term::TotalVariation => None,
         }
@@ -208,6 +228,11 @@ impl Objective {
                         )));
                     }
                     a.narrow(1, *channel, 1).mean().neg()
+                }
+                Term::Amplify { layer } => {
+                    let a = activation(*layer);
+                    let count = a.shape().num_elements().max(1) as f32;
+                    amplify(a).div_scalar(count).neg()
                 }
                 Term::Class { layer, class } => activation(*layer).narrow(1, *class, 1).sum().neg(),
             };

@@ -1,5 +1,6 @@
 //! Feature visualisation (Olah et al., "Feature Visualization", Distill 2017): an image grown
-//! from noise to excite one channel of a layer, or one ImageNet class, Lucid-style — a
+//! from noise to excite one channel of a layer, a whole layer, or one ImageNet class,
+//! Lucid-style — a
 //! Fourier parameterisation with decorrelated colours, random transformations before every
 //! step, Adam. The same priors make class images that a person recognises, where plain
 //! gradient ascent on pixels (or a class dream on a photo) gives a fine speckle that only
@@ -27,6 +28,8 @@ pub enum Target {
         /// The channel.
         channel: usize,
     },
+    /// A whole layer, DeepDream's objective (½ Σ a²) grown from noise.
+    Layer(String),
     /// An ImageNet class (needs a network with a classifier).
     Class(usize),
 }
@@ -131,6 +134,11 @@ pub fn target_term(network: &dyn Network, target: &Target) -> Result<Term> {
                 channel: *channel,
             })
         }
+        Target::Layer(layer) => Ok(Term::Amplify {
+            layer: network
+                .layer_index(layer)
+                .ok_or_else(|| network.unknown_layer(layer))?,
+        }),
         Target::Class(class) => {
             let layer = network.class_layer().ok_or_else(|| Error::NoClassifier {
                 model: network.name().to_string(),
@@ -161,7 +169,7 @@ pub fn visualize(
     params.validate()?;
     let term = target_term(network, target)?;
     let min = network.layers()[match term {
-        Term::Channel { layer, .. } | Term::Class { layer, .. } => layer,
+        Term::Channel { layer, .. } | Term::Amplify { layer } | Term::Class { layer, .. } => layer,
         _ => unreachable!("a target term"),
     }]
     .min_input;
