@@ -166,14 +166,16 @@ fn max_pool_plane_grad(
     for (oy, (out_row, grad_row)) in out.chunks(out_w).zip(grad.chunks(out_w)).enumerate() {
         let rows = window_span(oy, g.kernel[0], g.stride[0], g.pad[0], height);
         for ((&m, &dy), cols) in out_row.iter().zip(grad_row).zip(columns) {
-            let found = rows.clone().find_map(|y| {
-                let row = &plane[y * width..(y + 1) * width];
-                (cols.clone())
-                    .find(|&x| row[x] == m || (m.is_nan() && row[x].is_nan()))
-                    .map(|x| y * width + x)
-            });
-            if let Some(at) = found {
-                gin[at] += dy;
+            let nan = m.is_nan();
+            'window: for y in rows.clone() {
+                let row = y * width;
+                for x in cols.clone() {
+                    let v = plane[row + x];
+                    if v == m || (nan && v.is_nan()) {
+                        gin[row + x] += dy;
+                        break 'window;
+                    }
+                }
             }
         }
     }
