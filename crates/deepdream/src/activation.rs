@@ -5,9 +5,8 @@
 //! gradient is `grad` where the output lies strictly between the bounds and 0 elsewhere (as
 //! PyTorch's `hardtanh`), in a single pass over the output kept from the forward pass.
 
+use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::backend::autodiff::{Autodiff, checkpoint::base::Checkpointer, grads::Gradients};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Tensor, TensorData};
@@ -15,6 +14,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::cpu::{floats, on_cpu, with_simd};
+use crate::tracked::{InputGradient, unary_op};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 16;
@@ -89,34 +89,30 @@ fn owned(tensor: FlexTensor) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(floats(&tensor).into_owned(), shape))
 }
 
+/// What the clamp keeps for its gradient: its output and bounds.
+#[derive(Clone, Debug)]
+struct ClampGradient<B: Backend> {
+    output: B::FloatTensorPrimitive,
+    bounds: [f32; 2],
+}
+
+impl<B: Backend + ClampBackend> InputGradient<B> for ClampGradient<B> {
+    fn input_gradient(self, grad: B::FloatTensorPrimitive) -> B::FloatTensorPrimitive {
+        let [min, max] = self.bounds;
+        B::clamp_activation_grad(self.output, grad, min, max)
+    }
+}
+
 impl<B: Backend + ClampBackend, C: CheckpointStrategy> ClampBackend for Autodiff<B, C> {
     fn clamp_activation(x: FloatTensor<Self>, min: f32, max: f32) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct ClampGrad;
-
-        impl<B: Backend + ClampBackend> Backward<B, 1> for ClampGrad {
-            /// The output and the bounds.
-            type State = (B::FloatTensorPrimitive, f32, f32);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let (y, min, max) = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::clamp_activation_grad(y, grad, min, max)
-                });
-            }
-        }
-
-        let (x, node) = x.into_parts();
-        let output = B::clamp_activation(x, min, max);
-        match ClampGrad.prepare::<C>([node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((output.clone(), min, max), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        }
+        unary_op::<B, C, _>(x, |x| {
+            let output = B::clamp_activation(x, min, max);
+            let state = ClampGradient::<B> {
+                output: output.clone(),
+                bounds: [min, max],
+            };
+            (output, state)
+        })
     }
 
     fn clamp_activation_grad(

@@ -12,9 +12,8 @@
 //! The input gradient runs the same products transposed, adding into the padded copy,
 //! which is then read back.
 
+use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::backend::autodiff::{Autodiff, checkpoint::base::Checkpointer, grads::Gradients};
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
@@ -24,6 +23,7 @@ use rayon::prelude::*;
 
 use crate::cpu::{floats, on_cpu, with_simd};
 use crate::layers::window_output;
+use crate::tracked::{InputGradient, unary_op};
 
 /// The largest matrix of gathered taps (values): 32 MiB. Larger inputs take one product per
 /// tap instead, which needs no extra memory.
@@ -583,6 +583,21 @@ impl ConvGemmBackend for Flex {
     }
 }
 
+/// What the convolution keeps for its input gradient.
+#[derive(Clone, Debug)]
+struct ConvGradient<B: Backend> {
+    weight: B::FloatTensorPrimitive,
+    geometry: ConvGeometry,
+    input: [usize; 2],
+}
+
+impl<B: Backend + ConvGemmBackend> InputGradient<B> for ConvGradient<B> {
+    fn input_gradient(self, grad: B::FloatTensorPrimitive) -> B::FloatTensorPrimitive {
+        let [height, width] = self.input;
+        B::conv_gemm_input_grad(grad, self.weight, self.geometry, height, width)
+    }
+}
+
 impl<B: Backend + ConvGemmBackend, C: CheckpointStrategy> ConvGemmBackend for Autodiff<B, C> {
     fn conv_gemm(
         x: FloatTensor<Self>,
@@ -592,45 +607,17 @@ impl<B: Backend + ConvGemmBackend, C: CheckpointStrategy> ConvGemmBackend for Au
         out_height: usize,
         out_width: usize,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct ConvInputGrad;
-
-        impl<B: Backend + ConvGemmBackend> Backward<B, 1> for ConvInputGrad {
-            /// The weight, the geometry and the input's size.
-            type State = (B::FloatTensorPrimitive, ConvGeometry, usize, usize);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let (weight, geometry, in_height, in_width) = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::conv_gemm_input_grad(grad, weight, geometry, in_height, in_width)
-                });
-            }
-        }
-
         let [_, _, in_height, in_width] = x.shape().dims();
-        let (x, node) = x.into_parts();
-        let weight = weight.into_primitive();
-        let output = B::conv_gemm(
-            x,
-            weight.clone(),
-            bias.into_primitive(),
-            geometry,
-            out_height,
-            out_width,
-        );
-        match ConvInputGrad
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((weight, geometry, in_height, in_width), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        }
+        let (weight, bias) = (weight.into_primitive(), bias.into_primitive());
+        unary_op::<B, C, _>(x, |x| {
+            let state = ConvGradient::<B> {
+                weight: weight.clone(),
+                geometry,
+                input: [in_height, in_width],
+            };
+            let output = B::conv_gemm(x, weight, bias, geometry, out_height, out_width);
+            (output, state)
+        })
     }
 
     fn conv_gemm_input_grad(

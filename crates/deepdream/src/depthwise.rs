@@ -9,9 +9,8 @@
 //! output gradient, spread out by the stride, with the kernel turned by 180°. Any kernel
 //! size, stride, and per-side padding.
 
+use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::backend::autodiff::{Autodiff, checkpoint::base::Checkpointer, grads::Gradients};
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
@@ -21,6 +20,7 @@ use rayon::prelude::*;
 
 use crate::cpu::{floats, on_cpu};
 use crate::layers::window_output;
+use crate::tracked::{InputGradient, unary_op};
 
 /// Where the kernel sits: stride and the padding before the first row and column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -360,6 +360,21 @@ impl DepthwiseBackend for Flex {
     }
 }
 
+/// What the depthwise convolution keeps for its input gradient.
+#[derive(Clone, Debug)]
+struct DepthwiseGradient<B: Backend> {
+    weight: B::FloatTensorPrimitive,
+    geometry: DepthwiseGeometry,
+    input: [usize; 2],
+}
+
+impl<B: Backend + DepthwiseBackend> InputGradient<B> for DepthwiseGradient<B> {
+    fn input_gradient(self, grad: B::FloatTensorPrimitive) -> B::FloatTensorPrimitive {
+        let [height, width] = self.input;
+        B::depthwise_input_grad(grad, self.weight, self.geometry, height, width)
+    }
+}
+
 impl<B: Backend + DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for Autodiff<B, C> {
     fn depthwise_conv(
         x: FloatTensor<Self>,
@@ -369,45 +384,17 @@ impl<B: Backend + DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for 
         out_height: usize,
         out_width: usize,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct DepthwiseInputGrad;
-
-        impl<B: Backend + DepthwiseBackend> Backward<B, 1> for DepthwiseInputGrad {
-            /// The weight, the geometry and the input's size.
-            type State = (B::FloatTensorPrimitive, DepthwiseGeometry, usize, usize);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let (weight, geometry, in_height, in_width) = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::depthwise_input_grad(grad, weight, geometry, in_height, in_width)
-                });
-            }
-        }
-
         let [_, _, in_height, in_width] = x.shape().dims();
-        let (x, node) = x.into_parts();
-        let weight = weight.into_primitive();
-        let output = B::depthwise_conv(
-            x,
-            weight.clone(),
-            bias.into_primitive(),
-            geometry,
-            out_height,
-            out_width,
-        );
-        match DepthwiseInputGrad
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((weight, geometry, in_height, in_width), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        }
+        let (weight, bias) = (weight.into_primitive(), bias.into_primitive());
+        unary_op::<B, C, _>(x, |x| {
+            let state = DepthwiseGradient::<B> {
+                weight: weight.clone(),
+                geometry,
+                input: [in_height, in_width],
+            };
+            let output = B::depthwise_conv(x, weight, bias, geometry, out_height, out_width);
+            (output, state)
+        })
     }
 
     fn depthwise_input_grad(

@@ -45,6 +45,7 @@ pub mod modes;
 pub mod network;
 pub mod onnx;
 pub mod pool;
+mod tracked;
 pub mod weights;
 
 pub use burn::tensor::Device;

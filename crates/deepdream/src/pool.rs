@@ -10,9 +10,8 @@
 
 use std::ops::Range;
 
+use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::backend::autodiff::{Autodiff, checkpoint::base::Checkpointer, grads::Gradients};
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
@@ -24,6 +23,7 @@ use rayon::prelude::*;
 use crate::conv;
 use crate::cpu::{floats, on_cpu, with_simd};
 use crate::layers::window_output;
+use crate::tracked::{InputGradient, unary_op};
 
 /// A drop-in for `burn::tensor::module::avg_pool2d`.
 pub fn avg_pool2d(x: Tensor<4>, options: AvgPoolOptions<2>) -> Tensor<4> {
@@ -226,6 +226,20 @@ impl MaxPoolBackend for Flex {
     }
 }
 
+/// What max pooling keeps for its gradient: its input and output.
+#[derive(Clone, Debug)]
+struct MaxPoolGradient<B: Backend> {
+    input: B::FloatTensorPrimitive,
+    output: B::FloatTensorPrimitive,
+    geometry: PoolGeometry,
+}
+
+impl<B: Backend + MaxPoolBackend> InputGradient<B> for MaxPoolGradient<B> {
+    fn input_gradient(self, grad: B::FloatTensorPrimitive) -> B::FloatTensorPrimitive {
+        B::max_pool_input_grad(self.input, self.output, grad, self.geometry)
+    }
+}
+
 impl<B: Backend + MaxPoolBackend, C: CheckpointStrategy> MaxPoolBackend for Autodiff<B, C> {
     fn max_pool(
         x: FloatTensor<Self>,
@@ -233,40 +247,15 @@ impl<B: Backend + MaxPoolBackend, C: CheckpointStrategy> MaxPoolBackend for Auto
         out_height: usize,
         out_width: usize,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct MaxPoolInputGrad;
-
-        impl<B: Backend + MaxPoolBackend> Backward<B, 1> for MaxPoolInputGrad {
-            /// The input, the output and the geometry.
-            type State = (
-                B::FloatTensorPrimitive,
-                B::FloatTensorPrimitive,
-                PoolGeometry,
-            );
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let (x, output, geometry) = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::max_pool_input_grad(x, output, grad, geometry)
-                });
-            }
-        }
-
-        let (x, node) = x.into_parts();
-        let output = B::max_pool(x.clone(), geometry, out_height, out_width);
-        match MaxPoolInputGrad
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((x, output.clone(), geometry), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        }
+        unary_op::<B, C, _>(x, |x| {
+            let output = B::max_pool(x.clone(), geometry, out_height, out_width);
+            let state = MaxPoolGradient::<B> {
+                input: x,
+                output: output.clone(),
+                geometry,
+            };
+            (output, state)
+        })
     }
 
     fn max_pool_input_grad(

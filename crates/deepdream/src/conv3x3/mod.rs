@@ -11,9 +11,8 @@ pub mod winograd;
 
 use std::sync::{Arc, Mutex};
 
+use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::backend::autodiff::{Autodiff, checkpoint::base::Checkpointer, grads::Gradients};
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
@@ -23,6 +22,7 @@ use burn_flex::{FlexTensor, Layout};
 
 use crate::cpu::{floats, on_cpu};
 use crate::layers::window_output;
+use crate::tracked::{InputGradient, unary_op};
 use winograd::{Conv3x3Geometry, TransformedKernel};
 
 /// The 3x3, stride-1 convolution as a backend operation.
@@ -197,6 +197,21 @@ fn flex_tensor(values: Vec<f32>, g: &Conv3x3Geometry) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, Shape::from(shape)))
 }
 
+/// What the 3x3 convolution keeps for its input gradient.
+#[derive(Clone, Debug)]
+struct Conv3x3Gradient<B: Backend> {
+    weight: B::FloatTensorPrimitive,
+    pad: [isize; 2],
+    input: [usize; 2],
+}
+
+impl<B: Backend + Conv3x3Backend> InputGradient<B> for Conv3x3Gradient<B> {
+    fn input_gradient(self, grad: B::FloatTensorPrimitive) -> B::FloatTensorPrimitive {
+        let ([top, left], [height, width]) = (self.pad, self.input);
+        B::conv3x3_input_grad(grad, self.weight, top, left, height, width)
+    }
+}
+
 impl<B: Backend + Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
     fn conv3x3(
         x: FloatTensor<Self>,
@@ -207,48 +222,17 @@ impl<B: Backend + Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Auto
         out_height: usize,
         out_width: usize,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Conv3x3InputGrad;
-
-        impl<B: Backend + Conv3x3Backend> Backward<B, 1> for Conv3x3InputGrad {
-            /// The weight, the padding and the input's size.
-            type State = (B::FloatTensorPrimitive, isize, isize, usize, usize);
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let (weight, pad_top, pad_left, in_height, in_width) = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::conv3x3_input_grad(grad, weight, pad_top, pad_left, in_height, in_width)
-                });
-            }
-        }
-
         let [_, _, in_height, in_width] = x.shape().dims();
-        let (x, node) = x.into_parts();
-        let weight = weight.into_primitive();
-        let output = B::conv3x3(
-            x,
-            weight.clone(),
-            bias.into_primitive(),
-            pad_top,
-            pad_left,
-            out_height,
-            out_width,
-        );
-        match Conv3x3InputGrad
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                prep.finish((weight, pad_top, pad_left, in_height, in_width), output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        }
+        let (weight, bias) = (weight.into_primitive(), bias.into_primitive());
+        unary_op::<B, C, _>(x, |x| {
+            let state = Conv3x3Gradient::<B> {
+                weight: weight.clone(),
+                pad: [pad_top, pad_left],
+                input: [in_height, in_width],
+            };
+            let output = B::conv3x3(x, weight, bias, pad_top, pad_left, out_height, out_width);
+            (output, state)
+        })
     }
 }
 
