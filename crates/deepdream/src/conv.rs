@@ -5,9 +5,59 @@
 //! and on GPU devices.
 
 use burn::backend::ops::ConvOptions;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 
+use crate::cpu::on_cpu;
+use crate::layers::window_output;
 use crate::{conv_gemm, conv3x3, depthwise};
+
+/// Where a kernel sits: stride and the padding before the first row and column (the
+/// padding after follows from the output size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Stride, rows then columns.
+    pub stride: [usize; 2],
+    /// Zero rows above and columns left of the input.
+    pub pad: [usize; 2],
+}
+
+impl ConvGeometry {
+    /// The geometry of burn's convolution options.
+    pub fn of(options: &ConvOptions<2>) -> Self {
+        ConvGeometry {
+            stride: options.stride,
+            pad: [options.padding[0].0, options.padding[1].0],
+        }
+    }
+}
+
+/// The output size (height, width) when one of the CPU kernels may compute this
+/// convolution: no dilation, `f32` on the CPU, weight and bias needing no gradient, an
+/// output that is not empty; `None` for burn's convolution. Each kernel adds its own
+/// conditions on the kernel's shape, stride and groups.
+pub(crate) fn cpu_output_size(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    options: &ConvOptions<2>,
+) -> Option<[usize; 2]> {
+    let applies = options.dilation == [1, 1]
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && bias.is_none_or(|b| b.dtype() == DType::F32 && !b.is_require_grad())
+        && !weight.is_require_grad()
+        && on_cpu(&x.device());
+    if !applies {
+        return None;
+    }
+    let [_, _, height, width] = x.dims();
+    let [_, _, kh, kw] = weight.dims();
+    let [pad_y, pad_x] = options.padding;
+    Some([
+        window_output(height, kh, options.stride[0], 1, pad_y, false)?,
+        window_output(width, kw, options.stride[1], 1, pad_x, false)?,
+    ])
+}
 
 /// A drop-in for `burn::tensor::module::conv2d`.
 pub fn conv2d(

@@ -17,26 +17,17 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{DType, Shape, Tensor, TensorData};
+use burn::tensor::{Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::cpu::{floats, on_cpu, with_simd};
-use crate::layers::window_output;
+use crate::conv::{ConvGeometry, cpu_output_size};
+use crate::cpu::{floats, with_simd};
 use crate::tracked::{InputGradient, unary_op};
 
 /// The largest matrix of gathered taps (values): 32 MiB. Larger inputs take one product per
 /// tap instead, which needs no extra memory.
 const MOST_GATHERED: usize = 8 << 20;
-
-/// Where the kernel sits: stride and the padding before the first row and column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeometry {
-    /// Stride, rows then columns.
-    pub stride: [usize; 2],
-    /// Zero rows above and columns left of the input.
-    pub pad: [usize; 2],
-}
 
 /// The convolution as a backend operation.
 #[backend_extension(Flex, Autodiff)]
@@ -639,31 +630,18 @@ impl<B: Backend + ConvGemmBackend, C: CheckpointStrategy> ConvGemmBackend for Au
     }
 }
 
-/// The output size when this module computes the convolution: no groups, no dilation,
-/// `f32` on the CPU, weight and bias needing no gradient; `None` otherwise.
+/// The output size when this module computes the convolution: no groups, and the CPU
+/// kernels' conditions ([`cpu_output_size`]); `None` otherwise.
 pub fn output_size(
     x: &Tensor<4>,
     weight: &Tensor<4>,
     bias: Option<&Tensor<1>>,
     options: &ConvOptions<2>,
 ) -> Option<[usize; 2]> {
-    let [_, _, height, width] = x.dims();
-    let [_, _, kh, kw] = weight.dims();
-    let applies = options.groups == 1
-        && options.dilation == [1, 1]
-        && x.dtype() == DType::F32
-        && weight.dtype() == DType::F32
-        && bias.is_none_or(|b| b.dtype() == DType::F32 && !b.is_require_grad())
-        && !weight.is_require_grad()
-        && on_cpu(&x.device());
-    if !applies {
+    if options.groups != 1 {
         return None;
     }
-    let [pad_y, pad_x] = options.padding;
-    Some([
-        window_output(height, kh, options.stride[0], 1, pad_y, false)?,
-        window_output(width, kw, options.stride[1], 1, pad_x, false)?,
-    ])
+    cpu_output_size(x, weight, bias, options)
 }
 
 /// A convolution through this module; `size` from [`output_size`].
@@ -675,15 +653,11 @@ pub fn conv2d(
     [out_height, out_width]: [usize; 2],
 ) -> Tensor<4> {
     let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &weight.device()));
-    let geometry = ConvGeometry {
-        stride: options.stride,
-        pad: [options.padding[0].0, options.padding[1].0],
-    };
     let output = <burn::backend::Dispatch as ConvGemmBackend>::conv_gemm(
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
-        geometry,
+        ConvGeometry::of(options),
         out_height,
         out_width,
     );

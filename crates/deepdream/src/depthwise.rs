@@ -14,22 +14,13 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{DType, Shape, Tensor, TensorData};
+use burn::tensor::{Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::cpu::{floats, on_cpu};
-use crate::layers::window_output;
+use crate::conv::{ConvGeometry, cpu_output_size};
+use crate::cpu::floats;
 use crate::tracked::{InputGradient, unary_op};
-
-/// Where the kernel sits: stride and the padding before the first row and column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DepthwiseGeometry {
-    /// Stride, both directions.
-    pub stride: [usize; 2],
-    /// Zero rows above and columns left of the input.
-    pub pad: [usize; 2],
-}
 
 /// The depthwise convolution as a backend operation.
 #[backend_extension(Flex, Autodiff)]
@@ -40,7 +31,7 @@ pub trait DepthwiseBackend: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        geometry: DepthwiseGeometry,
+        geometry: ConvGeometry,
         out_height: usize,
         out_width: usize,
     ) -> FloatTensor<Self>;
@@ -50,7 +41,7 @@ pub trait DepthwiseBackend: Backend {
     fn depthwise_input_grad(
         output_grad: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        geometry: DepthwiseGeometry,
+        geometry: ConvGeometry,
         in_height: usize,
         in_width: usize,
     ) -> FloatTensor<Self>;
@@ -249,7 +240,7 @@ pub fn forward(
     bias: &[f32],
     [channels, height, width]: [usize; 3],
     kernel: [usize; 2],
-    g: DepthwiseGeometry,
+    g: ConvGeometry,
     [out_h, out_w]: [usize; 2],
 ) -> Vec<f32> {
     let taps_per_channel = kernel[0] * kernel[1];
@@ -280,7 +271,7 @@ pub fn input_grad(
     weight: &[f32],
     [channels, height, width]: [usize; 3],
     kernel @ [kh, kw]: [usize; 2],
-    g: DepthwiseGeometry,
+    g: ConvGeometry,
     [out_h, out_w]: [usize; 2],
 ) -> Vec<f32> {
     let taps_per_channel = kh * kw;
@@ -319,7 +310,7 @@ impl DepthwiseBackend for Flex {
         x: FlexTensor,
         weight: FlexTensor,
         bias: FlexTensor,
-        geometry: DepthwiseGeometry,
+        geometry: ConvGeometry,
         out_height: usize,
         out_width: usize,
     ) -> FlexTensor {
@@ -341,7 +332,7 @@ impl DepthwiseBackend for Flex {
     fn depthwise_input_grad(
         output_grad: FlexTensor,
         weight: FlexTensor,
-        geometry: DepthwiseGeometry,
+        geometry: ConvGeometry,
         in_height: usize,
         in_width: usize,
     ) -> FlexTensor {
@@ -364,7 +355,7 @@ impl DepthwiseBackend for Flex {
 #[derive(Clone, Debug)]
 struct DepthwiseGradient<B: Backend> {
     weight: B::FloatTensorPrimitive,
-    geometry: DepthwiseGeometry,
+    geometry: ConvGeometry,
     input: [usize; 2],
 }
 
@@ -380,7 +371,7 @@ impl<B: Backend + DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for 
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        geometry: DepthwiseGeometry,
+        geometry: ConvGeometry,
         out_height: usize,
         out_width: usize,
     ) -> FloatTensor<Self> {
@@ -400,7 +391,7 @@ impl<B: Backend + DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for 
     fn depthwise_input_grad(
         output_grad: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        geometry: DepthwiseGeometry,
+        geometry: ConvGeometry,
         in_height: usize,
         in_width: usize,
     ) -> FloatTensor<Self> {
@@ -417,34 +408,22 @@ impl<B: Backend + DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for 
 }
 
 /// The output size when the depthwise kernel computes this convolution: one input channel
-/// per group, one output per group, no dilation, `f32` on the CPU, weight and bias needing
-/// no gradient; `None` otherwise.
+/// per group, one output per group, and the CPU kernels' conditions ([`cpu_output_size`]);
+/// `None` otherwise.
 pub fn output_size(
     x: &Tensor<4>,
     weight: &Tensor<4>,
     bias: Option<&Tensor<1>>,
     options: &ConvOptions<2>,
 ) -> Option<[usize; 2]> {
-    let [_, channels, height, width] = x.dims();
-    let [out_channels, per_group, kh, kw] = weight.dims();
-    let applies = options.groups == channels
-        && out_channels == channels
-        && per_group == 1
-        && channels > 1
-        && options.dilation == [1, 1]
-        && x.dtype() == DType::F32
-        && weight.dtype() == DType::F32
-        && bias.is_none_or(|b| b.dtype() == DType::F32 && !b.is_require_grad())
-        && !weight.is_require_grad()
-        && on_cpu(&x.device());
-    if !applies {
+    let [_, channels, _, _] = x.dims();
+    let [out_channels, per_group, _, _] = weight.dims();
+    let depthwise =
+        options.groups == channels && out_channels == channels && per_group == 1 && channels > 1;
+    if !depthwise {
         return None;
     }
-    let [pad_y, pad_x] = options.padding;
-    Some([
-        window_output(height, kh, options.stride[0], 1, pad_y, false)?,
-        window_output(width, kw, options.stride[1], 1, pad_x, false)?,
-    ])
+    cpu_output_size(x, weight, bias, options)
 }
 
 /// A depthwise convolution through this module's kernel; `size` from [`output_size`].
@@ -456,15 +435,11 @@ pub fn conv2d(
     [out_height, out_width]: [usize; 2],
 ) -> Tensor<4> {
     let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &weight.device()));
-    let geometry = DepthwiseGeometry {
-        stride: options.stride,
-        pad: [options.padding[0].0, options.padding[1].0],
-    };
     let output = <burn::backend::Dispatch as DepthwiseBackend>::depthwise_conv(
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
-        geometry,
+        ConvGeometry::of(options),
         out_height,
         out_width,
     );

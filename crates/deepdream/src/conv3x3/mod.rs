@@ -17,11 +17,11 @@ use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::Bytes;
-use burn::tensor::{DType, Shape, Tensor, TensorData};
+use burn::tensor::{Shape, Tensor, TensorData};
 use burn_flex::{FlexTensor, Layout};
 
-use crate::cpu::{floats, on_cpu};
-use crate::layers::window_output;
+use crate::conv::cpu_output_size;
+use crate::cpu::floats;
 use crate::tracked::{InputGradient, unary_op};
 use winograd::{Conv3x3Geometry, TransformedKernel};
 
@@ -269,22 +269,9 @@ pub fn output_size(
     options: &ConvOptions<2>,
 ) -> Option<[usize; 2]> {
     let [_, _, kh, kw] = weight.dims();
-    let applies = [kh, kw] == [3, 3]
-        && options.stride == [1, 1]
-        && options.dilation == [1, 1]
-        && options.groups == 1
-        && x.dtype() == DType::F32
-        && weight.dtype() == DType::F32
-        && bias.is_none_or(|b| b.dtype() == DType::F32 && !b.is_require_grad())
-        && !weight.is_require_grad()
-        && on_cpu(&x.device());
-    if !applies {
+    let fits = [kh, kw] == [3, 3] && options.stride == [1, 1] && options.groups == 1;
+    if !fits {
         return None;
     }
-    let [_, _, height, width] = x.dims();
-    let [pad_y, pad_x] = options.padding;
-    Some([
-        window_output(height, 3, 1, 1, pad_y, false)?,
-        window_output(width, 3, 1, 1, pad_x, false)?,
-    ])
+    cpu_output_size(x, weight, bias, options)
 }
