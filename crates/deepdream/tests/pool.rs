@@ -9,9 +9,25 @@ use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use deepdream::pool::{avg_pool2d, max_pool2d};
 
+/// Outputs and input gradients of `fast` and of burn's `reference` on a random input of
+/// `shape`, against the same random probe: `[fast y, fast gradient, burn's y, burn's
+/// gradient]`.
+fn compare(
+    shape: [usize; 4],
+    fast: impl Fn(Tensor<4>) -> Tensor<4>,
+    reference: impl Fn(Tensor<4>) -> Tensor<4>,
+) -> [Vec<f32>; 4] {
+    let device = Device::flex().autodiff();
+    let x = Tensor::<4>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
+    let dims = reference(x.clone()).dims();
+    let probe = Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &device);
+    let (fast_y, fast_grad) = common::output_and_input_grad(&x, &probe, fast);
+    let (ref_y, ref_grad) = common::output_and_input_grad(&x, &probe, reference);
+    [fast_y, fast_grad, ref_y, ref_grad]
+}
+
 #[test]
 fn matches_burn_forward_and_backward() {
-    let device = Device::flex().autodiff();
     // (channels, height, width, kernel, stride, padding (top, bottom, left, right), count pad)
     let cases = [
         (8, 17, 17, 3, 1, [1, 1, 1, 1], false), // Inception v3's branch pool
@@ -30,22 +46,11 @@ fn matches_burn_forward_and_backward() {
             count_include_pad,
             ceil_mode: false,
         };
-        let x = Tensor::<4>::random(
+        let [fast_y, fast_grad, ref_y, ref_grad] = compare(
             [2, channels, height, width],
-            Distribution::Uniform(-1.0, 1.0),
-            &device,
+            |x| avg_pool2d(x, options.clone()),
+            |x| burn_avg_pool2d(x, options.clone()),
         );
-        let pool = |fast: bool, x: Tensor<4>| {
-            if fast {
-                avg_pool2d(x, options.clone())
-            } else {
-                burn_avg_pool2d(x, options.clone())
-            }
-        };
-        let dims = pool(false, x.clone()).dims();
-        let probe = Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &device);
-        let (fast_y, fast_grad) = common::output_and_input_grad(&x, &probe, |x| pool(true, x));
-        let (ref_y, ref_grad) = common::output_and_input_grad(&x, &probe, |x| pool(false, x));
         let error = |a: &[f32], b: &[f32]| common::max_error_relative_to_largest(a, b);
         let case = (
             channels,
@@ -63,7 +68,6 @@ fn matches_burn_forward_and_backward() {
 
 #[test]
 fn max_pool_matches_burn_forward_and_backward() {
-    let device = Device::flex().autodiff();
     // (channels, height, width, kernel, stride, padding (top, bottom, left, right), ceil)
     let cases = [
         (8, 29, 29, 3, 2, [0, 0, 0, 0], false), // Inception v3's stem and reductions
@@ -82,22 +86,11 @@ fn max_pool_matches_burn_forward_and_backward() {
             dilation: [1, 1],
             ceil_mode,
         };
-        let x = Tensor::<4>::random(
+        let [fast_y, fast_grad, ref_y, ref_grad] = compare(
             [2, channels, height, width],
-            Distribution::Uniform(-1.0, 1.0),
-            &device,
+            |x| max_pool2d(x, options.clone()),
+            |x| burn_max_pool2d(x, options.clone()),
         );
-        let pool = |fast: bool, x: Tensor<4>| {
-            if fast {
-                max_pool2d(x, options.clone())
-            } else {
-                burn_max_pool2d(x, options.clone())
-            }
-        };
-        let dims = pool(false, x.clone()).dims();
-        let probe = Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &device);
-        let (fast_y, fast_grad) = common::output_and_input_grad(&x, &probe, |x| pool(true, x));
-        let (ref_y, ref_grad) = common::output_and_input_grad(&x, &probe, |x| pool(false, x));
         let case = (
             channels,
             height,
