@@ -114,12 +114,7 @@ fn errors(case: &Case) -> (f32, f32) {
             }
         }
     };
-    let (fast_y, fast_grad) = common::output_and_input_grad(&x, &probe, conv(true));
-    let (ref_y, ref_grad) = common::output_and_input_grad(&x, &probe, conv(false));
-    (
-        common::max_error_relative_to_largest(&fast_y, &ref_y),
-        common::max_error_relative_to_largest(&fast_grad, &ref_grad),
-    )
+    common::relative_errors(&x, &probe, conv(true), conv(false))
 }
 
 fn check(case: Case) {

@@ -21,9 +21,7 @@ fn compare(
     let x = Tensor::<4>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
     let dims = reference(x.clone()).dims();
     let probe = Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &device);
-    let (fast_y, fast_grad) = common::output_and_input_grad(&x, &probe, fast);
-    let (ref_y, ref_grad) = common::output_and_input_grad(&x, &probe, reference);
-    [fast_y, fast_grad, ref_y, ref_grad]
+    common::fast_and_reference(&x, &probe, fast, reference)
 }
 
 #[test]

@@ -171,6 +171,34 @@ pub fn output_and_input_grad<const D: usize>(
     (values, grad)
 }
 
+/// Outputs and input gradients of `fast` and of `reference` at `x` against the same
+/// `probe`: `[fast output, fast gradient, reference output, reference gradient]`.
+pub fn fast_and_reference<const D: usize>(
+    x: &Tensor<D>,
+    probe: &Tensor<D>,
+    fast: impl Fn(Tensor<D>) -> Tensor<D>,
+    reference: impl Fn(Tensor<D>) -> Tensor<D>,
+) -> [Vec<f32>; 4] {
+    let (fast_y, fast_grad) = output_and_input_grad(x, probe, fast);
+    let (ref_y, ref_grad) = output_and_input_grad(x, probe, reference);
+    [fast_y, fast_grad, ref_y, ref_grad]
+}
+
+/// [`max_error_relative_to_largest`] of the output and of the input gradient of `fast`
+/// against `reference` (see [`fast_and_reference`]).
+pub fn relative_errors<const D: usize>(
+    x: &Tensor<D>,
+    probe: &Tensor<D>,
+    fast: impl Fn(Tensor<D>) -> Tensor<D>,
+    reference: impl Fn(Tensor<D>) -> Tensor<D>,
+) -> (f32, f32) {
+    let [fast_y, fast_grad, ref_y, ref_grad] = fast_and_reference(x, probe, fast, reference);
+    (
+        max_error_relative_to_largest(&fast_y, &ref_y),
+        max_error_relative_to_largest(&fast_grad, &ref_grad),
+    )
+}
+
 /// The largest absolute difference between `actual` and `expected`, relative to the largest
 /// absolute value of `expected`.
 pub fn max_error_relative_to_largest(actual: &[f32], expected: &[f32]) -> f32 {
