@@ -1,14 +1,12 @@
 //! The DeepDream algorithm as Google published it in 2015 (the `deepdream.ipynb` notebook):
 //! gradient ascent on the input image over several octaves, with a random jitter each step.
 
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Int, Tensor};
 use image::{DynamicImage, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::engine::{objective, optimizer};
+use crate::engine::{objective, optimizer, transform};
 use crate::error::{Error, Result};
 use crate::image_io;
 use crate::network::{LayerInfo, Network};
@@ -704,14 +702,7 @@ fn matched_guide(activation: Tensor<4>, guide: &Tensor<2>) -> Tensor<4> {
 
 /// Bilinear resize with aligned corners, as `scipy.ndimage.zoom(order=1)` does.
 fn resize(tensor: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
-    let [_, _, h, w] = tensor.dims();
-    if (h, w) == (height, width) {
-        return tensor;
-    }
-    let mut options = InterpolateOptions::new(InterpolateMode::Bilinear);
-    options.align_corners = true;
-    options.output_size = Some([height, width]);
-    interpolate(tensor, options)
+    transform::resize(tensor, height, width, true)
 }
 
 #[cfg(test)]

@@ -3,8 +3,11 @@
 //! robustness", Olah et al. 2017): the image is padded with a constant, then resampled
 //! through one random affine map (jitter, scale, rotation, jitter again, as Lucid's standard
 //! transforms). The resampling is bilinear and written with index selections, so that the
-//! gradient flows back through it.
+//! gradient flows back through it. Also the plain bilinear [`resize`] that carries an image
+//! from one scale to the next (the dream's octaves, style transfer's scales).
 
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Int, Tensor};
 use rand::Rng;
 
@@ -149,4 +152,18 @@ fn resample(image: Tensor<4>, source: impl Fn(usize, usize) -> (f32, f32), fill:
         .reduce(Tensor::add)
         .expect("four corners")
         .reshape([n, c, h, w])
+}
+
+/// Bilinear resize of a `[N, C, H, W]` tensor to `height` x `width`, with aligned corners
+/// (as `scipy.ndimage.zoom(order=1)`, the dream's octaves) or not (pixel centres, as
+/// PyTorch's default).
+pub fn resize(tensor: Tensor<4>, height: usize, width: usize, align_corners: bool) -> Tensor<4> {
+    let [_, _, h, w] = tensor.dims();
+    if (h, w) == (height, width) {
+        return tensor;
+    }
+    let mut options = InterpolateOptions::new(InterpolateMode::Bilinear);
+    options.align_corners = align_corners;
+    options.output_size = Some([height, width]);
+    interpolate(tensor, options)
 }

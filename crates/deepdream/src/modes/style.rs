@@ -4,8 +4,6 @@
 //! from the photo (or from noise), coarse to fine over a few scales. With several styles,
 //! the target Gram matrices are their weighted mean (as jcjohnson/neural-style blends them).
 
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 use image::RgbImage;
 use image::imageops::FilterType;
@@ -14,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::engine::objective::{Losses, Objective, Term, gram};
 use crate::engine::optimizer::Optimizer;
+use crate::engine::transform;
 use crate::error::{Error, Result};
 use crate::media::colour::with_colours_of;
 use crate::network::Network;
@@ -351,7 +350,7 @@ impl<'a> Stylist<'a> {
             let objective = self.objective(&photo, styles, side)?;
             let (h, w) = (height as usize, width as usize);
             let start = match current.take() {
-                Some(previous) => resize(previous, h, w),
+                Some(previous) => transform::resize(previous, h, w, false),
                 None => match self.params.init {
                     Init::Content => preprocess.apply(&photo, &self.device),
                     Init::Noise => self.noise(h, w),
@@ -436,15 +435,4 @@ fn check_styles(styles: &[StyleImage]) -> Result<()> {
 
 fn tensor_error(error: impl std::fmt::Debug) -> Error {
     Error::InvalidParameter(format!("cannot read a tensor: {error:?}"))
-}
-
-/// Bilinear resize of a `[1, C, H, W]` tensor.
-fn resize(tensor: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
-    let [_, _, h, w] = tensor.dims();
-    if (h, w) == (height, width) {
-        return tensor;
-    }
-    let mut options = InterpolateOptions::new(InterpolateMode::Bilinear);
-    options.output_size = Some([height, width]);
-    interpolate(tensor, options)
 }
