@@ -218,11 +218,7 @@ pub fn style(args: StyleArgs, device: &Device) -> Result<()> {
 }
 
 /// The parameters as PNG text entries.
-fn metadata(
-    args: &StyleArgs,
-    params: &deepdream::modes::style::StyleParams,
-    model: &str,
-) -> Vec<(String, String)> {
+fn metadata(args: &StyleArgs, params: &StyleParams, model: &str) -> Vec<(String, String)> {
     let file_name = |p: &Path| {
         p.file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
