@@ -9,13 +9,15 @@ use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use clap::{Args, Parser, Subcommand};
 use deepdream::dream::Plan;
+use deepdream::eta::Eta;
 use deepdream::onnx::raw_layer_name;
 use deepdream::{
     Device, DreamParams, Dreamer, LayerWeight, Network, OnnxNetwork, Preprocess, Progress,
-    classify, image_io, imagenet, models, weights,
+    classify, eta, image_io, imagenet, models, weights,
 };
 
 mod animation;
+mod serve;
 mod style;
 mod visualize;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -67,6 +69,8 @@ enum Command {
     /// Grow an image from noise that excites a channel or an ImageNet class (feature
     /// visualisation).
     Visualize(visualize::VisualizeArgs),
+    /// Start deepdream studio: a local web page to dream with a live preview.
+    Serve(serve::ServeArgs),
     /// List the layers a model can dream on, with channels and stride.
     Layers(ModelArgs),
     /// Print the ImageNet classes a network sees in an image.
@@ -276,7 +280,7 @@ impl DreamOptions {
 }
 
 /// Parses `1G`, `512M`, `800K` or a byte count.
-fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
         Some((i, _)) => (&text[..i], text[i..].to_ascii_uppercase()),
@@ -328,6 +332,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Video(args) => animation::video(args, &device),
         Command::Style(args) => style::style(args, &device),
         Command::Visualize(args) => visualize::visualize_command(args, &device),
+        Command::Serve(args) => serve::serve(args, &device),
         Command::Layers(args) => list_layers(&args, &device),
         Command::Classify { image, model, top } => classify_image(&image, &model, top, &device),
         Command::Models { command } => match command {
@@ -399,23 +404,8 @@ fn load_network(args: &ModelArgs, device: &Device) -> Result<Box<dyn Network>> {
 
 fn parse_layers(text: &str) -> Result<Vec<LayerWeight>> {
     text.split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let (layer, weight) = match part.rsplit_once(':') {
-                Some((layer, weight)) => {
-                    let weight: f32 = weight
-                        .parse()
-                        .with_context(|| format!("layer weight '{weight}' is not a number"))?;
-                    (layer, weight)
-                }
-                None => (part, 1.0),
-            };
-            Ok(LayerWeight {
-                layer: layer.to_string(),
-                weight,
-            })
-        })
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| Ok(part.parse()?))
         .collect()
 }
 
@@ -429,21 +419,20 @@ fn dream(args: DreamArgs, device: &Device) -> Result<()> {
     let octaves = dreamer.octave_sizes(image.width(), image.height())?;
     let total = (octaves.len() * dreamer.params().iterations) as u64;
     let plan = dreamer.plan(image.width() as usize, image.height() as usize)?;
-    let megapixel_steps: f64 = octaves
-        .iter()
-        .map(|&(h, w)| (h * w) as f64 / 1e6 * dreamer.params().iterations as f64)
-        .sum();
     print_plan(&plan, image.width(), image.height(), network.name());
 
     let bar = progress_bar(total, "steps");
     let start = Instant::now();
+    let iterations = dreamer.params().iterations;
+    let mut eta = Eta::new(eta::dream_work(&octaves, iterations));
     let mut estimated = false;
     let dreamed = dreamer.dream_image(&image, |p| {
-        if !estimated {
-            // The first step, on the smallest octave, gives the rate for the rest.
+        let done = eta::dream_work_done(&octaves, iterations, &p);
+        if let Some(seconds) = eta.update(done)
+            && !estimated
+        {
             estimated = true;
-            let done = (p.width * p.height) as f64 / 1e6;
-            let seconds = start.elapsed().as_secs_f64() / done * megapixel_steps;
+            let seconds = start.elapsed().as_secs_f64() + seconds;
             bar.suspend(|| eprintln!("Estimated time: about {}", human_duration(seconds)));
         }
         bar.set_message(step_message(&p));

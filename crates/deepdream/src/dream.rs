@@ -36,6 +36,31 @@ pub struct LayerWeight {
     pub weight: f32,
 }
 
+impl std::str::FromStr for LayerWeight {
+    type Err = Error;
+
+    /// Parses `block4_conv3` (weight 1) or `block4_conv3:0.5`.
+    fn from_str(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let (layer, weight) = match text.rsplit_once(':') {
+            Some((layer, weight)) => {
+                let weight = weight.trim().parse().map_err(|_| {
+                    Error::InvalidParameter(format!("layer weight '{weight}' is not a number"))
+                })?;
+                (layer.trim(), weight)
+            }
+            None => (text, 1.0),
+        };
+        if layer.is_empty() {
+            return Err(Error::InvalidParameter(format!("'{text}' names no layer")));
+        }
+        Ok(LayerWeight {
+            layer: layer.to_string(),
+            weight,
+        })
+    }
+}
+
 /// Everything that decides a dream besides the network and the image.
 #[derive(Clone, Debug)]
 pub struct DreamParams {
@@ -165,6 +190,22 @@ impl Progress {
     /// Steps of the whole dream.
     pub fn steps_total(&self) -> usize {
         self.octaves * self.iterations
+    }
+}
+
+/// A dream after one of its steps, as [`Dreamer::dream_watched`] shows it to its observer.
+pub struct Snapshot<'a> {
+    /// Where the dream is.
+    pub progress: Progress,
+    image: &'a Tensor<4>,
+    preprocess: crate::network::Preprocess,
+}
+
+impl Snapshot<'_> {
+    /// The picture so far, at the current octave's size (smaller than the input until the
+    /// last octave).
+    pub fn image(&self) -> Result<RgbImage> {
+        self.preprocess.invert(self.image.clone())
     }
 }
 
@@ -381,6 +422,21 @@ impl<'a> Dreamer<'a> {
         seed: u64,
         mut progress: impl FnMut(Progress),
     ) -> Result<RgbImage> {
+        self.dream_watched(image, seed, |snapshot| {
+            progress(snapshot.progress);
+            Ok(())
+        })
+    }
+
+    /// [`Dreamer::dream_seeded`] with an observer that sees the picture as it grows: it is
+    /// called after every step with a [`Snapshot`], and an error it returns (such as
+    /// [`Error::Cancelled`]) stops the dream at once and is returned.
+    pub fn dream_watched(
+        &self,
+        image: &RgbImage,
+        seed: u64,
+        mut observer: impl FnMut(&Snapshot) -> Result<()>,
+    ) -> Result<RgbImage> {
         let preprocess = self.network.preprocess();
         let sizes = self.octave_sizes(image.width(), image.height())?;
         self.plan(image.width() as usize, image.height() as usize)?;
@@ -405,14 +461,18 @@ impl<'a> Dreamer<'a> {
             current = base.clone().add(detail_here);
             for iteration in 0..self.params.iterations {
                 current = self.step(current, &mut rng)?;
-                progress(Progress {
-                    octave,
-                    octaves: bases.len(),
-                    iteration: iteration + 1,
-                    iterations: self.params.iterations,
-                    width: w,
-                    height: h,
-                });
+                observer(&Snapshot {
+                    progress: Progress {
+                        octave,
+                        octaves: bases.len(),
+                        iteration: iteration + 1,
+                        iterations: self.params.iterations,
+                        width: w,
+                        height: h,
+                    },
+                    image: &current,
+                    preprocess,
+                })?;
             }
             detail = Some(current.clone().sub(base.clone()));
         }

@@ -67,6 +67,14 @@ pub enum Error {
     #[error("cannot read image {}: {reason}", path.display())]
     ImageRead { path: PathBuf, reason: String },
 
+    /// Image data held in memory (an upload) could not be decoded or encoded.
+    #[error("cannot read the image: {0}")]
+    ImageData(String),
+
+    /// The caller stopped the work (a cancelled job).
+    #[error("cancelled")]
+    Cancelled,
+
     /// An image could not be written.
     #[error("cannot write image {}: {reason}", path.display())]
     ImageWrite { path: PathBuf, reason: String },

@@ -1,7 +1,6 @@
 //! Reading and writing images: EXIF orientation, alpha kept aside, decompression-bomb limits,
 //! atomic writes (temporary file, then rename) and parameters stored in PNG text chunks.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -66,23 +65,44 @@ pub fn load(path: &Path) -> Result<DynamicImage> {
     if metadata.len() == 0 {
         return Err(read_err("the file is empty".into()));
     }
-    let mut reader = ImageReader::open(path)
+    let reader = ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
         .map_err(|e| read_err(e.to_string()))?;
+    decode_with_limits(reader).map_err(read_err)
+}
+
+/// Decodes an image held in memory (an upload), with the same format check, size limits
+/// and EXIF orientation as [`load`].
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
+    let read_err = |reason: String| Error::ImageData(reason);
+    if bytes.is_empty() {
+        return Err(read_err("the data is empty".into()));
+    }
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| read_err(e.to_string()))?;
+    decode_with_limits(reader).map_err(read_err)
+}
+
+/// Decodes with [`MAX_SIDE`] and [`MAX_DECODE_BYTES`] as limits (so a decompression bomb is
+/// refused before its pixels are allocated) and applies the EXIF orientation.
+fn decode_with_limits<R: std::io::BufRead + std::io::Seek>(
+    mut reader: ImageReader<R>,
+) -> std::result::Result<DynamicImage, String> {
     if reader.format().is_none() {
-        return Err(read_err("not a recognised image format".into()));
+        return Err("not a recognised image format".into());
     }
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(|e| read_err(e.to_string()))?;
-    let orientation = decoder.orientation().map_err(|e| read_err(e.to_string()))?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| read_err(e.to_string()))?;
+    let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    let orientation = decoder.orientation().map_err(|e| e.to_string())?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     image.apply_orientation(orientation);
     if image.width() == 0 || image.height() == 0 {
-        return Err(read_err("the image has no pixels".into()));
+        return Err("the image has no pixels".into());
     }
     Ok(image)
 }
@@ -186,15 +206,28 @@ pub fn save(image: &DynamicImage, path: &Path, text: &[(String, String)]) -> Res
     Ok(())
 }
 
+/// `image` as PNG bytes with `text` entries as text chunks (what [`save`] writes to a
+/// `.png` file).
+pub fn png_bytes(image: &DynamicImage, text: &[(String, String)]) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    write_png(image, text, &mut bytes).map_err(|e| Error::ImageData(e.to_string()))?;
+    Ok(bytes)
+}
+
 /// Reads the text chunks of a PNG file (the parameters a dream was made with).
 pub fn read_png_text(path: &Path) -> Result<Vec<(String, String)>> {
     let read_err = |reason: String| Error::ImageRead {
         path: path.to_path_buf(),
         reason,
     };
-    let file = File::open(path).map_err(|e| read_err(e.to_string()))?;
-    let decoder = png::Decoder::new(std::io::BufReader::new(file));
-    let reader = decoder.read_info().map_err(|e| read_err(e.to_string()))?;
+    let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
+    png_text(&bytes).map_err(read_err)
+}
+
+/// The text chunks of PNG data, in file order.
+pub fn png_text(bytes: &[u8]) -> std::result::Result<Vec<(String, String)>, String> {
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let reader = decoder.read_info().map_err(|e| e.to_string())?;
     let info = reader.info();
     let mut chunks: Vec<(String, String)> = info
         .uncompressed_latin1_text

@@ -36,6 +36,7 @@ pub mod device;
 pub mod dream;
 pub mod engine;
 pub mod error;
+pub mod eta;
 pub mod image_io;
 pub mod imagenet;
 pub mod layers;
@@ -49,7 +50,7 @@ mod tracked;
 pub mod weights;
 
 pub use burn::tensor::Device;
-pub use dream::{DreamParams, Dreamer, LayerWeight, Progress};
+pub use dream::{DreamParams, Dreamer, LayerWeight, Progress, Snapshot};
 pub use error::{Error, Result};
 pub use models::ModelSpec;
 pub use network::{LayerInfo, Network, Preprocess};

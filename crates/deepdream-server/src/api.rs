@@ -1,0 +1,417 @@
+//! The HTTP API the page uses (documented in the README): JSON in and out, pictures as
+//! bytes, job progress as Server-Sent Events.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use deepdream::{image_io, imagenet};
+use futures_util::Stream;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::Config;
+use crate::catalog::{self, Catalog, EXAMPLES};
+use crate::error::{ApiError, ApiResult};
+use crate::jobs::{DreamJob, Job, Queue, QueueError, Upload};
+use crate::request::DreamRequest;
+
+/// The page, with its styles and script inline.
+const PAGE: &str = include_str!("page.html");
+
+/// Largest JSON body accepted.
+const MAX_JSON_BYTES: usize = 64 << 10;
+
+/// The server's shared state.
+pub struct App {
+    config: Config,
+    catalog: Catalog,
+    queue: Arc<Queue>,
+    uploads: Mutex<VecDeque<Arc<Upload>>>,
+    next_upload: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl App {
+    /// The state for `config`; its worker thread starts now. Event streams end when
+    /// `shutdown` turns true.
+    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Arc<App> {
+        let queue = Queue::start(
+            config.device.clone(),
+            config.max_waiting_jobs,
+            config.max_kept,
+            config.disconnect_grace,
+        );
+        Arc::new(App {
+            catalog: Catalog::new(config.device.clone()),
+            queue,
+            uploads: Mutex::new(VecDeque::new()),
+            next_upload: AtomicU64::new(1),
+            shutdown,
+            config,
+        })
+    }
+
+    /// Stops the queue: waiting and running jobs are cancelled.
+    pub fn close(&self) {
+        self.queue.close();
+    }
+
+    fn upload(&self, id: &str) -> ApiResult<Arc<Upload>> {
+        let uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        uploads
+            .iter()
+            .find(|u| u.id == id)
+            .cloned()
+            .ok_or_else(|| ApiError::unprocessable(format!("no uploaded picture has id '{id}'")))
+    }
+
+    fn job(&self, id: &str) -> ApiResult<Arc<Job>> {
+        id.parse()
+            .ok()
+            .and_then(|id| self.queue.get(id))
+            .ok_or_else(|| ApiError::not_found(format!("no job has id '{id}'")))
+    }
+}
+
+/// The routes.
+pub fn router(app: Arc<App>) -> Router {
+    let timeout = app.config.request_timeout;
+    Router::new()
+        .route("/", get(page))
+        .route("/api/models", get(list_models))
+        .route("/api/models/{name}", get(model_info))
+        .route("/api/classes", get(classes))
+        .route("/api/examples", get(examples))
+        .route("/examples/{name}", get(example))
+        .route(
+            "/api/images",
+            post(upload).layer(DefaultBodyLimit::max(app.config.max_upload_bytes)),
+        )
+        .route("/api/images/{id}", get(uploaded_image))
+        .route("/api/jobs", post(submit).get(list_jobs))
+        .route("/api/jobs/{id}", get(job_status))
+        .route("/api/jobs/{id}/preview", get(preview))
+        .route("/api/jobs/{id}/result", get(result))
+        .route("/api/jobs/{id}/cancel", post(cancel))
+        .layer(middleware::from_fn_with_state(timeout, time_limit))
+        // The event stream lasts as long as its job: no time limit.
+        .route("/api/jobs/{id}/events", get(events))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .with_state(app)
+}
+
+/// Answers 408 with a JSON message when a request takes longer than `limit`.
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request took longer than {} s", limit.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such page or API endpoint")
+}
+
+async fn page() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-cache")], Html(PAGE))
+}
+
+async fn list_models() -> Json<Value> {
+    Json(json!(catalog::model_summaries()))
+}
+
+async fn model_info(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiResult<Response> {
+    let info = app.catalog.model(&name).await?;
+    Ok(Json(info.as_ref().clone()).into_response())
+}
+
+async fn classes() -> Json<Value> {
+    Json(json!(imagenet::class_names()))
+}
+
+async fn examples() -> Json<Value> {
+    let list: Vec<Value> = EXAMPLES
+        .iter()
+        .map(
+            |e| json!({ "name": e.name, "title": e.title, "url": format!("/examples/{}", e.name) }),
+        )
+        .collect();
+    Json(json!(list))
+}
+
+async fn example(Path(name): Path<String>) -> ApiResult<Response> {
+    let example = EXAMPLES
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no example called '{name}'")))?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], example.bytes).into_response())
+}
+
+/// The body, or the extractor's rejection (too large, unreadable) as a JSON error.
+fn body_of(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|rejection| {
+        let message = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "the request body is over the size limit".to_string(),
+            _ => rejection.body_text(),
+        };
+        ApiError::new(rejection.status(), message)
+    })
+}
+
+/// `POST /api/images`: the body is the picture's bytes (PNG, JPEG, WebP, GIF, BMP, TIFF).
+async fn upload(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let bytes = body_of(body)?;
+    if let Some(kind) = headers.get(header::CONTENT_TYPE) {
+        let kind = kind.to_str().unwrap_or("").to_ascii_lowercase();
+        if !(kind.starts_with("image/") || kind.starts_with("application/octet-stream")) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("only pictures are accepted, not {kind}"),
+            ));
+        }
+    }
+    let format = image::guess_format(&bytes).map_err(|_| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the data is not a picture (PNG, JPEG, WebP, GIF, BMP or TIFF)",
+        )
+    })?;
+    let id = format!("u{}", app.next_upload.fetch_add(1, Ordering::SeqCst));
+    let upload = tokio::task::spawn_blocking(move || decode_upload(id, bytes.to_vec(), format))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let answer = json!({
+        "id": upload.id,
+        "width": upload.rgb.width(),
+        "height": upload.rgb.height(),
+        "url": format!("/api/images/{}", upload.id),
+    });
+    let mut uploads = app.uploads.lock().unwrap_or_else(|p| p.into_inner());
+    uploads.push_back(Arc::new(upload));
+    while uploads.len() > app.config.max_kept {
+        uploads.pop_front();
+    }
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// Decodes an upload: a picture whose size is over the limits (a decompression bomb) is 413,
+/// one that cannot be decoded 422.
+fn decode_upload(id: String, bytes: Vec<u8>, format: image::ImageFormat) -> ApiResult<Upload> {
+    let reader = image::ImageReader::with_format(std::io::Cursor::new(&bytes), format);
+    let (width, height) = reader
+        .into_dimensions()
+        .map_err(|e| ApiError::unprocessable(format!("cannot read the picture: {e}")))?;
+    let decoded_bytes = u64::from(width) * u64::from(height) * 4;
+    if width.max(height) > image_io::MAX_SIDE || decoded_bytes > image_io::MAX_DECODE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the picture is {width}x{height}: over the limits ({} pixels a side, {} MiB decoded)",
+                image_io::MAX_SIDE,
+                image_io::MAX_DECODE_BYTES >> 20
+            ),
+        ));
+    }
+    let picture = image_io::decode(&bytes)?;
+    let (rgb, alpha) = image_io::split_alpha(&picture);
+    Ok(Upload {
+        id,
+        media_type: format.to_mime_type(),
+        bytes,
+        rgb,
+        alpha,
+    })
+}
+
+async fn uploaded_image(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let upload = app
+        .upload(&id)
+        .map_err(|_| ApiError::not_found(format!("no uploaded picture has id '{id}'")))?;
+    Ok((
+        [(header::CONTENT_TYPE, upload.media_type)],
+        upload.bytes.clone(),
+    )
+        .into_response())
+}
+
+/// Parses a JSON body: malformed JSON is 400, well-formed JSON with missing or wrong fields
+/// 422.
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let message = format!("invalid request: {e}");
+        match e.classify() {
+            serde_json::error::Category::Data => ApiError::unprocessable(message),
+            _ => ApiError::bad_request(message),
+        }
+    })
+}
+
+/// A fresh random seed.
+fn random_seed() -> u64 {
+    std::hash::RandomState::new().hash_one(std::time::SystemTime::now()) % 1_000_000_000
+}
+
+/// `POST /api/jobs`: queues a dream (202 with the job).
+async fn submit(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let request: DreamRequest = parse_json(&body_of(body)?)?;
+    let source = app.upload(&request.image)?;
+    let guide = request
+        .guide
+        .as_deref()
+        .map(|id| app.upload(id))
+        .transpose()?;
+    let info = app.catalog.model(&request.model).await?;
+    let checked = request.check(&info, &source, guide.as_ref(), random_seed())?;
+    let command = checked.request.command_line();
+    let mut metadata = vec![
+        (
+            "Software".to_string(),
+            format!("deepdream {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("deepdream:model".to_string(), checked.model.to_string()),
+    ];
+    metadata.extend(checked.params.metadata());
+    let request = serde_json::to_value(&checked.request)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let dream = DreamJob {
+        model: checked.model,
+        params: checked.params,
+        source,
+        metadata,
+    };
+    let job = app
+        .queue
+        .submit(dream, request, command)
+        .map_err(|e| match e {
+            QueueError::Full(n) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{n} dreams are already waiting; try again when one has finished"),
+            ),
+            QueueError::Closed => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
+            }
+        })?;
+    Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
+}
+
+/// A job as the API shows it.
+fn job_json(job: &Job) -> Value {
+    json!({
+        "id": job.id,
+        "mode": "dream",
+        "request": job.request,
+        "command": job.command,
+        "status": job.status(),
+        "source": format!("/api/images/{}", job.dream.source.id),
+        "preview": format!("/api/jobs/{}/preview", job.id),
+        "result": format!("/api/jobs/{}/result", job.id),
+        "events": format!("/api/jobs/{}/events", job.id),
+    })
+}
+
+async fn list_jobs(State(app): State<Arc<App>>) -> Json<Value> {
+    let jobs: Vec<Value> = app.queue.list().iter().map(|j| job_json(j)).collect();
+    Json(json!(jobs))
+}
+
+async fn job_status(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let job = app.job(&id)?;
+    Ok(Json(job_json(&job)))
+}
+
+async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let job = app.job(&id)?;
+    app.queue.cancel(&job);
+    Ok(Json(job_json(&job)))
+}
+
+async fn preview(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let job = app.job(&id)?;
+    let jpeg = job
+        .preview()
+        .ok_or_else(|| ApiError::not_found("no preview yet"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        jpeg.as_ref().clone(),
+    )
+        .into_response())
+}
+
+async fn result(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let job = app.job(&id)?;
+    let png = job.result().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!("job {} is {:?}, not done", job.id, job.status().state).to_lowercase(),
+        )
+    })?;
+    let name = format!("attachment; filename=\"dream-{}.png\"", job.id);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png".to_string()),
+            (header::CONTENT_DISPOSITION, name),
+        ],
+        png.as_ref().clone(),
+    )
+        .into_response())
+}
+
+/// `GET /api/jobs/{id}/events`: the job's status as a `status` event now and after every
+/// change, until it ends. While a page listens, the job counts as watched; when none has
+/// listened for the disconnect grace, the job is cancelled.
+async fn events(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let job = app.job(&id)?;
+    let watcher = job.watch();
+    let start = (job.subscribe(), app.shutdown.clone(), watcher, true);
+    let stream = futures_util::stream::unfold(Some(start), |state| async move {
+        let (mut status, mut shutdown, watcher, first) = state?;
+        if !first {
+            tokio::select! {
+                changed = status.changed() => changed.ok()?,
+                _ = shutdown.wait_for(|stop| *stop) => return None,
+            }
+        }
+        let now = status.borrow_and_update().clone();
+        let event = Event::default()
+            .event("status")
+            .json_data(&now)
+            .unwrap_or_else(|_| Event::default().comment("unserialisable status"));
+        let next = (!now.state.is_final()).then_some((status, shutdown, watcher, false));
+        Some((Ok(event), next))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(2))))
+}

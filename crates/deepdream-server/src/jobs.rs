@@ -1,0 +1,490 @@
+//! The job queue: dreams run one at a time on one worker thread (the CPU is the bottleneck,
+//! and the networks stay loaded there); the others wait in order. Each job publishes its
+//! status on a watch channel that the event streams and status requests read.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use deepdream::eta::{self, Eta};
+use deepdream::{
+    Device, DreamParams, Dreamer, Error, Network, Snapshot, image_io, models, weights,
+};
+use image::{DynamicImage, GrayImage, RgbImage};
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// A picture the user sent, decoded once and kept in memory.
+pub struct Upload {
+    /// Its id in URLs.
+    pub id: String,
+    /// The bytes as sent (for showing the "before" picture).
+    pub bytes: Vec<u8>,
+    /// The bytes' media type.
+    pub media_type: &'static str,
+    /// The colour channels.
+    pub rgb: RgbImage,
+    /// The alpha channel, if it has one (kept unchanged in the result).
+    pub alpha: Option<GrayImage>,
+}
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Waiting for the worker.
+    Queued,
+    /// Being dreamed.
+    Running,
+    /// Finished; the result can be downloaded.
+    Done,
+    /// Stopped with an error.
+    Failed,
+    /// Stopped by the user or because its page went away.
+    Cancelled,
+}
+
+impl State {
+    /// Whether the job has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Done | State::Failed | State::Cancelled)
+    }
+}
+
+/// A job's status, as the API reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    /// Where the job is.
+    pub state: State,
+    /// Jobs ahead of it in the queue (0: next), while queued.
+    pub position: Option<usize>,
+    /// Steps done.
+    pub step: usize,
+    /// Steps in the whole dream (known once it runs).
+    pub steps: usize,
+    /// The octave being dreamed, from 1.
+    pub octave: usize,
+    /// Octaves dreamed.
+    pub octaves: usize,
+    /// Seconds since the job started running.
+    pub elapsed_seconds: f64,
+    /// Estimated seconds left, once a rate is known.
+    pub eta_seconds: Option<f64>,
+    /// Version of the preview picture: it changes whenever a new one is ready (0: none yet).
+    pub preview: u64,
+    /// Why it failed or was cancelled.
+    pub error: Option<String>,
+}
+
+impl Status {
+    fn queued(position: usize) -> Self {
+        Status {
+            state: State::Queued,
+            position: Some(position),
+            step: 0,
+            steps: 0,
+            octave: 0,
+            octaves: 0,
+            elapsed_seconds: 0.0,
+            eta_seconds: None,
+            preview: 0,
+            error: None,
+        }
+    }
+}
+
+/// Everything a dream job needs, checked before it is queued.
+pub struct DreamJob {
+    /// The model's name.
+    pub model: &'static str,
+    /// The dream's parameters (seed filled in).
+    pub params: DreamParams,
+    /// The photo.
+    pub source: Arc<Upload>,
+    /// Metadata stored in the result PNG besides the parameters (model, software, files).
+    pub metadata: Vec<(String, String)>,
+}
+
+/// A dream in the queue, running, or finished.
+pub struct Job {
+    /// Its id in URLs.
+    pub id: u64,
+    /// What it dreams.
+    pub dream: DreamJob,
+    /// The request as the client should see it (defaults and seed filled in).
+    pub request: serde_json::Value,
+    /// The equivalent command line.
+    pub command: String,
+    status: watch::Sender<Status>,
+    cancel: AtomicBool,
+    preview: Mutex<Option<Arc<Vec<u8>>>>,
+    result: Mutex<Option<Arc<Vec<u8>>>>,
+    watchers: AtomicUsize,
+    unwatched_since: Mutex<Option<Instant>>,
+}
+
+/// Locks a mutex, recovering the data if a panicking thread held it (the data here is
+/// always left consistent).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Job {
+    /// The current status.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver of status changes.
+    pub fn subscribe(&self) -> watch::Receiver<Status> {
+        self.status.subscribe()
+    }
+
+    /// The latest preview (JPEG), if one is ready.
+    pub fn preview(&self) -> Option<Arc<Vec<u8>>> {
+        lock(&self.preview).clone()
+    }
+
+    /// The finished picture (PNG with the parameters in text chunks).
+    pub fn result(&self) -> Option<Arc<Vec<u8>>> {
+        lock(&self.result).clone()
+    }
+
+    /// Asks the job to stop: a queued job leaves the queue, a running one stops after its
+    /// current step.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// Counts an event stream watching the job until the returned guard is dropped.
+    pub fn watch(self: &Arc<Self>) -> Watcher {
+        self.watchers.fetch_add(1, Ordering::SeqCst);
+        *lock(&self.unwatched_since) = None;
+        Watcher(self.clone())
+    }
+
+    /// Whether the job was watched by an event stream and none has watched it for `grace`:
+    /// the page that started it went away.
+    fn abandoned(&self, grace: Duration) -> bool {
+        self.watchers.load(Ordering::SeqCst) == 0
+            && lock(&self.unwatched_since).is_some_and(|since| since.elapsed() >= grace)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Status)) {
+        self.status.send_modify(f);
+    }
+
+    fn finish(&self, state: State, error: Option<String>) {
+        self.update(|s| {
+            s.state = state;
+            s.position = None;
+            s.eta_seconds = if state == State::Done {
+                Some(0.0)
+            } else {
+                None
+            };
+            s.error = error;
+        });
+    }
+}
+
+/// Holds a job's watcher count up while an event stream is open.
+pub struct Watcher(Arc<Job>);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if self.0.watchers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            *lock(&self.0.unwatched_since) = Some(Instant::now());
+        }
+    }
+}
+
+/// Why a job was not queued.
+#[derive(Debug)]
+pub enum QueueError {
+    /// Too many jobs are waiting.
+    Full(usize),
+    /// The server is shutting down.
+    Closed,
+}
+
+struct Jobs {
+    /// Waiting jobs, in order.
+    waiting: VecDeque<Arc<Job>>,
+    /// Every job kept, oldest first.
+    all: VecDeque<Arc<Job>>,
+    next_id: u64,
+    closed: bool,
+}
+
+/// The queue and the worker that empties it.
+pub struct Queue {
+    jobs: Mutex<Jobs>,
+    wake: Condvar,
+    max_waiting: usize,
+    max_kept: usize,
+    disconnect_grace: Duration,
+}
+
+impl Queue {
+    /// Starts the worker thread, which loads networks on `device`. At most `max_waiting`
+    /// jobs wait; the last `max_kept` finished jobs are kept for the gallery; a job whose
+    /// page went away for `disconnect_grace` is cancelled.
+    pub fn start(
+        device: Device,
+        max_waiting: usize,
+        max_kept: usize,
+        disconnect_grace: Duration,
+    ) -> Arc<Queue> {
+        let queue = Arc::new(Queue {
+            jobs: Mutex::new(Jobs {
+                waiting: VecDeque::new(),
+                all: VecDeque::new(),
+                next_id: 1,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            max_waiting,
+            max_kept,
+            disconnect_grace,
+        });
+        let worker = queue.clone();
+        std::thread::Builder::new()
+            .name("deepdream-worker".into())
+            .spawn(move || worker.work(&device))
+            .expect("cannot start the worker thread");
+        queue
+    }
+
+    /// Queues a dream; returns the job.
+    pub fn submit(
+        &self,
+        dream: DreamJob,
+        request: serde_json::Value,
+        command: String,
+    ) -> Result<Arc<Job>, QueueError> {
+        let mut jobs = lock(&self.jobs);
+        if jobs.closed {
+            return Err(QueueError::Closed);
+        }
+        if jobs.waiting.len() >= self.max_waiting {
+            return Err(QueueError::Full(self.max_waiting));
+        }
+        let id = jobs.next_id;
+        jobs.next_id += 1;
+        let (status, _) = watch::channel(Status::queued(jobs.waiting.len()));
+        let job = Arc::new(Job {
+            id,
+            dream,
+            request,
+            command,
+            status,
+            cancel: AtomicBool::new(false),
+            preview: Mutex::new(None),
+            result: Mutex::new(None),
+            watchers: AtomicUsize::new(0),
+            unwatched_since: Mutex::new(None),
+        });
+        jobs.waiting.push_back(job.clone());
+        jobs.all.push_back(job.clone());
+        self.forget_old(&mut jobs);
+        drop(jobs);
+        self.wake.notify_all();
+        Ok(job)
+    }
+
+    /// The job with this id, if it is kept.
+    pub fn get(&self, id: u64) -> Option<Arc<Job>> {
+        lock(&self.jobs).all.iter().find(|j| j.id == id).cloned()
+    }
+
+    /// Every kept job, newest first.
+    pub fn list(&self) -> Vec<Arc<Job>> {
+        lock(&self.jobs).all.iter().rev().cloned().collect()
+    }
+
+    /// Cancels a job; a queued one leaves the queue at once.
+    pub fn cancel(&self, job: &Job) {
+        job.cancel();
+        let mut jobs = lock(&self.jobs);
+        if let Some(index) = jobs.waiting.iter().position(|j| j.id == job.id) {
+            jobs.waiting.remove(index);
+            job.finish(State::Cancelled, Some("cancelled".into()));
+            renumber(&jobs.waiting);
+        }
+    }
+
+    /// Stops taking jobs and cancels the waiting and running ones (the worker exits).
+    pub fn close(&self) {
+        let mut jobs = lock(&self.jobs);
+        jobs.closed = true;
+        for job in jobs.waiting.drain(..) {
+            job.cancel();
+            job.finish(State::Cancelled, Some("the server stopped".into()));
+        }
+        for job in &jobs.all {
+            job.cancel();
+        }
+        drop(jobs);
+        self.wake.notify_all();
+    }
+
+    /// Drops the oldest finished jobs beyond `max_kept`.
+    fn forget_old(&self, jobs: &mut Jobs) {
+        while jobs.all.len() > self.max_kept {
+            match jobs.all.iter().position(|j| j.status().state.is_final()) {
+                Some(index) => {
+                    jobs.all.remove(index);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The next job to run, waiting for one; `None` once the queue is closed. Abandoned
+    /// waiting jobs are cancelled on the way.
+    fn next(&self) -> Option<Arc<Job>> {
+        let mut jobs = lock(&self.jobs);
+        loop {
+            if jobs.closed {
+                return None;
+            }
+            let grace = self.disconnect_grace;
+            let mut changed = false;
+            jobs.waiting.retain(|job| {
+                let gone = job.abandoned(grace);
+                if gone {
+                    job.cancel();
+                    job.finish(State::Cancelled, Some("its page went away".into()));
+                    changed = true;
+                }
+                !gone
+            });
+            if let Some(job) = jobs.waiting.pop_front() {
+                renumber(&jobs.waiting);
+                return Some(job);
+            }
+            if changed {
+                renumber(&jobs.waiting);
+            }
+            // Wake now and then to drop abandoned jobs even when nothing new arrives.
+            jobs = self
+                .wake
+                .wait_timeout(jobs, Duration::from_millis(500))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// The worker: runs jobs one at a time, keeping the last network loaded.
+    fn work(&self, device: &Device) {
+        let mut loaded: Option<(&'static str, Box<dyn Network>)> = None;
+        while let Some(job) = self.next() {
+            let result = self.run(&job, device, &mut loaded);
+            match result {
+                Ok(png) => {
+                    *lock(&job.result) = Some(Arc::new(png));
+                    job.finish(State::Done, None);
+                }
+                Err(Error::Cancelled) => {
+                    let why = if job.abandoned(self.disconnect_grace) {
+                        "its page went away"
+                    } else {
+                        "cancelled"
+                    };
+                    job.finish(State::Cancelled, Some(why.into()));
+                }
+                Err(error) => job.finish(State::Failed, Some(error.to_string())),
+            }
+        }
+    }
+
+    /// Dreams one job; returns the PNG.
+    fn run(
+        &self,
+        job: &Job,
+        device: &Device,
+        loaded: &mut Option<(&'static str, Box<dyn Network>)>,
+    ) -> deepdream::Result<Vec<u8>> {
+        if job.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let start = Instant::now();
+        job.update(|s| {
+            s.state = State::Running;
+            s.position = None;
+        });
+        let dream = &job.dream;
+        if loaded.as_ref().is_none_or(|(name, _)| *name != dream.model) {
+            // Free the old network before loading the next one.
+            *loaded = None;
+            let spec = models::find(dream.model)?;
+            let path = weights::ensure(spec, |_| {})?;
+            *loaded = Some((spec.name, (spec.load)(&path, device)?));
+        }
+        let (_, network) = loaded.as_ref().expect("loaded above");
+        let dreamer = Dreamer::new(network.as_ref(), dream.params.clone(), device)?;
+        let source = &dream.source.rgb;
+        let sizes = dreamer.octave_sizes(source.width(), source.height())?;
+        let iterations = dream.params.iterations;
+        let mut eta = Eta::new(eta::dream_work(&sizes, iterations));
+        let mut last_preview: Option<Instant> = None;
+        let mut preview_version = 0;
+        let grace = self.disconnect_grace;
+        let dreamed = dreamer.dream_watched(source, dream.params.seed, |snapshot: &Snapshot| {
+            if job.cancelled() || job.abandoned(grace) {
+                return Err(Error::Cancelled);
+            }
+            let p = snapshot.progress;
+            let left = eta.update(eta::dream_work_done(&sizes, iterations, &p));
+            let octave_end = p.iteration == p.iterations;
+            let due = last_preview.is_none_or(|t| t.elapsed() >= PREVIEW_INTERVAL);
+            if octave_end || due {
+                *lock(&job.preview) = Some(Arc::new(jpeg(&snapshot.image()?)?));
+                last_preview = Some(Instant::now());
+                preview_version += 1;
+            }
+            job.update(|s| {
+                s.step = p.steps_done();
+                s.steps = p.steps_total();
+                s.octave = p.octave + 1;
+                s.octaves = p.octaves;
+                s.elapsed_seconds = start.elapsed().as_secs_f64();
+                s.eta_seconds = left;
+                s.preview = preview_version;
+            });
+            Ok(())
+        })?;
+        let picture = image_io::join_alpha(dreamed, dream.source.alpha.as_ref());
+        job.update(|s| s.elapsed_seconds = start.elapsed().as_secs_f64());
+        image_io::png_bytes(&picture, &dream.metadata)
+    }
+}
+
+/// Shortest time between two previews (each octave's last step always gives one).
+const PREVIEW_INTERVAL: Duration = Duration::from_millis(150);
+
+/// Tells each waiting job its place.
+fn renumber(waiting: &VecDeque<Arc<Job>>) {
+    for (position, job) in waiting.iter().enumerate() {
+        job.update(|s| s.position = Some(position));
+    }
+}
+
+/// A preview picture as JPEG.
+fn jpeg(image: &RgbImage) -> deepdream::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    DynamicImage::ImageRgb8(image.clone())
+        .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+            &mut bytes, 85,
+        ))
+        .map_err(|e| Error::ImageData(e.to_string()))?;
+    Ok(bytes)
+}

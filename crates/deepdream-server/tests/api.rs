@@ -1,0 +1,315 @@
+//! The studio's HTTP API against a server on a free loopback port: upload, dream with
+//! small settings, the event stream, cancel, download with parameters, queue order, pages
+//! that go away, and bad requests.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Studio, config, photo_png};
+use serde_json::json;
+
+/// The fastest network, so the dreams here take seconds.
+const MODEL: &str = "efficientnet-lite0";
+
+/// A dream that takes a while (for queue and cancel tests): many steps on a bigger picture.
+fn long_dream(image: &str) -> serde_json::Value {
+    json!({"image": image, "model": MODEL, "octaves": 1, "iterations": 500, "seed": 1})
+}
+
+#[test]
+fn a_dream_streams_progress_and_previews_and_downloads_with_its_parameters() {
+    let studio = Studio::start(config());
+    let image = studio.upload(&photo_png(160));
+    let job = studio.submit(&json!({
+        "image": image, "model": MODEL, "octaves": 2, "iterations": 4, "seed": 5,
+    }));
+
+    let mut events = studio.events(job);
+    let mut steps = Vec::new();
+    let mut previews = Vec::new();
+    let last = loop {
+        let status = events
+            .next_status()
+            .expect("the stream ends with a final status");
+        let state = status["state"].as_str().unwrap().to_string();
+        if state == "running" {
+            steps.push(status["step"].as_u64().unwrap());
+            previews.push(status["preview"].as_u64().unwrap());
+        }
+        if ["done", "failed", "cancelled"].contains(&state.as_str()) {
+            break status;
+        }
+    };
+    assert_eq!(last["state"], "done", "{last}");
+    assert_eq!(last["steps"], 8);
+    assert!(
+        events.next_status().is_none(),
+        "the stream ends after the final status"
+    );
+    assert!(
+        steps.windows(2).all(|w| w[0] <= w[1]) && steps.last() == Some(&8),
+        "steps {steps:?}"
+    );
+    assert!(
+        previews.iter().max().copied().unwrap_or(0) >= 2,
+        "a preview at least at the end of each octave: {previews:?}"
+    );
+
+    let preview = studio.get(&format!("/api/jobs/{job}/preview"));
+    assert_eq!(preview.status, 200);
+    assert_eq!(
+        image::guess_format(&preview.bytes).unwrap(),
+        image::ImageFormat::Jpeg
+    );
+
+    let result = studio.get(&format!("/api/jobs/{job}/result"));
+    assert_eq!(result.status, 200);
+    let picture = image::load_from_memory(&result.bytes).unwrap();
+    assert_eq!((picture.width(), picture.height()), (160, 106));
+    let text = deepdream::image_io::png_text(&result.bytes).unwrap();
+    let value = |key: &str| text.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    assert_eq!(value("deepdream:seed").as_deref(), Some("5"));
+    assert_eq!(value("deepdream:model").as_deref(), Some(MODEL));
+    assert_eq!(value("deepdream:iterations").as_deref(), Some("4"));
+
+    let listed = studio.get("/api/jobs").json();
+    let entry = &listed[0];
+    assert_eq!(entry["id"], job);
+    assert_eq!(entry["request"]["seed"], 5);
+    let command = entry["command"].as_str().unwrap();
+    assert!(
+        command.contains("--model efficientnet-lite0") && command.contains("--octaves 2"),
+        "{command}"
+    );
+    assert!(
+        command.contains("--iterations 4") && command.contains("--seed 5"),
+        "{command}"
+    );
+}
+
+#[test]
+fn cancel_stops_a_running_dream_at_once() {
+    let studio = Studio::start(config());
+    let image = studio.upload(&photo_png(224));
+    let job = studio.submit(&long_dream(&image));
+    studio.wait_for(job, Duration::from_secs(120), |s| {
+        s["step"].as_u64() >= Some(2)
+    });
+    let asked = Instant::now();
+    let answer = studio.post(&format!("/api/jobs/{job}/cancel"), "application/json", b"");
+    assert_eq!(answer.status, 200);
+    let status = studio.wait_for(job, Duration::from_secs(10), |s| s["state"] == "cancelled");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "stopped after {:?}",
+        asked.elapsed()
+    );
+    assert!(status["step"].as_u64().unwrap() < 500);
+    let error = studio.get(&format!("/api/jobs/{job}/result")).error(409);
+    assert!(error.contains("cancelled"), "{error}");
+}
+
+#[test]
+fn jobs_wait_in_order_and_cancelled_ones_free_their_place() {
+    let studio = Studio::start(config());
+    let image = studio.upload(&photo_png(224));
+    let first = studio.submit(&long_dream(&image));
+    studio.wait_for(first, Duration::from_secs(120), |s| s["state"] == "running");
+    let small = json!({"image": image, "model": MODEL, "octaves": 1, "iterations": 2, "seed": 2});
+    let second = studio.submit(&small);
+    let third = studio.submit(&small);
+    assert_eq!(studio.status(second)["position"], 0);
+    assert_eq!(studio.status(third)["position"], 1);
+
+    studio.post(&format!("/api/jobs/{second}/cancel"), "text/plain", b"");
+    assert_eq!(studio.status(second)["state"], "cancelled");
+    assert_eq!(studio.status(third)["position"], 0, "moved up");
+
+    studio.post(&format!("/api/jobs/{first}/cancel"), "text/plain", b"");
+    let done = studio.wait_for(third, Duration::from_secs(120), |s| s["state"] == "done");
+    assert_eq!(done["step"], 2);
+    assert_eq!(studio.status(first)["state"], "cancelled");
+    assert_eq!(
+        studio.status(second)["step"],
+        0,
+        "a cancelled waiting job never ran"
+    );
+}
+
+#[test]
+fn a_job_whose_page_went_away_is_cancelled() {
+    let studio = Studio::start(config());
+    let image = studio.upload(&photo_png(224));
+    let job = studio.submit(&long_dream(&image));
+    let mut events = studio.events(job);
+    // Read until it runs, then hang up.
+    while events.next_status().expect("status")["state"] != "running" {}
+    drop(events);
+    let status = studio.wait_for(job, Duration::from_secs(20), |s| s["state"] == "cancelled");
+    assert_eq!(status["error"], "its page went away");
+}
+
+/// A PNG whose header announces `width`x`height` pixels, followed by the start of a
+/// compressed stream: a decompression bomb's first bytes.
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let typed = [kind, data].concat();
+        png.extend_from_slice(&typed);
+        png.extend_from_slice(&crc32(&typed).to_be_bytes());
+    };
+    let mut header = width.to_be_bytes().to_vec();
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(b"IHDR", &header);
+    chunk(b"IDAT", &[0x78, 0x9c, 0x63, 0x60]);
+    chunk(b"IEND", &[]);
+    png
+}
+
+#[test]
+fn bad_requests_are_answered_with_a_4xx_and_a_json_message() {
+    let mut config = config();
+    config.max_upload_bytes = 1 << 20;
+    let studio = Studio::start(config);
+
+    // Uploads.
+    let error = studio
+        .post_raw("/api/images", "image/png", &vec![0u8; 2 << 20])
+        .error(413);
+    assert!(error.contains("size limit"), "{error}");
+    studio
+        .post("/api/images", "image/png", b"plain text, not a picture")
+        .error(415);
+    studio
+        .post("/api/images", "text/plain", &photo_png(64))
+        .error(415);
+    let error = studio
+        .post("/api/images", "image/png", &png_header(17_000, 17_000))
+        .error(413);
+    assert!(error.contains("17000x17000"), "{error}");
+    let mut truncated = photo_png(64);
+    truncated.truncate(truncated.len() / 2);
+    studio
+        .post("/api/images", "image/png", &truncated)
+        .error(422);
+    studio.post("/api/images", "image/png", b"").error(415);
+
+    // Dreams.
+    let image = studio.upload(&photo_png(96));
+    let dream = |extra: serde_json::Value| {
+        let mut request = json!({"image": image, "model": MODEL});
+        request
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        request
+    };
+    let error = studio
+        .post_json("/api/jobs", &dream(json!({"layers": ["block99"]})))
+        .error(422);
+    assert!(error.contains("no layer 'block99'"), "{error}");
+    studio
+        .post_json("/api/jobs", &dream(json!({"channels": [100000]})))
+        .error(422);
+    studio
+        .post_json("/api/jobs", &dream(json!({"class": "no such class"})))
+        .error(422);
+    studio
+        .post_json("/api/jobs", &dream(json!({"model": "alexnet"})))
+        .error(422);
+    studio
+        .post_json("/api/jobs", &dream(json!({"iterations": 0})))
+        .error(422);
+    studio
+        .post_json("/api/jobs", &dream(json!({"octaves": 1000})))
+        .error(422);
+    studio
+        .post_json("/api/jobs", &dream(json!({"step": "big"})))
+        .error(422);
+    studio
+        .post_json("/api/jobs", &dream(json!({"image": "u999"})))
+        .error(422);
+    let error = studio.post_json("/api/jobs", &json!({})).error(422);
+    assert!(error.contains("missing field `image`"), "{error}");
+    let error = studio
+        .post("/api/jobs", "application/json", b"{\"image\": ")
+        .error(400);
+    assert!(error.contains("invalid request"), "{error}");
+    studio
+        .post_raw("/api/jobs", "application/json", &vec![b' '; 100 << 10])
+        .error(413);
+
+    // Unknown things.
+    studio.get("/api/jobs/12345").error(404);
+    studio.get("/api/jobs/abc/result").error(404);
+    studio.get("/api/images/u999").error(404);
+    studio.get("/api/models/alexnet").error(422);
+    studio.get("/no/such/page").error(404);
+    studio.get("/examples/../Cargo.toml").error(404);
+
+    // The server still works.
+    assert_eq!(studio.get("/").status, 200);
+    let job = studio.submit(&dream(json!({"octaves": 1, "iterations": 1})));
+    let status = studio.wait_for(job, Duration::from_secs(120), |s| {
+        s["state"] == "done" || s["state"] == "failed"
+    });
+    assert_eq!(status["state"], "done", "{status}");
+}
+
+#[test]
+fn the_page_and_the_catalog_are_served() {
+    let studio = Studio::start(config());
+    let page = studio.get("/");
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8(page.bytes).unwrap();
+    for id in [
+        "upload", "model", "layer", "dream", "preview", "progress", "cancel", "download", "gallery",
+    ] {
+        assert!(
+            html.contains(&format!("data-testid=\"{id}\"")),
+            "the page has a {id} control"
+        );
+    }
+    let models = studio.get("/api/models").json();
+    assert!(
+        models
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "vgg16")
+    );
+    let info = studio.get(&format!("/api/models/{MODEL}")).json();
+    assert_eq!(info["classifier"], true);
+    let layers = info["layers"].as_array().unwrap();
+    assert!(
+        layers
+            .iter()
+            .any(|l| l["name"] == "block10" && l["produces"].is_string())
+    );
+    let classes = studio.get("/api/classes").json();
+    assert_eq!(classes.as_array().unwrap().len(), 1000);
+    let examples = studio.get("/api/examples").json();
+    let url = examples[0]["url"].as_str().unwrap();
+    let photo = studio.get(url);
+    assert_eq!(
+        image::guess_format(&photo.bytes).unwrap(),
+        image::ImageFormat::Png
+    );
+}

@@ -1,0 +1,294 @@
+//! The studio page in a real browser: headless Chromium driven over WebDriver by
+//! chromedriver (Debian's `chromium` and `chromium-driver` packages). It uploads a photo,
+//! dreams it while watching the preview change, downloads the result and checks its
+//! parameters, then cancels a second dream.
+//!
+//! Without Chromium the test says so and passes, unless `DEEPDREAM_REQUIRE_BROWSER=1` (set
+//! by `.ci/run`) makes that a failure. `DEEPDREAM_SCREENSHOT=path.png` saves a screenshot of
+//! the page after the first dream (the README's picture).
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Studio, config, photo_png};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver, killed when dropped.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn connect(port: u16) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1280,1100"],
+        }),
+    );
+    let start = Instant::now();
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => return client,
+            Err(error) if start.elapsed() < Duration::from_secs(30) => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("cannot start a Chromium session: {error}"),
+        }
+    }
+}
+
+/// Evaluates `script` (a function body) in the page.
+async fn js(client: &Client, script: &str) -> Value {
+    client.execute(script, vec![]).await.unwrap()
+}
+
+/// Waits until `script` returns true.
+async fn until(client: &Client, what: &str, limit: Duration, script: &str) {
+    let start = Instant::now();
+    while js(client, script).await != json!(true) {
+        let status = js(
+            client,
+            "return document.getElementById('status').textContent",
+        )
+        .await;
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}; status: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn status_is(text: &str) -> String {
+    format!("return document.getElementById('status').textContent.startsWith('{text}')")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_dreams_a_photo_in_the_browser() {
+    if !(Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()) {
+        let message =
+            "Chromium or chromedriver is missing: apt-get install chromium chromium-driver";
+        assert!(
+            std::env::var("DEEPDREAM_REQUIRE_BROWSER").is_err(),
+            "{message}"
+        );
+        eprintln!("skipped: {message}");
+        return;
+    }
+    let studio = tokio::task::spawn_blocking(|| Studio::start(config()))
+        .await
+        .unwrap();
+    let port = free_port();
+    let _driver = Driver(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let client = connect(port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("cat.png");
+    std::fs::write(&photo, photo_png(240)).unwrap();
+
+    client.goto(&format!("{}/", studio.url)).await.unwrap();
+    until(
+        &client,
+        "the layers",
+        Duration::from_secs(300),
+        "return document.getElementById('layer').options.length > 1",
+    )
+    .await;
+    client
+        .find(Locator::Css("[data-testid=upload]"))
+        .await
+        .unwrap()
+        .send_keys(photo.to_str().unwrap())
+        .await
+        .unwrap();
+    until(
+        &client,
+        "the upload",
+        Duration::from_secs(30),
+        &status_is("Ready to dream"),
+    )
+    .await;
+    client
+        .find(Locator::Css("[data-testid=model]"))
+        .await
+        .unwrap()
+        .select_by_value("efficientnet-lite0")
+        .await
+        .unwrap();
+    until(
+        &client,
+        "efficientnet's layers",
+        Duration::from_secs(300),
+        "return [...document.getElementById('layer').options].some(o => o.value === 'block10')",
+    )
+    .await;
+    // Sliders: 3 octaves of 6 steps, a fixed seed.
+    js(
+        &client,
+        "for (const [k, v] of [['octaves', 3], ['iterations', 6]]) { \
+           const e = document.getElementById(k); e.value = v; e.dispatchEvent(new Event('input')); } \
+         document.getElementById('seed').value = 11;",
+    )
+    .await;
+
+    // Dream, watching the preview.
+    let preview = client
+        .find(Locator::Css("[data-testid=preview]"))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("[data-testid=dream]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut previews = Vec::new();
+    let start = Instant::now();
+    loop {
+        let src = preview.attr("src").await.unwrap().unwrap_or_default();
+        if src.contains("/preview?v=") && previews.last() != Some(&src) {
+            previews.push(src);
+        }
+        let done = js(&client, &status_is("Done")).await == json!(true);
+        if done {
+            break;
+        }
+        let failed = js(&client, &status_is("Failed")).await == json!(true);
+        assert!(!failed, "the dream failed");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the dream did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        previews.len() >= 2,
+        "the preview changed {} times before the end: {previews:?}",
+        previews.len()
+    );
+    let progress = js(
+        &client,
+        "const p = document.querySelector('[data-testid=progress]'); return p.value / p.max",
+    )
+    .await;
+    assert_eq!(progress.as_f64(), Some(1.0), "the progress bar is full");
+    let command = js(
+        &client,
+        "return document.getElementById('command').textContent",
+    )
+    .await;
+    assert!(command.as_str().unwrap().contains("--seed 11"), "{command}");
+
+    // Download what the link points at.
+    let link = client
+        .find(Locator::Css("[data-testid=download]"))
+        .await
+        .unwrap();
+    let href = link.prop("href").await.unwrap().expect("a download link");
+    let png = tokio::task::spawn_blocking(move || {
+        let mut response = ureq::get(&href).call().unwrap();
+        response.body_mut().read_to_vec().unwrap()
+    })
+    .await
+    .unwrap();
+    let picture = image::load_from_memory(&png).unwrap();
+    assert_eq!((picture.width(), picture.height()), (240, 159));
+    let text = deepdream::image_io::png_text(&png).unwrap();
+    assert!(
+        text.iter().any(|(k, v)| k == "deepdream:seed" && v == "11"),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|(k, v)| k == "deepdream:octaves" && v == "3")
+    );
+    let items = client
+        .find_all(Locator::Css(
+            "[data-testid=gallery] [data-testid=gallery-item]",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 1, "the gallery shows the dream");
+    if let Ok(path) = std::env::var("DEEPDREAM_SCREENSHOT") {
+        js(&client, "document.getElementById('compare').value = 50; document.getElementById('compare').dispatchEvent(new Event('input'));").await;
+        std::fs::write(path, client.screenshot().await.unwrap()).unwrap();
+    }
+
+    // A second, longer dream, cancelled.
+    js(
+        &client,
+        "const e = document.getElementById('iterations'); e.value = 50; e.dispatchEvent(new Event('input'));",
+    )
+    .await;
+    client
+        .find(Locator::Css("[data-testid=dream]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &client,
+        "the second dream",
+        Duration::from_secs(60),
+        &status_is("Dreaming"),
+    )
+    .await;
+    client
+        .find(Locator::Css("[data-testid=cancel]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &client,
+        "the cancel",
+        Duration::from_secs(10),
+        &status_is("Cancelled"),
+    )
+    .await;
+    let jobs: Value = tokio::task::spawn_blocking(move || studio.get("/api/jobs").json())
+        .await
+        .unwrap();
+    assert_eq!(jobs[0]["status"]["state"], "cancelled");
+    assert_eq!(jobs[1]["status"]["state"], "done");
+    client.close().await.unwrap();
+}
