@@ -232,34 +232,10 @@ fn metadata(args: &StyleArgs, params: &StyleParams, model: &str) -> Vec<(String,
         ("deepdream:model".to_string(), model.to_string()),
         ("deepdream:content".to_string(), file_name(&args.content)),
         ("deepdream:style".to_string(), args.style.join(",")),
-        (
-            "deepdream:style-layers".to_string(),
-            params.style_layers.join(","),
-        ),
-        (
-            "deepdream:content-layers".to_string(),
-            params.content_layers.join(","),
-        ),
-        (
-            "deepdream:content-weight".to_string(),
-            params.content_weight.to_string(),
-        ),
-        (
-            "deepdream:style-weight".to_string(),
-            params.style_weight.to_string(),
-        ),
-        (
-            "deepdream:tv-weight".to_string(),
-            params.tv_weight.to_string(),
-        ),
-        (
-            "deepdream:iterations".to_string(),
-            params.iterations.to_string(),
-        ),
-        ("deepdream:size".to_string(), params.size.to_string()),
-        ("deepdream:scales".to_string(), params.scales.to_string()),
-        ("deepdream:seed".to_string(), params.seed.to_string()),
     ]
+    .into_iter()
+    .chain(params.metadata())
+    .collect()
 }
 
 #[cfg(test)]

@@ -5,8 +5,6 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use deepdream::engine::parameterisation::Parameterisation;
-use deepdream::engine::transform::Transforms;
 use deepdream::modes::visualize::{Target, VisualizeParams, contact_sheet, target_term, visualize};
 use deepdream::{Device, image_io, imagenet};
 
@@ -148,15 +146,7 @@ pub fn visualize_command(args: VisualizeArgs, device: &Device) -> Result<()> {
     } else {
         contact_sheet(&images, args.columns, 4)
     };
-    let describe = |target: &Target| match target {
-        Target::Channel { layer, channel } => format!("{layer}:{channel}"),
-        Target::Layer(layer) => layer.clone(),
-        Target::Class(class) => format!(
-            "class {class} ({})",
-            imagenet::class_name(*class).unwrap_or("?")
-        ),
-    };
-    let metadata = vec![
+    let mut metadata = vec![
         (
             "Software".to_string(),
             format!("deepdream {}", env!("CARGO_PKG_VERSION")),
@@ -165,17 +155,14 @@ pub fn visualize_command(args: VisualizeArgs, device: &Device) -> Result<()> {
         ("deepdream:model".to_string(), network.name().to_string()),
         (
             "deepdream:targets".to_string(),
-            targets.iter().map(describe).collect::<Vec<_>>().join(","),
-        ),
-        ("deepdream:steps".to_string(), params.steps.to_string()),
-        ("deepdream:seed".to_string(), params.seed.to_string()),
-        (
-            "deepdream:priors".to_string(),
-            (params.parameterisation != Parameterisation::Pixels
-                && params.transforms != Transforms::NONE)
-                .to_string(),
+            targets
+                .iter()
+                .map(Target::describe)
+                .collect::<Vec<_>>()
+                .join(","),
         ),
     ];
+    metadata.extend(params.metadata());
     image_io::save(&result.into(), &args.output, &metadata)?;
     eprintln!(
         "Wrote {} (seed {}) in {:.1} s",

@@ -1,6 +1,7 @@
-//! Load on the studio while it dreams: one dream alone, then the same dream while 20 clients
+//! Load on the studio while it dreams: one dream alone, the same dream while 20 clients
 //! poll the status and list endpoints (each every `--interval` ms) for `--seconds`; prints
-//! the request latencies (p50, p99, max) and the dream's time against the unloaded run.
+//! the request latencies (p50, p99, max) and the dream's time against the mean of the
+//! unloaded runs before and after.
 //!
 //! `cargo bench -p deepdream-server --bench load [-- --seconds 30 --clients 20 --interval 100]`
 
@@ -53,7 +54,7 @@ fn main() {
     let (_, warm) = dream(&studio, &image, 2);
     let per_iteration = warm / 2.0;
     let iterations = ((seconds as f64 / per_iteration).ceil() as u64).max(2);
-    let (_, alone) = dream(&studio, &image, iterations);
+    let (_, before) = dream(&studio, &image, iterations);
 
     // The same dream with clients polling.
     let stop = Arc::new(AtomicBool::new(false));
@@ -81,6 +82,8 @@ fn main() {
         .collect();
     let (_, loaded) = dream(&studio, &image, iterations);
     stop.store(true, Ordering::SeqCst);
+    let (_, after) = dream(&studio, &image, iterations);
+    let alone = (before + after) / 2.0;
     let mut latencies: Vec<f64> = pollers
         .into_iter()
         .flat_map(|p| p.join().unwrap())
@@ -99,7 +102,8 @@ fn main() {
         latencies.last().unwrap()
     );
     println!(
-        "dream: {alone:.1} s alone, {loaded:.1} s under load ({:+.1} %)",
+        "dream: {before:.1} s and {after:.1} s alone (before and after), {loaded:.1} s under load \
+         ({:+.1} % against their mean)",
         (loaded / alone - 1.0) * 100.0
     );
 }

@@ -25,8 +25,8 @@ use tokio::sync::watch;
 use crate::Config;
 use crate::catalog::{self, Catalog, EXAMPLES};
 use crate::error::{ApiError, ApiResult};
-use crate::jobs::{DreamJob, Job, Queue, QueueError, Upload};
-use crate::request::DreamRequest;
+use crate::jobs::{Job, JobSpec, Queue, QueueError, STYLE_MODEL, Upload};
+use crate::requests::{DreamRequest, StyleRequest, VisualizeRequest};
 
 /// The page, with its styles and script inline.
 const PAGE: &str = include_str!("page.html");
@@ -101,7 +101,10 @@ pub fn router(app: Arc<App>) -> Router {
             post(upload).layer(DefaultBodyLimit::max(app.config.max_upload_bytes)),
         )
         .route("/api/images/{id}", get(uploaded_image))
-        .route("/api/jobs", post(submit).get(list_jobs))
+        .route("/api/dream", post(submit_dream))
+        .route("/api/style", post(submit_style))
+        .route("/api/visualize", post(submit_visualize))
+        .route("/api/jobs", get(list_jobs))
         .route("/api/jobs/{id}", get(job_status))
         .route("/api/jobs/{id}/preview", get(preview))
         .route("/api/jobs/{id}/result", get(result))
@@ -150,9 +153,14 @@ async fn classes() -> Json<Value> {
 async fn examples() -> Json<Value> {
     let list: Vec<Value> = EXAMPLES
         .iter()
-        .map(
-            |e| json!({ "name": e.name, "title": e.title, "url": format!("/examples/{}", e.name) }),
-        )
+        .map(|e| {
+            json!({
+                "name": e.name,
+                "title": e.title,
+                "kind": e.kind,
+                "url": format!("/examples/{}", e.name),
+            })
+        })
         .collect();
     Json(json!(list))
 }
@@ -162,7 +170,7 @@ async fn example(Path(name): Path<String>) -> ApiResult<Response> {
         .iter()
         .find(|e| e.name == name)
         .ok_or_else(|| ApiError::not_found(format!("no example called '{name}'")))?;
-    Ok(([(header::CONTENT_TYPE, "image/png")], example.bytes).into_response())
+    Ok(([(header::CONTENT_TYPE, example.media_type)], example.bytes).into_response())
 }
 
 /// The body, or the extractor's rejection (too large, unreadable) as a JSON error.
@@ -276,8 +284,8 @@ fn random_seed() -> u64 {
     std::hash::RandomState::new().hash_one(std::time::SystemTime::now()) % 1_000_000_000
 }
 
-/// `POST /api/jobs`: queues a dream (202 with the job).
-async fn submit(
+/// `POST /api/dream`: queues a dream (202 with the job).
+async fn submit_dream(
     State(app): State<Arc<App>>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -289,48 +297,63 @@ async fn submit(
         .map(|id| app.upload(id))
         .transpose()?;
     let info = app.catalog.model(&request.model).await?;
-    let checked = request.check(&info, &source, guide.as_ref(), random_seed())?;
-    let command = checked.request.command_line();
-    let mut metadata = vec![
-        (
-            "Software".to_string(),
-            format!("deepdream {}", env!("CARGO_PKG_VERSION")),
+    let spec = request.check(&info, source, guide.as_ref(), random_seed())?;
+    queue(&app, spec)
+}
+
+/// `POST /api/style`: queues a style transfer.
+async fn submit_style(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let request: StyleRequest = parse_json(&body_of(body)?)?;
+    let source = app.upload(&request.image)?;
+    let styles = request
+        .styles
+        .iter()
+        .map(|s| app.upload(&s.image))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let info = app.catalog.model(STYLE_MODEL).await?;
+    let spec = request.check(&info, source, styles, random_seed())?;
+    queue(&app, spec)
+}
+
+/// `POST /api/visualize`: queues a feature visualisation.
+async fn submit_visualize(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let request: VisualizeRequest = parse_json(&body_of(body)?)?;
+    let info = app.catalog.model(&request.model).await?;
+    let spec = request.check(&info, random_seed())?;
+    queue(&app, spec)
+}
+
+/// Queues a checked job: 202 with the job, 429 when the queue is full.
+fn queue(app: &App, spec: JobSpec) -> ApiResult<(StatusCode, Json<Value>)> {
+    let job = app.queue.submit(spec).map_err(|e| match e {
+        QueueError::Full(n) => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{n} jobs are already waiting; try again when one has finished"),
         ),
-        ("deepdream:model".to_string(), checked.model.to_string()),
-    ];
-    metadata.extend(checked.params.metadata());
-    let request = serde_json::to_value(&checked.request)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let dream = DreamJob {
-        model: checked.model,
-        params: checked.params,
-        source,
-        metadata,
-    };
-    let job = app
-        .queue
-        .submit(dream, request, command)
-        .map_err(|e| match e {
-            QueueError::Full(n) => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("{n} dreams are already waiting; try again when one has finished"),
-            ),
-            QueueError::Closed => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
-            }
-        })?;
+        QueueError::Closed => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
+        }
+    })?;
     Ok((StatusCode::ACCEPTED, Json(job_json(&job))))
 }
 
 /// A job as the API shows it.
 fn job_json(job: &Job) -> Value {
+    let task = &job.spec.task;
     json!({
         "id": job.id,
-        "mode": "dream",
-        "request": job.request,
-        "command": job.command,
+        "mode": task.mode(),
+        "model": task.model(),
+        "request": job.spec.request,
+        "command": job.spec.command,
         "status": job.status(),
-        "source": format!("/api/images/{}", job.dream.source.id),
+        "source": task.source().map(|s| format!("/api/images/{}", s.id)),
         "preview": format!("/api/jobs/{}/preview", job.id),
         "result": format!("/api/jobs/{}/result", job.id),
         "events": format!("/api/jobs/{}/events", job.id),

@@ -147,26 +147,56 @@ impl Catalog {
     }
 }
 
-/// A photo bundled with the page, to try the studio without one of your own.
+/// A picture bundled with the page, to try the studio without one of your own.
 pub struct Example {
     /// The file name.
     pub name: &'static str,
     /// What it shows.
     pub title: &'static str,
-    /// The PNG bytes.
+    /// `photo` (to dream or restyle) or `painting` (a style).
+    pub kind: &'static str,
+    /// The file's media type.
+    pub media_type: &'static str,
+    /// The file's bytes.
     pub bytes: &'static [u8],
 }
 
-/// The bundled example photos (the README's, from scikit-image's public-domain data).
+/// The bundled pictures: the README's photos (scikit-image's public-domain samples) and
+/// paintings (public domain; see `assets/paintings/LICENSES.md`).
 pub const EXAMPLES: &[Example] = &[
     Example {
         name: "chelsea.png",
         title: "Chelsea the cat",
+        kind: "photo",
+        media_type: "image/png",
         bytes: include_bytes!("../../../assets/chelsea.png"),
     },
     Example {
         name: "coffee.png",
         title: "A cup of coffee",
+        kind: "photo",
+        media_type: "image/png",
         bytes: include_bytes!("../../../assets/coffee.png"),
+    },
+    Example {
+        name: "starry_night.jpg",
+        title: "The Starry Night (van Gogh)",
+        kind: "painting",
+        media_type: "image/jpeg",
+        bytes: include_bytes!("../../../assets/paintings/starry_night.jpg"),
+    },
+    Example {
+        name: "the_scream.jpg",
+        title: "The Scream (Munch)",
+        kind: "painting",
+        media_type: "image/jpeg",
+        bytes: include_bytes!("../../../assets/paintings/the_scream.jpg"),
+    },
+    Example {
+        name: "woman-with-hat-matisse.jpg",
+        title: "Woman with a Hat (Matisse)",
+        kind: "painting",
+        media_type: "image/jpeg",
+        bytes: include_bytes!("../../../assets/paintings/woman-with-hat-matisse.jpg"),
     },
 ];

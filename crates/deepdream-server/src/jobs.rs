@@ -8,6 +8,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use deepdream::eta::{self, Eta};
+use deepdream::modes::style::{StyleImage, StyleParams, Stylist};
+use deepdream::modes::visualize::{Target, VisualizeParams, visualize_watched};
 use deepdream::{
     Device, DreamParams, Dreamer, Error, Network, Snapshot, image_io, models, weights,
 };
@@ -61,12 +63,13 @@ pub struct Status {
     pub position: Option<usize>,
     /// Steps done.
     pub step: usize,
-    /// Steps in the whole dream (known once it runs).
+    /// Steps in the whole job (known once it runs).
     pub steps: usize,
-    /// The octave being dreamed, from 1.
-    pub octave: usize,
-    /// Octaves dreamed.
-    pub octaves: usize,
+    /// The stage being worked on, from 1: the octave of a dream, the scale of a style
+    /// transfer (a visualisation has one).
+    pub stage: usize,
+    /// Number of stages.
+    pub stages: usize,
     /// Seconds since the job started running.
     pub elapsed_seconds: f64,
     /// Estimated seconds left, once a rate is known.
@@ -84,8 +87,8 @@ impl Status {
             position: Some(position),
             step: 0,
             steps: 0,
-            octave: 0,
-            octaves: 0,
+            stage: 0,
+            stages: 0,
             elapsed_seconds: 0.0,
             eta_seconds: None,
             preview: 0,
@@ -94,28 +97,85 @@ impl Status {
     }
 }
 
-/// Everything a dream job needs, checked before it is queued.
-pub struct DreamJob {
-    /// The model's name.
-    pub model: &'static str,
-    /// The dream's parameters (seed filled in).
-    pub params: DreamParams,
-    /// The photo.
-    pub source: Arc<Upload>,
-    /// Metadata stored in the result PNG besides the parameters (model, software, files).
-    pub metadata: Vec<(String, String)>,
+/// What a job makes, checked before it is queued.
+pub enum Task {
+    /// A dream of a photo.
+    Dream {
+        /// The model's name.
+        model: &'static str,
+        /// The dream's parameters (seed filled in).
+        params: DreamParams,
+        /// The photo.
+        source: Arc<Upload>,
+    },
+    /// A photo painted in the manner of one or more paintings (with VGG16).
+    Style {
+        /// The transfer's parameters.
+        params: StyleParams,
+        /// The photo.
+        source: Arc<Upload>,
+        /// The paintings and their weights.
+        styles: Vec<(Arc<Upload>, f32)>,
+    },
+    /// A picture grown from noise for a channel, a layer or a class.
+    Visualize {
+        /// The model's name.
+        model: &'static str,
+        /// What to grow.
+        target: Target,
+        /// The visualisation's parameters.
+        params: VisualizeParams,
+    },
 }
 
-/// A dream in the queue, running, or finished.
-pub struct Job {
-    /// Its id in URLs.
-    pub id: u64,
-    /// What it dreams.
-    pub dream: DreamJob,
+impl Task {
+    /// The mode's name in the API (`dream`, `style`, `visualize`).
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Task::Dream { .. } => "dream",
+            Task::Style { .. } => "style",
+            Task::Visualize { .. } => "visualize",
+        }
+    }
+
+    /// The network it runs on.
+    pub fn model(&self) -> &'static str {
+        match self {
+            Task::Dream { model, .. } | Task::Visualize { model, .. } => model,
+            Task::Style { .. } => STYLE_MODEL,
+        }
+    }
+
+    /// The photo it starts from, if any.
+    pub fn source(&self) -> Option<&Arc<Upload>> {
+        match self {
+            Task::Dream { source, .. } | Task::Style { source, .. } => Some(source),
+            Task::Visualize { .. } => None,
+        }
+    }
+}
+
+/// The network style transfer runs on (its default layers are VGG16's).
+pub const STYLE_MODEL: &str = "vgg16";
+
+/// A job as the client asked for it, with what is shown about it.
+pub struct JobSpec {
+    /// What it makes.
+    pub task: Task,
+    /// Text entries stored in the result PNG (software, mode, model, parameters).
+    pub metadata: Vec<(String, String)>,
     /// The request as the client should see it (defaults and seed filled in).
     pub request: serde_json::Value,
     /// The equivalent command line.
     pub command: String,
+}
+
+/// A job in the queue, running, or finished.
+pub struct Job {
+    /// Its id in URLs.
+    pub id: u64,
+    /// What it makes and how it was asked for.
+    pub spec: JobSpec,
     status: watch::Sender<Status>,
     cancel: AtomicBool,
     preview: Mutex<Option<Arc<Vec<u8>>>>,
@@ -263,13 +323,8 @@ impl Queue {
         queue
     }
 
-    /// Queues a dream; returns the job.
-    pub fn submit(
-        &self,
-        dream: DreamJob,
-        request: serde_json::Value,
-        command: String,
-    ) -> Result<Arc<Job>, QueueError> {
+    /// Queues a job; returns it.
+    pub fn submit(&self, spec: JobSpec) -> Result<Arc<Job>, QueueError> {
         let mut jobs = lock(&self.jobs);
         if jobs.closed {
             return Err(QueueError::Closed);
@@ -282,9 +337,7 @@ impl Queue {
         let (status, _) = watch::channel(Status::queued(jobs.waiting.len()));
         let job = Arc::new(Job {
             id,
-            dream,
-            request,
-            command,
+            spec,
             status,
             cancel: AtomicBool::new(false),
             preview: Mutex::new(None),
@@ -406,7 +459,7 @@ impl Queue {
         }
     }
 
-    /// Dreams one job; returns the PNG.
+    /// Runs one job; returns the PNG.
     fn run(
         &self,
         job: &Job,
@@ -416,55 +469,138 @@ impl Queue {
         if job.cancelled() {
             return Err(Error::Cancelled);
         }
-        let start = Instant::now();
         job.update(|s| {
             s.state = State::Running;
             s.position = None;
         });
-        let dream = &job.dream;
-        if loaded.as_ref().is_none_or(|(name, _)| *name != dream.model) {
+        let task = &job.spec.task;
+        if loaded
+            .as_ref()
+            .is_none_or(|(name, _)| *name != task.model())
+        {
             // Free the old network before loading the next one.
             *loaded = None;
-            let spec = models::find(dream.model)?;
+            let spec = models::find(task.model())?;
             let path = weights::ensure(spec, |_| {})?;
             *loaded = Some((spec.name, (spec.load)(&path, device)?));
         }
         let (_, network) = loaded.as_ref().expect("loaded above");
-        let dreamer = Dreamer::new(network.as_ref(), dream.params.clone(), device)?;
-        let source = &dream.source.rgb;
-        let sizes = dreamer.octave_sizes(source.width(), source.height())?;
-        let iterations = dream.params.iterations;
-        let mut eta = Eta::new(eta::dream_work(&sizes, iterations));
-        let mut last_preview: Option<Instant> = None;
-        let mut preview_version = 0;
-        let grace = self.disconnect_grace;
-        let dreamed = dreamer.dream_watched(source, dream.params.seed, |snapshot: &Snapshot| {
-            if job.cancelled() || job.abandoned(grace) {
-                return Err(Error::Cancelled);
+        let network = network.as_ref();
+        let mut reporter = Reporter::new(job, self.disconnect_grace);
+        let picture = match task {
+            Task::Dream { params, source, .. } => {
+                let dreamer = Dreamer::new(network, params.clone(), device)?;
+                let sizes = dreamer.octave_sizes(source.rgb.width(), source.rgb.height())?;
+                let iterations = params.iterations;
+                reporter.eta = Eta::new(eta::dream_work(&sizes, iterations));
+                let dreamed = dreamer.dream_watched(&source.rgb, params.seed, |snapshot| {
+                    let p = snapshot.progress;
+                    let done = eta::dream_work_done(&sizes, iterations, &p);
+                    let stage = (p.steps_done(), p.steps_total(), p.octave + 1, p.octaves);
+                    reporter.observe(snapshot, done, stage, p.iteration == p.iterations)
+                })?;
+                image_io::join_alpha(dreamed, source.alpha.as_ref())
             }
-            let p = snapshot.progress;
-            let left = eta.update(eta::dream_work_done(&sizes, iterations, &p));
-            let octave_end = p.iteration == p.iterations;
-            let due = last_preview.is_none_or(|t| t.elapsed() >= PREVIEW_INTERVAL);
-            if octave_end || due {
-                *lock(&job.preview) = Some(Arc::new(jpeg(&snapshot.image()?)?));
-                last_preview = Some(Instant::now());
-                preview_version += 1;
+            Task::Style {
+                params,
+                source,
+                styles,
+            } => {
+                let stylist = Stylist::new(network, params.clone(), device)?;
+                let paintings: Vec<StyleImage> = styles
+                    .iter()
+                    .map(|(upload, weight)| StyleImage {
+                        image: upload.rgb.clone(),
+                        weight: *weight,
+                    })
+                    .collect();
+                // Work per evaluation grows with the scale's area.
+                let areas: Vec<f64> = params
+                    .sizes()
+                    .iter()
+                    .map(|&s| f64::from(s).powi(2))
+                    .collect();
+                let iterations = params.iterations as f64;
+                reporter.eta = Eta::new(areas.iter().sum::<f64>() * iterations);
+                let styled = stylist.transfer_watched(&source.rgb, &paintings, |snapshot| {
+                    let p = snapshot.progress;
+                    let finished: f64 = areas[..p.scale].iter().sum();
+                    let done = (finished * iterations) + areas[p.scale] * p.iteration as f64;
+                    let stage = (p.done(), p.scales * p.iterations, p.scale + 1, p.scales);
+                    reporter.observe(snapshot, done, stage, p.iteration == p.iterations)
+                })?;
+                DynamicImage::ImageRgb8(styled)
             }
-            job.update(|s| {
-                s.step = p.steps_done();
-                s.steps = p.steps_total();
-                s.octave = p.octave + 1;
-                s.octaves = p.octaves;
-                s.elapsed_seconds = start.elapsed().as_secs_f64();
-                s.eta_seconds = left;
-                s.preview = preview_version;
-            });
-            Ok(())
-        })?;
-        let picture = image_io::join_alpha(dreamed, dream.source.alpha.as_ref());
-        job.update(|s| s.elapsed_seconds = start.elapsed().as_secs_f64());
-        image_io::png_bytes(&picture, &dream.metadata)
+            Task::Visualize { target, params, .. } => {
+                reporter.eta = Eta::new(params.steps as f64);
+                let grown = visualize_watched(network, target, params, device, |snapshot| {
+                    let p = snapshot.progress;
+                    reporter.observe(snapshot, p.step as f64, (p.step, p.steps, 1, 1), false)
+                })?;
+                DynamicImage::ImageRgb8(grown)
+            }
+        };
+        let elapsed = reporter.start.elapsed().as_secs_f64();
+        job.update(|s| s.elapsed_seconds = elapsed);
+        image_io::png_bytes(&picture, &job.spec.metadata)
+    }
+}
+
+/// Publishes a running job's progress: steps, stage, time left, previews; and stops the job
+/// when it is cancelled or its page went away.
+struct Reporter<'a> {
+    job: &'a Job,
+    grace: Duration,
+    start: Instant,
+    eta: Eta,
+    last_preview: Option<Instant>,
+    previews: u64,
+}
+
+impl<'a> Reporter<'a> {
+    fn new(job: &'a Job, grace: Duration) -> Self {
+        Reporter {
+            job,
+            grace,
+            start: Instant::now(),
+            eta: Eta::new(0.0),
+            last_preview: None,
+            previews: 0,
+        }
+    }
+
+    /// Records a step: `done` units of the work given to the [`Eta`], `(step, steps, stage,
+    /// stages)`; a preview is made when one is due or at the end of a stage.
+    fn observe<P>(
+        &mut self,
+        snapshot: &Snapshot<P>,
+        done: f64,
+        (step, steps, stage, stages): (usize, usize, usize, usize),
+        stage_end: bool,
+    ) -> deepdream::Result<()> {
+        if self.job.cancelled() || self.job.abandoned(self.grace) {
+            return Err(Error::Cancelled);
+        }
+        let left = self.eta.update(done);
+        let due = self
+            .last_preview
+            .is_none_or(|t| t.elapsed() >= PREVIEW_INTERVAL);
+        if stage_end || due {
+            *lock(&self.job.preview) = Some(Arc::new(jpeg(&snapshot.image()?)?));
+            self.last_preview = Some(Instant::now());
+            self.previews += 1;
+        }
+        let (elapsed, previews) = (self.start.elapsed().as_secs_f64(), self.previews);
+        self.job.update(|s| {
+            s.step = step;
+            s.steps = steps;
+            s.stage = stage;
+            s.stages = stages;
+            s.elapsed_seconds = elapsed;
+            s.eta_seconds = left;
+            s.preview = previews;
+        });
+        Ok(())
     }
 }
 

@@ -19,7 +19,7 @@ mod api;
 mod catalog;
 mod error;
 mod jobs;
-mod request;
+mod requests;
 
 use std::future::Future;
 use std::time::Duration;
@@ -29,7 +29,7 @@ use deepdream::Device;
 pub use catalog::what_it_produces;
 pub use error::ApiError;
 pub use jobs::{State, Status};
-pub use request::DreamRequest;
+pub use requests::{DreamRequest, StyleRequest, VisualizeRequest, WeightedImage};
 
 /// The server's limits and where it computes.
 #[derive(Clone, Debug)]

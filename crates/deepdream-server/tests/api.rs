@@ -222,38 +222,38 @@ fn bad_requests_are_answered_with_a_4xx_and_a_json_message() {
         request
     };
     let error = studio
-        .post_json("/api/jobs", &dream(json!({"layers": ["block99"]})))
+        .post_json("/api/dream", &dream(json!({"layers": ["block99"]})))
         .error(422);
     assert!(error.contains("no layer 'block99'"), "{error}");
     studio
-        .post_json("/api/jobs", &dream(json!({"channels": [100000]})))
+        .post_json("/api/dream", &dream(json!({"channels": [100000]})))
         .error(422);
     studio
-        .post_json("/api/jobs", &dream(json!({"class": "no such class"})))
+        .post_json("/api/dream", &dream(json!({"class": "no such class"})))
         .error(422);
     studio
-        .post_json("/api/jobs", &dream(json!({"model": "alexnet"})))
+        .post_json("/api/dream", &dream(json!({"model": "alexnet"})))
         .error(422);
     studio
-        .post_json("/api/jobs", &dream(json!({"iterations": 0})))
+        .post_json("/api/dream", &dream(json!({"iterations": 0})))
         .error(422);
     studio
-        .post_json("/api/jobs", &dream(json!({"octaves": 1000})))
+        .post_json("/api/dream", &dream(json!({"octaves": 1000})))
         .error(422);
     studio
-        .post_json("/api/jobs", &dream(json!({"step": "big"})))
+        .post_json("/api/dream", &dream(json!({"step": "big"})))
         .error(422);
     studio
-        .post_json("/api/jobs", &dream(json!({"image": "u999"})))
+        .post_json("/api/dream", &dream(json!({"image": "u999"})))
         .error(422);
-    let error = studio.post_json("/api/jobs", &json!({})).error(422);
+    let error = studio.post_json("/api/dream", &json!({})).error(422);
     assert!(error.contains("missing field `image`"), "{error}");
     let error = studio
-        .post("/api/jobs", "application/json", b"{\"image\": ")
+        .post("/api/dream", "application/json", b"{\"image\": ")
         .error(400);
     assert!(error.contains("invalid request"), "{error}");
     studio
-        .post_raw("/api/jobs", "application/json", &vec![b' '; 100 << 10])
+        .post_raw("/api/dream", "application/json", &vec![b' '; 100 << 10])
         .error(413);
 
     // Unknown things.
@@ -312,4 +312,131 @@ fn the_page_and_the_catalog_are_served() {
         image::guess_format(&photo.bytes).unwrap(),
         image::ImageFormat::Png
     );
+}
+
+/// A painting from the README's examples, scaled to `width` pixels wide, as PNG.
+fn painting_png(width: u32) -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../assets/paintings/starry_night.jpg"
+    );
+    let painting = image::open(path).unwrap();
+    let small = painting.resize(width, width, image::imageops::FilterType::Triangle);
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    small.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+    bytes.into_inner()
+}
+
+fn png_value(png: &[u8], key: &str) -> Option<String> {
+    deepdream::image_io::png_text(png)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn a_style_transfer_runs_as_a_job() {
+    let studio = Studio::start(config());
+    let photo = studio.upload(&photo_png(96));
+    let painting = studio.upload(&painting_png(96));
+    let request = json!({
+        "image": photo, "styles": [{"image": painting}], "size": 64, "scales": 1,
+        "iterations": 4, "seed": 3,
+    });
+    let job = studio.submit_to("/api/style", &request);
+    let status = studio.wait_for(job, Duration::from_secs(300), |s| {
+        s["state"] == "done" || s["state"] == "failed"
+    });
+    assert_eq!(status["state"], "done", "{status}");
+    assert!(status["preview"].as_u64().unwrap() >= 1);
+    let result = studio.get(&format!("/api/jobs/{job}/result")).bytes;
+    let picture = image::load_from_memory(&result).unwrap();
+    assert_eq!(picture.width().max(picture.height()), 64);
+    assert_eq!(
+        png_value(&result, "deepdream:mode").as_deref(),
+        Some("style")
+    );
+    assert_eq!(
+        png_value(&result, "deepdream:iterations").as_deref(),
+        Some("4")
+    );
+    let listed = studio.get(&format!("/api/jobs/{job}")).json();
+    assert_eq!(listed["mode"], "style");
+    let command = listed["command"].as_str().unwrap();
+    assert!(
+        command.starts_with("deepdream style photo.png --style painting1.png -o styled.png")
+            && command.contains("--size 64 --scales 1"),
+        "{command}"
+    );
+
+    for (bad, why) in [
+        (json!({"image": photo, "styles": []}), "paintings"),
+        (
+            json!({"image": photo, "styles": [{"image": "u999"}]}),
+            "u999",
+        ),
+        (
+            json!({"image": photo, "styles": [{"image": painting, "weight": -1}]}),
+            "weight",
+        ),
+        (
+            json!({"image": photo, "styles": [{"image": painting}], "size": 100000}),
+            "size",
+        ),
+    ] {
+        let error = studio.post_json("/api/style", &bad).error(422);
+        assert!(error.contains(why), "{error}");
+    }
+}
+
+#[test]
+fn a_visualisation_runs_as_a_job() {
+    let studio = Studio::start(config());
+    let request = json!({"model": MODEL, "layer": "block10", "channel": 3, "size": 64, "steps": 8, "seed": 4});
+    let job = studio.submit_to("/api/visualize", &request);
+    let status = studio.wait_for(job, Duration::from_secs(120), |s| {
+        s["state"] == "done" || s["state"] == "failed"
+    });
+    assert_eq!(status["state"], "done", "{status}");
+    assert_eq!(status["steps"], 8);
+    let result = studio.get(&format!("/api/jobs/{job}/result")).bytes;
+    let picture = image::load_from_memory(&result).unwrap();
+    assert_eq!((picture.width(), picture.height()), (64, 64));
+    assert_eq!(
+        png_value(&result, "deepdream:targets").as_deref(),
+        Some("block10:3")
+    );
+    let listed = studio.get(&format!("/api/jobs/{job}")).json();
+    assert_eq!(listed["source"], serde_json::Value::Null);
+    assert!(
+        listed["command"]
+            .as_str()
+            .unwrap()
+            .contains("--layer block10 --channel 3")
+    );
+
+    for (bad, why) in [
+        (
+            json!({"model": MODEL, "layer": "block10", "class": "goldfish"}),
+            "either",
+        ),
+        (json!({"model": MODEL}), "either"),
+        (
+            json!({"model": MODEL, "layer": "block10", "channel": 100000}),
+            "channel",
+        ),
+        (
+            json!({"model": MODEL, "class": "goldfish", "channel": 1}),
+            "either",
+        ),
+        (json!({"model": MODEL, "layer": "nope"}), "no layer"),
+        (
+            json!({"model": MODEL, "class": "goldfish", "steps": 0}),
+            "steps",
+        ),
+    ] {
+        let error = studio.post_json("/api/visualize", &bad).error(422);
+        assert!(error.contains(why), "{error}");
+    }
 }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use common::{Studio, config, photo_png};
 use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt;
 use serde_json::{Value, json};
+use std::panic::AssertUnwindSafe;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -118,13 +120,24 @@ async fn a_user_dreams_a_photo_in_the_browser() {
             .expect("chromedriver starts"),
     );
     let client = connect(port).await;
+    // Close the browser session (and so Chromium) even when a check fails.
+    let outcome = AssertUnwindSafe(use_the_page(&client, studio))
+        .catch_unwind()
+        .await;
+    let _ = client.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn use_the_page(client: &Client, studio: Studio) {
     let dir = tempfile::tempdir().unwrap();
     let photo = dir.path().join("cat.png");
     std::fs::write(&photo, photo_png(240)).unwrap();
 
     client.goto(&format!("{}/", studio.url)).await.unwrap();
     until(
-        &client,
+        client,
         "the layers",
         Duration::from_secs(300),
         "return document.getElementById('layer').options.length > 1",
@@ -138,7 +151,7 @@ async fn a_user_dreams_a_photo_in_the_browser() {
         .await
         .unwrap();
     until(
-        &client,
+        client,
         "the upload",
         Duration::from_secs(30),
         &status_is("Ready to dream"),
@@ -152,16 +165,16 @@ async fn a_user_dreams_a_photo_in_the_browser() {
         .await
         .unwrap();
     until(
-        &client,
+        client,
         "efficientnet's layers",
         Duration::from_secs(300),
         "return [...document.getElementById('layer').options].some(o => o.value === 'block10')",
     )
     .await;
-    // Sliders: 3 octaves of 6 steps, a fixed seed.
+    // Sliders: 3 octaves of 8 steps, a fixed seed.
     js(
-        &client,
-        "for (const [k, v] of [['octaves', 3], ['iterations', 6]]) { \
+        client,
+        "for (const [k, v] of [['octaves', 3], ['iterations', 8]]) { \
            const e = document.getElementById(k); e.value = v; e.dispatchEvent(new Event('input')); } \
          document.getElementById('seed').value = 11;",
     )
@@ -186,11 +199,11 @@ async fn a_user_dreams_a_photo_in_the_browser() {
         if src.contains("/preview?v=") && previews.last() != Some(&src) {
             previews.push(src);
         }
-        let done = js(&client, &status_is("Done")).await == json!(true);
+        let done = js(client, &status_is("Done")).await == json!(true);
         if done {
             break;
         }
-        let failed = js(&client, &status_is("Failed")).await == json!(true);
+        let failed = js(client, &status_is("Failed")).await == json!(true);
         assert!(!failed, "the dream failed");
         assert!(
             start.elapsed() < Duration::from_secs(300),
@@ -204,13 +217,13 @@ async fn a_user_dreams_a_photo_in_the_browser() {
         previews.len()
     );
     let progress = js(
-        &client,
+        client,
         "const p = document.querySelector('[data-testid=progress]'); return p.value / p.max",
     )
     .await;
     assert_eq!(progress.as_f64(), Some(1.0), "the progress bar is full");
     let command = js(
-        &client,
+        client,
         "return document.getElementById('command').textContent",
     )
     .await;
@@ -247,13 +260,27 @@ async fn a_user_dreams_a_photo_in_the_browser() {
         .unwrap();
     assert_eq!(items.len(), 1, "the gallery shows the dream");
     if let Ok(path) = std::env::var("DEEPDREAM_SCREENSHOT") {
-        js(&client, "document.getElementById('compare').value = 50; document.getElementById('compare').dispatchEvent(new Event('input'));").await;
+        js(client, "document.getElementById('compare').value = 50; document.getElementById('compare').dispatchEvent(new Event('input'));").await;
         std::fs::write(path, client.screenshot().await.unwrap()).unwrap();
     }
 
-    // A second, longer dream, cancelled.
+    // A second, longer dream (VGG16, 50 steps an octave), cancelled.
+    client
+        .find(Locator::Css("[data-testid=model]"))
+        .await
+        .unwrap()
+        .select_by_value("vgg16")
+        .await
+        .unwrap();
+    until(
+        client,
+        "VGG16's layers",
+        Duration::from_secs(300),
+        "return [...document.getElementById('layer').options].some(o => o.value === 'block4_conv3')",
+    )
+    .await;
     js(
-        &client,
+        client,
         "const e = document.getElementById('iterations'); e.value = 50; e.dispatchEvent(new Event('input'));",
     )
     .await;
@@ -265,7 +292,7 @@ async fn a_user_dreams_a_photo_in_the_browser() {
         .await
         .unwrap();
     until(
-        &client,
+        client,
         "the second dream",
         Duration::from_secs(60),
         &status_is("Dreaming"),
@@ -279,16 +306,87 @@ async fn a_user_dreams_a_photo_in_the_browser() {
         .await
         .unwrap();
     until(
-        &client,
+        client,
         "the cancel",
         Duration::from_secs(10),
         &status_is("Cancelled"),
     )
     .await;
+
+    // The Visualize tab: a channel grown from noise, with the same live progress.
+    client
+        .find(Locator::Css("[data-testid=tab-visualize]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("[data-testid=vis-model]"))
+        .await
+        .unwrap()
+        .select_by_value("efficientnet-lite0")
+        .await
+        .unwrap();
+    until(
+        client,
+        "efficientnet's layers in the Visualize tab",
+        Duration::from_secs(60),
+        "return [...document.getElementById('vis-layer').options].some(o => o.value === 'block10')",
+    )
+    .await;
+    js(
+        client,
+        "document.getElementById('vis-layer').value = 'block10'; \
+         document.getElementById('vis-channel').value = 3; \
+         for (const [k, v] of [['vis_size', 64], ['steps', 32]]) { \
+           const e = document.getElementById(k); e.value = v; e.dispatchEvent(new Event('input')); }",
+    )
+    .await;
+    client
+        .find(Locator::Css("[data-testid=dream]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        client,
+        "the visualisation",
+        Duration::from_secs(120),
+        &status_is("Done"),
+    )
+    .await;
+    let items = client
+        .find_all(Locator::Css(
+            "[data-testid=gallery] [data-testid=gallery-item]",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        items.len(),
+        2,
+        "the gallery shows the dream and the visualisation"
+    );
+
+    // Phone width: nothing sticks out sideways.
+    client.set_window_size(400, 900).await.unwrap();
+    let overflow = js(
+        client,
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+    )
+    .await;
+    assert_eq!(
+        overflow.as_i64(),
+        Some(0),
+        "the page scrolls sideways at 400 px"
+    );
+
     let jobs: Value = tokio::task::spawn_blocking(move || studio.get("/api/jobs").json())
         .await
         .unwrap();
-    assert_eq!(jobs[0]["status"]["state"], "cancelled");
-    assert_eq!(jobs[1]["status"]["state"], "done");
-    client.close().await.unwrap();
+    assert_eq!(jobs[0]["mode"], "visualize");
+    assert_eq!(jobs[0]["status"]["state"], "done");
+    assert_eq!(jobs[1]["status"]["state"], "cancelled");
+    assert_eq!(jobs[2]["status"]["state"], "done");
 }

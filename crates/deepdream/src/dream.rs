@@ -6,7 +6,7 @@ use image::{DynamicImage, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::engine::{objective, optimizer, transform};
+use crate::engine::{Snapshot, objective, optimizer, transform};
 use crate::error::{Error, Result};
 use crate::image_io;
 use crate::network::{LayerInfo, Network};
@@ -190,22 +190,6 @@ impl Progress {
     /// Steps of the whole dream.
     pub fn steps_total(&self) -> usize {
         self.octaves * self.iterations
-    }
-}
-
-/// A dream after one of its steps, as [`Dreamer::dream_watched`] shows it to its observer.
-pub struct Snapshot<'a> {
-    /// Where the dream is.
-    pub progress: Progress,
-    image: &'a Tensor<4>,
-    preprocess: crate::network::Preprocess,
-}
-
-impl Snapshot<'_> {
-    /// The picture so far, at the current octave's size (smaller than the input until the
-    /// last octave).
-    pub fn image(&self) -> Result<RgbImage> {
-        self.preprocess.invert(self.image.clone())
     }
 }
 
@@ -435,7 +419,7 @@ impl<'a> Dreamer<'a> {
         &self,
         image: &RgbImage,
         seed: u64,
-        mut observer: impl FnMut(&Snapshot) -> Result<()>,
+        mut observer: impl FnMut(&Snapshot<Progress>) -> Result<()>,
     ) -> Result<RgbImage> {
         let preprocess = self.network.preprocess();
         let sizes = self.octave_sizes(image.width(), image.height())?;
@@ -461,18 +445,17 @@ impl<'a> Dreamer<'a> {
             current = base.clone().add(detail_here);
             for iteration in 0..self.params.iterations {
                 current = self.step(current, &mut rng)?;
-                observer(&Snapshot {
-                    progress: Progress {
-                        octave,
-                        octaves: bases.len(),
-                        iteration: iteration + 1,
-                        iterations: self.params.iterations,
-                        width: w,
-                        height: h,
-                    },
-                    image: &current,
-                    preprocess,
-                })?;
+                let progress = Progress {
+                    octave,
+                    octaves: bases.len(),
+                    iteration: iteration + 1,
+                    iterations: self.params.iterations,
+                    width: w,
+                    height: h,
+                };
+                observer(&Snapshot::new(progress, &|| {
+                    preprocess.invert(current.clone())
+                }))?;
             }
             detail = Some(current.clone().sub(base.clone()));
         }

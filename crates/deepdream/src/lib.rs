@@ -50,7 +50,8 @@ mod tracked;
 pub mod weights;
 
 pub use burn::tensor::Device;
-pub use dream::{DreamParams, Dreamer, LayerWeight, Progress, Snapshot};
+pub use dream::{DreamParams, Dreamer, LayerWeight, Progress};
+pub use engine::Snapshot;
 pub use error::{Error, Result};
 pub use models::ModelSpec;
 pub use network::{LayerInfo, Network, Preprocess};

@@ -154,7 +154,12 @@ impl Studio {
 
     /// Queues a dream; returns the job's id.
     pub fn submit(&self, request: &Value) -> u64 {
-        let answer = self.post_json("/api/jobs", request);
+        self.submit_to("/api/dream", request)
+    }
+
+    /// Queues a job at `path` (`/api/dream`, `/api/style`, `/api/visualize`); returns its id.
+    pub fn submit_to(&self, path: &str, request: &Value) -> u64 {
+        let answer = self.post_json(path, request);
         assert_eq!(
             answer.status,
             202,

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::engine::objective::{Losses, Objective, Term, gram};
 use crate::engine::optimizer::Optimizer;
-use crate::engine::transform;
+use crate::engine::{Snapshot, transform};
 use crate::error::{Error, Result};
 use crate::media::colour::with_colours_of;
 use crate::network::Network;
@@ -144,6 +144,24 @@ impl StyleParams {
             ));
         }
         self.optimizer.validate()
+    }
+
+    /// The parameters as `(key, value)` text, for storing in the output file.
+    pub fn metadata(&self) -> Vec<(String, String)> {
+        [
+            ("deepdream:style-layers", self.style_layers.join(",")),
+            ("deepdream:content-layers", self.content_layers.join(",")),
+            ("deepdream:content-weight", self.content_weight.to_string()),
+            ("deepdream:style-weight", self.style_weight.to_string()),
+            ("deepdream:tv-weight", self.tv_weight.to_string()),
+            ("deepdream:iterations", self.iterations.to_string()),
+            ("deepdream:size", self.size.to_string()),
+            ("deepdream:scales", self.scales.to_string()),
+            ("deepdream:seed", self.seed.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
     }
 
     /// The result's longest side at each scale, coarsest first.
@@ -323,6 +341,21 @@ impl<'a> Stylist<'a> {
         styles: &[StyleImage],
         mut progress: impl FnMut(StyleProgress),
     ) -> Result<RgbImage> {
+        self.transfer_watched(content, styles, |snapshot| {
+            progress(snapshot.progress);
+            Ok(())
+        })
+    }
+
+    /// [`Stylist::transfer`] with an observer that sees the picture after every evaluation
+    /// (at the current scale's size, colours not yet kept); an error it returns stops the
+    /// transfer.
+    pub fn transfer_watched(
+        &self,
+        content: &RgbImage,
+        styles: &[StyleImage],
+        mut observer: impl FnMut(&Snapshot<StyleProgress>) -> Result<()>,
+    ) -> Result<RgbImage> {
         check_styles(styles)?;
         let preprocess = self.network.preprocess();
         let sizes = self.params.sizes();
@@ -363,9 +396,9 @@ impl<'a> Stylist<'a> {
                 .optimizer
                 .minimize(x, self.params.iterations, |x| {
                     let image = Tensor::<1>::from_floats(x, &self.device).reshape([1, 3, h, w]);
-                    let (losses, gradient) = objective.evaluate(self.network, image)?;
+                    let (losses, gradient) = objective.evaluate(self.network, image.clone())?;
                     iteration += 1;
-                    progress(StyleProgress {
+                    let progress = StyleProgress {
                         scale,
                         scales: sizes.len(),
                         iteration,
@@ -373,7 +406,10 @@ impl<'a> Stylist<'a> {
                         width: w,
                         height: h,
                         losses,
-                    });
+                    };
+                    observer(&Snapshot::new(progress, &|| {
+                        preprocess.invert(image.clone())
+                    }))?;
                     let gradient = gradient.into_data().try_to_vec().map_err(tensor_error)?;
                     Ok((losses.total, gradient))
                 })?;

@@ -11,6 +11,7 @@ use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::engine::Snapshot;
 use crate::engine::objective::{Objective, Term};
 use crate::engine::optimizer::Optimizer;
 use crate::engine::parameterisation::{ImageParameterisation, Parameterisation, to_network_input};
@@ -32,6 +33,20 @@ pub enum Target {
     Layer(String),
     /// An ImageNet class (needs a network with a classifier).
     Class(usize),
+}
+
+impl Target {
+    /// The target as text: `layer:channel`, `layer`, or `class N (name)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Channel { layer, channel } => format!("{layer}:{channel}"),
+            Target::Layer(layer) => layer.clone(),
+            Target::Class(class) => format!(
+                "class {class} ({})",
+                crate::imagenet::class_name(*class).unwrap_or("?")
+            ),
+        }
+    }
 }
 
 /// Everything that decides a visualisation besides the network and the target.
@@ -75,6 +90,25 @@ impl VisualizeParams {
             transforms: Transforms::NONE,
             ..self
         }
+    }
+
+    /// Whether the priors (a parameterisation other than pixels, random transformations)
+    /// are on.
+    pub fn has_priors(&self) -> bool {
+        self.parameterisation != Parameterisation::Pixels && self.transforms != Transforms::NONE
+    }
+
+    /// The parameters as `(key, value)` text, for storing in the output file.
+    pub fn metadata(&self) -> Vec<(String, String)> {
+        [
+            ("deepdream:size", self.size.to_string()),
+            ("deepdream:steps", self.steps.to_string()),
+            ("deepdream:seed", self.seed.to_string()),
+            ("deepdream:priors", self.has_priors().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
     }
 
     /// Checks the parameters.
@@ -166,6 +200,21 @@ pub fn visualize(
     device: &Device,
     mut progress: impl FnMut(VisualizeProgress),
 ) -> Result<RgbImage> {
+    visualize_watched(network, target, params, device, |snapshot| {
+        progress(snapshot.progress);
+        Ok(())
+    })
+}
+
+/// [`visualize`] with an observer that sees the picture after every step (without the
+/// random transformations); an error it returns stops the visualisation.
+pub fn visualize_watched(
+    network: &dyn Network,
+    target: &Target,
+    params: &VisualizeParams,
+    device: &Device,
+    mut observer: impl FnMut(&Snapshot<VisualizeProgress>) -> Result<()>,
+) -> Result<RgbImage> {
     params.validate()?;
     let term = target_term(network, target)?;
     let min = network.layers()[match term {
@@ -197,9 +246,9 @@ pub fn visualize(
         let parameters = Tensor::<4>::from_data(TensorData::new(values.to_vec(), shape), device)
             .autodiff()
             .require_grad();
-        let rgb = params
-            .transforms
-            .apply(image.render(parameters.clone()), &mut rng);
+        let rendered = image.render(parameters.clone());
+        let picture = rendered.clone().inner();
+        let rgb = params.transforms.apply(rendered, &mut rng);
         let input = to_network_input(rgb, &preprocess);
         let (total, _) = objective.value(network, input)?;
         let value: f32 = total.clone().inner().into_scalar();
@@ -208,11 +257,14 @@ pub fn visualize(
             Error::InvalidParameter("the target does not depend on the image".into())
         })?;
         step += 1;
-        progress(VisualizeProgress {
+        let progress = VisualizeProgress {
             step,
             steps: params.steps,
             activation: -value,
-        });
+        };
+        observer(&Snapshot::new(progress, &|| {
+            Preprocess::PIXELS.invert(picture.clone().mul_scalar(255.0))
+        }))?;
         let gradient = gradient
             .inner()
             .into_data()

@@ -1,24 +1,24 @@
-//! A dream request as the page sends it, checked against the model before it is queued, and
-//! the command line that makes the same picture.
+//! `POST /api/dream`: a DeepDream of an uploaded photo.
 
 use std::sync::Arc;
 
 use deepdream::{DreamParams, LayerWeight, imagenet, models};
 use serde::{Deserialize, Serialize};
 
+use super::{as_json, bounded, decimal, shell_quote, software_metadata};
 use crate::catalog::ModelInfo;
 use crate::error::{ApiError, ApiResult};
-use crate::jobs::Upload;
+use crate::jobs::{JobSpec, Task, Upload};
 
-/// The most octaves, iterations and jitter a request may ask for (the same work as a
-/// command line would allow, but bounded so one request cannot occupy the queue for days).
+/// The most octaves, iterations and jitter a request may ask for (bounded so that one
+/// request cannot occupy the queue for days).
 pub const MAX_OCTAVES: usize = 12;
 /// See [`MAX_OCTAVES`].
 pub const MAX_ITERATIONS: usize = 500;
 /// See [`MAX_OCTAVES`].
 pub const MAX_JITTER: u32 = 512;
 
-/// `POST /api/jobs`: a dream of an uploaded picture. Every field but `image` is optional
+/// `POST /api/dream`: a dream of an uploaded picture. Every field but `image` is optional
 /// and defaults to the command line's default.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -65,12 +65,8 @@ fn default_model() -> String {
 }
 
 mod defaults {
+    use super::decimal;
     use deepdream::DreamParams;
-
-    /// The decimal number an `f32` was written as (`1.4`, not `1.399999976158142`).
-    pub fn decimal(value: f32) -> f64 {
-        value.to_string().parse().unwrap_or(f64::from(value))
-    }
 
     pub fn octaves() -> usize {
         DreamParams::default().octaves
@@ -89,42 +85,20 @@ mod defaults {
     }
 }
 
-/// A request checked against its model: the parameters to dream with.
-pub struct CheckedDream {
-    /// The request with the seed filled in.
-    pub request: DreamRequest,
-    /// The model's name as the library spells it.
-    pub model: &'static str,
-    /// The dream's parameters.
-    pub params: DreamParams,
-}
-
 impl DreamRequest {
     /// Checks the request against the model and the pictures (`guide` is the guide upload
-    /// when one was named) and fills in the seed.
+    /// when one was named), fills in the seed, and makes the job.
     pub fn check(
         mut self,
         info: &ModelInfo,
-        source: &Upload,
+        source: Arc<Upload>,
         guide: Option<&Arc<Upload>>,
         random_seed: u64,
-    ) -> ApiResult<CheckedDream> {
+    ) -> ApiResult<JobSpec> {
         let model = models::find(&self.model)?.name;
-        if !(1..=MAX_OCTAVES).contains(&self.octaves) {
-            return Err(ApiError::unprocessable(format!(
-                "octaves must be from 1 to {MAX_OCTAVES}"
-            )));
-        }
-        if !(1..=MAX_ITERATIONS).contains(&self.iterations) {
-            return Err(ApiError::unprocessable(format!(
-                "iterations must be from 1 to {MAX_ITERATIONS}"
-            )));
-        }
-        if self.jitter > MAX_JITTER {
-            return Err(ApiError::unprocessable(format!(
-                "jitter must be at most {MAX_JITTER}"
-            )));
-        }
+        bounded("octaves", self.octaves, 1..=MAX_OCTAVES)?;
+        bounded("iterations", self.iterations, 1..=MAX_ITERATIONS)?;
+        bounded("jitter", self.jitter, 0..=MAX_JITTER)?;
         let layers = self
             .layers
             .iter()
@@ -186,10 +160,17 @@ impl DreamRequest {
         };
         params.validate()?;
         self.model = model.to_string();
-        Ok(CheckedDream {
-            request: self,
-            model,
-            params,
+        let mut metadata = software_metadata("dream", model);
+        metadata.extend(params.metadata());
+        Ok(JobSpec {
+            task: Task::Dream {
+                model,
+                params,
+                source,
+            },
+            metadata,
+            request: as_json(&self),
+            command: self.command_line(),
         })
     }
 
@@ -233,16 +214,6 @@ impl DreamRequest {
             args.push(format!("--seed {seed}"));
         }
         args.join(" ")
-    }
-}
-
-/// `text` quoted for a POSIX shell when it needs quoting.
-fn shell_quote(text: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.,:".contains(c);
-    if !text.is_empty() && text.chars().all(plain) {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 
