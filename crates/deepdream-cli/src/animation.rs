@@ -228,10 +228,7 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
         device,
     )?;
     let fps = info.frame_rate.fps();
-    let estimate = info.frame_estimate().map(|total| {
-        let left = (total as f64 - args.start * fps).max(0.0);
-        args.duration.map_or(left, |d| left.min((d * fps).round())) as usize
-    });
+    let estimate = info.frames_in(&segment);
     eprintln!(
         "Dreaming {} ({}x{}, {:.3} fps, {} frames{}) with {} (seed {}); frames kept in {}",
         args.input.display(),
@@ -381,19 +378,16 @@ fn write_animation(
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     eprintln!("Encoding {}…", output.display());
-    let mut sink = open_sink(output, width, height, frame_rate, frames as u64, audio)?;
-    for index in 0..frames {
-        let frame = work
-            .load(index)?
-            .with_context(|| format!("frame {index} is missing from {}", work.path().display()))?;
-        sink.write(&frame)?;
-        if let Some(dir) = &options.frames_dir {
-            let target = dir.join(work.frame_path(index).file_name().expect("a file name"));
-            std::fs::copy(work.frame_path(index), &target)
+    let sink = open_sink(output, width, height, frame_rate, frames as u64, audio)?;
+    work.encode(frames, sink)?;
+    if let Some(dir) = &options.frames_dir {
+        for index in 0..frames {
+            let source = work.frame_path(index);
+            let target = dir.join(source.file_name().unwrap_or_default());
+            std::fs::copy(&source, &target)
                 .with_context(|| format!("cannot write {}", target.display()))?;
         }
     }
-    sink.finish()?;
     Ok(())
 }
 

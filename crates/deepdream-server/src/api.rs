@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::hash::BuildHasher;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use deepdream::media::ffmpeg;
 use deepdream::{image_io, imagenet};
 use futures_util::Stream;
 use serde_json::{Value, json};
@@ -25,11 +27,14 @@ use tokio::sync::watch;
 use crate::Config;
 use crate::catalog::{self, Catalog, EXAMPLES};
 use crate::error::{ApiError, ApiResult};
-use crate::jobs::{Job, JobSpec, Queue, QueueError, STYLE_MODEL, Upload};
-use crate::requests::{DreamRequest, StyleRequest, VisualizeRequest};
+use crate::jobs::{Job, JobSpec, Queue, QueueError, STYLE_MODEL, Upload, VideoUpload};
+use crate::requests::{DreamRequest, StyleRequest, VideoRequest, VisualizeRequest, ZoomRequest};
 
 /// The page, with its styles and script inline.
 const PAGE: &str = include_str!("page.html");
+
+/// Uploaded videos kept (the oldest file is deleted beyond this).
+const MAX_VIDEOS: usize = 8;
 
 /// Largest JSON body accepted.
 const MAX_JSON_BYTES: usize = 64 << 10;
@@ -40,33 +45,65 @@ pub struct App {
     catalog: Catalog,
     queue: Arc<Queue>,
     uploads: Mutex<VecDeque<Arc<Upload>>>,
+    videos: Mutex<VecDeque<Arc<VideoUpload>>>,
     next_upload: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    /// The private folder for uploaded videos and animations in the making.
+    scratch: Mutex<Option<tempfile::TempDir>>,
+    scratch_path: PathBuf,
 }
 
 impl App {
     /// The state for `config`; its worker thread starts now. Event streams end when
     /// `shutdown` turns true.
-    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Arc<App> {
+    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> std::io::Result<Arc<App>> {
+        let scratch = tempfile::Builder::new()
+            .prefix("deepdream-studio-")
+            .tempdir()?;
+        let scratch_path = scratch.path().to_path_buf();
         let queue = Queue::start(
             config.device.clone(),
             config.max_waiting_jobs,
             config.max_kept,
             config.disconnect_grace,
+            scratch_path.clone(),
         );
-        Arc::new(App {
+        Ok(Arc::new(App {
             catalog: Catalog::new(config.device.clone()),
             queue,
             uploads: Mutex::new(VecDeque::new()),
+            videos: Mutex::new(VecDeque::new()),
             next_upload: AtomicU64::new(1),
             shutdown,
+            scratch: Mutex::new(Some(scratch)),
+            scratch_path,
             config,
-        })
+        }))
     }
 
-    /// Stops the queue: waiting and running jobs are cancelled.
+    /// Stops the queue (waiting and running jobs are cancelled, the worker stops) and
+    /// deletes the private folder.
     pub fn close(&self) {
         self.queue.close();
+        self.videos
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        drop(
+            self.scratch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+    }
+
+    fn video(&self, id: &str) -> ApiResult<Arc<VideoUpload>> {
+        let videos = self.videos.lock().unwrap_or_else(|p| p.into_inner());
+        videos
+            .iter()
+            .find(|v| v.id == id)
+            .cloned()
+            .ok_or_else(|| ApiError::unprocessable(format!("no uploaded video has id '{id}'")))
     }
 
     fn upload(&self, id: &str) -> ApiResult<Arc<Upload>> {
@@ -101,9 +138,15 @@ pub fn router(app: Arc<App>) -> Router {
             post(upload).layer(DefaultBodyLimit::max(app.config.max_upload_bytes)),
         )
         .route("/api/images/{id}", get(uploaded_image))
+        .route(
+            "/api/videos",
+            post(upload_video).layer(DefaultBodyLimit::max(app.config.max_upload_bytes)),
+        )
         .route("/api/dream", post(submit_dream))
         .route("/api/style", post(submit_style))
         .route("/api/visualize", post(submit_visualize))
+        .route("/api/zoom", post(submit_zoom))
+        .route("/api/video", post(submit_video))
         .route("/api/jobs", get(list_jobs))
         .route("/api/jobs/{id}", get(job_status))
         .route("/api/jobs/{id}/preview", get(preview))
@@ -253,6 +296,70 @@ fn decode_upload(id: String, bytes: Vec<u8>, format: image::ImageFormat) -> ApiR
     })
 }
 
+/// `POST /api/videos`: the body is a video file (anything FFmpeg reads); it is kept in the
+/// server's private folder until the server stops or it is among the oldest.
+async fn upload_video(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let bytes = body_of(body)?;
+    if let Some(kind) = headers.get(header::CONTENT_TYPE) {
+        let kind = kind.to_str().unwrap_or("").to_ascii_lowercase();
+        if !(kind.starts_with("video/") || kind.starts_with("application/octet-stream")) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("only videos are accepted here, not {kind}"),
+            ));
+        }
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body is empty, not a video",
+        ));
+    }
+    let id = format!("v{}", app.next_upload.fetch_add(1, Ordering::SeqCst));
+    let path = app.scratch_path.join(format!("{id}.video"));
+    let video = tokio::task::spawn_blocking(move || -> ApiResult<VideoUpload> {
+        ffmpeg::check_installed()
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        std::fs::write(&path, &bytes).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot keep the video: {e}"),
+            )
+        })?;
+        let info = ffmpeg::probe(&path).map_err(|e| {
+            let _ = std::fs::remove_file(&path);
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("not a video FFmpeg can read: {e}")
+                    .replace(&path.display().to_string(), "the upload"),
+            )
+        })?;
+        Ok(VideoUpload { id, path, info })
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let info = &video.info;
+    let answer = json!({
+        "id": video.id,
+        "width": info.width,
+        "height": info.height,
+        "fps": info.frame_rate.fps(),
+        "frames": info.frame_estimate(),
+        "duration": info.duration,
+        "audio": info.audio_codec.is_some(),
+    });
+    let mut videos = app.videos.lock().unwrap_or_else(|p| p.into_inner());
+    videos.push_back(Arc::new(video));
+    while videos.len() > MAX_VIDEOS {
+        videos.pop_front();
+    }
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
 async fn uploaded_image(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -292,11 +399,12 @@ async fn submit_dream(
     let request: DreamRequest = parse_json(&body_of(body)?)?;
     let source = app.upload(&request.image)?;
     let guide = request
+        .settings
         .guide
         .as_deref()
         .map(|id| app.upload(id))
         .transpose()?;
-    let info = app.catalog.model(&request.model).await?;
+    let info = app.catalog.model(&request.settings.model).await?;
     let spec = request.check(&info, source, guide.as_ref(), random_seed())?;
     queue(&app, spec)
 }
@@ -329,6 +437,42 @@ async fn submit_visualize(
     queue(&app, spec)
 }
 
+/// `POST /api/zoom`: queues an endless zoom.
+async fn submit_zoom(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let request: ZoomRequest = parse_json(&body_of(body)?)?;
+    let source = app.upload(&request.image)?;
+    let guide = request
+        .dream
+        .guide
+        .as_deref()
+        .map(|id| app.upload(id))
+        .transpose()?;
+    let info = app.catalog.model(&request.dream.model).await?;
+    let spec = request.check(&info, source, guide.as_ref(), random_seed())?;
+    queue(&app, spec)
+}
+
+/// `POST /api/video`: queues a dream video.
+async fn submit_video(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let request: VideoRequest = parse_json(&body_of(body)?)?;
+    let video = app.video(&request.video)?;
+    let guide = request
+        .dream
+        .guide
+        .as_deref()
+        .map(|id| app.upload(id))
+        .transpose()?;
+    let info = app.catalog.model(&request.dream.model).await?;
+    let spec = request.check(&info, video, guide.as_ref(), random_seed())?;
+    queue(&app, spec)
+}
+
 /// Queues a checked job: 202 with the job, 429 when the queue is full.
 fn queue(app: &App, spec: JobSpec) -> ApiResult<(StatusCode, Json<Value>)> {
     let job = app.queue.submit(spec).map_err(|e| match e {
@@ -356,6 +500,7 @@ fn job_json(job: &Job) -> Value {
         "source": task.source().map(|s| format!("/api/images/{}", s.id)),
         "preview": format!("/api/jobs/{}/preview", job.id),
         "result": format!("/api/jobs/{}/result", job.id),
+        "result_type": job.result().map(|output| output.media_type),
         "events": format!("/api/jobs/{}/events", job.id),
     })
 }
@@ -393,19 +538,24 @@ async fn preview(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResu
 
 async fn result(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
     let job = app.job(&id)?;
-    let png = job.result().ok_or_else(|| {
+    let output = job.result().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             format!("job {} is {:?}, not done", job.id, job.status().state).to_lowercase(),
         )
     })?;
-    let name = format!("attachment; filename=\"dream-{}.png\"", job.id);
+    let name = format!(
+        "attachment; filename=\"{}-{}.{}\"",
+        job.spec.task.mode(),
+        job.id,
+        output.extension
+    );
     Ok((
         [
-            (header::CONTENT_TYPE, "image/png".to_string()),
+            (header::CONTENT_TYPE, output.media_type.to_string()),
             (header::CONTENT_DISPOSITION, name),
         ],
-        png.as_ref().clone(),
+        output.bytes.clone(),
     )
         .into_response())
 }

@@ -3,13 +3,19 @@
 //! status on a watch channel that the event streams and status requests read.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use deepdream::eta::{self, Eta};
+use deepdream::media::ffmpeg::{AudioSource, FrameRate, Segment, VideoInfo, VideoReader};
+use deepdream::media::frames::{WorkDir, open_sink};
 use deepdream::modes::style::{StyleImage, StyleParams, Stylist};
+use deepdream::modes::video::{VideoParams, dream_video_watched};
 use deepdream::modes::visualize::{Target, VisualizeParams, visualize_watched};
+use deepdream::modes::zoom::{ZoomParams, zoom_watched};
+use deepdream::modes::{FrameProgress, FrameSettings};
 use deepdream::{
     Device, DreamParams, Dreamer, Error, Network, Snapshot, image_io, models, weights,
 };
@@ -29,6 +35,32 @@ pub struct Upload {
     pub rgb: RgbImage,
     /// The alpha channel, if it has one (kept unchanged in the result).
     pub alpha: Option<GrayImage>,
+}
+
+/// A video the user sent, kept as a file in the server's private folder.
+pub struct VideoUpload {
+    /// Its id in URLs.
+    pub id: String,
+    /// The file.
+    pub path: PathBuf,
+    /// What FFmpeg says about it.
+    pub info: VideoInfo,
+}
+
+impl Drop for VideoUpload {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A finished job's file.
+pub struct Output {
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// Their media type (`image/png`, `image/gif`, `video/mp4`).
+    pub media_type: &'static str,
+    /// The file name extension to offer (`png`, `gif`, `mp4`).
+    pub extension: &'static str,
 }
 
 /// Where a job is in its life.
@@ -117,6 +149,34 @@ pub enum Task {
         /// The paintings and their weights.
         styles: Vec<(Arc<Upload>, f32)>,
     },
+    /// An endless zoom from a photo: each frame the previous one zoomed and dreamed again.
+    Zoom {
+        /// The model's name.
+        model: &'static str,
+        /// The first frame's dream (and the layers, seed, … of all frames).
+        dream: DreamParams,
+        /// The motion and length.
+        params: ZoomParams,
+        /// The photo.
+        source: Arc<Upload>,
+        /// Frames per second.
+        fps: f64,
+        /// An MP4 video (needs FFmpeg) instead of a GIF.
+        mp4: bool,
+    },
+    /// A video dreamed frame by frame, kept coherent along the optical flow (audio kept).
+    Video {
+        /// The model's name.
+        model: &'static str,
+        /// The first frame's dream (and the layers, seed, … of all frames).
+        dream: DreamParams,
+        /// Blend, frame settings, scene cuts.
+        params: VideoParams,
+        /// The video.
+        video: Arc<VideoUpload>,
+        /// The part of it to dream.
+        segment: Segment,
+    },
     /// A picture grown from noise for a channel, a layer or a class.
     Visualize {
         /// The model's name.
@@ -134,6 +194,8 @@ impl Task {
         match self {
             Task::Dream { .. } => "dream",
             Task::Style { .. } => "style",
+            Task::Zoom { .. } => "zoom",
+            Task::Video { .. } => "video",
             Task::Visualize { .. } => "visualize",
         }
     }
@@ -141,7 +203,10 @@ impl Task {
     /// The network it runs on.
     pub fn model(&self) -> &'static str {
         match self {
-            Task::Dream { model, .. } | Task::Visualize { model, .. } => model,
+            Task::Dream { model, .. }
+            | Task::Zoom { model, .. }
+            | Task::Video { model, .. }
+            | Task::Visualize { model, .. } => model,
             Task::Style { .. } => STYLE_MODEL,
         }
     }
@@ -149,8 +214,10 @@ impl Task {
     /// The photo it starts from, if any.
     pub fn source(&self) -> Option<&Arc<Upload>> {
         match self {
-            Task::Dream { source, .. } | Task::Style { source, .. } => Some(source),
-            Task::Visualize { .. } => None,
+            Task::Dream { source, .. } | Task::Style { source, .. } | Task::Zoom { source, .. } => {
+                Some(source)
+            }
+            Task::Video { .. } | Task::Visualize { .. } => None,
         }
     }
 }
@@ -179,7 +246,7 @@ pub struct Job {
     status: watch::Sender<Status>,
     cancel: AtomicBool,
     preview: Mutex<Option<Arc<Vec<u8>>>>,
-    result: Mutex<Option<Arc<Vec<u8>>>>,
+    result: Mutex<Option<Arc<Output>>>,
     watchers: AtomicUsize,
     unwatched_since: Mutex<Option<Instant>>,
 }
@@ -208,8 +275,8 @@ impl Job {
         lock(&self.preview).clone()
     }
 
-    /// The finished picture (PNG with the parameters in text chunks).
-    pub fn result(&self) -> Option<Arc<Vec<u8>>> {
+    /// The finished file (a PNG with the parameters in text chunks, a GIF or an MP4).
+    pub fn result(&self) -> Option<Arc<Output>> {
         lock(&self.result).clone()
     }
 
@@ -291,6 +358,9 @@ pub struct Queue {
     max_waiting: usize,
     max_kept: usize,
     disconnect_grace: Duration,
+    /// A private folder for animations' frames and files while they are made.
+    scratch: PathBuf,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Queue {
@@ -302,6 +372,7 @@ impl Queue {
         max_waiting: usize,
         max_kept: usize,
         disconnect_grace: Duration,
+        scratch: PathBuf,
     ) -> Arc<Queue> {
         let queue = Arc::new(Queue {
             jobs: Mutex::new(Jobs {
@@ -314,12 +385,15 @@ impl Queue {
             max_waiting,
             max_kept,
             disconnect_grace,
+            scratch,
+            worker: Mutex::new(None),
         });
         let worker = queue.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("deepdream-worker".into())
             .spawn(move || worker.work(&device))
             .expect("cannot start the worker thread");
+        *lock(&queue.worker) = Some(handle);
         queue
     }
 
@@ -374,7 +448,8 @@ impl Queue {
         }
     }
 
-    /// Stops taking jobs and cancels the waiting and running ones (the worker exits).
+    /// Stops taking jobs, cancels the waiting and running ones, and waits for the worker to
+    /// stop (after the running job's current step).
     pub fn close(&self) {
         let mut jobs = lock(&self.jobs);
         jobs.closed = true;
@@ -387,6 +462,9 @@ impl Queue {
         }
         drop(jobs);
         self.wake.notify_all();
+        if let Some(worker) = lock(&self.worker).take() {
+            let _ = worker.join();
+        }
     }
 
     /// Drops the oldest finished jobs beyond `max_kept`.
@@ -442,8 +520,8 @@ impl Queue {
         while let Some(job) = self.next() {
             let result = self.run(&job, device, &mut loaded);
             match result {
-                Ok(png) => {
-                    *lock(&job.result) = Some(Arc::new(png));
+                Ok(output) => {
+                    *lock(&job.result) = Some(Arc::new(output));
                     job.finish(State::Done, None);
                 }
                 Err(Error::Cancelled) => {
@@ -459,13 +537,13 @@ impl Queue {
         }
     }
 
-    /// Runs one job; returns the PNG.
+    /// Runs one job; returns its file.
     fn run(
         &self,
         job: &Job,
         device: &Device,
         loaded: &mut Option<(&'static str, Box<dyn Network>)>,
-    ) -> deepdream::Result<Vec<u8>> {
+    ) -> deepdream::Result<Output> {
         if job.cancelled() {
             return Err(Error::Cancelled);
         }
@@ -531,6 +609,85 @@ impl Queue {
                 })?;
                 DynamicImage::ImageRgb8(styled)
             }
+            Task::Zoom {
+                dream,
+                params,
+                source,
+                fps,
+                mp4,
+                ..
+            } => {
+                let (width, height) = source.rgb.dimensions();
+                let frame_work =
+                    FrameWork::of(network, dream, params.next, (width, height), device)?;
+                reporter.eta = Eta::new(frame_work.total(params.frames));
+                let work = self.work_dir(job)?;
+                zoom_watched(
+                    network,
+                    dream.clone(),
+                    params,
+                    &source.rgb,
+                    &work,
+                    device,
+                    |s| reporter.observe_frame(s, &frame_work, params.frames),
+                )?;
+                let (extension, media_type) = if *mp4 {
+                    ("mp4", "video/mp4")
+                } else {
+                    ("gif", "image/gif")
+                };
+                return self.encode(
+                    job,
+                    &work,
+                    params.frames,
+                    (width, height),
+                    FrameRate::from_fps(*fps)?,
+                    None,
+                    extension,
+                    media_type,
+                );
+            }
+            Task::Video {
+                dream,
+                params,
+                video,
+                segment,
+                ..
+            } => {
+                let info = &video.info;
+                let size = (info.width, info.height);
+                let frames = info.frames_in(segment).unwrap_or(1).max(1);
+                let frame_work = FrameWork::of(network, dream, params.next, size, device)?;
+                reporter.eta = Eta::new(frame_work.total(frames));
+                let work = self.work_dir(job)?;
+                let mut reader = VideoReader::open(&video.path, *segment)?;
+                let count = dream_video_watched(
+                    network,
+                    dream.clone(),
+                    params,
+                    &mut reader,
+                    Some(frames),
+                    &work,
+                    device,
+                    |s| reporter.observe_frame(s, &frame_work, frames),
+                )?;
+                let size = work.finished_frame(0)?.dimensions();
+                let audio = info.audio_codec.clone().map(|codec| AudioSource {
+                    path: video.path.clone(),
+                    codec,
+                    segment: *segment,
+                });
+                return self.encode(
+                    job,
+                    &work,
+                    count,
+                    size,
+                    info.frame_rate,
+                    audio,
+                    "mp4",
+                    "video/mp4",
+                );
+            }
             Task::Visualize { target, params, .. } => {
                 reporter.eta = Eta::new(params.steps as f64);
                 let grown = visualize_watched(network, target, params, device, |snapshot| {
@@ -542,7 +699,117 @@ impl Queue {
         };
         let elapsed = reporter.start.elapsed().as_secs_f64();
         job.update(|s| s.elapsed_seconds = elapsed);
-        image_io::png_bytes(&picture, &job.spec.metadata)
+        Ok(Output {
+            bytes: image_io::png_bytes(&picture, &job.spec.metadata)?,
+            media_type: "image/png",
+            extension: "png",
+        })
+    }
+
+    /// A fresh work folder for an animation's frames, removed when the job ends.
+    fn work_dir(&self, job: &Job) -> deepdream::Result<ScratchWork> {
+        let path = self.scratch.join(format!("job-{}", job.id));
+        let _ = std::fs::remove_dir_all(&path);
+        Ok(ScratchWork(WorkDir::open(&path, "studio")?))
+    }
+
+    /// Encodes the finished frames into a GIF or video file and reads it back.
+    #[allow(clippy::too_many_arguments)]
+    fn encode(
+        &self,
+        job: &Job,
+        work: &WorkDir,
+        frames: usize,
+        (width, height): (u32, u32),
+        frame_rate: FrameRate,
+        audio: Option<AudioSource>,
+        extension: &'static str,
+        media_type: &'static str,
+    ) -> deepdream::Result<Output> {
+        job.update(|s| s.eta_seconds = None);
+        let path = self.scratch.join(format!("job-{}.{extension}", job.id));
+        let sink = open_sink(&path, width, height, frame_rate, frames as u64, audio)?;
+        work.encode(frames, sink)?;
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        });
+        let _ = std::fs::remove_file(&path);
+        Ok(Output {
+            bytes: bytes?,
+            media_type,
+            extension,
+        })
+    }
+}
+
+/// A job's work folder, deleted when the job ends however it ends.
+struct ScratchWork(WorkDir);
+
+impl std::ops::Deref for ScratchWork {
+    type Target = WorkDir;
+    fn deref(&self) -> &WorkDir {
+        &self.0
+    }
+}
+
+impl Drop for ScratchWork {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0.path());
+    }
+}
+
+/// The work of an animation's frames in pixel-steps: the first frame is a full dream, the
+/// others the lighter one.
+struct FrameWork {
+    first: f64,
+    next: f64,
+}
+
+impl FrameWork {
+    fn of(
+        network: &dyn Network,
+        dream: &DreamParams,
+        next: FrameSettings,
+        (width, height): (u32, u32),
+        device: &Device,
+    ) -> deepdream::Result<Self> {
+        let work = |params: DreamParams| -> deepdream::Result<f64> {
+            let dreamer = Dreamer::new(
+                network,
+                DreamParams {
+                    guide: None,
+                    ..params
+                },
+                device,
+            )?;
+            let sizes = dreamer.octave_sizes(width, height)?;
+            Ok(eta::dream_work(&sizes, dreamer.params().iterations))
+        };
+        Ok(FrameWork {
+            first: work(dream.clone())?,
+            next: work(DreamParams {
+                octaves: next.octaves,
+                iterations: next.iterations,
+                ..dream.clone()
+            })?,
+        })
+    }
+
+    fn total(&self, frames: usize) -> f64 {
+        self.first + self.next * frames.saturating_sub(1) as f64
+    }
+
+    /// Work done at `progress` (a scene cut's fresh frame counts as a light one).
+    fn done(&self, progress: &FrameProgress) -> f64 {
+        let (frame_work, before) = match progress.frame {
+            0 => (self.first, 0.0),
+            k => (self.next, self.first + self.next * (k - 1) as f64),
+        };
+        let share = progress.step.map_or(1.0, |step| {
+            step.steps_done() as f64 / step.steps_total().max(1) as f64
+        });
+        before + frame_work * share
     }
 }
 
@@ -601,6 +868,26 @@ impl<'a> Reporter<'a> {
             s.preview = previews;
         });
         Ok(())
+    }
+}
+
+impl Reporter<'_> {
+    /// Records an animation's step or finished frame: steps count frames.
+    fn observe_frame(
+        &mut self,
+        snapshot: &Snapshot<FrameProgress>,
+        work: &FrameWork,
+        frames: usize,
+    ) -> deepdream::Result<()> {
+        let p = snapshot.progress;
+        let finished = p.frame + usize::from(p.step.is_none());
+        let frames = frames.max(finished);
+        self.observe(
+            snapshot,
+            work.done(&p),
+            (finished, frames, p.frame + 1, frames),
+            p.step.is_none(),
+        )
     }
 }
 

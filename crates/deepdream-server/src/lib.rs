@@ -29,7 +29,10 @@ use deepdream::Device;
 pub use catalog::what_it_produces;
 pub use error::ApiError;
 pub use jobs::{State, Status};
-pub use requests::{DreamRequest, StyleRequest, VisualizeRequest, WeightedImage};
+pub use requests::{
+    DreamRequest, DreamSettings, StyleRequest, VideoRequest, VisualizeRequest, WeightedImage,
+    ZoomRequest,
+};
 
 /// The server's limits and where it computes.
 #[derive(Clone, Debug)]
@@ -72,7 +75,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let app = api::App::new(config, stopped);
+    let app = api::App::new(config, stopped)?;
     let router = api::router(app.clone());
     let signal = async move {
         shutdown.await;
@@ -81,6 +84,7 @@ pub async fn serve(
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(signal)
         .await;
-    app.close();
+    // Waits for the running job's current step.
+    let _ = tokio::task::spawn_blocking(move || app.close()).await;
     served
 }

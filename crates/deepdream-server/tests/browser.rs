@@ -69,6 +69,17 @@ async fn connect(port: u16) -> Client {
     }
 }
 
+/// Clicks the control with this `data-testid`.
+async fn click(client: &Client, testid: &str) {
+    client
+        .find(Locator::Css(&format!("[data-testid={testid}]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 /// Evaluates `script` (a function body) in the page.
 async fn js(client: &Client, script: &str) -> Value {
     client.execute(script, vec![]).await.unwrap()
@@ -89,6 +100,30 @@ async fn until(client: &Client, what: &str, limit: Duration, script: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Starts a job with the main button and waits until it ends; returns its final state.
+async fn run_job(client: &Client, what: &str, limit: Duration) -> String {
+    let before = js(
+        client,
+        "return document.getElementById('status').dataset.job || ''",
+    )
+    .await;
+    click(client, "dream").await;
+    let ended = format!(
+        "const s = document.getElementById('status').dataset; \
+         return s.job !== undefined && s.job !== '{}' && ['done', 'failed', 'cancelled'].includes(s.state)",
+        before.as_str().unwrap_or("")
+    );
+    until(client, what, limit, &ended).await;
+    js(
+        client,
+        "return document.getElementById('status').dataset.state",
+    )
+    .await
+    .as_str()
+    .unwrap()
+    .to_string()
 }
 
 fn status_is(text: &str) -> String {
@@ -264,6 +299,42 @@ async fn use_the_page(client: &Client, studio: Studio) {
         std::fs::write(path, client.screenshot().await.unwrap()).unwrap();
     }
 
+    // The Zoom tab: a 4-frame GIF with the Dream tab's settings.
+    click(client, "tab-zoom").await;
+    js(
+        client,
+        "for (const [k, v] of [['zoom_frames', 4], ['zoom_octaves', 1], ['zoom_iterations', 1], ['fps', 10]]) { \
+           const e = document.getElementById(k); e.value = v; e.dispatchEvent(new Event('input')); }",
+    )
+    .await;
+    let state = run_job(client, "the zoom", Duration::from_secs(120)).await;
+    assert_eq!(state, "done");
+    let shown = js(
+        client,
+        "return document.getElementById('preview').getAttribute('src')",
+    )
+    .await;
+    let href = client
+        .find(Locator::Css("[data-testid=download]"))
+        .await
+        .unwrap()
+        .prop("href")
+        .await
+        .unwrap()
+        .expect("a download link");
+    assert!(
+        href.ends_with(shown.as_str().unwrap()),
+        "{href} shows {shown}"
+    );
+    let gif = tokio::task::spawn_blocking(move || {
+        let mut response = ureq::get(&href).call().unwrap();
+        response.body_mut().read_to_vec().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(image::guess_format(&gif).unwrap(), image::ImageFormat::Gif);
+    click(client, "tab-dream").await;
+
     // A second, longer dream (VGG16, 50 steps an octave), cancelled.
     client
         .find(Locator::Css("[data-testid=model]"))
@@ -343,20 +414,8 @@ async fn use_the_page(client: &Client, studio: Studio) {
            const e = document.getElementById(k); e.value = v; e.dispatchEvent(new Event('input')); }",
     )
     .await;
-    client
-        .find(Locator::Css("[data-testid=dream]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(
-        client,
-        "the visualisation",
-        Duration::from_secs(120),
-        &status_is("Done"),
-    )
-    .await;
+    let state = run_job(client, "the visualisation", Duration::from_secs(120)).await;
+    assert_eq!(state, "done");
     let items = client
         .find_all(Locator::Css(
             "[data-testid=gallery] [data-testid=gallery-item]",
@@ -365,8 +424,8 @@ async fn use_the_page(client: &Client, studio: Studio) {
         .unwrap();
     assert_eq!(
         items.len(),
-        2,
-        "the gallery shows the dream and the visualisation"
+        3,
+        "the gallery shows the dream, the zoom and the visualisation"
     );
 
     // Phone width: nothing sticks out sideways.
@@ -385,8 +444,23 @@ async fn use_the_page(client: &Client, studio: Studio) {
     let jobs: Value = tokio::task::spawn_blocking(move || studio.get("/api/jobs").json())
         .await
         .unwrap();
-    assert_eq!(jobs[0]["mode"], "visualize");
-    assert_eq!(jobs[0]["status"]["state"], "done");
-    assert_eq!(jobs[1]["status"]["state"], "cancelled");
-    assert_eq!(jobs[2]["status"]["state"], "done");
+    let summary: Vec<(String, String)> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            let state = j["status"]["state"].as_str().unwrap();
+            (j["mode"].as_str().unwrap().to_string(), state.to_string())
+        })
+        .collect();
+    let expected = [
+        ("visualize", "done"),
+        ("dream", "cancelled"),
+        ("zoom", "done"),
+        ("dream", "done"),
+    ];
+    assert_eq!(
+        summary,
+        expected.map(|(m, s)| (m.to_string(), s.to_string()))
+    );
 }

@@ -18,13 +18,39 @@ pub const MAX_ITERATIONS: usize = 500;
 /// See [`MAX_OCTAVES`].
 pub const MAX_JITTER: u32 = 512;
 
-/// `POST /api/dream`: a dream of an uploaded picture. Every field but `image` is optional
-/// and defaults to the command line's default.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// `POST /api/dream`: a dream of an uploaded picture, `{"image": id, …}` with the fields of
+/// [`DreamSettings`] beside it.
+#[derive(Clone, Debug, Serialize)]
 pub struct DreamRequest {
     /// The id of an uploaded picture.
     pub image: String,
+    /// How to dream it.
+    #[serde(flatten)]
+    pub settings: DreamSettings,
+}
+
+impl<'de> Deserialize<'de> for DreamRequest {
+    /// `image` beside the settings' fields, unknown fields refused (serde's `flatten` would
+    /// let them through).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = serde_json::Map::deserialize(deserializer)?;
+        let image = fields
+            .remove("image")
+            .ok_or_else(|| D::Error::missing_field("image"))?;
+        Ok(DreamRequest {
+            image: serde_json::from_value(image).map_err(D::Error::custom)?,
+            settings: serde_json::from_value(serde_json::Value::Object(fields))
+                .map_err(D::Error::custom)?,
+        })
+    }
+}
+
+/// How to dream, for a still dream, a zoom or a video. Every field is optional and defaults
+/// to the command line's default.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DreamSettings {
     /// The model's name (`vgg16`, `inception3`, `efficientnet-lite0`).
     #[serde(default = "default_model")]
     pub model: String,
@@ -95,6 +121,42 @@ impl DreamRequest {
         guide: Option<&Arc<Upload>>,
         random_seed: u64,
     ) -> ApiResult<JobSpec> {
+        let size = source.rgb.dimensions();
+        let (model, params) = self.settings.params(info, size, guide, random_seed)?;
+        let mut metadata = software_metadata("dream", model);
+        metadata.extend(params.metadata());
+        Ok(JobSpec {
+            task: Task::Dream {
+                model,
+                params,
+                source,
+            },
+            metadata,
+            request: as_json(&self),
+            command: format!(
+                "deepdream dream photo.png -o dream.png {}",
+                self.settings.options()
+            ),
+        })
+    }
+}
+
+impl DreamSettings {
+    /// Every field at its default.
+    pub fn standard() -> Self {
+        serde_json::from_value(serde_json::json!({})).expect("every field has a default")
+    }
+
+    /// Checks the settings against the model and a picture of `(width, height)` (the guide
+    /// upload when one was named), fills in the seed and the model's spelling, and gives
+    /// the dream's parameters.
+    pub fn params(
+        &mut self,
+        info: &ModelInfo,
+        (width, height): (u32, u32),
+        guide: Option<&Arc<Upload>>,
+        random_seed: u64,
+    ) -> ApiResult<(&'static str, DreamParams)> {
         let model = models::find(&self.model)?.name;
         bounded("octaves", self.octaves, 1..=MAX_OCTAVES)?;
         bounded("iterations", self.iterations, 1..=MAX_ITERATIONS)?;
@@ -119,7 +181,7 @@ impl DreamRequest {
         } else {
             layers.iter().map(|l| l.layer.clone()).collect()
         };
-        let short_side = source.rgb.width().min(source.rgb.height()) as usize;
+        let short_side = width.min(height) as usize;
         for name in &names {
             let layer = info.layer(name).ok_or_else(|| {
                 ApiError::unprocessable(format!("model '{model}' has no layer '{name}'"))
@@ -137,9 +199,7 @@ impl DreamRequest {
             }
             if short_side < layer.min_input {
                 return Err(ApiError::unprocessable(format!(
-                    "the picture is {}x{}, too small for layer '{name}': it needs at least {m}x{m} pixels",
-                    source.rgb.width(),
-                    source.rgb.height(),
+                    "the picture is {width}x{height}, too small for layer '{name}': it needs at least {m}x{m} pixels",
                     m = layer.min_input
                 )));
             }
@@ -160,27 +220,13 @@ impl DreamRequest {
         };
         params.validate()?;
         self.model = model.to_string();
-        let mut metadata = software_metadata("dream", model);
-        metadata.extend(params.metadata());
-        Ok(JobSpec {
-            task: Task::Dream {
-                model,
-                params,
-                source,
-            },
-            metadata,
-            request: as_json(&self),
-            command: self.command_line(),
-        })
+        Ok((model, params))
     }
 
-    /// The `deepdream dream` command line that makes the same picture from files named
-    /// `photo.png` (and `guide.png`): the options that differ from the defaults, and the seed.
-    pub fn command_line(&self) -> String {
-        let mut args = vec![
-            "deepdream dream photo.png -o dream.png".to_string(),
-            format!("--model {}", self.model),
-        ];
+    /// The command-line options that dream the same way (the guide as `guide.png`): those
+    /// that differ from the defaults, and the seed.
+    pub fn options(&self) -> String {
+        let mut args = vec![format!("--model {}", self.model)];
         if !self.layers.is_empty() {
             args.push(format!("--layers {}", self.layers.join(",")));
         }
@@ -228,10 +274,10 @@ mod tests {
                 "iterations": 4, "seed": 7}"#,
         )
         .unwrap();
+        assert_eq!(request.image, "1");
         assert_eq!(
-            request.command_line(),
-            "deepdream dream photo.png -o dream.png --model vgg16 --layers block3_conv3:0.5 \
-             --class 'tiger shark' --iterations 4 --seed 7"
+            request.settings.options(),
+            "--model vgg16 --layers block3_conv3:0.5 --class 'tiger shark' --iterations 4 --seed 7"
         );
     }
 

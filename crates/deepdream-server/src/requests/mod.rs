@@ -3,11 +3,15 @@
 
 mod dream;
 mod style;
+mod video;
 mod visualize;
+mod zoom;
 
-pub use dream::DreamRequest;
+pub use dream::{DreamRequest, DreamSettings};
 pub use style::{StyleRequest, WeightedImage};
+pub use video::VideoRequest;
 pub use visualize::VisualizeRequest;
+pub use zoom::ZoomRequest;
 
 use std::ops::RangeInclusive;
 

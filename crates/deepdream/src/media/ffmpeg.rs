@@ -91,6 +91,17 @@ pub struct VideoInfo {
 }
 
 impl VideoInfo {
+    /// The number of frames in `segment`, from [`VideoInfo::frame_estimate`].
+    pub fn frames_in(&self, segment: &Segment) -> Option<usize> {
+        let fps = self.frame_rate.fps();
+        self.frame_estimate().map(|total| {
+            let left = (total as f64 - segment.start * fps).max(0.0);
+            segment
+                .duration
+                .map_or(left, |d| left.min((d * fps).round())) as usize
+        })
+    }
+
     /// The number of frames, or an estimate from the duration.
     pub fn frame_estimate(&self) -> Option<u64> {
         self.frames.or_else(|| {

@@ -249,6 +249,16 @@ impl WorkDir {
         Ok(Some(image_io::load(&path)?.to_rgb8()))
     }
 
+    /// Frame `index`, which must have been finished (an error if it is missing).
+    pub fn finished_frame(&self, index: usize) -> Result<RgbImage> {
+        self.load(index)?.ok_or_else(|| {
+            Error::ImageData(format!(
+                "frame {index} is missing from {}",
+                self.path.display()
+            ))
+        })
+    }
+
     /// Stores frame `index`.
     pub fn save(&self, index: usize, frame: &RgbImage) -> Result<()> {
         image_io::save(
@@ -261,6 +271,14 @@ impl WorkDir {
     /// How many frames, from the first, are finished.
     pub fn finished(&self) -> usize {
         (0..).take_while(|&i| self.frame_path(i).is_file()).count()
+    }
+
+    /// Writes the finished frames `0..frames` to `sink` and completes it.
+    pub fn encode(&self, frames: usize, mut sink: Box<dyn FrameSink>) -> Result<()> {
+        for index in 0..frames {
+            sink.write(&self.finished_frame(index)?)?;
+        }
+        sink.finish()
     }
 
     /// Deletes the folder and everything in it.

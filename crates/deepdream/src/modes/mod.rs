@@ -13,6 +13,7 @@ use burn::tensor::{Device, Tensor};
 use image::RgbImage;
 
 use crate::dream::{DreamParams, Dreamer, Progress};
+use crate::engine::Snapshot;
 use crate::error::{Error, Result};
 use crate::network::{Network, Preprocess};
 
@@ -84,11 +85,26 @@ impl<'a> FrameDreamers<'a> {
         index: usize,
         start: &RgbImage,
         fresh: bool,
-        progress: impl FnMut(Progress),
+        mut progress: impl FnMut(Progress),
+    ) -> Result<RgbImage> {
+        self.dream_watched(index, start, fresh, |snapshot| {
+            progress(snapshot.progress);
+            Ok(())
+        })
+    }
+
+    /// [`FrameDreamers::dream`] with an observer of every step (see
+    /// [`Dreamer::dream_watched`]).
+    pub fn dream_watched(
+        &self,
+        index: usize,
+        start: &RgbImage,
+        fresh: bool,
+        observer: impl FnMut(&Snapshot<Progress>) -> Result<()>,
     ) -> Result<RgbImage> {
         let dreamer = if fresh { &self.first } else { &self.next };
         let seed = dreamer.params().seed.wrapping_add(index as u64);
-        dreamer.dream_seeded(start, seed, progress)
+        dreamer.dream_watched(start, seed, observer)
     }
 }
 

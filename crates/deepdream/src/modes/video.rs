@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor};
 use image::RgbImage;
 
 use crate::dream::DreamParams;
+use crate::engine::Snapshot;
 use crate::error::{Error, Result};
 use crate::media::flow::{FarnebackParams, consistency_mask, farneback, grey_tensor, luma, warp};
 use crate::media::frames::{FrameSource, WorkDir};
@@ -133,6 +134,34 @@ pub fn dream_video(
     device: &Device,
     mut progress: impl FnMut(FrameProgress),
 ) -> Result<usize> {
+    dream_video_watched(
+        network,
+        dream,
+        params,
+        source,
+        frames,
+        work,
+        device,
+        |snapshot| {
+            progress(snapshot.progress);
+            Ok(())
+        },
+    )
+}
+
+/// [`dream_video`] with an observer that sees the dream after every step and each frame once
+/// it is finished; an error it returns stops the video (the finished frames stay in `work`).
+#[allow(clippy::too_many_arguments)]
+pub fn dream_video_watched(
+    network: &dyn Network,
+    dream: DreamParams,
+    params: &VideoParams,
+    source: &mut dyn FrameSource,
+    frames: Option<usize>,
+    work: &WorkDir,
+    device: &Device,
+    mut observer: impl FnMut(&Snapshot<FrameProgress>) -> Result<()>,
+) -> Result<usize> {
     params.validate()?;
     let dreamers = FrameDreamers::new(network, dream, params.next, device)?;
     let report = |frame: usize, step, resumed, fresh| FrameProgress {
@@ -153,7 +182,9 @@ pub fn dream_video(
                 .octave_sizes(input.width(), input.height())?;
         }
         if work.frame_path(index).is_file() {
-            progress(report(index, None, true, false));
+            observer(&Snapshot::new(report(index, None, true, false), &|| {
+                work.finished_frame(index)
+            }))?;
             previous = Some((input, None));
             index += 1;
             continue;
@@ -163,7 +194,7 @@ pub fn dream_video(
             Some((previous_input, previous_dream)) => {
                 let previous_dream = match previous_dream {
                     Some(dream) => dream,
-                    None => work.load(index - 1)?.expect("finished frames exist"),
+                    None => work.finished_frame(index - 1)?,
                 };
                 let motion = Motion::between(&previous_input, &input, &params.flow, device);
                 if motion.residual > params.cut_threshold {
@@ -181,11 +212,16 @@ pub fn dream_video(
                 }
             }
         };
-        let dreamed = dreamers.dream(index, &start, fresh, |p| {
-            progress(report(index, Some(p), false, fresh))
+        let dreamed = dreamers.dream_watched(index, &start, fresh, |s| {
+            observer(&Snapshot::new(
+                report(index, Some(s.progress), false, fresh),
+                &|| s.image(),
+            ))
         })?;
         work.save(index, &dreamed)?;
-        progress(report(index, None, false, fresh));
+        observer(&Snapshot::new(report(index, None, false, fresh), &|| {
+            Ok(dreamed.clone())
+        }))?;
         previous = Some((input, Some(dreamed)));
         index += 1;
     }

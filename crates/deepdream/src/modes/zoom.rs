@@ -5,6 +5,7 @@ use burn::tensor::{Device, Int, Tensor};
 use image::RgbImage;
 
 use crate::dream::DreamParams;
+use crate::engine::Snapshot;
 use crate::error::{Error, Result};
 use crate::media::colour::{ColourStats, match_colours};
 use crate::media::flow::warp;
@@ -109,6 +110,23 @@ pub fn zoom(
     device: &Device,
     mut progress: impl FnMut(FrameProgress),
 ) -> Result<()> {
+    zoom_watched(network, dream, params, source, work, device, |snapshot| {
+        progress(snapshot.progress);
+        Ok(())
+    })
+}
+
+/// [`zoom`] with an observer that sees the dream after every step and each frame once it is
+/// finished; an error it returns stops the zoom (the finished frames stay in `work`).
+pub fn zoom_watched(
+    network: &dyn Network,
+    dream: DreamParams,
+    params: &ZoomParams,
+    source: &RgbImage,
+    work: &WorkDir,
+    device: &Device,
+    mut observer: impl FnMut(&Snapshot<FrameProgress>) -> Result<()>,
+) -> Result<()> {
     params.validate()?;
     let dreamers = FrameDreamers::new(network, dream, params.next, device)?;
     let frames = Some(params.frames);
@@ -121,35 +139,49 @@ pub fn zoom(
     };
     let first = match work.load(0)? {
         Some(frame) => {
-            progress(report(0, None, true));
+            observer(&Snapshot::new(report(0, None, true), &|| Ok(frame.clone())))?;
             frame
         }
         None => {
-            let frame = dreamers.dream(0, source, true, |p| progress(report(0, Some(p), false)))?;
+            let frame = dreamers.dream_watched(0, source, true, |s| {
+                observer(&Snapshot::new(report(0, Some(s.progress), false), &|| {
+                    s.image()
+                }))
+            })?;
             work.save(0, &frame)?;
-            progress(report(0, None, false));
+            observer(&Snapshot::new(
+                report(0, None, false),
+                &|| Ok(frame.clone()),
+            ))?;
             frame
         }
     };
     let colours = ColourStats::of(&first);
     let done = work.finished().min(params.frames);
     for index in 1..done {
-        progress(report(index, None, true));
+        observer(&Snapshot::new(report(index, None, true), &|| {
+            work.finished_frame(index)
+        }))?;
     }
     let mut previous = match done {
         0 | 1 => first,
-        n => work.load(n - 1)?.expect("finished frames exist"),
+        n => work.finished_frame(n - 1)?,
     };
     for index in done.max(1)..params.frames {
         let start = transform(&previous, params, device)?;
-        let mut frame = dreamers.dream(index, &start, false, |p| {
-            progress(report(index, Some(p), false))
+        let mut frame = dreamers.dream_watched(index, &start, false, |s| {
+            observer(&Snapshot::new(
+                report(index, Some(s.progress), false),
+                &|| s.image(),
+            ))
         })?;
         if params.keep_colours {
             frame = match_colours(&frame, &colours);
         }
         work.save(index, &frame)?;
-        progress(report(index, None, false));
+        observer(&Snapshot::new(report(index, None, false), &|| {
+            Ok(frame.clone())
+        }))?;
         previous = frame;
     }
     Ok(())
