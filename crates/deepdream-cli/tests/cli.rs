@@ -722,3 +722,91 @@ fn visualises_channels_in_a_grid_and_refuses_bad_input() {
         assert_error(&run(extra), expected);
     }
 }
+
+/// `deepdream serve ARGS` with its temporary folder in `tmp`; returns the child and the
+/// address it printed.
+fn start_studio(tmp: &Path, args: &[&str]) -> (std::process::Child, String, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deepdream"))
+        .arg("serve")
+        .args(args)
+        .env("TMPDIR", tmp)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next().expect("a line about the address").unwrap();
+        seen.push(line.clone());
+        if let Some(rest) = line.split("http://").nth(1) {
+            let address = rest.split('/').next().unwrap().to_string();
+            // Keep reading stderr so the server never blocks on it.
+            std::thread::spawn(move || for _ in lines {});
+            return (child, address, seen);
+        }
+    }
+}
+
+/// `GET path` over a plain socket; returns the status line.
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn serve_answers_on_loopback_and_stops_cleanly_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, address, seen) = start_studio(tmp.path(), &["--port", "0"]);
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    assert!(!seen.iter().any(|l| l.contains("warning")), "{seen:?}");
+    assert_eq!(http_get(&address, "/"), "HTTP/1.1 200 OK");
+    assert!(http_get(&address, "/api/jobs/7").starts_with("HTTP/1.1 404"));
+    let studio_dirs = || {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("deepdream-studio-")
+            })
+            .count()
+    };
+    assert_eq!(studio_dirs(), 1, "a private folder while it runs");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(studio_dirs(), 0, "the private folder is deleted on exit");
+}
+
+#[test]
+fn serve_warns_when_reachable_from_other_machines_and_refuses_a_busy_port() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, address, seen) =
+        start_studio(tmp.path(), &["--host", "0.0.0.0", "--port", "0"]);
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("warning: listening on 0.0.0.0")),
+        "{seen:?}"
+    );
+    let port = address.rsplit(':').next().unwrap();
+    let busy = Command::new(env!("CARGO_BIN_EXE_deepdream"))
+        .args(["serve", "--port", port])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert_error(&busy, &format!("cannot listen on 127.0.0.1:{port}"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
