@@ -723,18 +723,30 @@ fn visualises_channels_in_a_grid_and_refuses_bad_input() {
     }
 }
 
-/// `deepdream serve ARGS` with its temporary folder in `tmp`; returns the child and the
-/// address it printed.
-fn start_studio(tmp: &Path, args: &[&str]) -> (std::process::Child, String, Vec<String>) {
+/// A `deepdream serve` process, killed when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `deepdream serve ARGS` with its temporary folder in `tmp`; returns the process, the
+/// address it printed and the lines before.
+fn start_studio(tmp: &Path, args: &[&str]) -> (Server, String, Vec<String>) {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deepdream"))
-        .arg("serve")
-        .args(args)
-        .env("TMPDIR", tmp)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut child = Server(
+        Command::new(env!("CARGO_BIN_EXE_deepdream"))
+            .arg("serve")
+            .args(args)
+            .env("TMPDIR", tmp)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary runs"),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     let mut seen = Vec::new();
     loop {
         let line = lines.next().expect("a line about the address").unwrap();
@@ -781,11 +793,11 @@ fn serve_answers_on_loopback_and_stops_cleanly_on_sigterm() {
     };
     assert_eq!(studio_dirs(), 1, "a private folder while it runs");
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert_eq!(studio_dirs(), 0, "the private folder is deleted on exit");
 }
@@ -793,8 +805,7 @@ fn serve_answers_on_loopback_and_stops_cleanly_on_sigterm() {
 #[test]
 fn serve_warns_when_reachable_from_other_machines_and_refuses_a_busy_port() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut child, address, seen) =
-        start_studio(tmp.path(), &["--host", "0.0.0.0", "--port", "0"]);
+    let (child, address, seen) = start_studio(tmp.path(), &["--host", "0.0.0.0", "--port", "0"]);
     assert!(
         seen.iter()
             .any(|l| l.starts_with("warning: listening on 0.0.0.0")),
@@ -807,6 +818,5 @@ fn serve_warns_when_reachable_from_other_machines_and_refuses_a_busy_port() {
         .output()
         .unwrap();
     assert_error(&busy, &format!("cannot listen on 127.0.0.1:{port}"));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 }
