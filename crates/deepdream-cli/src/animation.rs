@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use deepdream::media::ffmpeg::{self, AudioSource, FrameRate, Segment, VideoReader};
 use deepdream::media::frames::{AnimationFormat, WorkDir, open_sink};
-use deepdream::modes::video::{VideoParams, dream_video};
-use deepdream::modes::zoom::{ZoomParams, zoom as zoom_frames};
+use deepdream::modes::video::{VideoParams, dream_video_watched};
+use deepdream::modes::zoom::{ZoomParams, zoom_watched};
 use deepdream::modes::{FrameProgress, FrameSettings};
 use deepdream::{Device, DreamParams, Network, image_io};
 use indicatif::ProgressBar;
@@ -155,15 +155,20 @@ pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
     );
     let start = Instant::now();
     let mut reporter = FrameReporter::new(params.frames);
-    zoom_frames(
+    zoom_watched(
         network.as_ref(),
         dream,
         &params,
         &image,
         &work,
         device,
-        |p| reporter.report(p),
-    )?;
+        |snapshot| {
+            crate::interrupt::check()?;
+            reporter.report(snapshot.progress);
+            Ok(())
+        },
+    )
+    .map_err(|e| interrupted(e, &work))?;
     reporter.finish();
     let (width, height) = image.dimensions();
     write_animation(
@@ -248,7 +253,7 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
     let start = Instant::now();
     let mut reader = VideoReader::open(&args.input, segment)?;
     let mut reporter = FrameReporter::new(estimate.unwrap_or(0));
-    let frames = dream_video(
+    let frames = dream_video_watched(
         network.as_ref(),
         dream,
         &params,
@@ -256,8 +261,13 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
         estimate,
         &work,
         device,
-        |p| reporter.report(p),
-    )?;
+        |snapshot| {
+            crate::interrupt::check()?;
+            reporter.report(snapshot.progress);
+            Ok(())
+        },
+    )
+    .map_err(|e| interrupted(e, &work))?;
     reporter.finish();
     if frames == 0 {
         work.remove()?;
@@ -296,6 +306,17 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
     );
     work.remove()?;
     Ok(())
+}
+
+/// An interruption says where the finished frames are kept for the rerun.
+fn interrupted(error: deepdream::Error, work: &WorkDir) -> anyhow::Error {
+    match error {
+        deepdream::Error::Cancelled => anyhow::anyhow!(
+            "the finished frames are kept in {}: run the same command again to continue",
+            work.path().display()
+        ),
+        other => other.into(),
+    }
 }
 
 fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {

@@ -9,14 +9,16 @@ use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use clap::{Args, Parser, Subcommand};
 use deepdream::dream::Plan;
-use deepdream::eta::Eta;
+use deepdream::eta::DreamEta;
 use deepdream::onnx::raw_layer_name;
 use deepdream::{
     Device, DreamParams, Dreamer, LayerWeight, Network, OnnxNetwork, Preprocess, Progress,
-    classify, eta, image_io, imagenet, models, weights,
+    classify, image_io, imagenet, models, weights,
 };
 
 mod animation;
+mod batch;
+mod interrupt;
 mod serve;
 mod style;
 mod visualize;
@@ -60,6 +62,9 @@ struct Cli {
 enum Command {
     /// Dream an image and write the result.
     Dream(DreamArgs),
+    /// Dream many images (files, folders, manifests) into a folder: resumable, and split
+    /// into shards for several workers.
+    Batch(batch::BatchArgs),
     /// Make an endless-zoom animation: each frame the previous one zoomed and dreamed again.
     Zoom(animation::ZoomArgs),
     /// Dream a video, frame by frame, kept coherent along the optical flow.
@@ -303,10 +308,29 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     Ok((number * scale as f64) as u64)
 }
 
+/// The most threads `--threads` accepts, whatever the machine.
+const MAX_THREADS: usize = 1024;
+
 fn main() -> ExitCode {
     keep_freed_memory();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_))
+        && let Err(error) = interrupt::install()
+    {
+        eprintln!("deepdream: error: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if interrupt::exit_status().is_some() => {
+            // Jobs stop with `Cancelled`; animations say where their frames are kept.
+            let message = match error.downcast_ref::<deepdream::Error>() {
+                Some(deepdream::Error::Cancelled) => "stopped; nothing partial was written".into(),
+                _ => format!("{error:#}"),
+            };
+            eprintln!("deepdream: interrupted: {message}");
+            ExitCode::from(interrupt::exit_status().unwrap_or(130))
+        }
         Err(error) => {
             let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
             eprintln!("deepdream: error: {}", chain.join(": "));
@@ -317,8 +341,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     if let Some(threads) = cli.threads {
-        if threads == 0 {
-            bail!("--threads must be at least 1");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let most = (4 * cores).min(MAX_THREADS);
+        if threads == 0 || threads > most {
+            bail!(
+                "--threads must be from 1 to {most} (4 times this machine's {cores} cores, at most {MAX_THREADS})"
+            );
         }
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -328,6 +356,7 @@ fn run(cli: Cli) -> Result<()> {
     let device = deepdream::device::by_name(&cli.device)?;
     match cli.command {
         Command::Dream(args) => dream(args, &device),
+        Command::Batch(args) => batch::batch(args, &device),
         Command::Zoom(args) => animation::zoom(args, &device),
         Command::Video(args) => animation::video(args, &device),
         Command::Style(args) => style::style(args, &device),
@@ -423,12 +452,13 @@ fn dream(args: DreamArgs, device: &Device) -> Result<()> {
 
     let bar = progress_bar(total, "steps");
     let start = Instant::now();
-    let iterations = dreamer.params().iterations;
-    let mut eta = Eta::new(eta::dream_work(&octaves, iterations));
+    let mut eta = DreamEta::new(&octaves, dreamer.params().iterations);
     let mut estimated = false;
-    let dreamed = dreamer.dream_image(&image, |p| {
-        let done = eta::dream_work_done(&octaves, iterations, &p);
-        if let Some(seconds) = eta.update(done)
+    let (rgb, alpha) = image_io::split_alpha(&image);
+    let dreamed = dreamer.dream_watched(&rgb, dreamer.params().seed, |snapshot| {
+        interrupt::check()?;
+        let p = snapshot.progress;
+        if let Some(seconds) = eta.step(&p)
             && !estimated
         {
             estimated = true;
@@ -437,7 +467,9 @@ fn dream(args: DreamArgs, device: &Device) -> Result<()> {
         }
         bar.set_message(step_message(&p));
         bar.set_position(p.steps_done() as u64);
+        Ok(())
     })?;
+    let dreamed = image_io::join_alpha(dreamed, alpha.as_ref());
     bar.finish_and_clear();
 
     let metadata = args.dream.metadata(network.as_ref(), dreamer.params());
@@ -454,13 +486,13 @@ fn dream(args: DreamArgs, device: &Device) -> Result<()> {
 
 /// Tells how the gradient of a `width`x`height` picture will be computed.
 fn print_plan(plan: &Plan, width: u32, height: u32, model: &str) {
-    let mib = plan.gradient_bytes as f64 / (1 << 20) as f64;
+    let memory = deepdream::error::format_bytes(plan.gradient_bytes);
     match plan.tile {
-        None => eprintln!(
-            "Dreaming {width}x{height} with {model} (about {mib:.0} MiB for the gradient)"
-        ),
+        None => {
+            eprintln!("Dreaming {width}x{height} with {model} (about {memory} for the gradient)")
+        }
         Some(tile) => eprintln!(
-            "Dreaming {width}x{height} with {model} in tiles of {tile} pixels (about {mib:.0} MiB per tile)"
+            "Dreaming {width}x{height} with {model} in tiles of {tile} pixels (about {memory} per tile)"
         ),
     }
 }
@@ -495,7 +527,9 @@ fn step_message(p: &Progress) -> String {
 }
 
 fn human_duration(seconds: f64) -> String {
-    if seconds < 90.0 {
+    if seconds < 10.0 {
+        format!("{seconds:.1} s")
+    } else if seconds < 90.0 {
         format!("{seconds:.0} s")
     } else if seconds < 5400.0 {
         format!("{:.0} min", seconds / 60.0)

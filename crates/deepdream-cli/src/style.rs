@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use deepdream::engine::optimizer::Optimizer;
+use deepdream::error::format_bytes;
 use deepdream::modes::style::{Init, StyleImage, StyleParams, StyleProgress, Stylist};
 use deepdream::{Device, image_io};
 
@@ -159,9 +160,9 @@ pub fn style(args: StyleArgs, device: &Device) -> Result<()> {
         && bytes > budget
     {
         bail!(
-            "one evaluation at {width}x{height} needs about {} MiB, over the {} MiB budget; lower --size or raise --max-memory",
-            bytes.div_ceil(1 << 20),
-            (budget >> 20).max(1)
+            "one evaluation at {width}x{height} needs about {}, over the {} budget; lower --size or raise --max-memory",
+            format_bytes(bytes),
+            format_bytes(budget)
         );
     }
     eprintln!(
@@ -178,7 +179,9 @@ pub fn style(args: StyleArgs, device: &Device) -> Result<()> {
     // The finest scale's first iterations give the rate for the rest.
     let mut finest_start: Option<Instant> = None;
     let mut estimated = false;
-    let result = stylist.transfer(&content, &styles, |p: StyleProgress| {
+    let result = stylist.transfer_watched(&content, &styles, |snapshot| {
+        crate::interrupt::check()?;
+        let p: StyleProgress = snapshot.progress;
         if p.scale + 1 == p.scales && !estimated {
             match finest_start {
                 None => finest_start = Some(Instant::now()),
@@ -203,6 +206,7 @@ pub fn style(args: StyleArgs, device: &Device) -> Result<()> {
             p.losses.style
         ));
         bar.set_position(p.done() as u64);
+        Ok(())
     })?;
     bar.finish_and_clear();
     let metadata = metadata(&args, params, network.name());

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use deepdream::modes::visualize::{Target, VisualizeParams, contact_sheet, target_term, visualize};
+use deepdream::modes::visualize::{
+    Target, VisualizeParams, contact_sheet, target_term, visualize_watched,
+};
 use deepdream::{Device, image_io, imagenet};
 
 use crate::{ModelArgs, load_network, progress_bar, rand_seed};
@@ -129,7 +131,9 @@ pub fn visualize_command(args: VisualizeArgs, device: &Device) -> Result<()> {
     let start = Instant::now();
     let mut images = Vec::new();
     for (k, target) in targets.iter().enumerate() {
-        let image = visualize(network.as_ref(), target, &params, device, |p| {
+        let image = visualize_watched(network.as_ref(), target, &params, device, |snapshot| {
+            crate::interrupt::check()?;
+            let p = snapshot.progress;
             bar.set_message(format!(
                 "image {}/{}, activation {:.3}",
                 k + 1,
@@ -137,6 +141,7 @@ pub fn visualize_command(args: VisualizeArgs, device: &Device) -> Result<()> {
                 p.activation
             ));
             bar.set_position((k * params.steps + p.step) as u64);
+            Ok(())
         })?;
         images.push(image);
     }

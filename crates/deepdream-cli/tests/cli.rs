@@ -265,6 +265,15 @@ fn bad_choices_are_clear_errors() {
     );
     assert_error(&run(&["--octave-scale", "0.5"]), "octave scale");
     assert_error(&run(&["--layers", "block3_conv1:abc"]), "not a number");
+    assert_error(&run(&["--max-memory", "1K"]), "over the 1 KiB budget");
+    // An absurd thread count is refused at once (it used to hang).
+    let started = std::time::Instant::now();
+    assert_error(
+        &run(&["--threads", "100000"]),
+        "--threads must be from 1 to",
+    );
+    assert_error(&run(&["--threads", "0"]), "--threads must be from 1 to");
+    assert!(started.elapsed().as_secs() < 30);
     assert!(!out.exists());
 
     // Output problems: unknown extension, unwritable directory, the input itself.
@@ -653,7 +662,10 @@ fn styles_a_photo_and_refuses_bad_input() {
         ),
         (&["--style", starry, "--size", "0"], "size"),
         (&["--style", &format!("{starry}:-1")], "blend weight"),
-        (&["--style", starry, "--max-memory", "1K"], "budget"),
+        (
+            &["--style", starry, "--max-memory", "1K"],
+            "over the 1 KiB budget",
+        ),
     ];
     for (extra, expected) in cases {
         let result = run(args(&[extra, &["--force"]].concat()));
@@ -819,4 +831,318 @@ fn serve_warns_when_reachable_from_other_machines_and_refuses_a_busy_port() {
         .unwrap();
     assert_error(&busy, &format!("cannot listen on 127.0.0.1:{port}"));
     drop(child);
+}
+
+/// `count` small pictures (crops of the cat photo) under `dir`, some in subfolders.
+fn small_pictures(dir: &Path, count: usize) -> Vec<PathBuf> {
+    let photo = image_io::load(&fixture("chelsea.png")).unwrap().to_rgb8();
+    (0..count)
+        .map(|k| {
+            let path = dir.join(format!("set{}/photo{k:02}.png", k % 3));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let crop = image::imageops::crop_imm(&photo, (k as u32 * 11) % 300, 40, 96, 96);
+            crop.to_image().save(&path).unwrap();
+            path
+        })
+        .collect()
+}
+
+/// The batch arguments for a fast dream with EfficientNet-Lite0.
+fn batch_args<'a>(weights: &'a str, inputs: &[&'a str], output: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["batch"];
+    args.extend_from_slice(inputs);
+    args.extend_from_slice(&[
+        "-o",
+        output,
+        "--model",
+        "efficientnet-lite0",
+        "--weights",
+        weights,
+        "--octaves",
+        "1",
+        "--iterations",
+        "1",
+    ]);
+    args
+}
+
+/// The `N dreamed, M already done` counts of a batch's summary.
+fn batch_counts(output: &Output) -> (usize, usize) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("Batch finished"))
+        .unwrap_or_else(|| panic!("no summary: {stderr}"));
+    let number = |word: &str| -> usize {
+        let before = line.split(word).next().unwrap();
+        before.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    (number(" dreamed"), number(" already done"))
+}
+
+#[test]
+fn batch_mirrors_folders_skips_bad_inputs_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = model_weights("efficientnet-lite0");
+    let inputs = dir.path().join("in");
+    small_pictures(&inputs, 4);
+    std::fs::write(inputs.join("set1/broken.png"), b"not a picture").unwrap();
+    std::fs::write(
+        dir.path().join("more.txt"),
+        "# one with its own options\nin/set0/photo00.png --iterations 2 --seed 5\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let (w, i, m, o) = (
+        weights.to_str().unwrap(),
+        inputs.to_str().unwrap(),
+        dir.path().join("more.txt"),
+        out.to_str().unwrap(),
+    );
+    let first = deepdream(dir.path(), &batch_args(w, &[i, m.to_str().unwrap()], o));
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        !first.status.success() && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("deepdream: error: 1 input(s) could not be dreamed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("failed: ") && stderr.contains("broken.png"),
+        "{stderr}"
+    );
+    assert_eq!(batch_counts(&first), (5, 0));
+    for name in [
+        "set0/photo00",
+        "set0/photo03",
+        "set1/photo01",
+        "set2/photo02",
+        "in/set0/photo00",
+    ] {
+        let path = out.join(format!("{name}.png"));
+        assert!(path.is_file(), "{} is missing: {stderr}", path.display());
+    }
+    let text = image_io::read_png_text(&out.join("in/set0/photo00.png")).unwrap();
+    let value = |key: &str| text.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    assert_eq!(
+        value("deepdream:iterations"),
+        Some("2"),
+        "the manifest's options"
+    );
+    assert_eq!(value("deepdream:seed"), Some("5"));
+    let default_seed = image_io::read_png_text(&out.join("set0/photo03.png")).unwrap();
+    assert!(default_seed.iter().any(|(k, _)| k == "deepdream:seed"));
+
+    // A rerun does only what is missing.
+    std::fs::remove_file(out.join("set2/photo02.png")).unwrap();
+    std::fs::remove_file(inputs.join("set1/broken.png")).unwrap();
+    let second = deepdream(dir.path(), &batch_args(w, &[i, m.to_str().unwrap()], o));
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(batch_counts(&second), (1, 4));
+    let leftovers: Vec<_> = walk_files(&out)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".deepdream")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn three_shards_at_once_do_each_image_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = model_weights("efficientnet-lite0");
+    let inputs = dir.path().join("in");
+    small_pictures(&inputs, 30);
+    let out = dir.path().join("out");
+    let (w, i, o) = (
+        weights.to_str().unwrap(),
+        inputs.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let workers: Vec<_> = (0..3)
+        .map(|k| {
+            let mut args = batch_args(w, &[i], o);
+            let shard = format!("{k}/3");
+            args.extend_from_slice(&["--shard", &shard, "--threads", "1"]);
+            Command::new(env!("CARGO_BIN_EXE_deepdream"))
+                .args(&args)
+                .env("DEEPDREAM_HOME", dir.path())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut dreamed = 0;
+    for worker in workers {
+        let output = worker.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let (done, resumed) = batch_counts(&output);
+        assert_eq!((done, resumed), (10, 0));
+        dreamed += done;
+    }
+    assert_eq!(dreamed, 30, "each image dreamed once");
+    assert_eq!(walk_files(&out).len(), 30, "and each one is there");
+
+    // The scheduler's variables give the same shares.
+    let k8s_out = dir.path().join("k8s");
+    let mut args = batch_args(w, &[i], k8s_out.to_str().unwrap());
+    args.extend_from_slice(&["--shards", "3"]);
+    let k8s = Command::new(env!("CARGO_BIN_EXE_deepdream"))
+        .args(&args)
+        .env("DEEPDREAM_HOME", dir.path())
+        .env("JOB_COMPLETION_INDEX", "1")
+        .output()
+        .unwrap();
+    assert!(
+        k8s.status.success(),
+        "{}",
+        String::from_utf8_lossy(&k8s.stderr)
+    );
+    let mut names: Vec<String> = walk_files(&k8s_out)
+        .iter()
+        .map(|p| p.strip_prefix(&k8s_out).unwrap().display().to_string())
+        .collect();
+    names.sort();
+    // Sorted outputs: set0/photo00, 03, …, 27, set1/…, set2/…; worker 1 takes positions
+    // 1, 4, 7, …
+    assert_eq!(names.len(), 10);
+    assert_eq!(names[0], "set0/photo03.png");
+    let slurm = Command::new(env!("CARGO_BIN_EXE_deepdream"))
+        .args(batch_args(
+            w,
+            &[i],
+            dir.path().join("slurm").to_str().unwrap(),
+        ))
+        .env("DEEPDREAM_HOME", dir.path())
+        .env("SLURM_ARRAY_TASK_ID", "3")
+        .env("SLURM_ARRAY_TASK_MIN", "1")
+        .env("SLURM_ARRAY_TASK_COUNT", "3")
+        .output()
+        .unwrap();
+    assert_eq!(batch_counts(&slurm), (10, 0));
+    assert!(dir.path().join("slurm/set0/photo06.png").is_file());
+
+    assert_error(
+        &deepdream(
+            dir.path(),
+            &[&batch_args(w, &[i], o)[..], &["--shard", "3/3"]].concat(),
+        ),
+        "shard '3/3' is not I/N",
+    );
+    assert_error(
+        &deepdream(
+            dir.path(),
+            &[&batch_args(w, &[i], o)[..], &["--format", "xyz"]].concat(),
+        ),
+        "unsupported output format",
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_dream_with_nothing_partial_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = model_weights("efficientnet-lite0");
+    let output = dir.path().join("dream.png");
+    for (signal, status) in [("-INT", 130), ("-TERM", 143)] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_deepdream"))
+            .args([
+                "dream",
+                fixture("chelsea.png").to_str().unwrap(),
+                "-o",
+                output.to_str().unwrap(),
+                "--model",
+                "efficientnet-lite0",
+                "--weights",
+                weights.to_str().unwrap(),
+                "--iterations",
+                "500",
+            ])
+            .env("DEEPDREAM_HOME", dir.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the dream to run (the estimate comes after its second step).
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        while !seen.contains("Estimated time") {
+            let mut line = String::new();
+            let read = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+            assert!(read > 0, "the dream ended early: {seen}");
+            seen.push_str(&line);
+        }
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        let exit = child.wait().unwrap();
+        assert_eq!(exit.code(), Some(status), "{seen}{rest}");
+        assert!(rest.contains("deepdream: interrupted"), "{rest}");
+        let files: Vec<_> = walk_files(dir.path())
+            .into_iter()
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "png")
+                    || p.to_string_lossy().contains(".deepdream-")
+            })
+            .collect();
+        assert!(files.is_empty(), "nothing written: {files:?}");
+    }
+}
+
+#[test]
+fn a_network_with_nan_gradients_stops_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("black.png");
+    let result = deepdream(
+        dir.path(),
+        &[
+            "dream",
+            fixture("chelsea.png").to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+            "--weights",
+            fixture("nan_network.onnx").to_str().unwrap(),
+            "--layers",
+            "conv2",
+            "--octaves",
+            "1",
+        ],
+    );
+    assert_error(
+        &result,
+        "the gradient of 'conv2' has NaN or infinite values",
+    );
+    assert!(!output.exists(), "no black picture written");
 }

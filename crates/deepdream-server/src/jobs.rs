@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use deepdream::eta::{self, Eta};
+use deepdream::eta::{self, DreamEta, Eta};
 use deepdream::media::ffmpeg::{AudioSource, FrameRate, Segment, VideoInfo, VideoReader};
 use deepdream::media::frames::{WorkDir, open_sink};
 use deepdream::modes::style::{StyleImage, StyleParams, Stylist};
@@ -569,13 +569,12 @@ impl Queue {
             Task::Dream { params, source, .. } => {
                 let dreamer = Dreamer::new(network, params.clone(), device)?;
                 let sizes = dreamer.octave_sizes(source.rgb.width(), source.rgb.height())?;
-                let iterations = params.iterations;
-                reporter.eta = Eta::new(eta::dream_work(&sizes, iterations));
+                let mut dream_eta = DreamEta::new(&sizes, params.iterations);
                 let dreamed = dreamer.dream_watched(&source.rgb, params.seed, |snapshot| {
                     let p = snapshot.progress;
-                    let done = eta::dream_work_done(&sizes, iterations, &p);
+                    let left = dream_eta.step(&p);
                     let stage = (p.steps_done(), p.steps_total(), p.octave + 1, p.octaves);
-                    reporter.observe(snapshot, done, stage, p.iteration == p.iterations)
+                    reporter.observe(snapshot, left, stage, p.iteration == p.iterations)
                 })?;
                 image_io::join_alpha(dreamed, source.alpha.as_ref())
             }
@@ -605,7 +604,8 @@ impl Queue {
                     let finished: f64 = areas[..p.scale].iter().sum();
                     let done = (finished * iterations) + areas[p.scale] * p.iteration as f64;
                     let stage = (p.done(), p.scales * p.iterations, p.scale + 1, p.scales);
-                    reporter.observe(snapshot, done, stage, p.iteration == p.iterations)
+                    let left = reporter.eta.update(done);
+                    reporter.observe(snapshot, left, stage, p.iteration == p.iterations)
                 })?;
                 DynamicImage::ImageRgb8(styled)
             }
@@ -692,7 +692,8 @@ impl Queue {
                 reporter.eta = Eta::new(params.steps as f64);
                 let grown = visualize_watched(network, target, params, device, |snapshot| {
                     let p = snapshot.progress;
-                    reporter.observe(snapshot, p.step as f64, (p.step, p.steps, 1, 1), false)
+                    let left = reporter.eta.update(p.step as f64);
+                    reporter.observe(snapshot, left, (p.step, p.steps, 1, 1), false)
                 })?;
                 DynamicImage::ImageRgb8(grown)
             }
@@ -836,19 +837,18 @@ impl<'a> Reporter<'a> {
         }
     }
 
-    /// Records a step: `done` units of the work given to the [`Eta`], `(step, steps, stage,
-    /// stages)`; a preview is made when one is due or at the end of a stage.
+    /// Records a step: the seconds `left`, `(step, steps, stage, stages)`; a preview is made
+    /// when one is due or at the end of a stage.
     fn observe<P>(
         &mut self,
         snapshot: &Snapshot<P>,
-        done: f64,
+        left: Option<f64>,
         (step, steps, stage, stages): (usize, usize, usize, usize),
         stage_end: bool,
     ) -> deepdream::Result<()> {
         if self.job.cancelled() || self.job.abandoned(self.grace) {
             return Err(Error::Cancelled);
         }
-        let left = self.eta.update(done);
         let due = self
             .last_preview
             .is_none_or(|t| t.elapsed() >= PREVIEW_INTERVAL);
@@ -882,9 +882,10 @@ impl Reporter<'_> {
         let p = snapshot.progress;
         let finished = p.frame + usize::from(p.step.is_none());
         let frames = frames.max(finished);
+        let left = self.eta.update(work.done(&p));
         self.observe(
             snapshot,
-            work.done(&p),
+            left,
             (finished, frames, p.frame + 1, frames),
             p.step.is_none(),
         )

@@ -367,8 +367,8 @@ impl<'a> Dreamer<'a> {
         }
         let over = |needed: u64, hint: &str| Error::OverMemoryBudget {
             what: format!("the gradient of '{}'", self.terms[0].name),
-            needed_mib: needed.div_ceil(1 << 20),
-            budget_mib: budget >> 20,
+            needed,
+            budget,
             hint: hint.to_string(),
         };
         let Some((stride, halo)) = self.tiling() else {
@@ -496,6 +496,13 @@ impl<'a> Dreamer<'a> {
             }
         };
         let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
+        if !mean_abs.is_finite() {
+            return Err(Error::NonFiniteGradient {
+                layer: self.terms[0].name.clone(),
+                width,
+                height,
+            });
+        }
         let rate = optimizer::normalised_rate(self.params.step_size, mean_abs);
         let preprocess = self.network.preprocess();
         let channels: Vec<Tensor<4>> = preprocess

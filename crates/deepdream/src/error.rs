@@ -39,13 +39,26 @@ pub enum Error {
 
     /// The dream cannot fit the memory budget.
     #[error(
-        "{what} needs about {needed_mib} MiB, over the {budget_mib} MiB budget; raise --max-memory{hint}"
+        "{what} needs about {}, over the {} budget; raise --max-memory{hint}",
+        format_bytes(*needed),
+        format_bytes(*budget)
     )]
     OverMemoryBudget {
         what: String,
-        needed_mib: u64,
-        budget_mib: u64,
+        needed: u64,
+        budget: u64,
         hint: String,
+    },
+
+    /// The network gave a gradient with NaN or infinite values (broken weights, or
+    /// preprocessing that does not suit them); going on would write a black picture.
+    #[error(
+        "the gradient of '{layer}' has NaN or infinite values at {width}x{height}: the network's weights or its preprocessing give invalid numbers"
+    )]
+    NonFiniteGradient {
+        layer: String,
+        width: usize,
+        height: usize,
     },
 
     /// Parameters that cannot work (zero iterations, a negative step, …).
@@ -131,6 +144,26 @@ pub enum Error {
     },
 }
 
+/// A byte count for people: `512 bytes`, `1 KiB`, `300 MiB`, `1.5 GiB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    let (value, unit) = if b < KIB {
+        return format!("{bytes} bytes");
+    } else if b < KIB * KIB {
+        (b / KIB, "KiB")
+    } else if b < KIB * KIB * KIB {
+        (b / (KIB * KIB), "MiB")
+    } else {
+        (b / (KIB * KIB * KIB), "GiB")
+    };
+    if value < 10.0 {
+        format!("{:.1} {unit}", value).replace(".0 ", " ")
+    } else {
+        format!("{:.0} {unit}", value)
+    }
+}
+
 impl Error {
     /// An [`Error::Io`] for `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -138,5 +171,19 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_bytes;
+
+    #[test]
+    fn byte_counts_read_naturally() {
+        assert_eq!(format_bytes(512), "512 bytes");
+        assert_eq!(format_bytes(1024), "1 KiB");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(300 << 20), "300 MiB");
+        assert_eq!(format_bytes(3 << 29), "1.5 GiB");
     }
 }

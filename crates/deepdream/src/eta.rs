@@ -33,17 +33,117 @@ impl Eta {
     }
 }
 
+/// Estimates the time left of a dream from its steps' durations. A step costs a fixed part
+/// (launching the network's operations, which small octaves feel most) plus a part that
+/// grows with the pixels; once steps of two octave sizes are timed, the two parts are fitted
+/// to each octave's median step and the remaining steps priced one by one. The first step of
+/// each octave, which also prepares for the new size (and for the very first, warms up
+/// allocations and caches), is not used.
+#[derive(Clone, Debug)]
+pub struct DreamEta {
+    pixels: Vec<f64>,
+    iterations: usize,
+    /// Per octave: the timed steps' seconds.
+    timed: Vec<Vec<f64>>,
+    last: Option<Instant>,
+}
+
+impl DreamEta {
+    /// An estimator for a dream with these octave sizes (`(height, width)`, smallest first)
+    /// and `iterations` steps per octave.
+    pub fn new(sizes: &[(usize, usize)], iterations: usize) -> Self {
+        DreamEta {
+            pixels: sizes.iter().map(|&(h, w)| (h * w) as f64).collect(),
+            iterations,
+            timed: vec![Vec::new(); sizes.len()],
+            last: None,
+        }
+    }
+
+    /// Steps an octave needs timed before it counts: two (one when it has no more).
+    fn enough(&self) -> usize {
+        self.iterations.saturating_sub(1).clamp(1, 2)
+    }
+
+    /// Records the step that `progress` reports as just finished; returns the seconds left
+    /// once they can be priced: when every octave has the same size, from the third step;
+    /// else from the third step of the second octave.
+    pub fn step(&mut self, progress: &Progress) -> Option<f64> {
+        let now = Instant::now();
+        // An octave's first step also prepares for the new size (kernels, buffers): it is
+        // timed only when it is the octave's only step.
+        let counts = progress.iteration > 1 || self.iterations == 1;
+        if let Some(last) = self.last.replace(now)
+            && counts
+            && let Some(octave) = self.timed.get_mut(progress.octave)
+        {
+            octave.push(now.duration_since(last).as_secs_f64());
+        }
+        let (fixed, per_pixel) = self.fit()?;
+        let left: f64 = (0..self.pixels.len())
+            .map(|octave| {
+                let steps = match octave.cmp(&progress.octave) {
+                    std::cmp::Ordering::Less => 0,
+                    std::cmp::Ordering::Equal => self.iterations.saturating_sub(progress.iteration),
+                    std::cmp::Ordering::Greater => self.iterations,
+                };
+                steps as f64 * (fixed + per_pixel * self.pixels[octave])
+            })
+            .sum();
+        Some(left)
+    }
+
+    /// The fixed and per-pixel cost of a step, by least squares over the octaves' median
+    /// step times (both kept non-negative).
+    fn fit(&self) -> Option<(f64, f64)> {
+        let points: Vec<(f64, f64)> = self
+            .timed
+            .iter()
+            .zip(&self.pixels)
+            .filter(|(times, _)| times.len() >= self.enough())
+            .map(|(times, &pixels)| (pixels, median(times)))
+            .collect();
+        let all_same = self.pixels.windows(2).all(|w| w[0] == w[1]);
+        match points.as_slice() {
+            [] => None,
+            [(pixels, seconds)] if all_same => Some((0.0, seconds / pixels.max(1.0))),
+            [_] => None,
+            _ => {
+                let n = points.len() as f64;
+                let mean_p = points.iter().map(|p| p.0).sum::<f64>() / n;
+                let mean_t = points.iter().map(|p| p.1).sum::<f64>() / n;
+                let covariance: f64 = points.iter().map(|p| (p.0 - mean_p) * (p.1 - mean_t)).sum();
+                let variance: f64 = points.iter().map(|p| (p.0 - mean_p).powi(2)).sum();
+                let per_pixel = (covariance / variance).max(0.0);
+                let fixed = mean_t - per_pixel * mean_p;
+                if fixed >= 0.0 {
+                    Some((fixed, per_pixel))
+                } else {
+                    // Steps cost less than proportionally: price by pixels alone.
+                    let total_t: f64 = points.iter().map(|p| p.1).sum();
+                    let total_p: f64 = points.iter().map(|p| p.0).sum();
+                    Some((0.0, total_t / total_p))
+                }
+            }
+        }
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    } else {
+        sorted[middle]
+    }
+}
+
 /// The work of a dream with these octave sizes (`(height, width)`, smallest first) and
 /// `iterations` steps per octave, in pixel-steps.
 pub fn dream_work(sizes: &[(usize, usize)], iterations: usize) -> f64 {
     sizes.iter().map(|&(h, w)| (h * w) as f64).sum::<f64>() * iterations as f64
-}
-
-/// The part of [`dream_work`] finished at `progress`.
-pub fn dream_work_done(sizes: &[(usize, usize)], iterations: usize, progress: &Progress) -> f64 {
-    let finished = dream_work(&sizes[..progress.octave.min(sizes.len())], iterations);
-    let current = sizes.get(progress.octave).map_or(0, |&(h, w)| h * w);
-    finished + (current * progress.iteration) as f64
 }
 
 #[cfg(test)]
@@ -52,18 +152,27 @@ mod tests {
 
     #[test]
     fn work_counts_pixels_times_steps() {
-        let sizes = [(10, 10), (20, 20)];
-        let at = |octave, iteration| Progress {
-            octave,
-            octaves: 2,
-            iteration,
-            iterations: 5,
-            width: 0,
-            height: 0,
-        };
-        assert_eq!(dream_work(&sizes, 5), 2500.0);
-        assert_eq!(dream_work_done(&sizes, 5, &at(0, 1)), 100.0);
-        assert_eq!(dream_work_done(&sizes, 5, &at(1, 5)), 2500.0);
+        assert_eq!(dream_work(&[(10, 10), (20, 20)], 5), 2500.0);
+    }
+
+    #[test]
+    fn dream_steps_are_priced_by_a_fixed_and_a_per_pixel_part() {
+        // Two octaves of 100 and 400 pixels; steps cost 10 ms + 0.1 ms/pixel, i.e. 20 ms and
+        // 50 ms. Fed synthetic durations through `timed`.
+        let mut eta = DreamEta::new(&[(10, 10), (20, 20)], 3);
+        eta.timed = vec![vec![0.020, 0.020], vec![0.050, 0.050]];
+        let (fixed, per_pixel) = eta.fit().unwrap();
+        assert!((fixed - 0.010).abs() < 1e-9 && (per_pixel - 0.0001).abs() < 1e-9);
+        // One octave timed, the second not enough yet: no estimate.
+        eta.timed = vec![vec![0.020, 0.020], vec![0.050]];
+        assert_eq!(eta.fit(), None);
+        // An outlier step does not move the median.
+        eta.timed = vec![vec![0.020, 0.020, 0.900], vec![0.050, 0.050]];
+        assert!((eta.fit().unwrap().0 - 0.010).abs() < 1e-9);
+        // All octaves the same size: the median step prices the rest.
+        let mut same = DreamEta::new(&[(10, 10), (10, 10)], 3);
+        same.timed = vec![vec![0.020, 0.020], Vec::new()];
+        assert!((same.fit().unwrap().1 - 0.0002).abs() < 1e-12);
     }
 
     #[test]

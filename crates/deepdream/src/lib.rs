@@ -25,6 +25,7 @@
 //! the page faults again on the next step.
 
 pub mod activation;
+pub mod batch;
 pub mod checkpoint;
 pub mod classify;
 pub mod conv;

@@ -199,6 +199,12 @@ impl OnnxNetwork {
             let op = convert(node, device).map_err(|reason| {
                 onnx_err(format!("node '{}' ({raw_name}): {reason}", node.name()))
             })?;
+            let mut inputs = inputs;
+            if op.absorbs_constants() {
+                // The weights live in the operator; a second copy as operands would double
+                // the network's memory.
+                inputs.truncate(1);
+            }
             let output = slots.len();
             if let Some(out) = node.outputs().first() {
                 slots.insert(out.name.clone(), output);
@@ -231,7 +237,38 @@ impl OnnxNetwork {
         if network.layers.is_empty() {
             return Err(onnx_err("it has no dreamable layers".into()));
         }
+        network.drop_unused_steps();
         Ok(network)
+    }
+
+    /// The number of weight values the network keeps (convolution, batch norm and fully
+    /// connected parameters, and constant operands).
+    pub fn parameter_count(&self) -> usize {
+        let count = |dims: &[usize]| dims.iter().product::<usize>();
+        self.steps
+            .iter()
+            .map(|step| {
+                let op = match &step.op {
+                    Op::Conv { weight, bias, .. } => {
+                        count(&weight.dims()) + bias.as_ref().map_or(0, |b| count(&b.dims()))
+                    }
+                    Op::Linear { weight, bias } => {
+                        count(&weight.dims()) + bias.as_ref().map_or(0, |b| count(&b.dims()))
+                    }
+                    Op::BatchNorm { scale, shift } => count(&scale.dims()) + count(&shift.dims()),
+                    _ => 0,
+                };
+                let constants: usize = step
+                    .inputs
+                    .iter()
+                    .map(|input| match input {
+                        Operand::Const(value) => count(&value.tensor.dims()),
+                        Operand::Slot(_) => 0,
+                    })
+                    .sum();
+                op + constants
+            })
+            .sum()
     }
 
     /// Sets the name the network goes by and the layers dreamed by default.
@@ -517,8 +554,8 @@ impl OnnxNetwork {
         shapes
     }
 
-    /// Runs the steps needed for `wanted` slots and returns their values.
-    fn run(&self, input: Tensor<4>, wanted: &[usize]) -> Result<Vec<Value>> {
+    /// Which steps the values of the `wanted` slots depend on.
+    fn needed_steps(&self, wanted: &[usize]) -> Vec<bool> {
         let mut needed_slots = vec![false; self.slot_count];
         for &slot in wanted {
             needed_slots[slot] = true;
@@ -534,6 +571,23 @@ impl OnnxNetwork {
                 }
             }
         }
+        needed_steps
+    }
+
+    /// Drops the steps, with their weights, that no dreamable layer depends on (such as a
+    /// classifier head the layer namer hides: VGG16's file carries a tumour classifier).
+    fn drop_unused_steps(&mut self) {
+        let needed = self.needed_steps(&self.layer_slots);
+        let mut index = 0;
+        self.steps.retain(|_| {
+            index += 1;
+            needed[index - 1]
+        });
+    }
+
+    /// Runs the steps needed for `wanted` slots and returns their values.
+    fn run(&self, input: Tensor<4>, wanted: &[usize]) -> Result<Vec<Value>> {
+        let needed_steps = self.needed_steps(wanted);
         let mut last_use = vec![usize::MAX; self.slot_count];
         for (index, step) in self.steps.iter().enumerate() {
             if needed_steps[index] {
@@ -1014,6 +1068,15 @@ fn reshape_target(input: &[usize], target: &[i64]) -> Option<Vec<usize>> {
 }
 
 impl Op {
+    /// Whether the operator holds its constant inputs itself (convolution weights, fully
+    /// connected weights, batch-norm statistics) and reads only its first input.
+    fn absorbs_constants(&self) -> bool {
+        matches!(
+            self,
+            Op::Conv { .. } | Op::Linear { .. } | Op::BatchNorm { .. }
+        )
+    }
+
     /// The output shape for the given input shapes, or `None` if it would be empty or is
     /// undefined.
     fn output_shape(&self, inputs: &[&[usize]]) -> Option<Vec<usize>> {

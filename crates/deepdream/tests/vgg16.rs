@@ -112,3 +112,13 @@ fn guided_dream_follows_the_guide() {
     let dreamed = guided.dream(&image, |_| {}).unwrap();
     assert_eq!(dreamed.dimensions(), image.dimensions());
 }
+
+#[test]
+fn only_the_convolutions_weights_are_kept() {
+    let device = Device::flex();
+    let path = deepdream::weights::ensure(&deepdream::models::vgg16::SPEC, |_| {}).unwrap();
+    let network = deepdream::models::vgg16::load_onnx(&path, &device).unwrap();
+    // VGG16's 13 convolutions: 14,714,688 weights and biases (Simonyan & Zisserman,
+    // Keras's `include_top=False` count); the file's tumour head is dropped.
+    assert_eq!(network.parameter_count(), 14_714_688);
+}

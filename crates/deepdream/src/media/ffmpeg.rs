@@ -514,12 +514,17 @@ impl VideoWriter {
             .take()
             .and_then(|t| t.join().ok())
             .unwrap_or_default();
+        let mut message = last_line(&text).unwrap_or_else(|| "no message".into());
+        if let Some(temp) = &self.temp {
+            // FFmpeg names the temporary file it writes; the user knows the output's name.
+            message = message.replace(
+                &temp.display().to_string(),
+                &self.path.display().to_string(),
+            );
+        }
         Error::VideoWrite {
             path: self.path.clone(),
-            reason: format!(
-                "ffmpeg failed: {}",
-                last_line(&text).unwrap_or_else(|| "no message".into())
-            ),
+            reason: format!("ffmpeg failed: {message}"),
         }
     }
 }

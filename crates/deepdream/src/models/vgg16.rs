@@ -28,9 +28,16 @@ pub const SPEC: ModelSpec = ModelSpec {
 };
 
 fn load(path: &Path, device: &Device) -> Result<Box<dyn Network>> {
-    let network = OnnxNetwork::load(path, SPEC.preprocess, keras_layer_name, device)?
-        .with_identity(SPEC.name, SPEC.default_layers);
-    Ok(Box::new(network))
+    Ok(Box::new(load_onnx(path, device)?))
+}
+
+/// Loads the file as the ONNX network it is: the 13 convolutions and the pools (the tumour
+/// head's weights are not kept).
+pub fn load_onnx(path: &Path, device: &Device) -> Result<OnnxNetwork> {
+    Ok(
+        OnnxNetwork::load(path, SPEC.preprocess, keras_layer_name, device)?
+            .with_identity(SPEC.name, SPEC.default_layers),
+    )
 }
 
 /// `functional_1/block1_conv1_1/Relu` → `block1_conv1`; nodes outside the `blockN_*`
