@@ -28,7 +28,9 @@ use crate::Config;
 use crate::catalog::{self, Catalog, EXAMPLES};
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{Job, JobSpec, Queue, QueueError, STYLE_MODEL, Upload, VideoUpload};
-use crate::requests::{DreamRequest, StyleRequest, VideoRequest, VisualizeRequest, ZoomRequest};
+use crate::requests::{
+    DreamRequest, DreamSettings, StyleRequest, VideoRequest, VisualizeRequest, ZoomRequest,
+};
 
 /// The page, with its styles and script inline.
 const PAGE: &str = include_str!("page.html");
@@ -95,6 +97,15 @@ impl App {
                 .unwrap_or_else(|p| p.into_inner())
                 .take(),
         );
+    }
+
+    /// The guide upload the dream settings name, if any.
+    fn guide(&self, settings: &DreamSettings) -> ApiResult<Option<Arc<Upload>>> {
+        settings
+            .guide
+            .as_deref()
+            .map(|id| self.upload(id))
+            .transpose()
     }
 
     fn video(&self, id: &str) -> ApiResult<Arc<VideoUpload>> {
@@ -398,12 +409,7 @@ async fn submit_dream(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let request: DreamRequest = parse_json(&body_of(body)?)?;
     let source = app.upload(&request.image)?;
-    let guide = request
-        .settings
-        .guide
-        .as_deref()
-        .map(|id| app.upload(id))
-        .transpose()?;
+    let guide = app.guide(&request.settings)?;
     let info = app.catalog.model(&request.settings.model).await?;
     let spec = request.check(&info, source, guide.as_ref(), random_seed())?;
     queue(&app, spec)
@@ -444,12 +450,7 @@ async fn submit_zoom(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let request: ZoomRequest = parse_json(&body_of(body)?)?;
     let source = app.upload(&request.image)?;
-    let guide = request
-        .dream
-        .guide
-        .as_deref()
-        .map(|id| app.upload(id))
-        .transpose()?;
+    let guide = app.guide(&request.dream)?;
     let info = app.catalog.model(&request.dream.model).await?;
     let spec = request.check(&info, source, guide.as_ref(), random_seed())?;
     queue(&app, spec)
@@ -462,12 +463,7 @@ async fn submit_video(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let request: VideoRequest = parse_json(&body_of(body)?)?;
     let video = app.video(&request.video)?;
-    let guide = request
-        .dream
-        .guide
-        .as_deref()
-        .map(|id| app.upload(id))
-        .transpose()?;
+    let guide = app.guide(&request.dream)?;
     let info = app.catalog.model(&request.dream.model).await?;
     let spec = request.check(&info, video, guide.as_ref(), random_seed())?;
     queue(&app, spec)

@@ -39,6 +39,21 @@ fn bounded<T: PartialOrd + std::fmt::Display>(
     }
 }
 
+/// How an animation's frames after the first are dreamed, checked against the dream's
+/// bounds.
+fn frame_settings(octaves: usize, iterations: usize) -> ApiResult<deepdream::modes::FrameSettings> {
+    bounded("octaves per frame", octaves, 1..=dream::MAX_OCTAVES)?;
+    bounded(
+        "iterations per frame",
+        iterations,
+        1..=dream::MAX_ITERATIONS,
+    )?;
+    Ok(deepdream::modes::FrameSettings {
+        octaves,
+        iterations,
+    })
+}
+
 /// The PNG text entries every result starts with.
 fn software_metadata(mode: &str, model: &str) -> Vec<(String, String)> {
     vec![

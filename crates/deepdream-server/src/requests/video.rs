@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use deepdream::media::ffmpeg::Segment;
-use deepdream::modes::FrameSettings;
 use deepdream::modes::video::VideoParams;
 use serde::{Deserialize, Serialize};
 
 use super::dream::DreamSettings;
-use super::{as_json, bounded, decimal, software_metadata};
+use super::{as_json, decimal, frame_settings, software_metadata};
 use crate::catalog::ModelInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{JobSpec, Task, Upload, VideoUpload};
@@ -78,16 +77,7 @@ impl VideoRequest {
                 "duration must be a positive number of seconds",
             ));
         }
-        bounded(
-            "octaves per frame",
-            self.octaves_per_frame,
-            1..=super::dream::MAX_OCTAVES,
-        )?;
-        bounded(
-            "iterations per frame",
-            self.iterations_per_frame,
-            1..=super::dream::MAX_ITERATIONS,
-        )?;
+        let next = frame_settings(self.octaves_per_frame, self.iterations_per_frame)?;
         let segment = Segment {
             start: self.start,
             duration: self.duration,
@@ -107,10 +97,7 @@ impl VideoRequest {
         let (model, dream) = self.dream.params(info, size, guide, random_seed)?;
         let params = VideoParams {
             blend: self.blend as f32,
-            next: FrameSettings {
-                octaves: self.octaves_per_frame,
-                iterations: self.iterations_per_frame,
-            },
+            next,
             ..VideoParams::default()
         };
         params.validate()?;

@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use deepdream::modes::FrameSettings;
 use deepdream::modes::zoom::ZoomParams;
 use serde::{Deserialize, Serialize};
 
 use super::dream::DreamSettings;
-use super::{as_json, bounded, decimal, software_metadata};
+use super::{as_json, bounded, decimal, frame_settings, software_metadata};
 use crate::catalog::ModelInfo;
 use crate::error::ApiResult;
 use crate::jobs::{JobSpec, Task, Upload};
@@ -88,16 +87,7 @@ impl ZoomRequest {
     ) -> ApiResult<JobSpec> {
         bounded("frames", self.frames, 1..=MAX_FRAMES)?;
         bounded("fps", self.fps, 1.0..=60.0)?;
-        bounded(
-            "octaves per frame",
-            self.octaves_per_frame,
-            1..=super::dream::MAX_OCTAVES,
-        )?;
-        bounded(
-            "iterations per frame",
-            self.iterations_per_frame,
-            1..=super::dream::MAX_ITERATIONS,
-        )?;
+        let next = frame_settings(self.octaves_per_frame, self.iterations_per_frame)?;
         let size = source.rgb.dimensions();
         let (model, dream) = self.dream.params(info, size, guide, random_seed)?;
         let params = ZoomParams {
@@ -105,10 +95,7 @@ impl ZoomRequest {
             zoom: self.zoom as f32,
             rotate: self.rotate as f32,
             pan: [0.0, 0.0],
-            next: FrameSettings {
-                octaves: self.octaves_per_frame,
-                iterations: self.iterations_per_frame,
-            },
+            next,
             keep_colours: self.colour_match,
         };
         params.validate()?;
