@@ -5,11 +5,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use deepdream::media::ffmpeg::{self, AudioSource, FrameRate, Segment, VideoReader};
-use deepdream::media::frames::{AnimationFormat, WorkDir, open_sink};
+use deepdream::media::ffmpeg::{self, AudioSource, FrameRate, Segment, VideoReader, VideoWriter};
+use deepdream::media::frames::{AnimationFormat, FrameSink, TakeFrames, WorkDir, open_sink};
 use deepdream::modes::video::{VideoParams, dream_video_watched};
+use deepdream::modes::video_split::{self, PART_TAG, SplitParams, VideoPart};
 use deepdream::modes::zoom::{ZoomParams, zoom_watched};
 use deepdream::modes::{FrameProgress, FrameSettings};
+use deepdream::shard::Shard;
 use deepdream::{Device, DreamParams, Network, image_io};
 use indicatif::ProgressBar;
 
@@ -103,8 +105,37 @@ pub struct VideoArgs {
     /// above which a frame is dreamed afresh.
     #[arg(long, default_value_t = VideoParams::default().cut_threshold)]
     cut_threshold: f32,
+    /// Dream only part I of N (I from 0), for N workers on N machines: written beside
+    /// OUTPUT as NAME.part-I-of-N.EXT; `deepdream video-join -o OUTPUT` puts them together.
+    #[arg(long, value_name = "I/N", conflicts_with = "shards")]
+    shard: Option<String>,
+    /// Dream one of N parts, the one the scheduler gives this worker: a Kubernetes Indexed
+    /// Job's JOB_COMPLETION_INDEX, or the task of a Slurm job array.
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// With --shard(s): seconds a part starts early, cross-faded with the end of the part
+    /// before in the join (not where the split falls on a scene cut).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    overlap: f64,
+    /// With --shard(s): how far either side of an even split point to look for a scene cut
+    /// to split at, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    cut_search: f64,
     #[command(flatten)]
     animation: AnimationOptions,
+}
+
+#[derive(Args)]
+pub struct VideoJoinArgs {
+    /// The parts (`deepdream video --shard I/N` outputs), in any order [default: those
+    /// named after OUTPUT beside it, NAME.part-*-of-N.*].
+    parts: Vec<PathBuf>,
+    /// The joined video: .mp4, .mov, .mkv or .webm.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Overwrite the output file if it exists.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
@@ -129,12 +160,12 @@ pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
     };
     params.validate()?;
     let image = image_io::load(&args.input)?.to_rgb8();
-    let (network, dream, work) = start_job(
-        &args.input,
+    let job = start_job(
         &args.output,
         &args.dream,
         &args.animation,
         params.next,
+        None,
         &[
             ("mode", "zoom".into()),
             ("zoom", params.zoom.to_string()),
@@ -144,6 +175,8 @@ pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
         ],
         device,
     )?;
+    let work = job.open_work(&args.input, &[])?;
+    let (network, dream) = (job.network, job.dream);
     eprintln!(
         "Zooming {}x{} with {} for {} frames (seed {}); frames kept in {}",
         image.width(),
@@ -177,7 +210,7 @@ pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
         &args.output,
         (width, height),
         frame_rate,
-        None,
+        Extras::default(),
         &args.animation,
     )?;
     eprintln!(
@@ -195,7 +228,33 @@ pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
 pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
     let format = AnimationFormat::from_path(&args.output)?;
     ffmpeg::check_installed()?;
-    check_output(&args.input, &args.output, args.animation.force)?;
+    let shard = match (&args.shard, args.shards) {
+        (Some(text), _) => Some(Shard::parse(text)?),
+        (None, Some(count)) => {
+            let shard = Shard::from_environment(Some(count), |name| std::env::var(name).ok())?;
+            if let Some(shard) = shard
+                && shard.count != count
+            {
+                bail!(
+                    "--shards {count}, but the Slurm job array has {} tasks",
+                    shard.count
+                );
+            }
+            shard
+        }
+        (None, None) => None,
+    };
+    let output = match shard {
+        Some(_) if args.start > 0.0 || args.duration.is_some() => {
+            bail!("--shard splits the whole video: leave out --start and --duration")
+        }
+        Some(_) if !matches!(format, AnimationFormat::Video(_)) => {
+            bail!("a part of a split video is a video file (.mp4, .mov, .mkv or .webm), not a GIF")
+        }
+        Some(shard) => video_split::part_path(&args.output, shard),
+        None => args.output.clone(),
+    };
+    check_output(&args.input, &output, args.animation.force)?;
     if !(args.start.is_finite() && args.start >= 0.0) {
         bail!("--start must be a number of seconds, 0 or more");
     }
@@ -203,6 +262,14 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
         && !(duration.is_finite() && duration > 0.0)
     {
         bail!("--duration must be a positive number of seconds");
+    }
+    for (name, value) in [
+        ("--overlap", args.overlap),
+        ("--cut-search", args.cut_search),
+    ] {
+        if !(value.is_finite() && (0.0..=3600.0).contains(&value)) {
+            bail!("{name} must be a number of seconds from 0 to 3600");
+        }
     }
     let params = VideoParams {
         blend: args.blend,
@@ -212,16 +279,16 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
     };
     params.validate()?;
     let info = ffmpeg::probe(&args.input)?;
-    let segment = Segment {
-        start: args.start,
-        duration: args.duration,
+    let seed = match shard {
+        Some(_) => Some(video_split::common_seed(&args.input)?),
+        None => None,
     };
-    let (network, dream, work) = start_job(
-        &args.input,
-        &args.output,
+    let job = start_job(
+        &output,
         &args.dream,
         &args.animation,
         params.next,
+        seed,
         &[
             ("mode", "video".into()),
             ("start", args.start.to_string()),
@@ -233,7 +300,65 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
         device,
     )?;
     let fps = info.frame_rate.fps();
-    let estimate = info.frames_in(&segment);
+    let (segment, part) = match shard {
+        None => (
+            Segment {
+                start: args.start,
+                duration: args.duration,
+            },
+            None,
+        ),
+        Some(shard) => {
+            let total = ffmpeg::count_frames(&args.input)?;
+            let split = SplitParams {
+                overlap: (args.overlap * fps).round() as usize,
+                search: (args.cut_search * fps).round() as usize,
+            };
+            eprintln!(
+                "Planning part {} of {} ({total} frames; looking for scene cuts near the split points)…",
+                shard.index, shard.count
+            );
+            let job_id = video_split::job_id(&args.input, &job.entries)?;
+            let part = video_split::plan_part(
+                &args.input,
+                info.frame_rate,
+                total,
+                shard,
+                &split,
+                &params,
+                &job_id,
+                device,
+            )?;
+            let owned = part.owned();
+            eprintln!(
+                "Part {}/{}: frames {}-{} of {total}{}",
+                part.index,
+                part.count,
+                owned.start,
+                owned.end - 1,
+                match (part.index, part.lead) {
+                    (0, _) => String::new(),
+                    (_, 0) => ", starting at a scene cut".into(),
+                    (_, lead) => format!(", after {lead} lead-in frames cross-faded in the join"),
+                }
+            );
+            (part.segment(info.frame_rate), Some(part))
+        }
+    };
+    let mut dream = job.dream.clone();
+    let extra: Vec<(String, String)> = part
+        .iter()
+        .map(|part| ("part".to_string(), part.tag()))
+        .collect();
+    let work = job.open_work(&args.input, &extra)?;
+    let network = job.network;
+    if let Some(part) = &part {
+        // Frame k of the video is seeded alike whichever part dreams it.
+        dream.seed = dream.seed.wrapping_add(part.first as u64);
+    }
+    let estimate = part
+        .as_ref()
+        .map_or_else(|| info.frames_in(&segment), |part| Some(part.frames));
     eprintln!(
         "Dreaming {} ({}x{}, {:.3} fps, {} frames{}) with {} (seed {}); frames kept in {}",
         args.input.display(),
@@ -247,17 +372,18 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
             ""
         },
         network.name(),
-        dream.seed,
+        job.dream.seed,
         work.path().display()
     );
     let start = Instant::now();
-    let mut reader = VideoReader::open(&args.input, segment)?;
+    let reader = VideoReader::open(&args.input, segment)?;
+    let mut source = TakeFrames::new(reader, part.as_ref().map_or(usize::MAX, |p| p.frames));
     let mut reporter = FrameReporter::new(estimate.unwrap_or(0));
     let frames = dream_video_watched(
         network.as_ref(),
         dream,
         &params,
-        &mut reader,
+        &mut source,
         estimate,
         &work,
         device,
@@ -281,30 +407,88 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
             }
         );
     }
+    let part = match part {
+        Some(part) if frames != part.frames => bail!(
+            "{} has {frames} frames from frame {} where {} were counted; the video cannot be split exactly",
+            args.input.display(),
+            part.first,
+            part.frames
+        ),
+        other => other,
+    };
     let first = work.load(0)?.context("the first frame is missing")?;
     let audio = match (format, &info.audio_codec) {
         (AnimationFormat::Video(_), Some(codec)) => Some(AudioSource {
             path: args.input.clone(),
             codec: codec.clone(),
-            segment,
+            // The sound of a part starts exactly at its first frame.
+            segment: match &part {
+                Some(part) => Segment {
+                    start: part.first as f64 / fps,
+                    duration: None,
+                },
+                None => segment,
+            },
         }),
         _ => None,
     };
+    let tag = part.as_ref().map(VideoPart::tag);
     write_animation(
         &work,
         frames,
-        &args.output,
+        &output,
         first.dimensions(),
         info.frame_rate,
-        audio,
+        Extras { audio, part: tag },
         &args.animation,
     )?;
     eprintln!(
         "Wrote {} ({frames} frames) in {}",
-        args.output.display(),
+        output.display(),
         human_duration(start.elapsed().as_secs_f64())
     );
     work.remove()?;
+    Ok(())
+}
+
+/// `deepdream video-join`: the parts of a split video dream into one video.
+pub fn video_join(args: VideoJoinArgs) -> Result<()> {
+    ffmpeg::VideoFormat::from_path(&args.output)?;
+    ffmpeg::check_installed()?;
+    let parts = if args.parts.is_empty() {
+        let found = video_split::find_parts(&args.output)?;
+        if found.is_empty() {
+            bail!(
+                "no parts named {} found; name the parts to join",
+                video_split::part_path(&args.output, Shard { index: 0, count: 1 })
+                    .display()
+                    .to_string()
+                    .replace(".part-0-of-1", ".part-I-of-N")
+            );
+        }
+        found
+    } else {
+        args.parts.clone()
+    };
+    for part in &parts {
+        check_output(part, &args.output, args.force)?;
+    }
+    let start = Instant::now();
+    let bar = progress_bar(0, "frames");
+    let joined = video_split::join_parts(&parts, &args.output, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    eprintln!(
+        "Wrote {} ({} frames from {} parts, {} seams cross-faded{}) in {}",
+        args.output.display(),
+        joined.frames,
+        joined.parts,
+        joined.cross_faded,
+        if joined.audio { ", sound joined" } else { "" },
+        human_duration(start.elapsed().as_secs_f64())
+    );
     Ok(())
 }
 
@@ -324,36 +508,63 @@ fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {
         .map_err(|reason| anyhow::anyhow!("cannot write {}: {reason}", output.display()))
 }
 
-/// Loads the network, settles the dream parameters and opens the work folder of the job
-/// (`OUTPUT.deepdream-work` unless `--work-dir`). Without `--seed`, a run that resumes an
-/// interrupted one takes that run's seed. `mode` lists the mode's own parameters.
+/// A job's network, dream parameters and settings, before its work folder is opened.
+struct Job {
+    network: Box<dyn Network>,
+    dream: DreamParams,
+    /// Every setting that decides the frames, as (key, value).
+    entries: Vec<(String, String)>,
+    work_path: PathBuf,
+}
+
+impl Job {
+    /// Opens the job's work folder (`OUTPUT.deepdream-work` unless `--work-dir`), for the
+    /// settings and `extra` ones.
+    fn open_work(&self, input: &Path, extra: &[(String, String)]) -> Result<WorkDir> {
+        let mut entries = self.entries.clone();
+        entries.extend(extra.iter().cloned());
+        Ok(WorkDir::open(&self.work_path, &job_text(input, &entries)?)?)
+    }
+}
+
+/// Loads the network and settles the dream parameters of the job whose output is `output`.
+/// Without `--seed`, a run that resumes an interrupted one takes that run's seed, else
+/// `seed` if given, else a random one. `mode` lists the mode's own parameters.
+#[allow(clippy::too_many_arguments)]
 fn start_job(
-    input: &Path,
     output: &Path,
     options: &DreamOptions,
     animation: &AnimationOptions,
     next: FrameSettings,
+    seed: Option<u64>,
     mode: &[(&str, String)],
     device: &Device,
-) -> Result<(Box<dyn Network>, DreamParams, WorkDir)> {
+) -> Result<Job> {
     let work_path = animation
         .work_dir
         .clone()
         .unwrap_or_else(|| WorkDir::default_for(output));
     let mut dream = options.params()?;
-    if options.seed.is_none()
-        && let Some(seed) =
+    if options.seed.is_none() {
+        if let Some(recorded) =
             WorkDir::recorded(&work_path, "deepdream:seed").and_then(|s| s.parse().ok())
-    {
-        dream.seed = seed;
+        {
+            dream.seed = recorded;
+        } else if let Some(seed) = seed {
+            dream.seed = seed;
+        }
     }
     let network = load_network(&options.model, device)?;
     let mut entries = options.metadata(network.as_ref(), &dream);
     entries.extend(mode.iter().map(|(k, v)| (k.to_string(), v.clone())));
     entries.push(("octaves-per-frame".into(), next.octaves.to_string()));
     entries.push(("iterations-per-frame".into(), next.iterations.to_string()));
-    let work = WorkDir::open(&work_path, &job_text(input, &entries)?)?;
-    Ok((network, dream, work))
+    Ok(Job {
+        network,
+        dream,
+        entries,
+        work_path,
+    })
 }
 
 /// The text that identifies a job: the input file (path, size, modification time) and the
@@ -374,6 +585,15 @@ fn job_text(input: &Path, entries: &[(String, String)]) -> Result<String> {
     Ok(text)
 }
 
+/// What an animation's file holds beside the frames.
+#[derive(Default)]
+struct Extras {
+    /// The sound.
+    audio: Option<AudioSource>,
+    /// The [`VideoPart::tag`] of a part of a split video.
+    part: Option<String>,
+}
+
 /// Writes the finished frames `0..frames` of `work` to `output` (and `--frames-dir`).
 fn write_animation(
     work: &WorkDir,
@@ -381,7 +601,7 @@ fn write_animation(
     output: &Path,
     (width, height): (u32, u32),
     frame_rate: FrameRate,
-    audio: Option<AudioSource>,
+    Extras { audio, part }: Extras,
     options: &AnimationOptions,
 ) -> Result<()> {
     let odd = width % 2 == 1 || height % 2 == 1;
@@ -399,7 +619,18 @@ fn write_animation(
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     eprintln!("Encoding {}…", output.display());
-    let sink = open_sink(output, width, height, frame_rate, frames as u64, audio)?;
+    let sink: Box<dyn FrameSink> = match part {
+        Some(tag) => Box::new(VideoWriter::create_tagged(
+            output,
+            width,
+            height,
+            frame_rate,
+            frames as u64,
+            audio,
+            &[(PART_TAG, &tag)],
+        )?),
+        None => open_sink(output, width, height, frame_rate, frames as u64, audio)?,
+    };
     work.encode(frames, sink)?;
     if let Some(dir) = &options.frames_dir {
         for index in 0..frames {

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser};
-use deepdream::batch::{self, BatchItem, Shard};
+use deepdream::batch::{self, BatchItem};
+use deepdream::shard::Shard;
 use deepdream::{Device, DreamParams, Dreamer, Network, image_io, imagenet};
 
 use crate::{DreamOptions, human_duration, interrupt, load_network, parse_layers, progress_bar};

@@ -70,6 +70,9 @@ enum Command {
     Zoom(animation::ZoomArgs),
     /// Dream a video, frame by frame, kept coherent along the optical flow.
     Video(animation::VideoArgs),
+    /// Join the parts of a video dreamed on several workers (`video --shard I/N`), with
+    /// cross-faded seams and the sound.
+    VideoJoin(animation::VideoJoinArgs),
     /// Paint a photo in the style of one or more paintings (neural style transfer).
     Style(style::StyleArgs),
     /// Grow an image from noise that excites a channel or an ImageNet class (feature
@@ -360,6 +363,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Batch(args) => batch::batch(args, &device),
         Command::Zoom(args) => animation::zoom(args, &device),
         Command::Video(args) => animation::video(args, &device),
+        Command::VideoJoin(args) => animation::video_join(args),
         Command::Style(args) => style::style(args, &device),
         Command::Visualize(args) => visualize::visualize_command(args, &device),
         Command::Serve(args) => serve::serve(args, &device),

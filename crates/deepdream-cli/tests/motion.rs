@@ -481,3 +481,266 @@ fn a_rotated_video_is_dreamed_and_written_upright() {
         / a[0].len() as f64;
     assert!(difference < 20.0, "mean difference {difference}");
 }
+
+/// `n` frames of the carphone clip at 25 fps, with a cut to the same scene upside down and
+/// in negative from frame `cut` when given, and a 440 Hz tone.
+fn test_clip(path: &Path, frames: usize, cut: Option<usize>) {
+    let clip = fixture("carphone.mp4");
+    let video = match cut {
+        Some(cut) => format!(
+            "[0:v]fps=25,trim=end_frame={cut},setpts=PTS-STARTPTS[a];\
+             [0:v]fps=25,trim=start_frame=60:end_frame={},setpts=PTS-STARTPTS,vflip,negate[b];\
+             [a][b]concat=n=2:v=1:a=0[v]",
+            60 + frames - cut
+        ),
+        None => format!("[0:v]fps=25,trim=end_frame={frames},setpts=PTS-STARTPTS[v]"),
+    };
+    ffmpeg(&[
+        "-i",
+        clip.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=10",
+        "-filter_complex",
+        &video,
+        "-map",
+        "[v]",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        path.to_str().unwrap(),
+    ]);
+}
+
+/// `video` with `quick` settings on `input` into `output`, plus `extra` arguments.
+fn quick_video(input: &Path, output: &Path, weights: &Path, extra: &[&str]) -> Command {
+    let mut args = vec![
+        "video",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ];
+    args.extend(quick(weights.to_str().unwrap()));
+    args.extend(extra);
+    command(output.parent().unwrap(), &args)
+}
+
+fn png_frames(dir: &Path) -> Vec<image::RgbImage> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|path| image::open(path).unwrap().to_rgb8())
+        .collect()
+}
+
+#[test]
+fn a_video_split_at_a_scene_cut_joins_into_the_same_frames_and_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let input = dir.path().join("cut.mp4");
+    test_clip(&input, 24, Some(11));
+    let whole_frames = dir.path().join("whole");
+    let output = quick_video(
+        &input,
+        &dir.path().join("whole.mp4"),
+        &weights,
+        &["--frames-dir", whole_frames.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert_success(&output);
+    // The cut is 1 frame from the even split point 12: the split moves onto it.
+    let film = dir.path().join("film.mp4");
+    let mut parts = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let frames = dir.path().join(format!("part{}", &shard[..1]));
+        let output = quick_video(
+            &input,
+            &film,
+            &weights,
+            &["--shard", shard, "--frames-dir", frames.to_str().unwrap()],
+        )
+        .output()
+        .unwrap();
+        assert_success(&output);
+        parts.extend(png_frames(&frames));
+    }
+    // Each part dreamed its frames exactly as the whole video's dream did.
+    let whole = png_frames(&whole_frames);
+    assert_eq!(parts.len(), 24);
+    assert_eq!(png_frames(&dir.path().join("part0")).len(), 11);
+    assert!(
+        parts == whole,
+        "the parts' frames differ from the whole dream's"
+    );
+    let joined = deepdream(dir.path(), &["video-join", "-o", film.to_str().unwrap()]);
+    assert_success(&joined);
+    let stderr = String::from_utf8_lossy(&joined.stderr);
+    assert!(
+        stderr.contains("24 frames from 2 parts, 0 seams cross-faded, sound joined"),
+        "{stderr}"
+    );
+    assert_eq!(decoded_frames(&film).len(), 24);
+    let info = ffmpeg::probe(&film).unwrap();
+    assert_eq!(
+        (info.width, info.height, info.frame_rate.fps()),
+        (176, 144, 25.0)
+    );
+    let (a, b) = (
+        audio_duration(&input).unwrap(),
+        audio_duration(&film).unwrap(),
+    );
+    assert!((a - b).abs() < 0.05, "audio {a} s became {b} s");
+    assert!(
+        !info.tags.contains_key("deepdream_part"),
+        "the joined video is not a part"
+    );
+}
+
+#[test]
+fn three_workers_at_once_dream_a_video_that_joins_with_cross_faded_seams() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let input = dir.path().join("clip.mp4");
+    test_clip(&input, 30, None);
+    let film = dir.path().join("film.mkv");
+    // Three workers at once, one of them told its number the Kubernetes way.
+    let children: Vec<_> = ["0/3", "1/3", "k8s"]
+        .iter()
+        .map(|shard| {
+            let mut command = match *shard {
+                "k8s" => {
+                    let mut c = quick_video(
+                        &input,
+                        &film,
+                        &weights,
+                        &["--shards", "3", "--overlap", "0.12"],
+                    );
+                    c.env("JOB_COMPLETION_INDEX", "2");
+                    c
+                }
+                shard => quick_video(
+                    &input,
+                    &film,
+                    &weights,
+                    &["--shard", shard, "--overlap", "0.12"],
+                ),
+            };
+            command
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        assert_success(&child.wait_with_output().unwrap());
+    }
+    let part = |k: usize| dir.path().join(format!("film.part-{k}-of-3.mkv"));
+    // 30 frames in parts of 10: parts 1 and 2 start 3 frames (0.12 s) early.
+    let tags: Vec<String> = (0..3)
+        .map(|k| ffmpeg::probe(&part(k)).unwrap().tags["deepdream_part"].clone())
+        .collect();
+    assert!(
+        tags[0].starts_with("part=0/3 first=0 lead=0 frames=10 total=30"),
+        "{tags:?}"
+    );
+    assert!(
+        tags[1].starts_with("part=1/3 first=7 lead=3 frames=13 total=30"),
+        "{tags:?}"
+    );
+    assert!(
+        tags[2].starts_with("part=2/3 first=17 lead=3 frames=13 total=30"),
+        "{tags:?}"
+    );
+    let joined_path = dir.path().join("joined.mp4");
+    let (a, b, c) = (part(0), part(1), part(2));
+    let (a, b, c) = (
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        c.to_str().unwrap(),
+    );
+    let joined = deepdream(
+        dir.path(),
+        &["video-join", c, a, b, "-o", joined_path.to_str().unwrap()],
+    );
+    assert_success(&joined);
+    assert!(
+        String::from_utf8_lossy(&joined.stderr)
+            .contains("30 frames from 3 parts, 2 seams cross-faded")
+    );
+    assert_eq!(decoded_frames(&joined_path).len(), 30);
+    let (x, y) = (
+        audio_duration(&input).unwrap(),
+        audio_duration(&joined_path).unwrap(),
+    );
+    assert!((x - y).abs() < 0.05, "audio {x} s became {y} s");
+
+    // What cannot be joined is a one-line error, and nothing is written.
+    let out = dir.path().join("bad.mp4");
+    let out = out.to_str().unwrap();
+    let join = |parts: &[&str]| {
+        let mut args = vec!["video-join", "-o", out];
+        args.extend(parts);
+        deepdream(dir.path(), &args)
+    };
+    assert_error(&join(&[a, c]), "part 1/3 of the video is missing");
+    assert_error(&join(&[a, a, b, c]), "are both part 0/3");
+    assert_error(
+        &join(&[a, b, c, input.to_str().unwrap()]),
+        "not a part of a split video",
+    );
+    assert_error(&join(&[]), "no parts named");
+    std::fs::copy(&joined_path, dir.path().join("other.part-0-of-1.mp4")).unwrap();
+    assert_error(&join(&[a, b, joined_path.to_str().unwrap()]), "not a part");
+    assert!(!Path::new(out).exists());
+    // A part of another job (other settings) does not join with these.
+    let other = dir.path().join("other.mkv");
+    let output = quick_video(
+        &input,
+        &other,
+        &weights,
+        &["--shard", "2/3", "--blend", "0.5"],
+    )
+    .output()
+    .unwrap();
+    assert_success(&output);
+    let other_part = dir.path().join("other.part-2-of-3.mkv");
+    assert_error(
+        &join(&[a, b, other_part.to_str().unwrap()]),
+        "parts of different jobs",
+    );
+    // Splitting needs the whole video, and a video container.
+    for (extra, expected) in [
+        (vec!["--shard", "0/2", "--start", "1"], "leave out --start"),
+        (vec!["--shard", "2/2"], "shard '2/2' is not I/N"),
+        (vec!["--shards", "2"], "--shards needs JOB_COMPLETION_INDEX"),
+        (vec!["--shard", "0/31"], "fewer than its 31 parts"),
+        (vec!["--shard", "0/2", "--overlap=-1"], "--overlap must be"),
+    ] {
+        let output = quick_video(&input, &dir.path().join("x.mp4"), &weights, &extra)
+            .output()
+            .unwrap();
+        assert_error(&output, expected);
+    }
+    let gif = quick_video(
+        &input,
+        &dir.path().join("x.gif"),
+        &weights,
+        &["--shard", "0/2"],
+    )
+    .output()
+    .unwrap();
+    assert_error(&gif, "not a GIF");
+}

@@ -47,6 +47,7 @@ pub mod modes;
 pub mod network;
 pub mod onnx;
 pub mod pool;
+pub mod shard;
 mod tracked;
 pub mod weights;
 

@@ -3,6 +3,7 @@
 //! processes are driven with the `ffmpeg-sidecar` crate (its automatic download is off:
 //! FFmpeg must be installed).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
@@ -88,6 +89,8 @@ pub struct VideoInfo {
     pub rotation: i32,
     /// The codec of the first audio stream, if there is one.
     pub audio_codec: Option<String>,
+    /// The container's metadata tags, keys in lower case.
+    pub tags: BTreeMap<String, String>,
 }
 
 impl VideoInfo {
@@ -216,6 +219,14 @@ pub fn probe(path: &Path) -> Result<VideoInfo> {
         .iter()
         .find(|s| s["codec_type"] == "audio")
         .map(|s| s["codec_name"].as_str().unwrap_or("unknown").to_string());
+    let tags = json["format"]["tags"]
+        .as_object()
+        .map(|tags| {
+            tags.iter()
+                .filter_map(|(k, v)| Some((k.to_lowercase(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(VideoInfo {
         width,
         height,
@@ -224,7 +235,32 @@ pub fn probe(path: &Path) -> Result<VideoInfo> {
         duration,
         rotation,
         audio_codec,
+        tags,
     })
+}
+
+/// Counts the frames of the video at `path` exactly, by reading (not decoding) every packet
+/// of its video stream: fast, and right where the header's count is missing or wrong.
+pub fn count_frames(path: &Path) -> Result<usize> {
+    let bad = |reason: String| Error::VideoRead {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let output = Command::new(tool_path("ffprobe"))
+        .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])
+        .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => missing("ffprobe"),
+            _ => bad(e.to_string()),
+        })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    match text.trim().trim_end_matches(',').parse() {
+        Ok(count) if output.status.success() => Ok(count),
+        _ => Err(bad(last_line(&String::from_utf8_lossy(&output.stderr))
+            .unwrap_or_else(|| "ffprobe cannot count its frames".into()))),
+    }
 }
 
 /// The last non-empty line of FFmpeg's messages.
@@ -245,6 +281,19 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// The `count` frames from frame `first` (from 0) of a video at `frame_rate`: from half a
+    /// frame before the first to half a frame before the one after the last, so rounding
+    /// cannot gain or lose a frame at either end.
+    pub fn frames(first: usize, count: usize, frame_rate: FrameRate) -> Self {
+        let fps = frame_rate.fps();
+        let start = ((first as f64 - 0.5) / fps).max(0.0);
+        let end = (first as f64 + count as f64 - 0.5) / fps;
+        Segment {
+            start,
+            duration: Some(end - start),
+        }
+    }
+
     fn input_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         if self.start > 0.0 {
@@ -255,6 +304,47 @@ impl Segment {
         }
         args
     }
+}
+
+/// Joins the first audio track of each `(file, segment)` in turn into one WAV file `into`.
+pub fn join_audio(pieces: &[(&Path, Segment)], into: &Path) -> Result<()> {
+    let bad = |reason: String| Error::VideoWrite {
+        path: into.to_path_buf(),
+        reason,
+    };
+    let mut command = Command::new(tool_path("ffmpeg"));
+    command.args(["-hide_banner", "-loglevel", "error", "-y"]);
+    let mut filter = String::new();
+    for (k, (path, segment)) in pieces.iter().enumerate() {
+        command.arg("-i").arg(path);
+        let end = segment
+            .duration
+            .map_or(String::new(), |d| format!(":end={:.6}", segment.start + d));
+        filter.push_str(&format!(
+            "[{k}:a:0]atrim=start={:.6}{end},asetpts=PTS-STARTPTS[a{k}];",
+            segment.start
+        ));
+    }
+    for k in 0..pieces.len() {
+        filter.push_str(&format!("[a{k}]"));
+    }
+    filter.push_str(&format!("concat=n={}:v=0:a=1[out]", pieces.len()));
+    let output = command
+        .args(["-filter_complex", &filter, "-map", "[out]"])
+        .args(["-c:a", "pcm_s16le", "-f", "wav"])
+        .arg(into)
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => missing("ffmpeg"),
+            _ => bad(e.to_string()),
+        })?;
+    if !output.status.success() {
+        return Err(bad(format!(
+            "ffmpeg cannot join the sound: {}",
+            last_line(&String::from_utf8_lossy(&output.stderr)).unwrap_or_default()
+        )));
+    }
+    Ok(())
 }
 
 /// Decodes a video's frames, upright, as RGB images.
@@ -275,6 +365,9 @@ impl VideoReader {
             .args(segment.input_args())
             .input(path)
             .args(["-map", "0:v:0", "-an", "-sn"])
+            // Each decoded frame once: the default constant-rate output repeats the first
+            // frame after a seek that lands between frames.
+            .args(["-fps_mode", "passthrough"])
             .rawvideo();
         let mut child = command.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => missing("ffmpeg"),
@@ -426,6 +519,20 @@ impl VideoWriter {
         frames: u64,
         audio: Option<AudioSource>,
     ) -> Result<Self> {
+        Self::create_tagged(path, width, height, frame_rate, frames, audio, &[])
+    }
+
+    /// [`VideoWriter::create`] with metadata `tags` (key, value) in the container, which
+    /// [`probe`] reads back in [`VideoInfo::tags`].
+    pub fn create_tagged(
+        path: &Path,
+        width: u32,
+        height: u32,
+        frame_rate: FrameRate,
+        frames: u64,
+        audio: Option<AudioSource>,
+        tags: &[(&str, &str)],
+    ) -> Result<Self> {
         let format = VideoFormat::from_path(path)?;
         let bad = |reason: String| Error::VideoWrite {
             path: path.to_path_buf(),
@@ -476,12 +583,15 @@ impl VideoWriter {
                 .codec_video("libx264")
                 .crf(18)
                 .preset("medium")
-                .args(["-movflags", "+faststart"]),
+                .args(["-movflags", "+faststart+use_metadata_tags"]),
             VideoFormat::WebM => command
                 .codec_video("libvpx-vp9")
                 .crf(30)
                 .args(["-b:v", "0", "-row-mt", "1"]),
         };
+        for (key, value) in tags {
+            command.args(["-metadata", &format!("{key}={value}")]);
+        }
         command.pix_fmt("yuv420p").output(temp.as_os_str());
         let mut child = command.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => missing("ffmpeg"),

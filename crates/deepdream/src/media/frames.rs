@@ -23,6 +23,32 @@ impl FrameSource for VideoReader {
     }
 }
 
+/// At most `count` frames of another source.
+pub struct TakeFrames<S> {
+    source: S,
+    left: usize,
+}
+
+impl<S: FrameSource> TakeFrames<S> {
+    /// The first `count` frames of `source`.
+    pub fn new(source: S, count: usize) -> Self {
+        TakeFrames {
+            source,
+            left: count,
+        }
+    }
+}
+
+impl<S: FrameSource> FrameSource for TakeFrames<S> {
+    fn next_frame(&mut self) -> Result<Option<RgbImage>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        self.source.next_frame()
+    }
+}
+
 /// Frames from any iterator of images (frames already in memory, generated ones, …).
 pub struct IterSource<I>(pub I);
 

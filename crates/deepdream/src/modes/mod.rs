@@ -6,6 +6,7 @@
 
 pub mod style;
 pub mod video;
+pub mod video_split;
 pub mod visualize;
 pub mod zoom;
 

@@ -87,7 +87,7 @@ impl Motion {
         let backward = farneback(&b, &a, params);
         let forward = farneback(&a, &b, params);
         let mask = consistency_mask(&forward, &backward);
-        let residual = warp(a, &backward).sub(b).abs().mean().into_scalar::<f32>();
+        let residual = residual(a, b, &backward);
         Motion {
             backward,
             mask,
@@ -95,11 +95,34 @@ impl Motion {
         }
     }
 
+    /// [`Motion::between`]'s residual alone (half the work: one flow, not two): what tells
+    /// a scene cut.
+    pub fn residual(
+        previous: &RgbImage,
+        current: &RgbImage,
+        params: &FarnebackParams,
+        device: &Device,
+    ) -> f32 {
+        let a = grey_tensor(&luma(previous), device);
+        let b = grey_tensor(&luma(current), device);
+        let backward = farneback(&b, &a, params);
+        residual(a, b, &backward)
+    }
+
     /// `image` (a picture on the previous frame's pixels, `[1, C, H, W]`) moved onto the
     /// current frame's pixels.
     pub fn carry(&self, image: Tensor<4>) -> Tensor<4> {
         warp(image, &self.backward)
     }
+}
+
+/// Mean grey difference between `current` and `previous` moved along `backward`.
+fn residual(previous: Tensor<4>, current: Tensor<4>, backward: &Tensor<4>) -> f32 {
+    warp(previous, backward)
+        .sub(current)
+        .abs()
+        .mean()
+        .into_scalar::<f32>()
 }
 
 /// The previous frame's dream difference moved onto `input` along `motion`, masked where
