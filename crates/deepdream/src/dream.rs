@@ -18,6 +18,10 @@ pub const GUIDE_MAX_SIDE: u32 = 224;
 /// Memory the gradient's activations may use when the user sets no budget.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 
+/// The most octaves a dream may have: already far more than any picture has sizes for (a
+/// 20,000-pixel side at the smallest usual ratio, 1.1, is below 10 pixels after 80).
+pub const MAX_OCTAVES: usize = 100;
+
 /// How the gradient of an image of a given size will be computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -114,8 +118,8 @@ impl DreamParams {
     /// Checks the numeric parameters.
     pub fn validate(&self) -> Result<()> {
         let invalid = |what: &str| Err(Error::InvalidParameter(what.to_string()));
-        if self.octaves == 0 {
-            return invalid("octaves must be at least 1");
+        if self.octaves == 0 || self.octaves > MAX_OCTAVES {
+            return invalid(&format!("octaves must be from 1 to {MAX_OCTAVES}"));
         }
         if !(self.octave_scale.is_finite() && self.octave_scale > 1.0) {
             return invalid("octave scale must be a number greater than 1");
@@ -337,9 +341,11 @@ impl<'a> Dreamer<'a> {
         let mut sizes = vec![(h, w)];
         for _ in 1..self.params.octaves {
             // scipy.ndimage.zoom's output size: round(size * zoom).
+            let (previous_h, previous_w) = (h, w);
             h = (h as f64 / self.params.octave_scale as f64).round() as usize;
             w = (w as f64 / self.params.octave_scale as f64).round() as usize;
-            if h.min(w) < self.min_side {
+            // Rounding stops shrinking small sizes (5 / 1.1 rounds to 5 again).
+            if h.min(w) < self.min_side || (h, w) == (previous_h, previous_w) {
                 break;
             }
             sizes.push((h, w));

@@ -6,6 +6,7 @@
 //! gradient flows back through it. Also the plain bilinear [`resize`] that carries an image
 //! from one scale to the next (the dream's octaves, style transfer's scales).
 
+use crate::error::{Error, Result};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Int, Tensor};
@@ -54,6 +55,46 @@ impl Transforms {
         rotate: 0.0,
         jitter_after: 0.0,
     };
+
+    /// The largest border [`Transforms::validate`] accepts, in pixels.
+    pub const MAX_PAD: usize = 1024;
+
+    /// Checks the ranges: finite, not negative, a border of at most [`Self::MAX_PAD`]
+    /// pixels, a scale change below 1 (the picture never shrinks to nothing).
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |message: String| Err(Error::InvalidParameter(message));
+        if self.pad > Self::MAX_PAD {
+            return invalid(format!(
+                "the border must be at most {} pixels (got {})",
+                Self::MAX_PAD,
+                self.pad
+            ));
+        }
+        if !(self.pad_value.is_finite() && (0.0..=1.0).contains(&self.pad_value)) {
+            return invalid(format!(
+                "the border value must be from 0 to 1 (got {})",
+                self.pad_value
+            ));
+        }
+        for (name, value) in [
+            ("jitter", self.jitter),
+            ("rotation", self.rotate),
+            ("jitter after", self.jitter_after),
+        ] {
+            if !(value.is_finite() && (0.0..=1e6).contains(&value)) {
+                return invalid(format!(
+                    "the {name} must be a number from 0 to 1000000 (got {value})"
+                ));
+            }
+        }
+        if !(self.scale.is_finite() && (0.0..1.0).contains(&self.scale)) {
+            return invalid(format!(
+                "the scale change must be at least 0 and below 1 (got {})",
+                self.scale
+            ));
+        }
+        Ok(())
+    }
 
     /// `image` (`[1, C, H, W]`) padded and resampled through a random affine map drawn
     /// from `rng`; the result is as large as the padded image.

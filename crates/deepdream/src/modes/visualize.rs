@@ -130,6 +130,7 @@ impl VisualizeParams {
                 "the spectrum decay must be at least 0 (got {decay})"
             ));
         }
+        self.transforms.validate()?;
         Optimizer::Adam {
             learning_rate: self.learning_rate,
         }
