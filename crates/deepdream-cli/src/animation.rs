@@ -177,7 +177,7 @@ pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
     )?;
     let work = job.open_work(&args.input, &[])?;
     let (network, dream) = (job.network, job.dream);
-    eprintln!(
+    note!(
         "Zooming {}x{} with {} for {} frames (seed {}); frames kept in {}",
         image.width(),
         image.height(),
@@ -213,7 +213,7 @@ pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
         Extras::default(),
         &args.animation,
     )?;
-    eprintln!(
+    note!(
         "Wrote {} ({} frames, {}x{}) in {}",
         args.output.display(),
         params.frames,
@@ -314,9 +314,10 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
                 overlap: (args.overlap * fps).round() as usize,
                 search: (args.cut_search * fps).round() as usize,
             };
-            eprintln!(
+            note!(
                 "Planning part {} of {} ({total} frames; looking for scene cuts near the split points)…",
-                shard.index, shard.count
+                shard.index,
+                shard.count
             );
             let job_id = video_split::job_id(&args.input, &job.entries)?;
             let part = video_split::plan_part(
@@ -330,7 +331,7 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
                 device,
             )?;
             let owned = part.owned();
-            eprintln!(
+            note!(
                 "Part {}/{}: frames {}-{} of {total}{}",
                 part.index,
                 part.count,
@@ -359,7 +360,7 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
     let estimate = part
         .as_ref()
         .map_or_else(|| info.frames_in(&segment), |part| Some(part.frames));
-    eprintln!(
+    note!(
         "Dreaming {} ({}x{}, {:.3} fps, {} frames{}) with {} (seed {}); frames kept in {}",
         args.input.display(),
         info.width,
@@ -442,7 +443,7 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
         Extras { audio, part: tag },
         &args.animation,
     )?;
-    eprintln!(
+    note!(
         "Wrote {} ({frames} frames) in {}",
         output.display(),
         human_duration(start.elapsed().as_secs_f64())
@@ -480,7 +481,7 @@ pub fn video_join(args: VideoJoinArgs) -> Result<()> {
         bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
-    eprintln!(
+    note!(
         "Wrote {} ({} frames from {} parts, {} seams cross-faded{}) in {}",
         args.output.display(),
         joined.frames,
@@ -611,14 +612,14 @@ fn write_animation(
             AnimationFormat::Video(_)
         )
     {
-        eprintln!(
+        note!(
             "Note: {width}x{height} is odd; the video is padded to even sides with a repeated edge (yuv420p needs them)"
         );
     }
     if let Some(dir) = &options.frames_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    eprintln!("Encoding {}…", output.display());
+    note!("Encoding {}…", output.display());
     let sink: Box<dyn FrameSink> = match part {
         Some(tag) => Box::new(VideoWriter::create_tagged(
             output,
@@ -674,7 +675,7 @@ impl FrameReporter {
         self.dreamed += 1;
         if p.fresh && p.frame > 0 {
             self.bar
-                .suspend(|| eprintln!("Scene cut at frame {}: dreamed afresh", p.frame + 1));
+                .suspend(|| note!("Scene cut at frame {}: dreamed afresh", p.frame + 1));
         }
         let per_frame = self.started.elapsed().as_secs_f64() / self.dreamed as f64;
         let left = self.total.saturating_sub(p.frame + 1) as f64 * per_frame;
@@ -689,7 +690,7 @@ impl FrameReporter {
             human_duration(left)
         );
         if self.bar.is_hidden() {
-            eprintln!("{line}");
+            note!("{line}");
         } else {
             self.bar.set_message(line);
         }

@@ -104,7 +104,7 @@ pub fn batch(args: BatchArgs, device: &Device) -> Result<()> {
     let share = shard.map_or(String::new(), |s| {
         format!(" ({} for worker {} of {})", mine.len(), s.index, s.count)
     });
-    eprintln!(
+    note!(
         "{} images{share} with {}; results in {}",
         items.len(),
         network.name(),
@@ -138,7 +138,7 @@ pub fn batch(args: BatchArgs, device: &Device) -> Result<()> {
                     return Err(error);
                 }
                 Err(error) => {
-                    bar.suspend(|| eprintln!("failed: {}: {error:#}", item.input.display()));
+                    bar.suspend(|| note!("failed: {}: {error:#}", item.input.display()));
                     failed.push((item.input.clone(), format!("{error:#}")));
                 }
             }
@@ -147,21 +147,21 @@ pub fn batch(args: BatchArgs, device: &Device) -> Result<()> {
     }
     bar.finish_and_clear();
 
-    eprintln!(
+    note!(
         "Batch finished in {}: {dreamed} dreamed, {resumed} already done, {} failed, {} not usable",
         human_duration(start.elapsed().as_secs_f64()),
         failed.len(),
         unusable.len()
     );
     for skipped in &unusable {
-        eprintln!(
+        note!(
             "  not usable: {}: {}",
             skipped.path.display(),
             skipped.reason
         );
     }
     for (path, reason) in &failed {
-        eprintln!("  failed: {}: {reason}", path.display());
+        note!("  failed: {}: {reason}", path.display());
     }
     let problems = failed.len() + unusable.len();
     if problems > 0 {

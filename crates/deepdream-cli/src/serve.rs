@@ -40,14 +40,14 @@ pub fn serve(args: ServeArgs, device: &Device) -> Result<()> {
         let address = listener.local_addr()?;
         warn_if_exposed(address);
         let url = format!("http://{address}/");
-        eprintln!("deepdream studio is at {url} (Ctrl-C stops it)");
+        note!("deepdream studio is at {url} (Ctrl-C stops it)");
         if args.open
             && let Err(error) = webbrowser::open(&url)
         {
-            eprintln!("deepdream: cannot open a browser ({error}); open {url} yourself");
+            note!("deepdream: cannot open a browser ({error}); open {url} yourself");
         }
         deepdream_server::serve(listener, config, stop_signal()).await?;
-        eprintln!("deepdream studio stopped");
+        note!("deepdream studio stopped");
         Ok(())
     })
 }
@@ -55,7 +55,7 @@ pub fn serve(args: ServeArgs, device: &Device) -> Result<()> {
 /// Warns when the studio can be reached from other machines.
 fn warn_if_exposed(address: SocketAddr) {
     if !address.ip().is_loopback() {
-        eprintln!(
+        note!(
             "warning: listening on {address}, reachable from other machines: anyone who can \
              reach it can upload pictures and use this computer's processor. Use --host \
              127.0.0.1 to keep it to this computer."

@@ -165,7 +165,7 @@ pub fn style(args: StyleArgs, device: &Device) -> Result<()> {
             format_bytes(budget)
         );
     }
-    eprintln!(
+    note!(
         "Styling {} into {width}x{height} with {} ({} scales x {} iterations, about {} MiB for the gradient)",
         args.content.display(),
         network.name(),
@@ -190,7 +190,7 @@ pub fn style(args: StyleArgs, device: &Device) -> Result<()> {
                     let rate = first.elapsed().as_secs_f64() / (p.iteration - 1) as f64;
                     let left = (p.iterations - p.iteration) as f64 * rate;
                     let seconds = start.elapsed().as_secs_f64() + left;
-                    bar.suspend(|| eprintln!("Estimated time: about {}", human_duration(seconds)));
+                    bar.suspend(|| note!("Estimated time: about {}", human_duration(seconds)));
                 }
                 Some(_) => {}
             }
@@ -211,7 +211,7 @@ pub fn style(args: StyleArgs, device: &Device) -> Result<()> {
     bar.finish_and_clear();
     let metadata = metadata(&args, params, network.name());
     image_io::save(&result.into(), &args.output, &metadata)?;
-    eprintln!(
+    note!(
         "Wrote {} ({}x{}) in {:.1} s",
         args.output.display(),
         width,

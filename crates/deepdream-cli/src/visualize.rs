@@ -119,7 +119,7 @@ pub fn visualize_command(args: VisualizeArgs, device: &Device) -> Result<()> {
     for target in &targets {
         target_term(network.as_ref(), target)?;
     }
-    eprintln!(
+    note!(
         "Visualising {} target(s) of {} at {}x{} ({} steps each)",
         targets.len(),
         network.name(),
@@ -169,7 +169,7 @@ pub fn visualize_command(args: VisualizeArgs, device: &Device) -> Result<()> {
     ];
     metadata.extend(params.metadata());
     image_io::save(&result.into(), &args.output, &metadata)?;
-    eprintln!(
+    note!(
         "Wrote {} (seed {}) in {:.1} s",
         args.output.display(),
         params.seed,

@@ -1163,3 +1163,34 @@ fn output_into_a_closed_pipe_is_not_an_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && stderr.is_empty(), "{stderr}");
 }
+
+#[test]
+fn a_closed_stderr_does_not_stop_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let output = dir.path().join("out.png");
+    // Messages go to a pipe nobody reads (as with `2>&1 | head -1`): every one fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(env!("CARGO_BIN_EXE_deepdream"))
+        .arg("dream")
+        .arg(fixture("chelsea.png"))
+        .arg("-o")
+        .arg(&output)
+        .arg("--weights")
+        .arg(&weights)
+        .args([
+            "--layers",
+            "block3_conv1",
+            "--octaves",
+            "1",
+            "--iterations",
+            "2",
+        ])
+        .env("DEEPDREAM_HOME", dir.path())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(output.is_file());
+}

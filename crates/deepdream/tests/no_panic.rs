@@ -349,7 +349,10 @@ fn octave_sizes_stop_where_rounding_stops_shrinking() {
     };
     let dreamer = Dreamer::new(&network, params, &device).unwrap();
     let sizes = dreamer.octave_sizes(48, 48).unwrap();
-    assert!(sizes.windows(2).all(|pair| pair[0].0 < pair[1].0), "{sizes:?}");
+    assert!(
+        sizes.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "{sizes:?}"
+    );
     assert_eq!(sizes.last(), Some(&(48, 48)));
     let too_many = DreamParams {
         octaves: deepdream::dream::MAX_OCTAVES + 1,
