@@ -1,7 +1,9 @@
 //! The time estimate `dream` prints against the time the dream really took (a test binary of
 //! its own, so no other test competes for the processor while it is timed). Another program
-//! that starts using the processor half-way through a dream makes any estimate wrong, so a
-//! dream whose estimate misses is run once more, and the test fails only if both miss.
+//! that starts using the processor half-way through a dream makes any estimate wrong, so
+//! this runs only with `DEEPDREAM_TIMED_TESTS=1`, on a quiet machine; a dream whose estimate
+//! misses is run once more, and the test fails only if both miss. The default test run
+//! checks the estimator on recorded real dreams instead (`crates/deepdream/tests/eta.rs`).
 
 use std::path::Path;
 use std::process::Command;
@@ -23,6 +25,10 @@ fn seconds_after(text: &str, marker: &str) -> f64 {
 
 #[test]
 fn the_estimate_is_within_30_percent_of_the_real_time() {
+    if std::env::var_os("DEEPDREAM_TIMED_TESTS").is_none() {
+        eprintln!("skipped: set DEEPDREAM_TIMED_TESTS=1 to time live dreams");
+        return;
+    }
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deepdream/tests/fixtures");
     let dir = tempfile::tempdir().unwrap();
     for (model, photo, extra) in [

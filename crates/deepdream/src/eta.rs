@@ -70,14 +70,24 @@ impl DreamEta {
     /// else from the third step of the second octave.
     pub fn step(&mut self, progress: &Progress) -> Option<f64> {
         let now = Instant::now();
+        let seconds = self
+            .last
+            .replace(now)
+            .map(|last| now.duration_since(last).as_secs_f64());
+        self.step_took(progress, seconds)
+    }
+
+    /// [`DreamEta::step`] with the step's duration given (`None` for the very first step,
+    /// whose start is not known): for replaying recorded dreams.
+    pub fn step_took(&mut self, progress: &Progress, seconds: Option<f64>) -> Option<f64> {
         // An octave's first step also prepares for the new size (kernels, buffers): it is
         // timed only when it is the octave's only step.
         let counts = progress.iteration > 1 || self.iterations == 1;
-        if let Some(last) = self.last.replace(now)
+        if let Some(seconds) = seconds
             && counts
             && let Some(octave) = self.timed.get_mut(progress.octave)
         {
-            octave.push(now.duration_since(last).as_secs_f64());
+            octave.push(seconds);
         }
         let (fixed, per_pixel) = self.fit()?;
         let left: f64 = (0..self.pixels.len())
