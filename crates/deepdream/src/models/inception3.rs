@@ -87,18 +87,27 @@ fn avg_pool(x: Tensor<4>) -> Tensor<4> {
     )
 }
 
+/// The pool branch of blocks A and C, `relu(conv(avg_pool(x)))` with a 1x1 `conv` (batch norm
+/// folded in), computed as `relu(avg_pool(conv(x)))`: both are linear and act on different
+/// axes (channels, pixels), and the pool's weights sum to one, so the bias passes through;
+/// pooling the convolution's few channels instead of the block's input (32–192 channels
+/// instead of 192–768) does a fraction of the work.
+fn pooled_conv(conv: &Unit, x: Tensor<4>) -> Tensor<4> {
+    relu(avg_pool(conv.0.forward(x)))
+}
+
 /// The mixed blocks; branch orders are the concatenation orders.
 #[allow(
     clippy::large_enum_variant,
     reason = "built once per network, never moved in a loop"
 )]
 enum Block {
-    /// [1x1, 1x1→5x5, 1x1→3x3→3x3, avg-pool→1x1]
-    A([Vec<Unit>; 4]),
+    /// [1x1, 1x1→5x5, 1x1→3x3→3x3], then avg-pool→1x1
+    A([Vec<Unit>; 3], Unit),
     /// [3x3 s2, 1x1→3x3→3x3 s2, max-pool s2]
     B([Vec<Unit>; 2]),
-    /// [1x1, 1x1→1x7→7x1, 1x1→7x1→1x7→7x1→1x7, avg-pool→1x1]
-    C([Vec<Unit>; 4]),
+    /// [1x1, 1x1→1x7→7x1, 1x1→7x1→1x7→7x1→1x7], then avg-pool→1x1
+    C([Vec<Unit>; 3], Unit),
     /// [1x1→3x3 s2, 1x1→1x7→7x1→3x3 s2, max-pool s2]
     D([Vec<Unit>; 2]),
     /// [1x1, a→1x3, a→3x1, b→1x3, b→3x1, pool→1x1] with a = 1x1(x), b = 3x3(1x1(x));
@@ -117,12 +126,12 @@ enum Block {
 impl Block {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let branches = match self {
-            Block::A([conv, tower, tower_1, tower_2])
-            | Block::C([conv, tower, tower_1, tower_2]) => vec![
+            Block::A([conv, tower, tower_1], pool_conv)
+            | Block::C([conv, tower, tower_1], pool_conv) => vec![
                 chain(conv, x.clone()),
                 chain(tower, x.clone()),
                 chain(tower_1, x.clone()),
-                chain(tower_2, avg_pool(x)),
+                pooled_conv(pool_conv, x),
             ],
             Block::B([conv, tower]) | Block::D([conv, tower]) => vec![
                 chain(conv, x.clone()),
@@ -141,9 +150,9 @@ impl Block {
                 let ax = a.forward(x.clone());
                 let bx = chain(b, x.clone());
                 let pooled = if *use_max {
-                    max_pool(x.clone(), 1, 1)
+                    pool_conv.forward(max_pool(x.clone(), 1, 1))
                 } else {
-                    avg_pool(x.clone())
+                    pooled_conv(pool_conv, x.clone())
                 };
                 vec![
                     conv.forward(x),
@@ -151,7 +160,7 @@ impl Block {
                     a_split[1].forward(ax),
                     b_split[0].forward(bx.clone()),
                     b_split[1].forward(bx),
-                    pool_conv.forward(pooled),
+                    pooled,
                 ]
             }
         };
@@ -232,19 +241,21 @@ impl Loader<'_> {
     }
 
     fn block_a(&mut self, inp: usize, pool_features: usize) -> Result<Block> {
-        Ok(Block::A([
-            vec![self.square(64, inp, 1, 1, 0)?],
-            vec![
-                self.square(48, inp, 1, 1, 0)?,
-                self.square(64, 48, 5, 1, 2)?,
+        Ok(Block::A(
+            [
+                vec![self.square(64, inp, 1, 1, 0)?],
+                vec![
+                    self.square(48, inp, 1, 1, 0)?,
+                    self.square(64, 48, 5, 1, 2)?,
+                ],
+                vec![
+                    self.square(64, inp, 1, 1, 0)?,
+                    self.square(96, 64, 3, 1, 1)?,
+                    self.square(96, 96, 3, 1, 1)?,
+                ],
             ],
-            vec![
-                self.square(64, inp, 1, 1, 0)?,
-                self.square(96, 64, 3, 1, 1)?,
-                self.square(96, 96, 3, 1, 1)?,
-            ],
-            vec![self.square(pool_features, inp, 1, 1, 0)?],
-        ]))
+            self.square(pool_features, inp, 1, 1, 0)?,
+        ))
     }
 
     fn block_b(&mut self) -> Result<Block> {
@@ -259,22 +270,24 @@ impl Loader<'_> {
     }
 
     fn block_c(&mut self, c7: usize) -> Result<Block> {
-        Ok(Block::C([
-            vec![self.square(192, 768, 1, 1, 0)?],
-            vec![
-                self.square(c7, 768, 1, 1, 0)?,
-                self.unit(c7, c7, (1, 7), 1, (0, 3))?,
-                self.unit(192, c7, (7, 1), 1, (3, 0))?,
+        Ok(Block::C(
+            [
+                vec![self.square(192, 768, 1, 1, 0)?],
+                vec![
+                    self.square(c7, 768, 1, 1, 0)?,
+                    self.unit(c7, c7, (1, 7), 1, (0, 3))?,
+                    self.unit(192, c7, (7, 1), 1, (3, 0))?,
+                ],
+                vec![
+                    self.square(c7, 768, 1, 1, 0)?,
+                    self.unit(c7, c7, (7, 1), 1, (3, 0))?,
+                    self.unit(c7, c7, (1, 7), 1, (0, 3))?,
+                    self.unit(c7, c7, (7, 1), 1, (3, 0))?,
+                    self.unit(192, c7, (1, 7), 1, (0, 3))?,
+                ],
             ],
-            vec![
-                self.square(c7, 768, 1, 1, 0)?,
-                self.unit(c7, c7, (7, 1), 1, (3, 0))?,
-                self.unit(c7, c7, (1, 7), 1, (0, 3))?,
-                self.unit(c7, c7, (7, 1), 1, (3, 0))?,
-                self.unit(192, c7, (1, 7), 1, (0, 3))?,
-            ],
-            vec![self.square(192, 768, 1, 1, 0)?],
-        ]))
+            self.square(192, 768, 1, 1, 0)?,
+        ))
     }
 
     fn block_d(&mut self) -> Result<Block> {
