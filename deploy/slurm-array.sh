@@ -16,3 +16,8 @@ set -euo pipefail
 # With Apptainer/Singularity and the image built from deploy/Dockerfile:
 #   srun apptainer run deepdream.sif batch frames --output dreams --seed 1
 srun deepdream --threads "${SLURM_CPUS_PER_TASK}" batch frames --output dreams --seed 1
+
+# One film instead, each task dreaming one part (split at scene cuts or cross-faded):
+#   srun deepdream video film.mp4 --output dreams/film.mp4 --shards 8 --seed 1
+# then, once every task has finished (e.g. sbatch --dependency=afterok:JOBID):
+#   deepdream video-join --output dreams/film.mp4
