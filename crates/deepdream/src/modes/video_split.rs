@@ -352,7 +352,7 @@ fn mismatch(path: &Path, part: &VideoPart, count: usize) -> Error {
     Error::VideoRead {
         path: path.to_path_buf(),
         reason: format!(
-            "it has {count} frames or more where its tag says {}",
+            "it has {count} frames where its tag says {} (was it cut or re-encoded?)",
             part.frames
         ),
     }
