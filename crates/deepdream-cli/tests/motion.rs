@@ -704,6 +704,21 @@ fn three_workers_at_once_dream_a_video_that_joins_with_cross_faded_seams() {
     assert_error(&join(&[]), "no parts named");
     std::fs::copy(&joined_path, dir.path().join("other.part-0-of-1.mp4")).unwrap();
     assert_error(&join(&[a, b, joined_path.to_str().unwrap()]), "not a part");
+    // A part cut short after the fact (its tag copied along) is caught by its frame count.
+    let short = dir.path().join("short.mkv");
+    ffmpeg(&[
+        "-i",
+        b,
+        "-frames:v",
+        "5",
+        "-c:v",
+        "libx264",
+        short.to_str().unwrap(),
+    ]);
+    assert_error(
+        &join(&[a, short.to_str().unwrap(), c]),
+        "has 5 frames where its tag says 13",
+    );
     assert!(!Path::new(out).exists());
     // A part of another job (other settings) does not join with these.
     let other = dir.path().join("other.mkv");
