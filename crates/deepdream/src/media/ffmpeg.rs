@@ -129,6 +129,14 @@ pub fn check_installed() -> Result<()> {
     Ok(())
 }
 
+/// Why `tool` could not be started: not installed (with what to install), or `bad(reason)`.
+fn not_started(tool: &str, error: std::io::Error, bad: impl FnOnce(String) -> Error) -> Error {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => missing(tool),
+        _ => bad(error.to_string()),
+    }
+}
+
 fn missing(tool: &str) -> Error {
     Error::MissingTool {
         tool: tool.to_string(),
@@ -164,10 +172,7 @@ pub fn probe(path: &Path) -> Result<VideoInfo> {
         ])
         .arg(path)
         .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => missing("ffprobe"),
-            _ => bad(e.to_string()),
-        })?;
+        .map_err(|e| not_started("ffprobe", e, bad))?;
     if !output.status.success() {
         return Err(bad(last_line(&String::from_utf8_lossy(&output.stderr))
             .unwrap_or_else(|| "ffprobe cannot read it".into())));
@@ -251,10 +256,7 @@ pub fn count_frames(path: &Path) -> Result<usize> {
         .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
         .arg(path)
         .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => missing("ffprobe"),
-            _ => bad(e.to_string()),
-        })?;
+        .map_err(|e| not_started("ffprobe", e, bad))?;
     let text = String::from_utf8_lossy(&output.stdout);
     match text.trim().trim_end_matches(',').parse() {
         Ok(count) if output.status.success() => Ok(count),
@@ -334,10 +336,7 @@ pub fn join_audio(pieces: &[(&Path, Segment)], into: &Path) -> Result<()> {
         .args(["-c:a", "pcm_s16le", "-f", "wav"])
         .arg(into)
         .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => missing("ffmpeg"),
-            _ => bad(e.to_string()),
-        })?;
+        .map_err(|e| not_started("ffmpeg", e, bad))?;
     if !output.status.success() {
         return Err(bad(format!(
             "ffmpeg cannot join the sound: {}",
@@ -369,12 +368,11 @@ impl VideoReader {
             // frame after a seek that lands between frames.
             .args(["-fps_mode", "passthrough"])
             .rawvideo();
-        let mut child = command.spawn().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => missing("ffmpeg"),
-            _ => Error::VideoRead {
+        let mut child = command.spawn().map_err(|e| {
+            not_started("ffmpeg", e, |reason| Error::VideoRead {
                 path: path.to_path_buf(),
-                reason: e.to_string(),
-            },
+                reason,
+            })
         })?;
         let events = child.iter().map_err(|e| Error::VideoRead {
             path: path.to_path_buf(),
@@ -593,10 +591,7 @@ impl VideoWriter {
             command.args(["-metadata", &format!("{key}={value}")]);
         }
         command.pix_fmt("yuv420p").output(temp.as_os_str());
-        let mut child = command.spawn().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => missing("ffmpeg"),
-            _ => bad(e.to_string()),
-        })?;
+        let mut child = command.spawn().map_err(|e| not_started("ffmpeg", e, bad))?;
         let stdin = child.take_stdin();
         let stderr = child.take_stderr().map(|mut stderr| {
             std::thread::spawn(move || {
