@@ -11,8 +11,16 @@ prints `torch SIZE SECONDS` lines (median of REPEATS after one warm-up run).
   to Mixed_6a and Mixed_6c (deepdream's mixed_3 and mixed_5). WEIGHTS is ignored.
 - efficientnet-lite0: timm's efficientnet_lite0 (random weights) up to its 11th block
   (deepdream's block10). WEIGHTS is ignored.
+- googlenet: torchvision's GoogLeNet (batch-norm version, random weights) up to inception4c,
+  the classic DeepDream layer. WEIGHTS is ignored. deepdream's side runs the same
+  architecture as ONNX through its executor, written (random weights, batch norm folded into
+  the convolutions by the export, the whole network to its logits, any input size) by
+
+      python3 scripts/bench_torch.py export-googlenet OUT.onnx
 Batch norm runs in eval mode, as deepdream's (which folds it into the convolutions).
-BENCH_TORCH_DEVICE=cuda runs it on the GPU (timed with torch.cuda.synchronize()).
+BENCH_TORCH_DEVICE=cuda runs it on the GPU (timed with torch.cuda.synchronize()), with
+PyTorch's default TF32 convolutions; BENCH_TORCH_TF32=0 turns them off (plain fp32, as
+deepdream computes).
 """
 import os
 import statistics
@@ -22,8 +30,19 @@ import time
 import torch
 
 DEVICE = torch.device(os.environ.get("BENCH_TORCH_DEVICE", "cpu"))
+if os.environ.get("BENCH_TORCH_TF32") == "0":
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
-model, path, repeats, sizes = sys.argv[1], sys.argv[2], int(sys.argv[3]), [int(s) for s in sys.argv[4:]]
+model, path = sys.argv[1], sys.argv[2]
+if model == "export-googlenet":
+    torch.manual_seed(0)
+    net = __import__("torchvision").models.googlenet(
+        weights=None, aux_logits=False, transform_input=False, init_weights=True).eval()
+    torch.onnx.export(net, torch.zeros(1, 3, 224, 224), path, input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {2: "height", 3: "width"}}, dynamo=False)
+    sys.exit()
+repeats, sizes = int(sys.argv[3]), [int(s) for s in sys.argv[4:]]
 
 
 def vgg16():
@@ -82,7 +101,23 @@ def efficientnet_lite0():
     return forward
 
 
-forward = {"vgg16": vgg16, "inception3": inception3, "efficientnet-lite0": efficientnet_lite0}[model]()
+def googlenet():
+    import torchvision
+
+    net = torchvision.models.googlenet(weights=None, aux_logits=False, transform_input=False,
+                                       init_weights=False).eval().to(DEVICE)
+    stages = [net.conv1, net.maxpool1, net.conv2, net.conv3, net.maxpool2, net.inception3a,
+              net.inception3b, net.maxpool3, net.inception4a, net.inception4b, net.inception4c]
+
+    def forward(x):
+        for stage in stages:
+            x = stage(x)
+        return [x]
+
+    return forward
+
+
+forward = {"googlenet": googlenet, "vgg16": vgg16, "inception3": inception3, "efficientnet-lite0": efficientnet_lite0}[model]()
 torch.set_grad_enabled(True)
 for size in sizes:
     # Inputs in each network's preprocessed range: Caffe's (pixels minus the mean) for VGG16.

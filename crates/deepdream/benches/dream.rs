@@ -7,19 +7,29 @@
 //! cargo bench -p deepdream --bench dream                        # everything
 //! cargo bench -p deepdream --bench dream -- --steps             # the steps only
 //! cargo bench -p deepdream --bench dream -- --steps --model efficientnet-lite0
-//! cargo bench -p deepdream --bench dream --features wgpu -- --device wgpu
+//! cargo bench -p deepdream --bench dream -- --dream --max-memory 4000000000   # the dream only
+//! cargo bench -p deepdream --bench dream --features wgpu -- --device wgpu --warmup 5 --repeats 10
 //! ```
+//!
+//! `--weights DIR` loads the weight files from DIR unchecked instead of the cache: stand-ins
+//! made by scripts/random_weights.py on a machine that cannot download the real ones. On a GPU
+//! device each step's gradient is also compared with the CPU's on the same input.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use burn::tensor::{Distribution, Tensor};
-use deepdream::{DreamParams, Dreamer, image_io, models, weights};
+use burn::tensor::{Device, Distribution, Tensor};
+use deepdream::{
+    DreamParams, Dreamer, LayerWeight, ModelSpec, Network, OnnxNetwork, Preprocess, image_io,
+    models, onnx, weights,
+};
 
 mod common;
 
 const REPEATS: usize = 3;
+/// torchvision's GoogLeNet as ONNX, run by the ONNX executor.
+const GOOGLENET: &str = "googlenet";
 const SIZES: [usize; 2] = [224, 512];
 
 fn median(mut times: Vec<f64>) -> f64 {
@@ -31,6 +41,7 @@ fn main() {
     common::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let steps_only = args.iter().any(|a| a == "--steps");
+    let dream_only = args.iter().any(|a| a == "--dream");
     let option = |name: &str| {
         args.iter()
             .position(|a| a == name)
@@ -39,18 +50,62 @@ fn main() {
     };
     let device_name = option("--device").unwrap_or("cpu");
     let device = deepdream::device::by_name(device_name).unwrap();
+    let repeats = option("--repeats").map_or(REPEATS, |n| n.parse().unwrap());
+    // GPU backends tune and compile their kernels over the first runs of each shape.
+    let warmup = option("--warmup").map_or(1, |n| n.parse().unwrap());
+    let weight_file = |spec: &ModelSpec| match option("--weights") {
+        Some(dir) => Path::new(dir).join(spec.file_name),
+        None => weights::ensure(spec, |_| eprintln!("fetching {} weights", spec.name)).unwrap(),
+    };
     let names: Vec<&str> = match option("--model") {
+        _ if dream_only => Vec::new(),
         Some(name) => vec![name],
-        None => models::ALL.iter().map(|spec| spec.name).collect(),
+        None => models::ALL
+            .iter()
+            .map(|spec| spec.name)
+            .chain([GOOGLENET])
+            .collect(),
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("deepdream benchmark: device {device_name}, {threads} CPU threads");
     for name in names {
-        let spec = models::find(name).unwrap();
-        let path = weights::ensure(spec, |_| eprintln!("fetching {name} weights")).unwrap();
-        let network = (spec.load)(&path, &device).unwrap();
-        let dreamer = Dreamer::new(network.as_ref(), DreamParams::default(), &device).unwrap();
-        let layers = spec.default_layers.join("+");
+        let path = match models::find(name) {
+            Ok(spec) => weight_file(spec),
+            Err(_) if name == GOOGLENET => match export_googlenet() {
+                Some(path) => path,
+                None => {
+                    println!(
+                        "{name}: skipped (exporting it needs python3 with torch and torchvision)"
+                    );
+                    continue;
+                }
+            },
+            Err(error) => panic!("{error}"),
+        };
+        let network = load(name, &path, &device);
+        let layers = match name {
+            // The classic DeepDream layer, the output of the block's concatenation.
+            GOOGLENET => vec![LayerWeight {
+                layer: "/inception4c/Concat".into(),
+                weight: 1.0,
+            }],
+            _ => Vec::new(),
+        };
+        let params = DreamParams {
+            layers,
+            ..DreamParams::default()
+        };
+        let dreamer = Dreamer::new(network.as_ref(), params.clone(), &device).unwrap();
+        let cpu = Device::flex();
+        let cpu_network = (device_name != "cpu").then(|| load(name, &path, &cpu));
+        let layers = match params.layers.as_slice() {
+            [] => network.default_layers().join("+"),
+            named => named
+                .iter()
+                .map(|l| l.layer.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+        };
         let mut ours = Vec::new();
         for size in SIZES {
             let input = network.preprocess().apply(
@@ -69,21 +124,28 @@ fn main() {
                 &device,
             ));
             let mut times = Vec::new();
-            for repeat in 0..=REPEATS {
+            for repeat in 0..warmup + repeats {
                 let start = Instant::now();
                 let gradient = dreamer.gradient(input.clone()).unwrap();
                 let _: f32 = gradient.sum().into_scalar();
-                if repeat > 0 {
+                if repeat >= warmup {
                     times.push(start.elapsed().as_secs_f64());
                 }
             }
             let seconds = median(times);
             println!(
-                "{name} ({layers}) deepdream step {size}x{size}: {seconds:.3} s (median of {REPEATS})"
+                "{name} ({layers}) deepdream step {size}x{size}: {seconds:.3} s (median of {repeats})"
             );
+            if let Some(cpu_network) = &cpu_network {
+                let difference =
+                    difference_from_cpu(&dreamer, cpu_network.as_ref(), &params, input, &cpu);
+                println!(
+                    "{name} {size}x{size}: gradient's relative difference from the CPU's: {difference:.2e}"
+                );
+            }
             ours.push(seconds);
         }
-        match torch_baseline(name, &path) {
+        match torch_baseline(name, &path, repeats) {
             Some(torch) => {
                 for ((size, ours), theirs) in SIZES.iter().zip(&ours).zip(torch) {
                     println!(
@@ -101,34 +163,64 @@ fn main() {
     if steps_only {
         return;
     }
-    let spec = models::find("vgg16").unwrap();
-    let path = weights::ensure(spec, |_| eprintln!("fetching VGG16 weights")).unwrap();
-    let network = (spec.load)(&path, &device).unwrap();
+    let path = weight_file(models::find("vgg16").unwrap());
+    let network = (models::find("vgg16").unwrap().load)(&path, &device).unwrap();
     let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chelsea.png");
     let photo = image_io::load(&photo).unwrap().resize_exact(
         1024,
         768,
         image::imageops::FilterType::Lanczos3,
     );
-    let dreamer = Dreamer::new(network.as_ref(), DreamParams::default(), &device).unwrap();
+    let params = DreamParams {
+        max_memory: option("--max-memory").map(|bytes| bytes.parse().unwrap()),
+        ..DreamParams::default()
+    };
+    let dreamer = Dreamer::new(network.as_ref(), params, &device).unwrap();
+    let plan = dreamer.plan(1024, 768).unwrap();
     let start = Instant::now();
-    dreamer.dream_image(&photo, |_| {}).unwrap();
+    let mut last = start;
+    let mut octaves: Vec<(usize, usize, Vec<f64>)> = Vec::new();
+    dreamer
+        .dream_image(&photo, |progress| {
+            let now = Instant::now();
+            if octaves.last().is_none_or(|o| o.0 != progress.width) {
+                octaves.push((progress.width, progress.height, Vec::new()));
+            }
+            octaves
+                .last_mut()
+                .unwrap()
+                .2
+                .push((now - last).as_secs_f64());
+            last = now;
+        })
+        .unwrap();
     println!(
-        "default vgg16 dream (4 octaves x 10 iterations) of 1024x768: {:.1} s",
-        start.elapsed().as_secs_f64()
+        "default vgg16 dream (4 octaves x 10 iterations) of 1024x768: {:.1} s ({})",
+        start.elapsed().as_secs_f64(),
+        match plan.tile {
+            Some(tile) => format!("in tiles of {tile} pixels"),
+            None => "whole".into(),
+        }
     );
+    for (width, height, steps) in octaves {
+        println!(
+            "  octave {width}x{height}: first step {:.3} s, then {:.3} s a step (median)",
+            steps[0],
+            median(steps[1..].to_vec())
+        );
+    }
 }
 
 /// PyTorch's median step times for [`SIZES`], from scripts/bench_torch.py: the same
 /// architecture (VGG16 with the same weights; Inception v3 and EfficientNet-Lite0 with random
 /// weights, which do not change the speed), the same layers and objective.
-fn torch_baseline(model: &str, weights: &Path) -> Option<Vec<f64>> {
+fn torch_baseline(model: &str, weights: &Path, repeats: usize) -> Option<Vec<f64>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_torch.py");
     let output = Command::new("python3")
         .arg(script)
         .arg(model)
         .arg(weights)
-        .arg(REPEATS.to_string())
+        .arg(repeats.to_string())
         .args(SIZES.map(|s| s.to_string()))
         .output()
         .ok()?;
@@ -141,4 +233,54 @@ fn torch_baseline(model: &str, weights: &Path) -> Option<Vec<f64>> {
         .filter_map(|line| line.split_whitespace().nth(2)?.parse().ok())
         .collect();
     (times.len() == SIZES.len()).then_some(times)
+}
+
+/// ‖g − g_cpu‖ / ‖g_cpu‖ for the gradients of the same `input` on `dreamer`'s device and on
+/// the CPU with `cpu_network` (the same weights).
+fn difference_from_cpu(
+    dreamer: &Dreamer,
+    cpu_network: &dyn Network,
+    params: &DreamParams,
+    input: Tensor<4>,
+    cpu: &Device,
+) -> f32 {
+    let cpu_dreamer = Dreamer::new(cpu_network, params.clone(), cpu).unwrap();
+    let theirs = cpu_dreamer
+        .gradient(Tensor::from_data(input.to_data(), cpu))
+        .unwrap();
+    let ours = Tensor::<4>::from_data(dreamer.gradient(input).unwrap().to_data(), cpu);
+    let norm: f32 = theirs.clone().square().sum().sqrt().into_scalar();
+    let difference: f32 = ours.sub(theirs).square().sum().sqrt().into_scalar();
+    difference / norm
+}
+
+/// The network `name` from the weight file `path`: a built-in model, or GoogLeNet's ONNX file.
+fn load(name: &str, path: &Path, device: &Device) -> Box<dyn Network> {
+    match models::find(name) {
+        Ok(spec) => (spec.load)(path, device).unwrap(),
+        Err(_) => Box::new(
+            OnnxNetwork::load(path, Preprocess::TORCH, onnx::raw_layer_name, device).unwrap(),
+        ),
+    }
+}
+
+/// GoogLeNet with random weights as ONNX (scripts/bench_torch.py export-googlenet), written
+/// once into the target folder; `None` without python3, torch and torchvision.
+fn export_googlenet() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-googlenet.onnx");
+    if !path.is_file() {
+        std::fs::create_dir_all(path.parent()?).ok()?;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_torch.py");
+        let status = Command::new("python3")
+            .arg(script)
+            .arg("export-googlenet")
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        if !status.success() {
+            return None;
+        }
+    }
+    Some(path)
 }

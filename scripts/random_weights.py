@@ -1,0 +1,115 @@
+"""Stand-in weight files for timing on a machine that cannot download the real ones (a GPU
+machine without network access): the same format, names, shapes and value distribution as the
+real files, with the large tensors drawn at random. Speed does not depend on the weights.
+
+    python3 scripts/random_weights.py skeleton WEIGHTS_DIR SKELETON_DIR   # where the weights are
+    python3 scripts/random_weights.py fill SKELETON_DIR OUT_DIR           # on the other machine
+
+`skeleton` writes, for each weight file, the file with its large tensors (64 KiB and more: the
+convolution kernels) left empty, and a JSON file with each of them's size and value quantiles;
+these are small enough to carry. `fill` writes the files back with those tensors drawn from the
+real tensors' value distributions (so activations keep their scale), the small tensors (biases,
+batch norm statistics) as they were. ONNX files (initializers) and zip archives (PyTorch zip
+checkpoints, TorchScript) are handled; other files are copied whole.
+"""
+import json
+import pathlib
+import shutil
+import sys
+import zipfile
+
+import numpy as np
+
+LARGE = 64 * 1024
+QUANTILES = np.linspace(0.0, 1.0, 257)
+
+
+def quantiles(raw):
+    values = np.frombuffer(raw, dtype="<f4")
+    return np.quantile(values, QUANTILES).tolist()
+
+
+def draw(nbytes, levels, rng):
+    return np.interp(rng.random(nbytes // 4), QUANTILES, levels).astype("<f4").tobytes()
+
+
+def skeleton_onnx(source, target):
+    import onnx
+
+    model = onnx.load(source)
+    large = {}
+    for tensor in model.graph.initializer:
+        if tensor.data_type == onnx.TensorProto.FLOAT and len(tensor.raw_data) >= LARGE:
+            large[tensor.name] = {"bytes": len(tensor.raw_data), "quantiles": quantiles(tensor.raw_data)}
+            tensor.raw_data = b""
+    onnx.save(model, target)
+    return large
+
+
+def fill_onnx(source, target, large, rng):
+    import onnx
+
+    model = onnx.load(source)
+    for tensor in model.graph.initializer:
+        if tensor.name in large:
+            tensor.raw_data = draw(large[tensor.name]["bytes"], large[tensor.name]["quantiles"], rng)
+    onnx.save(model, target)
+
+
+def skeleton_zip(source, target):
+    large = {}
+    with zipfile.ZipFile(source) as inside, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:
+        for info in inside.infolist():
+            raw = inside.read(info)
+            if "/data/" in info.filename and len(raw) >= LARGE and len(raw) % 4 == 0:
+                large[info.filename] = {"bytes": len(raw), "quantiles": quantiles(raw)}
+                raw = b""
+            out.writestr(info.filename, raw)
+    return large
+
+
+def fill_zip(source, target, large, rng):
+    with zipfile.ZipFile(source) as inside, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as out:
+        for info in inside.infolist():
+            raw = inside.read(info)
+            if info.filename in large:
+                raw = draw(large[info.filename]["bytes"], large[info.filename]["quantiles"], rng)
+            out.writestr(info.filename, raw)
+
+
+def skeleton(weights_dir, skeleton_dir):
+    skeleton_dir.mkdir(parents=True, exist_ok=True)
+    for path in sorted(weights_dir.iterdir()):
+        target = skeleton_dir / path.name
+        if path.suffix == ".onnx":
+            large = skeleton_onnx(path, target)
+        elif zipfile.is_zipfile(path):
+            large = skeleton_zip(path, target)
+        else:
+            shutil.copyfile(path, target)
+            continue
+        (skeleton_dir / (path.name + ".json")).write_text(json.dumps(large))
+        print(f"{path.name}: {len(large)} tensors left to draw, skeleton {target.stat().st_size} bytes")
+
+
+def fill(skeleton_dir, out_dir):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for path in sorted(skeleton_dir.iterdir()):
+        if path.suffix == ".json":
+            continue
+        target = out_dir / path.name
+        recipe = skeleton_dir / (path.name + ".json")
+        if not recipe.exists():
+            shutil.copyfile(path, target)
+        elif path.suffix == ".onnx":
+            fill_onnx(path, target, json.loads(recipe.read_text()), rng)
+        else:
+            fill_zip(path, target, json.loads(recipe.read_text()), rng)
+        print(f"{target}: {target.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] not in ("skeleton", "fill"):
+        sys.exit(__doc__)
+    {"skeleton": skeleton, "fill": fill}[sys.argv[1]](pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]))
