@@ -20,6 +20,15 @@ pub(crate) fn floats(tensor: &FlexTensor) -> Cow<'_, [f32]> {
     }
 }
 
+/// Runs `f` on one of rayon's worker threads while the calling thread waits. The CPU
+/// kernels' parallel loops inside `f` then share out their work among the workers directly;
+/// called from outside the pool, every loop hands its work over and sleeps until it is done,
+/// which cost 6 % of an Inception v3 gradient at 512x512 (3.5 % of VGG16's, 12 % of
+/// EfficientNet-Lite0's).
+pub(crate) fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 /// Whether `device` is burn's CPU backend (with or without autodiff).
 pub(crate) fn on_cpu(device: &Device) -> bool {
     device.clone().inner() == Device::flex()

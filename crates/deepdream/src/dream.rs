@@ -6,6 +6,7 @@ use image::{DynamicImage, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::cpu::on_worker;
 use crate::engine::{Snapshot, objective, optimizer, transform};
 use crate::error::{Error, Result};
 use crate::image_io;
@@ -527,11 +528,13 @@ impl<'a> Dreamer<'a> {
     /// The gradient of the objective with respect to the (preprocessed) input, computed on
     /// the whole image at once.
     pub fn gradient(&self, input: Tensor<4>) -> Result<Tensor<4>> {
-        let input = input.autodiff().require_grad();
-        let indices: Vec<usize> = self.terms.iter().map(|t| t.layer).collect();
-        let activations = self.network.forward(input.clone(), &indices)?;
-        let loss = self.loss(activations, None, None);
-        self.input_gradient(&input, loss)
+        on_worker(|| {
+            let input = input.autodiff().require_grad();
+            let indices: Vec<usize> = self.terms.iter().map(|t| t.layer).collect();
+            let activations = self.network.forward(input.clone(), &indices)?;
+            let loss = self.loss(activations, None, None);
+            self.input_gradient(&input, loss)
+        })
     }
 
     /// The same gradient as [`Dreamer::gradient`], computed tile by tile so that memory
@@ -540,6 +543,16 @@ impl<'a> Dreamer<'a> {
     /// each tile runs on a crop with enough context around it that its outputs are exactly
     /// those of the whole image, and only its own outputs enter the objective.
     pub fn tiled_gradient(
+        &self,
+        input: Tensor<4>,
+        tile: usize,
+        offset: (usize, usize),
+    ) -> Result<Tensor<4>> {
+        on_worker(|| self.tiled_gradient_here(input, tile, offset))
+    }
+
+    /// [`Dreamer::tiled_gradient`] on the calling thread.
+    fn tiled_gradient_here(
         &self,
         input: Tensor<4>,
         tile: usize,

@@ -131,7 +131,7 @@ pub struct LayerInfo {
 }
 
 /// A network the dream algorithm can run: layers, preprocessing and a forward pass.
-pub trait Network {
+pub trait Network: Send + Sync {
     /// The model's name (`vgg16`, or the file name of a user's ONNX file).
     fn name(&self) -> &str;
 

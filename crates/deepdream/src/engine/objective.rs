@@ -7,6 +7,7 @@
 
 use burn::tensor::Tensor;
 
+use crate::cpu::on_worker;
 use crate::error::{Error, Result};
 use crate::network::Network;
 
@@ -249,6 +250,15 @@ impl Objective {
     /// The objective's value for `image` (a preprocessed `[1, 3, H, W]` input on a plain
     /// device) and its gradient with respect to the image.
     pub fn evaluate(&self, network: &dyn Network, image: Tensor<4>) -> Result<(Losses, Tensor<4>)> {
+        on_worker(|| self.evaluate_here(network, image))
+    }
+
+    /// [`Objective::evaluate`] on the calling thread.
+    fn evaluate_here(
+        &self,
+        network: &dyn Network,
+        image: Tensor<4>,
+    ) -> Result<(Losses, Tensor<4>)> {
         let input = image.autodiff().require_grad();
         let (total, parts) = self.value(network, input.clone())?;
         let mut losses = Losses::default();
