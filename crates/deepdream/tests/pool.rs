@@ -123,3 +123,38 @@ fn max_pool_ties_and_nan() {
     assert!(y[1].is_nan());
     assert_eq!(grad, [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
 }
+
+/// 3x3 windows full of ties (values from {0, 1, 2}, as ReLU outputs tie at 0): each
+/// gradient goes where burn sends it, the first maximum row by row, inside the image and at
+/// its edges, strides 1 and 2.
+#[test]
+fn max_pool_3x3_ties_match_burn() {
+    let device = Device::flex().autodiff();
+    let (height, width) = (11, 12);
+    let values: Vec<f32> = (0..2 * height * width)
+        .map(|i| ((i * 7 + i / 5) % 3) as f32)
+        .collect();
+    let x = Tensor::<4>::from_data(TensorData::new(values, [1, 2, height, width]), &device);
+    for (stride, pad) in [(2, 0), (1, 1), (2, 1)] {
+        let options = MaxPoolOptions {
+            kernel_size: [3, 3],
+            stride: [stride; 2],
+            padding: [(pad, pad); 2],
+            dilation: [1, 1],
+            ceil_mode: false,
+        };
+        let dims = burn_max_pool2d(x.clone(), options.clone()).dims();
+        let probe = Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &device);
+        let [fast_y, fast_grad, ref_y, ref_grad] = common::fast_and_reference(
+            &x,
+            &probe,
+            |x| max_pool2d(x, options.clone()),
+            |x| burn_max_pool2d(x, options.clone()),
+        );
+        assert_eq!(fast_y, ref_y, "stride {stride}, padding {pad}: output");
+        assert_eq!(
+            fast_grad, ref_grad,
+            "stride {stride}, padding {pad}: gradient"
+        );
+    }
+}
