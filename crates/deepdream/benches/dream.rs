@@ -68,6 +68,7 @@ fn main() {
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("deepdream benchmark: device {device_name}, {threads} CPU threads");
+    let mut timed = Vec::new();
     for name in names {
         let path = match models::find(name) {
             Ok(spec) => weight_file(spec),
@@ -145,6 +146,11 @@ fn main() {
             }
             ours.push(seconds);
         }
+        timed.push((name, layers, path, ours));
+    }
+    // PyTorch's processes run after every network of ours is timed: on a machine that
+    // reclaims idle memory, one of them in between slowed the next network's steps by 15 %.
+    for (name, layers, path, ours) in timed {
         match torch_baseline(name, &path, repeats) {
             Some(torch) => {
                 for ((size, ours), theirs) in SIZES.iter().zip(&ours).zip(torch) {
