@@ -170,7 +170,7 @@ fn main() {
         return;
     }
     let path = weight_file(models::find("vgg16").unwrap());
-    let network = (models::find("vgg16").unwrap().load)(&path, &device).unwrap();
+    let network = load("vgg16", &path, &device);
     let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chelsea.png");
     let photo = image_io::load(&photo).unwrap().resize_exact(
         1024,

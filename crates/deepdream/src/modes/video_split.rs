@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use image::RgbImage;
+use image::{GrayImage, RgbImage};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -173,19 +173,24 @@ fn scene_cuts(
 ) -> Result<Vec<usize>> {
     let first = frames.start - 1;
     let mut reader = VideoReader::open(path, Segment::frames(first, frames.len() + 1, frame_rate))?;
-    let mut previous = reader.next_frame()?;
+    // Each frame with its grey levels, computed once for both pairs it belongs to.
+    let mut previous = reader.next_frame()?.map(|frame| {
+        let grey = luma(&frame);
+        (frame, grey)
+    });
     let mut cuts = Vec::new();
     for index in frames {
         let Some(current) = reader.next_frame()? else {
             break;
         };
-        if let Some(previous) = &previous
-            && plain_difference(previous, &current) >= threshold / 2.0
+        let grey = luma(&current);
+        if let Some((previous, previous_grey)) = &previous
+            && plain_difference(previous_grey, &grey) >= threshold / 2.0
             && Motion::residual(previous, &current, flow, device) > threshold
         {
             cuts.push(index);
         }
-        previous = Some(current);
+        previous = Some((current, grey));
     }
     Ok(cuts)
 }
@@ -255,8 +260,7 @@ fn identity(input: &Path) -> Result<String> {
 }
 
 /// Mean absolute difference of two pictures' grey levels (0–255).
-fn plain_difference(a: &RgbImage, b: &RgbImage) -> f32 {
-    let (a, b) = (luma(a), luma(b));
+fn plain_difference(a: &GrayImage, b: &GrayImage) -> f32 {
     let total: u64 = a
         .as_raw()
         .iter()
