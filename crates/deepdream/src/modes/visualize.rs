@@ -11,6 +11,7 @@ use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::cpu::on_worker;
 use crate::engine::Snapshot;
 use crate::engine::objective::{Objective, Term};
 use crate::engine::optimizer::Optimizer;
@@ -244,18 +245,22 @@ pub fn visualize_watched(
     };
     let mut step = 0;
     let parameters = optimizer.minimize(start, params.steps, |values| {
-        let parameters = Tensor::<4>::from_data(TensorData::new(values.to_vec(), shape), device)
-            .autodiff()
-            .require_grad();
-        let rendered = image.render(parameters.clone());
-        let picture = rendered.clone().inner();
-        let rgb = params.transforms.apply(rendered, &mut rng);
-        let input = to_network_input(rgb, &preprocess);
-        let (total, _) = objective.value(network, input)?;
-        let value: f32 = total.clone().inner().into_scalar();
-        let gradients = total.backward();
-        let gradient = parameters.grad(&gradients).ok_or_else(|| {
-            Error::InvalidParameter("the target does not depend on the image".into())
+        let (picture, value, gradient) = on_worker(|| {
+            let parameters =
+                Tensor::<4>::from_data(TensorData::new(values.to_vec(), shape), device)
+                    .autodiff()
+                    .require_grad();
+            let rendered = image.render(parameters.clone());
+            let picture = rendered.clone().inner();
+            let rgb = params.transforms.apply(rendered, &mut rng);
+            let input = to_network_input(rgb, &preprocess);
+            let (total, _) = objective.value(network, input)?;
+            let value: f32 = total.clone().inner().into_scalar();
+            let gradients = total.backward();
+            let gradient = parameters.grad(&gradients).ok_or_else(|| {
+                Error::InvalidParameter("the target does not depend on the image".into())
+            })?;
+            Ok((picture, value, gradient))
         })?;
         step += 1;
         let progress = VisualizeProgress {
