@@ -5,17 +5,20 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use deepdream::jobs::shard::Shard;
+use deepdream::jobs::video_parts::{self, PART_TAG, SplitParams, VideoPart};
+use deepdream::media::animation::{AnimationFormat, open_sink};
 use deepdream::media::ffmpeg::{self, AudioSource, FrameRate, Segment, VideoReader, VideoWriter};
-use deepdream::media::frames::{AnimationFormat, FrameSink, TakeFrames, WorkDir, open_sink};
+use deepdream::media::frames::{FrameSink, TakeFrames};
+use deepdream::media::work_dir::WorkDir;
+use deepdream::modes::animation::{FrameProgress, FrameSettings};
 use deepdream::modes::video::{VideoParams, dream_video_watched};
-use deepdream::modes::video_split::{self, PART_TAG, SplitParams, VideoPart};
 use deepdream::modes::zoom::{ZoomParams, zoom_watched};
-use deepdream::modes::{FrameProgress, FrameSettings};
-use deepdream::shard::Shard;
-use deepdream::{Device, DreamParams, Network, image_io};
+use deepdream::{Device, DreamParams, Network, media::image_io};
 use indicatif::ProgressBar;
 
-use crate::{DreamOptions, human_duration, load_network, progress_bar, step_message};
+use crate::options::{DreamOptions, load_network};
+use crate::report::{human_duration, progress_bar, step_message};
 
 /// Options every animation shares.
 #[derive(Args)]
@@ -251,7 +254,7 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
         Some(_) if !matches!(format, AnimationFormat::Video(_)) => {
             bail!("a part of a split video is a video file (.mp4, .mov, .mkv or .webm), not a GIF")
         }
-        Some(shard) => video_split::part_path(&args.output, shard),
+        Some(shard) => video_parts::part_path(&args.output, shard),
         None => args.output.clone(),
     };
     check_output(&args.input, &output, args.animation.force)?;
@@ -280,7 +283,7 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
     params.validate()?;
     let info = ffmpeg::probe(&args.input)?;
     let seed = match shard {
-        Some(_) => Some(video_split::common_seed(&args.input)?),
+        Some(_) => Some(video_parts::common_seed(&args.input)?),
         None => None,
     };
     let job = start_job(
@@ -319,8 +322,8 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
                 shard.index,
                 shard.count
             );
-            let job_id = video_split::job_id(&args.input, &job.entries)?;
-            let part = video_split::plan_part(
+            let job_id = video_parts::job_id(&args.input, &job.entries)?;
+            let part = video_parts::plan_part(
                 &args.input,
                 info.frame_rate,
                 total,
@@ -457,11 +460,11 @@ pub fn video_join(args: VideoJoinArgs) -> Result<()> {
     ffmpeg::VideoFormat::from_path(&args.output)?;
     ffmpeg::check_installed()?;
     let parts = if args.parts.is_empty() {
-        let found = video_split::find_parts(&args.output)?;
+        let found = video_parts::find_parts(&args.output)?;
         if found.is_empty() {
             bail!(
                 "no parts named {} found; name the parts to join",
-                video_split::part_path(&args.output, Shard { index: 0, count: 1 })
+                video_parts::part_path(&args.output, Shard { index: 0, count: 1 })
                     .display()
                     .to_string()
                     .replace(".part-0-of-1", ".part-I-of-N")
@@ -476,7 +479,7 @@ pub fn video_join(args: VideoJoinArgs) -> Result<()> {
     }
     let start = Instant::now();
     let bar = progress_bar(0, "frames");
-    let joined = video_split::join_parts(&parts, &args.output, |done, total| {
+    let joined = video_parts::join_parts(&parts, &args.output, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;

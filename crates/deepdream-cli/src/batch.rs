@@ -1,15 +1,17 @@
 //! `deepdream batch`: many images with one set of options, in one process (the weights are
-//! loaded once), resumable and split into shards: a thin layer over `deepdream::batch`.
+//! loaded once), resumable and split into shards: a thin layer over `deepdream::jobs::batch`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser};
-use deepdream::batch::{self, BatchItem};
-use deepdream::shard::Shard;
-use deepdream::{Device, DreamParams, Dreamer, Network, image_io, imagenet};
+use deepdream::jobs::batch::{self, BatchItem};
+use deepdream::jobs::shard::Shard;
+use deepdream::{Device, DreamParams, Dreamer, Network, media::image_io, networks::imagenet};
 
-use crate::{DreamOptions, human_duration, interrupt, load_network, parse_layers, progress_bar};
+use crate::interrupt;
+use crate::options::{DreamOptions, load_network, parse_layers};
+use crate::report::{human_duration, progress_bar};
 
 #[derive(Args)]
 pub struct BatchArgs {

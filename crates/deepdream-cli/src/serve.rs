@@ -21,7 +21,7 @@ pub struct ServeArgs {
     #[arg(long)]
     open: bool,
     /// Largest picture upload accepted (K, M or G).
-    #[arg(long, value_name = "SIZE", default_value = "50M", value_parser = crate::parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "50M", value_parser = crate::options::parse_size)]
     max_upload: u64,
 }
 

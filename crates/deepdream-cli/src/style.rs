@@ -8,9 +8,10 @@ use clap::{Args, ValueEnum};
 use deepdream::engine::optimizer::Optimizer;
 use deepdream::error::format_bytes;
 use deepdream::modes::style::{Init, StyleImage, StyleParams, StyleProgress, Stylist};
-use deepdream::{Device, image_io};
+use deepdream::{Device, media::image_io};
 
-use crate::{ModelArgs, human_duration, load_network, parse_size, progress_bar, rand_seed};
+use crate::options::{ModelArgs, load_network, parse_size, rand_seed};
+use crate::report::{human_duration, progress_bar};
 
 /// Options of `deepdream style`.
 #[derive(Args)]

@@ -8,9 +8,10 @@ use clap::Args;
 use deepdream::modes::visualize::{
     Target, VisualizeParams, contact_sheet, target_term, visualize_watched,
 };
-use deepdream::{Device, image_io, imagenet};
+use deepdream::{Device, media::image_io, networks::imagenet};
 
-use crate::{ModelArgs, load_network, progress_bar, rand_seed};
+use crate::options::{ModelArgs, load_network, rand_seed};
+use crate::report::progress_bar;
 
 /// Options of `deepdream visualize`.
 #[derive(Args)]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use deepdream::{image_io, models, weights};
+use deepdream::{media::image_io, networks::models, networks::weights};
 use image::GenericImageView;
 
 fn fixture(name: &str) -> PathBuf {

@@ -35,8 +35,8 @@ fn frames(dir: &Path) -> PathBuf {
 
 /// Runs `deepdream ARGS` with the fast model's weights and `env`; returns stderr.
 fn run(dir: &Path, args: &[String], env: &[(&str, &str)]) -> String {
-    let spec = deepdream::models::find("efficientnet-lite0").unwrap();
-    let weights = deepdream::weights::ensure(spec, |_| {}).unwrap();
+    let spec = deepdream::networks::models::find("efficientnet-lite0").unwrap();
+    let weights = deepdream::networks::weights::ensure(spec, |_| {}).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_deepdream"));
     command
         .args(args)

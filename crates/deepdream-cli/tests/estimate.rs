@@ -35,8 +35,8 @@ fn the_estimate_is_within_30_percent_of_the_real_time() {
         ("vgg16", "chelsea.png", &[][..]),
         ("inception3", "coffee.png", &["--iterations", "20"][..]),
     ] {
-        let spec = deepdream::models::find(model).unwrap();
-        let weights = deepdream::weights::ensure(spec, |_| {}).unwrap();
+        let spec = deepdream::networks::models::find(model).unwrap();
+        let weights = deepdream::networks::weights::ensure(spec, |_| {}).unwrap();
         let run = || {
             let output = Command::new(env!("CARGO_BIN_EXE_deepdream"))
                 .arg("dream")

@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use deepdream::media::ffmpeg::{self, Segment, VideoReader};
-use deepdream::{models, weights};
+use deepdream::{networks::models, networks::weights};
 use image::AnimationDecoder;
 
 fn fixture(name: &str) -> PathBuf {

@@ -19,13 +19,13 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use deepdream::media::ffmpeg;
-use deepdream::{image_io, imagenet};
+use deepdream::{media::image_io, networks::imagenet};
 use futures_util::Stream;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::Config;
 use crate::catalog::{self, Catalog, EXAMPLES};
+use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{Job, JobSpec, Queue, QueueError, STYLE_MODEL, Upload, VideoUpload};
 use crate::requests::{

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use deepdream::{Device, LayerInfo, models, weights};
+use deepdream::{Device, LayerInfo, networks::models, networks::weights};
 use serde::Serialize;
 use tokio::sync::Mutex;
 

@@ -8,16 +8,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use deepdream::eta::{self, DreamEta, Eta};
+use deepdream::jobs::eta::{self, DreamEta, Eta};
+use deepdream::media::animation::open_sink;
 use deepdream::media::ffmpeg::{AudioSource, FrameRate, Segment, VideoInfo, VideoReader};
-use deepdream::media::frames::{WorkDir, open_sink};
+use deepdream::media::work_dir::WorkDir;
+use deepdream::modes::animation::{FrameProgress, FrameSettings};
 use deepdream::modes::style::{StyleImage, StyleParams, Stylist};
 use deepdream::modes::video::{VideoParams, dream_video_watched};
 use deepdream::modes::visualize::{Target, VisualizeParams, visualize_watched};
 use deepdream::modes::zoom::{ZoomParams, zoom_watched};
-use deepdream::modes::{FrameProgress, FrameSettings};
 use deepdream::{
-    Device, DreamParams, Dreamer, Error, Network, Snapshot, image_io, models, weights,
+    Device, DreamParams, Dreamer, Error, Network, Snapshot, media::image_io, networks::models,
+    networks::weights,
 };
 use image::{DynamicImage, GrayImage, RgbImage};
 use serde::Serialize;

@@ -10,62 +10,28 @@
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! let config = deepdream_server::Config::new(deepdream::device::by_name("cpu").unwrap());
+//! let config = deepdream_server::Config::new(deepdream::backend::device::by_name("cpu").unwrap());
 //! deepdream_server::serve(listener, config, std::future::pending()).await
 //! # }
 //! ```
 
 mod api;
 mod catalog;
+mod config;
 mod error;
 mod jobs;
 mod requests;
 
 use std::future::Future;
-use std::time::Duration;
-
-use deepdream::Device;
 
 pub use catalog::what_it_produces;
+pub use config::Config;
 pub use error::ApiError;
 pub use jobs::{State, Status};
 pub use requests::{
     DreamRequest, DreamSettings, StyleRequest, VideoRequest, VisualizeRequest, WeightedImage,
     ZoomRequest,
 };
-
-/// The server's limits and where it computes.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Where the dreams run.
-    pub device: Device,
-    /// Largest upload accepted, in bytes.
-    pub max_upload_bytes: usize,
-    /// Most jobs waiting in the queue (more are refused with 429).
-    pub max_waiting_jobs: usize,
-    /// Uploads and finished jobs kept in memory (the oldest are forgotten).
-    pub max_kept: usize,
-    /// Longest time a request may take (event streams excepted).
-    pub request_timeout: Duration,
-    /// How long a job whose page stopped listening to its events is kept before it is
-    /// cancelled.
-    pub disconnect_grace: Duration,
-}
-
-impl Config {
-    /// The defaults: 50 MB uploads, 32 waiting jobs, 100 pictures kept, 2-minute requests,
-    /// 10 s grace for a page that went away.
-    pub fn new(device: Device) -> Self {
-        Config {
-            device,
-            max_upload_bytes: 50 * 1000 * 1000,
-            max_waiting_jobs: 32,
-            max_kept: 100,
-            request_timeout: Duration::from_secs(120),
-            disconnect_grace: Duration::from_secs(10),
-        }
-    }
-}
 
 /// Serves the studio on `listener` until `shutdown` completes; then open event streams end,
 /// waiting and running dreams are cancelled, and the function returns.

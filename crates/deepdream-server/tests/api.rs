@@ -71,7 +71,7 @@ fn a_dream_streams_progress_and_previews_and_downloads_with_its_parameters() {
     assert_eq!(result.status, 200);
     let picture = image::load_from_memory(&result.bytes).unwrap();
     assert_eq!((picture.width(), picture.height()), (160, 106));
-    let text = deepdream::image_io::png_text(&result.bytes).unwrap();
+    let text = deepdream::media::image_io::png_text(&result.bytes).unwrap();
     let value = |key: &str| text.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     assert_eq!(value("deepdream:seed").as_deref(), Some("5"));
     assert_eq!(value("deepdream:model").as_deref(), Some(MODEL));
@@ -332,7 +332,7 @@ fn painting_png(width: u32) -> Vec<u8> {
 }
 
 fn png_value(png: &[u8], key: &str) -> Option<String> {
-    deepdream::image_io::png_text(png)
+    deepdream::media::image_io::png_text(png)
         .unwrap()
         .into_iter()
         .find(|(k, _)| k == key)

@@ -278,7 +278,7 @@ async fn use_the_page(client: &Client, studio: Studio) {
     .unwrap();
     let picture = image::load_from_memory(&png).unwrap();
     assert_eq!((picture.width(), picture.height()), (240, 159));
-    let text = deepdream::image_io::png_text(&png).unwrap();
+    let text = deepdream::media::image_io::png_text(&png).unwrap();
     assert!(
         text.iter().any(|(k, v)| k == "deepdream:seed" && v == "11"),
         "{text:?}"

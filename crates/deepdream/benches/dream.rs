@@ -21,8 +21,8 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
 use deepdream::{
-    DreamParams, Dreamer, LayerWeight, ModelSpec, Network, OnnxNetwork, Preprocess, image_io,
-    models, onnx, weights,
+    DreamParams, Dreamer, LayerWeight, ModelSpec, Network, OnnxNetwork, Preprocess,
+    media::image_io, networks::models, networks::onnx, networks::weights,
 };
 
 mod common;
@@ -49,7 +49,7 @@ fn main() {
             .map(String::as_str)
     };
     let device_name = option("--device").unwrap_or("cpu");
-    let device = deepdream::device::by_name(device_name).unwrap();
+    let device = deepdream::backend::device::by_name(device_name).unwrap();
     let repeats = option("--repeats").map_or(REPEATS, |n| n.parse().unwrap());
     // GPU backends tune and compile their kernels over the first runs of each shape.
     let warmup = option("--warmup").map_or(1, |n| n.parse().unwrap());

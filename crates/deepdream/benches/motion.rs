@@ -16,11 +16,14 @@ use std::time::Instant;
 use deepdream::media::colour::ColourStats;
 use deepdream::media::ffmpeg::{Segment, VideoReader};
 use deepdream::media::flow::{farneback, grey_tensor, luma};
-use deepdream::media::frames::{IterSource, WorkDir};
-use deepdream::modes::FrameDreamers;
+use deepdream::media::frames::IterSource;
+use deepdream::media::work_dir::WorkDir;
+use deepdream::modes::animation::FrameDreamers;
 use deepdream::modes::video::{VideoParams, dream_strength, dream_video, flicker};
 use deepdream::modes::zoom::{ZoomParams, zoom};
-use deepdream::{Device, DreamParams, Network, image_io, models, weights};
+use deepdream::{
+    Device, DreamParams, Network, media::image_io, networks::models, networks::weights,
+};
 use image::RgbImage;
 
 mod common;
@@ -89,7 +92,7 @@ fn main() {
         .position(|a| a == "--device")
         .and_then(|i| args.get(i + 1))
         .map_or("cpu", String::as_str);
-    let device = deepdream::device::by_name(device_name).unwrap();
+    let device = deepdream::backend::device::by_name(device_name).unwrap();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "deepdream motion benchmark: VGG16 defaults, device {device_name}, {threads} CPU threads"

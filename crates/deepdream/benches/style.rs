@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use deepdream::modes::style::{StyleImage, StyleParams, Stylist};
-use deepdream::{image_io, models, weights};
+use deepdream::{media::image_io, networks::models, networks::weights};
 use image::imageops::FilterType;
 
 mod common;
@@ -45,7 +45,7 @@ fn main() {
     photo.save(&photo_path).unwrap();
     painting.save(&painting_path).unwrap();
 
-    let device = deepdream::device::by_name("cpu").unwrap();
+    let device = deepdream::backend::device::by_name("cpu").unwrap();
     let spec = models::find("vgg16").unwrap();
     let weights_path = weights::ensure(spec, |_| eprintln!("fetching VGG16 weights")).unwrap();
     let network = (spec.load)(&weights_path, &device).unwrap();

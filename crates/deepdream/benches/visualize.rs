@@ -15,7 +15,9 @@ use std::time::Instant;
 
 use burn::tensor::Tensor;
 use deepdream::modes::visualize::{Target, VisualizeParams, visualize};
-use deepdream::{Network, classify, image_io, models, weights};
+use deepdream::{
+    Network, media::image_io, networks::classify, networks::models, networks::weights,
+};
 use image::RgbImage;
 
 mod common;
@@ -100,7 +102,7 @@ fn main() {
     if let Some(dir) = &save {
         std::fs::create_dir_all(dir).unwrap();
     }
-    let device = deepdream::device::by_name("cpu").unwrap();
+    let device = deepdream::backend::device::by_name("cpu").unwrap();
     let vgg = load("vgg16", &device);
     let layer = vgg.layer_index(LAYER).unwrap();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -153,7 +155,7 @@ fn main() {
     }
 
     let lite = load("efficientnet-lite0", &device);
-    let goldfish = deepdream::imagenet::find_class("goldfish").unwrap();
+    let goldfish = deepdream::networks::imagenet::find_class("goldfish").unwrap();
     for (name, params) in [
         ("with the priors", params.clone()),
         ("without", params.clone().without_priors()),

@@ -5,7 +5,9 @@
 //! cargo run --release -p deepdream --example dream -- assets/chelsea.png dream.png
 //! ```
 
-use deepdream::{Device, DreamParams, Dreamer, LayerWeight, image_io, models, weights};
+use deepdream::{
+    Device, DreamParams, Dreamer, LayerWeight, media::image_io, networks::models, networks::weights,
+};
 
 /// A dream allocates and frees large tensors every step; mimalloc reuses that memory where
 /// the system allocator returns it to the kernel each time (1.5x slower steps).

@@ -8,7 +8,9 @@
 //! ```
 
 use deepdream::modes::style::{StyleImage, StyleParams, Stylist};
-use deepdream::{Device, DreamParams, Dreamer, LayerWeight, image_io, models, weights};
+use deepdream::{
+    Device, DreamParams, Dreamer, LayerWeight, media::image_io, networks::models, networks::weights,
+};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -7,10 +7,11 @@
 
 use std::path::Path;
 
+use deepdream::media::animation::open_sink;
 use deepdream::media::ffmpeg::{self, AudioSource, Segment, VideoReader};
-use deepdream::media::frames::{WorkDir, open_sink};
+use deepdream::media::work_dir::WorkDir;
 use deepdream::modes::video::{VideoParams, dream_video};
-use deepdream::{Device, DreamParams, LayerWeight, models, weights};
+use deepdream::{Device, DreamParams, LayerWeight, networks::models, networks::weights};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

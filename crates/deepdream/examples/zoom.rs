@@ -6,9 +6,11 @@
 //! ```
 
 use deepdream::media::ffmpeg::FrameRate;
-use deepdream::media::frames::{FrameSink, GifWriter, WorkDir};
+use deepdream::media::frames::FrameSink;
+use deepdream::media::gif::GifWriter;
+use deepdream::media::work_dir::WorkDir;
 use deepdream::modes::zoom::{ZoomParams, zoom};
-use deepdream::{Device, DreamParams, image_io, models, weights};
+use deepdream::{Device, DreamParams, media::image_io, networks::models, networks::weights};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

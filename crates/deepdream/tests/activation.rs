@@ -3,7 +3,7 @@
 mod common;
 
 use burn::tensor::{Device, Distribution, Tensor};
-use deepdream::activation;
+use deepdream::backend::activation;
 
 #[test]
 fn clamp_matches_burn_forward_and_backward() {

@@ -6,7 +6,7 @@ mod common;
 
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
-use deepdream::conv;
+use deepdream::backend::conv;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

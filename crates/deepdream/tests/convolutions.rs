@@ -7,7 +7,7 @@ mod common;
 
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
-use deepdream::{conv, conv_gemm};
+use deepdream::{backend::conv, backend::conv_gemm};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

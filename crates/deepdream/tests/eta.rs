@@ -13,8 +13,8 @@ mod common;
 
 use std::time::Instant;
 
-use deepdream::eta::DreamEta;
-use deepdream::{DreamParams, Dreamer, Progress, image_io};
+use deepdream::jobs::eta::DreamEta;
+use deepdream::{DreamParams, Dreamer, Progress, media::image_io};
 
 /// One recorded step: the progress it reported and how long it took since the step before
 /// (`None` for the first).
@@ -28,7 +28,7 @@ fn dream_steps(
     photo: &str,
     iterations: Option<usize>,
 ) -> (Vec<(usize, usize)>, Vec<Step>) {
-    let device = deepdream::device::by_name("cpu").unwrap();
+    let device = deepdream::backend::device::by_name("cpu").unwrap();
     let network = common::model(model, &device);
     let mut params = DreamParams {
         seed: 1,

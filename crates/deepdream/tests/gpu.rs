@@ -10,7 +10,7 @@ use common::{photo_crop, relative_l2_error, test_network, vgg16};
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network};
 
 fn gpu() -> Device {
-    deepdream::device::by_name("wgpu").expect("wgpu device")
+    deepdream::backend::device::by_name("wgpu").expect("wgpu device")
 }
 
 fn params(layer: &str) -> DreamParams {

@@ -4,7 +4,9 @@
 mod common;
 
 use common::{assert_matches_reference, fixture, model, photo_crop};
-use deepdream::{Device, DreamParams, Dreamer, Error, LayerWeight, classify, image_io};
+use deepdream::{
+    Device, DreamParams, Dreamer, Error, LayerWeight, media::image_io, networks::classify,
+};
 
 #[test]
 fn inception3_matches_torchscript() {

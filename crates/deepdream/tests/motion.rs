@@ -6,8 +6,9 @@ mod common;
 
 use deepdream::media::colour::ColourStats;
 use deepdream::media::ffmpeg::{Segment, VideoReader};
-use deepdream::media::frames::{IterSource, WorkDir};
-use deepdream::modes::FrameDreamers;
+use deepdream::media::frames::IterSource;
+use deepdream::media::work_dir::WorkDir;
+use deepdream::modes::animation::FrameDreamers;
 use deepdream::modes::video::{Motion, VideoParams, dream_strength, dream_video, flicker};
 use deepdream::modes::zoom::{ZoomParams, zoom};
 use deepdream::{Device, DreamParams};

@@ -11,8 +11,9 @@ use arbitrary::Unstructured;
 use deepdream::engine::optimizer::Optimizer;
 use deepdream::engine::parameterisation::Parameterisation;
 use deepdream::engine::transform::Transforms;
-use deepdream::media::frames::{IterSource, WorkDir};
-use deepdream::modes::FrameSettings;
+use deepdream::media::frames::IterSource;
+use deepdream::media::work_dir::WorkDir;
+use deepdream::modes::animation::FrameSettings;
 use deepdream::modes::style::{Init, StyleImage, StyleParams, Stylist};
 use deepdream::modes::video::{VideoParams, dream_video_watched};
 use deepdream::modes::visualize::{Target, VisualizeParams, visualize_watched};
@@ -343,7 +344,7 @@ fn octave_sizes_stop_where_rounding_stops_shrinking() {
             layer: "conv1_relu".into(),
             weight: 1.0,
         }],
-        octaves: deepdream::dream::MAX_OCTAVES,
+        octaves: deepdream::modes::dream::MAX_OCTAVES,
         octave_scale: 1.1,
         ..DreamParams::default()
     };
@@ -355,7 +356,7 @@ fn octave_sizes_stop_where_rounding_stops_shrinking() {
     );
     assert_eq!(sizes.last(), Some(&(48, 48)));
     let too_many = DreamParams {
-        octaves: deepdream::dream::MAX_OCTAVES + 1,
+        octaves: deepdream::modes::dream::MAX_OCTAVES + 1,
         ..dreamer.params().clone()
     };
     assert!(Dreamer::new(&network, too_many, &device).is_err());

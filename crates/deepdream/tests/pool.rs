@@ -7,7 +7,7 @@ mod common;
 use burn::tensor::module::{avg_pool2d as burn_avg_pool2d, max_pool2d as burn_max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use deepdream::pool::{avg_pool2d, max_pool2d};
+use deepdream::backend::pool::{avg_pool2d, max_pool2d};
 
 /// Outputs and input gradients of `fast` and of burn's `reference` on a random input of
 /// `shape`, against the same random probe: `[fast y, fast gradient, burn's y, burn's

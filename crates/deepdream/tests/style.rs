@@ -10,7 +10,7 @@ use deepdream::engine::objective::{Objective, Term, gram, total_variation};
 use deepdream::engine::optimizer::Optimizer;
 use deepdream::media::colour::with_colours_of;
 use deepdream::modes::style::{Init, StyleImage, StyleParams, Stylist};
-use deepdream::{Error, image_io};
+use deepdream::{Error, media::image_io};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

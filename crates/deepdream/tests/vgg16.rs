@@ -3,7 +3,7 @@
 mod common;
 
 use common::{assert_matches_reference, fixture, photo_crop, vgg16};
-use deepdream::{Device, DreamParams, Dreamer, LayerWeight, image_io};
+use deepdream::{Device, DreamParams, Dreamer, LayerWeight, media::image_io};
 use image::RgbImage;
 
 /// The crop of chelsea.png that scripts/make_vgg16_reference.py feeds onnxruntime.
@@ -116,8 +116,9 @@ fn guided_dream_follows_the_guide() {
 #[test]
 fn only_the_convolutions_weights_are_kept() {
     let device = Device::flex();
-    let path = deepdream::weights::ensure(&deepdream::models::vgg16::SPEC, |_| {}).unwrap();
-    let network = deepdream::models::vgg16::load_onnx(&path, &device).unwrap();
+    let path =
+        deepdream::networks::weights::ensure(&deepdream::networks::vgg16::SPEC, |_| {}).unwrap();
+    let network = deepdream::networks::vgg16::load_onnx(&path, &device).unwrap();
     // VGG16's 13 convolutions: 14,714,688 weights and biases (Simonyan & Zisserman,
     // Keras's `include_top=False` count); the file's tumour head is dropped.
     assert_eq!(network.parameter_count(), 14_714_688);

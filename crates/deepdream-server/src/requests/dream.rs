@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use deepdream::{DreamParams, LayerWeight, imagenet, models};
+use deepdream::{DreamParams, LayerWeight, networks::imagenet, networks::models};
 use serde::{Deserialize, Serialize};
 
-use super::{as_json, bounded, decimal, shell_quote, software_metadata};
+use super::common::{as_json, bounded, decimal, shell_quote, software_metadata};
 use crate::catalog::ModelInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{JobSpec, Task, Upload};
@@ -88,6 +88,20 @@ pub struct DreamSettings {
 
 fn default_model() -> String {
     models::DEFAULT.name.to_string()
+}
+
+/// How an animation's frames after the first are dreamed, checked against the dream's
+/// bounds.
+pub fn frame_settings(
+    octaves: usize,
+    iterations: usize,
+) -> ApiResult<deepdream::modes::animation::FrameSettings> {
+    bounded("octaves per frame", octaves, 1..=MAX_OCTAVES)?;
+    bounded("iterations per frame", iterations, 1..=MAX_ITERATIONS)?;
+    Ok(deepdream::modes::animation::FrameSettings {
+        octaves,
+        iterations,
+    })
 }
 
 mod defaults {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use deepdream::modes::style::{Init, StyleParams};
 use serde::{Deserialize, Serialize};
 
-use super::{as_json, bounded, decimal, software_metadata};
+use super::common::{as_json, bounded, decimal, software_metadata};
 use crate::catalog::ModelInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{JobSpec, STYLE_MODEL, Task, Upload};

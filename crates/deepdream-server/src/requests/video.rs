@@ -6,8 +6,8 @@ use deepdream::media::ffmpeg::Segment;
 use deepdream::modes::video::VideoParams;
 use serde::{Deserialize, Serialize};
 
-use super::dream::DreamSettings;
-use super::{as_json, decimal, frame_settings, software_metadata};
+use super::common::{as_json, decimal, software_metadata};
+use super::dream::{DreamSettings, frame_settings};
 use crate::catalog::ModelInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{JobSpec, Task, Upload, VideoUpload};

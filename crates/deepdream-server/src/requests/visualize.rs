@@ -1,10 +1,10 @@
 //! `POST /api/visualize`: a picture grown from noise for a channel, a layer or a class.
 
-use deepdream::imagenet;
 use deepdream::modes::visualize::{Target, VisualizeParams};
+use deepdream::networks::imagenet;
 use serde::{Deserialize, Serialize};
 
-use super::{as_json, bounded, decimal, shell_quote, software_metadata};
+use super::common::{as_json, bounded, decimal, shell_quote, software_metadata};
 use crate::catalog::ModelInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{JobSpec, Task};
@@ -50,7 +50,7 @@ pub struct VisualizeRequest {
 }
 
 fn default_model() -> String {
-    deepdream::models::DEFAULT.name.to_string()
+    deepdream::networks::models::DEFAULT.name.to_string()
 }
 
 fn yes() -> bool {
@@ -75,7 +75,7 @@ mod defaults {
 impl VisualizeRequest {
     /// Checks the request against the model, fills in the seed, and makes the job.
     pub fn check(mut self, info: &ModelInfo, random_seed: u64) -> ApiResult<JobSpec> {
-        let model = deepdream::models::find(&self.model)?.name;
+        let model = deepdream::networks::models::find(&self.model)?.name;
         bounded("size", self.size, 16..=MAX_SIZE)?;
         bounded("steps", self.steps, 1..=MAX_STEPS)?;
         let target = match (&self.layer, &self.class) {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use deepdream::modes::zoom::ZoomParams;
 use serde::{Deserialize, Serialize};
 
-use super::dream::DreamSettings;
-use super::{as_json, bounded, decimal, frame_settings, software_metadata};
+use super::common::{as_json, bounded, decimal, software_metadata};
+use super::dream::{DreamSettings, frame_settings};
 use crate::catalog::ModelInfo;
 use crate::error::ApiResult;
 use crate::jobs::{JobSpec, Task, Upload};

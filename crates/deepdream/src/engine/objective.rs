@@ -7,9 +7,9 @@
 
 use burn::tensor::Tensor;
 
-use crate::cpu::on_worker;
+use crate::backend::on_worker;
 use crate::error::{Error, Result};
-use crate::network::Network;
+use crate::networks::network::Network;
 
 /// The Gram matrix of a `[1, C, H, W]` activation: `F Fᵀ / (C·H·W)` with `F` the `[C, H·W]`
 /// feature matrix, the channels' correlations (Gatys et al. 2016).

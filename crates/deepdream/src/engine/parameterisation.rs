@@ -9,7 +9,7 @@ use std::f32::consts::PI;
 
 use burn::tensor::{Device, Tensor};
 
-use crate::network::Preprocess;
+use crate::networks::network::Preprocess;
 
 /// The square root of ImageNet's RGB covariance (from its SVD), as Lucid uses it: colours
 /// drawn independently in this basis have natural correlations.

@@ -16,7 +16,7 @@ use ffmpeg_sidecar::iter::FfmpegIterator;
 use image::RgbImage;
 
 use crate::error::{Error, Result};
-use crate::media::frames::FrameSink;
+use crate::media::frames::{FrameSink, FrameSource};
 
 /// What to do when FFmpeg is missing.
 pub const INSTALL_HINT: &str = "video needs FFmpeg: install it (Debian/Ubuntu: `sudo apt install ffmpeg`, \
@@ -452,7 +452,7 @@ pub enum VideoFormat {
 impl VideoFormat {
     /// The format for `path`'s extension, or an error naming the ones that hold video.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let ext = crate::image_io::extension(path);
+        let ext = crate::media::image_io::extension(path);
         match ext.as_str() {
             "mp4" | "m4v" | "mov" | "mkv" => Ok(Self::H264),
             "webm" => Ok(Self::WebM),
@@ -540,7 +540,7 @@ impl VideoWriter {
             ".{}",
             path.extension().and_then(|e| e.to_str()).unwrap_or("mp4")
         );
-        let temp = crate::image_io::temp_file_beside(path, &suffix)
+        let temp = crate::media::image_io::temp_file_beside(path, &suffix)
             .map_err(|e| bad(format!("cannot create a file beside it: {e}")))?
             .into_temp_path();
         let mut command = FfmpegCommand::new_with_path(tool_path("ffmpeg"));
@@ -679,5 +679,11 @@ impl Drop for VideoWriter {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+impl FrameSource for VideoReader {
+    fn next_frame(&mut self) -> Result<Option<RgbImage>> {
+        VideoReader::next_frame(self)
     }
 }

@@ -12,10 +12,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::engine::objective::{Losses, Objective, Term, gram};
 use crate::engine::optimizer::Optimizer;
-use crate::engine::{Snapshot, transform};
+use crate::engine::{snapshot::Snapshot, transform};
 use crate::error::{Error, Result};
 use crate::media::colour::with_colours_of;
-use crate::network::Network;
+use crate::networks::network::Network;
 
 /// Layers whose Gram matrices carry the style (VGG16's first convolution of each block).
 pub const DEFAULT_STYLE_LAYERS: [&str; 5] = [

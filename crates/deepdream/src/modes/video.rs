@@ -7,13 +7,14 @@
 use burn::tensor::{Device, Tensor};
 use image::RgbImage;
 
-use crate::dream::DreamParams;
-use crate::engine::Snapshot;
+use crate::engine::snapshot::Snapshot;
 use crate::error::{Error, Result};
 use crate::media::flow::{FarnebackParams, consistency_mask, farneback, grey_tensor, luma, warp};
-use crate::media::frames::{FrameSource, WorkDir};
-use crate::modes::{FrameDreamers, FrameProgress, FrameSettings, to_image, to_tensor};
-use crate::network::Network;
+use crate::media::frames::FrameSource;
+use crate::media::work_dir::WorkDir;
+use crate::modes::animation::{FrameDreamers, FrameProgress, FrameSettings, to_image, to_tensor};
+use crate::modes::dream::DreamParams;
+use crate::networks::network::Network;
 
 /// How a video is dreamed, beyond the dream parameters.
 #[derive(Clone, Debug, PartialEq)]

@@ -11,14 +11,14 @@ use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::cpu::on_worker;
-use crate::engine::Snapshot;
+use crate::backend::on_worker;
 use crate::engine::objective::{Objective, Term};
 use crate::engine::optimizer::Optimizer;
 use crate::engine::parameterisation::{ImageParameterisation, Parameterisation, to_network_input};
+use crate::engine::snapshot::Snapshot;
 use crate::engine::transform::Transforms;
 use crate::error::{Error, Result};
-use crate::network::{Network, Preprocess};
+use crate::networks::network::{Network, Preprocess};
 
 /// What to visualise.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl Target {
             Target::Layer(layer) => layer.clone(),
             Target::Class(class) => format!(
                 "class {class} ({})",
-                crate::imagenet::class_name(*class).unwrap_or("?")
+                crate::networks::imagenet::class_name(*class).unwrap_or("?")
             ),
         }
     }

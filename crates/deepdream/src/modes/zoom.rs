@@ -4,14 +4,14 @@
 use burn::tensor::{Device, Int, Tensor};
 use image::RgbImage;
 
-use crate::dream::DreamParams;
-use crate::engine::Snapshot;
+use crate::engine::snapshot::Snapshot;
 use crate::error::{Error, Result};
 use crate::media::colour::{ColourStats, match_colours};
 use crate::media::flow::warp;
-use crate::media::frames::WorkDir;
-use crate::modes::{FrameDreamers, FrameProgress, FrameSettings, to_image, to_tensor};
-use crate::network::Network;
+use crate::media::work_dir::WorkDir;
+use crate::modes::animation::{FrameDreamers, FrameProgress, FrameSettings, to_image, to_tensor};
+use crate::modes::dream::DreamParams;
+use crate::networks::network::Network;
 
 /// The motion and length of a zoom.
 #[derive(Clone, Debug, PartialEq)]

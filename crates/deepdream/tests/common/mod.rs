@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use burn::tensor::Tensor;
-use deepdream::{Device, Network, OnnxNetwork, Preprocess, models, onnx::raw_layer_name, weights};
+use deepdream::{
+    Device, Network, OnnxNetwork, Preprocess, networks::models, networks::onnx::raw_layer_name,
+    networks::weights,
+};
 
 /// The fixtures directory.
 pub fn fixture(name: &str) -> PathBuf {
@@ -72,7 +75,7 @@ pub fn vgg16(device: &Device) -> Box<dyn Network> {
 
 /// The `x`, `y`, `size` square crop of the fixture photo chelsea.png.
 pub fn photo_crop(x: u32, y: u32, size: u32) -> image::RgbImage {
-    let photo = deepdream::image_io::load(&fixture("chelsea.png"))
+    let photo = deepdream::media::image_io::load(&fixture("chelsea.png"))
         .unwrap()
         .to_rgb8();
     image::imageops::crop_imm(&photo, x, y, size, size).to_image()

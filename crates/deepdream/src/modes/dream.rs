@@ -6,11 +6,11 @@ use image::{DynamicImage, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::cpu::on_worker;
-use crate::engine::{Snapshot, objective, optimizer, transform};
+use crate::backend::on_worker;
+use crate::engine::{objective, optimizer, snapshot::Snapshot, transform};
 use crate::error::{Error, Result};
-use crate::image_io;
-use crate::network::{LayerInfo, Network};
+use crate::media::image_io;
+use crate::networks::network::{LayerInfo, Network};
 
 /// Longest side a guide image is scaled down to before its features are taken (the
 /// notebook used a 224x224 guide).
@@ -159,7 +159,7 @@ impl DreamParams {
             entries.push(("deepdream:channels", list.join(",")));
         }
         if let Some(class) = self.class {
-            let name = crate::imagenet::class_name(class).unwrap_or("?");
+            let name = crate::networks::imagenet::class_name(class).unwrap_or("?");
             entries.push(("deepdream:class", format!("{class} ({name})")));
         }
         entries

@@ -1,6 +1,6 @@
 //! Depthwise convolution for the CPU backend (each channel convolved with its own kernel,
 //! as in EfficientNet and MobileNet), forward and gradient with respect to the input, added
-//! to burn as a backend extension like [`conv3x3`](crate::conv3x3). burn's grouped
+//! to burn as a backend extension like [`conv3x3`](crate::backend::conv3x3). burn's grouped
 //! convolution runs a depthwise convolution as thousands of one-channel matrix products and
 //! its gradient as a transposed convolution; here each channel's plane is one task: copied
 //! into a zero border (columns split by phase for a stride, so that every tap reads
@@ -18,9 +18,9 @@ use burn::tensor::{Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::conv::{ConvGeometry, cpu_output_size};
-use crate::cpu::floats;
-use crate::tracked::{InputGradient, unary_op};
+use crate::backend::cpu::floats;
+use crate::backend::geometry::{ConvGeometry, cpu_output_size};
+use crate::backend::tracked::{InputGradient, unary_op};
 
 /// The depthwise convolution as a backend operation.
 #[backend_extension(Flex, Autodiff)]

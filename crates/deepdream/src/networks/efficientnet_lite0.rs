@@ -12,15 +12,15 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
 
-use super::ModelSpec;
-use crate::checkpoint::StateDict;
 use crate::error::Result;
-use crate::imagenet::CLASS_COUNT;
-use crate::layers::{
+use crate::networks::checkpoint::StateDict;
+use crate::networks::imagenet::CLASS_COUNT;
+use crate::networks::layers::{
     BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, chain_size,
     forward_stages,
 };
-use crate::network::{LayerInfo, Network, Preprocess};
+use crate::networks::network::{LayerInfo, Network, Preprocess};
+use crate::networks::spec::ModelSpec;
 
 /// EfficientNet-Lite0: `stem`, `block0` … `block15`, `head`, and the class `logits`.
 pub const SPEC: ModelSpec = ModelSpec {
@@ -62,7 +62,7 @@ fn load(path: &Path, device: &Device) -> Result<Box<dyn Network>> {
 }
 
 fn relu6(x: Tensor<4>) -> Tensor<4> {
-    crate::activation::relu6(x)
+    crate::backend::relu6(x)
 }
 
 /// Mobile inverted bottleneck: expand 1x1 → depthwise kxk → project 1x1, with a residual

@@ -4,8 +4,8 @@ use burn::tensor::{Device, activation::softmax};
 use image::{DynamicImage, RgbImage, imageops::FilterType};
 
 use crate::error::{Error, Result};
-use crate::imagenet;
-use crate::network::Network;
+use crate::networks::imagenet;
+use crate::networks::network::Network;
 
 /// Side of the square the image is classified at.
 pub const INPUT_SIDE: u32 = 224;

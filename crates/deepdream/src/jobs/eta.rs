@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::dream::Progress;
+use crate::modes::dream::Progress;
 
 /// Estimates the time left of a job measured in units of work (for a dream: pixels times
 /// steps). The rate is taken from the work done since the first update, so the first step,

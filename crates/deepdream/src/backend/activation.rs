@@ -13,8 +13,8 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::cpu::{floats, on_cpu, with_simd};
-use crate::tracked::{InputGradient, unary_op};
+use crate::backend::cpu::{floats, on_cpu, with_simd};
+use crate::backend::tracked::{InputGradient, unary_op};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 16;

@@ -9,16 +9,16 @@ use std::path::Path;
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor};
 
-use super::ModelSpec;
-use crate::activation::relu;
-use crate::checkpoint::TorchScriptStorages;
+use crate::backend::relu;
+use crate::backend::{avg_pool2d, max_pool2d};
 use crate::error::Result;
-use crate::layers::{
+use crate::networks::checkpoint::TorchScriptStorages;
+use crate::networks::layers::{
     BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, chain_size,
     forward_stages,
 };
-use crate::network::{LayerInfo, Network, Preprocess};
-use crate::pool::{avg_pool2d, max_pool2d};
+use crate::networks::network::{LayerInfo, Network, Preprocess};
+use crate::networks::spec::ModelSpec;
 
 /// Inception v3: the stem `conv` … `pool1`, then the mixed blocks `mixed` … `mixed_10`.
 pub const SPEC: ModelSpec = ModelSpec {

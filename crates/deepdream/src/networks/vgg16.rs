@@ -6,10 +6,10 @@ use std::path::Path;
 
 use burn::tensor::Device;
 
-use super::ModelSpec;
 use crate::error::Result;
-use crate::network::{Network, Preprocess};
-use crate::onnx::OnnxNetwork;
+use crate::networks::network::{Network, Preprocess};
+use crate::networks::onnx::OnnxNetwork;
+use crate::networks::spec::ModelSpec;
 
 /// VGG16: 13 convolutions `block1_conv1` … `block5_conv3`, each followed by ReLU, and five
 /// max-pools `block1_pool` … `block5_pool`.

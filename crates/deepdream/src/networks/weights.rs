@@ -11,7 +11,7 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::models::ModelSpec;
+use crate::networks::spec::ModelSpec;
 
 /// Environment variable that overrides the cache directory.
 pub const HOME_ENV: &str = "DEEPDREAM_HOME";
@@ -62,7 +62,7 @@ pub fn ensure(spec: &ModelSpec, on_fetch: impl FnOnce(&ModelSpec)) -> Result<Pat
 /// The known model whose weight file `path` is (by sha256), if any.
 pub fn identify(path: &Path) -> Result<Option<&'static ModelSpec>> {
     let hash = file_sha256(path)?;
-    Ok(crate::models::ALL
+    Ok(crate::networks::models::ALL
         .iter()
         .copied()
         .find(|spec| spec.sha256 == hash))

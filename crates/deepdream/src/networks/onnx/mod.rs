@@ -13,11 +13,12 @@ use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData, activation};
 use onnx_ir::{ArgType, Argument, Message, ModelProto, Node, OnnxGraphBuilder};
 
-use crate::conv::conv2d;
+use crate::backend::conv2d;
+use crate::backend::geometry::window_output;
+use crate::backend::{avg_pool2d, max_pool2d};
 use crate::error::{Error, Result};
-use crate::layers::{BYTES_PER_FLOAT_KEPT, same_padding, window_output};
-use crate::network::{LayerInfo, Network, Preprocess};
-use crate::pool::{avg_pool2d, max_pool2d};
+use crate::networks::layers::{BYTES_PER_FLOAT_KEPT, same_padding};
+use crate::networks::network::{LayerInfo, Network, Preprocess};
 
 /// Maps a raw ONNX node name to the layer name users see, or `None` to hide the layer.
 pub type LayerNamer = fn(&str) -> Option<String>;
@@ -681,7 +682,7 @@ impl Network for OnnxNetwork {
             .layers
             .iter()
             .rposition(|l| l.kind.starts_with("Linear"))?;
-        (self.layers[index].channels == crate::imagenet::CLASS_COUNT).then_some(index)
+        (self.layers[index].channels == crate::networks::imagenet::CLASS_COUNT).then_some(index)
     }
 
     fn unknown_layer(&self, name: &str) -> Error {
@@ -1184,8 +1185,8 @@ impl Op {
                 };
                 Value::full_rank(conv2d(t, weight.clone(), bias.clone(), options))
             }
-            Op::Relu => x.map(crate::activation::relu),
-            Op::Clip { min, max } => x.map(|t| crate::activation::clamp(t, *min, *max)),
+            Op::Relu => x.map(crate::backend::relu),
+            Op::Clip { min, max } => x.map(|t| crate::backend::clamp(t, *min, *max)),
             Op::Sigmoid => x.map(activation::sigmoid),
             Op::MaxPool {
                 kernel,

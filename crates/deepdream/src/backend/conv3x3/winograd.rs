@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use crate::cpu::with_simd;
+use crate::backend::cpu::with_simd;
 
 /// Channels handled together by the transforms (one AVX register of `f32`).
 const LANES: usize = 8;

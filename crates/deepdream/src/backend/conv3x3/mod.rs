@@ -2,7 +2,7 @@
 //! pass and for the gradient with respect to the input, added to burn as a backend extension
 //! (a custom operation on `Flex` with its own backward pass under `Autodiff`).
 //!
-//! [`crate::conv::conv2d`], a drop-in for `burn::tensor::module::conv2d`, takes this path
+//! [`crate::backend::conv::conv2d`], a drop-in for `burn::tensor::module::conv2d`, takes this path
 //! ([`conv2d`]) for the convolutions it covers (3x3 kernel, stride 1, no dilation, no
 //! groups, `f32`, CPU, weight and bias not requiring gradients). DeepDream changes the image, never the network, so the weight gradient — as
 //! costly as the forward pass — is never computed.
@@ -20,9 +20,9 @@ use burn::tensor::Bytes;
 use burn::tensor::{Shape, Tensor, TensorData};
 use burn_flex::{FlexTensor, Layout};
 
-use crate::conv::cpu_output_size;
-use crate::cpu::floats;
-use crate::tracked::{InputGradient, unary_op};
+use crate::backend::cpu::floats;
+use crate::backend::geometry::cpu_output_size;
+use crate::backend::tracked::{InputGradient, unary_op};
 use winograd::{Conv3x3Geometry, TransformedKernel};
 
 /// The 3x3, stride-1 convolution as a backend operation.
@@ -237,7 +237,7 @@ impl<B: Backend + Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Auto
 }
 
 /// A 3x3, stride-1 convolution through the Winograd kernel; `size` from [`output_size`]
-/// ([`crate::conv::conv2d`] chooses between the kernels).
+/// ([`crate::backend::conv::conv2d`] chooses between the kernels).
 pub fn conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,

@@ -1,6 +1,6 @@
 //! Convolution of any kernel size and stride for the CPU backend as matrix products on a
 //! padded copy of the input, forward and gradient with respect to the input, added to burn
-//! as a backend extension like [`conv3x3`](crate::conv3x3).
+//! as a backend extension like [`conv3x3`](crate::backend::conv3x3).
 //!
 //! The input is copied once into a zero border, its columns and rows split by their phase
 //! modulo the stride, so that every kernel tap reads each channel as one contiguous run of
@@ -21,9 +21,9 @@ use burn::tensor::{Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::conv::{ConvGeometry, cpu_output_size};
-use crate::cpu::{floats, with_simd};
-use crate::tracked::{InputGradient, unary_op};
+use crate::backend::cpu::{floats, with_simd};
+use crate::backend::geometry::{ConvGeometry, cpu_output_size};
+use crate::backend::tracked::{InputGradient, unary_op};
 
 /// The largest matrix of gathered taps (values): 32 MiB. Larger inputs take one product per
 /// tap instead, which needs no extra memory.

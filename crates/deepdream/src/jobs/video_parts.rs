@@ -15,11 +15,11 @@ use image::{GrayImage, RgbImage};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::jobs::shard::Shard;
 use crate::media::ffmpeg::{self, AudioSource, FrameRate, Segment, VideoInfo, VideoReader};
 use crate::media::flow::{FarnebackParams, luma};
 use crate::media::frames::FrameSink;
 use crate::modes::video::{Motion, VideoParams};
-use crate::shard::Shard;
 
 /// The metadata key under which a part's [`VideoPart::tag`] is stored in its file.
 pub const PART_TAG: &str = "deepdream_part";
@@ -471,7 +471,7 @@ fn joined_audio(
             reason: "it has no sound where other parts have".into(),
         });
     }
-    let file = crate::image_io::temp_file_beside(output, ".wav")
+    let file = crate::media::image_io::temp_file_beside(output, ".wav")
         .map_err(|e| bad(format!("cannot create a file beside it: {e}")))?
         .into_temp_path();
     let pieces: Vec<(&Path, Segment)> = parts

@@ -1,16 +1,12 @@
-//! The networks the tool knows by name: where each one's pretrained weights come from, how
-//! its input is preprocessed, and how it is loaded. One file per architecture.
-
-pub mod efficientnet_lite0;
-pub mod inception3;
-pub mod vgg16;
+//! What the library knows about a named, pretrained model: where its weights come from, how
+//! its input is preprocessed, and how it is loaded.
 
 use std::path::Path;
 
 use burn::tensor::Device;
 
-use crate::error::{Error, Result};
-use crate::network::{Network, Preprocess};
+use crate::error::Result;
+use crate::networks::network::{Network, Preprocess};
 
 /// Everything the library knows about a named, pretrained model.
 #[derive(Debug)]
@@ -37,21 +33,4 @@ pub struct ModelSpec {
     pub default_layers: &'static [&'static str],
     /// Loads the network from its weight file.
     pub load: fn(&Path, &Device) -> Result<Box<dyn Network>>,
-}
-
-/// Every model the library can fetch and load by name.
-pub const ALL: &[&ModelSpec] = &[&vgg16::SPEC, &inception3::SPEC, &efficientnet_lite0::SPEC];
-
-/// The model used when none is named.
-pub const DEFAULT: &ModelSpec = &vgg16::SPEC;
-
-/// Looks a model up by name.
-pub fn find(name: &str) -> Result<&'static ModelSpec> {
-    ALL.iter()
-        .copied()
-        .find(|spec| spec.name.eq_ignore_ascii_case(name))
-        .ok_or_else(|| Error::UnknownModel {
-            name: name.to_string(),
-            known: ALL.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
-        })
 }

@@ -20,10 +20,10 @@ use burn::tensor::{DType, Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::conv;
-use crate::cpu::{floats, on_cpu, with_simd};
-use crate::layers::window_output;
-use crate::tracked::{InputGradient, unary_op};
+use crate::backend::conv;
+use crate::backend::cpu::{floats, on_cpu, with_simd};
+use crate::backend::geometry::window_output;
+use crate::backend::tracked::{InputGradient, unary_op};
 
 /// A drop-in for `burn::tensor::module::avg_pool2d`.
 pub fn avg_pool2d(x: Tensor<4>, options: AvgPoolOptions<2>) -> Tensor<4> {

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 
-const CLASS_FILE: &str = include_str!("../data/imagenet_classes.txt");
+const CLASS_FILE: &str = include_str!("../../data/imagenet_classes.txt");
 
 /// Number of ImageNet-1k classes.
 pub const CLASS_COUNT: usize = 1000;

@@ -1,15 +1,10 @@
-//! Convolution on the fastest path there is for it: the Winograd kernel for 3x3 stride-1
-//! convolutions ([`conv3x3`](crate::conv3x3)), the depthwise kernel for depthwise ones
-//! ([`depthwise`](crate::depthwise)), matrix products on a padded copy for every other
-//! ungrouped one ([`conv_gemm`](crate::conv_gemm)), burn's own convolution for grouped ones
-//! and on GPU devices.
+//! The arithmetic of sliding windows shared by the kernels and the networks: where a kernel
+//! sits, how large its output is, and when the CPU kernels may compute a convolution.
 
 use burn::backend::ops::ConvOptions;
 use burn::tensor::{DType, Tensor};
 
-use crate::cpu::on_cpu;
-use crate::layers::window_output;
-use crate::{conv_gemm, conv3x3, depthwise};
+use crate::backend::cpu::on_cpu;
 
 /// Where a kernel sits: stride and the padding before the first row and column (the
 /// padding after follows from the output size).
@@ -59,21 +54,28 @@ pub(crate) fn cpu_output_size(
     ])
 }
 
-/// A drop-in for `burn::tensor::module::conv2d`.
-pub fn conv2d(
-    x: Tensor<4>,
-    weight: Tensor<4>,
-    bias: Option<Tensor<1>>,
-    options: ConvOptions<2>,
-) -> Tensor<4> {
-    if let Some(size) = conv3x3::output_size(&x, &weight, bias.as_ref(), &options) {
-        return conv3x3::conv2d(x, weight, bias, &options, size);
+/// Output size of a sliding window along one dimension (`None` if empty), with ONNX's rule
+/// that in ceil mode the last window must start inside the input or its leading padding.
+pub fn window_output(
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad: (usize, usize),
+    ceil: bool,
+) -> Option<usize> {
+    let span = dilation * (kernel - 1) + 1;
+    let padded = size + pad.0 + pad.1;
+    if padded < span {
+        return None;
     }
-    if let Some(size) = depthwise::output_size(&x, &weight, bias.as_ref(), &options) {
-        return depthwise::conv2d(x, weight, bias, &options, size);
+    let mut out = if ceil {
+        (padded - span).div_ceil(stride) + 1
+    } else {
+        (padded - span) / stride + 1
+    };
+    if ceil && (out - 1) * stride >= size + pad.0 {
+        out -= 1;
     }
-    if let Some(size) = conv_gemm::output_size(&x, &weight, bias.as_ref(), &options) {
-        return conv_gemm::conv2d(x, weight, bias, &options, size);
-    }
-    burn::tensor::module::conv2d(x, weight, bias, options)
+    (out > 0).then_some(out)
 }

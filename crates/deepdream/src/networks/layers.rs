@@ -1,10 +1,11 @@
 //! Building blocks shared by the networks: convolution with folded batch norm, TensorFlow
-//! `SAME` padding, and the spatial arithmetic of sliding windows.
+//! `SAME` padding, and the spatial arithmetic of chains of sliding windows.
 
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
-use crate::conv::conv2d;
+use crate::backend::conv2d;
+use crate::backend::geometry::window_output;
 
 /// ONNX/TensorFlow `SAME` padding for one dimension: the output is `ceil(size / stride)`;
 /// the odd pixel goes at the end (`upper`) or the start.
@@ -24,32 +25,6 @@ pub fn same_padding(
     } else {
         (large, small)
     }
-}
-
-/// Output size of a sliding window along one dimension (`None` if empty), with ONNX's rule
-/// that in ceil mode the last window must start inside the input or its leading padding.
-pub fn window_output(
-    size: usize,
-    kernel: usize,
-    stride: usize,
-    dilation: usize,
-    pad: (usize, usize),
-    ceil: bool,
-) -> Option<usize> {
-    let span = dilation * (kernel - 1) + 1;
-    let padded = size + pad.0 + pad.1;
-    if padded < span {
-        return None;
-    }
-    let mut out = if ceil {
-        (padded - span).div_ceil(stride) + 1
-    } else {
-        (padded - span) / stride + 1
-    };
-    if ceil && (out - 1) * stride >= size + pad.0 {
-        out -= 1;
-    }
-    (out > 0).then_some(out)
 }
 
 /// Bytes of memory per float of activation that a gradient needs. Measured as the peak RSS of

