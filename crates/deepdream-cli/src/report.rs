@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use anyhow::{Context, Result};
 use deepdream::Progress;
-use deepdream::modes::dream::Plan;
+use deepdream::engine::tiling::Plan;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Tells how the gradient of a `width`x`height` picture will be computed.

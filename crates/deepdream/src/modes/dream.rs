@@ -1,13 +1,17 @@
 //! The DeepDream algorithm as Google published it in 2015 (the `deepdream.ipynb` notebook):
 //! gradient ascent on the input image over several octaves, with a random jitter each step.
 
+use std::ops::Range;
+
 use burn::tensor::{Device, Int, Tensor};
 use image::{DynamicImage, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::on_worker;
-use crate::engine::{objective, optimizer, snapshot::Snapshot, transform};
+use crate::engine::snapshot::Snapshot;
+use crate::engine::tiling::{self, Plan, Tiling};
+use crate::engine::{objective, octaves, optimizer};
 use crate::error::{Error, Result};
 use crate::media::image_io;
 use crate::networks::network::{LayerInfo, Network};
@@ -22,15 +26,6 @@ pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 /// The most octaves a dream may have: already far more than any picture has sizes for (a
 /// 20,000-pixel side at the smallest usual ratio, 1.1, is below 10 pixels after 80).
 pub const MAX_OCTAVES: usize = 100;
-
-/// How the gradient of an image of a given size will be computed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Plan {
-    /// Tile side in input pixels, or `None` for the whole image at once.
-    pub tile: Option<usize>,
-    /// Estimated memory of one gradient, in bytes.
-    pub gradient_bytes: u64,
-}
 
 /// A layer to dream on and the weight of its term in the objective.
 #[derive(Clone, Debug, PartialEq)]
@@ -330,29 +325,20 @@ impl<'a> Dreamer<'a> {
     /// The octave sizes `(height, width)` a dream of a `width`x`height` image goes through,
     /// smallest first. Octaves smaller than the layers can see are left out.
     pub fn octave_sizes(&self, width: u32, height: u32) -> Result<Vec<(usize, usize)>> {
-        let (mut h, mut w) = (height as usize, width as usize);
-        if h.min(w) < self.min_side {
-            return Err(Error::ImageTooSmall {
-                width,
-                height,
-                layer: self.terms[0].name.clone(),
-                min: self.min_side as u32,
-            });
-        }
-        let mut sizes = vec![(h, w)];
-        for _ in 1..self.params.octaves {
-            // scipy.ndimage.zoom's output size: round(size * zoom).
-            let (previous_h, previous_w) = (h, w);
-            h = (h as f64 / self.params.octave_scale as f64).round() as usize;
-            w = (w as f64 / self.params.octave_scale as f64).round() as usize;
-            // Rounding stops shrinking small sizes (5 / 1.1 rounds to 5 again).
-            if h.min(w) < self.min_side || (h, w) == (previous_h, previous_w) {
-                break;
-            }
-            sizes.push((h, w));
-        }
-        sizes.reverse();
-        Ok(sizes)
+        let (octaves, scale) = (self.params.octaves, self.params.octave_scale);
+        octaves::sizes(
+            width as usize,
+            height as usize,
+            octaves,
+            scale,
+            self.min_side,
+        )
+        .ok_or_else(|| Error::ImageTooSmall {
+            width,
+            height,
+            layer: self.terms[0].name.clone(),
+            min: self.min_side as u32,
+        })
     }
 
     /// How the gradient of a `width`x`height` image is computed within the memory budget:
@@ -365,39 +351,8 @@ impl<'a> Dreamer<'a> {
             .map(|t| layers[t.layer].bytes_per_pixel)
             .fold(0.0f32, f32::max) as f64;
         let budget = self.params.max_memory.unwrap_or(DEFAULT_MEMORY_BUDGET);
-        let whole = (bytes_per_pixel * (width * height) as f64) as u64;
-        if whole <= budget {
-            return Ok(Plan {
-                tile: None,
-                gradient_bytes: whole,
-            });
-        }
-        let over = |needed: u64, hint: &str| Error::OverMemoryBudget {
-            what: format!("the gradient of '{}'", self.terms[0].name),
-            needed,
-            budget,
-            hint: hint.to_string(),
-        };
-        let Some((stride, halo)) = self.tiling() else {
-            return Err(over(
-                whole,
-                " (class objectives cannot be tiled) or dream a smaller image",
-            ));
-        };
-        // Largest tile whose crop (tile, context each side, stride alignment) fits.
-        let crop_side = (budget as f64 / bytes_per_pixel).sqrt() as usize;
-        let tile = crop_side.saturating_sub(2 * (halo + stride)) / stride * stride;
-        let tile = tile.min(width.max(height).next_multiple_of(stride));
-        if tile == 0 {
-            let smallest = stride + 2 * (halo + stride);
-            let needed = (bytes_per_pixel * (smallest * smallest) as f64) as u64;
-            return Err(over(needed, " or choose a shallower layer"));
-        }
-        let crop = |side: usize| (tile + 2 * (halo + stride)).min(side);
-        Ok(Plan {
-            tile: Some(tile),
-            gradient_bytes: (bytes_per_pixel * (crop(width) * crop(height)) as f64) as u64,
-        })
+        let what = format!("the gradient of '{}'", self.terms[0].name);
+        tiling::plan(width, height, bytes_per_pixel, budget, self.tiling(), &what)
     }
 
     /// Dreams an RGB image; `progress` is called after every step.
@@ -432,41 +387,27 @@ impl<'a> Dreamer<'a> {
         let sizes = self.octave_sizes(image.width(), image.height())?;
         self.plan(image.width() as usize, image.height() as usize)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-
-        // Octave bases, largest first: each one the previous one scaled down.
-        let mut bases = vec![preprocess.apply(image, &self.device)];
-        for &(h, w) in sizes.iter().rev().skip(1) {
-            let previous = bases.last().expect("at least one octave").clone();
-            bases.push(resize(previous, h, w));
-        }
-        bases.reverse();
-
-        let mut detail: Option<Tensor<4>> = None;
-        let mut current = bases[0].clone();
-        for (octave, base) in bases.iter().enumerate() {
-            let [_, _, h, w] = base.dims();
-            let detail_here = match detail.take() {
-                Some(detail) => resize(detail, h, w),
-                None => base.zeros_like(),
-            };
-            current = base.clone().add(detail_here);
+        let image = preprocess.apply(image, &self.device);
+        let dreamed = octaves::dream_octaves(image, &sizes, |octave, start| {
+            let [_, _, height, width] = start.dims();
+            let mut current = start;
             for iteration in 0..self.params.iterations {
                 current = self.step(current, &mut rng)?;
                 let progress = Progress {
                     octave,
-                    octaves: bases.len(),
+                    octaves: sizes.len(),
                     iteration: iteration + 1,
                     iterations: self.params.iterations,
-                    width: w,
-                    height: h,
+                    width,
+                    height,
                 };
                 observer(&Snapshot::new(progress, &|| {
                     preprocess.invert(current.clone())
                 }))?;
             }
-            detail = Some(current.clone().sub(base.clone()));
-        }
-        preprocess.invert(current)
+            Ok(current)
+        })?;
+        preprocess.invert(dreamed)
     }
 
     /// Dreams any image: grey becomes RGB, an alpha channel is kept unchanged.
@@ -493,7 +434,7 @@ impl<'a> Dreamer<'a> {
             None => self.gradient(shifted.clone())?,
             Some(tile) => {
                 // A new tile grid every step, like the jitter.
-                let (stride, _) = self.tiling().expect("a tiled plan has a tiling");
+                let stride = self.tiling().expect("a tiled plan has a tiling").stride;
                 let cells = tile / stride;
                 let offset = (
                     rng.random_range(0..cells) * stride,
@@ -558,59 +499,40 @@ impl<'a> Dreamer<'a> {
         tile: usize,
         offset: (usize, usize),
     ) -> Result<Tensor<4>> {
-        let (stride, halo) = self.tiling().ok_or_else(|| {
+        let tiling = self.tiling().ok_or_else(|| {
             Error::InvalidParameter("this objective cannot be computed in tiles".into())
         })?;
-        if tile == 0 || !tile.is_multiple_of(stride) {
-            return Err(Error::InvalidParameter(format!(
-                "the tile size must be a multiple of {stride}"
-            )));
-        }
         let [_, _, height, width] = input.dims();
+        let tiles = tiling::tiles(height, width, tile, offset, tiling)?;
         let counts = self.full_counts(height, width)?;
         let indices: Vec<usize> = self.terms.iter().map(|t| t.layer).collect();
         let strides: Vec<usize> = indices
             .iter()
             .map(|&i| self.network.layers()[i].stride)
             .collect();
-        let mut gradient = input.zeros_like();
-        for (y0, y1) in tile_ranges(height, tile, offset.0 % tile) {
-            for (x0, x1) in tile_ranges(width, tile, offset.1 % tile) {
-                let (top, bottom) = crop_range(y0, y1, halo, stride, height);
-                let (left, right) = crop_range(x0, x1, halo, stride, width);
-                let crop = input
-                    .clone()
-                    .slice([0..1, 0..3, top..bottom, left..right])
-                    .autodiff()
-                    .require_grad();
-                let activations = self.network.forward(crop.clone(), &indices)?;
-                let owned: Vec<[std::ops::Range<usize>; 2]> = activations
-                    .iter()
-                    .zip(&strides)
-                    .map(|(a, &s)| {
-                        let [_, _, h, w] = a.dims();
-                        let rows = (y0 - top) / s..(y1.div_ceil(s) - top / s).min(h);
-                        let cols = (x0 - left) / s..(x1.div_ceil(s) - left / s).min(w);
-                        [rows, cols]
-                    })
-                    .collect();
-                if owned.iter().all(|[r, c]| r.is_empty() || c.is_empty()) {
-                    continue;
-                }
-                let loss = self.loss(activations, Some(&owned), Some(&counts));
-                let part = self.input_gradient(&crop, loss)?;
-                let region = [0..1, 0..3, top..bottom, left..right];
-                let sum = gradient.clone().slice(region.clone()).add(part);
-                gradient = gradient.slice_assign(region, sum);
+        tiling::assemble(&input, &tiles, |crop, tile| {
+            let crop = crop.autodiff().require_grad();
+            let activations = self.network.forward(crop.clone(), &indices)?;
+            let owned: Vec<[Range<usize>; 2]> = activations
+                .iter()
+                .zip(&strides)
+                .map(|(a, &s)| {
+                    let [_, _, h, w] = a.dims();
+                    tile.owned_outputs(s, h, w)
+                })
+                .collect();
+            if owned.iter().all(|[r, c]| r.is_empty() || c.is_empty()) {
+                return Ok(None);
             }
-        }
-        Ok(gradient)
+            let loss = self.loss(activations, Some(&owned), Some(&counts));
+            self.input_gradient(&crop, loss).map(Some)
+        })
     }
 
-    /// `(stride, halo)` for tiling: the coarsest stride of the objective's layers (a
-    /// multiple of the others) and their widest context; `None` if the objective mixes all
-    /// pixels (a class logit) or the strides do not nest.
-    pub fn tiling(&self) -> Option<(usize, usize)> {
+    /// What tiling the objective needs: the coarsest stride of its layers (a multiple of the
+    /// others) and their widest context; `None` if the objective mixes all pixels (a class
+    /// logit) or the strides do not nest.
+    pub fn tiling(&self) -> Option<Tiling> {
         let layers = self.network.layers();
         let infos: Vec<&LayerInfo> = self.terms.iter().map(|t| &layers[t.layer]).collect();
         if self.terms.iter().any(|t| t.class.is_some())
@@ -623,7 +545,7 @@ impl<'a> Dreamer<'a> {
         infos
             .iter()
             .all(|l| stride % l.stride == 0)
-            .then_some((stride, halo))
+            .then_some(Tiling { stride, halo })
     }
 
     /// Each term's element count over the whole image (what its sum is divided by).
@@ -653,7 +575,7 @@ impl<'a> Dreamer<'a> {
     fn loss(
         &self,
         activations: Vec<Tensor<4>>,
-        owned: Option<&[[std::ops::Range<usize>; 2]]>,
+        owned: Option<&[[Range<usize>; 2]]>,
         counts: Option<&[f32]>,
     ) -> Tensor<1> {
         let mut loss: Option<Tensor<1>> = None;
@@ -734,31 +656,6 @@ impl<'a> Dreamer<'a> {
     }
 }
 
-/// The ranges `[start, end)` that split `0..size` into tiles of `tile`, the grid starting at
-/// `offset − tile` (so that a random offset moves every seam).
-fn tile_ranges(size: usize, tile: usize, offset: usize) -> Vec<(usize, usize)> {
-    let mut ranges = Vec::new();
-    let mut start = 0;
-    let mut end = if offset == 0 { tile } else { offset };
-    while start < size {
-        let stop = end.min(size);
-        ranges.push((start, stop));
-        start = stop;
-        end += tile;
-    }
-    ranges
-}
-
-/// The crop around the owned range `start..end` of a dimension of `size`: `halo` pixels of
-/// context each side, beginning at a multiple of `stride` and ending where the image does
-/// modulo `stride`, so that every pooling and strided convolution keeps its phase.
-fn crop_range(start: usize, end: usize, halo: usize, stride: usize, size: usize) -> (usize, usize) {
-    let from = start.saturating_sub(halo) / stride * stride;
-    let to = (end + halo).min(size);
-    let to = (to + (size - to) % stride).min(size);
-    (from, to)
-}
-
 /// For each position of `activation` (`[1, C, H, W]`), the guide feature (`[C, P]`) with
 /// the largest dot product, laid out like `activation`.
 fn matched_guide(activation: Tensor<4>, guide: &Tensor<2>) -> Tensor<4> {
@@ -767,11 +664,6 @@ fn matched_guide(activation: Tensor<4>, guide: &Tensor<2>) -> Tensor<4> {
     let scores = x.transpose().matmul(guide.clone()); // [positions, guide positions]
     let best = scores.argmax(1).reshape([h * w]);
     guide.clone().select(1, best).reshape([n, c, h, w])
-}
-
-/// Bilinear resize with aligned corners, as `scipy.ndimage.zoom(order=1)` does.
-fn resize(tensor: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
-    transform::resize(tensor, height, width, true)
 }
 
 #[cfg(test)]
@@ -792,14 +684,5 @@ mod tests {
             .try_to_vec()
             .unwrap();
         assert_eq!(matched, vec![0.9, 0.1, 0.1, 0.8]);
-    }
-
-    #[test]
-    fn resize_aligns_corners_like_scipy_zoom() {
-        let device = Device::flex();
-        let row = Tensor::<1>::from_floats([0.0, 10.0], &device).reshape([1, 1, 1, 2]);
-        let resized: Vec<f32> = resize(row, 1, 3).into_data().try_to_vec().unwrap();
-        // scipy.ndimage.zoom([[0, 10]], (1, 1.5), order=1) == [[0, 5, 10]]
-        assert_eq!(resized, vec![0.0, 5.0, 10.0]);
     }
 }

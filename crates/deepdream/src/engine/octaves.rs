@@ -1,0 +1,117 @@
+//! The octave pyramid of the 2015 algorithm: the image at several scales, the smallest
+//! dreamed first, and the detail each octave adds carried up to the next.
+
+use burn::tensor::Tensor;
+
+use crate::engine::transform;
+use crate::error::Result;
+
+/// The sizes `(height, width)` of the octaves of a `width`x`height` image, smallest first:
+/// up to `octaves` of them, each `scale` times smaller than the next (rounded as
+/// `scipy.ndimage.zoom` rounds), none with a side under `min_side`. `None` when the image
+/// itself is smaller than `min_side`.
+pub fn sizes(
+    width: usize,
+    height: usize,
+    octaves: usize,
+    scale: f32,
+    min_side: usize,
+) -> Option<Vec<(usize, usize)>> {
+    let (mut h, mut w) = (height, width);
+    if h.min(w) < min_side {
+        return None;
+    }
+    let mut sizes = vec![(h, w)];
+    for _ in 1..octaves {
+        // scipy.ndimage.zoom's output size: round(size * zoom).
+        let (previous_h, previous_w) = (h, w);
+        h = (h as f64 / scale as f64).round() as usize;
+        w = (w as f64 / scale as f64).round() as usize;
+        // Rounding stops shrinking small sizes (5 / 1.1 rounds to 5 again).
+        if h.min(w) < min_side || (h, w) == (previous_h, previous_w) {
+            break;
+        }
+        sizes.push((h, w));
+    }
+    sizes.reverse();
+    Some(sizes)
+}
+
+/// Runs `dream` on each octave of `image` (sizes from [`sizes`], smallest first) and returns
+/// the last octave's result. Each octave starts from its base — the image scaled down, each
+/// base from the next larger one — plus the detail the octaves before it added, scaled up.
+pub fn dream_octaves(
+    image: Tensor<4>,
+    sizes: &[(usize, usize)],
+    mut dream: impl FnMut(usize, Tensor<4>) -> Result<Tensor<4>>,
+) -> Result<Tensor<4>> {
+    // Octave bases, largest first: each one the previous one scaled down.
+    let mut bases = vec![image];
+    for &(h, w) in sizes.iter().rev().skip(1) {
+        let previous = bases.last().expect("at least one octave").clone();
+        bases.push(resize(previous, h, w));
+    }
+    bases.reverse();
+
+    let mut detail: Option<Tensor<4>> = None;
+    let mut current = bases[0].clone();
+    for (octave, base) in bases.iter().enumerate() {
+        let [_, _, h, w] = base.dims();
+        let detail_here = match detail.take() {
+            Some(detail) => resize(detail, h, w),
+            None => base.zeros_like(),
+        };
+        current = dream(octave, base.clone().add(detail_here))?;
+        detail = Some(current.clone().sub(base.clone()));
+    }
+    Ok(current)
+}
+
+/// Bilinear resize with aligned corners, as `scipy.ndimage.zoom(order=1)` does.
+fn resize(tensor: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
+    transform::resize(tensor, height, width, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    #[test]
+    fn resize_aligns_corners_like_scipy_zoom() {
+        let device = Device::flex();
+        let row = Tensor::<1>::from_floats([0.0, 10.0], &device).reshape([1, 1, 1, 2]);
+        let resized: Vec<f32> = resize(row, 1, 3).into_data().try_to_vec().unwrap();
+        // scipy.ndimage.zoom([[0, 10]], (1, 1.5), order=1) == [[0, 5, 10]]
+        assert_eq!(resized, vec![0.0, 5.0, 10.0]);
+    }
+
+    #[test]
+    fn sizes_shrink_by_the_scale_and_stop_at_the_smallest_side() {
+        assert_eq!(
+            sizes(100, 50, 4, 2.0, 10),
+            Some(vec![(13, 25), (25, 50), (50, 100)])
+        );
+        // Sizes that rounding keeps from shrinking end the list.
+        assert_eq!(sizes(5, 5, 100, 1.1, 1), Some(vec![(5, 5)]));
+        assert_eq!(sizes(8, 8, 3, 1.4, 9), None);
+    }
+
+    #[test]
+    fn each_octave_starts_from_its_base_plus_the_detail_so_far() {
+        let device = Device::flex();
+        let image = Tensor::<1>::from_floats([4.0; 4], &device).reshape([1, 1, 2, 2]);
+        let mut starts = Vec::new();
+        let result = dream_octaves(image, &[(1, 1), (2, 2)], |octave, start| {
+            starts.push(start.clone().into_data().try_to_vec::<f32>().unwrap());
+            Ok(start.add_scalar(octave as f32 + 1.0))
+        })
+        .unwrap();
+        // Octave 0: the base alone (4); its detail (+1) is carried up to octave 1.
+        assert_eq!(starts, vec![vec![4.0], vec![5.0; 4]]);
+        assert_eq!(
+            result.into_data().try_to_vec::<f32>().unwrap(),
+            vec![7.0; 4]
+        );
+    }
+}

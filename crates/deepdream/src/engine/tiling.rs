@@ -1,0 +1,219 @@
+//! Exact tiling: a gradient computed tile by tile, so that memory depends on the tile and
+//! not on the image, equal to the gradient of the whole image. The objective's layer
+//! outputs are split into tiles; each tile runs on a crop of the input with enough context
+//! around it (the layers' receptive field, aligned to their stride) that its outputs are
+//! exactly those of the whole image, and only its own outputs enter the objective.
+
+use std::ops::Range;
+
+use burn::tensor::Tensor;
+
+use crate::error::{Error, Result};
+
+/// How the gradient of an image of a given size will be computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Tile side in input pixels, or `None` for the whole image at once.
+    pub tile: Option<usize>,
+    /// Estimated memory of one gradient, in bytes.
+    pub gradient_bytes: u64,
+}
+
+/// What tiling an objective needs: the coarsest stride of its layers (a multiple of the
+/// others) and their widest context, in input pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiling {
+    /// Tiles and crops start at multiples of this, so that every pooling and strided
+    /// convolution keeps its phase.
+    pub stride: usize,
+    /// Input pixels of context each side of a tile.
+    pub halo: usize,
+}
+
+/// Plans the gradient of a `width`x`height` image that needs `bytes_per_pixel` within
+/// `budget` bytes: whole, or in the largest tiles that fit. `tiling` is `None` for an
+/// objective that cannot be tiled; `what` names the gradient in errors. An error if the
+/// whole image does not fit and not even the smallest tile does.
+pub fn plan(
+    width: usize,
+    height: usize,
+    bytes_per_pixel: f64,
+    budget: u64,
+    tiling: Option<Tiling>,
+    what: &str,
+) -> Result<Plan> {
+    let whole = (bytes_per_pixel * (width * height) as f64) as u64;
+    if whole <= budget {
+        return Ok(Plan {
+            tile: None,
+            gradient_bytes: whole,
+        });
+    }
+    let over = |needed: u64, hint: &str| Error::OverMemoryBudget {
+        what: what.to_string(),
+        needed,
+        budget,
+        hint: hint.to_string(),
+    };
+    let Some(Tiling { stride, halo }) = tiling else {
+        return Err(over(
+            whole,
+            " (class objectives cannot be tiled) or dream a smaller image",
+        ));
+    };
+    // Largest tile whose crop (tile, context each side, stride alignment) fits.
+    let crop_side = (budget as f64 / bytes_per_pixel).sqrt() as usize;
+    let tile = crop_side.saturating_sub(2 * (halo + stride)) / stride * stride;
+    let tile = tile.min(width.max(height).next_multiple_of(stride));
+    if tile == 0 {
+        let smallest = stride + 2 * (halo + stride);
+        let needed = (bytes_per_pixel * (smallest * smallest) as f64) as u64;
+        return Err(over(needed, " or choose a shallower layer"));
+    }
+    let crop = |side: usize| (tile + 2 * (halo + stride)).min(side);
+    Ok(Plan {
+        tile: Some(tile),
+        gradient_bytes: (bytes_per_pixel * (crop(width) * crop(height)) as f64) as u64,
+    })
+}
+
+/// One tile: the input pixels it owns and the crop it is computed on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tile {
+    /// Owned input rows.
+    pub rows: Range<usize>,
+    /// Owned input columns.
+    pub cols: Range<usize>,
+    /// Rows of the crop (the owned rows with their context).
+    pub crop_rows: Range<usize>,
+    /// Columns of the crop.
+    pub crop_cols: Range<usize>,
+}
+
+impl Tile {
+    /// The outputs (rows, columns) of a layer of stride `stride` that this tile owns, in the
+    /// coordinates of the layer's output on the crop, which is `height` x `width`.
+    pub fn owned_outputs(&self, stride: usize, height: usize, width: usize) -> [Range<usize>; 2] {
+        let (top, left) = (self.crop_rows.start, self.crop_cols.start);
+        let rows = (self.rows.start - top) / stride
+            ..(self.rows.end.div_ceil(stride) - top / stride).min(height);
+        let cols = (self.cols.start - left) / stride
+            ..(self.cols.end.div_ceil(stride) - left / stride).min(width);
+        [rows, cols]
+    }
+}
+
+/// The tiles of `tile` pixels that cover a `height` x `width` image, the grid shifted by
+/// `offset` (rows, columns), row by row.
+pub fn tiles(
+    height: usize,
+    width: usize,
+    tile: usize,
+    offset: (usize, usize),
+    Tiling { stride, halo }: Tiling,
+) -> Result<Vec<Tile>> {
+    if tile == 0 || !tile.is_multiple_of(stride) {
+        return Err(Error::InvalidParameter(format!(
+            "the tile size must be a multiple of {stride}"
+        )));
+    }
+    let mut tiles = Vec::new();
+    for (y0, y1) in tile_ranges(height, tile, offset.0 % tile) {
+        for (x0, x1) in tile_ranges(width, tile, offset.1 % tile) {
+            let (top, bottom) = crop_range(y0, y1, halo, stride, height);
+            let (left, right) = crop_range(x0, x1, halo, stride, width);
+            tiles.push(Tile {
+                rows: y0..y1,
+                cols: x0..x1,
+                crop_rows: top..bottom,
+                crop_cols: left..right,
+            });
+        }
+    }
+    Ok(tiles)
+}
+
+/// The gradient of a `[1, 3, H, W]` `input` assembled from `tiles`: `gradient` gives each
+/// tile's crop's gradient (or `None` when the tile owns no output), added into place.
+pub fn assemble(
+    input: &Tensor<4>,
+    tiles: &[Tile],
+    mut gradient: impl FnMut(Tensor<4>, &Tile) -> Result<Option<Tensor<4>>>,
+) -> Result<Tensor<4>> {
+    let mut total = input.zeros_like();
+    for tile in tiles {
+        let region = [0..1, 0..3, tile.crop_rows.clone(), tile.crop_cols.clone()];
+        let crop = input.clone().slice(region.clone());
+        let Some(part) = gradient(crop, tile)? else {
+            continue;
+        };
+        let sum = total.clone().slice(region.clone()).add(part);
+        total = total.slice_assign(region, sum);
+    }
+    Ok(total)
+}
+
+/// The ranges `[start, end)` that split `0..size` into tiles of `tile`, the grid starting at
+/// `offset − tile` (so that a random offset moves every seam).
+fn tile_ranges(size: usize, tile: usize, offset: usize) -> Vec<(usize, usize)> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    let mut end = if offset == 0 { tile } else { offset };
+    while start < size {
+        let stop = end.min(size);
+        ranges.push((start, stop));
+        start = stop;
+        end += tile;
+    }
+    ranges
+}
+
+/// The crop around the owned range `start..end` of a dimension of `size`: `halo` pixels of
+/// context each side, beginning at a multiple of `stride` and ending where the image does
+/// modulo `stride`, so that every pooling and strided convolution keeps its phase.
+fn crop_range(start: usize, end: usize, halo: usize, stride: usize, size: usize) -> (usize, usize) {
+    let from = start.saturating_sub(halo) / stride * stride;
+    let to = (end + halo).min(size);
+    let to = (to + (size - to) % stride).min(size);
+    (from, to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_cover_the_image_once_with_aligned_crops() {
+        let tiling = Tiling { stride: 4, halo: 6 };
+        let tiles = tiles(30, 21, 8, (4, 0), tiling).unwrap();
+        let mut covered = vec![0; 30 * 21];
+        for tile in &tiles {
+            assert_eq!(tile.crop_rows.start % 4, 0);
+            assert_eq!(tile.crop_cols.start % 4, 0);
+            assert!(tile.crop_rows.start + 6 <= tile.rows.start || tile.crop_rows.start == 0);
+            for y in tile.rows.clone() {
+                for x in tile.cols.clone() {
+                    covered[y * 21 + x] += 1;
+                }
+            }
+        }
+        assert!(covered.iter().all(|&n| n == 1));
+        assert!(super::tiles(30, 21, 6, (0, 0), tiling).is_err());
+    }
+
+    #[test]
+    fn a_budget_too_small_for_one_tile_is_refused() {
+        let tiling = Some(Tiling {
+            stride: 8,
+            halo: 100,
+        });
+        let plan = plan(1000, 1000, 100.0, 1 << 30, tiling, "g").unwrap();
+        assert_eq!(plan.tile, None);
+        let tiled = super::plan(1000, 1000, 100.0, 40 << 20, tiling, "g").unwrap();
+        assert!(tiled.tile.is_some_and(|t| t % 8 == 0));
+        let error = super::plan(1000, 1000, 100.0, 1000, tiling, "g").unwrap_err();
+        assert!(error.to_string().contains("shallower layer"), "{error}");
+        let error = super::plan(1000, 1000, 100.0, 1000, None, "g").unwrap_err();
+        assert!(error.to_string().contains("cannot be tiled"), "{error}");
+    }
+}
