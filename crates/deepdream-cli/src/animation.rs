@@ -3,18 +3,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
+use deepdream::jobs::animation::{AnimationJob, AnimationSettings, VideoRange};
 use deepdream::jobs::shard::Shard;
-use deepdream::jobs::video_parts::{self, PART_TAG, SplitParams, VideoPart};
-use deepdream::media::animation::{AnimationFormat, open_sink};
-use deepdream::media::ffmpeg::{self, AudioSource, FrameRate, Segment, VideoReader, VideoWriter};
-use deepdream::media::frames::{FrameSink, TakeFrames};
-use deepdream::media::work_dir::WorkDir;
+use deepdream::jobs::video_parts;
+use deepdream::media::animation::AnimationFormat;
+use deepdream::media::ffmpeg::{self, FrameRate, Segment};
+use deepdream::media::image_io;
 use deepdream::modes::animation::{FrameProgress, FrameSettings};
-use deepdream::modes::video::{VideoParams, dream_video_watched};
-use deepdream::modes::zoom::{ZoomParams, zoom_watched};
-use deepdream::{Device, DreamParams, Network, media::image_io};
+use deepdream::modes::video::VideoParams;
+use deepdream::modes::zoom::ZoomParams;
+use deepdream::{Device, Network};
 use indicatif::ProgressBar;
 
 use crate::options::{DreamOptions, load_network};
@@ -42,6 +42,18 @@ pub struct AnimationOptions {
 }
 
 impl AnimationOptions {
+    /// The job settings these options and the dream's give, writing to `output`.
+    fn settings(&self, dream: &DreamOptions, output: &Path) -> Result<AnimationSettings> {
+        Ok(AnimationSettings {
+            dream: dream.params()?,
+            seed_chosen: dream.seed.is_some(),
+            identity: dream.identity(),
+            output: output.to_path_buf(),
+            work_dir: self.work_dir.clone(),
+            frames_dir: self.frames_dir.clone(),
+        })
+    }
+
     fn frame_settings(&self, default: FrameSettings) -> FrameSettings {
         FrameSettings {
             octaves: self.octaves_per_frame.unwrap_or(default.octaves),
@@ -163,69 +175,25 @@ pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
     };
     params.validate()?;
     let image = image_io::load(&args.input)?.to_rgb8();
-    let job = start_job(
-        &args.output,
-        &args.dream,
-        &args.animation,
-        params.next,
-        None,
-        &[
-            ("mode", "zoom".into()),
-            ("zoom", params.zoom.to_string()),
-            ("rotate", params.rotate.to_string()),
-            ("pan", format!("{},{}", pan[0], pan[1])),
-            ("colour-match", params.keep_colours.to_string()),
-        ],
-        device,
-    )?;
-    let work = job.open_work(&args.input, &[])?;
-    let (network, dream) = (job.network, job.dream);
-    note!(
-        "Zooming {}x{} with {} for {} frames (seed {}); frames kept in {}",
-        image.width(),
-        image.height(),
-        network.name(),
-        params.frames,
-        dream.seed,
-        work.path().display()
-    );
-    let start = Instant::now();
-    let mut reporter = FrameReporter::new(params.frames);
-    zoom_watched(
-        network.as_ref(),
-        dream,
-        &params,
-        &image,
-        &work,
-        device,
-        |snapshot| {
-            crate::interrupt::check()?;
-            reporter.report(snapshot.progress);
-            Ok(())
-        },
-    )
-    .map_err(|e| interrupted(e, &work))?;
-    reporter.finish();
     let (width, height) = image.dimensions();
-    write_animation(
-        &work,
-        params.frames,
-        &args.output,
-        (width, height),
+    let settings = args.animation.settings(&args.dream, &args.output)?;
+    let network = load_network(&args.dream.model, device)?;
+    let frames = params.frames;
+    let job = AnimationJob::zoom(
+        network.as_ref(),
+        Some(&args.input),
+        image,
+        params,
         frame_rate,
-        Extras::default(),
-        &args.animation,
+        settings,
     )?;
     note!(
-        "Wrote {} ({} frames, {}x{}) in {}",
-        args.output.display(),
-        params.frames,
-        width,
-        height,
-        human_duration(start.elapsed().as_secs_f64())
+        "Zooming {width}x{height} with {} for {frames} frames (seed {}); frames kept in {}",
+        network.name(),
+        job.seed(),
+        job.work_dir().display()
     );
-    work.remove()?;
-    Ok(())
+    run_job(job, network.as_ref(), device, &args.output)
 }
 
 pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
@@ -282,176 +250,94 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
     };
     params.validate()?;
     let info = ffmpeg::probe(&args.input)?;
-    let seed = match shard {
-        Some(_) => Some(video_parts::common_seed(&args.input)?),
-        None => None,
+    let range = match shard {
+        None => VideoRange::Segment(Segment {
+            start: args.start,
+            duration: args.duration,
+        }),
+        Some(shard) => VideoRange::Part {
+            shard,
+            overlap: args.overlap,
+            cut_search: args.cut_search,
+        },
     };
-    let job = start_job(
-        &output,
-        &args.dream,
-        &args.animation,
-        params.next,
-        seed,
-        &[
-            ("mode", "video".into()),
-            ("start", args.start.to_string()),
-            ("duration", format!("{:?}", args.duration)),
-            ("blend", params.blend.to_string()),
-            ("cut-threshold", params.cut_threshold.to_string()),
-            ("flow", format!("{:?}", params.flow)),
-        ],
+    let settings = args.animation.settings(&args.dream, &output)?;
+    let network = load_network(&args.dream.model, device)?;
+    if let Some(shard) = shard {
+        note!(
+            "Planning part {} of {} (looking for scene cuts near the split points)…",
+            shard.index,
+            shard.count
+        );
+    }
+    let (fps, audio) = (info.frame_rate.fps(), info.audio_codec.is_some());
+    let (width, height) = (info.width, info.height);
+    let job = AnimationJob::video(
+        network.as_ref(),
+        &args.input,
+        info,
+        params,
+        range,
+        settings,
         device,
     )?;
-    let fps = info.frame_rate.fps();
-    let (segment, part) = match shard {
-        None => (
-            Segment {
-                start: args.start,
-                duration: args.duration,
-            },
-            None,
-        ),
-        Some(shard) => {
-            let total = ffmpeg::count_frames(&args.input)?;
-            let split = SplitParams {
-                overlap: (args.overlap * fps).round() as usize,
-                search: (args.cut_search * fps).round() as usize,
-            };
-            note!(
-                "Planning part {} of {} ({total} frames; looking for scene cuts near the split points)…",
-                shard.index,
-                shard.count
-            );
-            let job_id = video_parts::job_id(&args.input, &job.entries)?;
-            let part = video_parts::plan_part(
-                &args.input,
-                info.frame_rate,
-                total,
-                shard,
-                &split,
-                &params,
-                &job_id,
-                device,
-            )?;
-            let owned = part.owned();
-            note!(
-                "Part {}/{}: frames {}-{} of {total}{}",
-                part.index,
-                part.count,
-                owned.start,
-                owned.end - 1,
-                match (part.index, part.lead) {
-                    (0, _) => String::new(),
-                    (_, 0) => ", starting at a scene cut".into(),
-                    (_, lead) => format!(", after {lead} lead-in frames cross-faded in the join"),
-                }
-            );
-            (part.segment(info.frame_rate), Some(part))
-        }
-    };
-    let mut dream = job.dream.clone();
-    let extra: Vec<(String, String)> = part
-        .iter()
-        .map(|part| ("part".to_string(), part.tag()))
-        .collect();
-    let work = job.open_work(&args.input, &extra)?;
-    let network = job.network;
-    if let Some(part) = &part {
-        // Frame k of the video is seeded alike whichever part dreams it.
-        dream.seed = dream.seed.wrapping_add(part.first as u64);
-    }
-    let estimate = part
-        .as_ref()
-        .map_or_else(|| info.frames_in(&segment), |part| Some(part.frames));
-    note!(
-        "Dreaming {} ({}x{}, {:.3} fps, {} frames{}) with {} (seed {}); frames kept in {}",
-        args.input.display(),
-        info.width,
-        info.height,
-        fps,
-        estimate.map_or("?".into(), |n| n.to_string()),
-        if info.audio_codec.is_some() {
-            ", audio kept"
-        } else {
-            ""
-        },
-        network.name(),
-        job.dream.seed,
-        work.path().display()
-    );
-    let start = Instant::now();
-    let reader = VideoReader::open(&args.input, segment)?;
-    let mut source = TakeFrames::new(reader, part.as_ref().map_or(usize::MAX, |p| p.frames));
-    let mut reporter = FrameReporter::new(estimate.unwrap_or(0));
-    let frames = dream_video_watched(
-        network.as_ref(),
-        dream,
-        &params,
-        &mut source,
-        estimate,
-        &work,
-        device,
-        |snapshot| {
-            crate::interrupt::check()?;
-            reporter.report(snapshot.progress);
-            Ok(())
-        },
-    )
-    .map_err(|e| interrupted(e, &work))?;
-    reporter.finish();
-    if frames == 0 {
-        work.remove()?;
-        bail!(
-            "cannot read video {}: no frames{}",
-            args.input.display(),
-            if args.start > 0.0 {
-                " after --start"
-            } else {
-                ""
+    if let Some(part) = job.part() {
+        let owned = part.owned();
+        note!(
+            "Part {}/{}: frames {}-{} of {}{}",
+            part.index,
+            part.count,
+            owned.start,
+            owned.end - 1,
+            part.total,
+            match (part.index, part.lead) {
+                (0, _) => String::new(),
+                (_, 0) => ", starting at a scene cut".into(),
+                (_, lead) => format!(", after {lead} lead-in frames cross-faded in the join"),
             }
         );
     }
-    let part = match part {
-        Some(part) if frames != part.frames => bail!(
-            "{} has {frames} frames from frame {} where {} were counted; the video cannot be split exactly",
-            args.input.display(),
-            part.first,
-            part.frames
-        ),
-        other => other,
-    };
-    let first = work.load(0)?.context("the first frame is missing")?;
-    let audio = match (format, &info.audio_codec) {
-        (AnimationFormat::Video(_), Some(codec)) => Some(AudioSource {
-            path: args.input.clone(),
-            codec: codec.clone(),
-            // The sound of a part starts exactly at its first frame.
-            segment: match &part {
-                Some(part) => Segment {
-                    start: part.first as f64 / fps,
-                    duration: None,
-                },
-                None => segment,
-            },
-        }),
-        _ => None,
-    };
-    let tag = part.as_ref().map(VideoPart::tag);
-    write_animation(
-        &work,
-        frames,
-        &output,
-        first.dimensions(),
-        info.frame_rate,
-        Extras { audio, part: tag },
-        &args.animation,
-    )?;
     note!(
-        "Wrote {} ({frames} frames) in {}",
+        "Dreaming {} ({width}x{height}, {fps:.3} fps, {} frames{}) with {} (seed {}); frames kept in {}",
+        args.input.display(),
+        job.frames().map_or("?".into(), |n| n.to_string()),
+        if audio { ", audio kept" } else { "" },
+        network.name(),
+        job.seed(),
+        job.work_dir().display()
+    );
+    run_job(job, network.as_ref(), device, &output)
+}
+
+/// Dreams a planned animation's frames with a progress report, then writes it.
+fn run_job(job: AnimationJob, network: &dyn Network, device: &Device, output: &Path) -> Result<()> {
+    let start = Instant::now();
+    let mut reporter = FrameReporter::new(job.frames().unwrap_or(0));
+    let frames = job
+        .dream(network, device, |snapshot| {
+            crate::interrupt::check()?;
+            reporter.report(snapshot.progress);
+            Ok(())
+        })
+        .map_err(|e| interrupted(e, job.work_dir()))?;
+    reporter.finish();
+    note!("Encoding {}…", output.display());
+    let written = job.write(frames)?;
+    if written.padded {
+        note!(
+            "Note: {}x{} is odd; the video is padded to even sides with a repeated edge (yuv420p needs them)",
+            written.width,
+            written.height
+        );
+    }
+    note!(
+        "Wrote {} ({} frames, {}x{}) in {}",
         output.display(),
+        written.frames,
+        written.width,
+        written.height,
         human_duration(start.elapsed().as_secs_f64())
     );
-    work.remove()?;
     Ok(())
 }
 
@@ -497,11 +383,11 @@ pub fn video_join(args: VideoJoinArgs) -> Result<()> {
 }
 
 /// An interruption says where the finished frames are kept for the rerun.
-fn interrupted(error: deepdream::Error, work: &WorkDir) -> anyhow::Error {
+fn interrupted(error: deepdream::Error, work: &Path) -> anyhow::Error {
     match error {
         deepdream::Error::Cancelled => anyhow::anyhow!(
             "the finished frames are kept in {}: run the same command again to continue",
-            work.path().display()
+            work.display()
         ),
         other => other.into(),
     }
@@ -510,141 +396,6 @@ fn interrupted(error: deepdream::Error, work: &WorkDir) -> anyhow::Error {
 fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {
     image_io::check_writable(input, output, force)
         .map_err(|reason| anyhow::anyhow!("cannot write {}: {reason}", output.display()))
-}
-
-/// A job's network, dream parameters and settings, before its work folder is opened.
-struct Job {
-    network: Box<dyn Network>,
-    dream: DreamParams,
-    /// Every setting that decides the frames, as (key, value).
-    entries: Vec<(String, String)>,
-    work_path: PathBuf,
-}
-
-impl Job {
-    /// Opens the job's work folder (`OUTPUT.deepdream-work` unless `--work-dir`), for the
-    /// settings and `extra` ones.
-    fn open_work(&self, input: &Path, extra: &[(String, String)]) -> Result<WorkDir> {
-        let mut entries = self.entries.clone();
-        entries.extend(extra.iter().cloned());
-        Ok(WorkDir::open(&self.work_path, &job_text(input, &entries)?)?)
-    }
-}
-
-/// Loads the network and settles the dream parameters of the job whose output is `output`.
-/// Without `--seed`, a run that resumes an interrupted one takes that run's seed, else
-/// `seed` if given, else a random one. `mode` lists the mode's own parameters.
-#[allow(clippy::too_many_arguments)]
-fn start_job(
-    output: &Path,
-    options: &DreamOptions,
-    animation: &AnimationOptions,
-    next: FrameSettings,
-    seed: Option<u64>,
-    mode: &[(&str, String)],
-    device: &Device,
-) -> Result<Job> {
-    let work_path = animation
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| WorkDir::default_for(output));
-    let mut dream = options.params()?;
-    if options.seed.is_none() {
-        if let Some(recorded) =
-            WorkDir::recorded(&work_path, "deepdream:seed").and_then(|s| s.parse().ok())
-        {
-            dream.seed = recorded;
-        } else if let Some(seed) = seed {
-            dream.seed = seed;
-        }
-    }
-    let network = load_network(&options.model, device)?;
-    let mut entries = options.metadata(network.as_ref(), &dream);
-    entries.extend(mode.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    entries.push(("octaves-per-frame".into(), next.octaves.to_string()));
-    entries.push(("iterations-per-frame".into(), next.iterations.to_string()));
-    Ok(Job {
-        network,
-        dream,
-        entries,
-        work_path,
-    })
-}
-
-/// The text that identifies a job: the input file (path, size, modification time) and the
-/// parameters, one `key value` per line.
-fn job_text(input: &Path, entries: &[(String, String)]) -> Result<String> {
-    let meta =
-        std::fs::metadata(input).with_context(|| format!("cannot read {}", input.display()))?;
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    let path = input.canonicalize().unwrap_or_else(|_| input.to_path_buf());
-    let mut text = format!("input {} {} {modified}\n", path.display(), meta.len());
-    for (key, value) in entries {
-        text.push_str(&format!("{key} {value}\n"));
-    }
-    Ok(text)
-}
-
-/// What an animation's file holds beside the frames.
-#[derive(Default)]
-struct Extras {
-    /// The sound.
-    audio: Option<AudioSource>,
-    /// The [`VideoPart::tag`] of a part of a split video.
-    part: Option<String>,
-}
-
-/// Writes the finished frames `0..frames` of `work` to `output` (and `--frames-dir`).
-fn write_animation(
-    work: &WorkDir,
-    frames: usize,
-    output: &Path,
-    (width, height): (u32, u32),
-    frame_rate: FrameRate,
-    Extras { audio, part }: Extras,
-    options: &AnimationOptions,
-) -> Result<()> {
-    let odd = width % 2 == 1 || height % 2 == 1;
-    if odd
-        && matches!(
-            AnimationFormat::from_path(output)?,
-            AnimationFormat::Video(_)
-        )
-    {
-        note!(
-            "Note: {width}x{height} is odd; the video is padded to even sides with a repeated edge (yuv420p needs them)"
-        );
-    }
-    if let Some(dir) = &options.frames_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    note!("Encoding {}…", output.display());
-    let sink: Box<dyn FrameSink> = match part {
-        Some(tag) => Box::new(VideoWriter::create_tagged(
-            output,
-            width,
-            height,
-            frame_rate,
-            frames as u64,
-            audio,
-            &[(PART_TAG, &tag)],
-        )?),
-        None => open_sink(output, width, height, frame_rate, frames as u64, audio)?,
-    };
-    work.encode(frames, sink)?;
-    if let Some(dir) = &options.frames_dir {
-        for index in 0..frames {
-            let source = work.frame_path(index);
-            let target = dir.join(source.file_name().unwrap_or_default());
-            std::fs::copy(&source, &target)
-                .with_context(|| format!("cannot write {}", target.display()))?;
-        }
-    }
-    Ok(())
 }
 
 /// Progress over the frames: a bar on a terminal, otherwise a line per frame.

@@ -153,21 +153,20 @@ impl DreamOptions {
         Ok(params)
     }
 
-    /// Everything that decides the pictures besides the parameters themselves, as text
-    /// entries (the model, the guide file).
+    /// Everything that decides the pictures, as text entries: the software, the model, the
+    /// parameters, the guide file.
     pub fn metadata(&self, network: &dyn Network, params: &DreamParams) -> Vec<(String, String)> {
-        let mut metadata = vec![
-            (
-                "Software".to_string(),
-                format!("deepdream {}", env!("CARGO_PKG_VERSION")),
-            ),
-            ("deepdream:model".to_string(), network.name().to_string()),
-        ];
-        metadata.extend(params.metadata());
-        if let Some(guide) = &self.guide {
-            metadata.push(("deepdream:guide".to_string(), guide.display().to_string()));
-        }
+        let mut metadata = params.metadata_with(network.name());
+        metadata.extend(self.identity());
         metadata
+    }
+
+    /// What decides the pictures besides the model and the parameters: the guide file.
+    pub fn identity(&self) -> Vec<(String, String)> {
+        let guide = self.guide.iter();
+        guide
+            .map(|path| ("deepdream:guide".to_string(), path.display().to_string()))
+            .collect()
     }
 }
 

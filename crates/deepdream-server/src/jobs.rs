@@ -8,15 +8,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use deepdream::jobs::animation::{AnimationJob, AnimationSettings, VideoRange};
 use deepdream::jobs::eta::{self, DreamEta, Eta};
-use deepdream::media::animation::open_sink;
-use deepdream::media::ffmpeg::{AudioSource, FrameRate, Segment, VideoInfo, VideoReader};
-use deepdream::media::work_dir::WorkDir;
+use deepdream::media::ffmpeg::{FrameRate, Segment, VideoInfo};
 use deepdream::modes::animation::{FrameProgress, FrameSettings};
 use deepdream::modes::style::{StyleImage, StyleParams, Stylist};
-use deepdream::modes::video::{VideoParams, dream_video_watched};
+use deepdream::modes::video::VideoParams;
 use deepdream::modes::visualize::{Target, VisualizeParams, visualize_watched};
-use deepdream::modes::zoom::{ZoomParams, zoom_watched};
+use deepdream::modes::zoom::ZoomParams;
 use deepdream::{
     Device, DreamParams, Dreamer, Error, Network, Snapshot, media::image_io, networks::models,
     networks::weights,
@@ -619,35 +618,29 @@ impl Queue {
                 mp4,
                 ..
             } => {
-                let (width, height) = source.rgb.dimensions();
-                let frame_work =
-                    FrameWork::of(network, dream, params.next, (width, height), device)?;
-                reporter.eta = Eta::new(frame_work.total(params.frames));
-                let work = self.work_dir(job)?;
-                zoom_watched(
-                    network,
-                    dream.clone(),
-                    params,
-                    &source.rgb,
-                    &work,
-                    device,
-                    |s| reporter.observe_frame(s, &frame_work, params.frames),
-                )?;
                 let (extension, media_type) = if *mp4 {
                     ("mp4", "video/mp4")
                 } else {
                     ("gif", "image/gif")
                 };
-                return self.encode(
-                    job,
-                    &work,
-                    params.frames,
-                    (width, height),
-                    FrameRate::from_fps(*fps)?,
+                let scratch = self.scratch(job, extension);
+                let animation = AnimationJob::zoom(
+                    network,
                     None,
-                    extension,
+                    source.rgb.clone(),
+                    params.clone(),
+                    FrameRate::from_fps(*fps)?,
+                    scratch.settings(dream),
+                )?;
+                let size = source.rgb.dimensions();
+                let frames = FrameWork::of(network, dream, params.next, size, device)?;
+                reporter.eta = Eta::new(frames.total(params.frames));
+                let bytes = scratch.run(animation, network, device, &mut reporter, &frames)?;
+                return Ok(Output {
+                    bytes,
                     media_type,
-                );
+                    extension,
+                });
             }
             Task::Video {
                 dream,
@@ -657,38 +650,25 @@ impl Queue {
                 ..
             } => {
                 let info = &video.info;
-                let size = (info.width, info.height);
-                let frames = info.frames_in(segment).unwrap_or(1).max(1);
-                let frame_work = FrameWork::of(network, dream, params.next, size, device)?;
-                reporter.eta = Eta::new(frame_work.total(frames));
-                let work = self.work_dir(job)?;
-                let mut reader = VideoReader::open(&video.path, *segment)?;
-                let count = dream_video_watched(
+                let scratch = self.scratch(job, "mp4");
+                let animation = AnimationJob::video(
                     network,
-                    dream.clone(),
-                    params,
-                    &mut reader,
-                    Some(frames),
-                    &work,
+                    &video.path,
+                    info.clone(),
+                    params.clone(),
+                    VideoRange::Segment(*segment),
+                    scratch.settings(dream),
                     device,
-                    |s| reporter.observe_frame(s, &frame_work, frames),
                 )?;
-                let size = work.finished_frame(0)?.dimensions();
-                let audio = info.audio_codec.clone().map(|codec| AudioSource {
-                    path: video.path.clone(),
-                    codec,
-                    segment: *segment,
+                let size = (info.width, info.height);
+                let frames = FrameWork::of(network, dream, params.next, size, device)?;
+                reporter.eta = Eta::new(frames.total(animation.frames().unwrap_or(1).max(1)));
+                let bytes = scratch.run(animation, network, device, &mut reporter, &frames)?;
+                return Ok(Output {
+                    bytes,
+                    media_type: "video/mp4",
+                    extension: "mp4",
                 });
-                return self.encode(
-                    job,
-                    &work,
-                    count,
-                    size,
-                    info.frame_rate,
-                    audio,
-                    "mp4",
-                    "video/mp4",
-                );
             }
             Task::Visualize { target, params, .. } => {
                 reporter.eta = Eta::new(params.steps as f64);
@@ -709,56 +689,58 @@ impl Queue {
         })
     }
 
-    /// A fresh work folder for an animation's frames, removed when the job ends.
-    fn work_dir(&self, job: &Job) -> deepdream::Result<ScratchWork> {
-        let path = self.scratch.join(format!("job-{}", job.id));
-        let _ = std::fs::remove_dir_all(&path);
-        Ok(ScratchWork(WorkDir::open(&path, "studio")?))
+    /// Where an animation job writes its frames and its file, both removed when it ends.
+    fn scratch(&self, job: &Job, extension: &str) -> Scratch {
+        Scratch {
+            work: self.scratch.join(format!("job-{}", job.id)),
+            output: self.scratch.join(format!("job-{}.{extension}", job.id)),
+        }
+    }
+}
+
+/// An animation job's work folder and file in the server's private folder, deleted when
+/// the job ends however it ends.
+struct Scratch {
+    work: PathBuf,
+    output: PathBuf,
+}
+
+impl Scratch {
+    /// The job settings of an animation dreamed with `dream` into this scratch space.
+    fn settings(&self, dream: &DreamParams) -> AnimationSettings {
+        let _ = std::fs::remove_dir_all(&self.work);
+        AnimationSettings {
+            work_dir: Some(self.work.clone()),
+            ..AnimationSettings::new(dream.clone(), self.output.clone())
+        }
     }
 
-    /// Encodes the finished frames into a GIF or video file and reads it back.
-    #[allow(clippy::too_many_arguments)]
-    fn encode(
+    /// Dreams the animation with progress reports, writes it and reads the file back.
+    fn run(
         &self,
-        job: &Job,
-        work: &WorkDir,
-        frames: usize,
-        (width, height): (u32, u32),
-        frame_rate: FrameRate,
-        audio: Option<AudioSource>,
-        extension: &'static str,
-        media_type: &'static str,
-    ) -> deepdream::Result<Output> {
-        job.update(|s| s.eta_seconds = None);
-        let path = self.scratch.join(format!("job-{}.{extension}", job.id));
-        let sink = open_sink(&path, width, height, frame_rate, frames as u64, audio)?;
-        work.encode(frames, sink)?;
-        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
-            path: path.clone(),
+        animation: AnimationJob,
+        network: &dyn Network,
+        device: &Device,
+        reporter: &mut Reporter,
+        work: &FrameWork,
+    ) -> deepdream::Result<Vec<u8>> {
+        let expected = animation.frames().unwrap_or(1).max(1);
+        let frames = animation.dream(network, device, |s| {
+            reporter.observe_frame(s, work, expected)
+        })?;
+        reporter.job.update(|s| s.eta_seconds = None);
+        animation.write(frames)?;
+        std::fs::read(&self.output).map_err(|source| Error::Io {
+            path: self.output.clone(),
             source,
-        });
-        let _ = std::fs::remove_file(&path);
-        Ok(Output {
-            bytes: bytes?,
-            media_type,
-            extension,
         })
     }
 }
 
-/// A job's work folder, deleted when the job ends however it ends.
-struct ScratchWork(WorkDir);
-
-impl std::ops::Deref for ScratchWork {
-    type Target = WorkDir;
-    fn deref(&self) -> &WorkDir {
-        &self.0
-    }
-}
-
-impl Drop for ScratchWork {
+impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.0.path());
+        let _ = std::fs::remove_dir_all(&self.work);
+        let _ = std::fs::remove_file(&self.output);
     }
 }
 

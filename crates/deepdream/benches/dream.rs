@@ -8,6 +8,7 @@
 //! cargo bench -p deepdream --bench dream -- --steps             # the steps only
 //! cargo bench -p deepdream --bench dream -- --steps --model efficientnet-lite0
 //! cargo bench -p deepdream --bench dream -- --dream --max-memory 4000000000   # the dream only
+//! cargo bench -p deepdream --bench dream -- --overhead --model inception3     # step vs gradient
 //! cargo bench -p deepdream --bench dream --features wgpu -- --device wgpu --warmup 5 --repeats 10
 //! ```
 //!
@@ -41,6 +42,7 @@ fn main() {
     common::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let steps_only = args.iter().any(|a| a == "--steps");
+    let overhead_only = args.iter().any(|a| a == "--overhead");
     let dream_only = args.iter().any(|a| a == "--dream");
     let option = |name: &str| {
         args.iter()
@@ -68,6 +70,14 @@ fn main() {
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("deepdream benchmark: device {device_name}, {threads} CPU threads");
+    if overhead_only {
+        for name in names {
+            let spec = models::find(name).unwrap();
+            let network = load(name, &weight_file(spec), &device);
+            step_overhead(network.as_ref(), &device, repeats.max(5));
+        }
+        return;
+    }
     let mut timed = Vec::new();
     for name in names {
         let path = match models::find(name) {
@@ -215,6 +225,53 @@ fn main() {
             median(steps[1..].to_vec())
         );
     }
+}
+
+/// What a dream step costs beyond its gradient (jitter, normalisation, the update of the
+/// image): at 512x512, rounds of 5 gradients alone and a one-octave dream of 6 steps (the
+/// first step, which also prepares the picture, left out), interleaved so that both see
+/// the same machine; medians.
+fn step_overhead(network: &dyn Network, device: &Device, rounds: usize) {
+    const STEPS: usize = 5;
+    let size = 512;
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chelsea.png");
+    let photo = image_io::load(&photo)
+        .unwrap()
+        .resize_exact(size, size, image::imageops::FilterType::Lanczos3)
+        .to_rgb8();
+    let params = DreamParams {
+        octaves: 1,
+        iterations: STEPS + 1,
+        seed: 1,
+        ..DreamParams::default()
+    };
+    let dreamer = Dreamer::new(network, params, device).unwrap();
+    let input = network.preprocess().apply(&photo, device);
+    let (mut gradients, mut steps) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for _ in 0..STEPS {
+            let start = Instant::now();
+            let gradient = dreamer.gradient(input.clone()).unwrap();
+            let _: f32 = gradient.slice([0..1, 0..1, 0..1, 0..1]).into_scalar();
+            gradients.push(start.elapsed().as_secs_f64());
+        }
+        let mut last = Instant::now();
+        let mut times = Vec::new();
+        dreamer
+            .dream(&photo, |_| {
+                times.push(last.elapsed().as_secs_f64());
+                last = Instant::now();
+            })
+            .unwrap();
+        steps.extend_from_slice(&times[1..]);
+    }
+    let (gradient, step) = (median(gradients), median(steps));
+    println!(
+        "{} {size}x{size}: gradient alone {gradient:.4} s, dream step {step:.4} s (medians of {} each): the step costs {:+.1} % more",
+        network.name(),
+        rounds * STEPS,
+        (step / gradient - 1.0) * 100.0
+    );
 }
 
 /// PyTorch's median step times for [`SIZES`], from scripts/bench_torch.py: the same

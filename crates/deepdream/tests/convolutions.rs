@@ -106,7 +106,7 @@ fn errors(case: &Case) -> (f32, f32) {
                 // convolutions to Winograd.
                 let size = conv_gemm::output_size(&x, &w, b.as_ref(), &case.options())
                     .expect("the kernel applies");
-                conv_gemm::conv2d(x, w, b, &case.options(), size)
+                conv::cpu_conv(x, w, b, conv::CpuConv::Gemm, &case.options(), size)
             } else if fast {
                 conv::conv2d(x, w, b, case.options())
             } else {

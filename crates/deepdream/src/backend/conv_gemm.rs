@@ -1,6 +1,6 @@
 //! Convolution of any kernel size and stride for the CPU backend as matrix products on a
-//! padded copy of the input, forward and gradient with respect to the input, added to burn
-//! as a backend extension like [`conv3x3`](crate::backend::conv3x3).
+//! padded copy of the input, forward and gradient with respect to the input (added to burn
+//! as a backend extension by [`conv`](crate::backend::conv)).
 //!
 //! The input is copied once into a zero border, its columns and rows split by their phase
 //! modulo the stride, so that every kernel tap reads each channel as one contiguous run of
@@ -12,47 +12,18 @@
 //! The input gradient runs the same products transposed, adding into the padded copy,
 //! which is then read back.
 
-use burn::backend::autodiff::Autodiff;
-use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::TensorMetadata;
 use burn::backend::ops::ConvOptions;
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::backend::cpu::{floats, with_simd};
 use crate::backend::geometry::{ConvGeometry, cpu_output_size};
-use crate::backend::tracked::{InputGradient, unary_op};
 
 /// The largest matrix of gathered taps (values): 32 MiB. Larger inputs take one product per
 /// tap instead, which needs no extra memory.
 const MOST_GATHERED: usize = 8 << 20;
-
-/// The convolution as a backend operation.
-#[backend_extension(Flex, Autodiff)]
-pub trait ConvGemmBackend: Backend {
-    /// `x` (`[N, C, H, W]`) convolved with `weight` (`[O, C, kh, kw]`) plus `bias` (`[O]`),
-    /// giving `out_height` x `out_width` outputs.
-    fn conv_gemm(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        geometry: ConvGeometry,
-        out_height: usize,
-        out_width: usize,
-    ) -> FloatTensor<Self>;
-
-    /// The gradient of [`Self::conv_gemm`] with respect to its `in_height` x `in_width`
-    /// input, from the gradient of its output.
-    fn conv_gemm_input_grad(
-        output_grad: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        geometry: ConvGeometry,
-        in_height: usize,
-        in_width: usize,
-    ) -> FloatTensor<Self>;
-}
 
 /// The padded, phase-split copy of one image: for each of the `stride[0] x stride[1]`
 /// phases, every channel as `rows x row` values, one row of slack below so that a tap's
@@ -510,124 +481,68 @@ fn per_image(batch: usize, f: impl Fn(usize) -> Vec<f32>) -> Vec<f32> {
     all
 }
 
-impl ConvGemmBackend for Flex {
-    fn conv_gemm(
-        x: FlexTensor,
-        weight: FlexTensor,
-        bias: FlexTensor,
-        geometry: ConvGeometry,
-        out_height: usize,
-        out_width: usize,
-    ) -> FlexTensor {
-        let [batch, channels, height, width] = x.shape().dims();
-        let [out_channels, _, kh, kw] = weight.shape().dims();
-        let layout = Layout::new(
-            channels,
-            [kh, kw],
-            geometry,
-            [height, width],
-            [out_height, out_width],
-        );
-        let (x, weight, bias) = (floats(&x), floats(&weight), floats(&bias));
-        let image = channels * height * width;
-        let out = per_image(batch, |n| {
-            forward_image(
-                &x[n * image..(n + 1) * image],
-                &weight,
-                &bias,
-                out_channels,
-                &layout,
-            )
-        });
-        let shape = Shape::from([batch, out_channels, out_height, out_width]);
-        FlexTensor::from_data(TensorData::new(out, shape))
-    }
-
-    fn conv_gemm_input_grad(
-        output_grad: FlexTensor,
-        weight: FlexTensor,
-        geometry: ConvGeometry,
-        in_height: usize,
-        in_width: usize,
-    ) -> FlexTensor {
-        let [batch, out_channels, out_height, out_width] = output_grad.shape().dims();
-        let [_, channels, kh, kw] = weight.shape().dims();
-        let layout = Layout::new(
-            channels,
-            [kh, kw],
-            geometry,
-            [in_height, in_width],
-            [out_height, out_width],
-        );
-        let (grad, weight) = (floats(&output_grad), floats(&weight));
-        let image = out_channels * out_height * out_width;
-        let gin = per_image(batch, |n| {
-            input_grad_image(
-                &grad[n * image..(n + 1) * image],
-                &weight,
-                out_channels,
-                &layout,
-            )
-        });
-        let shape = Shape::from([batch, channels, in_height, in_width]);
-        FlexTensor::from_data(TensorData::new(gin, shape))
-    }
-}
-
-/// What the convolution keeps for its input gradient.
-#[derive(Clone, Debug)]
-struct ConvGradient<B: Backend> {
-    weight: B::FloatTensorPrimitive,
+/// `x` (`[N, C, H, W]`) convolved with `weight` (`[O, C, kh, kw]`) plus `bias` (`[O]`),
+/// giving `out_height` x `out_width` outputs.
+pub(crate) fn conv(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
     geometry: ConvGeometry,
-    input: [usize; 2],
+    [out_height, out_width]: [usize; 2],
+) -> FlexTensor {
+    let [batch, channels, height, width] = x.shape().dims();
+    let [out_channels, _, kh, kw] = weight.shape().dims();
+    let layout = Layout::new(
+        channels,
+        [kh, kw],
+        geometry,
+        [height, width],
+        [out_height, out_width],
+    );
+    let (x, weight, bias) = (floats(&x), floats(&weight), floats(&bias));
+    let image = channels * height * width;
+    let out = per_image(batch, |n| {
+        forward_image(
+            &x[n * image..(n + 1) * image],
+            &weight,
+            &bias,
+            out_channels,
+            &layout,
+        )
+    });
+    let shape = Shape::from([batch, out_channels, out_height, out_width]);
+    FlexTensor::from_data(TensorData::new(out, shape))
 }
 
-impl<B: Backend + ConvGemmBackend> InputGradient<B> for ConvGradient<B> {
-    fn input_gradient(self, grad: B::FloatTensorPrimitive) -> B::FloatTensorPrimitive {
-        let [height, width] = self.input;
-        B::conv_gemm_input_grad(grad, self.weight, self.geometry, height, width)
-    }
-}
-
-impl<B: Backend + ConvGemmBackend, C: CheckpointStrategy> ConvGemmBackend for Autodiff<B, C> {
-    fn conv_gemm(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        geometry: ConvGeometry,
-        out_height: usize,
-        out_width: usize,
-    ) -> FloatTensor<Self> {
-        let [_, _, in_height, in_width] = x.shape().dims();
-        let (weight, bias) = (weight.into_primitive(), bias.into_primitive());
-        unary_op::<B, C, _>(x, |x| {
-            let state = ConvGradient::<B> {
-                weight: weight.clone(),
-                geometry,
-                input: [in_height, in_width],
-            };
-            let output = B::conv_gemm(x, weight, bias, geometry, out_height, out_width);
-            (output, state)
-        })
-    }
-
-    fn conv_gemm_input_grad(
-        output_grad: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        geometry: ConvGeometry,
-        in_height: usize,
-        in_width: usize,
-    ) -> FloatTensor<Self> {
-        // Only reached through the backward pass above, which runs on the inner backend.
-        let grad = B::conv_gemm_input_grad(
-            output_grad.into_primitive(),
-            weight.into_primitive(),
-            geometry,
-            in_height,
-            in_width,
-        );
-        <Self as AutodiffBackend>::from_inner(grad)
-    }
+/// The gradient of [`conv`] with respect to its `in_height` x `in_width` input, from the
+/// gradient of its output.
+pub(crate) fn conv_input_grad(
+    output_grad: FlexTensor,
+    weight: FlexTensor,
+    geometry: ConvGeometry,
+    [in_height, in_width]: [usize; 2],
+) -> FlexTensor {
+    let [batch, out_channels, out_height, out_width] = output_grad.shape().dims();
+    let [_, channels, kh, kw] = weight.shape().dims();
+    let layout = Layout::new(
+        channels,
+        [kh, kw],
+        geometry,
+        [in_height, in_width],
+        [out_height, out_width],
+    );
+    let (grad, weight) = (floats(&output_grad), floats(&weight));
+    let image = out_channels * out_height * out_width;
+    let gin = per_image(batch, |n| {
+        input_grad_image(
+            &grad[n * image..(n + 1) * image],
+            &weight,
+            out_channels,
+            &layout,
+        )
+    });
+    let shape = Shape::from([batch, channels, in_height, in_width]);
+    FlexTensor::from_data(TensorData::new(gin, shape))
 }
 
 /// The output size when this module computes the convolution: no groups, and the CPU
@@ -642,26 +557,6 @@ pub fn output_size(
         return None;
     }
     cpu_output_size(x, weight, bias, options)
-}
-
-/// A convolution through this module; `size` from [`output_size`].
-pub fn conv2d(
-    x: Tensor<4>,
-    weight: Tensor<4>,
-    bias: Option<Tensor<1>>,
-    options: &ConvOptions<2>,
-    [out_height, out_width]: [usize; 2],
-) -> Tensor<4> {
-    let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &weight.device()));
-    let output = <burn::backend::Dispatch as ConvGemmBackend>::conv_gemm(
-        x.into_dispatch(),
-        weight.into_dispatch(),
-        bias.into_dispatch(),
-        ConvGeometry::of(options),
-        out_height,
-        out_width,
-    );
-    Tensor::from_dispatch(output)
 }
 
 #[cfg(test)]

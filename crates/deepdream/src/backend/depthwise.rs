@@ -1,6 +1,6 @@
 //! Depthwise convolution for the CPU backend (each channel convolved with its own kernel,
-//! as in EfficientNet and MobileNet), forward and gradient with respect to the input, added
-//! to burn as a backend extension like [`conv3x3`](crate::backend::conv3x3). burn's grouped
+//! as in EfficientNet and MobileNet), forward and gradient with respect to the input (added
+//! to burn as a backend extension by [`conv`](crate::backend::conv)). burn's grouped
 //! convolution runs a depthwise convolution as thousands of one-channel matrix products and
 //! its gradient as a transposed convolution; here each channel's plane is one task: copied
 //! into a zero border (columns split by phase for a stride, so that every tap reads
@@ -9,43 +9,14 @@
 //! output gradient, spread out by the stride, with the kernel turned by 180°. Any kernel
 //! size, stride, and per-side padding.
 
-use burn::backend::autodiff::Autodiff;
-use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::TensorMetadata;
 use burn::backend::ops::ConvOptions;
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::backend::cpu::floats;
 use crate::backend::geometry::{ConvGeometry, cpu_output_size};
-use crate::backend::tracked::{InputGradient, unary_op};
-
-/// The depthwise convolution as a backend operation.
-#[backend_extension(Flex, Autodiff)]
-pub trait DepthwiseBackend: Backend {
-    /// `x` (`[N, C, H, W]`) convolved channel by channel with `weight` (`[C, 1, kh, kw]`)
-    /// plus `bias` (`[C]`), giving `out_height` x `out_width` outputs.
-    fn depthwise_conv(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        geometry: ConvGeometry,
-        out_height: usize,
-        out_width: usize,
-    ) -> FloatTensor<Self>;
-
-    /// The gradient of [`Self::depthwise_conv`] with respect to its `in_height` x `in_width`
-    /// input, from the gradient of its output.
-    fn depthwise_input_grad(
-        output_grad: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        geometry: ConvGeometry,
-        in_height: usize,
-        in_width: usize,
-    ) -> FloatTensor<Self>;
-}
 
 /// Outputs computed together, kept in registers while every tap is added.
 const BLOCK: usize = 16;
@@ -234,7 +205,7 @@ fn correlate_avx2(
 }
 
 /// Forward pass on `f32` slices (NCHW), bias added.
-pub fn forward(
+fn forward(
     x: &[f32],
     weight: &[f32],
     bias: &[f32],
@@ -266,7 +237,7 @@ pub fn forward(
 
 /// Input gradient on `f32` slices: the correlation of the output gradient, spread out by
 /// the stride, with the kernel turned by 180°.
-pub fn input_grad(
+fn input_grad(
     grad: &[f32],
     weight: &[f32],
     [channels, height, width]: [usize; 3],
@@ -305,106 +276,50 @@ pub fn input_grad(
     gin
 }
 
-impl DepthwiseBackend for Flex {
-    fn depthwise_conv(
-        x: FlexTensor,
-        weight: FlexTensor,
-        bias: FlexTensor,
-        geometry: ConvGeometry,
-        out_height: usize,
-        out_width: usize,
-    ) -> FlexTensor {
-        let [batch, channels, height, width] = x.shape().dims();
-        let [_, _, kh, kw] = weight.shape().dims();
-        let out = forward(
-            &floats(&x),
-            &floats(&weight),
-            &floats(&bias),
-            [channels, height, width],
-            [kh, kw],
-            geometry,
-            [out_height, out_width],
-        );
-        let shape = Shape::from([batch, channels, out_height, out_width]);
-        FlexTensor::from_data(TensorData::new(out, shape))
-    }
-
-    fn depthwise_input_grad(
-        output_grad: FlexTensor,
-        weight: FlexTensor,
-        geometry: ConvGeometry,
-        in_height: usize,
-        in_width: usize,
-    ) -> FlexTensor {
-        let [batch, channels, out_height, out_width] = output_grad.shape().dims();
-        let [_, _, kh, kw] = weight.shape().dims();
-        let gin = input_grad(
-            &floats(&output_grad),
-            &floats(&weight),
-            [channels, in_height, in_width],
-            [kh, kw],
-            geometry,
-            [out_height, out_width],
-        );
-        let shape = Shape::from([batch, channels, in_height, in_width]);
-        FlexTensor::from_data(TensorData::new(gin, shape))
-    }
-}
-
-/// What the depthwise convolution keeps for its input gradient.
-#[derive(Clone, Debug)]
-struct DepthwiseGradient<B: Backend> {
-    weight: B::FloatTensorPrimitive,
+/// `x` (`[N, C, H, W]`) convolved channel by channel with `weight` (`[C, 1, kh, kw]`) plus
+/// `bias` (`[C]`), giving `out_height` x `out_width` outputs.
+pub(crate) fn conv(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
     geometry: ConvGeometry,
-    input: [usize; 2],
+    [out_height, out_width]: [usize; 2],
+) -> FlexTensor {
+    let [batch, channels, height, width] = x.shape().dims();
+    let [_, _, kh, kw] = weight.shape().dims();
+    let out = forward(
+        &floats(&x),
+        &floats(&weight),
+        &floats(&bias),
+        [channels, height, width],
+        [kh, kw],
+        geometry,
+        [out_height, out_width],
+    );
+    let shape = Shape::from([batch, channels, out_height, out_width]);
+    FlexTensor::from_data(TensorData::new(out, shape))
 }
 
-impl<B: Backend + DepthwiseBackend> InputGradient<B> for DepthwiseGradient<B> {
-    fn input_gradient(self, grad: B::FloatTensorPrimitive) -> B::FloatTensorPrimitive {
-        let [height, width] = self.input;
-        B::depthwise_input_grad(grad, self.weight, self.geometry, height, width)
-    }
-}
-
-impl<B: Backend + DepthwiseBackend, C: CheckpointStrategy> DepthwiseBackend for Autodiff<B, C> {
-    fn depthwise_conv(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        geometry: ConvGeometry,
-        out_height: usize,
-        out_width: usize,
-    ) -> FloatTensor<Self> {
-        let [_, _, in_height, in_width] = x.shape().dims();
-        let (weight, bias) = (weight.into_primitive(), bias.into_primitive());
-        unary_op::<B, C, _>(x, |x| {
-            let state = DepthwiseGradient::<B> {
-                weight: weight.clone(),
-                geometry,
-                input: [in_height, in_width],
-            };
-            let output = B::depthwise_conv(x, weight, bias, geometry, out_height, out_width);
-            (output, state)
-        })
-    }
-
-    fn depthwise_input_grad(
-        output_grad: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        geometry: ConvGeometry,
-        in_height: usize,
-        in_width: usize,
-    ) -> FloatTensor<Self> {
-        // Only reached through the backward pass above, which runs on the inner backend.
-        let grad = B::depthwise_input_grad(
-            output_grad.into_primitive(),
-            weight.into_primitive(),
-            geometry,
-            in_height,
-            in_width,
-        );
-        <Self as AutodiffBackend>::from_inner(grad)
-    }
+/// The gradient of [`conv`] with respect to its `in_height` x `in_width` input, from the
+/// gradient of its output.
+pub(crate) fn conv_input_grad(
+    output_grad: FlexTensor,
+    weight: FlexTensor,
+    geometry: ConvGeometry,
+    [in_height, in_width]: [usize; 2],
+) -> FlexTensor {
+    let [batch, channels, out_height, out_width] = output_grad.shape().dims();
+    let [_, _, kh, kw] = weight.shape().dims();
+    let gin = input_grad(
+        &floats(&output_grad),
+        &floats(&weight),
+        [channels, in_height, in_width],
+        [kh, kw],
+        geometry,
+        [out_height, out_width],
+    );
+    let shape = Shape::from([batch, channels, in_height, in_width]);
+    FlexTensor::from_data(TensorData::new(gin, shape))
 }
 
 /// The output size when the depthwise kernel computes this convolution: one input channel
@@ -424,24 +339,4 @@ pub fn output_size(
         return None;
     }
     cpu_output_size(x, weight, bias, options)
-}
-
-/// A depthwise convolution through this module's kernel; `size` from [`output_size`].
-pub fn conv2d(
-    x: Tensor<4>,
-    weight: Tensor<4>,
-    bias: Option<Tensor<1>>,
-    options: &ConvOptions<2>,
-    [out_height, out_width]: [usize; 2],
-) -> Tensor<4> {
-    let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &weight.device()));
-    let output = <burn::backend::Dispatch as DepthwiseBackend>::depthwise_conv(
-        x.into_dispatch(),
-        weight.into_dispatch(),
-        bias.into_dispatch(),
-        ConvGeometry::of(options),
-        out_height,
-        out_width,
-    );
-    Tensor::from_dispatch(output)
 }

@@ -8,6 +8,7 @@
 //! through [`depthwise`], other ungrouped ones as matrix products ([`conv_gemm`]).
 
 pub mod activation;
+pub mod ascend;
 pub mod conv;
 pub mod conv3x3;
 pub mod conv_gemm;
@@ -19,6 +20,7 @@ pub mod pool;
 mod tracked;
 
 pub use activation::{clamp, relu, relu6};
+pub use ascend::ascend;
 pub use conv::conv2d;
 pub(crate) use cpu::on_worker;
 pub use pool::{avg_pool2d, max_pool2d};

@@ -3,6 +3,7 @@
 //! machines ([`video_parts`], [`shard`]), batches of pictures ([`batch`]), and time
 //! estimates ([`eta`]).
 
+pub mod animation;
 pub mod batch;
 pub mod eta;
 pub mod shard;

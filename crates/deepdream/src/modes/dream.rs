@@ -8,7 +8,7 @@ use image::{DynamicImage, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::on_worker;
+use crate::backend::{ascend, on_worker};
 use crate::engine::snapshot::Snapshot;
 use crate::engine::tiling::{self, Plan, Tiling};
 use crate::engine::{objective, octaves, optimizer};
@@ -130,6 +130,20 @@ impl DreamParams {
             return invalid("the channel list is empty");
         }
         Ok(())
+    }
+
+    /// The software, the `model` and the parameters as `(key, value)` text: what decides a
+    /// dream, for storing in the output file.
+    pub fn metadata_with(&self, model: &str) -> Vec<(String, String)> {
+        let mut entries = vec![
+            (
+                "Software".to_string(),
+                format!("deepdream {}", env!("CARGO_PKG_VERSION")),
+            ),
+            ("deepdream:model".to_string(), model.to_string()),
+        ];
+        entries.extend(self.metadata());
+        entries
     }
 
     /// The parameters as `(key, value)` text, for storing in the output file.
@@ -428,10 +442,10 @@ impl<'a> Dreamer<'a> {
         let jitter = self.params.jitter as i64;
         let ox = rng.random_range(-jitter..=jitter);
         let oy = rng.random_range(-jitter..=jitter);
-        let shifted = image.roll(&[oy, ox], &[2, 3]);
+        let shifted = image.clone().roll(&[oy, ox], &[2, 3]);
         let [_, _, height, width] = shifted.dims();
         let gradient = match self.plan(width, height)?.tile {
-            None => self.gradient(shifted.clone())?,
+            None => self.gradient(shifted)?,
             Some(tile) => {
                 // A new tile grid every step, like the jitter.
                 let stride = self.tiling().expect("a tiled plan has a tiling").stride;
@@ -440,7 +454,7 @@ impl<'a> Dreamer<'a> {
                     rng.random_range(0..cells) * stride,
                     rng.random_range(0..cells) * stride,
                 );
-                self.tiled_gradient(shifted.clone(), tile, offset)?
+                self.tiled_gradient(shifted, tile, offset)?
             }
         };
         let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
@@ -453,17 +467,10 @@ impl<'a> Dreamer<'a> {
         }
         let rate = optimizer::normalised_rate(self.params.step_size, mean_abs);
         let preprocess = self.network.preprocess();
-        let channels: Vec<Tensor<4>> = preprocess
-            .value_range()
-            .iter()
-            .zip(preprocess.value_per_pixel_level())
-            .enumerate()
-            .map(|(c, (&(lo, hi), unit))| {
-                let g = gradient.clone().narrow(1, c, 1).mul_scalar(rate * unit);
-                shifted.clone().narrow(1, c, 1).add(g).clamp(lo, hi)
-            })
-            .collect();
-        Ok(Tensor::cat(channels, 1).roll(&[-oy, -ox], &[2, 3]))
+        let units = preprocess.value_per_pixel_level();
+        let factors = [0, 1, 2].map(|c| rate * units[c]);
+        let ranges = preprocess.value_range();
+        Ok(ascend(image, gradient, [oy, ox], factors, ranges))
     }
 
     /// The gradient of the objective with respect to the (preprocessed) input, computed on

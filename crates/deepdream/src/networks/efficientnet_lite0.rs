@@ -13,11 +13,11 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
+use crate::networks::chain::{self, ChainNetwork};
 use crate::networks::checkpoint::StateDict;
 use crate::networks::imagenet::CLASS_COUNT;
 use crate::networks::layers::{
-    BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, chain_size,
-    forward_stages,
+    BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry,
 };
 use crate::networks::network::{LayerInfo, Network, Preprocess};
 use crate::networks::spec::ModelSpec;
@@ -58,7 +58,7 @@ const STAGES: [(usize, usize, usize, usize, usize); 7] = [
 ];
 
 fn load(path: &Path, device: &Device) -> Result<Box<dyn Network>> {
-    Ok(Box::new(EfficientNetLite0::load(path, device)?))
+    Ok(Box::new(load_network(path, device)?))
 }
 
 fn relu6(x: Tensor<4>) -> Tensor<4> {
@@ -97,12 +97,7 @@ enum Stage {
 }
 
 /// EfficientNet-Lite0 with its ImageNet classifier.
-pub struct EfficientNetLite0 {
-    stages: Vec<Stage>,
-    windows: Vec<Window>,
-    layers: Vec<LayerInfo>,
-    default_layers: Vec<String>,
-}
+type EfficientNetLite0 = ChainNetwork<Stage>;
 
 struct Loader<'a> {
     dict: StateDict,
@@ -144,185 +139,153 @@ impl Loader<'_> {
     }
 }
 
-impl EfficientNetLite0 {
-    /// Loads the network from the package's state dict.
-    pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let l = Loader {
-            dict: StateDict::open(path, WHAT)?,
-            device,
-        };
-        let mut stages = Vec::new();
-        let mut layers = Vec::new();
-        let mut windows = Vec::new();
-        let mut floats_per_pixel = 3.0;
-        // Each stage as a SAME-padded window whose kernel (the stem's, or a block's
-        // depthwise) is its context; `kept` is the width of the tensors backward keeps.
-        let mut add = |name: String,
-                       kind: &str,
-                       stage: Stage,
-                       (channels, kept): (usize, usize),
-                       (kernel, stride): (usize, usize),
-                       stages: &mut Vec<Stage>| {
-            windows.push(Window {
-                kernel: 1,
-                stride,
-                padding: None,
-                context: kernel - 1,
-            });
-            let geometry = chain_geometry(&windows);
-            floats_per_pixel += kept as f32 / (geometry.stride * geometry.stride) as f32;
-            layers.push(LayerInfo {
-                name,
-                kind: kind.to_string(),
-                channels,
-                stride: geometry.stride,
-                min_input: geometry.min_input,
-                halo: geometry.halo,
-                bytes_per_pixel: floats_per_pixel * BYTES_PER_FLOAT_KEPT,
-            });
-            stages.push(stage);
-        };
-
-        let stem = l.conv_bn("_conv_stem", "_bn0", [STEM_CHANNELS, 3, 3, 3], 2, 1)?;
-        add(
-            "stem".into(),
-            "Conv+BatchNorm+ReLU6",
-            Stage::Stem(stem),
-            (STEM_CHANNELS, 2 * STEM_CHANNELS),
-            (3, 2),
-            &mut stages,
-        );
-        let mut inp = STEM_CHANNELS;
-        let mut index = 0;
-        for (repeats, kernel, first_stride, expansion, out) in STAGES {
-            for repeat in 0..repeats {
-                let stride = if repeat == 0 { first_stride } else { 1 };
-                let prefix = format!("_blocks.{index}");
-                let hidden = inp * expansion;
-                let expand = if expansion == 1 {
-                    None
-                } else {
-                    Some(l.conv_bn(
-                        &format!("{prefix}._expand_conv"),
-                        &format!("{prefix}._bn0"),
-                        [hidden, inp, 1, 1],
-                        1,
-                        1,
-                    )?)
-                };
-                let block = MbConv {
-                    expand,
-                    depthwise: l.conv_bn(
-                        &format!("{prefix}._depthwise_conv"),
-                        &format!("{prefix}._bn1"),
-                        [hidden, 1, kernel, kernel],
-                        stride,
-                        hidden,
-                    )?,
-                    project: l.conv_bn(
-                        &format!("{prefix}._project_conv"),
-                        &format!("{prefix}._bn2"),
-                        [out, hidden, 1, 1],
-                        1,
-                        1,
-                    )?,
-                    residual: stride == 1 && inp == out,
-                };
-                add(
-                    format!("block{index}"),
-                    "MBConv",
-                    Stage::Block(block),
-                    (out, 4 * hidden + out),
-                    (kernel, stride),
-                    &mut stages,
-                );
-                inp = out;
-                index += 1;
-            }
-        }
-        let head = l.conv_bn("_conv_head", "_bn1", [HEAD_CHANNELS, inp, 1, 1], 1, 1)?;
-        add(
-            "head".into(),
-            "Conv+BatchNorm+ReLU6",
-            Stage::Head(head),
-            (HEAD_CHANNELS, 2 * HEAD_CHANNELS),
-            (1, 1),
-            &mut stages,
-        );
-
-        let weight = l.dict.read("_fc.weight", &[CLASS_COUNT, HEAD_CHANNELS])?;
-        let bias = l.dict.read("_fc.bias", &[CLASS_COUNT])?;
-        let logits = Stage::Logits {
-            weight: Tensor::<1>::from_floats(weight.as_slice(), device)
-                .reshape([CLASS_COUNT, HEAD_CHANNELS])
-                .transpose(),
-            bias: Tensor::<1>::from_floats(bias.as_slice(), device),
-        };
-        let head_info = layers.last().expect("head layer").clone();
-        stages.push(logits);
-        layers.push(LayerInfo {
-            name: "logits".into(),
-            kind: "GlobalAvgPool+Linear".into(),
-            channels: CLASS_COUNT,
-            stride: 0,
-            min_input: head_info.min_input,
-            halo: usize::MAX,
-            bytes_per_pixel: head_info.bytes_per_pixel,
+/// Loads the network from the package's state dict.
+fn load_network(path: &Path, device: &Device) -> Result<EfficientNetLite0> {
+    let l = Loader {
+        dict: StateDict::open(path, WHAT)?,
+        device,
+    };
+    let mut stages = Vec::new();
+    let mut layers = Vec::new();
+    let mut windows = Vec::new();
+    let mut floats_per_pixel = 3.0;
+    // Each stage as a SAME-padded window whose kernel (the stem's, or a block's
+    // depthwise) is its context; `kept` is the width of the tensors backward keeps.
+    let mut add = |name: String,
+                   kind: &str,
+                   stage: Stage,
+                   (channels, kept): (usize, usize),
+                   (kernel, stride): (usize, usize),
+                   stages: &mut Vec<Stage>| {
+        windows.push(Window {
+            kernel: 1,
+            stride,
+            padding: None,
+            context: kernel - 1,
         });
-        Ok(EfficientNetLite0 {
-            stages,
-            windows,
-            layers,
-            default_layers: SPEC.default_layers.iter().map(|l| l.to_string()).collect(),
-        })
+        let geometry = chain_geometry(&windows);
+        floats_per_pixel += kept as f32 / (geometry.stride * geometry.stride) as f32;
+        layers.push(LayerInfo {
+            name,
+            kind: kind.to_string(),
+            channels,
+            stride: geometry.stride,
+            min_input: geometry.min_input,
+            halo: geometry.halo,
+            bytes_per_pixel: floats_per_pixel * BYTES_PER_FLOAT_KEPT,
+        });
+        stages.push(stage);
+    };
+
+    let stem = l.conv_bn("_conv_stem", "_bn0", [STEM_CHANNELS, 3, 3, 3], 2, 1)?;
+    add(
+        "stem".into(),
+        "Conv+BatchNorm+ReLU6",
+        Stage::Stem(stem),
+        (STEM_CHANNELS, 2 * STEM_CHANNELS),
+        (3, 2),
+        &mut stages,
+    );
+    let mut inp = STEM_CHANNELS;
+    let mut index = 0;
+    for (repeats, kernel, first_stride, expansion, out) in STAGES {
+        for repeat in 0..repeats {
+            let stride = if repeat == 0 { first_stride } else { 1 };
+            let prefix = format!("_blocks.{index}");
+            let hidden = inp * expansion;
+            let expand = if expansion == 1 {
+                None
+            } else {
+                Some(l.conv_bn(
+                    &format!("{prefix}._expand_conv"),
+                    &format!("{prefix}._bn0"),
+                    [hidden, inp, 1, 1],
+                    1,
+                    1,
+                )?)
+            };
+            let block = MbConv {
+                expand,
+                depthwise: l.conv_bn(
+                    &format!("{prefix}._depthwise_conv"),
+                    &format!("{prefix}._bn1"),
+                    [hidden, 1, kernel, kernel],
+                    stride,
+                    hidden,
+                )?,
+                project: l.conv_bn(
+                    &format!("{prefix}._project_conv"),
+                    &format!("{prefix}._bn2"),
+                    [out, hidden, 1, 1],
+                    1,
+                    1,
+                )?,
+                residual: stride == 1 && inp == out,
+            };
+            add(
+                format!("block{index}"),
+                "MBConv",
+                Stage::Block(block),
+                (out, 4 * hidden + out),
+                (kernel, stride),
+                &mut stages,
+            );
+            inp = out;
+            index += 1;
+        }
     }
+    let head = l.conv_bn("_conv_head", "_bn1", [HEAD_CHANNELS, inp, 1, 1], 1, 1)?;
+    add(
+        "head".into(),
+        "Conv+BatchNorm+ReLU6",
+        Stage::Head(head),
+        (HEAD_CHANNELS, 2 * HEAD_CHANNELS),
+        (1, 1),
+        &mut stages,
+    );
+
+    let weight = l.dict.read("_fc.weight", &[CLASS_COUNT, HEAD_CHANNELS])?;
+    let bias = l.dict.read("_fc.bias", &[CLASS_COUNT])?;
+    let logits = Stage::Logits {
+        weight: Tensor::<1>::from_floats(weight.as_slice(), device)
+            .reshape([CLASS_COUNT, HEAD_CHANNELS])
+            .transpose(),
+        bias: Tensor::<1>::from_floats(bias.as_slice(), device),
+    };
+    let head_info = layers.last().expect("head layer").clone();
+    stages.push(logits);
+    layers.push(LayerInfo {
+        name: "logits".into(),
+        kind: "GlobalAvgPool+Linear".into(),
+        channels: CLASS_COUNT,
+        stride: 0,
+        min_input: head_info.min_input,
+        halo: usize::MAX,
+        bytes_per_pixel: head_info.bytes_per_pixel,
+    });
+    let logits = layers.len() - 1;
+    Ok(ChainNetwork::new(
+        &SPEC,
+        stages,
+        windows,
+        layers,
+        Some(logits),
+    ))
 }
 
-impl Network for EfficientNetLite0 {
-    fn name(&self) -> &str {
-        SPEC.name
-    }
-
-    fn default_layers(&self) -> &[String] {
-        &self.default_layers
-    }
-
-    fn layers(&self) -> &[LayerInfo] {
-        &self.layers
-    }
-
-    fn preprocess(&self) -> Preprocess {
-        SPEC.preprocess
-    }
-
-    fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
-        if layer >= self.windows.len() {
-            return Some((1, 1));
+impl chain::Stage for Stage {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Stage::Stem(conv) | Stage::Head(conv) => relu6(conv.forward(x)),
+            Stage::Block(block) => block.forward(x),
+            Stage::Logits { weight, bias } => {
+                let [n, c, _, _] = x.dims();
+                let pooled = x.mean_dim(3).mean_dim(2).reshape([n, c]);
+                let logits = pooled
+                    .matmul(weight.clone())
+                    .add(bias.clone().unsqueeze::<2>());
+                logits.reshape([n, CLASS_COUNT, 1, 1])
+            }
         }
-        chain_size(&self.windows[..=layer], height, width)
-    }
-
-    fn class_layer(&self) -> Option<usize> {
-        Some(self.layers.len() - 1)
-    }
-
-    fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>> {
-        Ok(forward_stages(
-            &self.stages,
-            input,
-            layer_indices,
-            |stage, x| match stage {
-                Stage::Stem(conv) | Stage::Head(conv) => relu6(conv.forward(x)),
-                Stage::Block(block) => block.forward(x),
-                Stage::Logits { weight, bias } => {
-                    let [n, c, _, _] = x.dims();
-                    let pooled = x.mean_dim(3).mean_dim(2).reshape([n, c]);
-                    let logits = pooled
-                        .matmul(weight.clone())
-                        .add(bias.clone().unsqueeze::<2>());
-                    logits.reshape([n, CLASS_COUNT, 1, 1])
-                }
-            },
-        ))
     }
 }

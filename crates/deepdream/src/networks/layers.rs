@@ -201,29 +201,6 @@ impl ConvBn {
     }
 }
 
-/// Runs a chain of stages, each layer `i` being the output of stage `i`, up to the deepest
-/// of `layer_indices`, and returns those layers' outputs in the order asked for.
-pub fn forward_stages<S>(
-    stages: &[S],
-    input: Tensor<4>,
-    layer_indices: &[usize],
-    run: impl Fn(&S, Tensor<4>) -> Tensor<4>,
-) -> Vec<Tensor<4>> {
-    let last = layer_indices.iter().copied().max().unwrap_or(0);
-    let mut outputs: Vec<Option<Tensor<4>>> = vec![None; stages.len()];
-    let mut x = input;
-    for (index, stage) in stages.iter().enumerate().take(last + 1) {
-        x = run(stage, x);
-        if layer_indices.contains(&index) {
-            outputs[index] = Some(x.clone());
-        }
-    }
-    layer_indices
-        .iter()
-        .map(|&i| outputs[i].clone().expect("stage computed"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

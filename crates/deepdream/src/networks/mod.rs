@@ -4,6 +4,7 @@
 //! catalogue of named models ([`models`]) and their weights ([`weights`], [`checkpoint`]),
 //! and the ImageNet classes ([`imagenet`], [`classify`]).
 
+pub mod chain;
 pub mod checkpoint;
 pub mod classify;
 pub mod efficientnet_lite0;
