@@ -24,7 +24,7 @@ use futures_util::Stream;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::catalog::{self, Catalog, EXAMPLES};
+use crate::catalog::{self, Catalog, EXAMPLES, ModelInfo};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{Job, JobSpec, Queue, QueueError, STYLE_MODEL, Upload, VideoUpload};
@@ -153,11 +153,11 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/videos",
             post(upload_video).layer(DefaultBodyLimit::max(app.config.max_upload_bytes)),
         )
-        .route("/api/dream", post(submit_dream))
-        .route("/api/style", post(submit_style))
-        .route("/api/visualize", post(submit_visualize))
-        .route("/api/zoom", post(submit_zoom))
-        .route("/api/video", post(submit_video))
+        .route("/api/dream", post(submit::<DreamRequest>))
+        .route("/api/style", post(submit::<StyleRequest>))
+        .route("/api/visualize", post(submit::<VisualizeRequest>))
+        .route("/api/zoom", post(submit::<ZoomRequest>))
+        .route("/api/video", post(submit::<VideoRequest>))
         .route("/api/jobs", get(list_jobs))
         .route("/api/jobs/{id}", get(job_status))
         .route("/api/jobs/{id}/preview", get(preview))
@@ -402,71 +402,115 @@ fn random_seed() -> u64 {
     std::hash::RandomState::new().hash_one(std::time::SystemTime::now()) % 1_000_000_000
 }
 
-/// `POST /api/dream`: queues a dream (202 with the job).
-async fn submit_dream(
+/// A request that starts a job, as `POST /api/{mode}` takes it.
+trait JobRequest: serde::de::DeserializeOwned + Send + 'static {
+    /// The uploads it names.
+    type Inputs: Send;
+    /// Looks up the uploads it names (404 for one that is not there).
+    fn inputs(&self, app: &App) -> ApiResult<Self::Inputs>;
+    /// The model it runs on.
+    fn model(&self) -> &str;
+    /// Checks it against the model and its uploads, with `seed` if it names none: the job.
+    fn into_job(self, info: &ModelInfo, inputs: Self::Inputs, seed: u64) -> ApiResult<JobSpec>;
+}
+
+/// `POST /api/{dream,style,visualize,zoom,video}`: checks a request and queues its job (202
+/// with the job).
+async fn submit<R: JobRequest>(
     State(app): State<Arc<App>>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let request: DreamRequest = parse_json(&body_of(body)?)?;
-    let source = app.upload(&request.image)?;
-    let guide = app.guide(&request.settings)?;
-    let info = app.catalog.model(&request.settings.model).await?;
-    let spec = request.check(&info, source, guide.as_ref(), random_seed())?;
+    let request: R = parse_json(&body_of(body)?)?;
+    let inputs = request.inputs(&app)?;
+    let info = app.catalog.model(request.model()).await?;
+    let spec = request.into_job(&info, inputs, random_seed())?;
     queue(&app, spec)
 }
 
-/// `POST /api/style`: queues a style transfer.
-async fn submit_style(
-    State(app): State<Arc<App>>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let request: StyleRequest = parse_json(&body_of(body)?)?;
-    let source = app.upload(&request.image)?;
-    let styles = request
-        .styles
-        .iter()
-        .map(|s| app.upload(&s.image))
-        .collect::<ApiResult<Vec<_>>>()?;
-    let info = app.catalog.model(STYLE_MODEL).await?;
-    let spec = request.check(&info, source, styles, random_seed())?;
-    queue(&app, spec)
+impl JobRequest for DreamRequest {
+    type Inputs = (Arc<Upload>, Option<Arc<Upload>>);
+    fn inputs(&self, app: &App) -> ApiResult<Self::Inputs> {
+        Ok((app.upload(&self.image)?, app.guide(&self.settings)?))
+    }
+    fn model(&self) -> &str {
+        &self.settings.model
+    }
+    fn into_job(
+        self,
+        info: &ModelInfo,
+        (source, guide): Self::Inputs,
+        seed: u64,
+    ) -> ApiResult<JobSpec> {
+        self.check(info, source, guide.as_ref(), seed)
+    }
 }
 
-/// `POST /api/visualize`: queues a feature visualisation.
-async fn submit_visualize(
-    State(app): State<Arc<App>>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let request: VisualizeRequest = parse_json(&body_of(body)?)?;
-    let info = app.catalog.model(&request.model).await?;
-    let spec = request.check(&info, random_seed())?;
-    queue(&app, spec)
+impl JobRequest for StyleRequest {
+    type Inputs = (Arc<Upload>, Vec<Arc<Upload>>);
+    fn inputs(&self, app: &App) -> ApiResult<Self::Inputs> {
+        let styles = self.styles.iter().map(|s| app.upload(&s.image));
+        Ok((app.upload(&self.image)?, styles.collect::<ApiResult<_>>()?))
+    }
+    fn model(&self) -> &str {
+        STYLE_MODEL
+    }
+    fn into_job(
+        self,
+        info: &ModelInfo,
+        (source, styles): Self::Inputs,
+        seed: u64,
+    ) -> ApiResult<JobSpec> {
+        self.check(info, source, styles, seed)
+    }
 }
 
-/// `POST /api/zoom`: queues an endless zoom.
-async fn submit_zoom(
-    State(app): State<Arc<App>>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let request: ZoomRequest = parse_json(&body_of(body)?)?;
-    let source = app.upload(&request.image)?;
-    let guide = app.guide(&request.dream)?;
-    let info = app.catalog.model(&request.dream.model).await?;
-    let spec = request.check(&info, source, guide.as_ref(), random_seed())?;
-    queue(&app, spec)
+impl JobRequest for VisualizeRequest {
+    type Inputs = ();
+    fn inputs(&self, _: &App) -> ApiResult<()> {
+        Ok(())
+    }
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn into_job(self, info: &ModelInfo, (): (), seed: u64) -> ApiResult<JobSpec> {
+        self.check(info, seed)
+    }
 }
 
-/// `POST /api/video`: queues a dream video.
-async fn submit_video(
-    State(app): State<Arc<App>>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let request: VideoRequest = parse_json(&body_of(body)?)?;
-    let video = app.video(&request.video)?;
-    let guide = app.guide(&request.dream)?;
-    let info = app.catalog.model(&request.dream.model).await?;
-    let spec = request.check(&info, video, guide.as_ref(), random_seed())?;
-    queue(&app, spec)
+impl JobRequest for ZoomRequest {
+    type Inputs = (Arc<Upload>, Option<Arc<Upload>>);
+    fn inputs(&self, app: &App) -> ApiResult<Self::Inputs> {
+        Ok((app.upload(&self.image)?, app.guide(&self.dream)?))
+    }
+    fn model(&self) -> &str {
+        &self.dream.model
+    }
+    fn into_job(
+        self,
+        info: &ModelInfo,
+        (source, guide): Self::Inputs,
+        seed: u64,
+    ) -> ApiResult<JobSpec> {
+        self.check(info, source, guide.as_ref(), seed)
+    }
+}
+
+impl JobRequest for VideoRequest {
+    type Inputs = (Arc<VideoUpload>, Option<Arc<Upload>>);
+    fn inputs(&self, app: &App) -> ApiResult<Self::Inputs> {
+        Ok((app.video(&self.video)?, app.guide(&self.dream)?))
+    }
+    fn model(&self) -> &str {
+        &self.dream.model
+    }
+    fn into_job(
+        self,
+        info: &ModelInfo,
+        (video, guide): Self::Inputs,
+        seed: u64,
+    ) -> ApiResult<JobSpec> {
+        self.check(info, video, guide.as_ref(), seed)
+    }
 }
 
 /// Queues a checked job: 202 with the job, 429 when the queue is full.
