@@ -233,7 +233,7 @@ fn main() {
 /// the same machine; medians.
 fn step_overhead(network: &dyn Network, device: &Device, rounds: usize) {
     const STEPS: usize = 5;
-    let size = 512;
+    let size = 512u32;
     let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chelsea.png");
     let photo = image_io::load(&photo)
         .unwrap()
@@ -246,12 +246,13 @@ fn step_overhead(network: &dyn Network, device: &Device, rounds: usize) {
         ..DreamParams::default()
     };
     let dreamer = Dreamer::new(network, params, device).unwrap();
-    let input = network.preprocess().apply(&photo, device);
     let (mut gradients, mut steps) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         for _ in 0..STEPS {
+            // A tensor of its own, as each dream step's jittered image is.
+            let input = network.preprocess().apply(&photo, device);
             let start = Instant::now();
-            let gradient = dreamer.gradient(input.clone()).unwrap();
+            let gradient = dreamer.gradient(input).unwrap();
             let _: f32 = gradient.slice([0..1, 0..1, 0..1, 0..1]).into_scalar();
             gradients.push(start.elapsed().as_secs_f64());
         }
@@ -265,12 +266,91 @@ fn step_overhead(network: &dyn Network, device: &Device, rounds: usize) {
             .unwrap();
         steps.extend_from_slice(&times[1..]);
     }
-    let (gradient, step) = (median(gradients), median(steps));
+    let (gradient_time, step) = (median(gradients), median(steps));
     println!(
-        "{} {size}x{size}: gradient alone {gradient:.4} s, dream step {step:.4} s (medians of {} each): the step costs {:+.1} % more",
+        "{} {size}x{size}: gradient alone {gradient_time:.4} s, dream step {step:.4} s (medians of {} each): the step costs {:+.1} % more",
         network.name(),
         rounds * STEPS,
-        (step / gradient - 1.0) * 100.0
+        (step / gradient_time - 1.0) * 100.0
+    );
+    // The step's own work beside the gradient, both ways: burn's operations (a roll, the
+    // mean absolute gradient, per channel a narrowed multiply-add-clamp, a concatenation, a
+    // roll back) and the one-pass update.
+    let input = network.preprocess().apply(&photo, device);
+    let gradient = dreamer.gradient(input.clone()).unwrap();
+    let preprocess = network.preprocess();
+    let (units, ranges) = (preprocess.value_per_pixel_level(), preprocess.value_range());
+    let shift = [13i64, -21];
+    let mut ways: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..rounds * STEPS {
+        for (fused, times) in ways.iter_mut().enumerate() {
+            let (image, gradient) = (input.clone(), gradient.clone());
+            let start = Instant::now();
+            let shifted = image.clone().roll(&shift, &[2, 3]);
+            let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
+            let factors = [0, 1, 2].map(|c| 1.5 / mean_abs * units[c]);
+            let moved = if fused == 1 {
+                drop(shifted);
+                deepdream::backend::ascend(image, gradient, shift, factors, ranges)
+            } else {
+                let channels: Vec<Tensor<4>> = (0..3)
+                    .map(|c| {
+                        let g = gradient.clone().narrow(1, c, 1).mul_scalar(factors[c]);
+                        let (low, high) = ranges[c];
+                        shifted.clone().narrow(1, c, 1).add(g).clamp(low, high)
+                    })
+                    .collect();
+                Tensor::cat(channels, 1).roll(&[-shift[0], -shift[1]], &[2, 3])
+            };
+            let _: f32 = moved.slice([0..1, 0..1, 0..1, 0..1]).into_scalar();
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let [separate, fused] = ways.map(median);
+    println!(
+        "{} {size}x{size}: the step's work beside the gradient: {:.1} ms with burn's operations ({:.1} % of the gradient), {:.1} ms in one pass ({:.1} %)",
+        network.name(),
+        separate * 1e3,
+        separate / gradient_time * 100.0,
+        fused * 1e3,
+        fused / gradient_time * 100.0
+    );
+    // A whole default dream (4 octaves of 10 steps) against the same number of gradients
+    // alone at each octave's size.
+    let dreamer = Dreamer::new(network, DreamParams::default(), device).unwrap();
+    let sizes = dreamer.octave_sizes(size, size).unwrap();
+    let iterations = DreamParams::default().iterations;
+    let (mut dreams, mut alone) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.div_ceil(3) {
+        let start = Instant::now();
+        dreamer.dream(&photo, |_| {}).unwrap();
+        dreams.push(start.elapsed().as_secs_f64());
+        let mut total = 0.0;
+        for &(height, width) in &sizes {
+            let scaled = image::imageops::resize(
+                &photo,
+                width as u32,
+                height as u32,
+                image::imageops::FilterType::Triangle,
+            );
+            let mut times = Vec::new();
+            for _ in 0..STEPS {
+                let input = network.preprocess().apply(&scaled, device);
+                let start = Instant::now();
+                let gradient = dreamer.gradient(input).unwrap();
+                let _: f32 = gradient.slice([0..1, 0..1, 0..1, 0..1]).into_scalar();
+                times.push(start.elapsed().as_secs_f64());
+            }
+            total += median(times) * iterations as f64;
+        }
+        alone.push(total);
+    }
+    let (dream, alone) = (median(dreams), median(alone));
+    println!(
+        "{} default dream of {size}x{size} ({} octaves x {iterations} steps): {dream:.2} s, its gradients alone {alone:.2} s: the dream costs {:+.1} % more",
+        network.name(),
+        sizes.len(),
+        (dream / alone - 1.0) * 100.0
     );
 }
 

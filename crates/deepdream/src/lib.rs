@@ -39,3 +39,9 @@ pub use modes::dream::{DreamParams, Dreamer, LayerWeight, Progress};
 pub use networks::network::{LayerInfo, Network, Preprocess};
 pub use networks::onnx::OnnxNetwork;
 pub use networks::spec::ModelSpec;
+
+/// The README's code, compiled as a doctest so that its library example keeps compiling as
+/// written.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
