@@ -321,8 +321,26 @@ impl AnimationJob {
     /// Dreams the frames that are not finished yet into the work folder; returns how many
     /// frames the animation has. `observer` sees every step and every finished frame; an
     /// error it returns (such as [`Error::Cancelled`]) stops the job, and the finished
-    /// frames stay for the next run.
+    /// frames stay for the next run (a work folder with none is removed).
     pub fn dream(
+        &self,
+        network: &dyn Network,
+        device: &Device,
+        observer: impl FnMut(&Snapshot<FrameProgress>) -> Result<()>,
+    ) -> Result<usize> {
+        let dreamed = self.dream_frames(network, device, observer);
+        if let Err(error) = &dreamed
+            && !matches!(error, Error::Cancelled)
+            && matches!(self.work.load(0), Ok(None))
+        {
+            // Nothing to resume: the folder would only be in the way.
+            let _ = std::fs::remove_dir_all(self.work.path());
+        }
+        dreamed
+    }
+
+    /// [`AnimationJob::dream`] without the clean-up.
+    fn dream_frames(
         &self,
         network: &dyn Network,
         device: &Device,
@@ -354,29 +372,16 @@ impl AnimationJob {
                     device,
                     observer,
                 )?;
-                if frames == 0 {
-                    let after = if segment.start > 0.0 {
-                        " after the start"
-                    } else {
-                        ""
-                    };
-                    return Err(Error::VideoRead {
-                        path: path.clone(),
-                        reason: format!("no frames{after}"),
-                    });
-                }
-                if let Some(part) = part
-                    && frames != part.frames
-                {
-                    return Err(Error::VideoRead {
+                match part {
+                    Some(part) if frames != part.frames => Err(Error::VideoRead {
                         path: path.clone(),
                         reason: format!(
                             "it has {frames} frames from frame {} where {} were counted; the video cannot be split exactly",
                             part.first, part.frames
                         ),
-                    });
+                    }),
+                    _ => Ok(frames),
                 }
-                Ok(frames)
             }
         }
     }
