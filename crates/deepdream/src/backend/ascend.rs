@@ -4,8 +4,10 @@
 //! three narrowed multiply-add-clamps, a concatenation and a roll back, each a
 //! single-threaded pass over the image (about a tenth of an Inception v3 step at 512x512).
 
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
+use burn::backend::{AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Tensor, TensorData};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
@@ -25,8 +27,9 @@ pub struct Ascent {
     pub ranges: [(f32, f32); 3],
 }
 
-/// The update as a backend operation.
-#[backend_extension(Flex)]
+/// The update as a backend operation (on autodiff tensors too, as a constant: the update is
+/// never differentiated).
+#[backend_extension(Flex, Autodiff)]
 pub trait AscendBackend: Backend {
     /// `image` (`[N, 3, H, W]`) moved along `gradient` (same shape) as `ascent` says.
     fn ascend(
@@ -64,6 +67,17 @@ impl AscendBackend for Flex {
                 );
             });
         FlexTensor::from_data(TensorData::new(out, shape))
+    }
+}
+
+impl<B: Backend + AscendBackend, C: CheckpointStrategy> AscendBackend for Autodiff<B, C> {
+    fn ascend(
+        image: FloatTensor<Self>,
+        gradient: FloatTensor<Self>,
+        ascent: Ascent,
+    ) -> FloatTensor<Self> {
+        let moved = B::ascend(image.into_primitive(), gradient.into_primitive(), ascent);
+        <Self as AutodiffBackend>::from_inner(moved)
     }
 }
 
@@ -131,13 +145,18 @@ mod tests {
     use burn::tensor::{Device, Distribution};
 
     /// The one-pass update gives burn's operations' values bit for bit, whatever the roll
-    /// (negative, larger than the image).
+    /// (negative, larger than the image), on plain and on autodiff tensors.
     #[test]
     fn the_one_pass_update_equals_the_tensor_operations() {
-        let device = Device::flex();
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            one_pass_update_equals_tensor_operations_on(&device);
+        }
+    }
+
+    fn one_pass_update_equals_tensor_operations_on(device: &Device) {
         let shape = [1, 3, 7, 9];
-        let image = Tensor::<4>::random(shape, Distribution::Uniform(-150.0, 150.0), &device);
-        let gradient = Tensor::<4>::random(shape, Distribution::Normal(0.0, 3.0), &device);
+        let image = Tensor::<4>::random(shape, Distribution::Uniform(-150.0, 150.0), device);
+        let gradient = Tensor::<4>::random(shape, Distribution::Normal(0.0, 3.0), device);
         let factors = [1.5, -0.25, 2.0];
         let ranges = [(-100.0, 120.0), (-90.0, 90.0), (-130.0, 110.0)];
         for shift in [[0, 0], [3, -4], [-8, 11], [20, -30]] {
