@@ -155,7 +155,7 @@ impl AnimationJob {
             ("pan", format!("{dx},{dy}")),
             ("colour-match", params.keep_colours.to_string()),
         ];
-        let mut planned = Planned::new(network, settings, None, &mode, params.next)?;
+        let planned = Planned::new(network, settings, None, &mode, params.next)?;
         let source = match input {
             Some(path) => Identity::File(path),
             None => Identity::Pixels(&image),
@@ -508,7 +508,7 @@ impl Planned {
     }
 
     /// Opens the job's work folder for its entries and `extra` ones, made from `input`.
-    fn open_work(&mut self, input: Identity, extra: &[(String, String)]) -> Result<WorkDir> {
+    fn open_work(&self, input: Identity, extra: &[(String, String)]) -> Result<WorkDir> {
         let mut entries = self.entries.clone();
         entries.extend(extra.iter().cloned());
         WorkDir::open(&self.work_path, &job_text(input, &entries)?)
