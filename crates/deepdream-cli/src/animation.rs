@@ -197,7 +197,7 @@ pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
 }
 
 pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
-    let format = AnimationFormat::from_path(&args.output)?;
+    AnimationFormat::from_path(&args.output)?;
     ffmpeg::check_installed()?;
     let shard = match (&args.shard, args.shards) {
         (Some(text), _) => Some(Shard::parse(text)?),
@@ -218,9 +218,6 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
     let output = match shard {
         Some(_) if args.start > 0.0 || args.duration.is_some() => {
             bail!("--shard splits the whole video: leave out --start and --duration")
-        }
-        Some(_) if !matches!(format, AnimationFormat::Video(_)) => {
-            bail!("a part of a split video is a video file (.mp4, .mov, .mkv or .webm), not a GIF")
         }
         Some(shard) => video_parts::part_path(&args.output, shard),
         None => args.output.clone(),

@@ -634,7 +634,6 @@ impl Queue {
                 )?;
                 let size = source.rgb.dimensions();
                 let frames = FrameWork::of(network, dream, params.next, size, device)?;
-                reporter.eta = Eta::new(frames.total(params.frames));
                 let bytes = scratch.run(animation, network, device, &mut reporter, &frames)?;
                 return Ok(Output {
                     bytes,
@@ -662,7 +661,6 @@ impl Queue {
                 )?;
                 let size = (info.width, info.height);
                 let frames = FrameWork::of(network, dream, params.next, size, device)?;
-                reporter.eta = Eta::new(frames.total(animation.frames().unwrap_or(1).max(1)));
                 let bytes = scratch.run(animation, network, device, &mut reporter, &frames)?;
                 return Ok(Output {
                     bytes,
@@ -691,8 +689,11 @@ impl Queue {
 
     /// Where an animation job writes its frames and its file, both removed when it ends.
     fn scratch(&self, job: &Job, extension: &str) -> Scratch {
+        let work = self.scratch.join(format!("job-{}", job.id));
+        // Left by an earlier server that stopped mid-job: no frames of it are wanted.
+        let _ = std::fs::remove_dir_all(&work);
         Scratch {
-            work: self.scratch.join(format!("job-{}", job.id)),
+            work,
             output: self.scratch.join(format!("job-{}.{extension}", job.id)),
         }
     }
@@ -708,14 +709,14 @@ struct Scratch {
 impl Scratch {
     /// The job settings of an animation dreamed with `dream` into this scratch space.
     fn settings(&self, dream: &DreamParams) -> AnimationSettings {
-        let _ = std::fs::remove_dir_all(&self.work);
         AnimationSettings {
             work_dir: Some(self.work.clone()),
             ..AnimationSettings::new(dream.clone(), self.output.clone())
         }
     }
 
-    /// Dreams the animation with progress reports, writes it and reads the file back.
+    /// Dreams the animation with progress reports (the time left from `work`), writes it
+    /// and reads the file back.
     fn run(
         &self,
         animation: AnimationJob,
@@ -725,6 +726,7 @@ impl Scratch {
         work: &FrameWork,
     ) -> deepdream::Result<Vec<u8>> {
         let expected = animation.frames().unwrap_or(1).max(1);
+        reporter.eta = Eta::new(work.total(expected));
         let frames = animation.dream(network, device, |s| {
             reporter.observe_frame(s, work, expected)
         })?;

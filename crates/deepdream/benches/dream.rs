@@ -21,6 +21,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
+use deepdream::backend::ascend;
 use deepdream::{
     DreamParams, Dreamer, LayerWeight, ModelSpec, Network, OnnxNetwork, Preprocess,
     media::image_io, networks::models, networks::onnx, networks::weights,
@@ -273,9 +274,9 @@ fn step_overhead(network: &dyn Network, device: &Device, rounds: usize) {
         rounds * STEPS,
         (step / gradient_time - 1.0) * 100.0
     );
-    // The step's own work beside the gradient, both ways: burn's operations (a roll, the
-    // mean absolute gradient, per channel a narrowed multiply-add-clamp, a concatenation, a
-    // roll back) and the one-pass update.
+    // The step's own work beside the gradient (the jitter, the mean absolute gradient and the
+    // update), both ways: burn's operations (a roll, per channel a narrowed multiply-add-clamp, a
+    // concatenation, a roll back) and the one-pass update.
     let input = network.preprocess().apply(&photo, device);
     let gradient = dreamer.gradient(input.clone()).unwrap();
     let preprocess = network.preprocess();
@@ -286,21 +287,15 @@ fn step_overhead(network: &dyn Network, device: &Device, rounds: usize) {
         for (fused, times) in ways.iter_mut().enumerate() {
             let (image, gradient) = (input.clone(), gradient.clone());
             let start = Instant::now();
-            let shifted = image.clone().roll(&shift, &[2, 3]);
+            // The jittered image the step's gradient is computed on.
+            let jittered = image.clone().roll(&shift, &[2, 3]);
             let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
             let factors = [0, 1, 2].map(|c| 1.5 / mean_abs * units[c]);
+            drop(jittered);
             let moved = if fused == 1 {
-                drop(shifted);
-                deepdream::backend::ascend(image, gradient, shift, factors, ranges)
+                ascend::ascend(image, gradient, shift, factors, ranges)
             } else {
-                let channels: Vec<Tensor<4>> = (0..3)
-                    .map(|c| {
-                        let g = gradient.clone().narrow(1, c, 1).mul_scalar(factors[c]);
-                        let (low, high) = ranges[c];
-                        shifted.clone().narrow(1, c, 1).add(g).clamp(low, high)
-                    })
-                    .collect();
-                Tensor::cat(channels, 1).roll(&[-shift[0], -shift[1]], &[2, 3])
+                ascend::ascend_with_tensor_ops(image, gradient, shift, factors, ranges)
             };
             let _: f32 = moved.slice([0..1, 0..1, 0..1, 0..1]).into_scalar();
             times.push(start.elapsed().as_secs_f64());

@@ -120,8 +120,9 @@ pub fn ascend(
     Tensor::from_dispatch(output)
 }
 
-/// [`ascend`] with burn's operations.
-fn ascend_with_tensor_ops(
+/// [`ascend`] with burn's operations (what it does on other devices; the benchmark's
+/// baseline).
+pub fn ascend_with_tensor_ops(
     image: Tensor<4>,
     gradient: Tensor<4>,
     shift: [i64; 2],
