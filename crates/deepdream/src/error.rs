@@ -61,6 +61,10 @@ pub enum Error {
         height: usize,
     },
 
+    /// A device that cannot be used, and why.
+    #[error("{0}")]
+    Device(String),
+
     /// Parameters that cannot work (zero iterations, a negative step, …).
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),

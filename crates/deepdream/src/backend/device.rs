@@ -25,7 +25,13 @@ pub fn by_name(name: &str) -> Result<Device> {
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::cuda(0)),
+        "cuda" => {
+            let gpu = crate::backend::cuda::Gpu::open(0)?;
+            Err(Error::InvalidParameter(format!(
+                "found {}, but dreaming on CUDA is not finished yet; use --device cpu",
+                gpu.info
+            )))
+        }
         #[cfg(not(feature = "wgpu"))]
         "wgpu" => Err(not_built("wgpu")),
         #[cfg(not(feature = "cuda"))]

@@ -79,3 +79,34 @@ pub fn window_output(
     }
     (out > 0).then_some(out)
 }
+/// ONNX/TensorFlow `SAME` padding for one dimension: the output is `ceil(size / stride)`;
+/// the odd pixel goes at the end (`upper`) or the start.
+pub fn same_padding(
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    upper: bool,
+) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let needed =
+        (out.saturating_sub(1) * stride + (kernel - 1) * dilation + 1).saturating_sub(size);
+    let (small, large) = (needed / 2, needed - needed / 2);
+    if upper {
+        (small, large)
+    } else {
+        (large, small)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_padding_puts_the_odd_pixel_at_the_end() {
+        assert_eq!(same_padding(224, 3, 2, 1, true), (0, 1));
+        assert_eq!(same_padding(224, 3, 2, 1, false), (1, 0));
+        assert_eq!(same_padding(7, 5, 1, 1, true), (2, 2));
+    }
+}

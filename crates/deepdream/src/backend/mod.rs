@@ -13,6 +13,8 @@ pub mod conv;
 pub mod conv3x3;
 pub mod conv_gemm;
 pub(crate) mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod depthwise;
 pub mod device;
 pub mod geometry;

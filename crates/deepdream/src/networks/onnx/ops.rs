@@ -4,9 +4,8 @@
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData, activation};
 
-use crate::backend::geometry::window_output;
+use crate::backend::geometry::{same_padding, window_output};
 use crate::backend::{avg_pool2d, conv2d, max_pool2d};
-use crate::networks::layers::same_padding;
 
 /// A tensor of logical rank 1 to 4, stored as a rank-4 burn tensor (trailing dims of 1).
 #[derive(Clone)]

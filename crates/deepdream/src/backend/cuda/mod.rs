@@ -1,0 +1,10 @@
+//! NVIDIA GPUs through CUDA, with no CUDA toolkit at build time: NVIDIA's libraries are
+//! found and opened at run time ([`libraries`]), the GPU opened with its cuDNN and cuBLAS
+//! handles ([`Gpu`]), and deepdream's own kernels compiled for it by NVRTC ([`kernels`]).
+
+mod gpu;
+pub mod graph;
+pub mod kernels;
+pub mod libraries;
+
+pub use gpu::{Gpu, GpuInfo};
