@@ -1,5 +1,6 @@
 //! `deepdream zoom` and `deepdream video`: thin layers over `deepdream::modes`.
 
+use deepdream::backend::device::Placement;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -153,7 +154,8 @@ pub struct VideoJoinArgs {
     force: bool,
 }
 
-pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
+pub fn zoom(args: ZoomArgs, target: &Placement) -> Result<()> {
+    let device = &target.tensors();
     let format = AnimationFormat::from_path(&args.output)?;
     if matches!(format, AnimationFormat::Video(_)) {
         ffmpeg::check_installed()?;
@@ -177,7 +179,7 @@ pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
     let image = image_io::load(&args.input)?.to_rgb8();
     let (width, height) = image.dimensions();
     let settings = args.animation.settings(&args.dream, &args.output)?;
-    let network = load_network(&args.dream.model, device)?;
+    let network = load_network(&args.dream.model, target)?;
     let frames = params.frames;
     let job = AnimationJob::zoom(
         network.as_ref(),
@@ -196,7 +198,8 @@ pub fn zoom(args: ZoomArgs, device: &Device) -> Result<()> {
     run_job(job, network.as_ref(), device, &args.output)
 }
 
-pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
+pub fn video(args: VideoArgs, target: &Placement) -> Result<()> {
+    let device = &target.tensors();
     AnimationFormat::from_path(&args.output)?;
     ffmpeg::check_installed()?;
     let shard = match (&args.shard, args.shards) {
@@ -259,7 +262,7 @@ pub fn video(args: VideoArgs, device: &Device) -> Result<()> {
         },
     };
     let settings = args.animation.settings(&args.dream, &output)?;
-    let network = load_network(&args.dream.model, device)?;
+    let network = load_network(&args.dream.model, target)?;
     if let Some(shard) = shard {
         note!(
             "Planning part {} of {} (looking for scene cuts near the split points)…",

@@ -1,6 +1,7 @@
 //! `deepdream batch`: many images with one set of options, in one process (the weights are
 //! loaded once), resumable and split into shards: a thin layer over `deepdream::jobs::batch`.
 
+use deepdream::backend::device::Placement;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -85,7 +86,8 @@ impl LineOptions {
     }
 }
 
-pub fn batch(args: BatchArgs, device: &Device) -> Result<()> {
+pub fn batch(args: BatchArgs, target: &Placement) -> Result<()> {
+    let device = &target.tensors();
     let format = args.format.to_ascii_lowercase();
     image_io::OutputFormat::from_path(Path::new(&format!("result.{format}")))?;
     let shard = match &args.shard {
@@ -102,7 +104,7 @@ pub fn batch(args: BatchArgs, device: &Device) -> Result<()> {
     let base = args.dream.params()?;
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create the folder {}", args.output.display()))?;
-    let network = load_network(&args.dream.model, device)?;
+    let network = load_network(&args.dream.model, target)?;
     let share = shard.map_or(String::new(), |s| {
         format!(" ({} for worker {} of {})", mine.len(), s.index, s.count)
     });

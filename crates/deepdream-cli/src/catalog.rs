@@ -1,11 +1,11 @@
 //! The commands that tell about the networks: `layers`, `classify`, `models list`, `models
 //! fetch`.
 
+use deepdream::backend::device::Placement;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
-use deepdream::Device;
 use deepdream::media::image_io;
 use deepdream::networks::{classify, models, weights};
 
@@ -13,7 +13,8 @@ use crate::options::{ModelArgs, load_network};
 use crate::report::print;
 
 /// Prints the ImageNet classes a network sees in an image.
-pub fn classify_image(path: &Path, args: &ModelArgs, top: usize, device: &Device) -> Result<()> {
+pub fn classify_image(path: &Path, args: &ModelArgs, top: usize, target: &Placement) -> Result<()> {
+    let device = &target.tensors();
     let image = image_io::load(path)?;
     let args_with_default = ModelArgs {
         model: args.model.clone().or_else(|| {
@@ -27,7 +28,7 @@ pub fn classify_image(path: &Path, args: &ModelArgs, top: usize, device: &Device
         scale: args.scale,
         bgr: args.bgr,
     };
-    let network = load_network(&args_with_default, device)?;
+    let network = load_network(&args_with_default, target)?;
     let mut text = String::new();
     for guess in classify::classify(network.as_ref(), &image, top, device)? {
         writeln!(
@@ -42,8 +43,8 @@ pub fn classify_image(path: &Path, args: &ModelArgs, top: usize, device: &Device
 }
 
 /// Prints the layers a model can dream on.
-pub fn list_layers(args: &ModelArgs, device: &Device) -> Result<()> {
-    let network = load_network(args, device)?;
+pub fn list_layers(args: &ModelArgs, target: &Placement) -> Result<()> {
+    let network = load_network(args, target)?;
     let defaults = network.default_layers();
     let mut text = String::new();
     writeln!(

@@ -1,13 +1,14 @@
 //! `deepdream dream`: one picture dreamed.
 
+use deepdream::backend::device::Placement;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
+use deepdream::Dreamer;
 use deepdream::jobs::eta::DreamEta;
 use deepdream::media::image_io;
-use deepdream::{Device, Dreamer};
 
 use crate::interrupt;
 use crate::options::{DreamOptions, load_network};
@@ -28,12 +29,13 @@ pub struct DreamArgs {
 }
 
 /// Dreams the picture and writes it with its parameters.
-pub fn dream(args: DreamArgs, device: &Device) -> Result<()> {
+pub fn dream(args: DreamArgs, target: &Placement) -> Result<()> {
+    let device = &target.tensors();
     image_io::check_output(&args.input, &args.output, args.force)?;
     let image = image_io::load(&args.input)?;
     let params = args.dream.params()?;
     let seed = params.seed;
-    let network = load_network(&args.dream.model, device)?;
+    let network = load_network(&args.dream.model, target)?;
     let dreamer = Dreamer::new(network.as_ref(), params, device)?;
     let octaves = dreamer.octave_sizes(image.width(), image.height())?;
     let total = (octaves.len() * dreamer.params().iterations) as u64;

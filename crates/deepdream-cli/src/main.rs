@@ -55,9 +55,14 @@ struct Cli {
     /// Number of CPU threads (default: all cores).
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
-    /// Where to compute: cpu, or wgpu / cuda in a build with that feature.
+    /// Where to compute: cpu, cuda (an NVIDIA GPU; NVIDIA's libraries are found at run
+    /// time), or wgpu in a build with that feature.
     #[arg(long, global = true, default_value = "cpu")]
     device: String,
+    /// The arithmetic of convolutions on the cuda device: tf32 (tensor cores, PyTorch's
+    /// default) or fp32.
+    #[arg(long, global = true, default_value = "tf32", value_parser = ["tf32", "fp32"])]
+    precision: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -161,19 +166,20 @@ fn run(cli: Cli) -> Result<()> {
             .build_global()
             .context("cannot set up the thread pool")?;
     }
-    let device = deepdream::backend::device::by_name(&cli.device)?;
+    let target = deepdream::backend::device::open(&cli.device, cli.precision == "tf32")?;
+    let device = &target;
     match cli.command {
-        Command::Dream(args) => dream::dream(args, &device),
-        Command::Batch(args) => batch::batch(args, &device),
-        Command::Zoom(args) => animation::zoom(args, &device),
-        Command::Video(args) => animation::video(args, &device),
+        Command::Dream(args) => dream::dream(args, device),
+        Command::Batch(args) => batch::batch(args, device),
+        Command::Zoom(args) => animation::zoom(args, device),
+        Command::Video(args) => animation::video(args, device),
         Command::VideoJoin(args) => animation::video_join(args),
-        Command::Style(args) => style::style(args, &device),
-        Command::Visualize(args) => visualize::visualize_command(args, &device),
-        Command::Serve(args) => serve::serve(args, &device),
-        Command::Layers(args) => catalog::list_layers(&args, &device),
+        Command::Style(args) => style::style(args, device),
+        Command::Visualize(args) => visualize::visualize_command(args, device),
+        Command::Serve(args) => serve::serve(args, device),
+        Command::Layers(args) => catalog::list_layers(&args, device),
         Command::Classify { image, model, top } => {
-            catalog::classify_image(&image, &model, top, &device)
+            catalog::classify_image(&image, &model, top, device)
         }
         Command::Models { command } => match command {
             ModelsCommand::List => catalog::list_models(),

@@ -1,6 +1,7 @@
 //! The options several commands share: the model and its weights, and the dream's
 //! parameters, with their parsing and checks.
 
+use deepdream::backend::device::Placement;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
@@ -196,7 +197,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Loads the network the user chose: a named model (its cached weights, fetched on first
 /// use, or `--weights`), or any ONNX file given with `--weights` alone.
-pub fn load_network(args: &ModelArgs, device: &Device) -> Result<Box<dyn Network>> {
+pub fn load_network(args: &ModelArgs, target: &Placement) -> Result<Box<dyn Network>> {
+    let network = load_network_here(args, &target.tensors())?;
+    Ok(deepdream::networks::placement::place(network, target)?)
+}
+
+/// Loads the network `args` name, with its tensors on `device`.
+fn load_network_here(args: &ModelArgs, device: &Device) -> Result<Box<dyn Network>> {
     if let Some(path) = &args.weights
         && !path.is_file()
     {

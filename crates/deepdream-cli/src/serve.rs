@@ -1,11 +1,11 @@
 //! `deepdream serve`: starts the studio (the `deepdream-server` crate) and stops it on
 //! Ctrl-C or SIGTERM.
 
+use deepdream::backend::device::Placement;
 use std::net::SocketAddr;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
-use deepdream::Device;
 use deepdream_server::Config;
 
 #[derive(Args)]
@@ -25,7 +25,10 @@ pub struct ServeArgs {
     max_upload: u64,
 }
 
-pub fn serve(args: ServeArgs, device: &Device) -> Result<()> {
+pub fn serve(args: ServeArgs, target: &Placement) -> Result<()> {
+    let Placement::Burn(device) = target else {
+        bail!("the studio does not run on the cuda device yet; use --device cpu");
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

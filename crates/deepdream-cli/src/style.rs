@@ -1,5 +1,6 @@
 //! `deepdream style`: a thin layer over `deepdream::modes::style`.
 
+use deepdream::backend::device::Placement;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -7,8 +8,8 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use deepdream::engine::optimizer::Optimizer;
 use deepdream::error::format_bytes;
+use deepdream::media::image_io;
 use deepdream::modes::style::{Init, StyleImage, StyleParams, StyleProgress, Stylist};
-use deepdream::{Device, media::image_io};
 
 use crate::options::{ModelArgs, load_network, parse_size, rand_seed};
 use crate::report::{human_duration, progress_bar};
@@ -138,7 +139,8 @@ fn parse_style(text: &str) -> Result<(PathBuf, f32)> {
 }
 
 /// Runs `deepdream style`.
-pub fn style(args: StyleArgs, device: &Device) -> Result<()> {
+pub fn style(args: StyleArgs, target: &Placement) -> Result<()> {
+    let device = &target.tensors();
     image_io::check_output(&args.content, &args.output, args.force)?;
     let params = args.params();
     params.validate()?;
@@ -152,7 +154,7 @@ pub fn style(args: StyleArgs, device: &Device) -> Result<()> {
     if styles.is_empty() {
         bail!("--style names no image");
     }
-    let network = load_network(&args.model, device)?;
+    let network = load_network(&args.model, target)?;
     let stylist = Stylist::new(network.as_ref(), params, device)?;
     let params = stylist.params();
     let (width, height) = stylist.output_size(content.width(), content.height());

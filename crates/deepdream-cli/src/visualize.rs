@@ -1,5 +1,6 @@
 //! `deepdream visualize`: a thin layer over `deepdream::modes::visualize`.
 
+use deepdream::backend::device::Placement;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -8,7 +9,7 @@ use clap::Args;
 use deepdream::modes::visualize::{
     Target, VisualizeParams, contact_sheet, target_term, visualize_watched,
 };
-use deepdream::{Device, media::image_io, networks::imagenet};
+use deepdream::{media::image_io, networks::imagenet};
 
 use crate::options::{ModelArgs, load_network, rand_seed};
 use crate::report::progress_bar;
@@ -80,7 +81,8 @@ fn parse_channels(text: &str) -> Result<Vec<usize>> {
 }
 
 /// Runs `deepdream visualize`.
-pub fn visualize_command(args: VisualizeArgs, device: &Device) -> Result<()> {
+pub fn visualize_command(args: VisualizeArgs, target: &Placement) -> Result<()> {
+    let device = &target.tensors();
     // No input file to protect: an empty path is never the output.
     image_io::check_output(Path::new(""), &args.output, args.force)?;
     let targets: Vec<Target> = match (&args.layer, &args.channels, &args.class) {
@@ -116,7 +118,7 @@ pub fn visualize_command(args: VisualizeArgs, device: &Device) -> Result<()> {
         params = params.without_priors();
     }
     params.validate()?;
-    let network = load_network(&args.model, device)?;
+    let network = load_network(&args.model, target)?;
     for target in &targets {
         target_term(network.as_ref(), target)?;
     }

@@ -1,7 +1,56 @@
-//! Choosing where the tensors live: the CPU (burn's flex backend) always; GPUs when the
+//! Choosing where the work runs: the CPU (burn's flex backend) always; GPUs when the
 //! library is built with the `wgpu` (Vulkan, Metal, DirectX) or `cuda` (NVIDIA) feature.
+//! On `wgpu` every tensor lives on the GPU; on `cuda` the networks' gradients run on the GPU
+//! and the rest of the tensors stay on the CPU.
 
 use burn::tensor::Device;
+
+#[cfg(feature = "cuda")]
+use crate::backend::cuda::{Gpu, Precision};
+
+/// Where a job runs.
+#[derive(Clone, Debug)]
+pub enum Placement {
+    /// A burn device: every tensor lives there.
+    Burn(Device),
+    /// An NVIDIA GPU that runs the networks' gradients, with convolutions in a precision.
+    #[cfg(feature = "cuda")]
+    Cuda(std::sync::Arc<Gpu>, Precision),
+}
+
+impl Placement {
+    /// The burn device the job's tensors live on.
+    pub fn tensors(&self) -> Device {
+        match self {
+            Placement::Burn(device) => device.clone(),
+            #[cfg(feature = "cuda")]
+            Placement::Cuda(..) => Device::flex(),
+        }
+    }
+}
+
+/// Opens the device called `name` (`cpu`, `wgpu`, `cuda`); `tf32` lets CUDA convolutions use
+/// TF32 tensor cores.
+pub fn open(name: &str, tf32: bool) -> Result<Placement> {
+    match name.to_ascii_lowercase().as_str() {
+        #[cfg(feature = "cuda")]
+        "cuda" => {
+            let precision = if tf32 {
+                Precision::Tf32
+            } else {
+                Precision::Fp32
+            };
+            Ok(Placement::Cuda(
+                crate::backend::cuda::Gpu::open(0)?,
+                precision,
+            ))
+        }
+        _ => {
+            let _ = tf32;
+            by_name(name).map(Placement::Burn)
+        }
+    }
+}
 
 use crate::error::{Error, Result};
 
@@ -17,21 +66,17 @@ pub fn available() -> Vec<&'static str> {
     names
 }
 
-/// The device called `name`: `cpu`, `wgpu` (the best GPU wgpu finds) or `cuda` (the first
-/// NVIDIA GPU).
+/// The burn device called `name`: `cpu` or `wgpu` (the best GPU wgpu finds); `cuda` is
+/// opened with [`open`].
 pub fn by_name(name: &str) -> Result<Device> {
     match name.to_ascii_lowercase().as_str() {
         "cpu" | "flex" => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(feature = "cuda")]
-        "cuda" => {
-            let gpu = crate::backend::cuda::Gpu::open(0)?;
-            Err(Error::InvalidParameter(format!(
-                "found {}, but dreaming on CUDA is not finished yet; use --device cpu",
-                gpu.info
-            )))
-        }
+        "cuda" => Err(Error::Device(
+            "the CUDA device runs networks, not burn tensors: open it with device::open".into(),
+        )),
         #[cfg(not(feature = "wgpu"))]
         "wgpu" => Err(not_built("wgpu")),
         #[cfg(not(feature = "cuda"))]

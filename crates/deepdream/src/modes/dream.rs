@@ -477,8 +477,15 @@ impl<'a> Dreamer<'a> {
     /// the whole image at once.
     pub fn gradient(&self, input: Tensor<4>) -> Result<Tensor<4>> {
         on_worker(|| {
-            let input = input.autodiff().require_grad();
             let indices: Vec<usize> = self.terms.iter().map(|t| t.layer).collect();
+            let mut loss = |activations| self.layer_gradients(activations, None, None);
+            if let Some(gradient) = self
+                .network
+                .input_gradient(input.clone(), &indices, &mut loss)
+            {
+                return gradient;
+            }
+            let input = input.autodiff().require_grad();
             let activations = self.network.forward(input.clone(), &indices)?;
             let loss = self.loss(activations, None, None);
             self.input_gradient(&input, loss)
@@ -518,16 +525,29 @@ impl<'a> Dreamer<'a> {
             .map(|&i| self.network.layers()[i].stride)
             .collect();
         tiling::assemble(&input, &tiles, |crop, tile| {
+            let owned_by = |activations: &[Tensor<4>]| -> Vec<[Range<usize>; 2]> {
+                activations
+                    .iter()
+                    .zip(&strides)
+                    .map(|(a, &s)| {
+                        let [_, _, h, w] = a.dims();
+                        tile.owned_outputs(s, h, w)
+                    })
+                    .collect()
+            };
+            let mut loss = |activations: Vec<Tensor<4>>| {
+                let owned = owned_by(&activations);
+                self.layer_gradients(activations, Some(&owned), Some(&counts))
+            };
+            if let Some(gradient) = self
+                .network
+                .input_gradient(crop.clone(), &indices, &mut loss)
+            {
+                return gradient.map(Some);
+            }
             let crop = crop.autodiff().require_grad();
             let activations = self.network.forward(crop.clone(), &indices)?;
-            let owned: Vec<[Range<usize>; 2]> = activations
-                .iter()
-                .zip(&strides)
-                .map(|(a, &s)| {
-                    let [_, _, h, w] = a.dims();
-                    tile.owned_outputs(s, h, w)
-                })
-                .collect();
+            let owned = owned_by(&activations);
             if owned.iter().all(|[r, c]| r.is_empty() || c.is_empty()) {
                 return Ok(None);
             }
@@ -620,6 +640,34 @@ impl<'a> Dreamer<'a> {
             });
         }
         loss.expect("at least one term with a region")
+    }
+
+    /// The gradient of [`Dreamer::loss`] with respect to each of the layers' outputs
+    /// `activations`, for a network that runs the rest of the gradient itself.
+    fn layer_gradients(
+        &self,
+        activations: Vec<Tensor<4>>,
+        owned: Option<&[[Range<usize>; 2]]>,
+        counts: Option<&[f32]>,
+    ) -> Result<Vec<Tensor<4>>> {
+        let leaves: Vec<Tensor<4>> = activations
+            .into_iter()
+            .map(|a| a.autodiff().require_grad())
+            .collect();
+        if let Some(owned) = owned
+            && owned.iter().all(|[r, c]| r.is_empty() || c.is_empty())
+        {
+            return Ok(leaves.into_iter().map(|l| l.inner().zeros_like()).collect());
+        }
+        let gradients = self.loss(leaves.clone(), owned, counts).backward();
+        Ok(leaves
+            .iter()
+            .map(|leaf| {
+                leaf.grad(&gradients)
+                    .map(|g| g.inner())
+                    .unwrap_or_else(|| leaf.clone().inner().zeros_like())
+            })
+            .collect())
     }
 
     fn input_gradient(&self, input: &Tensor<4>, loss: Tensor<1>) -> Result<Tensor<4>> {

@@ -7,6 +7,8 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod classify;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod efficientnet_lite0;
 pub mod imagenet;
 pub mod inception3;
@@ -14,6 +16,7 @@ pub mod layers;
 pub mod models;
 pub mod network;
 pub mod onnx;
+pub mod placement;
 pub mod spec;
 pub mod vgg16;
 pub mod weights;

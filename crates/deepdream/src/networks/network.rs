@@ -171,4 +171,28 @@ pub trait Network: Send + Sync {
     fn layer_index(&self, name: &str) -> Option<usize> {
         self.layers().iter().position(|layer| layer.name == name)
     }
+
+    /// The gradient with respect to `input` of a loss of the outputs of `layers`, for a
+    /// network that computes it itself (on a GPU): `loss` turns those outputs into the loss's
+    /// gradient with respect to each. `None` leaves the gradient to burn's autodiff through
+    /// [`Network::forward`].
+    fn input_gradient(
+        &self,
+        _input: Tensor<4>,
+        _layers: &[usize],
+        _loss: &mut LayerLoss<'_>,
+    ) -> Option<Result<Tensor<4>>> {
+        None
+    }
+
+    /// The network as a graph for the CUDA device, with the graph value of each layer
+    /// (`None` for layers the device cannot compute); `None` if it cannot be described so.
+    #[cfg(feature = "cuda")]
+    fn cuda_graph(&self) -> Option<(crate::backend::cuda::graph::Graph, Vec<Option<usize>>)> {
+        None
+    }
 }
+
+/// A loss's side of [`Network::input_gradient`]: from some layers' outputs, the loss's
+/// gradient with respect to each.
+pub type LayerLoss<'a> = dyn FnMut(Vec<Tensor<4>>) -> Result<Vec<Tensor<4>>> + 'a;

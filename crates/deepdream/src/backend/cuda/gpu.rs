@@ -4,9 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use cudarc::cublas::CudaBlas;
-use cudarc::cudnn::Cudnn;
 use cudarc::driver::{CudaContext, CudaStream};
 
+use crate::backend::cuda::cudnn;
 use crate::backend::cuda::kernels::Kernels;
 use crate::backend::cuda::libraries::{self, Found};
 use crate::error::{Error, Result};
@@ -63,7 +63,7 @@ pub struct Handles {
     /// The stream all work runs on.
     pub stream: Arc<CudaStream>,
     /// cuDNN, on [`Handles::stream`].
-    pub cudnn: Arc<Cudnn>,
+    pub cudnn: cudnn::Handle,
     /// cuBLAS, on [`Handles::stream`].
     pub cublas: CudaBlas,
     /// deepdream's kernels.
@@ -120,11 +120,13 @@ impl Gpu {
             )));
         }
         let context = CudaContext::new(ordinal).map_err(|e| driver("cannot open it", e))?;
+        // All work goes to one stream, in order: nothing needs cudarc's events.
+        // SAFETY: no buffers exist yet.
+        unsafe { context.disable_event_tracking() };
         let stream = context
             .new_stream()
             .map_err(|e| driver("cannot create a stream", e))?;
-        let cudnn = Cudnn::new(stream.clone())
-            .map_err(|e| Error::Device(format!("cuDNN does not start: {e:?}")))?;
+        let cudnn = cudnn::Handle::new(&stream)?;
         let cublas = CudaBlas::new(stream.clone())
             .map_err(|e| Error::Device(format!("cuBLAS does not start: {e:?}")))?;
         let kernels = Kernels::load(&context)?;

@@ -89,6 +89,11 @@ pub enum Operation {
         /// Per-channel offset.
         shift: Vec<f32>,
     },
+    /// `x · factor`.
+    Multiply {
+        /// The factor.
+        factor: f32,
+    },
     /// The sum of two values of the same shape.
     Add,
     /// Concatenation along channels.
@@ -228,6 +233,7 @@ impl Operation {
             Operation::AvgPool { .. } => "AveragePool",
             Operation::Lrn { .. } => "LRN",
             Operation::Scale { .. } => "BatchNormalization",
+            Operation::Multiply { .. } => "Mul",
             Operation::Add => "Add",
             Operation::Concat => "Concat",
         }
@@ -326,7 +332,10 @@ fn output_shape(operation: &Operation, inputs: &[Shape]) -> Option<(Shape, [(usi
             ceil,
             ..
         } => windowed(*kernel, *stride, [1, 1], padding, *ceil, first.channels),
-        Operation::Relu | Operation::Clip { .. } | Operation::Lrn { .. } => Some((first, none)),
+        Operation::Relu
+        | Operation::Clip { .. }
+        | Operation::Lrn { .. }
+        | Operation::Multiply { .. } => Some((first, none)),
         Operation::Scale { scale, shift } => (scale.len() == first.channels
             && shift.len() == first.channels)
             .then_some((first, none)),

@@ -6,11 +6,6 @@
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; \
          i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
 
-// y = value
-extern "C" __global__ void fill(float *y, float value, unsigned long long n) {
-    FOR_EACH(i, n) { y[i] = value; }
-}
-
 // y += a * x
 extern "C" __global__ void axpy(float *y, const float *x, float a, unsigned long long n) {
     FOR_EACH(i, n) { y[i] += a * x[i]; }
@@ -21,47 +16,76 @@ extern "C" __global__ void relu(float *y, const float *x, unsigned long long n) 
     FOR_EACH(i, n) { y[i] = fmaxf(x[i], 0.0f); }
 }
 
-// The gradient through a ReLU, in place: it passes where the output `y` is positive.
-extern "C" __global__ void relu_backward(float *g, const float *y, unsigned long long n) {
-    FOR_EACH(i, n) {
-        if (!(y[i] > 0.0f)) g[i] = 0.0f;
-    }
-}
-
 // y = min(max(x, low), high)
 extern "C" __global__ void clip(float *y, const float *x, float low, float high,
                                 unsigned long long n) {
     FOR_EACH(i, n) { y[i] = fminf(fmaxf(x[i], low), high); }
 }
 
-// The gradient through a clip, in place: it passes where the input `x` lies within the range.
-extern "C" __global__ void clip_backward(float *g, const float *x, float low, float high,
-                                         unsigned long long n) {
+// y = a + b
+extern "C" __global__ void add(float *y, const float *a, const float *b, unsigned long long n) {
+    FOR_EACH(i, n) { y[i] = a[i] + b[i]; }
+}
+
+// dx += dy where the ReLU's output y is positive.
+extern "C" __global__ void relu_backward_add(float *dx, const float *dy, const float *y,
+                                             unsigned long long n) {
     FOR_EACH(i, n) {
-        if (!(x[i] >= low && x[i] <= high)) g[i] = 0.0f;
+        if (y[i] > 0.0f) dx[i] += dy[i];
     }
 }
 
-// y = a + b, where `b` repeats every `period` elements (b's length) or per channel block of
-// `inner` elements (b[(i / inner) % period]) when `inner` > 1.
-extern "C" __global__ void add(float *y, const float *a, const float *b, unsigned long long period,
-                               unsigned long long inner, unsigned long long n) {
-    FOR_EACH(i, n) { y[i] = a[i] + b[(i / inner) % period]; }
+// dx += dy where the clip's input x lies within [low, high].
+extern "C" __global__ void clip_backward_add(float *dx, const float *dy, const float *x, float low,
+                                             float high, unsigned long long n) {
+    FOR_EACH(i, n) {
+        if (x[i] >= low && x[i] <= high) dx[i] += dy[i];
+    }
 }
 
-// Sums of x² and of |x| into sums[0] and sums[1] (which start at zero).
-extern "C" __global__ void sums(const float *x, float *sums, unsigned long long n) {
-    float squares = 0.0f, absolute = 0.0f;
+// y = x * scale[c] + shift[c], c = (i / plane) % channels.
+extern "C" __global__ void scale_shift(float *y, const float *x, const float *scale,
+                                       const float *shift, unsigned long long plane,
+                                       unsigned long long channels, unsigned long long n) {
     FOR_EACH(i, n) {
-        squares += x[i] * x[i];
-        absolute += fabsf(x[i]);
+        unsigned long long c = (i / plane) % channels;
+        y[i] = x[i] * scale[c] + shift[c];
     }
-    for (int offset = 16; offset > 0; offset /= 2) {
-        squares += __shfl_down_sync(0xffffffff, squares, offset);
-        absolute += __shfl_down_sync(0xffffffff, absolute, offset);
+}
+
+// dx += dy * scale[c].
+extern "C" __global__ void scale_backward_add(float *dx, const float *dy, const float *scale,
+                                              unsigned long long plane,
+                                              unsigned long long channels, unsigned long long n) {
+    FOR_EACH(i, n) { dx[i] += dy[i] * scale[(i / plane) % channels]; }
+}
+
+// The `channels`x`height`x`width` x placed at (top, left) in a `padded_height`x`padded_width`
+// y filled with `value`; n = channels * padded_height * padded_width.
+extern "C" __global__ void pad(float *y, const float *x, unsigned long long height,
+                               unsigned long long width, unsigned long long top,
+                               unsigned long long left, unsigned long long padded_height,
+                               unsigned long long padded_width, float value,
+                               unsigned long long n) {
+    FOR_EACH(i, n) {
+        unsigned long long column = i % padded_width;
+        unsigned long long row = (i / padded_width) % padded_height;
+        unsigned long long plane = i / (padded_width * padded_height);
+        bool inside = row >= top && row < top + height && column >= left && column < left + width;
+        y[i] = inside ? x[(plane * height + row - top) * width + column - left] : value;
     }
-    if ((threadIdx.x & 31) == 0) {
-        atomicAdd(&sums[0], squares);
-        atomicAdd(&sums[1], absolute);
+}
+
+// The reverse of `pad` for gradients: dx += the part of the padded dy that x covers;
+// n = channels * height * width.
+extern "C" __global__ void crop_add(float *dx, const float *dy, unsigned long long height,
+                                    unsigned long long width, unsigned long long top,
+                                    unsigned long long left, unsigned long long padded_height,
+                                    unsigned long long padded_width, unsigned long long n) {
+    FOR_EACH(i, n) {
+        unsigned long long column = i % width;
+        unsigned long long row = (i / width) % height;
+        unsigned long long plane = i / (width * height);
+        dx[i] += dy[(plane * padded_height + row + top) * padded_width + column + left];
     }
 }

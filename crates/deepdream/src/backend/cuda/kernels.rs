@@ -13,8 +13,7 @@ use crate::error::{Error, Result};
 /// The kernels' CUDA C source.
 pub const SOURCE: &str = include_str!("kernels.cu");
 
-/// Threads per block of every element-wise kernel (a multiple of the warp size, which the
-/// reductions rely on).
+/// Threads per block of every element-wise kernel.
 const BLOCK: u32 = 256;
 
 /// Compiles [`SOURCE`] for a GPU of compute capability `(major, minor)` into a CUBIN.
@@ -66,22 +65,26 @@ unsafe fn cubin(program: sys::nvrtcProgram) -> std::result::Result<Vec<u8>, resu
 /// The kernels, loaded on one device.
 pub struct Kernels {
     _module: Arc<CudaModule>,
-    /// `fill(y, value, n)`
-    pub fill: CudaFunction,
     /// `axpy(y, x, a, n)`: `y += a·x`
     pub axpy: CudaFunction,
     /// `relu(y, x, n)`
     pub relu: CudaFunction,
-    /// `relu_backward(g, y, n)`: zeroes `g` where `y` is not positive.
-    pub relu_backward: CudaFunction,
     /// `clip(y, x, low, high, n)`
     pub clip: CudaFunction,
-    /// `clip_backward(g, x, low, high, n)`: zeroes `g` where `x` is outside the range.
-    pub clip_backward: CudaFunction,
-    /// `add(y, a, b, period, inner, n)`: `y = a + b` with `b` broadcast.
+    /// `add(y, a, b, n)`
     pub add: CudaFunction,
-    /// `sums(x, sums, n)`: adds Σx² and Σ|x| to `sums[0]` and `sums[1]`.
-    pub sums: CudaFunction,
+    /// `relu_backward_add(dx, dy, y, n)`: `dx += dy` where `y > 0`.
+    pub relu_backward_add: CudaFunction,
+    /// `clip_backward_add(dx, dy, x, low, high, n)`: `dx += dy` where `x` is in the range.
+    pub clip_backward_add: CudaFunction,
+    /// `scale_shift(y, x, scale, shift, plane, channels, n)`
+    pub scale_shift: CudaFunction,
+    /// `scale_backward_add(dx, dy, scale, plane, channels, n)`
+    pub scale_backward_add: CudaFunction,
+    /// `pad(y, x, height, width, top, left, padded_height, padded_width, value, n)`
+    pub pad: CudaFunction,
+    /// `crop_add(dx, dy, height, width, top, left, padded_height, padded_width, n)`
+    pub crop_add: CudaFunction,
 }
 
 impl Kernels {
@@ -96,14 +99,16 @@ impl Kernels {
             .map_err(driver)?;
         let function = |name: &str| module.load_function(name).map_err(driver);
         Ok(Kernels {
-            fill: function("fill")?,
             axpy: function("axpy")?,
             relu: function("relu")?,
-            relu_backward: function("relu_backward")?,
             clip: function("clip")?,
-            clip_backward: function("clip_backward")?,
             add: function("add")?,
-            sums: function("sums")?,
+            relu_backward_add: function("relu_backward_add")?,
+            clip_backward_add: function("clip_backward_add")?,
+            scale_shift: function("scale_shift")?,
+            scale_backward_add: function("scale_backward_add")?,
+            pad: function("pad")?,
+            crop_add: function("crop_add")?,
             _module: module,
         })
     }

@@ -1,10 +1,15 @@
 //! NVIDIA GPUs through CUDA, with no CUDA toolkit at build time: NVIDIA's libraries are
 //! found and opened at run time ([`libraries`]), the GPU opened with its cuDNN and cuBLAS
 //! handles ([`Gpu`]), and deepdream's own kernels compiled for it by NVRTC ([`kernels`]).
+//! A network runs there as a [`graph::Graph`], forward and back to the input, through an
+//! [`Executor`].
 
+mod cudnn;
+pub mod executor;
 mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod libraries;
 
-pub use gpu::{Gpu, GpuInfo};
+pub use executor::{Executor, Precision};
+pub use gpu::{Gpu, GpuInfo, Handles};

@@ -10,6 +10,8 @@
 //! [`Network`](crate::networks::network::Network).
 
 mod graph;
+#[cfg(feature = "cuda")]
+mod lower;
 pub mod network;
 mod ops;
 mod program;

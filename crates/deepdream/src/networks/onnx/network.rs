@@ -301,6 +301,13 @@ impl Network for OnnxNetwork {
         self.preprocess
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_graph(&self) -> Option<(crate::backend::cuda::graph::Graph, Vec<Option<usize>>)> {
+        let (graph, slots) = crate::networks::onnx::lower::lower(&self.program);
+        let layers = self.layer_slots.iter().map(|&slot| slots[slot]).collect();
+        Some((graph, layers))
+    }
+
     fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>> {
         let wanted: Vec<usize> = layer_indices
             .iter()

@@ -1,0 +1,129 @@
+//! A network on an NVIDIA GPU: its graph runs forward and back on the CUDA device for every
+//! gradient, the loss itself (a few element-wise operations on the layers' outputs) with
+//! burn on the CPU; everything else (layers, sizes, forward passes for guides and targets)
+//! is the network's own.
+
+use std::sync::Arc;
+
+use burn::tensor::{Tensor, TensorData};
+
+use crate::backend::cuda::graph::Shape;
+use crate::backend::cuda::{Executor, Gpu, Precision};
+use crate::error::{Error, Result};
+use crate::networks::network::{LayerInfo, LayerLoss, Network, Preprocess};
+
+/// A network whose gradients run on a GPU.
+pub struct CudaNetwork {
+    inner: Box<dyn Network>,
+    executor: Executor,
+    /// The graph value of each layer, `None` where the device cannot compute it.
+    values: Vec<Option<usize>>,
+}
+
+impl CudaNetwork {
+    /// `network` on `gpu`, convolutions in `precision`; an error if it cannot run there.
+    pub fn new(network: Box<dyn Network>, gpu: Arc<Gpu>, precision: Precision) -> Result<Self> {
+        let (graph, values) = network.cuda_graph().ok_or_else(|| {
+            Error::Device(format!(
+                "model '{}' does not run on the CUDA device yet (ONNX networks such as vgg16 do); use --device cpu",
+                network.name()
+            ))
+        })?;
+        Ok(CudaNetwork {
+            executor: Executor::new(gpu, graph, precision),
+            inner: network,
+            values,
+        })
+    }
+
+    /// The graph values of `layers`, if the device computes them all.
+    fn graph_values(&self, layers: &[usize]) -> Option<Vec<usize>> {
+        layers.iter().map(|&layer| self.values[layer]).collect()
+    }
+}
+
+impl Network for CudaNetwork {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn default_layers(&self) -> &[String] {
+        self.inner.default_layers()
+    }
+
+    fn layers(&self) -> &[LayerInfo] {
+        self.inner.layers()
+    }
+
+    fn preprocess(&self) -> Preprocess {
+        self.inner.preprocess()
+    }
+
+    fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>> {
+        self.inner.forward(input, layer_indices)
+    }
+
+    fn class_layer(&self) -> Option<usize> {
+        self.inner.class_layer()
+    }
+
+    fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
+        self.inner.output_size(layer, height, width)
+    }
+
+    /// Runs on the GPU when it computes every layer asked for and the input is one image.
+    fn input_gradient(
+        &self,
+        input: Tensor<4>,
+        layers: &[usize],
+        loss: &mut LayerLoss<'_>,
+    ) -> Option<Result<Tensor<4>>> {
+        let wanted = self.graph_values(layers)?;
+        let [batch, channels, height, width] = input.dims();
+        if batch != 1 {
+            return None;
+        }
+        let shape = Shape {
+            channels,
+            height,
+            width,
+        };
+        Some(gradient(&self.executor, input, shape, &wanted, loss))
+    }
+}
+
+fn gradient(
+    executor: &Executor,
+    input: Tensor<4>,
+    shape: Shape,
+    wanted: &[usize],
+    loss: &mut LayerLoss<'_>,
+) -> Result<Tensor<4>> {
+    let device = input.device();
+    let dims = input.dims();
+    let host = to_floats(input)?;
+    let gradient = executor.gradient(&host, shape, wanted, &mut |outputs, shapes| {
+        let tensors = outputs
+            .into_iter()
+            .zip(shapes)
+            .map(|(values, s)| {
+                Tensor::<4>::from_data(
+                    TensorData::new(values, [1, s.channels, s.height, s.width]),
+                    &device,
+                )
+            })
+            .collect();
+        loss(tensors)?.into_iter().map(to_floats).collect()
+    })?;
+    Ok(Tensor::<4>::from_data(
+        TensorData::new(gradient, dims),
+        &device,
+    ))
+}
+
+fn to_floats(tensor: Tensor<4>) -> Result<Vec<f32>> {
+    tensor
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::InvalidParameter(format!("cannot read a tensor: {e:?}")))
+}

@@ -1,0 +1,149 @@
+//! The CUDA device. On the CPU (every run): networks lower to the graph the GPU runs, and
+//! its shape plan agrees with the networks' own outputs. On a machine with an NVIDIA GPU and
+//! NVIDIA's libraries (skipped elsewhere; `DEEPDREAM_REQUIRE_GPU=1` makes a missing GPU a
+//! failure): gradients and a dream equal the CPU's.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use std::sync::Arc;
+
+use burn::tensor::{Distribution, Tensor, TensorData};
+use common::{photo_crop, relative_l2_error, test_network, vgg16};
+use deepdream::backend::cuda::graph::Shape;
+use deepdream::backend::cuda::{Gpu, Precision};
+use deepdream::networks::cuda::CudaNetwork;
+use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network};
+
+/// Every layer of `network` lowers, and the plan's shape of each is the shape burn computes.
+fn check_lowering(network: &dyn Network, height: usize, width: usize) {
+    let (graph, values) = network.cuda_graph().expect("an ONNX network has a graph");
+    let device = Device::flex();
+    let input = Tensor::<4>::random([1, 3, height, width], Distribution::Default, &device);
+    for (index, layer) in network.layers().iter().enumerate() {
+        let Some(value) = values[index] else {
+            assert_eq!(
+                layer.stride, 0,
+                "only global layers stay on burn: {}",
+                layer.name
+            );
+            continue;
+        };
+        let input_shape = Shape {
+            channels: 3,
+            height,
+            width,
+        };
+        let plan = graph.plan(input_shape, &[value]).unwrap();
+        let planned = plan.shapes[value].unwrap();
+        let output = network.forward(input.clone(), &[index]).unwrap();
+        let [_, c, h, w] = output[0].dims();
+        assert_eq!(
+            (planned.channels, planned.height, planned.width),
+            (c, h, w),
+            "{}",
+            layer.name
+        );
+    }
+}
+
+#[test]
+fn networks_lower_to_the_graph_the_gpu_runs() {
+    let device = Device::flex();
+    check_lowering(&test_network(&device), 40, 36);
+    check_lowering(vgg16(&device).as_ref(), 67, 50);
+}
+
+/// The GPU, or `None` (with a note) where there is none and none is required.
+fn gpu() -> Option<Arc<Gpu>> {
+    match Gpu::open(0) {
+        Ok(gpu) => {
+            eprintln!("{}", gpu.info);
+            Some(gpu)
+        }
+        Err(error) if std::env::var_os("DEEPDREAM_REQUIRE_GPU").is_none() => {
+            eprintln!("skipped: {error}");
+            None
+        }
+        Err(error) => panic!("a GPU was required: {error}"),
+    }
+}
+
+fn params(layer: &str) -> DreamParams {
+    DreamParams {
+        layers: vec![LayerWeight {
+            layer: layer.into(),
+            weight: 1.0,
+        }],
+        ..DreamParams::default()
+    }
+}
+
+fn gradient(network: &dyn Network, layer: &str, image: &TensorData) -> Vec<f32> {
+    let device = Device::flex();
+    let dreamer = Dreamer::new(network, params(layer), &device).unwrap();
+    let gradient = dreamer
+        .gradient(Tensor::<4>::from_data(image.clone(), &device))
+        .unwrap();
+    gradient.into_data().try_to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn gradients_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let device = Device::flex();
+    let image = Tensor::<4>::random(
+        [1, 3, 97, 83],
+        Distribution::Uniform(-100.0, 100.0),
+        &device,
+    )
+    .into_data();
+    let cases: [(Box<dyn Fn() -> Box<dyn Network>>, &str); 3] = [
+        (
+            Box::new(|| Box::new(test_network(&Device::flex()))),
+            "mixed",
+        ),
+        (Box::new(|| vgg16(&Device::flex())), "block3_conv3"),
+        (Box::new(|| vgg16(&Device::flex())), "block5_pool"),
+    ];
+    for (load, layer) in cases {
+        let on_cpu = gradient(load().as_ref(), layer, &image);
+        for (precision, tolerance) in [(Precision::Fp32, 1e-3), (Precision::Tf32, 1e-2)] {
+            let network = CudaNetwork::new(load(), gpu.clone(), precision).unwrap();
+            let on_gpu = gradient(&network, layer, &image);
+            let error = relative_l2_error(&on_gpu, &on_cpu);
+            eprintln!("{layer} {precision:?}: relative L2 error {error:e}");
+            assert!(error <= tolerance, "{layer} {precision:?}: {error:e}");
+        }
+    }
+}
+
+#[test]
+fn a_default_dream_on_the_gpu_matches_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let device = Device::flex();
+    let photo = image::DynamicImage::ImageRgb8(photo_crop(0, 0, 224));
+    let dream = |network: &dyn Network| {
+        let params = DreamParams {
+            layers: vec![LayerWeight {
+                layer: "block4_conv3".into(),
+                weight: 1.0,
+            }],
+            ..DreamParams::default()
+        };
+        let dreamer = Dreamer::new(network, params, &device).unwrap();
+        dreamer.dream_image(&photo, |_| {}).unwrap().to_rgb8()
+    };
+    let on_cpu = dream(vgg16(&device).as_ref());
+    let on_gpu = dream(&CudaNetwork::new(vgg16(&device), gpu, Precision::Fp32).unwrap());
+    let squared: f64 = on_cpu
+        .as_raw()
+        .iter()
+        .zip(on_gpu.as_raw())
+        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+        .sum::<f64>()
+        / on_cpu.as_raw().len() as f64;
+    let psnr = 10.0 * (255.0f64 * 255.0 / squared.max(1e-12)).log10();
+    eprintln!("default dream, GPU fp32 vs CPU: PSNR {psnr:.1} dB");
+    assert!(psnr >= 35.0, "PSNR {psnr:.1} dB");
+}
