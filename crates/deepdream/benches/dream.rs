@@ -10,6 +10,7 @@
 //! cargo bench -p deepdream --bench dream -- --dream --max-memory 4000000000   # the dream only
 //! cargo bench -p deepdream --bench dream -- --overhead --model inception3     # step vs gradient
 //! cargo bench -p deepdream --bench dream --features wgpu -- --device wgpu --warmup 5 --repeats 10
+//! cargo bench -p deepdream --bench dream -- --device cuda [--precision fp32] --warmup 5 --repeats 10
 //! ```
 //!
 //! `--weights DIR` loads the weight files from DIR unchecked instead of the cache: stand-ins
@@ -52,7 +53,11 @@ fn main() {
             .map(String::as_str)
     };
     let device_name = option("--device").unwrap_or("cpu");
-    let device = deepdream::backend::device::by_name(device_name).unwrap();
+    let precision_tf32 = option("--precision") != Some("fp32");
+    let placement = deepdream::backend::device::open(device_name, precision_tf32).unwrap();
+    let device = placement.tensors();
+    // The network as it runs on the device (on cuda: wrapped to run its gradients there).
+    let place = |network| deepdream::networks::placement::place(network, &placement);
     let repeats = option("--repeats").map_or(REPEATS, |n| n.parse().unwrap());
     // GPU backends tune and compile their kernels over the first runs of each shape.
     let warmup = option("--warmup").map_or(1, |n| n.parse().unwrap());
@@ -74,7 +79,7 @@ fn main() {
     if overhead_only {
         for name in names {
             let spec = models::find(name).unwrap();
-            let network = load(name, &weight_file(spec), &device);
+            let network = place(load(name, &weight_file(spec), &device)).unwrap();
             step_overhead(network.as_ref(), &device, repeats.max(5));
         }
         return;
@@ -94,7 +99,13 @@ fn main() {
             },
             Err(error) => panic!("{error}"),
         };
-        let network = load(name, &path, &device);
+        let network = match place(load(name, &path, &device)) {
+            Ok(network) => network,
+            Err(error) => {
+                println!("{name}: skipped on {device_name}: {error}");
+                continue;
+            }
+        };
         let layers = match name {
             // The classic DeepDream layer, the output of the block's concatenation.
             GOOGLENET => vec![LayerWeight {
@@ -181,7 +192,7 @@ fn main() {
         return;
     }
     let path = weight_file(models::find("vgg16").unwrap());
-    let network = load("vgg16", &path, &device);
+    let network = place(load("vgg16", &path, &device)).unwrap();
     let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chelsea.png");
     let photo = image_io::load(&photo).unwrap().resize_exact(
         1024,

@@ -9,9 +9,9 @@ mod common;
 use std::sync::Arc;
 
 use burn::tensor::{Distribution, Tensor, TensorData};
-use common::{photo_crop, relative_l2_error, test_network, vgg16};
-use deepdream::backend::cuda::graph::Shape;
+use common::{model, photo_crop, relative_l2_error, test_network, vgg16};
 use deepdream::backend::cuda::{Gpu, Precision};
+use deepdream::backend::graph::Shape;
 use deepdream::networks::cuda::CudaNetwork;
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network};
 
@@ -52,6 +52,8 @@ fn networks_lower_to_the_graph_the_gpu_runs() {
     let device = Device::flex();
     check_lowering(&test_network(&device), 40, 36);
     check_lowering(vgg16(&device).as_ref(), 67, 50);
+    check_lowering(model("inception3", &device).as_ref(), 107, 96);
+    check_lowering(model("efficientnet-lite0", &device).as_ref(), 67, 50);
 }
 
 /// The GPU, or `None` (with a note) where there is none and none is required.
@@ -98,19 +100,23 @@ fn gradients_match_the_cpu() {
         &device,
     )
     .into_data();
-    let load = |model: &str| -> Box<dyn Network> {
-        match model {
+    let load = |name: &str| -> Box<dyn Network> {
+        match name {
             "test" => Box::new(test_network(&Device::flex())),
-            _ => vgg16(&Device::flex()),
+            name => model(name, &Device::flex()),
         }
     };
     let cases = [
         ("test", "mixed"),
         ("vgg16", "block3_conv3"),
         ("vgg16", "block5_pool"),
+        ("inception3", "mixed_3"),
+        ("inception3", "mixed_10"),
+        ("efficientnet-lite0", "block10"),
+        ("efficientnet-lite0", "head"),
     ];
-    for (model, layer) in cases {
-        let load = || load(model);
+    for (name, layer) in cases {
+        let load = || load(name);
         let on_cpu = gradient(load().as_ref(), layer, &image);
         for (precision, tolerance) in [(Precision::Fp32, 1e-3), (Precision::Tf32, 1e-2)] {
             let network = CudaNetwork::new(load(), gpu.clone(), precision).unwrap();

@@ -143,6 +143,26 @@ pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     clamp(x, 0.0, f32::INFINITY)
 }
 
+/// Local response normalisation across channels (ONNX's `LRN`, GoogLeNet's):
+/// `x / (bias + alpha · mean of x² over `size` neighbouring channels)^beta`, the window
+/// zero-padded at the ends.
+pub fn lrn(x: Tensor<4>, size: usize, alpha: f32, beta: f32, bias: f32) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    // The mean of squares over a window of channels, as an average pool over the channel
+    // axis that counts the zero padding.
+    let squares = x.clone().powi_scalar(2).reshape([n, 1, c, h * w]);
+    let lo = (size - 1) / 2;
+    let options = burn::tensor::ops::AvgPoolOptions {
+        kernel_size: [size, 1],
+        stride: [1, 1],
+        padding: [(lo, size - 1 - lo), (0, 0)],
+        count_include_pad: true,
+        ceil_mode: false,
+    };
+    let mean = crate::backend::pool::avg_pool2d(squares, options).reshape([n, c, h, w]);
+    x.div(mean.mul_scalar(alpha).add_scalar(bias).powf_scalar(beta))
+}
+
 /// ReLU6: `x` clamped to `0..=6`.
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     clamp(x, 0.0, 6.0)

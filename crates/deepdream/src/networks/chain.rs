@@ -1,23 +1,27 @@
 //! Networks that are a chain of stages, each stage's output one layer users can dream on
-//! (Inception v3's blocks, EfficientNet-Lite0's): the [`Network`] answers they share.
+//! (Inception v3's blocks, EfficientNet-Lite0's): built once into a [`Graph`] that every
+//! device runs, and the [`Network`] answers they share.
 
 use burn::tensor::Tensor;
 
+use crate::backend::graph::{Graph, INPUT};
 use crate::error::Result;
 use crate::networks::layers::{Window, chain_size};
 use crate::networks::network::{LayerInfo, Network, Preprocess};
 use crate::networks::spec::ModelSpec;
 
 /// One stage of a chain.
-pub trait Stage: Send + Sync {
-    /// The stage's output for its input.
-    fn forward(&self, x: Tensor<4>) -> Tensor<4>;
+pub trait Stage {
+    /// Adds the stage's nodes to `graph` after the value `input`; the stage's output value.
+    fn build(&self, graph: &mut Graph, input: usize) -> usize;
 }
 
-/// A network made of `stages`, layer `i` being stage `i`'s output.
-pub struct ChainNetwork<S> {
+/// A network made of stages, layer `i` being stage `i`'s output.
+pub struct ChainNetwork {
     spec: &'static ModelSpec,
-    stages: Vec<S>,
+    graph: Graph,
+    /// The graph value of each layer.
+    outputs: Vec<usize>,
     /// The sliding window of each spatial stage (stages past the last have no extent).
     windows: Vec<Window>,
     layers: Vec<LayerInfo>,
@@ -25,10 +29,10 @@ pub struct ChainNetwork<S> {
     class_layer: Option<usize>,
 }
 
-impl<S: Stage> ChainNetwork<S> {
+impl ChainNetwork {
     /// The network `spec` names, from its stages and their layers (the same number), the
     /// first `windows.len()` of them spatial; `class_layer` is its ImageNet logits layer.
-    pub fn new(
+    pub fn new<S: Stage>(
         spec: &'static ModelSpec,
         stages: Vec<S>,
         windows: Vec<Window>,
@@ -36,9 +40,17 @@ impl<S: Stage> ChainNetwork<S> {
         class_layer: Option<usize>,
     ) -> Self {
         debug_assert_eq!(stages.len(), layers.len());
+        let mut graph = Graph::default();
+        let mut outputs = Vec::with_capacity(stages.len());
+        let mut value = INPUT;
+        for stage in &stages {
+            value = stage.build(&mut graph, value);
+            outputs.push(value);
+        }
         ChainNetwork {
             spec,
-            stages,
+            graph,
+            outputs,
             windows,
             layers,
             default_layers: spec.default_layers.iter().map(|l| l.to_string()).collect(),
@@ -47,7 +59,7 @@ impl<S: Stage> ChainNetwork<S> {
     }
 }
 
-impl<S: Stage> Network for ChainNetwork<S> {
+impl Network for ChainNetwork {
     fn name(&self) -> &str {
         self.spec.name
     }
@@ -75,21 +87,17 @@ impl<S: Stage> Network for ChainNetwork<S> {
         self.class_layer
     }
 
-    /// Runs the stages up to the deepest of `layer_indices` and returns those layers'
-    /// outputs in the order asked for.
+    /// Runs the graph's nodes that `layer_indices` need.
     fn forward(&self, input: Tensor<4>, layer_indices: &[usize]) -> Result<Vec<Tensor<4>>> {
-        let last = layer_indices.iter().copied().max().unwrap_or(0);
-        let mut outputs: Vec<Option<Tensor<4>>> = vec![None; self.stages.len()];
-        let mut x = input;
-        for (index, stage) in self.stages.iter().enumerate().take(last + 1) {
-            x = stage.forward(x);
-            if layer_indices.contains(&index) {
-                outputs[index] = Some(x.clone());
-            }
-        }
-        Ok(layer_indices
-            .iter()
-            .map(|&i| outputs[i].clone().expect("stage computed"))
-            .collect())
+        let wanted: Vec<usize> = layer_indices.iter().map(|&i| self.outputs[i]).collect();
+        self.graph.run(input, &wanted)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_graph(&self) -> Option<(Graph, Vec<Option<usize>>)> {
+        Some((
+            self.graph.clone(),
+            self.outputs.iter().copied().map(Some).collect(),
+        ))
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use burn::tensor::{Tensor, TensorData};
 
-use crate::backend::cuda::graph::Shape;
 use crate::backend::cuda::{Executor, Gpu, Precision};
+use crate::backend::graph::Shape;
 use crate::error::{Error, Result};
 use crate::networks::network::{LayerInfo, LayerLoss, Network, Preprocess};
 

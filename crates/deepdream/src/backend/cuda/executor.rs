@@ -1,8 +1,8 @@
 //! Runs a [`Graph`] on the GPU and back: the forward pass to the wanted values, then, from the
 //! loss's gradients with respect to them, the gradient with respect to the input, through
 //! cuDNN (convolutions forward and backward to the input, pooling, LRN) and deepdream's
-//! kernels (activations, per-channel scales, sums, the padding cuDNN cannot do). Weights are
-//! uploaded once; no weight gradient is ever computed.
+//! kernels (activations, per-channel scales, sums, the padding cuDNN cannot do) and cuBLAS
+//! (fully connected layers). Weights are uploaded once; no weight gradient is ever computed.
 
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
@@ -14,8 +14,8 @@ use crate::backend::cuda::cudnn::{
     ConvDesc, ConvGeometry, LrnDesc, PoolDesc, TensorDesc, check, failed,
 };
 use crate::backend::cuda::gpu::{Gpu, Handles};
-use crate::backend::cuda::graph::{Graph, Operation, Plan, Shape, Step};
 use crate::backend::cuda::kernels::elementwise;
+use crate::backend::graph::{Graph, Operation, Plan, Shape, Step};
 use crate::error::{Error, Result};
 
 /// The arithmetic of convolutions.
@@ -129,10 +129,13 @@ impl Executor {
     }
 
     fn upload_weights(&self, handles: &Handles) -> Result<Vec<Weights>> {
-        let upload = |values: &[f32]| {
+        let upload = |tensor: burn::tensor::TensorData| {
+            let values = tensor
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::Device(format!("cannot read weights: {e:?}")))?;
             handles
                 .stream
-                .clone_htod(values)
+                .clone_htod(&values)
                 .map_err(driver("upload weights"))
         };
         self.graph
@@ -141,12 +144,16 @@ impl Executor {
             .map(|node| {
                 Ok(match &node.operation {
                     Operation::Conv { weight, bias, .. } => Weights {
-                        first: Some(upload(weight)?),
-                        second: bias.as_deref().map(upload).transpose()?,
+                        first: Some(upload(weight.to_data())?),
+                        second: bias.as_ref().map(|b| upload(b.to_data())).transpose()?,
+                    },
+                    Operation::Linear { weight, bias } => Weights {
+                        first: Some(upload(weight.to_data())?),
+                        second: bias.as_ref().map(|b| upload(b.to_data())).transpose()?,
                     },
                     Operation::Scale { scale, shift } => Weights {
-                        first: Some(upload(scale)?),
-                        second: Some(upload(shift)?),
+                        first: Some(upload(scale.to_data())?),
+                        second: Some(upload(shift.to_data())?),
                     },
                     _ => Weights::default(),
                 })
@@ -300,15 +307,16 @@ impl Run<'_> {
         let kernels = &self.handles.kernels;
         match &node.operation {
             Operation::Conv {
-                shape,
+                weight,
                 stride,
                 dilation,
                 groups,
                 ..
             } => {
+                let shape = weight.dims();
                 let (x, x_shape, padding) = self.window_input(index, 0.0)?;
                 let conv = ConvDesc::new(&ConvGeometry {
-                    shape: *shape,
+                    shape,
                     padding,
                     stride: *stride,
                     dilation: *dilation,
@@ -357,16 +365,8 @@ impl Run<'_> {
                     }
                 }
             }
-            Operation::MaxPool { kernel, stride, .. }
-            | Operation::AvgPool { kernel, stride, .. } => {
-                let max = matches!(node.operation, Operation::MaxPool { .. });
-                let count_pad = matches!(
-                    node.operation,
-                    Operation::AvgPool {
-                        count_pad: true,
-                        ..
-                    }
-                );
+            Operation::MaxPool { .. } | Operation::AvgPool { .. } | Operation::GlobalAvgPool => {
+                let (max, count_pad, kernel, stride) = pooling(&node.operation, &step);
                 if !max && !count_pad && step.asymmetric() {
                     return Err(Error::Device(format!(
                         "node {} (an average pool that leaves out padding) has uneven padding, which the CUDA device does not run",
@@ -375,7 +375,7 @@ impl Run<'_> {
                 }
                 let fill = if max { f32::NEG_INFINITY } else { 0.0 };
                 let (x, x_shape, padding) = self.window_input(index, fill)?;
-                let pool = PoolDesc::new(max, count_pad, *kernel, padding, *stride)?;
+                let pool = PoolDesc::new(max, count_pad, kernel, padding, stride)?;
                 let (x_desc, y_desc) = (TensorDesc::new(x_shape)?, TensorDesc::new(step.output)?);
                 // SAFETY: descriptors match the buffers.
                 check("pool", unsafe {
@@ -479,8 +479,80 @@ impl Run<'_> {
                     offset += bytes as u64;
                 }
             }
+            Operation::Flatten => {
+                // SAFETY: input and output hold the same `n` floats.
+                unsafe {
+                    cudarc::driver::result::memcpy_dtod_async(
+                        y,
+                        self.address_of(node.inputs[0]),
+                        n * 4,
+                        self.stream().cu_stream(),
+                    )
+                }
+                .map_err(driver("flatten"))?;
+            }
+            Operation::Linear { weight, .. } => {
+                let [inputs, outputs] = weight.dims();
+                let weights = &self.weights[step.node];
+                let w = address(weights.first.as_ref().expect("weights"), self.stream());
+                let x = self.address_of(node.inputs[0]);
+                self.gemv(false, w, [inputs, outputs], x, y, ZERO)?;
+                if let Some(bias) = &weights.second {
+                    let args = [
+                        Arg::Address(y),
+                        Arg::Address(address(bias, self.stream())),
+                        Arg::Float(1.0),
+                    ];
+                    self.launch(&kernels.axpy, outputs, &args)?;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// A fully connected layer's product with its row-major `[inputs, outputs]` weights `w`:
+    /// `y = x·W + beta·y` (`x` has `inputs` values, `y` `outputs`), or, `transposed`, the
+    /// gradient's `y = W·x + beta·y` (`x` has `outputs` values, `y` `inputs`).
+    fn gemv(
+        &self,
+        transposed: bool,
+        w: u64,
+        [inputs, outputs]: [usize; 2],
+        x: u64,
+        y: u64,
+        beta: f32,
+    ) -> Result<()> {
+        use cudarc::cublas::sys as blas;
+        // Column-major, W is an `outputs` x `inputs` matrix with leading dimension `outputs`.
+        let operation = if transposed {
+            blas::cublasOperation_t::CUBLAS_OP_T
+        } else {
+            blas::cublasOperation_t::CUBLAS_OP_N
+        };
+        // SAFETY: the matrix and vectors hold the sizes given.
+        let status = unsafe {
+            blas::cublasSgemv_v2(
+                *self.handles.cublas.handle(),
+                operation,
+                outputs as i32,
+                inputs as i32,
+                &ONE,
+                w as *const f32,
+                outputs as i32,
+                x as *const f32,
+                1,
+                &beta,
+                y as *mut f32,
+                1,
+            )
+        };
+        if status == blas::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            Ok(())
+        } else {
+            Err(Error::Device(format!(
+                "cuBLAS could not multiply: {status:?}"
+            )))
+        }
     }
 
     /// The backward pass from `seeds` (the loss's gradients at the `wanted` values) to the
@@ -578,14 +650,14 @@ impl Run<'_> {
         };
         match &node.operation {
             Operation::Conv {
-                shape,
+                weight,
                 stride,
                 dilation,
                 groups,
                 ..
             } => {
                 let conv = ConvDesc::new(&ConvGeometry {
-                    shape: *shape,
+                    shape: weight.dims(),
                     padding: cudnn_padding,
                     stride: *stride,
                     dilation: *dilation,
@@ -621,17 +693,9 @@ impl Run<'_> {
                     )
                 })?;
             }
-            Operation::MaxPool { kernel, stride, .. }
-            | Operation::AvgPool { kernel, stride, .. } => {
-                let max = matches!(node.operation, Operation::MaxPool { .. });
-                let count_pad = matches!(
-                    node.operation,
-                    Operation::AvgPool {
-                        count_pad: true,
-                        ..
-                    }
-                );
-                let pool = PoolDesc::new(max, count_pad, *kernel, cudnn_padding, *stride)?;
+            Operation::MaxPool { .. } | Operation::AvgPool { .. } | Operation::GlobalAvgPool => {
+                let (max, count_pad, kernel, stride) = pooling(&node.operation, step);
+                let pool = PoolDesc::new(max, count_pad, kernel, cudnn_padding, stride)?;
                 let (x_desc, y_desc) = (TensorDesc::new(x_shape)?, TensorDesc::new(step.output)?);
                 // SAFETY: descriptors match the buffers.
                 check("pool backwards", unsafe {
@@ -686,7 +750,7 @@ impl Run<'_> {
                 let args = [
                     Arg::Address(dxs[0]),
                     Arg::Address(dy),
-                    Arg::Address(x),
+                    Arg::Address(y),
                     Arg::Float(*low),
                     Arg::Float(*high),
                 ];
@@ -721,6 +785,17 @@ impl Run<'_> {
                     offset += (shape.len() * 4) as u64;
                 }
             }
+            Operation::Flatten => {
+                let args = [Arg::Address(dxs[0]), Arg::Address(dy), Arg::Float(1.0)];
+                self.launch(&kernels.axpy, n, &args)?;
+            }
+            Operation::Linear { weight, .. } => {
+                let w = address(
+                    self.weights[step.node].first.as_ref().expect("weights"),
+                    self.stream(),
+                );
+                self.gemv(true, w, weight.dims(), dy, dxs[0], ONE)?;
+            }
         }
         if let (Some(scratch), Some((_, padded_shape))) = (&scratch, padded) {
             let [(top, _), (left, _)] = step.padding;
@@ -737,6 +812,24 @@ impl Run<'_> {
             self.launch(&kernels.crop_add, input_shape.len(), &args)?;
         }
         Ok(())
+    }
+}
+
+/// A pooling step's (max, count padding, window, stride); a global average pool is one
+/// window over the whole input.
+fn pooling(operation: &Operation, step: &Step) -> (bool, bool, [usize; 2], [usize; 2]) {
+    match operation {
+        Operation::MaxPool { kernel, stride, .. } => (true, false, *kernel, *stride),
+        Operation::AvgPool {
+            kernel,
+            stride,
+            count_pad,
+            ..
+        } => (false, *count_pad, *kernel, *stride),
+        _ => {
+            let whole = [step.inputs[0].height, step.inputs[0].width];
+            (false, true, whole, whole)
+        }
     }
 }
 

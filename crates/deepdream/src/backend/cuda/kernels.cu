@@ -35,11 +35,11 @@ extern "C" __global__ void relu_backward_add(float *dx, const float *dy, const f
     }
 }
 
-// dx += dy where the clip's input x lies within [low, high].
-extern "C" __global__ void clip_backward_add(float *dx, const float *dy, const float *x, float low,
+// dx += dy where the clip's output y lies strictly within (low, high), as on the CPU.
+extern "C" __global__ void clip_backward_add(float *dx, const float *dy, const float *y, float low,
                                              float high, unsigned long long n) {
     FOR_EACH(i, n) {
-        if (x[i] >= low && x[i] <= high) dx[i] += dy[i];
+        if (y[i] > low && y[i] < high) dx[i] += dy[i];
     }
 }
 

@@ -75,7 +75,7 @@ pub struct Kernels {
     pub add: CudaFunction,
     /// `relu_backward_add(dx, dy, y, n)`: `dx += dy` where `y > 0`.
     pub relu_backward_add: CudaFunction,
-    /// `clip_backward_add(dx, dy, x, low, high, n)`: `dx += dy` where `x` is in the range.
+    /// `clip_backward_add(dx, dy, y, low, high, n)`: `dx += dy` where `low < y < high`.
     pub clip_backward_add: CudaFunction,
     /// `scale_shift(y, x, scale, shift, plane, channels, n)`
     pub scale_shift: CudaFunction,

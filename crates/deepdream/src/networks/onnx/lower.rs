@@ -1,16 +1,10 @@
-//! Lowering a program to the graph the CUDA device runs. Steps the device has no operation
-//! for (the classifier's reshapes and products) are left out with everything that depends
-//! on them; their layers stay with burn.
+//! Lowering a program to the graph the CUDA device runs. Steps the graph has no operation for
+//! (a softmax, general reshapes and transposes) are left out with everything that depends on
+//! them; their layers stay with burn.
 
-use burn::tensor::Tensor;
-
-use crate::backend::cuda::graph::{Graph, Node, Operation, Padding as GraphPadding};
+use crate::backend::graph::{Graph, Node, Operation, Padding as GraphPadding};
 use crate::networks::onnx::ops::{Binary, Op, Padding};
 use crate::networks::onnx::program::{Operand, Program, Step};
-
-fn floats<const D: usize>(tensor: &Tensor<D>) -> Option<Vec<f32>> {
-    tensor.clone().into_data().try_to_vec::<f32>().ok()
-}
 
 fn padding(padding: &Padding) -> GraphPadding {
     match padding {
@@ -77,7 +71,8 @@ fn scalar_product(step: &Step, values: &[Option<usize>]) -> Option<(usize, f32)>
         match operand {
             Operand::Slot(s) => slot = values[*s],
             Operand::Const(value) if value.shape.iter().product::<usize>() == 1 => {
-                factor = floats(&value.tensor)?.first().copied();
+                let values = value.tensor.to_data().try_to_vec::<f32>().ok()?;
+                factor = values.first().copied();
             }
             Operand::Const(_) => return None,
         }
@@ -96,12 +91,8 @@ fn operation(op: &Op, inputs: usize) -> Option<Operation> {
             dilation,
             groups,
         } if inputs == 1 => Operation::Conv {
-            weight: floats(weight)?,
-            shape: weight.dims(),
-            bias: match bias {
-                Some(bias) => Some(floats(bias)?),
-                None => None,
-            },
+            weight: weight.clone(),
+            bias: bias.clone(),
             stride: *stride,
             padding: padding(pad),
             dilation: *dilation,
@@ -148,9 +139,19 @@ fn operation(op: &Op, inputs: usize) -> Option<Operation> {
             beta: *beta,
             bias: *bias,
         },
-        Op::BatchNorm { scale, shift } => Operation::Scale {
-            scale: floats(scale)?,
-            shift: floats(shift)?,
+        Op::BatchNorm { scale, shift } => {
+            let channels = scale.dims()[1];
+            Operation::Scale {
+                scale: scale.clone().reshape([channels]),
+                shift: shift.clone().reshape([channels]),
+            }
+        }
+        Op::GlobalAvgPool => Operation::GlobalAvgPool,
+        Op::Flatten { axis: 1 } => Operation::Flatten,
+        Op::Reshape { shape } if matches!(shape.as_slice(), [0 | 1, -1]) => Operation::Flatten,
+        Op::Linear { weight, bias } if inputs == 1 => Operation::Linear {
+            weight: weight.clone(),
+            bias: bias.clone(),
         },
         Op::Binary(Binary::Add) if inputs == 2 => Operation::Add,
         Op::Concat { axis: 1 } => Operation::Concat,

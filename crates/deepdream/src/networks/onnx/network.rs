@@ -302,7 +302,7 @@ impl Network for OnnxNetwork {
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_graph(&self) -> Option<(crate::backend::cuda::graph::Graph, Vec<Option<usize>>)> {
+    fn cuda_graph(&self) -> Option<(crate::backend::graph::Graph, Vec<Option<usize>>)> {
         let (graph, slots) = crate::networks::onnx::lower::lower(&self.program);
         let layers = self.layer_slots.iter().map(|&slot| slots[slot]).collect();
         Some((graph, layers))

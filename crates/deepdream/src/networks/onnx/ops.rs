@@ -325,21 +325,7 @@ impl Op {
                 size,
             } => {
                 let (t, _) = spatial_input()?;
-                let [n, c, h, w] = t.dims();
-                // The sum of squares over a window of channels, as an average pool over the
-                // channel axis that counts the zero padding.
-                let squares = t.clone().powi_scalar(2).reshape([n, 1, c, h * w]);
-                let lo = (size - 1) / 2;
-                let options = AvgPoolOptions {
-                    kernel_size: [*size, 1],
-                    stride: [1, 1],
-                    padding: [(lo, size - 1 - lo), (0, 0)],
-                    count_include_pad: true,
-                    ceil_mode: false,
-                };
-                let mean = avg_pool2d(squares, options).reshape([n, c, h, w]);
-                let denominator = mean.mul_scalar(*alpha).add_scalar(*bias).powf_scalar(*beta);
-                Value::full_rank(t.div(denominator))
+                Value::full_rank(crate::backend::lrn(t, *size, *alpha, *beta, *bias))
             }
             Op::BatchNorm { scale, shift } => {
                 let (t, _) = spatial_input()?;

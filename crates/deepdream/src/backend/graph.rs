@@ -1,8 +1,15 @@
-//! What the CUDA device runs: a network lowered to a graph of the operations it has kernels
-//! for, and the shape plan of that graph for one input size (every value's shape, each
-//! window's padding made explicit), worked out on the host.
+//! A network as a graph of operations, described once and run by every device: on burn's
+//! tensors by [`Graph::run`] (through this layer's fast CPU kernels), and on NVIDIA GPUs by
+//! the CUDA executor. [`Graph::plan`] works out, for one input size, which nodes run, every
+//! value's shape and each window's padding with its odd pixels made explicit.
 
+use burn::tensor::Tensor;
+use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
+
+use crate::backend::activation::{clamp, lrn, relu};
+use crate::backend::conv::conv2d;
 use crate::backend::geometry::{same_padding, window_output};
+use crate::backend::pool::{avg_pool2d, max_pool2d};
 use crate::error::{Error, Result};
 
 /// Spatial padding: fixed `[(top, bottom), (left, right)]`, or TensorFlow/ONNX `SAME` (the
@@ -18,17 +25,33 @@ pub enum Padding {
     },
 }
 
+impl Padding {
+    /// The padding `[(top, bottom), (left, right)]` of a window on a `size` input.
+    pub fn resolve(
+        &self,
+        size: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+    ) -> [(usize, usize); 2] {
+        match self {
+            Padding::Fixed(padding) => *padding,
+            Padding::Same { upper } => {
+                [0, 1].map(|d| same_padding(size[d], kernel[d], stride[d], dilation[d], *upper))
+            }
+        }
+    }
+}
+
 /// One operation, on `[1, C, H, W]` values.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Operation {
-    /// Convolution: `weight` is `[out, in / groups, kh, kw]`, row-major.
+    /// Convolution.
     Conv {
-        /// The weights.
-        weight: Vec<f32>,
-        /// Their shape.
-        shape: [usize; 4],
+        /// The weights, `[out, in / groups, kh, kw]`.
+        weight: Tensor<4>,
         /// One per output channel, if any.
-        bias: Option<Vec<f32>>,
+        bias: Option<Tensor<1>>,
         /// Stride (rows, columns).
         stride: [usize; 2],
         /// Padding.
@@ -85,9 +108,20 @@ pub enum Operation {
     /// `x · scale[c] + shift[c]` per channel (an inference batch norm).
     Scale {
         /// Per-channel factor.
-        scale: Vec<f32>,
+        scale: Tensor<1>,
         /// Per-channel offset.
-        shift: Vec<f32>,
+        shift: Tensor<1>,
+    },
+    /// The values in one column, `[1, C·H·W, 1, 1]` (ONNX's `Flatten`).
+    Flatten,
+    /// The mean of each channel: `[1, C, 1, 1]`.
+    GlobalAvgPool,
+    /// A fully connected layer on the flattened input: `[1, outputs, 1, 1]`.
+    Linear {
+        /// The weights, `[inputs, outputs]`.
+        weight: Tensor<2>,
+        /// One per output, if any.
+        bias: Option<Tensor<1>>,
     },
     /// `x · factor`.
     Multiply {
@@ -102,7 +136,7 @@ pub enum Operation {
 
 /// One node: an operation on earlier values. Value 0 is the input image, value `i + 1` the
 /// output of node `i`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Node {
     /// What it computes.
     pub operation: Operation,
@@ -110,8 +144,8 @@ pub struct Node {
     pub inputs: Vec<usize>,
 }
 
-/// A network as the CUDA device runs it.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// A network as a graph.
+#[derive(Clone, Debug, Default)]
 pub struct Graph {
     /// The nodes, each reading only earlier values.
     pub nodes: Vec<Node>,
@@ -171,7 +205,68 @@ pub struct Plan {
     pub shapes: Vec<Option<Shape>>,
 }
 
+/// The input image's value.
+pub const INPUT: usize = 0;
+
 impl Graph {
+    /// Adds a node; its output's value.
+    pub fn push(&mut self, operation: Operation, inputs: Vec<usize>) -> usize {
+        self.nodes.push(Node { operation, inputs });
+        self.nodes.len()
+    }
+
+    /// Runs the nodes the `wanted` values need on `input` (`[1, C, H, W]`) with burn's
+    /// tensors, dropping each value after its last use, and returns the wanted values.
+    pub fn run(&self, input: Tensor<4>, wanted: &[usize]) -> Result<Vec<Tensor<4>>> {
+        let [_, channels, height, width] = input.dims();
+        let plan = self.plan(
+            Shape {
+                channels,
+                height,
+                width,
+            },
+            wanted,
+        )?;
+        let mut last_use = vec![usize::MAX; self.nodes.len() + 1];
+        for step in &plan.steps {
+            for &v in &self.nodes[step.node].inputs {
+                last_use[v] = step.node;
+            }
+        }
+        for &v in wanted {
+            last_use[v] = usize::MAX;
+        }
+        let mut values: Vec<Option<Tensor<4>>> = vec![None; self.nodes.len() + 1];
+        values[INPUT] = Some(input);
+        for step in &plan.steps {
+            let node = &self.nodes[step.node];
+            let inputs: Vec<Tensor<4>> = node
+                .inputs
+                .iter()
+                .map(|&v| {
+                    let value = if last_use[v] == step.node
+                        && node.inputs.iter().filter(|&&u| u == v).count() == 1
+                    {
+                        values[v].take()
+                    } else {
+                        values[v].clone()
+                    };
+                    value.expect("computed earlier")
+                })
+                .collect();
+            values[step.node + 1] = Some(node.operation.run(inputs, step));
+            for &v in &node.inputs {
+                if last_use[v] == step.node {
+                    values[v] = None;
+                }
+            }
+        }
+        Ok(wanted
+            .iter()
+            .map(|&v| values[v].clone().expect("wanted value computed"))
+            .collect())
+    }
+
     /// Plans computing `wanted` values for a `channels`x`height`x`width` input; an error if
     /// a value would be empty or the shapes do not fit.
     pub fn plan(&self, input: Shape, wanted: &[usize]) -> Result<Plan> {
@@ -236,6 +331,95 @@ impl Operation {
             Operation::Multiply { .. } => "Mul",
             Operation::Add => "Add",
             Operation::Concat => "Concat",
+            Operation::Flatten => "Flatten",
+            Operation::GlobalAvgPool => "GlobalAveragePool",
+            Operation::Linear { .. } => "Gemm",
+        }
+    }
+
+    /// The operation on burn tensors, as `step` plans it.
+    fn run(&self, mut inputs: Vec<Tensor<4>>, step: &Step) -> Tensor<4> {
+        let x = inputs.remove(0);
+        let size = [step.inputs[0].height, step.inputs[0].width];
+        match self {
+            Operation::Conv {
+                weight,
+                bias,
+                stride,
+                padding,
+                dilation,
+                groups,
+            } => {
+                let [_, _, kh, kw] = weight.dims();
+                let options = ConvOptions {
+                    stride: *stride,
+                    padding: padding.resolve(size, [kh, kw], *stride, *dilation),
+                    dilation: *dilation,
+                    groups: *groups,
+                };
+                conv2d(x, weight.clone(), bias.clone(), options)
+            }
+            Operation::Relu => relu(x),
+            Operation::Clip { low, high } => clamp(x, *low, *high),
+            Operation::MaxPool {
+                kernel,
+                stride,
+                padding,
+                ceil,
+            } => max_pool2d(
+                x,
+                MaxPoolOptions {
+                    kernel_size: *kernel,
+                    stride: *stride,
+                    padding: padding.resolve(size, *kernel, *stride, [1, 1]),
+                    dilation: [1, 1],
+                    ceil_mode: *ceil,
+                },
+            ),
+            Operation::AvgPool {
+                kernel,
+                stride,
+                padding,
+                ceil,
+                count_pad,
+            } => avg_pool2d(
+                x,
+                AvgPoolOptions {
+                    kernel_size: *kernel,
+                    stride: *stride,
+                    padding: padding.resolve(size, *kernel, *stride, [1, 1]),
+                    count_include_pad: *count_pad,
+                    ceil_mode: *ceil,
+                },
+            ),
+            Operation::Lrn {
+                size,
+                alpha,
+                beta,
+                bias,
+            } => lrn(x, *size, *alpha, *beta, *bias),
+            Operation::Scale { scale, shift } => {
+                let channels = scale.dims()[0];
+                x.mul(scale.clone().reshape([1, channels, 1, 1]))
+                    .add(shift.clone().reshape([1, channels, 1, 1]))
+            }
+            Operation::Multiply { factor } => x.mul_scalar(*factor),
+            Operation::Add => x.add(inputs.remove(0)),
+            Operation::Concat => {
+                inputs.insert(0, x);
+                Tensor::cat(inputs, 1)
+            }
+            Operation::Flatten => x.reshape([1, step.output.channels, 1, 1]),
+            Operation::GlobalAvgPool => x.mean_dim(3).mean_dim(2),
+            Operation::Linear { weight, bias } => {
+                let [inputs, outputs] = weight.dims();
+                let flat = x.reshape([1, inputs]).matmul(weight.clone());
+                let flat = match bias {
+                    Some(bias) => flat.add(bias.clone().unsqueeze::<2>()),
+                    None => flat,
+                };
+                flat.reshape([1, outputs, 1, 1])
+            }
         }
     }
 }
@@ -266,12 +450,7 @@ fn output_shape(operation: &Operation, inputs: &[Shape]) -> Option<(Shape, [(usi
                     ceil: bool,
                     channels: usize| {
         let size = [first.height, first.width];
-        let resolved = match padding {
-            Padding::Fixed(padding) => *padding,
-            Padding::Same { upper } => {
-                [0, 1].map(|d| same_padding(size[d], kernel[d], stride[d], dilation[d], *upper))
-            }
-        };
+        let resolved = padding.resolve(size, kernel, stride, dilation);
         let (height, rows) = window(
             size[0],
             kernel[0],
@@ -300,13 +479,14 @@ fn output_shape(operation: &Operation, inputs: &[Shape]) -> Option<(Shape, [(usi
     let none = [(0, 0); 2];
     match operation {
         Operation::Conv {
-            shape,
+            weight,
             stride,
             padding,
             dilation,
             groups,
             ..
         } => {
+            let shape = weight.dims();
             if shape[1] * groups != first.channels || shape[0] % groups != 0 {
                 return None;
             }
@@ -336,9 +516,36 @@ fn output_shape(operation: &Operation, inputs: &[Shape]) -> Option<(Shape, [(usi
         | Operation::Clip { .. }
         | Operation::Lrn { .. }
         | Operation::Multiply { .. } => Some((first, none)),
-        Operation::Scale { scale, shift } => (scale.len() == first.channels
-            && shift.len() == first.channels)
+        Operation::Scale { scale, shift } => (scale.dims()[0] == first.channels
+            && shift.dims()[0] == first.channels)
             .then_some((first, none)),
+        Operation::Flatten => Some((
+            Shape {
+                channels: first.len(),
+                height: 1,
+                width: 1,
+            },
+            none,
+        )),
+        Operation::GlobalAvgPool => Some((
+            Shape {
+                channels: first.channels,
+                height: 1,
+                width: 1,
+            },
+            none,
+        )),
+        Operation::Linear { weight, .. } => {
+            let [inputs, outputs] = weight.dims();
+            (inputs == first.len()).then_some((
+                Shape {
+                    channels: outputs,
+                    height: 1,
+                    width: 1,
+                },
+                none,
+            ))
+        }
         Operation::Add => (inputs.len() == 2 && inputs[1] == first).then_some((first, none)),
         Operation::Concat => {
             let same_size = inputs
@@ -358,8 +565,7 @@ mod tests {
 
     fn conv(out: usize, inp: usize, k: usize, stride: usize, padding: Padding) -> Operation {
         Operation::Conv {
-            weight: vec![0.0; out * inp * k * k],
-            shape: [out, inp, k, k],
+            weight: Tensor::zeros([out, inp, k, k], &burn::tensor::Device::flex()),
             bias: None,
             stride: [stride, stride],
             padding,
