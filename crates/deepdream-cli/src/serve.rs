@@ -4,7 +4,7 @@
 use deepdream::backend::device::Placement;
 use std::net::SocketAddr;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use deepdream_server::Config;
 
@@ -26,15 +26,12 @@ pub struct ServeArgs {
 }
 
 pub fn serve(args: ServeArgs, target: &Placement) -> Result<()> {
-    let Placement::Burn(device) = target else {
-        bail!("the studio does not run on the cuda device yet; use --device cpu");
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the server's runtime")?;
-    let mut config = Config::new(device.clone());
+    let mut config = Config::new(target.clone());
     config.max_upload_bytes = usize::try_from(args.max_upload).unwrap_or(usize::MAX);
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))

@@ -64,14 +64,14 @@ impl App {
             .tempdir()?;
         let scratch_path = scratch.path().to_path_buf();
         let queue = Queue::start(
-            config.device.clone(),
+            config.placement.clone(),
             config.max_waiting_jobs,
             config.max_kept,
             config.disconnect_grace,
             scratch_path.clone(),
         );
         Ok(Arc::new(App {
-            catalog: Catalog::new(config.device.clone()),
+            catalog: Catalog::new(config.placement.tensors()),
             queue,
             uploads: Mutex::new(VecDeque::new()),
             videos: Mutex::new(VecDeque::new()),

@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use deepdream::Device;
+use deepdream::backend::device::Placement;
 
 /// The server's limits and where it computes.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Where the dreams run.
-    pub device: Device,
+    pub placement: Placement,
     /// Largest upload accepted, in bytes.
     pub max_upload_bytes: usize,
     /// Most jobs waiting in the queue (more are refused with 429).
@@ -25,9 +25,9 @@ pub struct Config {
 impl Config {
     /// The defaults: 50 MB uploads, 32 waiting jobs, 100 pictures kept, 2-minute requests,
     /// 10 s grace for a page that went away.
-    pub fn new(device: Device) -> Self {
+    pub fn new(placement: Placement) -> Self {
         Config {
-            device,
+            placement,
             max_upload_bytes: 50 * 1000 * 1000,
             max_waiting_jobs: 32,
             max_kept: 100,

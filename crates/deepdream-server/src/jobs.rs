@@ -2,6 +2,8 @@
 //! and the networks stay loaded there); the others wait in order. Each job publishes its
 //! status on a watch channel that the event streams and status requests read.
 
+use deepdream::backend::device::Placement;
+use deepdream::networks::placement::place;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -365,11 +367,11 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Starts the worker thread, which loads networks on `device`. At most `max_waiting`
+    /// Starts the worker thread, which runs networks on `placement`. At most `max_waiting`
     /// jobs wait; the last `max_kept` finished jobs are kept for the gallery; a job whose
     /// page went away for `disconnect_grace` is cancelled.
     pub fn start(
-        device: Device,
+        placement: Placement,
         max_waiting: usize,
         max_kept: usize,
         disconnect_grace: Duration,
@@ -392,7 +394,7 @@ impl Queue {
         let worker = queue.clone();
         let handle = std::thread::Builder::new()
             .name("deepdream-worker".into())
-            .spawn(move || worker.work(&device))
+            .spawn(move || worker.work(&placement))
             .expect("cannot start the worker thread");
         *lock(&queue.worker) = Some(handle);
         queue
@@ -516,10 +518,10 @@ impl Queue {
     }
 
     /// The worker: runs jobs one at a time, keeping the last network loaded.
-    fn work(&self, device: &Device) {
+    fn work(&self, placement: &Placement) {
         let mut loaded: Option<(&'static str, Box<dyn Network>)> = None;
         while let Some(job) = self.next() {
-            let result = self.run(&job, device, &mut loaded);
+            let result = self.run(&job, placement, &mut loaded);
             match result {
                 Ok(output) => {
                     *lock(&job.result) = Some(Arc::new(output));
@@ -542,9 +544,10 @@ impl Queue {
     fn run(
         &self,
         job: &Job,
-        device: &Device,
+        placement: &Placement,
         loaded: &mut Option<(&'static str, Box<dyn Network>)>,
     ) -> deepdream::Result<Output> {
+        let device = &placement.tensors();
         if job.cancelled() {
             return Err(Error::Cancelled);
         }
@@ -561,7 +564,8 @@ impl Queue {
             *loaded = None;
             let spec = models::find(task.model())?;
             let path = weights::ensure(spec, |_| {})?;
-            *loaded = Some((spec.name, (spec.load)(&path, device)?));
+            let network = place((spec.load)(&path, device)?, placement)?;
+            *loaded = Some((spec.name, network));
         }
         let (_, network) = loaded.as_ref().expect("loaded above");
         let network = network.as_ref();

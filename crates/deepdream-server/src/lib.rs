@@ -10,7 +10,7 @@
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! let config = deepdream_server::Config::new(deepdream::backend::device::by_name("cpu").unwrap());
+//! let config = deepdream_server::Config::new(deepdream::backend::device::open("cpu", true).unwrap());
 //! deepdream_server::serve(listener, config, std::future::pending()).await
 //! # }
 //! ```

@@ -54,7 +54,11 @@ fn main() {
     };
     let device_name = option("--device").unwrap_or("cpu");
     let precision_tf32 = option("--precision") != Some("fp32");
-    let placement = deepdream::backend::device::open(device_name, precision_tf32).unwrap();
+    let placement =
+        deepdream::backend::device::open(device_name, precision_tf32).unwrap_or_else(|error| {
+            eprintln!("{device_name}: {error}");
+            std::process::exit(1)
+        });
     let device = placement.tensors();
     // The network as it runs on the device (on cuda: wrapped to run its gradients there).
     let place = |network| deepdream::networks::placement::place(network, &placement);

@@ -12,6 +12,7 @@ use burn::tensor::{Distribution, Tensor, TensorData};
 use common::{model, photo_crop, relative_l2_error, test_network, vgg16};
 use deepdream::backend::cuda::{Gpu, Precision};
 use deepdream::backend::graph::Shape;
+use deepdream::engine::objective::{Objective, Term, gram};
 use deepdream::networks::cuda::CudaNetwork;
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network};
 
@@ -156,4 +157,62 @@ fn a_default_dream_on_the_gpu_matches_the_cpu() {
     let psnr = 10.0 * (255.0f64 * 255.0 / squared.max(1e-12)).log10();
     eprintln!("default dream, GPU fp32 vs CPU: PSNR {psnr:.1} dB");
     assert!(psnr >= 35.0, "PSNR {psnr:.1} dB");
+}
+
+/// Style transfer's and feature visualisation's objectives (content, style, total variation,
+/// a channel) give the same value and image gradient on the GPU as on the CPU.
+#[test]
+fn objective_gradients_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let device = Device::flex();
+    let cpu = vgg16(&device);
+    let on_gpu = CudaNetwork::new(vgg16(&device), gpu, Precision::Fp32).unwrap();
+    let image = Tensor::<4>::random(
+        [1, 3, 64, 80],
+        Distribution::Uniform(-100.0, 100.0),
+        &device,
+    );
+    let (content, style) = (
+        cpu.layer_index("block4_conv2").unwrap(),
+        cpu.layer_index("block2_conv1").unwrap(),
+    );
+    let targets = cpu
+        .forward(image.clone().mul_scalar(0.5), &[content, style])
+        .unwrap();
+    let objective = Objective::new()
+        .with(
+            Term::Content {
+                layer: content,
+                target: targets[0].clone(),
+            },
+            1.0,
+        )
+        .with(
+            Term::Style {
+                layer: style,
+                target: gram(targets[1].clone()),
+            },
+            1e3,
+        )
+        .with(Term::TotalVariation, 0.1)
+        .with(
+            Term::Channel {
+                layer: content,
+                channel: 7,
+            },
+            10.0,
+        );
+    let (cpu_losses, cpu_gradient) = objective.evaluate(cpu.as_ref(), image.clone()).unwrap();
+    let (gpu_losses, gpu_gradient) = objective.evaluate(&on_gpu, image).unwrap();
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * a.abs().max(b.abs()).max(1e-6);
+    assert!(
+        close(cpu_losses.total, gpu_losses.total),
+        "{cpu_losses:?} vs {gpu_losses:?}"
+    );
+    let error = relative_l2_error(
+        &gpu_gradient.into_data().try_to_vec::<f32>().unwrap(),
+        &cpu_gradient.into_data().try_to_vec::<f32>().unwrap(),
+    );
+    eprintln!("objective gradient, GPU fp32 vs CPU: relative L2 error {error:e}");
+    assert!(error <= 1e-3, "{error:e}");
 }

@@ -42,7 +42,7 @@ impl Answer {
 
 /// The test configuration: the CPU, a short grace for pages that go away.
 pub fn config() -> Config {
-    let mut config = Config::new(deepdream::backend::device::by_name("cpu").unwrap());
+    let mut config = Config::new(deepdream::backend::device::open("cpu", true).unwrap());
     config.disconnect_grace = Duration::from_secs(1);
     config
 }

@@ -202,6 +202,17 @@ impl Objective {
         } else {
             network.forward(image.clone(), &layers)?
         };
+        self.value_of(&activations, image)
+    }
+
+    /// The objective's value from the outputs of [`Objective::layers`] (`activations`, in
+    /// that order) and the image.
+    fn value_of(
+        &self,
+        activations: &[Tensor<4>],
+        image: Tensor<4>,
+    ) -> Result<(Tensor<1>, Vec<(TermKind, Tensor<1>)>)> {
+        let layers = self.layers();
         let activation = |layer: usize| {
             let index = layers.iter().position(|&l| l == layer).expect("listed");
             activations[index].clone()
@@ -253,31 +264,70 @@ impl Objective {
         on_worker(|| self.evaluate_here(network, image))
     }
 
-    /// [`Objective::evaluate`] on the calling thread.
-    fn evaluate_here(
+    /// [`Objective::evaluate`] on the calling thread (for callers already on a worker).
+    pub fn evaluate_here(
         &self,
         network: &dyn Network,
         image: Tensor<4>,
     ) -> Result<(Losses, Tensor<4>)> {
-        let input = image.autodiff().require_grad();
-        let (total, parts) = self.value(network, input.clone())?;
-        let mut losses = Losses::default();
-        for (kind, value) in parts {
-            let value: f32 = value.inner().into_scalar();
-            match kind {
-                TermKind::Content => losses.content += value,
-                TermKind::Style => losses.style += value,
-                TermKind::TotalVariation => losses.total_variation += value,
-                TermKind::Activation => losses.activation += value,
+        let layers = self.layers();
+        if !layers.is_empty() {
+            // A network that runs its own gradient (on a GPU) asks for the loss's gradient at
+            // the layers; terms on the image itself add theirs here.
+            let mut losses = Losses::default();
+            let mut image_gradient = None;
+            let mut loss = |activations: Vec<Tensor<4>>| {
+                let leaves: Vec<Tensor<4>> = activations
+                    .into_iter()
+                    .map(|a| a.autodiff().require_grad())
+                    .collect();
+                let input = image.clone().autodiff().require_grad();
+                let (total, parts) = self.value_of(&leaves, input.clone())?;
+                losses = sum_losses(parts);
+                let gradients = total.backward();
+                image_gradient = input.grad(&gradients).map(|g| g.inner());
+                Ok(leaves
+                    .into_iter()
+                    .map(|leaf| {
+                        leaf.grad(&gradients)
+                            .map(|g| g.inner())
+                            .unwrap_or_else(|| leaf.inner().zeros_like())
+                    })
+                    .collect())
+            };
+            if let Some(gradient) = network.input_gradient(image.clone(), &layers, &mut loss) {
+                let gradient = match image_gradient {
+                    Some(image_gradient) => gradient?.add(image_gradient),
+                    None => gradient?,
+                };
+                return Ok((losses, gradient));
             }
         }
+        let input = image.autodiff().require_grad();
+        let (total, parts) = self.value(network, input.clone())?;
+        let losses = sum_losses(parts);
         let gradients = total.backward();
-        losses.total = losses.content + losses.style + losses.total_variation + losses.activation;
         let gradient = input.grad(&gradients).ok_or_else(|| {
             Error::InvalidParameter("the objective does not depend on the image".into())
         })?;
         Ok((losses, gradient.inner()))
     }
+}
+
+/// The weighted terms' values, summed by kind.
+fn sum_losses(parts: Vec<(TermKind, Tensor<1>)>) -> Losses {
+    let mut losses = Losses::default();
+    for (kind, value) in parts {
+        let value: f32 = value.inner().into_scalar();
+        match kind {
+            TermKind::Content => losses.content += value,
+            TermKind::Style => losses.style += value,
+            TermKind::TotalVariation => losses.total_variation += value,
+            TermKind::Activation => losses.activation += value,
+        }
+    }
+    losses.total = losses.content + losses.style + losses.total_variation + losses.activation;
+    losses
 }
 
 fn check_shape<const D: usize>(actual: &[usize; D], target: &[usize; D], what: &str) -> Result<()> {

@@ -86,8 +86,9 @@ pub struct DreamParams {
     pub jitter: u32,
     /// Seed of the jitter sequence.
     pub seed: u64,
-    /// Memory budget for one gradient, in bytes ([`DEFAULT_MEMORY_BUDGET`] when `None`);
-    /// images that need more are processed in tiles.
+    /// Memory budget for one gradient, in bytes (when `None`, the network's device's own,
+    /// such as a GPU's free memory, else [`DEFAULT_MEMORY_BUDGET`]); images that need more
+    /// are processed in tiles.
     pub max_memory: Option<u64>,
 }
 
@@ -364,7 +365,11 @@ impl<'a> Dreamer<'a> {
             .iter()
             .map(|t| layers[t.layer].bytes_per_pixel)
             .fold(0.0f32, f32::max) as f64;
-        let budget = self.params.max_memory.unwrap_or(DEFAULT_MEMORY_BUDGET);
+        let budget = self
+            .params
+            .max_memory
+            .or_else(|| self.network.memory_budget())
+            .unwrap_or(DEFAULT_MEMORY_BUDGET);
         let what = format!("the gradient of '{}'", self.terms[0].name);
         tiling::plan(width, height, bytes_per_pixel, budget, self.tiling(), &what)
     }

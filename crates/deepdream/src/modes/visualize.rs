@@ -254,9 +254,13 @@ pub fn visualize_watched(
             let picture = rendered.clone().inner();
             let rgb = params.transforms.apply(rendered, &mut rng);
             let input = to_network_input(rgb, &preprocess);
-            let (total, _) = objective.value(network, input)?;
-            let value: f32 = total.clone().inner().into_scalar();
-            let gradients = total.backward();
+            // The objective's gradient at the network input (on the network's device), then
+            // back through the transforms and the parameterisation: ⟨input, gradient⟩ has
+            // the same gradient with respect to the parameters.
+            let (losses, input_gradient) =
+                objective.evaluate_here(network, input.clone().inner())?;
+            let gradients = input.mul(input_gradient.autodiff()).sum().backward();
+            let value = losses.total;
             let gradient = parameters.grad(&gradients).ok_or_else(|| {
                 Error::InvalidParameter("the target does not depend on the image".into())
             })?;

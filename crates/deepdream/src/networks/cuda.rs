@@ -71,6 +71,14 @@ impl Network for CudaNetwork {
         self.inner.output_size(layer, height, width)
     }
 
+    /// Three eighths of the GPU's free memory: the layers' memory estimates count what burn
+    /// keeps on the CPU, and the GPU keeps every value and its gradient, about twice that;
+    /// a quarter is left for cuDNN's workspaces and other programs.
+    fn memory_budget(&self) -> Option<u64> {
+        let free = self.executor.gpu().free_memory().ok()?;
+        Some(free as u64 / 8 * 3)
+    }
+
     /// Runs on the GPU when it computes every layer asked for and the input is one image.
     fn input_gradient(
         &self,

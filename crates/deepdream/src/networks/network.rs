@@ -185,6 +185,12 @@ pub trait Network: Send + Sync {
         None
     }
 
+    /// The memory a gradient may use on the network's device, in bytes, when it has its own
+    /// (a GPU's free memory); `None` for the host's default budget.
+    fn memory_budget(&self) -> Option<u64> {
+        None
+    }
+
     /// The network as a graph for the CUDA device, with the graph value of each layer
     /// (`None` for layers the device cannot compute); `None` if it cannot be described so.
     #[cfg(feature = "cuda")]

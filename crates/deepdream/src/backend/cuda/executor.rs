@@ -77,9 +77,9 @@ impl Executor {
         }
     }
 
-    /// The graph.
-    pub fn graph(&self) -> &Graph {
-        &self.graph
+    /// The GPU it runs on.
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
     }
 
     /// The gradient with respect to `input` (a `shape` image) of a loss of the `wanted`
