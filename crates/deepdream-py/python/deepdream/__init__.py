@@ -1,0 +1,342 @@
+"""DeepDream on a fast Rust engine: the original 2015 algorithm on pretrained CNNs, with no
+PyTorch needed.
+
+    import deepdream
+    picture = deepdream.dream("photo.jpg", model="vgg16", seed=1)
+    picture.save("dream.png")
+
+Images go in as a path, a PIL image or a numpy array (``H x W x 3`` or ``x 4``, ``uint8`` or
+float in 0..1) and come back as the same kind (a path gives a PIL image). A :class:`Model`
+keeps a loaded network across calls. Work runs with the GIL released; Ctrl-C stops it after
+the current step (as ``KeyboardInterrupt``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _deepdream
+from .errors import DeviceError, Error, ImageError, ModelError, ParameterError, VideoError
+
+__all__ = [
+    "Model",
+    "load",
+    "dream",
+    "classify",
+    "layers",
+    "models",
+    "Error",
+    "ParameterError",
+    "ImageError",
+    "ModelError",
+    "DeviceError",
+    "VideoError",
+]
+
+ImageLike = Union[str, os.PathLike, np.ndarray, Any]
+"""A path, a PIL image, or a numpy array."""
+
+class _Image:
+    """An input image as the native module takes it, and how to give the result back."""
+
+    def __init__(self, image: ImageLike, what: str = "image"):
+        self.kind = "array"
+        self.float_dtype = None
+        if isinstance(image, (str, os.PathLike)):
+            path = os.fspath(image)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"{what} {path} does not exist")
+            self.kind = "path"
+            self.array = _deepdream.load_image(path)
+            return
+        if _is_pil(image):
+            self.kind = "pil"
+            if image.mode not in ("RGB", "RGBA"):
+                image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
+            self.array = np.asarray(image, dtype=np.uint8)
+            return
+        if not isinstance(image, np.ndarray):
+            raise ImageError(
+                f"{what} must be a path, a PIL image or a numpy array, not {type(image).__name__}"
+            )
+        array = image
+        if array.ndim == 2:
+            array = np.repeat(array[:, :, None], 3, axis=2)
+        if array.ndim != 3 or array.shape[2] not in (3, 4):
+            raise ImageError(
+                f"{what} array must be height x width x 3 or 4, not {' x '.join(map(str, image.shape))}"
+            )
+        if array.size == 0:
+            raise ImageError(f"{what} array is empty")
+        if array.dtype == np.uint8:
+            self.array = np.ascontiguousarray(array)
+        elif np.issubdtype(array.dtype, np.floating):
+            if not np.all(np.isfinite(array)):
+                raise ImageError(f"{what} array has NaN or infinite values")
+            self.float_dtype = array.dtype
+            self.array = np.ascontiguousarray(
+                np.clip(np.rint(array.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+            )
+        else:
+            raise ImageError(f"{what} array must be uint8 or float (0..1), not {array.dtype}")
+
+    def back(self, array: np.ndarray) -> Any:
+        """The result as the caller gave the input."""
+        if self.kind in ("pil", "path"):
+            try:
+                from PIL import Image
+            except ImportError:  # pragma: no cover - Pillow is a dependency
+                return array
+            return Image.fromarray(array, "RGBA" if array.shape[2] == 4 else "RGB")
+        if self.float_dtype is not None:
+            return (array.astype(np.float64) / 255.0).astype(self.float_dtype)
+        return array
+
+
+def _is_pil(image: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        return False
+    return isinstance(image, Image.Image)
+
+
+def _layers(layers: Union[None, str, Iterable[Any]]) -> Optional[list]:
+    """Layers as ``(name, weight)`` pairs, from ``"a:0.5,b"``, ``["a", ("b", 2)]`` or a dict."""
+    if layers is None:
+        return None
+    if isinstance(layers, str):
+        layers = [part for part in layers.split(",") if part.strip()]
+        if not layers:
+            raise ParameterError("layers is empty")
+    if isinstance(layers, dict):
+        layers = list(layers.items())
+    pairs = []
+    for layer in layers:
+        if isinstance(layer, str):
+            name, _, weight = layer.strip().rpartition(":") if ":" in layer else (layer.strip(), "", "1")
+            try:
+                pairs.append((name.strip(), float(weight)))
+            except ValueError:
+                raise ParameterError(f"layer weight '{weight}' is not a number") from None
+        else:
+            name, weight = layer
+            pairs.append((str(name), float(weight)))
+    if not pairs:
+        raise ParameterError("layers is empty")
+    return pairs
+
+
+def _class(class_: Union[None, int, str]) -> Optional[int]:
+    if class_ is None:
+        return None
+    if isinstance(class_, (int, np.integer)) and not isinstance(class_, bool):
+        return _deepdream.find_class(str(int(class_)))
+    return _deepdream.find_class(str(class_))
+
+
+def _progress(progress: Union[None, bool, Callable[[dict], Any]]):
+    """The callback for ``progress``: a function as given, ``True`` for a tqdm bar (when tqdm
+    is installed), ``None``/``False`` for none. Returns (callback, closer)."""
+    if callable(progress):
+        return progress, lambda: None
+    if not progress:
+        return None, lambda: None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None, lambda: None
+    bar = tqdm(unit="step")
+
+    def update(info: dict) -> None:
+        bar.total = info["steps"]
+        bar.n = info["step"]
+        bar.set_postfix_str(f"octave {info['octave'] + 1}/{info['octaves']} {info['width']}x{info['height']}")
+        bar.refresh()
+
+    return update, bar.close
+
+
+def _number(name: str, value: Any, kind: type, positive: bool = True) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a number, not {value!r}") from None
+    if isinstance(value, bool) or (kind is float and not np.isfinite(number)):
+        raise ParameterError(f"{name} must be a finite number, not {value!r}")
+    if kind is int and number != value:
+        raise ParameterError(f"{name} must be a whole number, not {value!r}")
+    if (positive and number <= 0) or number < 0:
+        raise ParameterError(f"{name} must be {'positive' if positive else 'zero or more'}, not {value!r}")
+    return number
+
+
+class Model:
+    """A network loaded once, to dream and classify with across calls.
+
+    ``Model("vgg16")``, ``Model(weights="net.onnx", preprocess="torch")``,
+    ``Model("vgg16", device="cuda")``. Weights are fetched into the CLI's cache on first use.
+    """
+
+    def __init__(
+        self,
+        name: Optional[str] = None,
+        *,
+        weights: Union[None, str, os.PathLike] = None,
+        preprocess: Optional[str] = None,
+        device: str = "cpu",
+        precision: str = "tf32",
+    ):
+        self._native = _deepdream.Model(
+            name,
+            weights=None if weights is None else os.fspath(weights),
+            preprocess=preprocess,
+            device=device,
+            precision=precision,
+        )
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self._native.name
+
+    @property
+    def default_layers(self) -> list:
+        """The layers dreamed when none are named."""
+        return self._native.default_layers
+
+    @property
+    def layers(self) -> list:
+        """The dreamable layers, shallowest first, as dicts (name, kind, channels, stride)."""
+        return [
+            {"name": name, "kind": kind, "channels": channels, "stride": stride}
+            for name, kind, channels, stride in self._native.layers
+        ]
+
+    @property
+    def classifier(self) -> bool:
+        """Whether the model has an ImageNet classifier."""
+        return self._native.classifier
+
+    def __repr__(self) -> str:
+        return f"deepdream.Model({self.name!r})"
+
+    def dream(
+        self,
+        image: ImageLike,
+        *,
+        layers: Union[None, str, Iterable[Any]] = None,
+        channels: Optional[Sequence[int]] = None,
+        class_: Union[None, int, str] = None,
+        guide: Optional[ImageLike] = None,
+        octaves: int = 4,
+        octave_scale: float = 1.4,
+        iterations: int = 10,
+        step: float = 1.5,
+        jitter: int = 32,
+        seed: Optional[int] = None,
+        max_memory: Union[None, int, str] = None,
+        progress: Union[None, bool, Callable[[dict], Any]] = None,
+        preview_every: int = 0,
+    ) -> Any:
+        """Dreams ``image``: the 2015 algorithm, ``octaves`` scales of ``iterations`` steps.
+
+        Options are the CLI's: ``layers`` (``"block4_conv3"``, ``"a:0.5,b"``, a list of names
+        or ``(name, weight)`` pairs), ``channels``, ``class_`` (an ImageNet class name or
+        number), ``guide`` (an image), ``octaves``, ``octave_scale``, ``iterations``,
+        ``step``, ``jitter``, ``seed`` (random when ``None``; the same seed and options give
+        the CLI's picture), ``max_memory`` (``"1G"``; larger images are dreamed in exact
+        tiles). ``progress`` is a function called with a dict after every step (with
+        ``preview``, the picture so far, every ``preview_every`` steps), or ``True`` for a
+        tqdm bar. Returns the dream as the same kind of image as ``image``.
+        """
+        source = _Image(image)
+        guide_image = None if guide is None else _Image(guide, "guide").array
+        if seed is None:
+            seed = random.getrandbits(63)
+        callback, close = _progress(progress)
+        try:
+            dreamed = self._native.dream(
+                source.array,
+                layers=_layers(layers),
+                channels=None if channels is None else [_number("channel", c, int, False) for c in channels],
+                class_=_class(class_),
+                guide=guide_image,
+                octaves=_number("octaves", octaves, int),
+                octave_scale=_number("octave_scale", octave_scale, float),
+                iterations=_number("iterations", iterations, int),
+                step=_number("step", step, float),
+                jitter=_number("jitter", jitter, int, False),
+                seed=_number("seed", seed, int, False),
+                max_memory=max_memory,
+                progress=callback,
+                preview_every=_number("preview_every", preview_every, int, False),
+            )
+        finally:
+            close()
+        return source.back(dreamed)
+
+    def classify(self, image: ImageLike, top: int = 5) -> list:
+        """The ``top`` most probable ImageNet classes: ``(class, name, probability)`` each."""
+        return self._native.classify(_Image(image).array, _number("top", top, int))
+
+
+_loaded: dict = {}
+
+
+def load(name: Optional[str] = None, *, device: str = "cpu", precision: str = "tf32", **options: Any) -> Model:
+    """The model ``name`` on ``device``, loaded once per process and kept (``options``:
+    ``weights``, ``preprocess``, which load a new one)."""
+    if options:
+        return Model(name, device=device, precision=precision, **options)
+    key = (name or _deepdream.default_model(), device, precision)
+    if key not in _loaded:
+        _loaded[key] = Model(name, device=device, precision=precision)
+    return _loaded[key]
+
+
+def _model(model: Union[None, str, Model], device: str, precision: str) -> Model:
+    if isinstance(model, Model):
+        return model
+    return load(model, device=device, precision=precision)
+
+
+def dream(
+    image: ImageLike,
+    model: Union[None, str, Model] = None,
+    *,
+    device: str = "cpu",
+    precision: str = "tf32",
+    **options: Any,
+) -> Any:
+    """Dreams ``image`` with ``model`` (a name, loaded once and kept, or a :class:`Model`);
+    ``options`` are :meth:`Model.dream`'s."""
+    return _model(model, device, precision).dream(image, **options)
+
+
+def classify(
+    image: ImageLike,
+    model: Union[None, str, Model] = "efficientnet-lite0",
+    top: int = 5,
+    *,
+    device: str = "cpu",
+) -> list:
+    """The ``top`` most probable ImageNet classes of ``image``."""
+    return _model(model, device, "tf32").classify(image, top)
+
+
+def layers(model: Union[None, str, Model] = None) -> list:
+    """The layers ``model`` can dream on."""
+    return _model(model, "cpu", "tf32").layers
+
+
+def models() -> list:
+    """The known models, as dicts (name, description, package, cached)."""
+    return [
+        {"name": name, "description": description, "package": package, "cached": cached}
+        for name, description, package, cached in _deepdream.models()
+    ]

@@ -1,0 +1,186 @@
+"""The installed `deepdream` package, end to end (CI installs the built wheel in a fresh
+virtual environment and runs these): every input kind, the CLI's picture bit for bit,
+errors as exceptions, Ctrl-C, the GIL released while dreaming, models kept across calls."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import deepdream
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+PHOTO = REPO / "crates/deepdream/tests/fixtures/chelsea.png"
+SMALL = dict(octaves=2, iterations=2, seed=3)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """A 96x64 crop of the test photo."""
+    return Image.open(PHOTO).convert("RGB").crop((100, 40, 196, 104))
+
+
+def test_the_package_is_the_installed_wheel():
+    assert "site-packages" in deepdream.__file__, deepdream.__file__
+
+
+def test_models_and_layers_are_listed():
+    names = [m["name"] for m in deepdream.models()]
+    assert {"vgg16", "inception3", "efficientnet-lite0"} <= set(names)
+    layers = [layer["name"] for layer in deepdream.layers("vgg16")]
+    assert "block4_conv3" in layers
+    assert deepdream.load("vgg16").default_layers == ["block4_conv3"]
+
+
+def test_a_dream_equals_the_cli_s_bit_for_bit(tmp_path, photo):
+    cli = os.environ.get("DEEPDREAM_CLI")
+    if cli is None:
+        pytest.skip("DEEPDREAM_CLI (the deepdream binary) is not set")
+    source = tmp_path / "photo.png"
+    photo.save(source)
+    output = tmp_path / "cli.png"
+    subprocess.run(
+        [cli, "dream", str(source), "-o", str(output), "--octaves", "2", "--iterations", "2",
+         "--seed", "3", "--layers", "block3_conv3"],
+        check=True,
+    )
+    ours = deepdream.dream(str(source), "vgg16", layers="block3_conv3", **SMALL)
+    assert isinstance(ours, Image.Image)
+    assert np.array_equal(np.asarray(ours), np.asarray(Image.open(output).convert("RGB")))
+
+
+def test_every_input_kind_comes_back_as_it_went_in(photo):
+    model = deepdream.load("vgg16")
+    options = dict(layers="block2_conv2", **SMALL)
+    from_pil = model.dream(photo, **options)
+    assert isinstance(from_pil, Image.Image) and from_pil.size == photo.size
+    pixels = np.asarray(photo)
+    from_array = model.dream(pixels, **options)
+    assert from_array.dtype == np.uint8 and from_array.shape == pixels.shape
+    assert np.array_equal(from_array, np.asarray(from_pil))
+    from_float = model.dream(pixels.astype(np.float32) / 255.0, **options)
+    assert from_float.dtype == np.float32 and from_float.max() <= 1.0
+    assert np.array_equal(np.rint(from_float * 255).astype(np.uint8), from_array)
+    # Alpha is kept as it was; a grey array dreams in colour.
+    rgba = np.dstack([pixels, np.full(pixels.shape[:2], 77, np.uint8)])
+    from_rgba = model.dream(rgba, **options)
+    assert from_rgba.shape[2] == 4 and (from_rgba[:, :, 3] == 77).all()
+    assert np.array_equal(from_rgba[:, :, :3], from_array)
+    assert model.dream(Image.fromarray(rgba, "RGBA"), **options).mode == "RGBA"
+    assert model.dream(pixels[:, :, 0], **options).shape == pixels.shape
+
+
+def test_the_dream_changes_the_picture_and_the_seed_decides_it(photo):
+    model = deepdream.load("vgg16")
+    a = np.asarray(model.dream(photo, **SMALL))
+    b = np.asarray(model.dream(photo, **SMALL))
+    c = np.asarray(model.dream(photo, octaves=2, iterations=2, seed=4))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert np.abs(a.astype(int) - np.asarray(photo).astype(int)).mean() > 1.0
+
+
+@pytest.mark.parametrize(
+    "call, exception, message",
+    [
+        (lambda p: deepdream.dream("/no/such/photo.png"), FileNotFoundError, "does not exist"),
+        (lambda p: deepdream.dream(p, "vgg16", layers="nope", **SMALL), ValueError, "has no layer 'nope'"),
+        (lambda p: deepdream.dream(p, "vgg17"), ValueError, "unknown model 'vgg17'"),
+        (lambda p: deepdream.dream(p, "efficientnet-lite0", class_="no such thing", **SMALL), ValueError, "unknown ImageNet class"),
+        (lambda p: deepdream.dream(p, "vgg16", step=float("nan")), ValueError, "finite"),
+        (lambda p: deepdream.dream(p, "vgg16", iterations=-1), ValueError, "positive"),
+        (lambda p: deepdream.dream(p, "vgg16", octaves=0), ValueError, "positive"),
+        (lambda p: deepdream.dream(p, "vgg16", max_memory="lots"), ValueError, "size"),
+        (lambda p: deepdream.dream(np.zeros((0, 5, 3), np.uint8)), ValueError, "empty"),
+        (lambda p: deepdream.dream(np.zeros((8, 8, 5), np.uint8)), ValueError, "x 3 or 4"),
+        (lambda p: deepdream.dream(np.zeros((8, 8, 3), np.int64)), ValueError, "uint8 or float"),
+        (lambda p: deepdream.dream([[1, 2, 3]]), ValueError, "a path, a PIL image or a numpy array"),
+        (lambda p: deepdream.Model("vgg16", device="tpu"), ValueError, "unknown device 'tpu'"),
+        (lambda p: deepdream.classify(p, "vgg16"), ValueError, "no ImageNet classifier"),
+    ],
+)
+def test_bad_input_raises_the_fitting_exception(photo, call, exception, message):
+    with pytest.raises(exception, match=message) as raised:
+        call(photo)
+    assert "Panic" not in type(raised.value).__name__
+
+
+def test_a_file_that_is_not_an_image_is_an_image_error(tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    with pytest.raises(deepdream.ImageError):
+        deepdream.dream(text)
+
+
+def test_errors_share_a_base_class():
+    with pytest.raises(deepdream.Error):
+        deepdream.Model("vgg17")
+
+
+def test_progress_reports_every_step_with_previews(photo):
+    seen = []
+    deepdream.dream(photo, "vgg16", progress=seen.append, preview_every=2, **SMALL)
+    assert [info["step"] for info in seen] == [1, 2, 3, 4]
+    assert all(info["steps"] == 4 for info in seen)
+    previews = [info for info in seen if "preview" in info]
+    assert [info["step"] for info in previews] == [2, 4]
+    assert previews[-1]["preview"].shape == (64, 96, 3)
+
+
+def test_an_error_in_the_progress_callback_stops_the_dream(photo):
+    def fail(info):
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        deepdream.dream(photo, "vgg16", progress=fail, **SMALL)
+
+
+def test_ctrl_c_stops_the_dream_within_a_step(photo):
+    steps = []
+
+    def interrupt(info):
+        steps.append(info["step"])
+        if info["step"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        deepdream.dream(photo, "vgg16", progress=interrupt, octaves=2, iterations=10, seed=1)
+    assert steps[-1] <= 3, steps
+
+
+def test_other_threads_run_while_a_model_dreams(photo):
+    model = deepdream.load("vgg16")
+    done = threading.Event()
+    ticks = 0
+
+    def dream():
+        model.dream(photo, octaves=2, iterations=6, seed=1)
+        done.set()
+
+    worker = threading.Thread(target=dream)
+    worker.start()
+    started = time.monotonic()
+    while not done.is_set():
+        ticks += 1
+        time.sleep(0.001)
+    worker.join()
+    elapsed = time.monotonic() - started
+    # Holding the GIL for the whole dream would leave this thread a handful of ticks.
+    assert ticks > 0.2 * elapsed / 0.001, (ticks, elapsed)
+
+
+def test_a_model_is_loaded_once_and_reused():
+    assert deepdream.load("vgg16") is deepdream.load("vgg16")
+    model = deepdream.Model("efficientnet-lite0")
+    assert model.classifier and not deepdream.load("vgg16").classifier
+
+
+def test_classify_names_the_cat():
+    names = [name for _, name, _ in deepdream.classify(str(PHOTO), top=3)]
+    assert any("cat" in name for name in names), names
