@@ -110,9 +110,10 @@ pub struct DreamOptions {
     /// A random seed is chosen (and stored in PNG output) when omitted.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Memory budget for the gradient (`512M`, `2G`); larger images are dreamed in tiles.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1G")]
-    pub max_memory: u64,
+    /// Memory budget for the gradient (`512M`, `2G`; default 1G, or on cuda three eighths
+    /// of the GPU's free memory); larger images are dreamed in tiles.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: Option<u64>,
 }
 
 impl DreamOptions {
@@ -148,7 +149,7 @@ impl DreamOptions {
             step_size: self.step,
             jitter: self.jitter,
             seed: self.seed.unwrap_or_else(rand_seed),
-            max_memory: Some(self.max_memory),
+            max_memory: self.max_memory,
         };
         params.validate()?;
         Ok(params)
@@ -171,28 +172,9 @@ impl DreamOptions {
     }
 }
 
-/// Parses `1G`, `512M`, `800K` or a byte count.
+/// A size such as `512M` or `2G` (bytes, K, M or G; a trailing `B`/`iB` allowed), for clap.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => (&text[..i], text[i..].to_ascii_uppercase()),
-        None => (text, String::new()),
-    };
-    let scale: u64 = match unit.trim_end_matches(['B', 'I']) {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        _ => return Err(format!("unknown unit in '{text}' (use K, M or G)")),
-    };
-    let number: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size such as 512M or 2G"))?;
-    if !(number.is_finite() && number > 0.0) {
-        return Err(format!("'{text}' is not a positive size"));
-    }
-    Ok((number * scale as f64) as u64)
+    deepdream::engine::tiling::parse_size(text).map_err(|e| e.to_string())
 }
 
 /// Loads the network the user chose: a named model (its cached weights, fetched on first

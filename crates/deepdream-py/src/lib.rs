@@ -89,6 +89,20 @@ fn to_array<'py>(py: Python<'py>, image: DynamicImage) -> Bound<'py, PyArray3<u8
         .expect("the image's size")
 }
 
+/// A memory budget given as a number of bytes or as text such as `512M` or `2G`.
+fn memory_size(py: Python<'_>, size: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if let Ok(text) = size.extract::<String>() {
+        return deepdream::engine::tiling::parse_size(&text).map_err(|e| to_python(py, e));
+    }
+    match size.extract::<i64>() {
+        Ok(bytes) if bytes > 0 => Ok(bytes as u64),
+        _ => Err(parameter_error(
+            py,
+            format!("max_memory must be a positive size such as 512M or 2G, not {size}"),
+        )),
+    }
+}
+
 /// Reads an image file as the CLI does (orientation from EXIF applied): `H x W x 3`, or
 /// `H x W x 4` with an alpha channel.
 #[pyfunction]
@@ -293,11 +307,15 @@ impl Model {
         step: f32,
         jitter: u32,
         seed: u64,
-        max_memory: Option<u64>,
+        max_memory: Option<Bound<'py, PyAny>>,
         progress: Option<Py<PyAny>>,
         preview_every: usize,
     ) -> PyResult<Bound<'py, PyArray3<u8>>> {
         let image = to_image(py, &image)?;
+        let max_memory = match max_memory {
+            None => None,
+            Some(size) => Some(memory_size(py, &size)?),
+        };
         let guide = match guide {
             Some(guide) => Some(to_image(py, &guide)?.to_rgb8()),
             None => None,

@@ -178,6 +178,36 @@ fn crop_range(start: usize, end: usize, halo: usize, stride: usize, size: usize)
     (from, to)
 }
 
+/// A memory size from `1G`, `512M`, `800K` (a trailing `B` or `iB` allowed) or a byte
+/// count.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&text[..i], text[i..].to_ascii_uppercase()),
+        None => (text, String::new()),
+    };
+    let scale: u64 = match unit.trim_end_matches(['B', 'I']) {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => {
+            return Err(Error::InvalidParameter(format!(
+                "unknown unit in '{text}' (use K, M or G)"
+            )));
+        }
+    };
+    let number: f64 = number.trim().parse().map_err(|_| {
+        Error::InvalidParameter(format!("'{text}' is not a size such as 512M or 2G"))
+    })?;
+    if !(number.is_finite() && number > 0.0) {
+        return Err(Error::InvalidParameter(format!(
+            "'{text}' is not a positive size"
+        )));
+    }
+    Ok((number * scale as f64) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
