@@ -6,6 +6,7 @@ import os
 import pathlib
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -184,3 +185,25 @@ def test_a_model_is_loaded_once_and_reused():
 def test_classify_names_the_cat():
     names = [name for _, name, _ in deepdream.classify(str(PHOTO), top=3)]
     assert any("cat" in name for name in names), names
+
+
+def test_the_wheel_installs_the_command(tmp_path, photo):
+    command = pathlib.Path(sys.executable).parent / "deepdream"
+    assert command.exists(), command
+    listed = subprocess.run([str(command), "layers", "--model", "vgg16"], capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert "block4_conv3" in listed.stdout
+    source = tmp_path / "photo.png"
+    photo.save(source)
+    output = tmp_path / "dream.png"
+    dreamed = subprocess.run(
+        [sys.executable, "-m", "deepdream", "dream", str(source), "-o", str(output),
+         "--octaves", "2", "--iterations", "2", "--seed", "3"],
+        capture_output=True, text=True,
+    )
+    assert dreamed.returncode == 0, dreamed.stderr
+    ours = deepdream.dream(photo, "vgg16", **SMALL)
+    assert np.array_equal(np.asarray(ours), np.asarray(Image.open(output).convert("RGB")))
+    bad = subprocess.run([str(command), "dream", "/no/such.png", "-o", str(tmp_path / "x.png")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "deepdream: error:" in bad.stderr and "Traceback" not in bad.stderr
