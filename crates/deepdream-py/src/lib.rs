@@ -8,10 +8,16 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use deepdream::backend::device::{self, Placement};
+use deepdream::engine::optimizer::Optimizer;
 use deepdream::media::image_io;
+use deepdream::media::work_dir::WorkDir;
+use deepdream::modes::animation::FrameSettings;
+use deepdream::modes::style::{Init, StyleImage, StyleParams, Stylist};
+use deepdream::modes::visualize::{Target, VisualizeParams, visualize_watched};
+use deepdream::modes::zoom::{ZoomParams, zoom_watched};
 use deepdream::networks::onnx::{OnnxNetwork, raw_layer_name};
 use deepdream::networks::{classify, models, placement, weights};
-use deepdream::{DreamParams, Dreamer, Error, LayerWeight, Network, Preprocess};
+use deepdream::{DreamParams, Dreamer, Error, LayerWeight, Network, Preprocess, Snapshot};
 use image::{DynamicImage, RgbImage, RgbaImage};
 use numpy::{PyArray3, PyArrayMethods, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError};
@@ -203,6 +209,113 @@ fn progress_dict<'py>(
     Ok(dict)
 }
 
+/// Calls a Python progress callback from inside the engine (taking the GIL for it): checks
+/// for Ctrl-C, then passes `info` (and every `preview_every` steps, `preview`, the picture
+/// so far). The first Python error is kept in `raised` and stops the work.
+struct Observer<'a> {
+    callback: Option<&'a Py<PyAny>>,
+    preview_every: usize,
+    raised: &'a Mutex<Option<PyErr>>,
+}
+
+impl Observer<'_> {
+    fn observe<P>(
+        &self,
+        snapshot: &Snapshot<'_, P>,
+        step: usize,
+        last: bool,
+        info: impl for<'py> FnOnce(Python<'py>, &P) -> PyResult<Bound<'py, PyDict>>,
+    ) -> deepdream::Result<()> {
+        Python::attach(|py| {
+            let result = py.check_signals().and_then(|()| {
+                let Some(callback) = self.callback else {
+                    return Ok(());
+                };
+                let info = info(py, &snapshot.progress)?;
+                if self.preview_every > 0 && (step.is_multiple_of(self.preview_every) || last) {
+                    let preview = snapshot.image().map_err(|e| to_python(py, e))?;
+                    info.set_item("preview", to_array(py, DynamicImage::ImageRgb8(preview)))?;
+                }
+                callback.call1(py, (info,)).map(|_| ())
+            });
+            result.map_err(|error| {
+                *self.raised.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+                Error::Cancelled
+            })
+        })
+    }
+}
+
+/// The result of work that an [`Observer`] watched: the callback's error first, then the
+/// engine's.
+fn finish<T>(
+    py: Python<'_>,
+    raised: Mutex<Option<PyErr>>,
+    result: deepdream::Result<T>,
+) -> PyResult<T> {
+    if let Some(error) = raised.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(error);
+    }
+    result.map_err(|e| to_python(py, e))
+}
+
+/// A dream's parameters from the Python options.
+#[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
+fn dream_params(
+    py: Python<'_>,
+    layers: Option<Vec<(String, f32)>>,
+    channels: Option<Vec<usize>>,
+    class: Option<usize>,
+    guide: Option<PyReadonlyArray3<'_, u8>>,
+    octaves: usize,
+    octave_scale: f32,
+    iterations: usize,
+    step: f32,
+    jitter: u32,
+    seed: u64,
+    max_memory: Option<Bound<'_, PyAny>>,
+) -> PyResult<DreamParams> {
+    let max_memory = match max_memory {
+        None => None,
+        Some(size) => Some(memory_size(py, &size)?),
+    };
+    let guide = match guide {
+        Some(guide) => Some(to_image(py, &guide)?.to_rgb8()),
+        None => None,
+    };
+    let params = DreamParams {
+        layers: layers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(layer, weight)| LayerWeight { layer, weight })
+            .collect(),
+        channels,
+        class,
+        guide,
+        octaves,
+        octave_scale,
+        iterations,
+        step_size: step,
+        jitter,
+        seed,
+        max_memory,
+    };
+    params.validate().map_err(|e| to_python(py, e))?;
+    Ok(params)
+}
+
+/// An optimiser by name.
+fn optimizer(py: Python<'_>, name: &str, learning_rate: f32) -> PyResult<Optimizer> {
+    match name {
+        "lbfgs" => Ok(Optimizer::LBFGS),
+        "adam" => Ok(Optimizer::Adam { learning_rate }),
+        other => Err(parameter_error(
+            py,
+            format!("optimizer must be lbfgs or adam, not '{other}'"),
+        )),
+    }
+}
+
 #[pymethods]
 impl Model {
     /// Loads a model by name (`vgg16`, `inception3`, `efficientnet-lite0`), or from a weight
@@ -312,71 +425,312 @@ impl Model {
         preview_every: usize,
     ) -> PyResult<Bound<'py, PyArray3<u8>>> {
         let image = to_image(py, &image)?;
-        let max_memory = match max_memory {
-            None => None,
-            Some(size) => Some(memory_size(py, &size)?),
-        };
-        let guide = match guide {
-            Some(guide) => Some(to_image(py, &guide)?.to_rgb8()),
-            None => None,
-        };
-        let params = DreamParams {
-            layers: layers
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(layer, weight)| LayerWeight { layer, weight })
-                .collect(),
+        let params = dream_params(
+            py,
+            layers,
             channels,
-            class: class_,
+            class_,
             guide,
             octaves,
             octave_scale,
             iterations,
-            step_size: step,
+            step,
             jitter,
             seed,
             max_memory,
+        )?;
+        let raised = Mutex::new(None);
+        let observer = Observer {
+            callback: progress.as_ref(),
+            preview_every,
+            raised: &raised,
         };
-        // The first error of the progress callback (or Ctrl-C), raised once the dream stops.
-        let raised: Mutex<Option<PyErr>> = Mutex::new(None);
         let device = self.placement.tensors();
         let dreamed = py.detach(|| {
-            params.validate()?;
             let dreamer = Dreamer::new(self.network.as_ref(), params, &device)?;
             let (rgb, alpha) = image_io::split_alpha(&image);
             let dreamed = dreamer.dream_watched(&rgb, seed, |snapshot| {
-                Python::attach(|py| {
-                    let result = py.check_signals().and_then(|()| {
-                        let Some(callback) = &progress else {
-                            return Ok(());
-                        };
-                        let p = &snapshot.progress;
-                        let info = progress_dict(py, p)?;
-                        let done = p.steps_done();
-                        if preview_every > 0
-                            && (done % preview_every == 0 || done == p.steps_total())
-                        {
-                            let preview = snapshot.image().map_err(|e| to_python(py, e))?;
-                            info.set_item(
-                                "preview",
-                                to_array(py, DynamicImage::ImageRgb8(preview)),
-                            )?;
-                        }
-                        callback.call1(py, (info,)).map(|_| ())
-                    });
-                    result.map_err(|error| {
-                        *raised.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
-                        Error::Cancelled
-                    })
-                })
+                let p = &snapshot.progress;
+                let last = p.steps_done() == p.steps_total();
+                observer.observe(snapshot, p.steps_done(), last, progress_dict)
             })?;
             Ok(image_io::join_alpha(dreamed, alpha.as_ref()))
         });
-        if let Some(error) = raised.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            return Err(error);
-        }
-        let dreamed = dreamed.map_err(|e: Error| to_python(py, e))?;
-        Ok(to_array(py, dreamed))
+        Ok(to_array(py, finish(py, raised, dreamed)?))
+    }
+
+    /// Restyles a content image array after `styles` (`(image array, weight)` pairs): neural
+    /// style transfer (Gatys et al.), the CLI's `style` with its options.
+    #[pyo3(signature = (
+        content, styles, *, style_layers=None, content_layers=None, content_weight=5.0,
+        style_weight=500.0, tv_weight=1.0, init="content", optimizer="lbfgs",
+        learning_rate=10.0, iterations=200, size=512, scales=2, scale_ratio=2.0,
+        preserve_colors=false, seed=0, progress=None, preview_every=0
+    ))]
+    #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
+    fn style<'py>(
+        &self,
+        py: Python<'py>,
+        content: PyReadonlyArray3<'py, u8>,
+        styles: Vec<(PyReadonlyArray3<'py, u8>, f32)>,
+        style_layers: Option<Vec<String>>,
+        content_layers: Option<Vec<String>>,
+        content_weight: f32,
+        style_weight: f32,
+        tv_weight: f32,
+        init: &str,
+        optimizer: &str,
+        learning_rate: f32,
+        iterations: usize,
+        size: u32,
+        scales: usize,
+        scale_ratio: f32,
+        preserve_colors: bool,
+        seed: u64,
+        progress: Option<Py<PyAny>>,
+        preview_every: usize,
+    ) -> PyResult<Bound<'py, PyArray3<u8>>> {
+        let content = to_image(py, &content)?.to_rgb8();
+        let styles = styles
+            .iter()
+            .map(|(image, weight)| {
+                Ok(StyleImage {
+                    image: to_image(py, image)?.to_rgb8(),
+                    weight: *weight,
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let defaults = StyleParams::default();
+        let params = StyleParams {
+            style_layers: style_layers.unwrap_or(defaults.style_layers),
+            content_layers: content_layers.unwrap_or(defaults.content_layers),
+            content_weight,
+            style_weight,
+            tv_weight,
+            init: match init {
+                "content" => Init::Content,
+                "noise" => Init::Noise,
+                other => {
+                    return Err(parameter_error(
+                        py,
+                        format!("init must be content or noise, not '{other}'"),
+                    ));
+                }
+            },
+            optimizer: self::optimizer(py, optimizer, learning_rate)?,
+            iterations,
+            size,
+            scales,
+            scale_ratio,
+            preserve_colours: preserve_colors,
+            seed,
+        };
+        let raised = Mutex::new(None);
+        let observer = Observer {
+            callback: progress.as_ref(),
+            preview_every,
+            raised: &raised,
+        };
+        let device = self.placement.tensors();
+        let styled = py.detach(|| {
+            let stylist = Stylist::new(self.network.as_ref(), params, &device)?;
+            stylist.transfer_watched(&content, &styles, |snapshot| {
+                let p = snapshot.progress;
+                let total = p.scales * p.iterations;
+                observer.observe(snapshot, p.done(), p.done() == total, |py, p| {
+                    let info = PyDict::new(py);
+                    info.set_item("step", p.done())?;
+                    info.set_item("steps", p.scales * p.iterations)?;
+                    info.set_item("scale", p.scale)?;
+                    info.set_item("scales", p.scales)?;
+                    info.set_item("loss", p.losses.total)?;
+                    Ok(info)
+                })
+            })
+        });
+        Ok(to_array(
+            py,
+            DynamicImage::ImageRgb8(finish(py, raised, styled)?),
+        ))
+    }
+
+    /// Grows an image from noise that excites a channel of a layer (`layer`, `channel`), a
+    /// whole layer (`layer` alone) or an ImageNet class (`class_`): feature visualisation,
+    /// the CLI's `visualize`.
+    #[pyo3(signature = (
+        *, layer=None, channel=None, class_=None, size=224, steps=256, learning_rate=0.05,
+        priors=true, seed=0, progress=None, preview_every=0
+    ))]
+    #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
+    fn visualize<'py>(
+        &self,
+        py: Python<'py>,
+        layer: Option<String>,
+        channel: Option<usize>,
+        class_: Option<usize>,
+        size: u32,
+        steps: usize,
+        learning_rate: f32,
+        priors: bool,
+        seed: u64,
+        progress: Option<Py<PyAny>>,
+        preview_every: usize,
+    ) -> PyResult<Bound<'py, PyArray3<u8>>> {
+        let target = match (layer, channel, class_) {
+            (Some(layer), Some(channel), None) => Target::Channel { layer, channel },
+            (Some(layer), None, None) => Target::Layer(layer),
+            (None, None, Some(class)) => Target::Class(class),
+            _ => {
+                return Err(parameter_error(
+                    py,
+                    "give a layer (and optionally a channel) or a class".into(),
+                ));
+            }
+        };
+        let params = VisualizeParams {
+            size,
+            steps,
+            learning_rate,
+            seed,
+            ..VisualizeParams::default()
+        };
+        let params = if priors {
+            params
+        } else {
+            params.without_priors()
+        };
+        let raised = Mutex::new(None);
+        let observer = Observer {
+            callback: progress.as_ref(),
+            preview_every,
+            raised: &raised,
+        };
+        let device = self.placement.tensors();
+        let grown = py.detach(|| {
+            visualize_watched(
+                self.network.as_ref(),
+                &target,
+                &params,
+                &device,
+                |snapshot| {
+                    let p = snapshot.progress;
+                    observer.observe(snapshot, p.step, p.step == p.steps, |py, p| {
+                        let info = PyDict::new(py);
+                        info.set_item("step", p.step)?;
+                        info.set_item("steps", p.steps)?;
+                        info.set_item("activation", p.activation)?;
+                        Ok(info)
+                    })
+                },
+            )
+        });
+        Ok(to_array(
+            py,
+            DynamicImage::ImageRgb8(finish(py, raised, grown)?),
+        ))
+    }
+
+    /// An endless zoom from an image array: `frames` frames, each the last one zoomed
+    /// (`zoom`, `rotate` degrees, `pan` pixels) and dreamed again with `octaves_per_frame`
+    /// octaves of `iterations_per_frame` steps; the first frame is the full dream. The
+    /// dream options are [`Model::dream`]'s. Returns the frames.
+    #[pyo3(signature = (
+        image, *, frames=100, zoom=1.05, rotate=0.0, pan=(0.0, 0.0), colour_match=true,
+        octaves_per_frame=2, iterations_per_frame=5, layers=None, channels=None, class_=None,
+        guide=None, octaves=4, octave_scale=1.4, iterations=10, step=1.5, jitter=32, seed=0,
+        max_memory=None, progress=None
+    ))]
+    #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
+    fn zoom<'py>(
+        &self,
+        py: Python<'py>,
+        image: PyReadonlyArray3<'py, u8>,
+        frames: usize,
+        zoom: f32,
+        rotate: f32,
+        pan: (f32, f32),
+        colour_match: bool,
+        octaves_per_frame: usize,
+        iterations_per_frame: usize,
+        layers: Option<Vec<(String, f32)>>,
+        channels: Option<Vec<usize>>,
+        class_: Option<usize>,
+        guide: Option<PyReadonlyArray3<'py, u8>>,
+        octaves: usize,
+        octave_scale: f32,
+        iterations: usize,
+        step: f32,
+        jitter: u32,
+        seed: u64,
+        max_memory: Option<Bound<'py, PyAny>>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<Bound<'py, PyArray3<u8>>>> {
+        let source = to_image(py, &image)?.to_rgb8();
+        let dream = dream_params(
+            py,
+            layers,
+            channels,
+            class_,
+            guide,
+            octaves,
+            octave_scale,
+            iterations,
+            step,
+            jitter,
+            seed,
+            max_memory,
+        )?;
+        let params = ZoomParams {
+            frames,
+            zoom,
+            rotate,
+            pan: [pan.0, pan.1],
+            next: FrameSettings {
+                octaves: octaves_per_frame,
+                iterations: iterations_per_frame,
+            },
+            keep_colours: colour_match,
+        };
+        let raised = Mutex::new(None);
+        let observer = Observer {
+            callback: progress.as_ref(),
+            preview_every: 0,
+            raised: &raised,
+        };
+        let device = self.placement.tensors();
+        let made = py.detach(|| {
+            let scratch = tempfile::tempdir()
+                .map_err(|e| Error::InvalidParameter(format!("no scratch folder: {e}")))?;
+            let work = WorkDir::open(&scratch.path().join("frames"), "python zoom")?;
+            zoom_watched(
+                self.network.as_ref(),
+                dream,
+                &params,
+                &source,
+                &work,
+                &device,
+                |snapshot| {
+                    observer.observe(snapshot, 0, false, |py, p| {
+                        let info = PyDict::new(py);
+                        info.set_item("frame", p.frame)?;
+                        info.set_item("frames", p.frames)?;
+                        info.set_item("frame_done", p.step.is_none())?;
+                        if let Some(step) = &p.step {
+                            info.set_item("step", step.steps_done())?;
+                            info.set_item("steps", step.steps_total())?;
+                        }
+                        Ok(info)
+                    })
+                },
+            )?;
+            (0..params.frames)
+                .map(|i| work.finished_frame(i))
+                .collect::<deepdream::Result<Vec<_>>>()
+        });
+        Ok(finish(py, raised, made)?
+            .into_iter()
+            .map(|frame| to_array(py, DynamicImage::ImageRgb8(frame)))
+            .collect())
     }
 
     /// The `top` most probable ImageNet classes of an image array: `(class, name,

@@ -207,3 +207,42 @@ def test_the_wheel_installs_the_command(tmp_path, photo):
     bad = subprocess.run([str(command), "dream", "/no/such.png", "-o", str(tmp_path / "x.png")],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "deepdream: error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_style_transfer_moves_towards_the_painting(photo):
+    painting = Image.open(REPO / "crates/deepdream/tests/fixtures/starry_night.jpg").convert("RGB")
+    steps = []
+    styled = deepdream.style(photo, painting, size=64, iterations=4, scales=1, seed=1, progress=steps.append)
+    assert isinstance(styled, Image.Image) and max(styled.size) == 64
+    assert [s["step"] for s in steps][-1] == 4 and "loss" in steps[-1]
+    blended = deepdream.style(np.asarray(photo), [(painting, 2.0), (np.asarray(photo), 1.0)],
+                              size=48, iterations=2, scales=1, seed=1)
+    assert isinstance(blended, np.ndarray) and blended.shape[2] == 3
+    with pytest.raises(ValueError, match="init must be content or noise"):
+        deepdream.style(photo, painting, init="zeros")
+
+
+def test_visualisation_grows_a_picture_from_noise():
+    model = deepdream.load("vgg16")
+    a = model.visualize("block3_conv3", 5, size=64, steps=4, seed=2)
+    b = model.visualize("block3_conv3", 5, size=64, steps=4, seed=2)
+    assert isinstance(a, Image.Image) and a.size == (64, 64)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert np.asarray(model.visualize("block3_conv3", size=64, steps=2, seed=2, priors=False)).std() > 0
+    with pytest.raises(ValueError, match="a layer"):
+        model.visualize()
+    with pytest.raises(ValueError, match="channel"):
+        model.visualize("block3_conv3", 100000, size=64, steps=2)
+
+
+def test_a_zoom_starts_with_the_dream_and_keeps_the_size(photo):
+    seen = []
+    frames = deepdream.zoom(photo, "vgg16", frames=3, octaves=2, iterations=2, seed=3,
+                            octaves_per_frame=1, iterations_per_frame=1, progress=seen.append)
+    assert len(frames) == 3 and all(f.size == photo.size for f in frames)
+    first = deepdream.dream(photo, "vgg16", octaves=2, iterations=2, seed=3)
+    assert np.array_equal(np.asarray(frames[0]), np.asarray(first))
+    assert not np.array_equal(np.asarray(frames[1]), np.asarray(frames[2]))
+    assert {info["frame"] for info in seen} == {0, 1, 2}
+    with pytest.raises(TypeError, match="unknown dream option"):
+        deepdream.zoom(photo, "vgg16", frames=2, octave=3)

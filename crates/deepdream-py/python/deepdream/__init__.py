@@ -27,6 +27,9 @@ __all__ = [
     "load",
     "dream",
     "classify",
+    "style",
+    "visualize",
+    "zoom",
     "layers",
     "models",
     "Error",
@@ -84,14 +87,17 @@ class _Image:
         else:
             raise ImageError(f"{what} array must be uint8 or float (0..1), not {array.dtype}")
 
+    @staticmethod
+    def to_pil(array: np.ndarray) -> Any:
+        """An array as a PIL image."""
+        from PIL import Image
+
+        return Image.fromarray(array, "RGBA" if array.shape[2] == 4 else "RGB")
+
     def back(self, array: np.ndarray) -> Any:
         """The result as the caller gave the input."""
         if self.kind in ("pil", "path"):
-            try:
-                from PIL import Image
-            except ImportError:  # pragma: no cover - Pillow is a dependency
-                return array
-            return Image.fromarray(array, "RGBA" if array.shape[2] == 4 else "RGB")
+            return self.to_pil(array)
         if self.float_dtype is not None:
             return (array.astype(np.float64) / 255.0).astype(self.float_dtype)
         return array
@@ -161,7 +167,9 @@ def _progress(progress: Union[None, bool, Callable[[dict], Any]]):
     return update, bar.close
 
 
-def _number(name: str, value: Any, kind: type, positive: bool = True) -> Any:
+def _number(name: str, value: Any, kind: type, positive: Optional[bool] = True) -> Any:
+    """``value`` as a ``kind`` number: positive, zero or more (``positive=False``), or any
+    sign (``None``); anything else is a :class:`ParameterError`."""
     try:
         number = kind(value)
     except (TypeError, ValueError):
@@ -170,9 +178,48 @@ def _number(name: str, value: Any, kind: type, positive: bool = True) -> Any:
         raise ParameterError(f"{name} must be a finite number, not {value!r}")
     if kind is int and number != value:
         raise ParameterError(f"{name} must be a whole number, not {value!r}")
-    if (positive and number <= 0) or number < 0:
+    if positive is not None and ((positive and number <= 0) or number < 0):
         raise ParameterError(f"{name} must be {'positive' if positive else 'zero or more'}, not {value!r}")
     return number
+
+
+_DREAM_DEFAULTS = dict(
+    layers=None, channels=None, class_=None, guide=None, octaves=4, octave_scale=1.4,
+    iterations=10, step=1.5, jitter=32, seed=None, max_memory=None,
+)
+
+
+def _dream_options(options: dict) -> dict:
+    """The dream options as the native module takes them, checked."""
+    unknown = set(options) - set(_DREAM_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown dream option(s): {', '.join(sorted(unknown))}")
+    o = {**_DREAM_DEFAULTS, **options}
+    seed = random.getrandbits(63) if o["seed"] is None else o["seed"]
+    channels = o["channels"]
+    return dict(
+        layers=_layers(o["layers"]),
+        channels=None if channels is None else [_number("channel", c, int, False) for c in channels],
+        class_=_class(o["class_"]),
+        guide=None if o["guide"] is None else _Image(o["guide"], "guide").array,
+        octaves=_number("octaves", o["octaves"], int),
+        octave_scale=_number("octave_scale", o["octave_scale"], float),
+        iterations=_number("iterations", o["iterations"], int),
+        step=_number("step", o["step"], float),
+        jitter=_number("jitter", o["jitter"], int, False),
+        seed=_number("seed", seed, int, False),
+        max_memory=o["max_memory"],
+    )
+
+
+def _is_pair(value: Any) -> bool:
+    """Whether ``value`` is an ``(image, weight)`` pair."""
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[1], (int, float, np.floating, np.integer))
+        and not isinstance(value[1], bool)
+    )
 
 
 class Model:
@@ -255,30 +302,159 @@ class Model:
         tqdm bar. Returns the dream as the same kind of image as ``image``.
         """
         source = _Image(image)
-        guide_image = None if guide is None else _Image(guide, "guide").array
-        if seed is None:
-            seed = random.getrandbits(63)
+        options = _dream_options(dict(
+            layers=layers, channels=channels, class_=class_, guide=guide, octaves=octaves,
+            octave_scale=octave_scale, iterations=iterations, step=step, jitter=jitter,
+            seed=seed, max_memory=max_memory,
+        ))
         callback, close = _progress(progress)
         try:
             dreamed = self._native.dream(
                 source.array,
-                layers=_layers(layers),
-                channels=None if channels is None else [_number("channel", c, int, False) for c in channels],
-                class_=_class(class_),
-                guide=guide_image,
-                octaves=_number("octaves", octaves, int),
-                octave_scale=_number("octave_scale", octave_scale, float),
+                progress=callback,
+                preview_every=_number("preview_every", preview_every, int, False),
+                **options,
+            )
+        finally:
+            close()
+        return source.back(dreamed)
+
+    def style(
+        self,
+        content: ImageLike,
+        styles: Union[ImageLike, Sequence[Any]],
+        *,
+        style_layers: Optional[Sequence[str]] = None,
+        content_layers: Optional[Sequence[str]] = None,
+        content_weight: float = 5.0,
+        style_weight: float = 500.0,
+        tv_weight: float = 1.0,
+        init: str = "content",
+        optimizer: str = "lbfgs",
+        learning_rate: float = 10.0,
+        iterations: int = 200,
+        size: int = 512,
+        scales: int = 2,
+        scale_ratio: float = 2.0,
+        preserve_colors: bool = False,
+        seed: Optional[int] = None,
+        progress: Union[None, bool, Callable[[dict], Any]] = None,
+        preview_every: int = 0,
+    ) -> Any:
+        """Paints ``content`` in the style of ``styles`` (one image, or a list of images or
+        ``(image, weight)`` pairs to blend): neural style transfer, the CLI's ``style``.
+        Returns the picture as the same kind of image as ``content``."""
+        source = _Image(content, "content")
+        if isinstance(styles, (list, tuple)) and not _is_pair(styles):
+            pairs = [s if _is_pair(s) else (s, 1.0) for s in styles]
+        else:
+            pairs = [styles if _is_pair(styles) else (styles, 1.0)]
+        if not pairs:
+            raise ParameterError("styles names no image")
+        style_images = [(_Image(image, "style").array, _number("style weight", weight, float)) for image, weight in pairs]
+        callback, close = _progress(progress)
+        try:
+            styled = self._native.style(
+                source.array,
+                style_images,
+                style_layers=None if style_layers is None else list(style_layers),
+                content_layers=None if content_layers is None else list(content_layers),
+                content_weight=_number("content_weight", content_weight, float, False),
+                style_weight=_number("style_weight", style_weight, float, False),
+                tv_weight=_number("tv_weight", tv_weight, float, False),
+                init=init,
+                optimizer=optimizer,
+                learning_rate=_number("learning_rate", learning_rate, float),
                 iterations=_number("iterations", iterations, int),
-                step=_number("step", step, float),
-                jitter=_number("jitter", jitter, int, False),
-                seed=_number("seed", seed, int, False),
-                max_memory=max_memory,
+                size=_number("size", size, int),
+                scales=_number("scales", scales, int),
+                scale_ratio=_number("scale_ratio", scale_ratio, float),
+                preserve_colors=bool(preserve_colors),
+                seed=_number("seed", random.getrandbits(63) if seed is None else seed, int, False),
                 progress=callback,
                 preview_every=_number("preview_every", preview_every, int, False),
             )
         finally:
             close()
-        return source.back(dreamed)
+        return source.back(styled)
+
+    def visualize(
+        self,
+        layer: Optional[str] = None,
+        channel: Optional[int] = None,
+        *,
+        class_: Union[None, int, str] = None,
+        size: int = 224,
+        steps: int = 256,
+        learning_rate: float = 0.05,
+        priors: bool = True,
+        seed: Optional[int] = None,
+        progress: Union[None, bool, Callable[[dict], Any]] = None,
+        preview_every: int = 0,
+    ) -> Any:
+        """Grows a picture from noise that excites ``channel`` of ``layer``, the whole
+        ``layer``, or the ImageNet class ``class_``: feature visualisation, the CLI's
+        ``visualize``. ``priors=False`` is plain gradient ascent on pixels. Returns a PIL
+        image."""
+        callback, close = _progress(progress)
+        try:
+            grown = self._native.visualize(
+                layer=layer,
+                channel=None if channel is None else _number("channel", channel, int, False),
+                class_=_class(class_),
+                size=_number("size", size, int),
+                steps=_number("steps", steps, int),
+                learning_rate=_number("learning_rate", learning_rate, float),
+                priors=bool(priors),
+                seed=_number("seed", random.getrandbits(63) if seed is None else seed, int, False),
+                progress=callback,
+                preview_every=_number("preview_every", preview_every, int, False),
+            )
+        finally:
+            close()
+        return _Image.to_pil(grown)
+
+    def zoom(
+        self,
+        image: ImageLike,
+        *,
+        frames: int = 100,
+        zoom: float = 1.05,
+        rotate: float = 0.0,
+        pan: Sequence[float] = (0.0, 0.0),
+        colour_match: bool = True,
+        octaves_per_frame: int = 2,
+        iterations_per_frame: int = 5,
+        progress: Union[None, bool, Callable[[dict], Any]] = None,
+        **dream_options: Any,
+    ) -> list:
+        """An endless zoom: ``frames`` frames, each the previous one zoomed by ``zoom``
+        (turned by ``rotate`` degrees, moved by ``pan`` pixels) and dreamed again with
+        ``octaves_per_frame`` octaves of ``iterations_per_frame`` steps; the first frame is
+        the full dream with ``dream_options`` (:meth:`dream`'s). Returns the frames, each
+        the same kind of image as ``image``."""
+        source = _Image(image)
+        options = _dream_options(dream_options)
+        pan = tuple(pan)
+        if len(pan) != 2:
+            raise ParameterError(f"pan must be two numbers (right, down), not {pan!r}")
+        callback, close = _progress(progress)
+        try:
+            made = self._native.zoom(
+                source.array[:, :, :3],
+                frames=_number("frames", frames, int),
+                zoom=_number("zoom", zoom, float),
+                rotate=_number("rotate", rotate, float, None),
+                pan=tuple(_number("pan", p, float, None) for p in pan),
+                colour_match=bool(colour_match),
+                octaves_per_frame=_number("octaves_per_frame", octaves_per_frame, int),
+                iterations_per_frame=_number("iterations_per_frame", iterations_per_frame, int),
+                progress=callback,
+                **options,
+            )
+        finally:
+            close()
+        return [source.back(frame) for frame in made]
 
     def classify(self, image: ImageLike, top: int = 5) -> list:
         """The ``top`` most probable ImageNet classes: ``(class, name, probability)`` each."""
@@ -316,6 +492,45 @@ def dream(
     """Dreams ``image`` with ``model`` (a name, loaded once and kept, or a :class:`Model`);
     ``options`` are :meth:`Model.dream`'s."""
     return _model(model, device, precision).dream(image, **options)
+
+
+def style(
+    content: ImageLike,
+    styles: Union[ImageLike, Sequence[Any]],
+    model: Union[None, str, Model] = None,
+    *,
+    device: str = "cpu",
+    precision: str = "tf32",
+    **options: Any,
+) -> Any:
+    """Neural style transfer with ``model`` (VGG16 by default); ``options`` are
+    :meth:`Model.style`'s."""
+    return _model(model, device, precision).style(content, styles, **options)
+
+
+def visualize(
+    layer: Optional[str] = None,
+    channel: Optional[int] = None,
+    model: Union[None, str, Model] = None,
+    *,
+    device: str = "cpu",
+    precision: str = "tf32",
+    **options: Any,
+) -> Any:
+    """Feature visualisation with ``model``; ``options`` are :meth:`Model.visualize`'s."""
+    return _model(model, device, precision).visualize(layer, channel, **options)
+
+
+def zoom(
+    image: ImageLike,
+    model: Union[None, str, Model] = None,
+    *,
+    device: str = "cpu",
+    precision: str = "tf32",
+    **options: Any,
+) -> list:
+    """An endless zoom with ``model``; ``options`` are :meth:`Model.zoom`'s."""
+    return _model(model, device, precision).zoom(image, **options)
 
 
 def classify(
