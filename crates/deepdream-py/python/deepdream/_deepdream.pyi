@@ -1,0 +1,114 @@
+"""Type stubs of the native module (see deepdream/__init__.py for the public API)."""
+
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+import numpy.typing as npt
+
+Pixels = npt.NDArray[np.uint8]
+Progress = Optional[Callable[[dict], Any]]
+Size = Union[None, int, str]
+
+def models() -> list[tuple[str, str, str, bool]]: ...
+def default_model() -> str: ...
+def load_image(path: str) -> Pixels: ...
+def find_class(query: str) -> int: ...
+def run_cli(args: list[str]) -> int: ...
+
+class Model:
+    def __init__(
+        self,
+        name: Optional[str] = None,
+        *,
+        weights: Optional[str] = None,
+        preprocess: Optional[str] = None,
+        device: str = "cpu",
+        precision: str = "tf32",
+    ) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def default_layers(self) -> list[str]: ...
+    @property
+    def layers(self) -> list[tuple[str, str, int, int]]: ...
+    @property
+    def classifier(self) -> bool: ...
+    def dream(
+        self,
+        image: Pixels,
+        *,
+        layers: Optional[Sequence[tuple[str, float]]] = None,
+        channels: Optional[Sequence[int]] = None,
+        class_: Optional[int] = None,
+        guide: Optional[Pixels] = None,
+        octaves: int = 4,
+        octave_scale: float = 1.4,
+        iterations: int = 10,
+        step: float = 1.5,
+        jitter: int = 32,
+        seed: int = 0,
+        max_memory: Size = None,
+        progress: Progress = None,
+        preview_every: int = 0,
+    ) -> Pixels: ...
+    def style(
+        self,
+        content: Pixels,
+        styles: Sequence[tuple[Pixels, float]],
+        *,
+        style_layers: Optional[Sequence[str]] = None,
+        content_layers: Optional[Sequence[str]] = None,
+        content_weight: float = 5.0,
+        style_weight: float = 500.0,
+        tv_weight: float = 1.0,
+        init: str = "content",
+        optimizer: str = "lbfgs",
+        learning_rate: float = 10.0,
+        iterations: int = 200,
+        size: int = 512,
+        scales: int = 2,
+        scale_ratio: float = 2.0,
+        preserve_colors: bool = False,
+        seed: int = 0,
+        progress: Progress = None,
+        preview_every: int = 0,
+    ) -> Pixels: ...
+    def visualize(
+        self,
+        *,
+        layer: Optional[str] = None,
+        channel: Optional[int] = None,
+        class_: Optional[int] = None,
+        size: int = 224,
+        steps: int = 256,
+        learning_rate: float = 0.05,
+        priors: bool = True,
+        seed: int = 0,
+        progress: Progress = None,
+        preview_every: int = 0,
+    ) -> Pixels: ...
+    def zoom(
+        self,
+        image: Pixels,
+        *,
+        frames: int = 100,
+        zoom: float = 1.05,
+        rotate: float = 0.0,
+        pan: tuple[float, float] = (0.0, 0.0),
+        colour_match: bool = True,
+        octaves_per_frame: int = 2,
+        iterations_per_frame: int = 5,
+        layers: Optional[Sequence[tuple[str, float]]] = None,
+        channels: Optional[Sequence[int]] = None,
+        class_: Optional[int] = None,
+        guide: Optional[Pixels] = None,
+        octaves: int = 4,
+        octave_scale: float = 1.4,
+        iterations: int = 10,
+        step: float = 1.5,
+        jitter: int = 32,
+        seed: int = 0,
+        max_memory: Size = None,
+        progress: Progress = None,
+    ) -> list[Pixels]: ...
+    def classify(self, image: Pixels, top: int = 5) -> list[tuple[int, str, float]]: ...
