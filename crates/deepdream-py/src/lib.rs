@@ -9,10 +9,12 @@ use std::sync::Mutex;
 
 use deepdream::backend::device::{self, Placement};
 use deepdream::engine::optimizer::Optimizer;
+use deepdream::media::frames::IterSource;
 use deepdream::media::image_io;
 use deepdream::media::work_dir::WorkDir;
-use deepdream::modes::animation::FrameSettings;
+use deepdream::modes::animation::{FrameProgress, FrameSettings};
 use deepdream::modes::style::{Init, StyleImage, StyleParams, Stylist};
+use deepdream::modes::video::{VideoParams, dream_video_watched};
 use deepdream::modes::visualize::{Target, VisualizeParams, visualize_watched};
 use deepdream::modes::zoom::{ZoomParams, zoom_watched};
 use deepdream::networks::onnx::{OnnxNetwork, raw_layer_name};
@@ -314,6 +316,23 @@ fn optimizer(py: Python<'_>, name: &str, learning_rate: f32) -> PyResult<Optimiz
             format!("optimizer must be lbfgs or adam, not '{other}'"),
         )),
     }
+}
+
+/// What an animation's progress callback receives, as a dict.
+fn frame_progress_dict<'py>(
+    py: Python<'py>,
+    progress: &FrameProgress,
+) -> PyResult<Bound<'py, PyDict>> {
+    let info = PyDict::new(py);
+    info.set_item("frame", progress.frame)?;
+    info.set_item("frames", progress.frames)?;
+    info.set_item("frame_done", progress.step.is_none())?;
+    info.set_item("fresh", progress.fresh)?;
+    if let Some(step) = &progress.step {
+        info.set_item("step", step.steps_done())?;
+        info.set_item("steps", step.steps_total())?;
+    }
+    Ok(info)
 }
 
 #[pymethods]
@@ -709,21 +728,116 @@ impl Model {
                 &source,
                 &work,
                 &device,
-                |snapshot| {
-                    observer.observe(snapshot, 0, false, |py, p| {
-                        let info = PyDict::new(py);
-                        info.set_item("frame", p.frame)?;
-                        info.set_item("frames", p.frames)?;
-                        info.set_item("frame_done", p.step.is_none())?;
-                        if let Some(step) = &p.step {
-                            info.set_item("step", step.steps_done())?;
-                            info.set_item("steps", step.steps_total())?;
-                        }
-                        Ok(info)
-                    })
-                },
+                |snapshot| observer.observe(snapshot, 0, false, frame_progress_dict),
             )?;
             (0..params.frames)
+                .map(|i| work.finished_frame(i))
+                .collect::<deepdream::Result<Vec<_>>>()
+        });
+        Ok(finish(py, raised, made)?
+            .into_iter()
+            .map(|frame| to_array(py, DynamicImage::ImageRgb8(frame)))
+            .collect())
+    }
+
+    /// A dream film from a list of frames (image arrays of one size): each frame starts from
+    /// the previous frame's dream carried along the optical flow (`blend` of it), scene cuts
+    /// (`cut_threshold`) dreamed afresh; the frames after the first are dreamed with
+    /// `octaves_per_frame` octaves of `iterations_per_frame` steps. The dream options are
+    /// [`Model::dream`]'s. Returns the dreamed frames.
+    #[pyo3(signature = (
+        frames, *, blend=0.8, cut_threshold=30.0, octaves_per_frame=2, iterations_per_frame=4,
+        layers=None, channels=None, class_=None, guide=None, octaves=4, octave_scale=1.4,
+        iterations=10, step=1.5, jitter=32, seed=0, max_memory=None, progress=None
+    ))]
+    #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
+    fn video<'py>(
+        &self,
+        py: Python<'py>,
+        frames: Vec<PyReadonlyArray3<'py, u8>>,
+        blend: f32,
+        cut_threshold: f32,
+        octaves_per_frame: usize,
+        iterations_per_frame: usize,
+        layers: Option<Vec<(String, f32)>>,
+        channels: Option<Vec<usize>>,
+        class_: Option<usize>,
+        guide: Option<PyReadonlyArray3<'py, u8>>,
+        octaves: usize,
+        octave_scale: f32,
+        iterations: usize,
+        step: f32,
+        jitter: u32,
+        seed: u64,
+        max_memory: Option<Bound<'py, PyAny>>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<Bound<'py, PyArray3<u8>>>> {
+        let frames = frames
+            .iter()
+            .map(|frame| Ok(to_image(py, frame)?.to_rgb8()))
+            .collect::<PyResult<Vec<RgbImage>>>()?;
+        let Some(first) = frames.first() else {
+            return Err(parameter_error(py, "the video has no frames".into()));
+        };
+        if let Some(other) = frames.iter().find(|f| f.dimensions() != first.dimensions()) {
+            return Err(parameter_error(
+                py,
+                format!(
+                    "the frames differ in size ({}x{} and {}x{})",
+                    first.width(),
+                    first.height(),
+                    other.width(),
+                    other.height()
+                ),
+            ));
+        }
+        let dream = dream_params(
+            py,
+            layers,
+            channels,
+            class_,
+            guide,
+            octaves,
+            octave_scale,
+            iterations,
+            step,
+            jitter,
+            seed,
+            max_memory,
+        )?;
+        let params = VideoParams {
+            blend,
+            cut_threshold,
+            next: FrameSettings {
+                octaves: octaves_per_frame,
+                iterations: iterations_per_frame,
+            },
+            ..VideoParams::default()
+        };
+        let raised = Mutex::new(None);
+        let observer = Observer {
+            callback: progress.as_ref(),
+            preview_every: 0,
+            raised: &raised,
+        };
+        let count = frames.len();
+        let device = self.placement.tensors();
+        let made = py.detach(|| {
+            let scratch = tempfile::tempdir()
+                .map_err(|e| Error::InvalidParameter(format!("no scratch folder: {e}")))?;
+            let work = WorkDir::open(&scratch.path().join("frames"), "python video")?;
+            let mut source = IterSource(frames.into_iter());
+            let made = dream_video_watched(
+                self.network.as_ref(),
+                dream,
+                &params,
+                &mut source,
+                Some(count),
+                &work,
+                &device,
+                |snapshot| observer.observe(snapshot, 0, false, frame_progress_dict),
+            )?;
+            (0..made)
                 .map(|i| work.finished_frame(i))
                 .collect::<deepdream::Result<Vec<_>>>()
         });

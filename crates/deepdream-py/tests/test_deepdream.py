@@ -246,3 +246,23 @@ def test_a_zoom_starts_with_the_dream_and_keeps_the_size(photo):
     assert {info["frame"] for info in seen} == {0, 1, 2}
     with pytest.raises(TypeError, match="unknown dream option"):
         deepdream.zoom(photo, "vgg16", frames=2, octave=3)
+
+
+def test_a_dream_film_from_frames(photo):
+    pixels = np.asarray(Image.open(PHOTO).convert("RGB"))
+    batch = np.stack([pixels[40:104, 100 + 2 * k:196 + 2 * k] for k in range(4)])
+    seen = []
+    dreamed = deepdream.video(batch, "vgg16", octaves=2, iterations=2, seed=3,
+                              octaves_per_frame=1, iterations_per_frame=1, progress=seen.append)
+    assert isinstance(dreamed, np.ndarray) and dreamed.shape == batch.shape
+    first = deepdream.dream(batch[0], "vgg16", octaves=2, iterations=2, seed=3)
+    assert np.array_equal(dreamed[0], first)
+    assert [info["fresh"] for info in seen if info["frame_done"]] == [True, False, False, False]
+    as_list = deepdream.video([Image.fromarray(f) for f in batch[:2]], "vgg16", octaves=2, iterations=2, seed=3,
+                              octaves_per_frame=1, iterations_per_frame=1)
+    assert all(isinstance(f, Image.Image) for f in as_list)
+    assert np.array_equal(np.asarray(as_list[1]), dreamed[1])
+    with pytest.raises(ValueError, match="differ in size"):
+        deepdream.video([batch[0], batch[0][:10]], "vgg16")
+    with pytest.raises(ValueError, match="no frames"):
+        deepdream.video([], "vgg16")

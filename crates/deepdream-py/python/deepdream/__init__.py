@@ -30,6 +30,7 @@ __all__ = [
     "style",
     "visualize",
     "zoom",
+    "video",
     "layers",
     "models",
     "Error",
@@ -456,6 +457,47 @@ class Model:
             close()
         return [source.back(frame) for frame in made]
 
+    def video(
+        self,
+        frames: Union[np.ndarray, Sequence[ImageLike]],
+        *,
+        blend: float = 0.8,
+        cut_threshold: float = 30.0,
+        octaves_per_frame: int = 2,
+        iterations_per_frame: int = 4,
+        progress: Union[None, bool, Callable[[dict], Any]] = None,
+        **dream_options: Any,
+    ) -> Any:
+        """A dream film: each frame starts from the previous frame's dream carried along the
+        optical flow (``blend`` of it), so the dream holds together; scene cuts (a mean
+        difference over ``cut_threshold`` grey levels after the flow) are dreamed afresh.
+        The first frame is the full dream with ``dream_options`` (:meth:`dream`'s), the
+        others get ``octaves_per_frame`` octaves of ``iterations_per_frame`` steps.
+        ``frames`` is a list of images, or an ``N x H x W x C`` array (a batch, as ComfyUI
+        passes them); the result is the same."""
+        batch = isinstance(frames, np.ndarray)
+        if batch and frames.ndim != 4:
+            raise ImageError(f"a batch of frames must be N x H x W x C, not {' x '.join(map(str, frames.shape))}")
+        sources = [_Image(frame, "frame") for frame in (list(frames) if batch else frames)]
+        if not sources:
+            raise ParameterError("the video has no frames")
+        options = _dream_options(dream_options)
+        callback, close = _progress(progress)
+        try:
+            made = self._native.video(
+                [source.array[:, :, :3] for source in sources],
+                blend=_number("blend", blend, float, False),
+                cut_threshold=_number("cut_threshold", cut_threshold, float),
+                octaves_per_frame=_number("octaves_per_frame", octaves_per_frame, int),
+                iterations_per_frame=_number("iterations_per_frame", iterations_per_frame, int),
+                progress=callback,
+                **options,
+            )
+        finally:
+            close()
+        dreamed = [source.back(frame) for source, frame in zip(sources, made)]
+        return np.stack(dreamed) if batch else dreamed
+
     def classify(self, image: ImageLike, top: int = 5) -> list:
         """The ``top`` most probable ImageNet classes: ``(class, name, probability)`` each."""
         return self._native.classify(_Image(image).array, _number("top", top, int))
@@ -531,6 +573,18 @@ def zoom(
 ) -> list:
     """An endless zoom with ``model``; ``options`` are :meth:`Model.zoom`'s."""
     return _model(model, device, precision).zoom(image, **options)
+
+
+def video(
+    frames: Union[np.ndarray, Sequence[ImageLike]],
+    model: Union[None, str, Model] = None,
+    *,
+    device: str = "cpu",
+    precision: str = "tf32",
+    **options: Any,
+) -> Any:
+    """A dream film with ``model``; ``options`` are :meth:`Model.video`'s."""
+    return _model(model, device, precision).video(frames, **options)
 
 
 def classify(

@@ -111,4 +111,25 @@ class Model:
         max_memory: Size = None,
         progress: Progress = None,
     ) -> list[Pixels]: ...
+    def video(
+        self,
+        frames: Sequence[Pixels],
+        *,
+        blend: float = 0.8,
+        cut_threshold: float = 30.0,
+        octaves_per_frame: int = 2,
+        iterations_per_frame: int = 4,
+        layers: Optional[Sequence[tuple[str, float]]] = None,
+        channels: Optional[Sequence[int]] = None,
+        class_: Optional[int] = None,
+        guide: Optional[Pixels] = None,
+        octaves: int = 4,
+        octave_scale: float = 1.4,
+        iterations: int = 10,
+        step: float = 1.5,
+        jitter: int = 32,
+        seed: int = 0,
+        max_memory: Size = None,
+        progress: Progress = None,
+    ) -> list[Pixels]: ...
     def classify(self, image: Pixels, top: int = 5) -> list[tuple[int, str, float]]: ...
