@@ -146,26 +146,50 @@ def _class(class_: Union[None, int, str]) -> Optional[int]:
     return _deepdream.find_class(str(class_))
 
 
-def _progress(progress: Union[None, bool, Callable[[dict], Any]]):
-    """The callback for ``progress``: a function as given, ``True`` for a tqdm bar (when tqdm
-    is installed), ``None``/``False`` for none. Returns (callback, closer)."""
+def _in_notebook() -> bool:
+    """Whether the code runs in a Jupyter kernel."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
+
+
+def _progress(progress: Union[None, bool, Callable[[dict], Any]], preview_every: int = 0):
+    """The callback for ``progress`` and the preview interval: a function as given; ``True``
+    for a tqdm bar (when tqdm is installed) and, in Jupyter, a preview of the picture that
+    updates in place (every ``preview_every`` steps, 5 if not given); ``None``/``False`` for
+    none. Returns (callback, preview interval, closer)."""
     if callable(progress):
-        return progress, lambda: None
+        return progress, preview_every, lambda: None
     if not progress:
-        return None, lambda: None
+        return None, preview_every, lambda: None
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return None, lambda: None
-    bar = tqdm(unit="step")
+        tqdm = None
+    bar = tqdm(unit="step") if tqdm is not None else None
+    shown = None
+    if _in_notebook():
+        from IPython.display import display
+
+        preview_every = preview_every or 5
+        shown = display(display_id=True)
 
     def update(info: dict) -> None:
-        bar.total = info["steps"]
-        bar.n = info["step"]
-        bar.set_postfix_str(f"octave {info['octave'] + 1}/{info['octaves']} {info['width']}x{info['height']}")
-        bar.refresh()
+        if bar is not None and "step" in info:
+            bar.total = info["steps"]
+            bar.n = info["step"]
+            where = f"octave {info['octave'] + 1}/{info['octaves']}" if "octave" in info else ""
+            if "frame" in info:
+                where = f"frame {info['frame'] + 1}/{info['frames'] or '?'}"
+            bar.set_postfix_str(where)
+            bar.refresh()
+        if shown is not None and "preview" in info:
+            shown.update(_Image.to_pil(info["preview"]))
 
-    return update, bar.close
+    return update, preview_every, (bar.close if bar is not None else lambda: None)
 
 
 def _number(name: str, value: Any, kind: type, positive: Optional[bool] = True) -> Any:
@@ -308,7 +332,7 @@ class Model:
             octave_scale=octave_scale, iterations=iterations, step=step, jitter=jitter,
             seed=seed, max_memory=max_memory,
         ))
-        callback, close = _progress(progress)
+        callback, preview_every, close = _progress(progress, preview_every)
         try:
             dreamed = self._native.dream(
                 source.array,
@@ -353,7 +377,7 @@ class Model:
         if not pairs:
             raise ParameterError("styles names no image")
         style_images = [(_Image(image, "style").array, _number("style weight", weight, float)) for image, weight in pairs]
-        callback, close = _progress(progress)
+        callback, preview_every, close = _progress(progress, preview_every)
         try:
             styled = self._native.style(
                 source.array,
@@ -397,7 +421,7 @@ class Model:
         ``layer``, or the ImageNet class ``class_``: feature visualisation, the CLI's
         ``visualize``. ``priors=False`` is plain gradient ascent on pixels. Returns a PIL
         image."""
-        callback, close = _progress(progress)
+        callback, preview_every, close = _progress(progress, preview_every)
         try:
             grown = self._native.visualize(
                 layer=layer,
@@ -439,7 +463,7 @@ class Model:
         pan = tuple(pan)
         if len(pan) != 2:
             raise ParameterError(f"pan must be two numbers (right, down), not {pan!r}")
-        callback, close = _progress(progress)
+        callback, _, close = _progress(progress)
         try:
             made = self._native.zoom(
                 source.array[:, :, :3],
@@ -482,7 +506,7 @@ class Model:
         if not sources:
             raise ParameterError("the video has no frames")
         options = _dream_options(dream_options)
-        callback, close = _progress(progress)
+        callback, _, close = _progress(progress)
         try:
             made = self._native.video(
                 [source.array[:, :, :3] for source in sources],
