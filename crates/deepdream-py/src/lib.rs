@@ -9,6 +9,8 @@ use std::sync::Mutex;
 
 use deepdream::backend::device::{self, Placement};
 use deepdream::engine::optimizer::Optimizer;
+use deepdream::media::animation::open_sink;
+use deepdream::media::ffmpeg::{self, FrameRate, Segment, VideoReader};
 use deepdream::media::frames::IterSource;
 use deepdream::media::image_io;
 use deepdream::media::work_dir::WorkDir;
@@ -879,6 +881,66 @@ fn run_cli(py: Python<'_>, args: Vec<String>) -> u8 {
     py.detach(|| deepdream_cli::run_args(args))
 }
 
+/// Writes frames (image arrays of one size) as an animated GIF or a video (by the path's
+/// extension: `.gif`, `.mp4`, `.mov`, `.mkv`, `.webm`) at `fps` frames a second; nothing
+/// appears at `path` unless the whole file is written.
+#[pyfunction]
+fn save_animation(
+    py: Python<'_>,
+    frames: Vec<PyReadonlyArray3<'_, u8>>,
+    path: PathBuf,
+    fps: f64,
+) -> PyResult<()> {
+    let frames = frames
+        .iter()
+        .map(|frame| Ok(to_image(py, frame)?.to_rgb8()))
+        .collect::<PyResult<Vec<RgbImage>>>()?;
+    let Some(first) = frames.first() else {
+        return Err(parameter_error(py, "there are no frames to write".into()));
+    };
+    let (width, height) = first.dimensions();
+    if frames.iter().any(|f| f.dimensions() != (width, height)) {
+        return Err(parameter_error(py, "the frames differ in size".into()));
+    }
+    py.detach(|| {
+        let rate = FrameRate::from_fps(fps)?;
+        let mut sink = open_sink(&path, width, height, rate, frames.len() as u64, None)?;
+        for frame in &frames {
+            sink.write(frame)?;
+        }
+        sink.finish()
+    })
+    .map_err(|e| to_python(py, e))
+}
+
+/// Decodes a video's frames (from `start` seconds, for `duration` seconds or to the end) as
+/// image arrays, upright, with the system's FFmpeg; and its frame rate.
+#[pyfunction]
+#[pyo3(signature = (path, start=0.0, duration=None))]
+fn read_video(
+    py: Python<'_>,
+    path: PathBuf,
+    start: f64,
+    duration: Option<f64>,
+) -> PyResult<(Vec<Bound<'_, PyArray3<u8>>>, f64)> {
+    let (frames, fps) = py
+        .detach(|| {
+            let info = ffmpeg::probe(&path)?;
+            let mut reader = VideoReader::open(&path, Segment { start, duration })?;
+            let mut frames = Vec::new();
+            while let Some(frame) = reader.next_frame()? {
+                frames.push(frame);
+            }
+            Ok((frames, info.frame_rate.fps()))
+        })
+        .map_err(|e: Error| to_python(py, e))?;
+    let frames = frames
+        .into_iter()
+        .map(|frame| to_array(py, DynamicImage::ImageRgb8(frame)))
+        .collect();
+    Ok((frames, fps))
+}
+
 /// An ImageNet class number by name or number (`"tabby"`, `"281"`).
 #[pyfunction]
 fn find_class(py: Python<'_>, query: &str) -> PyResult<usize> {
@@ -900,5 +962,7 @@ fn _deepdream(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(default_model, module)?)?;
     module.add_function(wrap_pyfunction!(load_image, module)?)?;
     module.add_function(wrap_pyfunction!(find_class, module)?)?;
+    module.add_function(wrap_pyfunction!(save_animation, module)?)?;
+    module.add_function(wrap_pyfunction!(read_video, module)?)?;
     Ok(())
 }

@@ -266,3 +266,26 @@ def test_a_dream_film_from_frames(photo):
         deepdream.video([batch[0], batch[0][:10]], "vgg16")
     with pytest.raises(ValueError, match="no frames"):
         deepdream.video([], "vgg16")
+
+
+def test_animations_are_written_and_videos_read(tmp_path, photo):
+    gif = tmp_path / "zoom.gif"
+    frames = deepdream.zoom(photo, "vgg16", frames=3, octaves=2, iterations=1, seed=1,
+                            octaves_per_frame=1, iterations_per_frame=1, output=gif, fps=10)
+    with Image.open(gif) as written:
+        assert written.n_frames == 3 and written.size == photo.size
+    clip = REPO / "crates/deepdream/tests/fixtures/carphone.mp4"
+    decoded, fps = deepdream.read_video(clip, duration=0.25)
+    assert len(decoded) >= 2 and fps > 0 and isinstance(decoded[0], Image.Image)
+    film = tmp_path / "film.mp4"
+    small = [f.resize((88, 72)) for f in decoded[:3]]
+    dreamed = deepdream.video(small, "vgg16", output=film, fps=fps, octaves=1, iterations=1,
+                              octaves_per_frame=1, iterations_per_frame=1, seed=1)
+    assert len(dreamed) == 3 and film.stat().st_size > 0
+    again, _ = deepdream.read_video(film)
+    assert len(again) == 3 and again[0].size == (88, 72)
+    deepdream.save_animation(frames, tmp_path / "frames.webm", fps=5)
+    with pytest.raises(deepdream.VideoError, match="cannot hold video"):
+        deepdream.save_animation(frames, tmp_path / "frames.txt")
+    with pytest.raises(FileNotFoundError):
+        deepdream.read_video(tmp_path / "missing.mp4")

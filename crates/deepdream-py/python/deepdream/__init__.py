@@ -33,6 +33,8 @@ __all__ = [
     "video",
     "layers",
     "models",
+    "save_animation",
+    "read_video",
     "Error",
     "ParameterError",
     "ImageError",
@@ -450,6 +452,8 @@ class Model:
         colour_match: bool = True,
         octaves_per_frame: int = 2,
         iterations_per_frame: int = 5,
+        output: Union[None, str, os.PathLike] = None,
+        fps: float = 25.0,
         progress: Union[None, bool, Callable[[dict], Any]] = None,
         **dream_options: Any,
     ) -> list:
@@ -457,7 +461,8 @@ class Model:
         (turned by ``rotate`` degrees, moved by ``pan`` pixels) and dreamed again with
         ``octaves_per_frame`` octaves of ``iterations_per_frame`` steps; the first frame is
         the full dream with ``dream_options`` (:meth:`dream`'s). Returns the frames, each
-        the same kind of image as ``image``."""
+        the same kind of image as ``image``, and with ``output`` also writes them as a GIF
+        or a video (by its extension) at ``fps`` frames a second."""
         source = _Image(image)
         options = _dream_options(dream_options)
         pan = tuple(pan)
@@ -479,6 +484,8 @@ class Model:
             )
         finally:
             close()
+        if output is not None:
+            _deepdream.save_animation(made, os.fspath(output), _number("fps", fps, float))
         return [source.back(frame) for frame in made]
 
     def video(
@@ -489,6 +496,8 @@ class Model:
         cut_threshold: float = 30.0,
         octaves_per_frame: int = 2,
         iterations_per_frame: int = 4,
+        output: Union[None, str, os.PathLike] = None,
+        fps: Optional[float] = None,
         progress: Union[None, bool, Callable[[dict], Any]] = None,
         **dream_options: Any,
     ) -> Any:
@@ -497,8 +506,15 @@ class Model:
         difference over ``cut_threshold`` grey levels after the flow) are dreamed afresh.
         The first frame is the full dream with ``dream_options`` (:meth:`dream`'s), the
         others get ``octaves_per_frame`` octaves of ``iterations_per_frame`` steps.
-        ``frames`` is a list of images, or an ``N x H x W x C`` array (a batch, as ComfyUI
-        passes them); the result is the same."""
+        ``frames`` is a list of images, an ``N x H x W x C`` array (a batch, as ComfyUI
+        passes them), or a video file's path (decoded with the system's FFmpeg); the result
+        is the same kind (a list of PIL images for a file). With ``output`` the film is also
+        written as a GIF or a video at ``fps`` frames a second (the input video's rate by
+        default, else 25). For a long film with its sound, resumable, use the ``deepdream
+        video`` command."""
+        if isinstance(frames, (str, os.PathLike)):
+            frames, rate = read_video(frames)
+            fps = rate if fps is None else fps
         batch = isinstance(frames, np.ndarray)
         if batch and frames.ndim != 4:
             raise ImageError(f"a batch of frames must be N x H x W x C, not {' x '.join(map(str, frames.shape))}")
@@ -519,6 +535,8 @@ class Model:
             )
         finally:
             close()
+        if output is not None:
+            _deepdream.save_animation(made, os.fspath(output), _number("fps", 25.0 if fps is None else fps, float))
         dreamed = [source.back(frame) for source, frame in zip(sources, made)]
         return np.stack(dreamed) if batch else dreamed
 
@@ -625,6 +643,25 @@ def classify(
 def layers(model: Union[None, str, Model] = None) -> list:
     """The layers ``model`` can dream on."""
     return _model(model, "cpu", "tf32").layers
+
+
+def save_animation(frames: Union[np.ndarray, Sequence[ImageLike]], path: Union[str, os.PathLike], fps: float = 25.0) -> None:
+    """Writes frames as an animated GIF or a video (``.mp4``, ``.mov``, ``.mkv``, ``.webm``,
+    through the system's FFmpeg) at ``fps`` frames a second; nothing appears at ``path``
+    unless the whole file is written."""
+    arrays = [_Image(frame, "frame").array[:, :, :3] for frame in frames]
+    _deepdream.save_animation(arrays, os.fspath(path), _number("fps", fps, float))
+
+
+def read_video(path: Union[str, os.PathLike], start: float = 0.0, duration: Optional[float] = None) -> tuple:
+    """A video's frames as PIL images (from ``start`` seconds, for ``duration`` seconds or to
+    the end), decoded with the system's FFmpeg, and its frame rate."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"video {path} does not exist")
+    frames, fps = _deepdream.read_video(path, _number("start", start, float, False),
+                                        None if duration is None else _number("duration", duration, float))
+    return [_Image.to_pil(frame) for frame in frames], fps
 
 
 def models() -> list:
