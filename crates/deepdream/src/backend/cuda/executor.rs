@@ -326,7 +326,7 @@ impl Run<'_> {
                 let (x_desc, y_desc) = (TensorDesc::new(x_shape)?, TensorDesc::new(step.output)?);
                 let weights = &self.weights[step.node];
                 let w = address(weights.first.as_ref().expect("conv weights"), self.stream());
-                let (algo, bytes) = forward_algorithm(handle, &x_desc, &conv, &y_desc)?;
+                let (algo, bytes) = forward_algorithm(handle, &x_desc, &conv, &y_desc, self.tf32)?;
                 let workspace = self.workspace(bytes)?;
                 // SAFETY: descriptors match the buffers' shapes; the workspace is `bytes` long.
                 unsafe {
@@ -672,7 +672,8 @@ impl Run<'_> {
                         .expect("conv weights"),
                     self.stream(),
                 );
-                let (algo, bytes) = backward_data_algorithm(handle, &conv, &y_desc, &x_desc)?;
+                let (algo, bytes) =
+                    backward_data_algorithm(handle, &conv, &y_desc, &x_desc, self.tf32)?;
                 let workspace = self.workspace(bytes)?;
                 // SAFETY: descriptors match the buffers; the workspace is `bytes` long.
                 check("run a convolution backwards", unsafe {
@@ -833,6 +834,19 @@ fn pooling(operation: &Operation, step: &Step) -> (bool, bool, [usize; 2], [usiz
     }
 }
 
+/// Runs the convolution with the math type cuDNN chose `algo` for, when TF32 is allowed (in
+/// fp32 the descriptor keeps `CUDNN_FMA_MATH`: cuDNN's default math allows TF32 on Ampere
+/// and later).
+fn use_math(conv: &ConvDesc, math: cudnn_sys::cudnnMathType_t, tf32: bool) -> Result<()> {
+    if !tf32 {
+        return Ok(());
+    }
+    // SAFETY: the descriptor is alive.
+    check("set the math type", unsafe {
+        cudnn_sys::cudnnSetConvolutionMathType(conv.conv, math)
+    })
+}
+
 /// The fastest forward algorithm cuDNN's heuristics offer within [`MAX_WORKSPACE`], and its
 /// workspace size.
 fn forward_algorithm(
@@ -840,6 +854,7 @@ fn forward_algorithm(
     x: &TensorDesc,
     conv: &ConvDesc,
     y: &TensorDesc,
+    tf32: bool,
 ) -> Result<(cudnn_sys::cudnnConvolutionFwdAlgo_t, usize)> {
     const WANTED: usize = 8;
     // SAFETY: an array of plain structs cuDNN fills; zero is a valid bit pattern for them.
@@ -864,7 +879,12 @@ fn forward_algorithm(
         .find(|r| {
             r.status == cudnn_sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS && r.memory <= MAX_WORKSPACE
         })
-        .map(|r| (r.algo, r.memory))
+        .map(|r| (r.algo, r.memory, r.mathType))
+        .map(|(algo, memory, math)| {
+            use_math(conv, math, tf32)?;
+            Ok((algo, memory))
+        })
+        .transpose()?
         .ok_or_else(|| {
             failed(
                 "find a convolution algorithm",
@@ -879,6 +899,7 @@ fn backward_data_algorithm(
     conv: &ConvDesc,
     dy: &TensorDesc,
     dx: &TensorDesc,
+    tf32: bool,
 ) -> Result<(cudnn_sys::cudnnConvolutionBwdDataAlgo_t, usize)> {
     const WANTED: usize = 8;
     // SAFETY: as in `forward_algorithm`.
@@ -903,7 +924,12 @@ fn backward_data_algorithm(
         .find(|r| {
             r.status == cudnn_sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS && r.memory <= MAX_WORKSPACE
         })
-        .map(|r| (r.algo, r.memory))
+        .map(|r| (r.algo, r.memory, r.mathType))
+        .map(|(algo, memory, math)| {
+            use_math(conv, math, tf32)?;
+            Ok((algo, memory))
+        })
+        .transpose()?
         .ok_or_else(|| {
             failed(
                 "find a backward convolution algorithm",
