@@ -289,3 +289,22 @@ def test_animations_are_written_and_videos_read(tmp_path, photo):
         deepdream.save_animation(frames, tmp_path / "frames.txt")
     with pytest.raises(FileNotFoundError):
         deepdream.read_video(tmp_path / "missing.mp4")
+
+
+def test_the_readme_example_writes_the_cli_s_picture(tmp_path):
+    cli = os.environ.get("DEEPDREAM_CLI")
+    if cli is None:
+        pytest.skip("DEEPDREAM_CLI (the deepdream binary) is not set")
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Python"):]
+    example = section[section.index("```python") + len("```python"):]
+    example = example[:example.index("```")]
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "chelsea.png").write_bytes((REPO / "assets" / "chelsea.png").read_bytes())
+    subprocess.run([sys.executable, "-c", example], cwd=tmp_path, check=True)
+    subprocess.run(
+        [cli, "dream", "assets/chelsea.png", "-o", "cli.png", "--layers", "block3_conv3", "--seed", "1"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )
+    ours = np.asarray(Image.open(tmp_path / "chelsea-block3.png").convert("RGB"))
+    assert np.array_equal(ours, np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
