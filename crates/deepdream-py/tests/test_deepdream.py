@@ -29,6 +29,7 @@ def photo():
 
 def test_the_package_is_the_installed_wheel():
     assert "site-packages" in deepdream.__file__, deepdream.__file__
+    assert deepdream.__version__.count(".") == 2
 
 
 def test_models_and_layers_are_listed():

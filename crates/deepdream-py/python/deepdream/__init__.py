@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from importlib.metadata import version as _version
+
 from . import _deepdream
 from .errors import DeviceError, Error, ImageError, ModelError, ParameterError, VideoError
 
@@ -42,6 +44,8 @@ __all__ = [
     "DeviceError",
     "VideoError",
 ]
+
+__version__ = _version("deepdream")
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Any]
 """A path, a PIL image, or a numpy array."""
