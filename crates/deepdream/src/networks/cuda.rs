@@ -18,6 +18,13 @@ pub struct CudaNetwork {
     executor: Executor,
     /// The graph value of each layer, `None` where the device cannot compute it.
     values: Vec<Option<usize>>,
+    /// The memory a gradient may use: three eighths of the GPU's free memory when the
+    /// network was put there (the layers' memory estimates count what burn keeps on the
+    /// CPU, and the GPU keeps every value and its gradient, about twice that; a quarter is
+    /// left for cuDNN's workspaces and other programs). Taken once: the free memory drops
+    /// as the stream's memory pool keeps what the first gradients freed, and a budget read
+    /// every step would change the dream's tiling between steps.
+    budget: u64,
 }
 
 impl CudaNetwork {
@@ -29,10 +36,12 @@ impl CudaNetwork {
                 network.name()
             ))
         })?;
+        let budget = gpu.free_memory()? as u64 / 8 * 3;
         Ok(CudaNetwork {
             executor: Executor::new(gpu, graph, precision),
             inner: network,
             values,
+            budget,
         })
     }
 
@@ -71,12 +80,8 @@ impl Network for CudaNetwork {
         self.inner.output_size(layer, height, width)
     }
 
-    /// Three eighths of the GPU's free memory: the layers' memory estimates count what burn
-    /// keeps on the CPU, and the GPU keeps every value and its gradient, about twice that;
-    /// a quarter is left for cuDNN's workspaces and other programs.
     fn memory_budget(&self) -> Option<u64> {
-        let free = self.executor.gpu().free_memory().ok()?;
-        Some(free as u64 / 8 * 3)
+        Some(self.budget)
     }
 
     /// Runs on the GPU when it computes every layer asked for and the input is one image.

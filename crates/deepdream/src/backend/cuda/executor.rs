@@ -77,11 +77,6 @@ impl Executor {
         }
     }
 
-    /// The GPU it runs on.
-    pub fn gpu(&self) -> &Arc<Gpu> {
-        &self.gpu
-    }
-
     /// The gradient with respect to `input` (a `shape` image) of a loss of the `wanted`
     /// values, whose gradients `loss` gives.
     pub fn gradient(
