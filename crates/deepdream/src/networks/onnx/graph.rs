@@ -8,8 +8,9 @@ use std::path::Path;
 use burn::tensor::Device;
 use onnx_ir::{ArgType, Argument, Message, ModelProto, Node, OnnxGraphBuilder};
 
+use crate::backend::graph::Padding;
 use crate::error::{Error, Result};
-use crate::networks::onnx::ops::{Binary, Op, Padding, Value};
+use crate::networks::onnx::ops::{Binary, Op, Value};
 use crate::networks::onnx::program::{Operand, Program, Step};
 
 /// Reads the ONNX file at `path` into a program whose constants live on `device`.
@@ -209,10 +210,10 @@ fn padding_of(
     match auto {
         AutoPad::SameUpper => Padding::Same { upper: true },
         AutoPad::SameLower => Padding::Same { upper: false },
-        AutoPad::Valid => Padding::Explicit([(0, 0), (0, 0)]),
+        AutoPad::Valid => Padding::Fixed([(0, 0), (0, 0)]),
         AutoPad::NotSet => {
             let (top, left, bottom, right) = padding.as_tuple();
-            Padding::Explicit([(top, bottom), (left, right)])
+            Padding::Fixed([(top, bottom), (left, right)])
         }
     }
 }

@@ -2,16 +2,9 @@
 //! (a softmax, general reshapes and transposes) are left out with everything that depends on
 //! them; their layers stay with burn.
 
-use crate::backend::graph::{Graph, Node, Operation, Padding as GraphPadding};
-use crate::networks::onnx::ops::{Binary, Op, Padding};
+use crate::backend::graph::{Graph, Node, Operation};
+use crate::networks::onnx::ops::{Binary, Op};
 use crate::networks::onnx::program::{Operand, Program, Step};
-
-fn padding(padding: &Padding) -> GraphPadding {
-    match padding {
-        Padding::Explicit(fixed) => GraphPadding::Fixed(*fixed),
-        Padding::Same { upper } => GraphPadding::Same { upper: *upper },
-    }
-}
 
 /// The graph of `program`, and for each slot the graph value holding it (`None` for slots
 /// left out).
@@ -94,7 +87,7 @@ fn operation(op: &Op, inputs: usize) -> Option<Operation> {
             weight: weight.clone(),
             bias: bias.clone(),
             stride: *stride,
-            padding: padding(pad),
+            padding: *pad,
             dilation: *dilation,
             groups: *groups,
         },
@@ -112,7 +105,7 @@ fn operation(op: &Op, inputs: usize) -> Option<Operation> {
         } => Operation::MaxPool {
             kernel: *kernel,
             stride: *stride,
-            padding: padding(pad),
+            padding: *pad,
             ceil: *ceil,
         },
         Op::AvgPool {
@@ -124,7 +117,7 @@ fn operation(op: &Op, inputs: usize) -> Option<Operation> {
         } => Operation::AvgPool {
             kernel: *kernel,
             stride: *stride,
-            padding: padding(pad),
+            padding: *pad,
             ceil: *ceil,
             count_pad: *count_pad,
         },

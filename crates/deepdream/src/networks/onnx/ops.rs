@@ -4,7 +4,8 @@
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData, activation};
 
-use crate::backend::geometry::{same_padding, window_output};
+use crate::backend::geometry::window_output;
+use crate::backend::graph::Padding;
 use crate::backend::{avg_pool2d, conv2d, max_pool2d};
 
 /// A tensor of logical rank 1 to 4, stored as a rank-4 burn tensor (trailing dims of 1).
@@ -12,13 +13,6 @@ use crate::backend::{avg_pool2d, conv2d, max_pool2d};
 pub(super) struct Value {
     pub(super) tensor: Tensor<4>,
     pub(super) shape: Vec<usize>,
-}
-
-/// Spatial padding: fixed, or ONNX's `SAME_UPPER`/`SAME_LOWER` that depends on the input size.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Padding {
-    Explicit([(usize, usize); 2]),
-    Same { upper: bool },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -95,23 +89,6 @@ pub(super) enum Op {
         op: String,
         detail: String,
     },
-}
-
-impl Padding {
-    pub(super) fn resolve(
-        &self,
-        size: [usize; 2],
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        dilation: [usize; 2],
-    ) -> [(usize, usize); 2] {
-        match self {
-            Padding::Explicit(padding) => *padding,
-            Padding::Same { upper } => {
-                [0, 1].map(|d| same_padding(size[d], kernel[d], stride[d], dilation[d], *upper))
-            }
-        }
-    }
 }
 
 fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {

@@ -4,8 +4,9 @@
 
 use burn::tensor::Tensor;
 
+use crate::backend::graph::Padding;
 use crate::error::{Error, Result};
-use crate::networks::onnx::ops::{Op, Padding, Value};
+use crate::networks::onnx::ops::{Op, Value};
 
 /// One node of the program: an operator, where its inputs come from, where its output goes.
 pub(super) struct Step {
@@ -212,7 +213,7 @@ impl Program {
                     .map(|d| {
                         let span = (kernel[d] - 1) * dilation[d];
                         match padding {
-                            Padding::Explicit(p) => p[d].0.max(span.saturating_sub(p[d].0)),
+                            Padding::Fixed(p) => p[d].0.max(span.saturating_sub(p[d].0)),
                             Padding::Same { .. } => span,
                         }
                     })
