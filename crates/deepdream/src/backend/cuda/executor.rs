@@ -829,21 +829,44 @@ fn pooling(operation: &Operation, step: &Step) -> (bool, bool, [usize; 2], [usiz
     }
 }
 
-/// Runs the convolution with the math type cuDNN chose `algo` for, when TF32 is allowed (in
-/// fp32 the descriptor keeps `CUDNN_FMA_MATH`: cuDNN's default math allows TF32 on Ampere
-/// and later).
-fn use_math(conv: &ConvDesc, math: cudnn_sys::cudnnMathType_t, tf32: bool) -> Result<()> {
-    if !tf32 {
-        return Ok(());
+/// One of cuDNN's heuristic results: whether it works, its workspace, the algorithm and the
+/// math type cuDNN chose it for.
+type Candidate<A> = (
+    cudnn_sys::cudnnStatus_t,
+    usize,
+    A,
+    cudnn_sys::cudnnMathType_t,
+);
+
+/// The first working candidate (cuDNN lists the fastest first) within [`MAX_WORKSPACE`], and
+/// its workspace size. In TF32 the convolution then runs with the math type cuDNN chose the
+/// algorithm for; in fp32 the descriptor keeps `CUDNN_FMA_MATH` (cuDNN's default math allows
+/// TF32 on Ampere and later).
+fn pick<A>(
+    candidates: impl IntoIterator<Item = Candidate<A>>,
+    conv: &ConvDesc,
+    tf32: bool,
+    what: &str,
+) -> Result<(A, usize)> {
+    let (_, memory, algo, math) = candidates
+        .into_iter()
+        .find(|(status, memory, _, _)| {
+            *status == cudnn_sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS && *memory <= MAX_WORKSPACE
+        })
+        .ok_or_else(|| failed(what, cudnn_sys::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED))?;
+    if tf32 {
+        // SAFETY: the descriptor is alive.
+        check("set the math type", unsafe {
+            cudnn_sys::cudnnSetConvolutionMathType(conv.conv, math)
+        })?;
     }
-    // SAFETY: the descriptor is alive.
-    check("set the math type", unsafe {
-        cudnn_sys::cudnnSetConvolutionMathType(conv.conv, math)
-    })
+    Ok((algo, memory))
 }
 
-/// The fastest forward algorithm cuDNN's heuristics offer within [`MAX_WORKSPACE`], and its
-/// workspace size.
+/// How many heuristic results to ask cuDNN for.
+const CANDIDATES: usize = 8;
+
+/// The fastest forward algorithm cuDNN's heuristics offer (see [`pick`]).
 fn forward_algorithm(
     handle: cudnn_sys::cudnnHandle_t,
     x: &TensorDesc,
@@ -851,12 +874,11 @@ fn forward_algorithm(
     y: &TensorDesc,
     tf32: bool,
 ) -> Result<(cudnn_sys::cudnnConvolutionFwdAlgo_t, usize)> {
-    const WANTED: usize = 8;
     // SAFETY: an array of plain structs cuDNN fills; zero is a valid bit pattern for them.
-    let mut results: [cudnn_sys::cudnnConvolutionFwdAlgoPerf_t; WANTED] =
+    let mut results: [cudnn_sys::cudnnConvolutionFwdAlgoPerf_t; CANDIDATES] =
         unsafe { std::mem::zeroed() };
     let mut returned = 0;
-    // SAFETY: the descriptors are alive; `results` holds WANTED entries.
+    // SAFETY: the descriptors are alive; `results` holds CANDIDATES entries.
     check("choose a convolution algorithm", unsafe {
         cudnn_sys::cudnnGetConvolutionForwardAlgorithm_v7(
             handle,
@@ -864,28 +886,15 @@ fn forward_algorithm(
             conv.filter,
             conv.conv,
             y.0,
-            WANTED as i32,
+            CANDIDATES as i32,
             &mut returned,
             results.as_mut_ptr(),
         )
     })?;
-    results[..returned as usize]
+    let candidates = results[..returned as usize]
         .iter()
-        .find(|r| {
-            r.status == cudnn_sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS && r.memory <= MAX_WORKSPACE
-        })
-        .map(|r| (r.algo, r.memory, r.mathType))
-        .map(|(algo, memory, math)| {
-            use_math(conv, math, tf32)?;
-            Ok((algo, memory))
-        })
-        .transpose()?
-        .ok_or_else(|| {
-            failed(
-                "find a convolution algorithm",
-                cudnn_sys::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED,
-            )
-        })
+        .map(|r| (r.status, r.memory, r.algo, r.mathType));
+    pick(candidates, conv, tf32, "find a convolution algorithm")
 }
 
 /// The same for the convolution's gradient with respect to its input.
@@ -896,12 +905,11 @@ fn backward_data_algorithm(
     dx: &TensorDesc,
     tf32: bool,
 ) -> Result<(cudnn_sys::cudnnConvolutionBwdDataAlgo_t, usize)> {
-    const WANTED: usize = 8;
     // SAFETY: as in `forward_algorithm`.
-    let mut results: [cudnn_sys::cudnnConvolutionBwdDataAlgoPerf_t; WANTED] =
+    let mut results: [cudnn_sys::cudnnConvolutionBwdDataAlgoPerf_t; CANDIDATES] =
         unsafe { std::mem::zeroed() };
     let mut returned = 0;
-    // SAFETY: the descriptors are alive; `results` holds WANTED entries.
+    // SAFETY: the descriptors are alive; `results` holds CANDIDATES entries.
     check("choose a backward convolution algorithm", unsafe {
         cudnn_sys::cudnnGetConvolutionBackwardDataAlgorithm_v7(
             handle,
@@ -909,26 +917,18 @@ fn backward_data_algorithm(
             dy.0,
             conv.conv,
             dx.0,
-            WANTED as i32,
+            CANDIDATES as i32,
             &mut returned,
             results.as_mut_ptr(),
         )
     })?;
-    results[..returned as usize]
+    let candidates = results[..returned as usize]
         .iter()
-        .find(|r| {
-            r.status == cudnn_sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS && r.memory <= MAX_WORKSPACE
-        })
-        .map(|r| (r.algo, r.memory, r.mathType))
-        .map(|(algo, memory, math)| {
-            use_math(conv, math, tf32)?;
-            Ok((algo, memory))
-        })
-        .transpose()?
-        .ok_or_else(|| {
-            failed(
-                "find a backward convolution algorithm",
-                cudnn_sys::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED,
-            )
-        })
+        .map(|r| (r.status, r.memory, r.algo, r.mathType));
+    pick(
+        candidates,
+        conv,
+        tf32,
+        "find a backward convolution algorithm",
+    )
 }
