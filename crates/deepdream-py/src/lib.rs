@@ -215,14 +215,23 @@ fn progress_dict<'py>(
 
 /// Calls a Python progress callback from inside the engine (taking the GIL for it): checks
 /// for Ctrl-C, then passes `info` (and every `preview_every` steps, `preview`, the picture
-/// so far). The first Python error is kept in `raised` and stops the work.
-struct Observer<'a> {
-    callback: Option<&'a Py<PyAny>>,
+/// so far). The first Python error is kept and stops the work; [`Observer::finish`] raises
+/// it.
+struct Observer {
+    callback: Option<Py<PyAny>>,
     preview_every: usize,
-    raised: &'a Mutex<Option<PyErr>>,
+    raised: Mutex<Option<PyErr>>,
 }
 
-impl Observer<'_> {
+impl Observer {
+    fn new(callback: Option<Py<PyAny>>, preview_every: usize) -> Observer {
+        Observer {
+            callback,
+            preview_every,
+            raised: Mutex::new(None),
+        }
+    }
+
     fn observe<P>(
         &self,
         snapshot: &Snapshot<'_, P>,
@@ -232,7 +241,7 @@ impl Observer<'_> {
     ) -> deepdream::Result<()> {
         Python::attach(|py| {
             let result = py.check_signals().and_then(|()| {
-                let Some(callback) = self.callback else {
+                let Some(callback) = &self.callback else {
                     return Ok(());
                 };
                 let info = info(py, &snapshot.progress)?;
@@ -248,64 +257,95 @@ impl Observer<'_> {
             })
         })
     }
-}
 
-/// The result of work that an [`Observer`] watched: the callback's error first, then the
-/// engine's.
-fn finish<T>(
-    py: Python<'_>,
-    raised: Mutex<Option<PyErr>>,
-    result: deepdream::Result<T>,
-) -> PyResult<T> {
-    if let Some(error) = raised.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(error);
+    /// The result of the watched work: the callback's error first, then the engine's.
+    fn finish<T>(self, py: Python<'_>, result: deepdream::Result<T>) -> PyResult<T> {
+        if let Some(error) = self.raised.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(error);
+        }
+        result.map_err(|e| to_python(py, e))
     }
-    result.map_err(|e| to_python(py, e))
 }
 
-/// A dream's parameters from the Python options.
-#[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
-fn dream_params(
-    py: Python<'_>,
+/// A dream's options, as the Python package passes them: a dict with every key of
+/// `deepdream._dream_options` (checked there, validated here); `layers` are `(name,
+/// weight)` pairs, `class_` an ImageNet class number, `guide` an image array.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct DreamOptions<'py> {
     layers: Option<Vec<(String, f32)>>,
     channels: Option<Vec<usize>>,
-    class: Option<usize>,
-    guide: Option<PyReadonlyArray3<'_, u8>>,
+    class_: Option<usize>,
+    guide: Option<PyReadonlyArray3<'py, u8>>,
     octaves: usize,
     octave_scale: f32,
     iterations: usize,
     step: f32,
     jitter: u32,
     seed: u64,
-    max_memory: Option<Bound<'_, PyAny>>,
-) -> PyResult<DreamParams> {
-    let max_memory = match max_memory {
-        None => None,
-        Some(size) => Some(memory_size(py, &size)?),
+    max_memory: Option<Bound<'py, PyAny>>,
+}
+
+impl DreamOptions<'_> {
+    /// The dream's parameters, validated.
+    fn params(self, py: Python<'_>) -> PyResult<DreamParams> {
+        let max_memory = match self.max_memory {
+            None => None,
+            Some(size) => Some(memory_size(py, &size)?),
+        };
+        let guide = match self.guide {
+            Some(guide) => Some(to_image(py, &guide)?.to_rgb8()),
+            None => None,
+        };
+        let params = DreamParams {
+            layers: self
+                .layers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(layer, weight)| LayerWeight { layer, weight })
+                .collect(),
+            channels: self.channels,
+            class: self.class_,
+            guide,
+            octaves: self.octaves,
+            octave_scale: self.octave_scale,
+            iterations: self.iterations,
+            step_size: self.step,
+            jitter: self.jitter,
+            seed: self.seed,
+            max_memory,
+        };
+        params.validate().map_err(|e| to_python(py, e))?;
+        Ok(params)
+    }
+}
+
+/// Frames (image arrays) as images of one size; `none` is the error for an empty list.
+fn to_frames(
+    py: Python<'_>,
+    frames: &[PyReadonlyArray3<'_, u8>],
+    none: &str,
+) -> PyResult<Vec<RgbImage>> {
+    let frames = frames
+        .iter()
+        .map(|frame| Ok(to_image(py, frame)?.to_rgb8()))
+        .collect::<PyResult<Vec<RgbImage>>>()?;
+    let Some(first) = frames.first() else {
+        return Err(parameter_error(py, none.into()));
     };
-    let guide = match guide {
-        Some(guide) => Some(to_image(py, &guide)?.to_rgb8()),
-        None => None,
-    };
-    let params = DreamParams {
-        layers: layers
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(layer, weight)| LayerWeight { layer, weight })
-            .collect(),
-        channels,
-        class,
-        guide,
-        octaves,
-        octave_scale,
-        iterations,
-        step_size: step,
-        jitter,
-        seed,
-        max_memory,
-    };
-    params.validate().map_err(|e| to_python(py, e))?;
-    Ok(params)
+    if let Some(other) = frames.iter().find(|f| f.dimensions() != first.dimensions()) {
+        return Err(parameter_error(
+            py,
+            format!(
+                "the frames differ in size ({}x{} and {}x{})",
+                first.width(),
+                first.height(),
+                other.width(),
+                other.height()
+            ),
+        ));
+    }
+    Ok(frames)
 }
 
 /// An optimiser by name.
@@ -417,67 +457,35 @@ impl Model {
     }
 
     /// Dreams a `uint8` image array (`H x W x 3`, or `x 4` with alpha kept as it is) and
-    /// returns the dream as the same kind of array. `layers` are `(name, weight)` pairs,
-    /// `class_` an ImageNet class number, `guide` an image array; `progress` is called after
-    /// every step with a dict (`step`, `steps`, `octave`, …, and `preview`, the picture so
-    /// far, every `preview_every` steps).
+    /// returns the dream as the same kind of array. `options` are the [`DreamOptions`];
+    /// `progress` is called after every step with a dict (`step`, `steps`, `octave`, …, and
+    /// `preview`, the picture so far, every `preview_every` steps).
     #[pyo3(signature = (
-        image, *, layers=None, channels=None, class_=None, guide=None, octaves=4,
-        octave_scale=1.4, iterations=10, step=1.5, jitter=32, seed=0, max_memory=None,
-        progress=None, preview_every=0
+        image, options, *, progress=None, preview_every=0
     ))]
-    #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn dream<'py>(
         &self,
         py: Python<'py>,
         image: PyReadonlyArray3<'py, u8>,
-        layers: Option<Vec<(String, f32)>>,
-        channels: Option<Vec<usize>>,
-        class_: Option<usize>,
-        guide: Option<PyReadonlyArray3<'py, u8>>,
-        octaves: usize,
-        octave_scale: f32,
-        iterations: usize,
-        step: f32,
-        jitter: u32,
-        seed: u64,
-        max_memory: Option<Bound<'py, PyAny>>,
+        options: DreamOptions<'py>,
         progress: Option<Py<PyAny>>,
         preview_every: usize,
     ) -> PyResult<Bound<'py, PyArray3<u8>>> {
         let image = to_image(py, &image)?;
-        let params = dream_params(
-            py,
-            layers,
-            channels,
-            class_,
-            guide,
-            octaves,
-            octave_scale,
-            iterations,
-            step,
-            jitter,
-            seed,
-            max_memory,
-        )?;
-        let raised = Mutex::new(None);
-        let observer = Observer {
-            callback: progress.as_ref(),
-            preview_every,
-            raised: &raised,
-        };
+        let params = options.params(py)?;
+        let observer = Observer::new(progress, preview_every);
         let device = self.placement.tensors();
         let dreamed = py.detach(|| {
             let dreamer = Dreamer::new(self.network.as_ref(), params, &device)?;
             let (rgb, alpha) = image_io::split_alpha(&image);
-            let dreamed = dreamer.dream_watched(&rgb, seed, |snapshot| {
+            let dreamed = dreamer.dream_watched(&rgb, dreamer.params().seed, |snapshot| {
                 let p = &snapshot.progress;
                 let last = p.steps_done() == p.steps_total();
                 observer.observe(snapshot, p.steps_done(), last, progress_dict)
             })?;
             Ok(image_io::join_alpha(dreamed, alpha.as_ref()))
         });
-        Ok(to_array(py, finish(py, raised, dreamed)?))
+        Ok(to_array(py, observer.finish(py, dreamed)?))
     }
 
     /// Restyles a content image array after `styles` (`(image array, weight)` pairs): neural
@@ -546,12 +554,7 @@ impl Model {
             preserve_colours: preserve_colors,
             seed,
         };
-        let raised = Mutex::new(None);
-        let observer = Observer {
-            callback: progress.as_ref(),
-            preview_every,
-            raised: &raised,
-        };
+        let observer = Observer::new(progress, preview_every);
         let device = self.placement.tensors();
         let styled = py.detach(|| {
             let stylist = Stylist::new(self.network.as_ref(), params, &device)?;
@@ -571,7 +574,7 @@ impl Model {
         });
         Ok(to_array(
             py,
-            DynamicImage::ImageRgb8(finish(py, raised, styled)?),
+            DynamicImage::ImageRgb8(observer.finish(py, styled)?),
         ))
     }
 
@@ -620,12 +623,7 @@ impl Model {
         } else {
             params.without_priors()
         };
-        let raised = Mutex::new(None);
-        let observer = Observer {
-            callback: progress.as_ref(),
-            preview_every,
-            raised: &raised,
-        };
+        let observer = Observer::new(progress, preview_every);
         let device = self.placement.tensors();
         let grown = py.detach(|| {
             visualize_watched(
@@ -647,7 +645,7 @@ impl Model {
         });
         Ok(to_array(
             py,
-            DynamicImage::ImageRgb8(finish(py, raised, grown)?),
+            DynamicImage::ImageRgb8(observer.finish(py, grown)?),
         ))
     }
 
@@ -657,9 +655,7 @@ impl Model {
     /// dream options are [`Model::dream`]'s. Returns the frames.
     #[pyo3(signature = (
         image, *, frames=100, zoom=1.05, rotate=0.0, pan=(0.0, 0.0), colour_match=true,
-        octaves_per_frame=2, iterations_per_frame=5, layers=None, channels=None, class_=None,
-        guide=None, octaves=4, octave_scale=1.4, iterations=10, step=1.5, jitter=32, seed=0,
-        max_memory=None, progress=None
+        octaves_per_frame=2, iterations_per_frame=5, options, progress=None
     ))]
     #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn zoom<'py>(
@@ -673,34 +669,11 @@ impl Model {
         colour_match: bool,
         octaves_per_frame: usize,
         iterations_per_frame: usize,
-        layers: Option<Vec<(String, f32)>>,
-        channels: Option<Vec<usize>>,
-        class_: Option<usize>,
-        guide: Option<PyReadonlyArray3<'py, u8>>,
-        octaves: usize,
-        octave_scale: f32,
-        iterations: usize,
-        step: f32,
-        jitter: u32,
-        seed: u64,
-        max_memory: Option<Bound<'py, PyAny>>,
+        options: DreamOptions<'py>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Vec<Bound<'py, PyArray3<u8>>>> {
         let source = to_image(py, &image)?.to_rgb8();
-        let dream = dream_params(
-            py,
-            layers,
-            channels,
-            class_,
-            guide,
-            octaves,
-            octave_scale,
-            iterations,
-            step,
-            jitter,
-            seed,
-            max_memory,
-        )?;
+        let dream = options.params(py)?;
         let params = ZoomParams {
             frames,
             zoom,
@@ -712,12 +685,7 @@ impl Model {
             },
             keep_colours: colour_match,
         };
-        let raised = Mutex::new(None);
-        let observer = Observer {
-            callback: progress.as_ref(),
-            preview_every: 0,
-            raised: &raised,
-        };
+        let observer = Observer::new(progress, 0);
         let device = self.placement.tensors();
         let made = py.detach(|| {
             let scratch = tempfile::tempdir()
@@ -736,7 +704,8 @@ impl Model {
                 .map(|i| work.finished_frame(i))
                 .collect::<deepdream::Result<Vec<_>>>()
         });
-        Ok(finish(py, raised, made)?
+        Ok(observer
+            .finish(py, made)?
             .into_iter()
             .map(|frame| to_array(py, DynamicImage::ImageRgb8(frame)))
             .collect())
@@ -748,9 +717,8 @@ impl Model {
     /// `octaves_per_frame` octaves of `iterations_per_frame` steps. The dream options are
     /// [`Model::dream`]'s. Returns the dreamed frames.
     #[pyo3(signature = (
-        frames, *, blend=0.8, cut_threshold=30.0, octaves_per_frame=2, iterations_per_frame=4,
-        layers=None, channels=None, class_=None, guide=None, octaves=4, octave_scale=1.4,
-        iterations=10, step=1.5, jitter=32, seed=0, max_memory=None, progress=None
+        frames, *, blend=0.8, cut_threshold=30.0, octaves_per_frame=2,
+        iterations_per_frame=4, options, progress=None
     ))]
     #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn video<'py>(
@@ -761,52 +729,11 @@ impl Model {
         cut_threshold: f32,
         octaves_per_frame: usize,
         iterations_per_frame: usize,
-        layers: Option<Vec<(String, f32)>>,
-        channels: Option<Vec<usize>>,
-        class_: Option<usize>,
-        guide: Option<PyReadonlyArray3<'py, u8>>,
-        octaves: usize,
-        octave_scale: f32,
-        iterations: usize,
-        step: f32,
-        jitter: u32,
-        seed: u64,
-        max_memory: Option<Bound<'py, PyAny>>,
+        options: DreamOptions<'py>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Vec<Bound<'py, PyArray3<u8>>>> {
-        let frames = frames
-            .iter()
-            .map(|frame| Ok(to_image(py, frame)?.to_rgb8()))
-            .collect::<PyResult<Vec<RgbImage>>>()?;
-        let Some(first) = frames.first() else {
-            return Err(parameter_error(py, "the video has no frames".into()));
-        };
-        if let Some(other) = frames.iter().find(|f| f.dimensions() != first.dimensions()) {
-            return Err(parameter_error(
-                py,
-                format!(
-                    "the frames differ in size ({}x{} and {}x{})",
-                    first.width(),
-                    first.height(),
-                    other.width(),
-                    other.height()
-                ),
-            ));
-        }
-        let dream = dream_params(
-            py,
-            layers,
-            channels,
-            class_,
-            guide,
-            octaves,
-            octave_scale,
-            iterations,
-            step,
-            jitter,
-            seed,
-            max_memory,
-        )?;
+        let frames = to_frames(py, &frames, "the video has no frames")?;
+        let dream = options.params(py)?;
         let params = VideoParams {
             blend,
             cut_threshold,
@@ -816,12 +743,7 @@ impl Model {
             },
             ..VideoParams::default()
         };
-        let raised = Mutex::new(None);
-        let observer = Observer {
-            callback: progress.as_ref(),
-            preview_every: 0,
-            raised: &raised,
-        };
+        let observer = Observer::new(progress, 0);
         let count = frames.len();
         let device = self.placement.tensors();
         let made = py.detach(|| {
@@ -843,7 +765,8 @@ impl Model {
                 .map(|i| work.finished_frame(i))
                 .collect::<deepdream::Result<Vec<_>>>()
         });
-        Ok(finish(py, raised, made)?
+        Ok(observer
+            .finish(py, made)?
             .into_iter()
             .map(|frame| to_array(py, DynamicImage::ImageRgb8(frame)))
             .collect())
@@ -891,17 +814,8 @@ fn save_animation(
     path: PathBuf,
     fps: f64,
 ) -> PyResult<()> {
-    let frames = frames
-        .iter()
-        .map(|frame| Ok(to_image(py, frame)?.to_rgb8()))
-        .collect::<PyResult<Vec<RgbImage>>>()?;
-    let Some(first) = frames.first() else {
-        return Err(parameter_error(py, "there are no frames to write".into()));
-    };
-    let (width, height) = first.dimensions();
-    if frames.iter().any(|f| f.dimensions() != (width, height)) {
-        return Err(parameter_error(py, "the frames differ in size".into()));
-    }
+    let frames = to_frames(py, &frames, "there are no frames to write")?;
+    let (width, height) = frames[0].dimensions();
     py.detach(|| {
         let rate = FrameRate::from_fps(fps)?;
         let mut sink = open_sink(&path, width, height, rate, frames.len() as u64, None)?;

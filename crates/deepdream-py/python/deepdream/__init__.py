@@ -13,6 +13,7 @@ the current step (as ``KeyboardInterrupt``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
@@ -162,15 +163,15 @@ def _in_notebook() -> bool:
     return shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell"
 
 
+@contextlib.contextmanager
 def _progress(progress: Union[None, bool, Callable[[dict], Any]], preview_every: int = 0):
-    """The callback for ``progress`` and the preview interval: a function as given; ``True``
-    for a tqdm bar (when tqdm is installed) and, in Jupyter, a preview of the picture that
-    updates in place (every ``preview_every`` steps, 5 if not given); ``None``/``False`` for
-    none. Returns (callback, preview interval, closer)."""
-    if callable(progress):
-        return progress, preview_every, lambda: None
-    if not progress:
-        return None, preview_every, lambda: None
+    """The callback for ``progress`` and the preview interval, for the length of a run: a
+    function as given; ``True`` for a tqdm bar (when tqdm is installed, closed when the run
+    ends) and, in Jupyter, a preview of the picture that updates in place (every
+    ``preview_every`` steps, 5 if not given); ``None``/``False`` for none."""
+    if callable(progress) or not progress:
+        yield (progress or None), preview_every
+        return
     try:
         from tqdm.auto import tqdm
     except ImportError:
@@ -195,7 +196,16 @@ def _progress(progress: Union[None, bool, Callable[[dict], Any]], preview_every:
         if shown is not None and "preview" in info:
             shown.update(_Image.to_pil(info["preview"]))
 
-    return update, preview_every, (bar.close if bar is not None else lambda: None)
+    try:
+        yield update, preview_every
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _seed(seed: Optional[int]) -> int:
+    """The seed given, or a random one (as the CLI chooses when none is given)."""
+    return _number("seed", random.getrandbits(63) if seed is None else seed, int, False)
 
 
 def _number(name: str, value: Any, kind: type, positive: Optional[bool] = True) -> Any:
@@ -226,7 +236,6 @@ def _dream_options(options: dict) -> dict:
     if unknown:
         raise TypeError(f"unknown dream option(s): {', '.join(sorted(unknown))}")
     o = {**_DREAM_DEFAULTS, **options}
-    seed = random.getrandbits(63) if o["seed"] is None else o["seed"]
     channels = o["channels"]
     return dict(
         layers=_layers(o["layers"]),
@@ -238,7 +247,7 @@ def _dream_options(options: dict) -> dict:
         iterations=_number("iterations", o["iterations"], int),
         step=_number("step", o["step"], float),
         jitter=_number("jitter", o["jitter"], int, False),
-        seed=_number("seed", seed, int, False),
+        seed=_seed(o["seed"]),
         max_memory=o["max_memory"],
     )
 
@@ -338,16 +347,13 @@ class Model:
             octave_scale=octave_scale, iterations=iterations, step=step, jitter=jitter,
             seed=seed, max_memory=max_memory,
         ))
-        callback, preview_every, close = _progress(progress, preview_every)
-        try:
+        with _progress(progress, preview_every) as (callback, preview_every):
             dreamed = self._native.dream(
                 source.array,
                 progress=callback,
                 preview_every=_number("preview_every", preview_every, int, False),
-                **options,
+                options=options,
             )
-        finally:
-            close()
         return source.back(dreamed)
 
     def style(
@@ -383,8 +389,7 @@ class Model:
         if not pairs:
             raise ParameterError("styles names no image")
         style_images = [(_Image(image, "style").array, _number("style weight", weight, float)) for image, weight in pairs]
-        callback, preview_every, close = _progress(progress, preview_every)
-        try:
+        with _progress(progress, preview_every) as (callback, preview_every):
             styled = self._native.style(
                 source.array,
                 style_images,
@@ -401,12 +406,10 @@ class Model:
                 scales=_number("scales", scales, int),
                 scale_ratio=_number("scale_ratio", scale_ratio, float),
                 preserve_colors=bool(preserve_colors),
-                seed=_number("seed", random.getrandbits(63) if seed is None else seed, int, False),
+                seed=_seed(seed),
                 progress=callback,
                 preview_every=_number("preview_every", preview_every, int, False),
             )
-        finally:
-            close()
         return source.back(styled)
 
     def visualize(
@@ -427,8 +430,7 @@ class Model:
         ``layer``, or the ImageNet class ``class_``: feature visualisation, the CLI's
         ``visualize``. ``priors=False`` is plain gradient ascent on pixels. Returns a PIL
         image."""
-        callback, preview_every, close = _progress(progress, preview_every)
-        try:
+        with _progress(progress, preview_every) as (callback, preview_every):
             grown = self._native.visualize(
                 layer=layer,
                 channel=None if channel is None else _number("channel", channel, int, False),
@@ -437,12 +439,10 @@ class Model:
                 steps=_number("steps", steps, int),
                 learning_rate=_number("learning_rate", learning_rate, float),
                 priors=bool(priors),
-                seed=_number("seed", random.getrandbits(63) if seed is None else seed, int, False),
+                seed=_seed(seed),
                 progress=callback,
                 preview_every=_number("preview_every", preview_every, int, False),
             )
-        finally:
-            close()
         return _Image.to_pil(grown)
 
     def zoom(
@@ -472,8 +472,7 @@ class Model:
         pan = tuple(pan)
         if len(pan) != 2:
             raise ParameterError(f"pan must be two numbers (right, down), not {pan!r}")
-        callback, _, close = _progress(progress)
-        try:
+        with _progress(progress) as (callback, _):
             made = self._native.zoom(
                 source.array[:, :, :3],
                 frames=_number("frames", frames, int),
@@ -484,10 +483,8 @@ class Model:
                 octaves_per_frame=_number("octaves_per_frame", octaves_per_frame, int),
                 iterations_per_frame=_number("iterations_per_frame", iterations_per_frame, int),
                 progress=callback,
-                **options,
+                options=options,
             )
-        finally:
-            close()
         if output is not None:
             _deepdream.save_animation(made, os.fspath(output), _number("fps", fps, float))
         return [source.back(frame) for frame in made]
@@ -526,8 +523,7 @@ class Model:
         if not sources:
             raise ParameterError("the video has no frames")
         options = _dream_options(dream_options)
-        callback, _, close = _progress(progress)
-        try:
+        with _progress(progress) as (callback, _):
             made = self._native.video(
                 [source.array[:, :, :3] for source in sources],
                 blend=_number("blend", blend, float, False),
@@ -535,10 +531,8 @@ class Model:
                 octaves_per_frame=_number("octaves_per_frame", octaves_per_frame, int),
                 iterations_per_frame=_number("iterations_per_frame", iterations_per_frame, int),
                 progress=callback,
-                **options,
+                options=options,
             )
-        finally:
-            close()
         if output is not None:
             _deepdream.save_animation(made, os.fspath(output), _number("fps", 25.0 if fps is None else fps, float))
         dreamed = [source.back(frame) for source, frame in zip(sources, made)]

@@ -1,6 +1,6 @@
 """Type stubs of the native module (see deepdream/__init__.py for the public API)."""
 
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, TypedDict, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -8,6 +8,21 @@ import numpy.typing as npt
 Pixels = npt.NDArray[np.uint8]
 Progress = Optional[Callable[[dict], Any]]
 Size = Union[None, int, str]
+
+class DreamOptions(TypedDict):
+    """Every dream option, as ``deepdream._dream_options`` makes them."""
+
+    layers: Optional[list[tuple[str, float]]]
+    channels: Optional[list[int]]
+    class_: Optional[int]
+    guide: Optional[Pixels]
+    octaves: int
+    octave_scale: float
+    iterations: int
+    step: float
+    jitter: int
+    seed: int
+    max_memory: Size
 
 def models() -> list[tuple[str, str, str, bool]]: ...
 def default_model() -> str: ...
@@ -38,18 +53,8 @@ class Model:
     def dream(
         self,
         image: Pixels,
+        options: DreamOptions,
         *,
-        layers: Optional[Sequence[tuple[str, float]]] = None,
-        channels: Optional[Sequence[int]] = None,
-        class_: Optional[int] = None,
-        guide: Optional[Pixels] = None,
-        octaves: int = 4,
-        octave_scale: float = 1.4,
-        iterations: int = 10,
-        step: float = 1.5,
-        jitter: int = 32,
-        seed: int = 0,
-        max_memory: Size = None,
         progress: Progress = None,
         preview_every: int = 0,
     ) -> Pixels: ...
@@ -100,17 +105,7 @@ class Model:
         colour_match: bool = True,
         octaves_per_frame: int = 2,
         iterations_per_frame: int = 5,
-        layers: Optional[Sequence[tuple[str, float]]] = None,
-        channels: Optional[Sequence[int]] = None,
-        class_: Optional[int] = None,
-        guide: Optional[Pixels] = None,
-        octaves: int = 4,
-        octave_scale: float = 1.4,
-        iterations: int = 10,
-        step: float = 1.5,
-        jitter: int = 32,
-        seed: int = 0,
-        max_memory: Size = None,
+        options: DreamOptions,
         progress: Progress = None,
     ) -> list[Pixels]: ...
     def video(
@@ -121,17 +116,7 @@ class Model:
         cut_threshold: float = 30.0,
         octaves_per_frame: int = 2,
         iterations_per_frame: int = 4,
-        layers: Optional[Sequence[tuple[str, float]]] = None,
-        channels: Optional[Sequence[int]] = None,
-        class_: Optional[int] = None,
-        guide: Optional[Pixels] = None,
-        octaves: int = 4,
-        octave_scale: float = 1.4,
-        iterations: int = 10,
-        step: float = 1.5,
-        jitter: int = 32,
-        seed: int = 0,
-        max_memory: Size = None,
+        options: DreamOptions,
         progress: Progress = None,
     ) -> list[Pixels]: ...
     def classify(self, image: Pixels, top: int = 5) -> list[tuple[int, str, float]]: ...
