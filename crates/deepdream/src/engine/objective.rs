@@ -5,7 +5,7 @@
 //! and returns the value of every term and the gradient with respect to the image. Every
 //! term is minimised; what should grow enters negated.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Gradients, Tensor};
 
 use crate::backend::on_worker;
 use crate::error::{Error, Result};
@@ -59,6 +59,27 @@ pub fn total_variation(image: Tensor<4>) -> Tensor<1> {
         .into_iter()
         .reduce(Tensor::add)
         .unwrap_or_else(|| Tensor::zeros([1], &device))
+}
+
+/// Layers' outputs as autodiff leaves: a loss of them, differentiated, gives its gradient
+/// with respect to each (for a network that runs the rest of the gradient itself).
+pub fn leaves(activations: Vec<Tensor<4>>) -> Vec<Tensor<4>> {
+    activations
+        .into_iter()
+        .map(|a| a.autodiff().require_grad())
+        .collect()
+}
+
+/// Each of `leaves`' gradient in `gradients`, zeros for a leaf the loss does not reach.
+pub fn leaf_gradients(leaves: Vec<Tensor<4>>, gradients: &Gradients) -> Vec<Tensor<4>> {
+    leaves
+        .into_iter()
+        .map(|leaf| {
+            leaf.grad(gradients)
+                .map(|g| g.inner())
+                .unwrap_or_else(|| leaf.inner().zeros_like())
+        })
+        .collect()
 }
 
 /// One part of an objective, to be minimised.
@@ -277,23 +298,13 @@ impl Objective {
             let mut losses = Losses::default();
             let mut image_gradient = None;
             let mut loss = |activations: Vec<Tensor<4>>| {
-                let leaves: Vec<Tensor<4>> = activations
-                    .into_iter()
-                    .map(|a| a.autodiff().require_grad())
-                    .collect();
+                let leaves = leaves(activations);
                 let input = image.clone().autodiff().require_grad();
                 let (total, parts) = self.value_of(&leaves, input.clone())?;
                 losses = sum_losses(parts);
                 let gradients = total.backward();
                 image_gradient = input.grad(&gradients).map(|g| g.inner());
-                Ok(leaves
-                    .into_iter()
-                    .map(|leaf| {
-                        leaf.grad(&gradients)
-                            .map(|g| g.inner())
-                            .unwrap_or_else(|| leaf.inner().zeros_like())
-                    })
-                    .collect())
+                Ok(leaf_gradients(leaves, &gradients))
             };
             if let Some(gradient) = network.input_gradient(image.clone(), &layers, &mut loss) {
                 let gradient = match image_gradient {

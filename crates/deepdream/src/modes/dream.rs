@@ -655,24 +655,14 @@ impl<'a> Dreamer<'a> {
         owned: Option<&[[Range<usize>; 2]]>,
         counts: Option<&[f32]>,
     ) -> Result<Vec<Tensor<4>>> {
-        let leaves: Vec<Tensor<4>> = activations
-            .into_iter()
-            .map(|a| a.autodiff().require_grad())
-            .collect();
+        let leaves = objective::leaves(activations);
         if let Some(owned) = owned
             && owned.iter().all(|[r, c]| r.is_empty() || c.is_empty())
         {
             return Ok(leaves.into_iter().map(|l| l.inner().zeros_like()).collect());
         }
         let gradients = self.loss(leaves.clone(), owned, counts).backward();
-        Ok(leaves
-            .iter()
-            .map(|leaf| {
-                leaf.grad(&gradients)
-                    .map(|g| g.inner())
-                    .unwrap_or_else(|| leaf.clone().inner().zeros_like())
-            })
-            .collect())
+        Ok(objective::leaf_gradients(leaves, &gradients))
     }
 
     fn input_gradient(&self, input: &Tensor<4>, loss: Tensor<1>) -> Result<Tensor<4>> {

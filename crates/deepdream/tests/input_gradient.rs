@@ -1,0 +1,145 @@
+//! The hook through which a network computes its own input gradient (the CUDA device's
+//! path): a network that answers it with burn's autodiff must give the dream's gradient
+//! (whole and tiled) and the objectives' values and gradients exactly as the ordinary path
+//! does, so the engine's side of the hook is checked without a GPU.
+
+mod common;
+
+use burn::tensor::{Distribution, Tensor};
+use common::{relative_l2_error, test_network};
+use deepdream::engine::objective::{Objective, Term, gram};
+use deepdream::networks::network::LayerLoss;
+use deepdream::{Device, DreamParams, Dreamer, LayerInfo, LayerWeight, Network, Preprocess};
+
+/// A network that answers the hook: forward with autodiff, the loss's gradients at the
+/// layers from the hook's caller, then back to the input through ⟨layer, its gradient⟩.
+struct ViaHook(Box<dyn Network>);
+
+impl Network for ViaHook {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn default_layers(&self) -> &[String] {
+        self.0.default_layers()
+    }
+    fn layers(&self) -> &[LayerInfo] {
+        self.0.layers()
+    }
+    fn preprocess(&self) -> Preprocess {
+        self.0.preprocess()
+    }
+    fn forward(&self, input: Tensor<4>, layers: &[usize]) -> deepdream::Result<Vec<Tensor<4>>> {
+        self.0.forward(input, layers)
+    }
+    fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
+        self.0.output_size(layer, height, width)
+    }
+    fn input_gradient(
+        &self,
+        input: Tensor<4>,
+        layers: &[usize],
+        loss: &mut LayerLoss<'_>,
+    ) -> Option<deepdream::Result<Tensor<4>>> {
+        let run = || {
+            let input = input.autodiff().require_grad();
+            let outputs = self.0.forward(input.clone(), layers)?;
+            let seeds = loss(outputs.iter().map(|a| a.clone().inner()).collect())?;
+            let surrogate = outputs
+                .into_iter()
+                .zip(seeds)
+                .map(|(a, seed)| a.mul(seed.autodiff()).sum())
+                .reduce(Tensor::add)
+                .expect("a layer");
+            Ok(input
+                .grad(&surrogate.backward())
+                .expect("reaches the input")
+                .inner())
+        };
+        Some(run())
+    }
+}
+
+fn values(tensor: Tensor<4>) -> Vec<f32> {
+    tensor.into_data().try_to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn the_dream_gradient_through_the_hook_is_the_ordinary_one() {
+    let device = Device::flex();
+    let plain = test_network(&device);
+    let hooked = ViaHook(Box::new(test_network(&device)));
+    let params = DreamParams {
+        layers: vec![
+            LayerWeight {
+                layer: "mixed".into(),
+                weight: 1.0,
+            },
+            LayerWeight {
+                layer: "pool1".into(),
+                weight: 0.5,
+            },
+        ],
+        ..DreamParams::default()
+    };
+    let input = Tensor::<4>::random([1, 3, 45, 38], Distribution::Uniform(-1.0, 1.0), &device);
+    let ours = Dreamer::new(&hooked, params.clone(), &device).unwrap();
+    let theirs = Dreamer::new(&plain, params, &device).unwrap();
+    let whole = relative_l2_error(
+        &values(ours.gradient(input.clone()).unwrap()),
+        &values(theirs.gradient(input.clone()).unwrap()),
+    );
+    assert!(whole < 1e-5, "whole image: {whole:e}");
+    let tiled = relative_l2_error(
+        &values(ours.tiled_gradient(input.clone(), 16, (3, 5)).unwrap()),
+        &values(theirs.tiled_gradient(input, 16, (3, 5)).unwrap()),
+    );
+    assert!(tiled < 1e-5, "tiled: {tiled:e}");
+}
+
+#[test]
+fn objectives_through_the_hook_are_the_ordinary_ones() {
+    let device = Device::flex();
+    let plain = test_network(&device);
+    let hooked = ViaHook(Box::new(test_network(&device)));
+    let mixed = plain.layer_index("mixed").unwrap();
+    let pool = plain.layer_index("pool1").unwrap();
+    let image = Tensor::<4>::random([1, 3, 40, 36], Distribution::Uniform(-1.0, 1.0), &device);
+    let targets = plain
+        .forward(image.clone().mul_scalar(0.5), &[mixed, pool])
+        .unwrap();
+    let objective = Objective::new()
+        .with(
+            Term::Content {
+                layer: mixed,
+                target: targets[0].clone(),
+            },
+            1.0,
+        )
+        .with(
+            Term::Style {
+                layer: pool,
+                target: gram(targets[1].clone()),
+            },
+            100.0,
+        )
+        .with(Term::TotalVariation, 0.1)
+        .with(
+            Term::Channel {
+                layer: mixed,
+                channel: 2,
+            },
+            3.0,
+        );
+    let (ours, our_gradient) = objective.evaluate(&hooked, image.clone()).unwrap();
+    let (theirs, their_gradient) = objective.evaluate(&plain, image).unwrap();
+    assert!(
+        (ours.total - theirs.total).abs() <= 1e-5 * theirs.total.abs().max(1.0),
+        "{ours:?} {theirs:?}"
+    );
+    assert!(
+        (ours.total_variation - theirs.total_variation).abs() <= 1e-6,
+        "{ours:?} {theirs:?}"
+    );
+    let error = relative_l2_error(&values(our_gradient), &values(their_gradient));
+    assert!(error < 1e-5, "{error:e}");
+}
