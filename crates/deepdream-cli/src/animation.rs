@@ -18,7 +18,14 @@ use deepdream::modes::zoom::ZoomParams;
 use deepdream::{Device, Network};
 use indicatif::ProgressBar;
 
-use crate::options::{DreamOptions, load_network};
+use deepdream::control::Direction;
+use deepdream::control::footage::{Ending, Footage};
+use deepdream::control::keyframes::Keyframes;
+use deepdream::control::mask::Mask;
+use deepdream::control::sound::{Band, Envelope, Reaction, Reactions};
+use deepdream::modes::dream::GUIDE_MAX_SIDE;
+
+use crate::options::{DreamOptions, is_video, load_network};
 use crate::report::{human_duration, progress_bar, step_message};
 
 /// Options every animation shares.
@@ -40,19 +47,99 @@ pub struct AnimationOptions {
     /// Overwrite the output file if it exists.
     #[arg(long)]
     force: bool,
+    /// Keyframes: numbers (step, iterations, zoom, blend, mask, ...), layers and channels
+    /// at chosen frames or seconds, interpolated between them (a TOML or JSON file; see
+    /// the README).
+    #[arg(long, value_name = "FILE")]
+    keyframes: Option<PathBuf>,
+    /// Let the sound move parameters, from a value in silence to one at the loudest:
+    /// `step=0.5..3,zoom=1.01..1.06` (a video's own sound; a zoom's --audio).
+    #[arg(long, value_name = "PARAM=LOW..HIGH,...")]
+    react: Option<String>,
+    /// The frequencies --react listens to: bass, mid, treble or all.
+    #[arg(long, value_name = "BAND", default_value = "all")]
+    react_band: String,
+    /// Seconds over which the level --react follows falls back after a loud moment (it
+    /// rises at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.1)]
+    react_smooth: f64,
+}
+
+/// Where an animation's sound comes from, for --react.
+enum Sound<'a> {
+    /// A file's sound, in a stretch.
+    File(&'a Path, Segment),
+    /// None, and what to say about it.
+    Missing(&'static str),
 }
 
 impl AnimationOptions {
-    /// The job settings these options and the dream's give, writing to `output`.
-    fn settings(&self, dream: &DreamOptions, output: &Path) -> Result<AnimationSettings> {
-        Ok(AnimationSettings {
+    /// The job settings these options and the dream's give, writing to `output`, with
+    /// the frame-by-frame direction of an animation at `fps` of `frames` frames (when
+    /// known) whose sound is `sound`.
+    fn settings(
+        &self,
+        dream: &DreamOptions,
+        output: &Path,
+        fps: f64,
+        frames: Option<usize>,
+        sound: Sound,
+    ) -> Result<(AnimationSettings, Direction)> {
+        let mut settings = AnimationSettings {
             dream: dream.params()?,
             seed_chosen: dream.seed.is_some(),
             identity: dream.identity(),
             output: output.to_path_buf(),
             work_dir: self.work_dir.clone(),
             frames_dir: self.frames_dir.clone(),
-        })
+            soundtrack: None,
+        };
+        let mut direction = Direction {
+            fps,
+            ..Direction::default()
+        };
+        if let Some(path) = &self.keyframes {
+            let schedule = Keyframes::load(path)?.place(fps, frames)?;
+            settings
+                .identity
+                .push(("deepdream:keyframes".into(), format!("{schedule:?}")));
+            direction.schedule = Some(schedule);
+        }
+        let band = Band::parse(&self.react_band)?;
+        if !(self.react_smooth.is_finite() && (0.0..=60.0).contains(&self.react_smooth)) {
+            bail!("--react-smooth must be a number of seconds from 0 to 60");
+        }
+        if let Some(text) = &self.react {
+            let reactions = Reaction::parse_list(text)?;
+            let (path, segment) = match sound {
+                Sound::File(path, segment) => (path, segment),
+                Sound::Missing(why) => bail!("--react needs sound: {why}"),
+            };
+            let envelope = Envelope::of_file(path, segment, fps, band, self.react_smooth)?;
+            settings.identity.push((
+                "deepdream:react".into(),
+                format!(
+                    "{text} band {} smooth {} from {}",
+                    self.react_band,
+                    self.react_smooth,
+                    path.display()
+                ),
+            ));
+            direction.sound = Some(Reactions {
+                envelope,
+                reactions,
+            });
+        }
+        if let Some(path) = &dream.mask
+            && is_video(path)
+        {
+            let masks = Footage::load(path, None, Ending::Hold)?;
+            // The first frame's mask stands for all of them until each frame's own.
+            let first = Mask::from_image(&masks.at(0, fps)?).with_strength(dream.mask_strength)?;
+            settings.dream.mask = Some(first);
+            direction.masks = Some(masks);
+        }
+        Ok((settings, direction))
     }
 
     fn frame_settings(&self, default: FrameSettings) -> FrameSettings {
@@ -95,6 +182,10 @@ pub struct ZoomArgs {
     /// Let colours drift: do not hold each frame's colour mean and spread to the first frame's.
     #[arg(long)]
     no_colour_match: bool,
+    /// A sound file (anything FFmpeg reads) for the zoom: it lasts as long as the sound,
+    /// carries it, and --react listens to it. Needs a video output.
+    #[arg(long, value_name = "FILE")]
+    audio: Option<PathBuf>,
     #[command(flatten)]
     animation: AnimationOptions,
 }
@@ -121,6 +212,13 @@ pub struct VideoArgs {
     /// above which a frame is dreamed afresh.
     #[arg(long, default_value_t = VideoParams::default().cut_threshold)]
     cut_threshold: f32,
+    /// Guide each frame by the frame of this video at the same time (resized): the
+    /// dream is pulled towards its features.
+    #[arg(long, value_name = "VIDEO", conflicts_with = "guide")]
+    guide_video: Option<PathBuf>,
+    /// What the guide video shows once it is over, when shorter: loop or hold.
+    #[arg(long, value_name = "loop|hold", default_value = "loop")]
+    guide_video_end: String,
     /// Dream only part I of N (I from 0), for N workers on N machines: written beside
     /// OUTPUT as NAME.part-I-of-N.EXT; `deepdream video-join -o OUTPUT` puts them together.
     #[arg(long, value_name = "I/N", conflicts_with = "shards")]
@@ -167,18 +265,40 @@ pub fn zoom(args: ZoomArgs, target: &Placement) -> Result<()> {
         Some(&[dx, dy]) => [dx, dy],
         Some(other) => bail!("--pan takes two numbers, DX,DY (got {})", other.len()),
     };
+    let mut frames = args.frames;
+    if let Some(audio) = &args.audio {
+        if !matches!(format, AnimationFormat::Video(_)) {
+            bail!("--audio: a GIF has no sound; write the zoom to .mp4, .mov, .mkv or .webm");
+        }
+        let duration = ffmpeg::probe_audio(audio)?.duration.ok_or_else(|| {
+            anyhow::anyhow!("--audio {}: its duration is unknown", audio.display())
+        })?;
+        frames = ((duration * frame_rate.fps()).round() as usize).max(1);
+    }
+    let sound = match &args.audio {
+        Some(path) => Sound::File(path, Segment::default()),
+        None => Sound::Missing("give the zoom a soundtrack with --audio FILE"),
+    };
+    let (mut settings, direction) = args.animation.settings(
+        &args.dream,
+        &args.output,
+        frame_rate.fps(),
+        Some(frames),
+        sound,
+    )?;
+    settings.soundtrack = args.audio.clone();
     let params = ZoomParams {
-        frames: args.frames,
+        frames,
         zoom: args.zoom,
         rotate: args.rotate,
         pan,
         next: args.animation.frame_settings(ZoomParams::default().next),
         keep_colours: !args.no_colour_match,
+        direction,
     };
     params.validate()?;
     let image = image_io::load(&args.input)?.to_rgb8();
     let (width, height) = image.dimensions();
-    let settings = args.animation.settings(&args.dream, &args.output)?;
     let network = load_network(&args.dream.model, target)?;
     let frames = params.frames;
     let job = AnimationJob::zoom(
@@ -242,14 +362,44 @@ pub fn video(args: VideoArgs, target: &Placement) -> Result<()> {
             bail!("{name} must be a number of seconds from 0 to 3600");
         }
     }
+    let info = ffmpeg::probe(&args.input)?;
+    let fps = info.frame_rate.fps();
+    // Keyframes and sound count the frames of the stretch dreamed, or of the whole video
+    // for a part of a split one.
+    let segment = match shard {
+        None => Segment {
+            start: args.start,
+            duration: args.duration,
+        },
+        Some(_) => Segment::default(),
+    };
+    let sound = match &info.audio_codec {
+        Some(_) => Sound::File(&args.input, segment),
+        None => Sound::Missing("the video has no sound"),
+    };
+    let (mut settings, mut direction) =
+        args.animation
+            .settings(&args.dream, &output, fps, info.frames_in(&segment), sound)?;
+    if let Some(path) = &args.guide_video {
+        let ending = match args.guide_video_end.as_str() {
+            "loop" => Ending::Loop,
+            "hold" => Ending::Hold,
+            other => bail!("--guide-video-end '{other}': use loop or hold"),
+        };
+        direction.guides = Some(Footage::load(path, Some(GUIDE_MAX_SIDE), ending)?);
+        settings.identity.push((
+            "deepdream:guide-video".into(),
+            format!("{} {}", path.display(), args.guide_video_end),
+        ));
+    }
     let params = VideoParams {
         blend: args.blend,
         next: args.animation.frame_settings(VideoParams::default().next),
         cut_threshold: args.cut_threshold,
+        direction,
         ..VideoParams::default()
     };
     params.validate()?;
-    let info = ffmpeg::probe(&args.input)?;
     let range = match shard {
         None => VideoRange::Segment(Segment {
             start: args.start,
@@ -261,7 +411,6 @@ pub fn video(args: VideoArgs, target: &Placement) -> Result<()> {
             cut_search: args.cut_search,
         },
     };
-    let settings = args.animation.settings(&args.dream, &output)?;
     let network = load_network(&args.dream.model, target)?;
     if let Some(shard) = shard {
         note!(

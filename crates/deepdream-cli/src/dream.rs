@@ -33,6 +33,14 @@ pub fn dream(args: DreamArgs, target: &Placement) -> Result<()> {
     let device = &target.tensors();
     image_io::check_output(&args.input, &args.output, args.force)?;
     let image = image_io::load(&args.input)?;
+    if let Some(mask) = &args.dream.mask
+        && crate::options::is_video(mask)
+    {
+        anyhow::bail!(
+            "--mask {}: a mask video is for zoom and video; a still dream takes a mask picture",
+            mask.display()
+        );
+    }
     let params = args.dream.params()?;
     let seed = params.seed;
     let network = load_network(&args.dream.model, target)?;
@@ -64,7 +72,8 @@ pub fn dream(args: DreamArgs, target: &Placement) -> Result<()> {
     let dreamed = image_io::join_alpha(dreamed, alpha.as_ref());
     bar.finish_and_clear();
 
-    let metadata = args.dream.metadata(network.as_ref(), dreamer.params());
+    let mut metadata = args.dream.metadata(network.as_ref(), dreamer.params());
+    metadata.extend(args.dream.report_chosen(&dreamer));
     image_io::save(&dreamed, &args.output, &metadata)?;
     note!(
         "Wrote {} ({}x{}, seed {seed}) in {:.1} s",

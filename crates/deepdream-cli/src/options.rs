@@ -6,10 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
+use deepdream::control::channels::AutoChannels;
+use deepdream::control::mask::{Mask, check_strength};
+use deepdream::control::region::Region;
 use deepdream::media::image_io;
 use deepdream::networks::onnx::raw_layer_name;
 use deepdream::networks::{imagenet, models, weights};
-use deepdream::{Device, DreamParams, LayerWeight, Network, OnnxNetwork, Preprocess};
+use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network, OnnxNetwork, Preprocess};
 
 #[derive(Args)]
 pub struct ModelArgs {
@@ -81,9 +84,22 @@ pub struct DreamOptions {
     /// Layers to amplify, with optional weights: `block3_conv3:0.5,block4_conv3:1`.
     #[arg(long, value_name = "LAYER[:WEIGHT],...")]
     pub layers: Option<String>,
-    /// Amplify only these channels of the layer(s): `12,57`.
-    #[arg(long, value_name = "N,...", value_delimiter = ',')]
-    pub channels: Option<Vec<usize>>,
+    /// Amplify only these channels of the layer(s): `12,57`; or let the picture choose:
+    /// `auto:strongest:N`, `auto:weakest:N` or `auto:random:N` (by mean activation; add
+    /// `:octave` to choose again at each octave). The chosen ones are printed and stored.
+    #[arg(long, value_name = "N,...|auto:RULE:N")]
+    pub channels: Option<String>,
+    /// Dream only where this grey picture is white (black stays, grey in between); for
+    /// zoom and video also a mask video (.mp4, .mov, .mkv, .webm, .avi), frame by frame.
+    #[arg(long, value_name = "IMG|VIDEO")]
+    pub mask: Option<PathBuf>,
+    /// How much the mask holds back (0-1): at 0.5 black areas dream at half strength.
+    #[arg(long, value_name = "0-1", default_value_t = 1.0)]
+    pub mask_strength: f32,
+    /// A region with its own objective, repeatable: `sky.png:layers=block5_conv3`,
+    /// `ground.png:channels=12,57`. Without --layers only the regions dream.
+    #[arg(long, value_name = "MASK:OPTIONS")]
+    pub region: Vec<String>,
     /// Grow an ImageNet class into the image, by name or number: `tabby`, `281`
     /// (needs a model with a classifier: efficientnet-lite0).
     #[arg(long, value_name = "NAME|N")]
@@ -138,9 +154,30 @@ impl DreamOptions {
             .as_deref()
             .map(imagenet::find_class)
             .transpose()?;
+        let (channels, auto_channels) = match self.channels.as_deref().map(str::trim) {
+            None => (None, None),
+            Some(text) if text.starts_with("auto") => (None, Some(AutoChannels::parse(text)?)),
+            Some(text) => (Some(parse_channels(text)?), None),
+        };
+        let mask = match &self.mask {
+            Some(path) if is_video(path) => None,
+            Some(path) => Some(Mask::load(path)?.with_strength(self.mask_strength)?),
+            None => {
+                check_strength(self.mask_strength)?;
+                None
+            }
+        };
+        let regions = self
+            .region
+            .iter()
+            .map(|text| Region::parse(text))
+            .collect::<Result<Vec<_>, _>>()?;
         let params = DreamParams {
             layers,
-            channels: self.channels.clone(),
+            channels,
+            auto_channels,
+            mask,
+            regions,
             class,
             guide,
             octaves: self.octaves,
@@ -163,12 +200,42 @@ impl DreamOptions {
         metadata
     }
 
-    /// What decides the pictures besides the model and the parameters: the guide file.
+    /// What decides the pictures besides the model and the parameters: the guide and mask
+    /// files.
     pub fn identity(&self) -> Vec<(String, String)> {
-        let guide = self.guide.iter();
-        guide
-            .map(|path| ("deepdream:guide".to_string(), path.display().to_string()))
-            .collect()
+        let name = |key: &str, path: &PathBuf| (key.to_string(), path.display().to_string());
+        let mut entries: Vec<(String, String)> = self
+            .guide
+            .iter()
+            .map(|p| name("deepdream:guide", p))
+            .collect();
+        entries.extend(self.mask.iter().map(|p| name("deepdream:mask", p)));
+        entries.extend(
+            self.region
+                .iter()
+                .map(|r| ("deepdream:region".to_string(), r.clone())),
+        );
+        entries
+    }
+
+    /// The chosen channels of a dream with automatic channels: printed, and as an entry for
+    /// the output's metadata.
+    pub fn report_chosen(&self, dreamer: &Dreamer) -> Vec<(String, String)> {
+        let chosen = dreamer.chosen_channels();
+        if chosen.is_empty() {
+            return Vec::new();
+        }
+        let text: Vec<String> = chosen
+            .iter()
+            .map(|c| {
+                let list: Vec<String> = c.channels.iter().map(usize::to_string).collect();
+                format!("octave {} {}: {}", c.octave + 1, c.layer, list.join(","))
+            })
+            .collect();
+        for line in &text {
+            note!("Channels chosen, {line}");
+        }
+        vec![("deepdream:chosen-channels".to_string(), text.join("; "))]
     }
 }
 
@@ -241,6 +308,29 @@ fn load_network_here(args: &ModelArgs, device: &Device) -> Result<Box<dyn Networ
         );
     }
     Ok((spec.load)(&path, device)?)
+}
+
+/// A list of channel numbers, `12,57`.
+fn parse_channels(text: &str) -> Result<Vec<usize>> {
+    let channels = text
+        .split(',')
+        .map(|c| c.trim().parse::<usize>())
+        .collect::<Result<Vec<_>, _>>();
+    match channels {
+        Ok(list) if !list.is_empty() => Ok(list),
+        _ => bail!(
+            "--channels '{text}' is not a list of channel numbers (12,57) or auto:strongest:N, auto:weakest:N, auto:random:N"
+        ),
+    }
+}
+
+/// Whether `path` names a video (by its extension), not a picture.
+pub fn is_video(path: &std::path::Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        ["mp4", "mov", "mkv", "webm", "avi", "m4v"]
+            .iter()
+            .any(|v| e.eq_ignore_ascii_case(v))
+    })
 }
 
 pub fn parse_layers(text: &str) -> Result<Vec<LayerWeight>> {

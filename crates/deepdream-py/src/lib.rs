@@ -314,6 +314,7 @@ impl DreamOptions<'_> {
             jitter: self.jitter,
             seed: self.seed,
             max_memory,
+            ..DreamParams::default()
         };
         params.validate().map_err(|e| to_python(py, e))?;
         Ok(params)
@@ -684,6 +685,7 @@ impl Model {
                 iterations: iterations_per_frame,
             },
             keep_colours: colour_match,
+            direction: Default::default(),
         };
         let observer = Observer::new(progress, 0);
         let device = self.placement.tensors();

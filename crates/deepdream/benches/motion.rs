@@ -115,6 +115,7 @@ fn main() {
                 ..DreamParams::default()
             },
             params.next,
+            &params.direction,
             &device,
         )
         .unwrap();

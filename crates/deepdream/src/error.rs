@@ -128,6 +128,10 @@ pub enum Error {
     #[error("cannot read video {}: {reason}", path.display())]
     VideoRead { path: PathBuf, reason: String },
 
+    /// A sound file (or a video's sound) that cannot be used.
+    #[error("cannot read sound {}: {reason}", path.display())]
+    AudioRead { path: PathBuf, reason: String },
+
     /// A video or animation that cannot be written.
     #[error("cannot write video {}: {reason}", path.display())]
     VideoWrite { path: PathBuf, reason: String },

@@ -25,6 +25,7 @@
 //! the page faults again on the next step.
 
 pub mod backend;
+pub mod control;
 pub mod engine;
 pub mod error;
 pub mod jobs;

@@ -50,7 +50,14 @@ fn a_dream_video_flickers_far_less_than_independent_dreams_of_the_same_strength(
     let video: Vec<RgbImage> = (0..count).map(|k| work.load(k).unwrap().unwrap()).collect();
 
     // Each frame dreamed on its own with the full dream (seeds as the video's).
-    let dreamers = FrameDreamers::new(network.as_ref(), dream, params.next, &device).unwrap();
+    let dreamers = FrameDreamers::new(
+        network.as_ref(),
+        dream,
+        params.next,
+        &params.direction,
+        &device,
+    )
+    .unwrap();
     let independent: Vec<RgbImage> = inputs
         .iter()
         .enumerate()

@@ -8,6 +8,9 @@
 mod common;
 
 use arbitrary::Unstructured;
+use deepdream::control::channels::{AutoChannels, Pick};
+use deepdream::control::mask::Mask;
+use deepdream::control::region::Region;
 use deepdream::engine::optimizer::Optimizer;
 use deepdream::engine::parameterisation::Parameterisation;
 use deepdream::engine::transform::Transforms;
@@ -102,11 +105,52 @@ fn dream_params(u: &mut Unstructured, network: &OnnxNetwork) -> arbitrary::Resul
     } else {
         None
     };
+    let mask = |u: &mut Unstructured| -> arbitrary::Result<Mask> {
+        let mut mask = Mask::from_image(&image::DynamicImage::ImageRgb8(picture(u)?));
+        mask.strength = float(u, &[1.0, 0.5])?;
+        Ok(mask)
+    };
+    let mask_here = match pick(u, &[0, 1], &[2])? {
+        0 => None,
+        _ => Some(mask(u)?),
+    };
+    let mut regions = Vec::new();
+    for _ in 0..pick(u, &[0, 1, 2], &[3])? {
+        regions.push(Region {
+            mask: match u.arbitrary()? {
+                true => Some(mask(u)?),
+                false => None,
+            },
+            layers: match u.arbitrary()? {
+                true => vec![LayerWeight {
+                    layer: layer_name(u, network)?,
+                    weight: float(u, &[1.0, 0.5])?,
+                }],
+                false => Vec::new(),
+            },
+            channels: match pick(u, &[0, 1], &[2])? {
+                0 => None,
+                1 => Some(vec![count(u, &[0, 3])?]),
+                _ => Some(Vec::new()),
+            },
+        });
+    }
+    let auto_channels = match pick(u, &[0, 1], &[2])? {
+        0 => None,
+        _ => Some(AutoChannels {
+            pick: *u.choose(&[Pick::Strongest, Pick::Weakest, Pick::Random])?,
+            count: count(u, &[1, 3])?,
+            each_octave: u.arbitrary()?,
+        }),
+    };
     Ok(DreamParams {
         layers,
         channels,
         class,
         guide,
+        mask: mask_here,
+        regions,
+        auto_channels,
         octaves: count(u, &[1, 2, 3])?,
         octave_scale: float(u, &[1.4, 2.0, 1.1])?,
         iterations: count(u, &[1, 2, 3])?,
@@ -298,6 +342,7 @@ fn zooms_and_videos_return_frames_or_an_error() {
                 rotate: float(u, &[0.0, 2.0])?,
                 pan: [float(u, &[0.0, 2.0])?, float(u, &[0.0, -1.5])?],
                 next,
+                direction: Default::default(),
                 keep_colours: u.arbitrary()?,
             };
             let image = picture(u)?;

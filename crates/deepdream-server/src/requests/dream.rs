@@ -230,7 +230,7 @@ impl DreamSettings {
             step_size: self.step as f32,
             jitter: self.jitter,
             seed,
-            max_memory: None,
+            ..DreamParams::default()
         };
         params.validate()?;
         self.model = model.to_string();

@@ -97,6 +97,7 @@ impl ZoomRequest {
             pan: [0.0, 0.0],
             next,
             keep_colours: self.colour_match,
+            direction: Default::default(),
         };
         params.validate()?;
         let mut metadata = software_metadata("zoom", model);

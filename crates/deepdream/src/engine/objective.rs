@@ -11,6 +11,40 @@ use crate::backend::on_worker;
 use crate::error::{Error, Result};
 use crate::networks::network::Network;
 
+/// A layer to dream on and the weight of its term in the objective.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerWeight {
+    /// The layer's name, as [`Network::layers`] lists it.
+    pub layer: String,
+    /// The weight of the layer's term.
+    pub weight: f32,
+}
+
+impl std::str::FromStr for LayerWeight {
+    type Err = Error;
+
+    /// Parses `block4_conv3` (weight 1) or `block4_conv3:0.5`.
+    fn from_str(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let (layer, weight) = match text.rsplit_once(':') {
+            Some((layer, weight)) => {
+                let weight = weight.trim().parse().map_err(|_| {
+                    Error::InvalidParameter(format!("layer weight '{weight}' is not a number"))
+                })?;
+                (layer.trim(), weight)
+            }
+            None => (text, 1.0),
+        };
+        if layer.is_empty() {
+            return Err(Error::InvalidParameter(format!("'{text}' names no layer")));
+        }
+        Ok(LayerWeight {
+            layer: layer.to_string(),
+            weight,
+        })
+    }
+}
+
 /// The Gram matrix of a `[1, C, H, W]` activation: `F Fᵀ / (C·H·W)` with `F` the `[C, H·W]`
 /// feature matrix, the channels' correlations (Gatys et al. 2016).
 pub fn gram(activation: Tensor<4>) -> Tensor<2> {

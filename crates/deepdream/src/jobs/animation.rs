@@ -58,6 +58,9 @@ pub struct AnimationSettings {
     pub work_dir: Option<PathBuf>,
     /// A folder that also gets every frame as a PNG file.
     pub frames_dir: Option<PathBuf>,
+    /// A sound file a zoom carries: the zoom lasts as long as it (whatever its frame
+    /// count says) and the video gets its sound.
+    pub soundtrack: Option<PathBuf>,
 }
 
 impl AnimationSettings {
@@ -70,6 +73,7 @@ impl AnimationSettings {
             output,
             work_dir: None,
             frames_dir: None,
+            soundtrack: None,
         }
     }
 }
@@ -97,6 +101,7 @@ enum Source {
         image: RgbImage,
         params: ZoomParams,
         frame_rate: FrameRate,
+        audio: Option<AudioSource>,
     },
     Video {
         path: PathBuf,
@@ -141,12 +146,33 @@ impl AnimationJob {
         network: &dyn Network,
         input: Option<&Path>,
         image: RgbImage,
-        params: ZoomParams,
+        mut params: ZoomParams,
         frame_rate: FrameRate,
         settings: AnimationSettings,
     ) -> Result<Self> {
         params.validate()?;
-        check_format(&settings.output)?;
+        let format = check_format(&settings.output)?;
+        let audio = match &settings.soundtrack {
+            None => None,
+            Some(path) => {
+                if !matches!(format, AnimationFormat::Video(_)) {
+                    return Err(invalid(
+                        "a GIF has no sound: write the zoom with a soundtrack to .mp4, .mov, .mkv or .webm",
+                    ));
+                }
+                let info = ffmpeg::probe_audio(path)?;
+                let duration = info.duration.ok_or_else(|| Error::AudioRead {
+                    path: path.clone(),
+                    reason: "its duration is unknown".into(),
+                })?;
+                params.frames = ((duration * frame_rate.fps()).round() as usize).max(1);
+                Some(AudioSource {
+                    path: path.clone(),
+                    codec: info.codec,
+                    segment: Segment::default(),
+                })
+            }
+        };
         let [dx, dy] = params.pan;
         let mode = [
             ("mode", "zoom".to_string()),
@@ -171,6 +197,7 @@ impl AnimationJob {
                 image,
                 params,
                 frame_rate,
+                audio,
             },
         })
     }
@@ -264,7 +291,10 @@ impl AnimationJob {
             .collect();
         let work = planned.open_work(Identity::File(input), &extra)?;
         let seed = planned.settings.dream.seed;
+        let mut params = params;
         if let Some(part) = &part {
+            // Keyframes, sound and footage count the frames of the whole video.
+            params.direction.offset += part.first;
             // Frame k of the video is seeded alike whichever part dreams it.
             planned.settings.dream.seed = seed.wrapping_add(part.first as u64);
         }
@@ -397,7 +427,9 @@ impl AnimationJob {
             .ok_or_else(|| Error::InvalidParameter("the first frame is missing".into()))?
             .dimensions();
         let (frame_rate, audio, tag) = match &self.source {
-            Source::Zoom { frame_rate, .. } => (*frame_rate, None, None),
+            Source::Zoom {
+                frame_rate, audio, ..
+            } => (*frame_rate, audio.clone(), None),
             Source::Video {
                 path,
                 info,

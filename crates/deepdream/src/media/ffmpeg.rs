@@ -244,6 +244,97 @@ pub fn probe(path: &Path) -> Result<VideoInfo> {
     })
 }
 
+/// What `ffprobe` says about the sound of a file (a sound file or a video).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioInfo {
+    /// The codec of its first audio stream.
+    pub codec: String,
+    /// Its duration in seconds, when known.
+    pub duration: Option<f64>,
+}
+
+/// Describes the sound of the file at `path`; an error if it has none FFmpeg can read.
+pub fn probe_audio(path: &Path) -> Result<AudioInfo> {
+    let bad = |reason: String| Error::AudioRead {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(bad("no such file".into()));
+    }
+    let output = Command::new(tool_path("ffprobe"))
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_streams",
+            "-show_format",
+        ])
+        .arg(path)
+        .output()
+        .map_err(|e| not_started("ffprobe", e, bad))?;
+    if !output.status.success() {
+        return Err(bad(last_line(&String::from_utf8_lossy(&output.stderr))
+            .unwrap_or_else(|| "ffprobe cannot read it".into())));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| bad(format!("unreadable ffprobe output: {e}")))?;
+    let streams = json["streams"].as_array().cloned().unwrap_or_default();
+    let audio = streams
+        .iter()
+        .find(|s| s["codec_type"] == "audio")
+        .ok_or_else(|| bad("it has no sound".into()))?;
+    let number = |v: &serde_json::Value| -> Option<f64> {
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    Ok(AudioInfo {
+        codec: audio["codec_name"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string(),
+        duration: number(&audio["duration"]).or_else(|| number(&json["format"]["duration"])),
+    })
+}
+
+/// The sound of `segment` of the file at `path`, mixed down to one channel at
+/// `sample_rate` samples a second.
+pub fn decode_audio(path: &Path, segment: Segment, sample_rate: u32) -> Result<Vec<f32>> {
+    let bad = |reason: String| Error::AudioRead {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let output = Command::new(tool_path("ffmpeg"))
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(segment.input_args())
+        .arg("-i")
+        .arg(path)
+        .args([
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            &sample_rate.to_string(),
+            "-f",
+            "f32le",
+            "-",
+        ])
+        .output()
+        .map_err(|e| not_started("ffmpeg", e, bad))?;
+    if !output.status.success() {
+        return Err(bad(format!(
+            "ffmpeg cannot decode it: {}",
+            last_line(&String::from_utf8_lossy(&output.stderr)).unwrap_or_default()
+        )));
+    }
+    Ok(output
+        .stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
 /// Counts the frames of the video at `path` exactly, by reading (not decoding) every packet
 /// of its video stream: fast, and right where the header's count is missing or wrong.
 pub fn count_frames(path: &Path) -> Result<usize> {

@@ -2,16 +2,22 @@
 //! gradient ascent on the input image over several octaves, with a random jitter each step.
 
 use std::ops::Range;
+use std::sync::Mutex;
 
+use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::{Device, Int, Tensor};
 use image::{DynamicImage, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::{ascend, on_worker};
+use crate::control::channels::AutoChannels;
+use crate::control::mask::{Mask, check_strength};
+use crate::control::region::Region;
+pub use crate::engine::objective::LayerWeight;
 use crate::engine::snapshot::Snapshot;
 use crate::engine::tiling::{self, Plan, Tiling};
-use crate::engine::{objective, octaves, optimizer};
+use crate::engine::{objective, octaves, optimizer, transform};
 use crate::error::{Error, Result};
 use crate::media::image_io;
 use crate::networks::network::{LayerInfo, Network};
@@ -26,40 +32,6 @@ pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 /// The most octaves a dream may have: already far more than any picture has sizes for (a
 /// 20,000-pixel side at the smallest usual ratio, 1.1, is below 10 pixels after 80).
 pub const MAX_OCTAVES: usize = 100;
-
-/// A layer to dream on and the weight of its term in the objective.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LayerWeight {
-    /// The layer's name, as [`Network::layers`] lists it.
-    pub layer: String,
-    /// The weight of the layer's term.
-    pub weight: f32,
-}
-
-impl std::str::FromStr for LayerWeight {
-    type Err = Error;
-
-    /// Parses `block4_conv3` (weight 1) or `block4_conv3:0.5`.
-    fn from_str(text: &str) -> Result<Self> {
-        let text = text.trim();
-        let (layer, weight) = match text.rsplit_once(':') {
-            Some((layer, weight)) => {
-                let weight = weight.trim().parse().map_err(|_| {
-                    Error::InvalidParameter(format!("layer weight '{weight}' is not a number"))
-                })?;
-                (layer.trim(), weight)
-            }
-            None => (text, 1.0),
-        };
-        if layer.is_empty() {
-            return Err(Error::InvalidParameter(format!("'{text}' names no layer")));
-        }
-        Ok(LayerWeight {
-            layer: layer.to_string(),
-            weight,
-        })
-    }
-}
 
 /// Everything that decides a dream besides the network and the image.
 #[derive(Clone, Debug)]
@@ -86,6 +58,15 @@ pub struct DreamParams {
     pub jitter: u32,
     /// Seed of the jitter sequence.
     pub seed: u64,
+    /// Where the dream may change the picture (white dreams, black stays); everywhere when
+    /// `None`.
+    pub mask: Option<Mask>,
+    /// Parts of the picture with their own layers and channels, all in the same gradient.
+    /// Without `layers` or `class`, only the regions dream (and nothing outside them moves);
+    /// with them, the whole picture dreams with those and each region adds its own.
+    pub regions: Vec<Region>,
+    /// Pick the channels of the layers from the picture instead of `channels`.
+    pub auto_channels: Option<AutoChannels>,
     /// Memory budget for one gradient, in bytes (when `None`, the network's device's own,
     /// such as a GPU's free memory, else [`DEFAULT_MEMORY_BUDGET`]); images that need more
     /// are processed in tiles.
@@ -106,6 +87,9 @@ impl Default for DreamParams {
             step_size: 1.5,
             jitter: 32,
             seed: 0,
+            mask: None,
+            regions: Vec::new(),
+            auto_channels: None,
             max_memory: None,
         }
     }
@@ -129,6 +113,20 @@ impl DreamParams {
         }
         if matches!(&self.channels, Some(channels) if channels.is_empty()) {
             return invalid("the channel list is empty");
+        }
+        if self.channels.is_some() && self.auto_channels.is_some() {
+            return invalid("give either channels or automatic channels, not both");
+        }
+        if let Some(mask) = &self.mask {
+            check_strength(mask.strength)?;
+        }
+        for region in &self.regions {
+            if region.layers.iter().any(|l| !l.weight.is_finite()) {
+                return invalid("layer weights must be finite numbers");
+            }
+            if matches!(&region.channels, Some(channels) if channels.is_empty()) {
+                return invalid("a region's channel list is empty");
+            }
         }
         Ok(())
     }
@@ -168,6 +166,16 @@ impl DreamParams {
             let list = channels.iter().map(usize::to_string).collect::<Vec<_>>();
             entries.push(("deepdream:channels", list.join(",")));
         }
+        if let Some(auto) = &self.auto_channels {
+            entries.push(("deepdream:channels", auto.to_string()));
+        }
+        if let Some(mask) = &self.mask {
+            entries.push(("deepdream:mask-strength", mask.strength.to_string()));
+        }
+        if !self.regions.is_empty() {
+            let regions: Vec<String> = self.regions.iter().map(region_text).collect();
+            entries.push(("deepdream:regions", regions.join("; ")));
+        }
         if let Some(class) = self.class {
             let name = crate::networks::imagenet::class_name(class).unwrap_or("?");
             entries.push(("deepdream:class", format!("{class} ({name})")));
@@ -177,6 +185,21 @@ impl DreamParams {
             .map(|(k, v)| (k.to_string(), v))
             .collect()
     }
+}
+
+/// A region's objective as text, `layers=a:1,b:0.5 channels=3,9`.
+fn region_text(region: &Region) -> String {
+    let layers: Vec<String> = region
+        .layers
+        .iter()
+        .map(|l| format!("{}:{}", l.layer, l.weight))
+        .collect();
+    let mut text = format!("layers={}", layers.join(","));
+    if let Some(channels) = &region.channels {
+        let list: Vec<String> = channels.iter().map(usize::to_string).collect();
+        text.push_str(&format!(" channels={}", list.join(",")));
+    }
+    text
 }
 
 /// Where a dream is: reported to the progress callback after every step.
@@ -209,15 +232,53 @@ impl Progress {
 }
 
 /// One term of the objective, resolved against the network.
+#[derive(Clone)]
 struct Term {
     name: String,
     layer: usize,
+    /// Where the layer's output is among the outputs the dreamer asks the network for.
+    slot: usize,
     weight: f32,
     /// Maximise this class's logit (the layer is the network's logits).
     class: Option<usize>,
-    /// Features of the guide image at this layer, `[C, positions]`.
+    /// Features of the guide image at this layer, `[C, positions]`, every channel.
     guide: Option<Tensor<2>>,
+    /// The channels amplified; all when `None`.
+    channels: Option<Vec<usize>>,
+    /// The region (an index into [`DreamParams::regions`]) whose mask weights the term.
+    region: Option<usize>,
+    /// The channels are picked from the picture.
+    auto: bool,
 }
+
+/// Channels picked for a layer at an octave (see [`DreamParams::auto_channels`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChosenChannels {
+    /// The octave, from 0 (smallest).
+    pub octave: usize,
+    /// The layer.
+    pub layer: String,
+    /// The channels picked.
+    pub channels: Vec<usize>,
+}
+
+/// Where a dream may change the picture at one octave: the weight of the change, and each
+/// region's mask, `[1, 1, H, W]` at the octave's size.
+struct OctaveMasks {
+    change: Option<Tensor<4>>,
+    regions: Vec<Option<Tensor<4>>>,
+}
+
+/// The part of a layer's output on a tile's crop that the tile owns, and where the crop's
+/// output starts in the whole picture's output.
+struct Window {
+    rows: Range<usize>,
+    cols: Range<usize>,
+    origin: (usize, usize),
+}
+
+/// Longest side the picture is scaled down to before its channels are ranked.
+const PICK_MAX_SIDE: usize = 512;
 
 /// Runs DeepDream with a network on a device.
 pub struct Dreamer<'a> {
@@ -225,8 +286,10 @@ pub struct Dreamer<'a> {
     device: Device,
     params: DreamParams,
     terms: Vec<Term>,
-    channels: Option<Tensor<1, Int>>,
+    /// The layers the terms read, each once: what the network is asked for.
+    layers: Vec<usize>,
     min_side: usize,
+    chosen: Mutex<Vec<ChosenChannels>>,
 }
 
 impl<'a> Dreamer<'a> {
@@ -235,29 +298,38 @@ impl<'a> Dreamer<'a> {
     pub fn new(network: &'a dyn Network, params: DreamParams, device: &Device) -> Result<Self> {
         params.validate()?;
         let mut params = params;
-        if params.layers.is_empty() && params.class.is_none() {
-            params.layers = network
-                .default_layers()
-                .iter()
-                .map(|layer| LayerWeight {
-                    layer: layer.clone(),
-                    weight: 1.0,
-                })
-                .collect();
-        }
-        if params.layers.is_empty() && params.class.is_none() {
-            return Err(Error::InvalidParameter(format!(
+        let defaults: Vec<LayerWeight> = network
+            .default_layers()
+            .iter()
+            .map(|layer| LayerWeight {
+                layer: layer.clone(),
+                weight: 1.0,
+            })
+            .collect();
+        let no_default = || {
+            Error::InvalidParameter(format!(
                 "model '{}' has no default layer: choose one with --layers",
                 network.name()
-            )));
+            ))
+        };
+        if params.layers.is_empty() && params.class.is_none() && params.regions.is_empty() {
+            params.layers = defaults.clone();
+            if params.layers.is_empty() {
+                return Err(no_default());
+            }
         }
         let layers = network.layers();
-        let mut indices = Vec::new();
-        for term in &params.layers {
+        let mut slots: Vec<usize> = Vec::new();
+        let mut terms = Vec::new();
+        let mut add = |term: &LayerWeight,
+                       channels: &Option<Vec<usize>>,
+                       region: Option<usize>,
+                       auto: bool|
+         -> Result<()> {
             let index = network
                 .layer_index(&term.layer)
                 .ok_or_else(|| network.unknown_layer(&term.layer))?;
-            if let Some(channels) = &params.channels {
+            if let Some(channels) = channels {
                 let available = layers[index].channels;
                 if let Some(&bad) = channels.iter().find(|&&c| c >= available) {
                     return Err(Error::UnknownChannel {
@@ -267,66 +339,83 @@ impl<'a> Dreamer<'a> {
                     });
                 }
             }
-            indices.push(index);
-        }
-        let class_term = match params.class {
-            Some(class) => {
-                let layer = network.class_layer().ok_or_else(|| Error::NoClassifier {
-                    model: network.name().to_string(),
-                })?;
-                if class >= layers[layer].channels {
-                    return Err(Error::UnknownClass {
-                        name: class.to_string(),
-                        suggestions: format!(
-                            "the classifier has {} classes",
-                            layers[layer].channels
-                        ),
-                    });
-                }
-                Some(Term {
-                    name: format!("class {class}"),
-                    layer,
-                    weight: 1.0,
-                    class: Some(class),
-                    guide: None,
-                })
-            }
-            None => None,
-        };
-        let min_side = indices
-            .iter()
-            .chain(class_term.as_ref().map(|t| &t.layer))
-            .map(|&i| layers[i].min_input)
-            .max()
-            .unwrap_or(1);
-        let channels = params.channels.as_ref().map(|channels| {
-            let list: Vec<i64> = channels.iter().map(|&c| c as i64).collect();
-            Tensor::<1, Int>::from_ints(list.as_slice(), device)
-        });
-        let mut dreamer = Dreamer {
-            network,
-            device: device.clone(),
-            terms: Vec::new(),
-            channels,
-            min_side,
-            params: params.clone(),
-        };
-        dreamer.terms = indices
-            .iter()
-            .zip(&params.layers)
-            .map(|(&layer, term)| Term {
+            terms.push(Term {
                 name: term.layer.clone(),
-                layer,
+                layer: index,
+                slot: slot_of(&mut slots, index),
                 weight: term.weight,
                 class: None,
                 guide: None,
-            })
-            .chain(class_term)
-            .collect();
-        if let Some(guide) = &params.guide {
-            let features = dreamer.guide_features(guide, &indices)?;
+                channels: channels.clone(),
+                region,
+                auto,
+            });
+            Ok(())
+        };
+        for term in &params.layers {
+            add(term, &params.channels, None, params.auto_channels.is_some())?;
+        }
+        for (index, region) in params.regions.iter().enumerate() {
+            let own = if region.layers.is_empty() {
+                &defaults
+            } else {
+                &region.layers
+            };
+            if own.is_empty() {
+                return Err(no_default());
+            }
+            for term in own {
+                add(
+                    term,
+                    &region.channels,
+                    region.mask.is_some().then_some(index),
+                    false,
+                )?;
+            }
+        }
+        if let Some(class) = params.class {
+            let layer = network.class_layer().ok_or_else(|| Error::NoClassifier {
+                model: network.name().to_string(),
+            })?;
+            if class >= layers[layer].channels {
+                return Err(Error::UnknownClass {
+                    name: class.to_string(),
+                    suggestions: format!("the classifier has {} classes", layers[layer].channels),
+                });
+            }
+            terms.push(Term {
+                name: format!("class {class}"),
+                layer,
+                slot: slot_of(&mut slots, layer),
+                weight: 1.0,
+                class: Some(class),
+                guide: None,
+                channels: None,
+                region: None,
+                auto: false,
+            });
+        }
+        let min_side = terms
+            .iter()
+            .map(|t| layers[t.layer].min_input)
+            .max()
+            .unwrap_or(1);
+        let mut dreamer = Dreamer {
+            network,
+            device: device.clone(),
+            terms,
+            layers: slots,
+            min_side,
+            params,
+            chosen: Mutex::new(Vec::new()),
+        };
+        if let Some(guide) = &dreamer.params.guide {
+            // The guide pulls the main layers (not the regions' own).
+            let main = dreamer.params.layers.len();
+            let wanted: Vec<usize> = dreamer.terms[..main].iter().map(|t| t.layer).collect();
+            let features = dreamer.guide_features(guide, &wanted)?;
             for (term, features) in dreamer.terms.iter_mut().zip(features) {
-                term.guide = features;
+                term.guide = Some(features);
             }
         }
         Ok(dreamer)
@@ -335,6 +424,11 @@ impl<'a> Dreamer<'a> {
     /// The parameters in use (with the model's default layers filled in).
     pub fn params(&self) -> &DreamParams {
         &self.params
+    }
+
+    /// The channels the last dream picked (see [`DreamParams::auto_channels`]), by octave.
+    pub fn chosen_channels(&self) -> Vec<ChosenChannels> {
+        self.chosen.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     /// The octave sizes `(height, width)` a dream of a `width`x`height` image goes through,
@@ -406,12 +500,25 @@ impl<'a> Dreamer<'a> {
         let sizes = self.octave_sizes(image.width(), image.height())?;
         self.plan(image.width() as usize, image.height() as usize)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // The random channel picks draw from their own sequence, so that picking leaves
+        // the jitter as it would be with the same channels given by hand.
+        let mut pick_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xC4A7_7E15);
+        if let Ok(mut chosen) = self.chosen.lock() {
+            chosen.clear();
+        }
+        let mut terms = self.terms.clone();
         let image = preprocess.apply(image, &self.device);
         let dreamed = octaves::dream_octaves(image, &sizes, |octave, start| {
             let [_, _, height, width] = start.dims();
+            if let Some(auto) = self.params.auto_channels
+                && (octave == 0 || auto.each_octave)
+            {
+                self.choose_channels(&mut terms, &auto, start.clone(), octave, &mut pick_rng)?;
+            }
+            let masks = self.octave_masks(height, width);
             let mut current = start;
             for iteration in 0..self.params.iterations {
-                current = self.step(current, &mut rng)?;
+                current = self.step(current, &terms, &masks, &mut rng)?;
                 let progress = Progress {
                     octave,
                     octaves: sizes.len(),
@@ -440,17 +547,104 @@ impl<'a> Dreamer<'a> {
         Ok(image_io::join_alpha(dreamed, alpha.as_ref()))
     }
 
+    /// Picks the channels of the automatic terms from `image` (a preprocessed input): each
+    /// layer's channels ranked by their mean activation.
+    fn choose_channels(
+        &self,
+        terms: &mut [Term],
+        auto: &AutoChannels,
+        image: Tensor<4>,
+        octave: usize,
+        rng: &mut impl Rng,
+    ) -> Result<()> {
+        let [_, _, height, width] = image.dims();
+        let scale = (PICK_MAX_SIDE as f32 / height.max(width) as f32).min(1.0);
+        let image = if scale < 1.0 {
+            let side = |s: usize| ((s as f32 * scale).round() as usize).max(self.min_side);
+            transform::resize(image, side(height), side(width), true)
+        } else {
+            image
+        };
+        let mut layers: Vec<usize> = Vec::new();
+        for term in terms.iter().filter(|t| t.auto) {
+            slot_of(&mut layers, term.layer);
+        }
+        let outputs = on_worker(|| self.network.forward(image, &layers))?;
+        let mut chosen = Vec::new();
+        for (&layer, output) in layers.iter().zip(outputs) {
+            let [_, channels, _, _] = output.dims();
+            let means: Vec<f32> = output
+                .mean_dim(3)
+                .mean_dim(2)
+                .reshape([channels])
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::InvalidParameter(format!("{e:?}")))?;
+            let picked = auto.choose(&means, rng);
+            for term in terms.iter_mut().filter(|t| t.auto && t.layer == layer) {
+                term.channels = Some(picked.clone());
+            }
+            chosen.push(ChosenChannels {
+                octave,
+                layer: self.network.layers()[layer].name.clone(),
+                channels: picked,
+            });
+        }
+        if let Ok(mut all) = self.chosen.lock() {
+            all.extend(chosen);
+        }
+        Ok(())
+    }
+
+    /// The masks of an octave of `height` x `width`: the weight of the change (the mask's,
+    /// and where only regions dream, their union) and each region's.
+    fn octave_masks(&self, height: usize, width: usize) -> OctaveMasks {
+        let regions: Vec<Option<Tensor<4>>> = self
+            .params
+            .regions
+            .iter()
+            .map(|r| {
+                r.mask
+                    .as_ref()
+                    .map(|m| m.weights(width, height, &self.device))
+            })
+            .collect();
+        let only_regions = self.params.layers.is_empty() && self.params.class.is_none();
+        let union = match only_regions && regions.iter().all(Option::is_some) {
+            true => regions.iter().flatten().cloned().reduce(Tensor::max_pair),
+            false => None,
+        };
+        let mask = self
+            .params
+            .mask
+            .as_ref()
+            .map(|m| m.weights(width, height, &self.device));
+        let change = match (mask, union) {
+            (Some(mask), Some(union)) => Some(mask.mul(union)),
+            (mask, union) => mask.or(union),
+        };
+        OctaveMasks { change, regions }
+    }
+
     /// One gradient-ascent step: jitter, gradient, normalised ascent, un-jitter, clip.
     /// The step is `step_size` pixel levels per mean absolute gradient, converted to each
-    /// channel's network units (for Caffe-style networks they are the same).
-    fn step(&self, image: Tensor<4>, rng: &mut impl Rng) -> Result<Tensor<4>> {
+    /// channel's network units (for Caffe-style networks they are the same). Under a mask,
+    /// the change is weighted by it and the gradient's mean is taken where it dreams.
+    fn step(
+        &self,
+        image: Tensor<4>,
+        terms: &[Term],
+        masks: &OctaveMasks,
+        rng: &mut impl Rng,
+    ) -> Result<Tensor<4>> {
         let jitter = self.params.jitter as i64;
         let ox = rng.random_range(-jitter..=jitter);
         let oy = rng.random_range(-jitter..=jitter);
         let shifted = image.clone().roll(&[oy, ox], &[2, 3]);
         let [_, _, height, width] = shifted.dims();
+        let term_masks = self.term_masks(terms, masks, [oy, ox], height, width)?;
         let gradient = match self.plan(width, height)?.tile {
-            None => self.gradient(shifted)?,
+            None => self.gradient_of(shifted, terms, &term_masks)?,
             Some(tile) => {
                 // A new tile grid every step, like the jitter.
                 let stride = self.tiling().expect("a tiled plan has a tiling").stride;
@@ -459,10 +653,25 @@ impl<'a> Dreamer<'a> {
                     rng.random_range(0..cells) * stride,
                     rng.random_range(0..cells) * stride,
                 );
-                self.tiled_gradient(shifted, tile, offset)?
+                self.tiled_gradient_of(shifted, tile, offset, terms, &term_masks)?
             }
         };
-        let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
+        let (gradient, mean_abs) = match &masks.change {
+            None => {
+                let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
+                (gradient, mean_abs)
+            }
+            Some(change) => {
+                let change = change.clone().roll(&[oy, ox], &[2, 3]);
+                let area: f32 = change.clone().sum().into_scalar();
+                if area <= 0.0 {
+                    return Ok(image);
+                }
+                let weighted = gradient.mul(change);
+                let total: f32 = weighted.clone().abs().sum().into_scalar();
+                (weighted, total / (3.0 * area))
+            }
+        };
         if !mean_abs.is_finite() {
             return Err(Error::NonFiniteGradient {
                 layer: self.terms[0].name.clone(),
@@ -478,21 +687,59 @@ impl<'a> Dreamer<'a> {
         Ok(ascend(image, gradient, [oy, ox], factors, ranges))
     }
 
+    /// Each term's region mask on the picture rolled by `shift`, at the size of the term's
+    /// layer output (`None` for a term without a region).
+    fn term_masks(
+        &self,
+        terms: &[Term],
+        masks: &OctaveMasks,
+        shift: [i64; 2],
+        height: usize,
+        width: usize,
+    ) -> Result<Vec<Option<Tensor<4>>>> {
+        terms
+            .iter()
+            .map(|term| {
+                let Some(mask) = term.region.and_then(|r| masks.regions[r].clone()) else {
+                    return Ok(None);
+                };
+                let (h, w) = self
+                    .network
+                    .output_size(term.layer, height, width)
+                    .ok_or_else(|| {
+                        Error::InvalidParameter("image too small for the layer".into())
+                    })?;
+                let rolled = mask.roll(&shift, &[2, 3]);
+                Ok(Some(adaptive_avg_pool2d(rolled, [h, w])))
+            })
+            .collect()
+    }
+
     /// The gradient of the objective with respect to the (preprocessed) input, computed on
     /// the whole image at once.
     pub fn gradient(&self, input: Tensor<4>) -> Result<Tensor<4>> {
+        self.gradient_of(input, &self.terms, &vec![None; self.terms.len()])
+    }
+
+    /// [`Dreamer::gradient`] for `terms`, each weighted by its mask.
+    fn gradient_of(
+        &self,
+        input: Tensor<4>,
+        terms: &[Term],
+        masks: &[Option<Tensor<4>>],
+    ) -> Result<Tensor<4>> {
         on_worker(|| {
-            let indices: Vec<usize> = self.terms.iter().map(|t| t.layer).collect();
-            let mut loss = |activations| self.layer_gradients(activations, None, None);
-            if let Some(gradient) = self
-                .network
-                .input_gradient(input.clone(), &indices, &mut loss)
+            let mut loss =
+                |activations| self.layer_gradients(terms, activations, None, None, masks);
+            if let Some(gradient) =
+                self.network
+                    .input_gradient(input.clone(), &self.layers, &mut loss)
             {
                 return gradient;
             }
             let input = input.autodiff().require_grad();
-            let activations = self.network.forward(input.clone(), &indices)?;
-            let loss = self.loss(activations, None, None);
+            let activations = self.network.forward(input.clone(), &self.layers)?;
+            let loss = self.loss(terms, activations, None, None, masks);
             self.input_gradient(&input, loss)
         })
     }
@@ -508,56 +755,64 @@ impl<'a> Dreamer<'a> {
         tile: usize,
         offset: (usize, usize),
     ) -> Result<Tensor<4>> {
-        on_worker(|| self.tiled_gradient_here(input, tile, offset))
+        let masks = vec![None; self.terms.len()];
+        self.tiled_gradient_of(input, tile, offset, &self.terms, &masks)
     }
 
-    /// [`Dreamer::tiled_gradient`] on the calling thread.
-    fn tiled_gradient_here(
+    /// [`Dreamer::tiled_gradient`] for `terms`, each weighted by its mask (over the whole
+    /// picture's layer output).
+    fn tiled_gradient_of(
         &self,
         input: Tensor<4>,
         tile: usize,
         offset: (usize, usize),
+        terms: &[Term],
+        masks: &[Option<Tensor<4>>],
     ) -> Result<Tensor<4>> {
-        let tiling = self.tiling().ok_or_else(|| {
-            Error::InvalidParameter("this objective cannot be computed in tiles".into())
-        })?;
-        let [_, _, height, width] = input.dims();
-        let tiles = tiling::tiles(height, width, tile, offset, tiling)?;
-        let counts = self.full_counts(height, width)?;
-        let indices: Vec<usize> = self.terms.iter().map(|t| t.layer).collect();
-        let strides: Vec<usize> = indices
-            .iter()
-            .map(|&i| self.network.layers()[i].stride)
-            .collect();
-        tiling::assemble(&input, &tiles, |crop, tile| {
-            let owned_by = |activations: &[Tensor<4>]| -> Vec<[Range<usize>; 2]> {
-                activations
-                    .iter()
-                    .zip(&strides)
-                    .map(|(a, &s)| {
-                        let [_, _, h, w] = a.dims();
-                        tile.owned_outputs(s, h, w)
-                    })
-                    .collect()
-            };
-            let mut loss = |activations: Vec<Tensor<4>>| {
-                let owned = owned_by(&activations);
-                self.layer_gradients(activations, Some(&owned), Some(&counts))
-            };
-            if let Some(gradient) = self
-                .network
-                .input_gradient(crop.clone(), &indices, &mut loss)
-            {
-                return gradient.map(Some);
-            }
-            let crop = crop.autodiff().require_grad();
-            let activations = self.network.forward(crop.clone(), &indices)?;
-            let owned = owned_by(&activations);
-            if owned.iter().all(|[r, c]| r.is_empty() || c.is_empty()) {
-                return Ok(None);
-            }
-            let loss = self.loss(activations, Some(&owned), Some(&counts));
-            self.input_gradient(&crop, loss).map(Some)
+        on_worker(|| {
+            let tiling = self.tiling().ok_or_else(|| {
+                Error::InvalidParameter("this objective cannot be computed in tiles".into())
+            })?;
+            let [_, _, height, width] = input.dims();
+            let tiles = tiling::tiles(height, width, tile, offset, tiling)?;
+            let counts = self.full_counts(terms, height, width)?;
+            let strides: Vec<usize> = self
+                .layers
+                .iter()
+                .map(|&i| self.network.layers()[i].stride)
+                .collect();
+            tiling::assemble(&input, &tiles, |crop, tile| {
+                let windows_of = |activations: &[Tensor<4>]| -> Vec<Window> {
+                    activations
+                        .iter()
+                        .zip(&strides)
+                        .map(|(a, &s)| {
+                            let [_, _, h, w] = a.dims();
+                            let [rows, cols] = tile.owned_outputs(s, h, w);
+                            let origin = (tile.crop_rows.start / s, tile.crop_cols.start / s);
+                            Window { rows, cols, origin }
+                        })
+                        .collect()
+                };
+                let mut loss = |activations: Vec<Tensor<4>>| {
+                    let windows = windows_of(&activations);
+                    self.layer_gradients(terms, activations, Some(&windows), Some(&counts), masks)
+                };
+                if let Some(gradient) =
+                    self.network
+                        .input_gradient(crop.clone(), &self.layers, &mut loss)
+                {
+                    return gradient.map(Some);
+                }
+                let crop = crop.autodiff().require_grad();
+                let activations = self.network.forward(crop.clone(), &self.layers)?;
+                let windows = windows_of(&activations);
+                if windows.iter().all(Window::is_empty) {
+                    return Ok(None);
+                }
+                let loss = self.loss(terms, activations, Some(&windows), Some(&counts), masks);
+                self.input_gradient(&crop, loss).map(Some)
+            })
         })
     }
 
@@ -581,9 +836,9 @@ impl<'a> Dreamer<'a> {
     }
 
     /// Each term's element count over the whole image (what its sum is divided by).
-    fn full_counts(&self, height: usize, width: usize) -> Result<Vec<f32>> {
+    fn full_counts(&self, terms: &[Term], height: usize, width: usize) -> Result<Vec<f32>> {
         let layers = self.network.layers();
-        self.terms
+        terms
             .iter()
             .map(|term| {
                 let (h, w) = self
@@ -592,7 +847,7 @@ impl<'a> Dreamer<'a> {
                     .ok_or_else(|| {
                         Error::InvalidParameter("image too small for the layer".into())
                     })?;
-                let channels = match &self.params.channels {
+                let channels = match &term.channels {
                     Some(list) => list.len(),
                     None => layers[term.layer].channels,
                 };
@@ -601,41 +856,54 @@ impl<'a> Dreamer<'a> {
             .collect()
     }
 
-    /// The objective: each layer term's ½Σa² (or guide match) over its `owned` region (all
-    /// of it when `None`), weighted and divided by `counts` (the region's own element count
-    /// when `None`); class terms add their logit.
+    /// The objective: each layer term's ½Σa² (weighted by its region's `masks`, or a guide
+    /// match) over its window (all of it when `None`), weighted and divided by `counts`
+    /// (the window's own element count when `None`); class terms add their logit.
     fn loss(
         &self,
+        terms: &[Term],
         activations: Vec<Tensor<4>>,
-        owned: Option<&[[Range<usize>; 2]]>,
+        windows: Option<&[Window]>,
         counts: Option<&[f32]>,
+        masks: &[Option<Tensor<4>>],
     ) -> Tensor<1> {
         let mut loss: Option<Tensor<1>> = None;
-        for (index, (term, activation)) in self.terms.iter().zip(activations).enumerate() {
+        for (index, term) in terms.iter().enumerate() {
+            let activation = activations[term.slot].clone();
             let value = if let Some(class) = term.class {
                 // The class's logit itself, not its square: a negative logit must grow too.
                 activation.narrow(1, class, 1).sum().mul_scalar(term.weight)
             } else {
-                let activation = match owned.map(|o| o[index].clone()) {
-                    Some([rows, cols]) if rows.is_empty() || cols.is_empty() => continue,
-                    Some([rows, cols]) => activation.narrow(2, rows.start, rows.len()).narrow(
-                        3,
-                        cols.start,
-                        cols.len(),
+                let mask = masks[index].clone();
+                let (activation, mask) = match windows.map(|w| &w[term.slot]) {
+                    Some(window) if window.is_empty() => continue,
+                    Some(window) => (
+                        window.crop(activation, (0, 0)),
+                        mask.map(|m| window.crop(m, window.origin)),
                     ),
-                    None => activation,
+                    None => (activation, mask),
                 };
-                let activation = match &self.channels {
-                    Some(channels) => activation.select(1, channels.clone().autodiff()),
-                    None => activation,
+                let (activation, guide) = match &term.channels {
+                    Some(channels) => {
+                        let list: Vec<i64> = channels.iter().map(|&c| c as i64).collect();
+                        let indices = Tensor::<1, Int>::from_ints(list.as_slice(), &self.device);
+                        (
+                            activation.select(1, indices.clone().autodiff()),
+                            term.guide.clone().map(|g| g.select(0, indices)),
+                        )
+                    }
+                    None => (activation, term.guide.clone()),
                 };
                 let count = counts.map_or(activation.shape().num_elements() as f32, |c| c[index]);
-                let value = match &term.guide {
-                    None => objective::amplify(activation),
-                    Some(guide) => {
-                        let matched = matched_guide(activation.clone().inner(), guide);
+                let value = match (guide, mask) {
+                    (Some(guide), _) => {
+                        let matched = matched_guide(activation.clone().inner(), &guide);
                         objective::guide_match(activation, matched.autodiff())
                     }
+                    (None, Some(mask)) => {
+                        objective::amplify(activation.mul(mask.sqrt().autodiff()))
+                    }
+                    (None, None) => objective::amplify(activation),
                 };
                 value.mul_scalar(term.weight / count)
             };
@@ -651,17 +919,21 @@ impl<'a> Dreamer<'a> {
     /// `activations`, for a network that runs the rest of the gradient itself.
     fn layer_gradients(
         &self,
+        terms: &[Term],
         activations: Vec<Tensor<4>>,
-        owned: Option<&[[Range<usize>; 2]]>,
+        windows: Option<&[Window]>,
         counts: Option<&[f32]>,
+        masks: &[Option<Tensor<4>>],
     ) -> Result<Vec<Tensor<4>>> {
         let leaves = objective::leaves(activations);
-        if let Some(owned) = owned
-            && owned.iter().all(|[r, c]| r.is_empty() || c.is_empty())
+        if let Some(windows) = windows
+            && windows.iter().all(Window::is_empty)
         {
             return Ok(leaves.into_iter().map(|l| l.inner().zeros_like()).collect());
         }
-        let gradients = self.loss(leaves.clone(), owned, counts).backward();
+        let gradients = self
+            .loss(terms, leaves.clone(), windows, counts, masks)
+            .backward();
         Ok(objective::leaf_gradients(leaves, &gradients))
     }
 
@@ -674,7 +946,7 @@ impl<'a> Dreamer<'a> {
     }
 
     /// Features of the guide image at each of `layers`, as `[C, positions]`.
-    fn guide_features(&self, guide: &RgbImage, layers: &[usize]) -> Result<Vec<Option<Tensor<2>>>> {
+    fn guide_features(&self, guide: &RgbImage, layers: &[usize]) -> Result<Vec<Tensor<2>>> {
         let (w, h) = guide.dimensions();
         let scale = (GUIDE_MAX_SIDE as f32 / w.max(h) as f32).min(1.0);
         let (gw, gh) = (
@@ -695,14 +967,35 @@ impl<'a> Dreamer<'a> {
         Ok(activations
             .into_iter()
             .map(|a| {
-                let a = match &self.channels {
-                    Some(channels) => a.select(1, channels.clone()),
-                    None => a,
-                };
                 let [_, c, h, w] = a.dims();
-                Some(a.reshape([c, h * w]))
+                a.reshape([c, h * w])
             })
             .collect())
+    }
+}
+
+impl Window {
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() || self.cols.is_empty()
+    }
+
+    /// The window of `tensor` (a layer output whose first row and column are `origin` of
+    /// the window's coordinates).
+    fn crop(&self, tensor: Tensor<4>, origin: (usize, usize)) -> Tensor<4> {
+        tensor
+            .narrow(2, origin.0 + self.rows.start, self.rows.len())
+            .narrow(3, origin.1 + self.cols.start, self.cols.len())
+    }
+}
+
+/// The position of `layer` in `slots`, added at the end if it is not there yet.
+fn slot_of(slots: &mut Vec<usize>, layer: usize) -> usize {
+    match slots.iter().position(|&l| l == layer) {
+        Some(slot) => slot,
+        None => {
+            slots.push(layer);
+            slots.len() - 1
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 use burn::tensor::{Device, Tensor};
 use image::RgbImage;
 
+use crate::control::Direction;
+use crate::control::keyframes::Param;
 use crate::engine::snapshot::Snapshot;
 use crate::error::{Error, Result};
 use crate::media::flow::{FarnebackParams, consistency_mask, farneback, grey_tensor, luma, warp};
@@ -28,6 +30,8 @@ pub struct VideoParams {
     /// A frame is a scene cut when the previous input frame, moved along the flow, still
     /// differs from it by more than this mean grey difference (0–255).
     pub cut_threshold: f32,
+    /// What changes from frame to frame (keyframes, sound, masks, guides).
+    pub direction: Direction,
 }
 
 impl Default for VideoParams {
@@ -42,6 +46,7 @@ impl Default for VideoParams {
             },
             flow: FarnebackParams::default(),
             cut_threshold: 30.0,
+            direction: Direction::default(),
         }
     }
 }
@@ -59,7 +64,24 @@ impl VideoParams {
                 "the scene-cut threshold must be a positive number".into(),
             ));
         }
+        for frame in self.direction.key_frames() {
+            self.blend_at(frame)?;
+        }
         Ok(())
+    }
+
+    /// The blend into frame `frame`, as the direction sets it.
+    pub fn blend_at(&self, frame: usize) -> Result<f32> {
+        let blend = self
+            .direction
+            .value(Param::Blend, frame)
+            .unwrap_or(self.blend);
+        if !(blend.is_finite() && (0.0..=1.0).contains(&blend)) {
+            return Err(Error::InvalidParameter(format!(
+                "blend must be a number from 0 to 1 (got {blend} at frame {frame})"
+            )));
+        }
+        Ok(blend)
     }
 }
 
@@ -187,7 +209,7 @@ pub fn dream_video_watched(
     mut observer: impl FnMut(&Snapshot<FrameProgress>) -> Result<()>,
 ) -> Result<usize> {
     params.validate()?;
-    let dreamers = FrameDreamers::new(network, dream, params.next, device)?;
+    let dreamers = FrameDreamers::new(network, dream, params.next, &params.direction, device)?;
     let report = |frame: usize, step, resumed, fresh| FrameProgress {
         frame,
         frames,
@@ -229,7 +251,7 @@ pub fn dream_video_watched(
                         &previous_dream,
                         &input,
                         &motion,
-                        params.blend,
+                        params.blend_at(index)?,
                         device,
                     )?;
                     (start, false)

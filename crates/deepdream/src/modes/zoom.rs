@@ -4,6 +4,8 @@
 use burn::tensor::{Device, Int, Tensor};
 use image::RgbImage;
 
+use crate::control::Direction;
+use crate::control::keyframes::Param;
 use crate::engine::snapshot::Snapshot;
 use crate::error::{Error, Result};
 use crate::media::colour::{ColourStats, match_colours};
@@ -28,6 +30,8 @@ pub struct ZoomParams {
     pub next: FrameSettings,
     /// Keep each frame's per-channel colour mean and spread equal to the first frame's.
     pub keep_colours: bool,
+    /// What changes from frame to frame (keyframes, sound, masks, guides).
+    pub direction: Direction,
 }
 
 impl Default for ZoomParams {
@@ -44,6 +48,7 @@ impl Default for ZoomParams {
                 iterations: 5,
             },
             keep_colours: true,
+            direction: Direction::default(),
         }
     }
 }
@@ -67,6 +72,28 @@ impl ZoomParams {
             return invalid("pan must be two numbers of pixels, DX,DY");
         }
         Ok(())
+    }
+
+    /// The motion into frame `frame` (from the one before), as the direction sets it.
+    pub fn motion_at(&self, frame: usize) -> Result<ZoomParams> {
+        let value = |param, default| self.direction.value(param, frame).unwrap_or(default);
+        let motion = ZoomParams {
+            zoom: value(Param::Zoom, self.zoom),
+            rotate: value(Param::Rotate, self.rotate),
+            pan: [
+                value(Param::PanX, self.pan[0]),
+                value(Param::PanY, self.pan[1]),
+            ],
+            direction: Direction::default(),
+            ..self.clone()
+        };
+        motion.validate().map_err(|e| match e {
+            Error::InvalidParameter(what) if !self.direction.is_empty() => {
+                Error::InvalidParameter(format!("at frame {frame}: {what}"))
+            }
+            other => other,
+        })?;
+        Ok(motion)
     }
 }
 
@@ -128,7 +155,10 @@ pub fn zoom_watched(
     mut observer: impl FnMut(&Snapshot<FrameProgress>) -> Result<()>,
 ) -> Result<()> {
     params.validate()?;
-    let dreamers = FrameDreamers::new(network, dream, params.next, device)?;
+    let dreamers = FrameDreamers::new(network, dream, params.next, &params.direction, device)?;
+    for frame in params.direction.key_frames() {
+        params.motion_at(frame)?;
+    }
     let frames = Some(params.frames);
     let report = |frame: usize, step, resumed| FrameProgress {
         frame,
@@ -168,7 +198,7 @@ pub fn zoom_watched(
         n => work.finished_frame(n - 1)?,
     };
     for index in done.max(1)..params.frames {
-        let start = transform(&previous, params, device)?;
+        let start = transform(&previous, &params.motion_at(index)?, device)?;
         let mut frame = dreamers.dream_watched(index, &start, false, |s| {
             observer(&Snapshot::new(
                 report(index, Some(s.progress), false),
