@@ -1194,3 +1194,87 @@ fn a_closed_stderr_does_not_stop_the_work() {
     assert!(status.success(), "{status}");
     assert!(output.is_file());
 }
+
+#[test]
+fn masks_regions_and_picked_channels_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let input = small_photo(dir.path());
+    let (width, height) = image_io::load(&input).unwrap().dimensions();
+    let (i, w) = (input.to_str().unwrap(), weights.to_str().unwrap());
+    let half = |left: bool| {
+        let path = dir.path().join(format!("half-{left}.png"));
+        image::GrayImage::from_fn(width, height, |x, _| {
+            image::Luma([if (x < width / 2) == left { 255 } else { 0 }])
+        })
+        .save(&path)
+        .unwrap();
+        path
+    };
+    let (left, right) = (half(true), half(false));
+    // Quick dreams, on block3_conv1 unless `extra` has regions alone.
+    let dream = |name: &str, extra: &[&str]| {
+        let output = dir.path().join(name);
+        let mut args = quick_dream_args(i, output.to_str().unwrap(), w);
+        if extra.contains(&"--region") {
+            let at = args.iter().position(|a| *a == "--layers").unwrap();
+            args.drain(at..at + 2);
+        }
+        args.extend(extra);
+        let result = deepdream(dir.path(), &args);
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        (image_io::load(&output).unwrap().to_rgb8(), output, result)
+    };
+    let original = image_io::load(&input).unwrap().to_rgb8();
+    let unchanged_right = |image: &image::RgbImage| {
+        (width / 2 + 16..width)
+            .all(|x| (0..height).all(|y| image.get_pixel(x, y) == original.get_pixel(x, y)))
+    };
+    // A mask: the right half stays as it was.
+    let (masked, _, _) = dream("masked.png", &["--mask", left.to_str().unwrap()]);
+    assert!(unchanged_right(&masked));
+    assert_ne!(masked, original);
+    // Regions only: nothing outside them moves.
+    let region = format!("{}:layers=block3_conv1,channels=5,9", left.display());
+    let (regions, path, _) = dream("regions.png", &["--region", &region]);
+    assert!(unchanged_right(&regions));
+    let text = image_io::read_png_text(&path).unwrap();
+    assert!(
+        text.iter()
+            .any(|(k, v)| k == "deepdream:regions" && v.contains("channels=5,9"))
+    );
+    // The other half as a region beside --layers: the whole picture dreams.
+    let other = format!("{}:channels=1", right.display());
+    let (both, _, _) = dream(
+        "both.png",
+        &["--region", &other, "--layers", "block3_conv1"],
+    );
+    assert!(!unchanged_right(&both));
+    // Channels picked from the picture are printed and stored.
+    let (_, path, result) = dream("auto.png", &["--channels", "auto:strongest:4"]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("Channels chosen, octave 1 block3_conv1: "),
+        "{stderr}"
+    );
+    let text = image_io::read_png_text(&path).unwrap();
+    let chosen = text
+        .iter()
+        .find(|(k, _)| k == "deepdream:chosen-channels")
+        .unwrap();
+    assert_eq!(
+        chosen.1.split(": ").nth(1).unwrap().split(',').count(),
+        4,
+        "{chosen:?}"
+    );
+    // A mask video is for animations.
+    let output = dir.path().join("video-mask.png");
+    let mut args = quick_dream_args(i, output.to_str().unwrap(), w);
+    args.extend(["--mask", "mask.mp4"]);
+    assert_error(&deepdream(dir.path(), &args), "mask video");
+    assert!(!output.exists());
+}

@@ -759,3 +759,261 @@ fn three_workers_at_once_dream_a_video_that_joins_with_cross_faded_seams() {
     .unwrap();
     assert_error(&gif, "not a GIF");
 }
+
+/// Pearson's correlation of two samples.
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+/// `seconds` of a 440 Hz tone pulsing at 2 Hz (loud for the first quarter second of each
+/// half), as an FFmpeg lavfi source.
+fn pulses(seconds: f64) -> String {
+    format!(
+        "sine=frequency=440:duration={seconds},volume='if(lt(mod(t,0.5),0.25),1,0.02)':eval=frame"
+    )
+}
+
+#[test]
+fn sound_drives_the_dream_strength_and_the_video_keeps_its_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let input = dir.path().join("pulses.mp4");
+    ffmpeg(&[
+        "-i",
+        fixture("carphone.mp4").to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        &pulses(4.0),
+        "-filter_complex",
+        "[0:v]fps=8,trim=end_frame=32,setpts=PTS-STARTPTS[v]",
+        "-map",
+        "[v]",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "12",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        input.to_str().unwrap(),
+    ]);
+    let output = dir.path().join("react.mp4");
+    let frames_dir = dir.path().join("frames");
+    // Every frame dreamed alike (one step, the first frame too), none carried over.
+    let args = [
+        "video",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--layers",
+        "block3_conv1",
+        "--octaves",
+        "1",
+        "--iterations",
+        "1",
+        "--octaves-per-frame",
+        "1",
+        "--iterations-per-frame",
+        "1",
+        "--seed",
+        "3",
+        "--blend",
+        "0",
+        "--react",
+        "step=0.5..3",
+        "--frames-dir",
+        frames_dir.to_str().unwrap(),
+    ];
+    assert_success(&deepdream(dir.path(), &args));
+    let inputs = decoded_frames(&input);
+    let dreams = png_frames(&frames_dir);
+    assert_eq!(dreams.len(), inputs.len());
+    let strengths: Vec<f64> = inputs
+        .iter()
+        .zip(&dreams)
+        .map(|(a, b)| {
+            let sum: u64 = a
+                .iter()
+                .zip(b.as_raw())
+                .map(|(x, y)| x.abs_diff(*y) as u64)
+                .sum();
+            sum as f64 / a.len() as f64
+        })
+        .collect();
+    // The tone is loud where the middle of the frame falls in the first half of a pulse.
+    let loud: Vec<f64> = (0..inputs.len())
+        .map(|k| (((k as f64 + 0.5) / 8.0) % 0.5 < 0.25) as u8 as f64)
+        .collect();
+    let r = pearson(&strengths, &loud);
+    eprintln!("strength per frame {strengths:.2?}; Pearson with the pulses {r:.3}");
+    assert!(r >= 0.7, "Pearson {r}");
+    assert!(
+        ffmpeg::probe(&output).unwrap().audio_codec.is_some(),
+        "the sound is kept"
+    );
+}
+
+#[test]
+fn a_zoom_with_a_soundtrack_lasts_as_long_as_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let sound = dir.path().join("pulses.wav");
+    ffmpeg(&["-f", "lavfi", "-i", &pulses(1.5), sound.to_str().unwrap()]);
+    let photo = image::open(fixture("chelsea.png")).unwrap();
+    let input = dir.path().join("small.png");
+    photo.crop_imm(150, 40, 96, 72).save(&input).unwrap();
+    let output = dir.path().join("zoom.mp4");
+    let mut args = vec![
+        "zoom",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--fps",
+        "10",
+        "--audio",
+        sound.to_str().unwrap(),
+        "--react",
+        "zoom=1.0..1.08,step=0.5..2",
+        "--react-band",
+        "mid",
+    ];
+    args.extend(quick(weights.to_str().unwrap()));
+    assert_success(&deepdream(dir.path(), &args));
+    let frames = decoded_frames(&output).len();
+    assert!(
+        (14..=16).contains(&frames),
+        "{frames} frames for 1.5 s at 10 fps"
+    );
+    let duration = audio_duration(&output).expect("the zoom carries the sound");
+    assert!((duration - 1.5).abs() < 0.1, "sound of {duration} s");
+}
+
+#[test]
+fn bad_control_input_gets_one_line_errors_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let weights = vgg16_weights();
+    let w = weights.to_str().unwrap();
+    let video = fixture("carphone.mp4");
+    let v = video.to_str().unwrap();
+    let photo = fixture("chelsea.png");
+    let p = photo.to_str().unwrap();
+    let out = d.join("out.mp4");
+    let o = out.to_str().unwrap();
+    let text = d.join("mask.png");
+    std::fs::write(&text, "not a picture").unwrap();
+    // A mask video without a single frame: only sound.
+    let no_frames = d.join("mask.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=1",
+        no_frames.to_str().unwrap(),
+    ]);
+    let keyframes = |name: &str, text: &str| {
+        let path = d.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let unknown = keyframes("unknown.toml", "[[keyframes]]\nframe = 0\nspeed = 2\n");
+    let order = keyframes(
+        "order.toml",
+        "[[keyframes]]\nframe = 9\n[[keyframes]]\nframe = 3\n",
+    );
+    let beyond = keyframes(
+        "beyond.json",
+        r#"{"keyframes": [{"frame": 0}, {"time": 60}]}"#,
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["zoom", p, "-o", o, "--mask", text.to_str().unwrap()],
+            "not a mask picture",
+        ),
+        (
+            vec!["video", v, "-o", o, "--mask", no_frames.to_str().unwrap()],
+            "no video stream",
+        ),
+        (
+            vec!["zoom", p, "-o", o, "--keyframes", &unknown],
+            "unknown parameter 'speed'",
+        ),
+        (vec!["zoom", p, "-o", o, "--keyframes", &order], "in order"),
+        (
+            vec!["video", v, "-o", o, "--keyframes", &beyond],
+            "beyond the last frame",
+        ),
+        (
+            vec!["video", v, "-o", o, "--react", "step=0.5..3"],
+            "the video has no sound",
+        ),
+        (
+            vec!["zoom", p, "-o", o, "--react", "step=0.5..3"],
+            "--audio",
+        ),
+        (
+            vec!["zoom", p, "-o", o, "--react", "step=0.5-3"],
+            "LOW..HIGH",
+        ),
+        (
+            vec![
+                "zoom",
+                p,
+                "-o",
+                o,
+                "--react-band",
+                "sub",
+                "--react",
+                "step=1..2",
+            ],
+            "unknown band",
+        ),
+        (
+            vec!["zoom", p, "-o", o, "--mask-strength", "2"],
+            "mask strength",
+        ),
+        (
+            vec![
+                "zoom",
+                p,
+                "-o",
+                o,
+                "--region",
+                "nowhere.png:layers=block3_conv1",
+            ],
+            "nowhere.png",
+        ),
+        (
+            vec!["zoom", p, "-o", o, "--channels", "auto:loudest:3"],
+            "auto:strongest:N",
+        ),
+    ];
+    for (mut args, expected) in cases {
+        args.extend(["--weights", w]);
+        let output = deepdream(d, &args);
+        assert_error(&output, expected);
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr).lines().count(),
+            1,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!out.exists(), "{args:?} left an output");
+        assert!(
+            !d.join("out.mp4.deepdream-work").exists(),
+            "{args:?} left a work folder"
+        );
+    }
+}

@@ -8,6 +8,11 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use deepdream::backend::device::{self, Placement};
+use deepdream::control::Direction;
+use deepdream::control::channels::AutoChannels;
+use deepdream::control::keyframes::Keyframes;
+use deepdream::control::mask::{Mask, check_strength};
+use deepdream::control::region::Region;
 use deepdream::engine::optimizer::Optimizer;
 use deepdream::media::animation::open_sink;
 use deepdream::media::ffmpeg::{self, FrameRate, Segment, VideoReader};
@@ -284,6 +289,48 @@ struct DreamOptions<'py> {
     jitter: u32,
     seed: u64,
     max_memory: Option<Bound<'py, PyAny>>,
+    auto_channels: Option<String>,
+    mask: Option<PyReadonlyArray3<'py, u8>>,
+    mask_strength: f32,
+    regions: Vec<RegionOptions<'py>>,
+}
+
+/// A region as the Python package passes it: its mask, layers and channels.
+type RegionOptions<'py> = (
+    PyReadonlyArray3<'py, u8>,
+    Option<Vec<(String, f32)>>,
+    Option<Vec<usize>>,
+);
+
+/// An animation's direction from a keyframe schedule's text (JSON when the flag says so,
+/// else TOML), placed on `frames` frames at `fps`.
+fn direction(
+    py: Python<'_>,
+    keyframes: Option<(String, bool)>,
+    fps: f64,
+    frames: Option<usize>,
+) -> PyResult<Direction> {
+    let schedule = match keyframes {
+        None => None,
+        Some((text, json)) => Some(
+            Keyframes::parse(&text, json)
+                .and_then(|k| k.place(fps, frames))
+                .map_err(|e| to_python(py, e))?,
+        ),
+    };
+    Ok(Direction {
+        schedule,
+        fps,
+        ..Direction::default()
+    })
+}
+
+/// `(name, weight)` pairs as layer weights.
+fn layer_weights(pairs: Vec<(String, f32)>) -> Vec<LayerWeight> {
+    pairs
+        .into_iter()
+        .map(|(layer, weight)| LayerWeight { layer, weight })
+        .collect()
 }
 
 impl DreamOptions<'_> {
@@ -297,13 +344,40 @@ impl DreamOptions<'_> {
             Some(guide) => Some(to_image(py, &guide)?.to_rgb8()),
             None => None,
         };
+        let python = |e| to_python(py, e);
+        let mask = match &self.mask {
+            Some(mask) => Some(
+                Mask::from_image(&to_image(py, mask)?)
+                    .with_strength(self.mask_strength)
+                    .map_err(python)?,
+            ),
+            None => {
+                check_strength(self.mask_strength).map_err(python)?;
+                None
+            }
+        };
+        let regions = self
+            .regions
+            .iter()
+            .map(|(mask, layers, channels)| {
+                Ok(Region {
+                    mask: Some(Mask::from_image(&to_image(py, mask)?)),
+                    layers: layer_weights(layers.clone().unwrap_or_default()),
+                    channels: channels.clone(),
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let auto_channels = self
+            .auto_channels
+            .as_deref()
+            .map(AutoChannels::parse)
+            .transpose()
+            .map_err(python)?;
         let params = DreamParams {
-            layers: self
-                .layers
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(layer, weight)| LayerWeight { layer, weight })
-                .collect(),
+            layers: layer_weights(self.layers.unwrap_or_default()),
+            mask,
+            regions,
+            auto_channels,
             channels: self.channels,
             class: self.class_,
             guide,
@@ -314,7 +388,6 @@ impl DreamOptions<'_> {
             jitter: self.jitter,
             seed: self.seed,
             max_memory,
-            ..DreamParams::default()
         };
         params.validate().map_err(|e| to_python(py, e))?;
         Ok(params)
@@ -656,7 +729,8 @@ impl Model {
     /// dream options are [`Model::dream`]'s. Returns the frames.
     #[pyo3(signature = (
         image, *, frames=100, zoom=1.05, rotate=0.0, pan=(0.0, 0.0), colour_match=true,
-        octaves_per_frame=2, iterations_per_frame=5, options, progress=None
+        octaves_per_frame=2, iterations_per_frame=5, options, keyframes=None, fps=25.0,
+        progress=None
     ))]
     #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn zoom<'py>(
@@ -671,10 +745,13 @@ impl Model {
         octaves_per_frame: usize,
         iterations_per_frame: usize,
         options: DreamOptions<'py>,
+        keyframes: Option<(String, bool)>,
+        fps: f64,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Vec<Bound<'py, PyArray3<u8>>>> {
         let source = to_image(py, &image)?.to_rgb8();
         let dream = options.params(py)?;
+        let direction = direction(py, keyframes, fps, Some(frames))?;
         let params = ZoomParams {
             frames,
             zoom,
@@ -685,7 +762,7 @@ impl Model {
                 iterations: iterations_per_frame,
             },
             keep_colours: colour_match,
-            direction: Default::default(),
+            direction,
         };
         let observer = Observer::new(progress, 0);
         let device = self.placement.tensors();
@@ -720,7 +797,7 @@ impl Model {
     /// [`Model::dream`]'s. Returns the dreamed frames.
     #[pyo3(signature = (
         frames, *, blend=0.8, cut_threshold=30.0, octaves_per_frame=2,
-        iterations_per_frame=4, options, progress=None
+        iterations_per_frame=4, options, keyframes=None, fps=25.0, progress=None
     ))]
     #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn video<'py>(
@@ -732,10 +809,13 @@ impl Model {
         octaves_per_frame: usize,
         iterations_per_frame: usize,
         options: DreamOptions<'py>,
+        keyframes: Option<(String, bool)>,
+        fps: f64,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Vec<Bound<'py, PyArray3<u8>>>> {
         let frames = to_frames(py, &frames, "the video has no frames")?;
         let dream = options.params(py)?;
+        let direction = direction(py, keyframes, fps, Some(frames.len()))?;
         let params = VideoParams {
             blend,
             cut_threshold,
@@ -743,6 +823,7 @@ impl Model {
                 octaves: octaves_per_frame,
                 iterations: iterations_per_frame,
             },
+            direction,
             ..VideoParams::default()
         };
         let observer = Observer::new(progress, 0);

@@ -309,3 +309,43 @@ def test_the_readme_example_writes_the_cli_s_picture(tmp_path):
     )
     ours = np.asarray(Image.open(tmp_path / "chelsea-block3.png").convert("RGB"))
     assert np.array_equal(ours, np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+
+
+def test_a_mask_keeps_the_picture_where_it_is_black(photo):
+    width, height = photo.size
+    mask = np.zeros((height, width), np.uint8)
+    mask[:, : width // 2] = 255
+    dreamed = np.asarray(deepdream.dream(photo, "vgg16", layers="block3_conv3", mask=mask, **SMALL)).astype(int)
+    original = np.asarray(photo).astype(int)
+    assert np.array_equal(dreamed[:, width // 2 + 16:], original[:, width // 2 + 16:])
+    assert np.abs(dreamed[:, : width // 2] - original[:, : width // 2]).mean() > 1.0
+    # Regions: each half with its own channels, nothing else changes where none covers.
+    left = Image.fromarray(mask)
+    regions = [(left, {"layers": "block3_conv3", "channels": [5]})]
+    only_left = np.asarray(deepdream.dream(photo, "vgg16", regions=regions, **SMALL)).astype(int)
+    assert np.array_equal(only_left[:, width // 2 + 16:], original[:, width // 2 + 16:])
+    with pytest.raises(ValueError, match="mask strength"):
+        deepdream.dream(photo, "vgg16", mask=mask, mask_strength=3, **SMALL)
+    with pytest.raises(ValueError, match="unknown region option"):
+        deepdream.dream(photo, "vgg16", regions=[(left, {"colour": 1})], **SMALL)
+
+
+def test_channels_picked_from_the_picture(photo):
+    picked = deepdream.dream(photo, "vgg16", layers="block3_conv3", channels="auto:strongest:3", **SMALL)
+    assert not np.array_equal(np.asarray(picked), np.asarray(photo))
+    with pytest.raises(ValueError, match="auto:strongest:N"):
+        deepdream.dream(photo, "vgg16", channels="auto:most:3", **SMALL)
+
+
+def test_a_keyframed_zoom_grows_stronger(photo):
+    keyframes = {"keyframes": [{"frame": 0, "step": 0.2}, {"frame": 5, "step": 4.0}]}
+    frames = deepdream.zoom(photo, "vgg16", frames=6, zoom=1.0, colour_match=False, octaves=1,
+                            iterations=1, seed=3, octaves_per_frame=1, iterations_per_frame=1,
+                            keyframes=keyframes)
+    arrays = [np.asarray(f).astype(int) for f in frames]
+    changes = [np.abs(arrays[k] - arrays[k - 1]).mean() for k in range(1, 6)]
+    assert changes == sorted(changes), changes
+    with pytest.raises(ValueError, match="unknown parameter 'speed'"):
+        deepdream.zoom(photo, "vgg16", frames=3, keyframes={"keyframes": [{"frame": 0, "speed": 1}]})
+    with pytest.raises(ValueError, match="beyond the last frame"):
+        deepdream.zoom(photo, "vgg16", frames=3, keyframes={"keyframes": [{"frame": 0}, {"frame": 7}]})

@@ -29,7 +29,8 @@ use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{Job, JobSpec, Queue, QueueError, STYLE_MODEL, Upload, VideoUpload};
 use crate::requests::{
-    DreamRequest, DreamSettings, StyleRequest, VideoRequest, VisualizeRequest, ZoomRequest,
+    DreamRequest, DreamSettings, SettingsPictures, StyleRequest, VideoRequest, VisualizeRequest,
+    ZoomRequest,
 };
 
 /// The page, with its styles and script inline.
@@ -99,13 +100,13 @@ impl App {
         );
     }
 
-    /// The guide upload the dream settings name, if any.
-    fn guide(&self, settings: &DreamSettings) -> ApiResult<Option<Arc<Upload>>> {
-        settings
-            .guide
-            .as_deref()
-            .map(|id| self.upload(id))
-            .transpose()
+    /// The guide and mask uploads the dream settings name, if any.
+    fn pictures(&self, settings: &DreamSettings) -> ApiResult<SettingsPictures> {
+        let find = |id: &Option<String>| id.as_deref().map(|id| self.upload(id)).transpose();
+        Ok(SettingsPictures {
+            guide: find(&settings.guide)?,
+            mask: find(&settings.mask)?,
+        })
     }
 
     fn video(&self, id: &str) -> ApiResult<Arc<VideoUpload>> {
@@ -428,9 +429,9 @@ async fn submit<R: JobRequest>(
 }
 
 impl JobRequest for DreamRequest {
-    type Inputs = (Arc<Upload>, Option<Arc<Upload>>);
+    type Inputs = (Arc<Upload>, SettingsPictures);
     fn inputs(&self, app: &App) -> ApiResult<Self::Inputs> {
-        Ok((app.upload(&self.image)?, app.guide(&self.settings)?))
+        Ok((app.upload(&self.image)?, app.pictures(&self.settings)?))
     }
     fn model(&self) -> &str {
         &self.settings.model
@@ -438,10 +439,10 @@ impl JobRequest for DreamRequest {
     fn into_job(
         self,
         info: &ModelInfo,
-        (source, guide): Self::Inputs,
+        (source, pictures): Self::Inputs,
         seed: u64,
     ) -> ApiResult<JobSpec> {
-        self.check(info, source, guide.as_ref(), seed)
+        self.check(info, source, &pictures, seed)
     }
 }
 
@@ -478,9 +479,9 @@ impl JobRequest for VisualizeRequest {
 }
 
 impl JobRequest for ZoomRequest {
-    type Inputs = (Arc<Upload>, Option<Arc<Upload>>);
+    type Inputs = (Arc<Upload>, SettingsPictures);
     fn inputs(&self, app: &App) -> ApiResult<Self::Inputs> {
-        Ok((app.upload(&self.image)?, app.guide(&self.dream)?))
+        Ok((app.upload(&self.image)?, app.pictures(&self.dream)?))
     }
     fn model(&self) -> &str {
         &self.dream.model
@@ -488,17 +489,17 @@ impl JobRequest for ZoomRequest {
     fn into_job(
         self,
         info: &ModelInfo,
-        (source, guide): Self::Inputs,
+        (source, pictures): Self::Inputs,
         seed: u64,
     ) -> ApiResult<JobSpec> {
-        self.check(info, source, guide.as_ref(), seed)
+        self.check(info, source, &pictures, seed)
     }
 }
 
 impl JobRequest for VideoRequest {
-    type Inputs = (Arc<VideoUpload>, Option<Arc<Upload>>);
+    type Inputs = (Arc<VideoUpload>, SettingsPictures);
     fn inputs(&self, app: &App) -> ApiResult<Self::Inputs> {
-        Ok((app.video(&self.video)?, app.guide(&self.dream)?))
+        Ok((app.video(&self.video)?, app.pictures(&self.dream)?))
     }
     fn model(&self) -> &str {
         &self.dream.model
@@ -506,10 +507,10 @@ impl JobRequest for VideoRequest {
     fn into_job(
         self,
         info: &ModelInfo,
-        (video, guide): Self::Inputs,
+        (video, pictures): Self::Inputs,
         seed: u64,
     ) -> ApiResult<JobSpec> {
-        self.check(info, video, guide.as_ref(), seed)
+        self.check(info, video, &pictures, seed)
     }
 }
 

@@ -548,3 +548,69 @@ fn a_video_upload_is_dreamed_along_its_motion() {
         .post_json("/api/video", &json!({"video": video, "start": 1000}))
         .error(422);
 }
+
+#[test]
+fn a_painted_mask_keeps_the_rest_and_keyframes_drive_a_zoom() {
+    let studio = Studio::start(config());
+    let photo = photo_png(96);
+    let image = studio.upload(&photo);
+    // A mask as the brush sends it: white where painted (the left half), black elsewhere.
+    let mask =
+        image::GrayImage::from_fn(96, 63, |x, _| image::Luma([if x < 48 { 255 } else { 0 }]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    mask.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let mask = studio.upload(&png.into_inner());
+    let request = json!({
+        "image": image, "model": MODEL, "octaves": 1, "iterations": 3, "seed": 2,
+        "mask": mask,
+    });
+    let job = studio.submit(&request);
+    let status = studio.wait_for(job, Duration::from_secs(120), |s| {
+        s["state"] == "done" || s["state"] == "failed"
+    });
+    assert_eq!(status["state"], "done", "{status}");
+    let result = studio.get(&format!("/api/jobs/{job}/result"));
+    let dreamed = image::load_from_memory(&result.bytes).unwrap().to_rgb8();
+    let original = image::load_from_memory(&photo).unwrap().to_rgb8();
+    let right_kept =
+        (64..96).all(|x| (0..63).all(|y| dreamed.get_pixel(x, y) == original.get_pixel(x, y)));
+    assert!(right_kept, "the unpainted half stays");
+    assert!((0..32).any(|x| (0..63).any(|y| dreamed.get_pixel(x, y) != original.get_pixel(x, y))));
+    let listed = studio.get(&format!("/api/jobs/{job}")).json();
+    assert!(
+        listed["command"]
+            .as_str()
+            .unwrap()
+            .contains("--mask mask.png"),
+        "{listed}"
+    );
+    studio
+        .post_json("/api/dream", &json!({"image": image, "mask": "nope"}))
+        .error(422);
+
+    // A zoom whose step is keyframed.
+    let request = json!({
+        "image": image, "frames": 3, "fps": 10,
+        "dream": {"model": MODEL, "octaves": 1, "iterations": 1, "seed": 6},
+        "octaves_per_frame": 1, "iterations_per_frame": 1,
+        "keyframes": {"keyframes": [{"frame": 0, "step": 0.5}, {"frame": 2, "step": 3}]},
+    });
+    let job = studio.submit_to("/api/zoom", &request);
+    let status = studio.wait_for(job, Duration::from_secs(120), |s| {
+        s["state"] == "done" || s["state"] == "failed"
+    });
+    assert_eq!(status["state"], "done", "{status}");
+    let listed = studio.get(&format!("/api/jobs/{job}")).json();
+    assert!(
+        listed["command"]
+            .as_str()
+            .unwrap()
+            .contains("--keyframes keyframes.json")
+    );
+    let bad = json!({
+        "image": image, "frames": 3,
+        "keyframes": {"keyframes": [{"frame": 0, "speed": 1}]},
+    });
+    let message = studio.post_json("/api/zoom", &bad).error(422);
+    assert!(message.contains("unknown parameter 'speed'"), "{message}");
+}

@@ -226,8 +226,60 @@ def _number(name: str, value: Any, kind: type, positive: Optional[bool] = True) 
 
 _DREAM_DEFAULTS = dict(
     layers=None, channels=None, class_=None, guide=None, octaves=4, octave_scale=1.4,
-    iterations=10, step=1.5, jitter=32, seed=None, max_memory=None,
+    iterations=10, step=1.5, jitter=32, seed=None, max_memory=None, mask=None,
+    mask_strength=1.0, regions=None,
 )
+
+
+def _channels(channels: Any) -> tuple:
+    """``(channels, auto_channels)``: a list of numbers, or ``"auto:strongest:8"``."""
+    if channels is None:
+        return None, None
+    if isinstance(channels, str):
+        return None, channels
+    return [_number("channel", c, int, False) for c in channels], None
+
+
+def _regions(regions: Any) -> list:
+    """Regions as ``(mask, layers, channels)``, from ``(mask, {"layers": …, "channels": …})``
+    pairs."""
+    if regions is None:
+        return []
+    checked = []
+    for region in regions:
+        if not (isinstance(region, (tuple, list)) and len(region) == 2 and isinstance(region[1], dict)):
+            raise ParameterError(
+                'a region is a (mask, {"layers": ..., "channels": ...}) pair'
+            )
+        mask, options = region
+        unknown = set(options) - {"layers", "channels"}
+        if unknown:
+            raise ParameterError(f"unknown region option(s): {', '.join(sorted(unknown))} (use layers and channels)")
+        channels = options.get("channels")
+        checked.append((
+            _Image(mask, "region mask").array,
+            _layers(options.get("layers")),
+            None if channels is None else [_number("channel", c, int, False) for c in channels],
+        ))
+    return checked
+
+
+def _keyframes(keyframes: Any) -> Optional[tuple]:
+    """A schedule as ``(text, is_json)``: from a dict (``{"keyframes": [...]}``) or a
+    ``.toml`` / ``.json`` file."""
+    if keyframes is None:
+        return None
+    if isinstance(keyframes, dict):
+        import json
+
+        return json.dumps(keyframes), True
+    if isinstance(keyframes, (str, os.PathLike)):
+        path = os.fspath(keyframes)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"keyframes {path} does not exist")
+        with open(path, encoding="utf-8") as file:
+            return file.read(), path.lower().endswith(".json")
+    raise ParameterError("keyframes must be a dict or the path of a TOML or JSON file")
 
 
 def _dream_options(options: dict) -> dict:
@@ -236,10 +288,14 @@ def _dream_options(options: dict) -> dict:
     if unknown:
         raise TypeError(f"unknown dream option(s): {', '.join(sorted(unknown))}")
     o = {**_DREAM_DEFAULTS, **options}
-    channels = o["channels"]
+    channels, auto_channels = _channels(o["channels"])
     return dict(
         layers=_layers(o["layers"]),
-        channels=None if channels is None else [_number("channel", c, int, False) for c in channels],
+        channels=channels,
+        auto_channels=auto_channels,
+        mask=None if o["mask"] is None else _Image(o["mask"], "mask").array,
+        mask_strength=_number("mask_strength", o["mask_strength"], float, False),
+        regions=_regions(o["regions"]),
         class_=_class(o["class_"]),
         guide=None if o["guide"] is None else _Image(o["guide"], "guide").array,
         octaves=_number("octaves", o["octaves"], int),
@@ -317,7 +373,7 @@ class Model:
         image: ImageLike,
         *,
         layers: Union[None, str, Iterable[Any]] = None,
-        channels: Optional[Sequence[int]] = None,
+        channels: Union[None, str, Sequence[int]] = None,
         class_: Union[None, int, str] = None,
         guide: Optional[ImageLike] = None,
         octaves: int = 4,
@@ -327,6 +383,9 @@ class Model:
         jitter: int = 32,
         seed: Optional[int] = None,
         max_memory: Union[None, int, str] = None,
+        mask: Optional[ImageLike] = None,
+        mask_strength: float = 1.0,
+        regions: Optional[Sequence[Any]] = None,
         progress: Union[None, bool, Callable[[dict], Any]] = None,
         preview_every: int = 0,
     ) -> Any:
@@ -337,7 +396,11 @@ class Model:
         number), ``guide`` (an image), ``octaves``, ``octave_scale``, ``iterations``,
         ``step``, ``jitter``, ``seed`` (random when ``None``; the same seed and options give
         the CLI's picture), ``max_memory`` (``"1G"``; larger images are dreamed in exact
-        tiles). ``progress`` is a function called with a dict after every step (with
+        tiles). ``channels`` may also be ``"auto:strongest:N"`` (or ``weakest``, ``random``;
+        ``:octave`` after it picks again each octave). ``mask`` (an image: white dreams,
+        black stays) with ``mask_strength`` (0-1) limits where the picture changes;
+        ``regions`` is a list of ``(mask, {"layers": ..., "channels": ...})`` pairs, each
+        part dreamed with its own objective. ``progress`` is a function called with a dict after every step (with
         ``preview``, the picture so far, every ``preview_every`` steps), or ``True`` for a
         tqdm bar. Returns the dream as the same kind of image as ``image``.
         """
@@ -345,7 +408,8 @@ class Model:
         options = _dream_options(dict(
             layers=layers, channels=channels, class_=class_, guide=guide, octaves=octaves,
             octave_scale=octave_scale, iterations=iterations, step=step, jitter=jitter,
-            seed=seed, max_memory=max_memory,
+            seed=seed, max_memory=max_memory, mask=mask, mask_strength=mask_strength,
+            regions=regions,
         ))
         with _progress(progress, preview_every) as (callback, preview_every):
             dreamed = self._native.dream(
@@ -458,6 +522,7 @@ class Model:
         iterations_per_frame: int = 5,
         output: Union[None, str, os.PathLike] = None,
         fps: float = 25.0,
+        keyframes: Union[None, dict, str, os.PathLike] = None,
         progress: Union[None, bool, Callable[[dict], Any]] = None,
         **dream_options: Any,
     ) -> list:
@@ -466,7 +531,10 @@ class Model:
         ``octaves_per_frame`` octaves of ``iterations_per_frame`` steps; the first frame is
         the full dream with ``dream_options`` (:meth:`dream`'s). Returns the frames, each
         the same kind of image as ``image``, and with ``output`` also writes them as a GIF
-        or a video (by its extension) at ``fps`` frames a second."""
+        or a video (by its extension) at ``fps`` frames a second. ``keyframes`` (a dict
+        like ``{"keyframes": [{"frame": 0, "step": 0.5}, {"time": 4, "step": 3}]}``, or a
+        TOML or JSON file, the CLI's ``--keyframes``) moves numbers, layers and channels
+        over the frames."""
         source = _Image(image)
         options = _dream_options(dream_options)
         pan = tuple(pan)
@@ -484,6 +552,8 @@ class Model:
                 iterations_per_frame=_number("iterations_per_frame", iterations_per_frame, int),
                 progress=callback,
                 options=options,
+                keyframes=_keyframes(keyframes),
+                fps=_number("fps", fps, float),
             )
         if output is not None:
             _deepdream.save_animation(made, os.fspath(output), _number("fps", fps, float))
@@ -499,6 +569,7 @@ class Model:
         iterations_per_frame: int = 4,
         output: Union[None, str, os.PathLike] = None,
         fps: Optional[float] = None,
+        keyframes: Union[None, dict, str, os.PathLike] = None,
         progress: Union[None, bool, Callable[[dict], Any]] = None,
         **dream_options: Any,
     ) -> Any:
@@ -511,8 +582,8 @@ class Model:
         passes them), or a video file's path (decoded with the system's FFmpeg); the result
         is the same kind (a list of PIL images for a file). With ``output`` the film is also
         written as a GIF or a video at ``fps`` frames a second (the input video's rate by
-        default, else 25). For a long film with its sound, resumable, use the ``deepdream
-        video`` command."""
+        default, else 25). ``keyframes`` is :meth:`zoom`'s (times count at ``fps``). For a
+        long film with its sound, resumable, use the ``deepdream video`` command."""
         if isinstance(frames, (str, os.PathLike)):
             frames, rate = read_video(frames)
             fps = rate if fps is None else fps
@@ -532,6 +603,8 @@ class Model:
                 iterations_per_frame=_number("iterations_per_frame", iterations_per_frame, int),
                 progress=callback,
                 options=options,
+                keyframes=_keyframes(keyframes),
+                fps=_number("fps", 25.0 if fps is None else fps, float),
             )
         if output is not None:
             _deepdream.save_animation(made, os.fspath(output), _number("fps", 25.0 if fps is None else fps, float))

@@ -23,6 +23,10 @@ class DreamOptions(TypedDict):
     jitter: int
     seed: int
     max_memory: Size
+    auto_channels: Optional[str]
+    mask: Optional[Pixels]
+    mask_strength: float
+    regions: list[tuple[Pixels, Optional[list[tuple[str, float]]], Optional[list[int]]]]
 
 def models() -> list[tuple[str, str, str, bool]]: ...
 def default_model() -> str: ...
@@ -106,6 +110,8 @@ class Model:
         octaves_per_frame: int = 2,
         iterations_per_frame: int = 5,
         options: DreamOptions,
+        keyframes: Optional[tuple[str, bool]] = None,
+        fps: float = 25.0,
         progress: Progress = None,
     ) -> list[Pixels]: ...
     def video(
@@ -117,6 +123,8 @@ class Model:
         octaves_per_frame: int = 2,
         iterations_per_frame: int = 4,
         options: DreamOptions,
+        keyframes: Optional[tuple[str, bool]] = None,
+        fps: float = 25.0,
         progress: Progress = None,
     ) -> list[Pixels]: ...
     def classify(self, image: Pixels, top: int = 5) -> list[tuple[int, str, float]]: ...

@@ -52,3 +52,24 @@ pub fn shell_quote(text: &str) -> String {
 pub fn as_json(request: &impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(request).unwrap_or(serde_json::Value::Null)
 }
+
+/// The direction of an animation whose keyframes came as JSON (the shape of the CLI's
+/// `--keyframes` file), placed on `frames` frames at `fps`.
+pub fn direction(
+    keyframes: &Option<serde_json::Value>,
+    fps: f64,
+    frames: usize,
+) -> crate::error::ApiResult<deepdream::control::Direction> {
+    let schedule = match keyframes {
+        None => None,
+        Some(value) => Some(
+            deepdream::control::keyframes::Keyframes::parse(&value.to_string(), true)?
+                .place(fps, Some(frames))?,
+        ),
+    };
+    Ok(deepdream::control::Direction {
+        schedule,
+        fps,
+        ..Default::default()
+    })
+}

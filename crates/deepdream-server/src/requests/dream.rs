@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use deepdream::control::mask::Mask;
 use deepdream::{DreamParams, LayerWeight, networks::imagenet, networks::models};
+use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 
 use super::common::{as_json, bounded, decimal, shell_quote, software_metadata};
@@ -46,6 +48,15 @@ impl<'de> Deserialize<'de> for DreamRequest {
     }
 }
 
+/// The pictures dream settings name by upload id.
+#[derive(Clone, Default)]
+pub struct SettingsPictures {
+    /// The guide picture.
+    pub guide: Option<Arc<Upload>>,
+    /// The mask.
+    pub mask: Option<Arc<Upload>>,
+}
+
 /// How to dream, for a still dream, a zoom or a video. Every field is optional and defaults
 /// to the command line's default.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -66,6 +77,13 @@ pub struct DreamSettings {
     /// The id of an uploaded guide picture.
     #[serde(default)]
     pub guide: Option<String>,
+    /// The id of an uploaded mask: where the picture may change (white dreams, black
+    /// stays), such as one painted with the studio's brush.
+    #[serde(default)]
+    pub mask: Option<String>,
+    /// How much the mask holds back (0–1).
+    #[serde(default = "defaults::mask_strength")]
+    pub mask_strength: f64,
     /// Number of scales.
     #[serde(default = "defaults::octaves")]
     pub octaves: usize,
@@ -123,6 +141,9 @@ mod defaults {
     pub fn jitter() -> u32 {
         DreamParams::default().jitter
     }
+    pub fn mask_strength() -> f64 {
+        1.0
+    }
 }
 
 impl DreamRequest {
@@ -132,11 +153,11 @@ impl DreamRequest {
         mut self,
         info: &ModelInfo,
         source: Arc<Upload>,
-        guide: Option<&Arc<Upload>>,
+        pictures: &SettingsPictures,
         random_seed: u64,
     ) -> ApiResult<JobSpec> {
         let size = source.rgb.dimensions();
-        let (model, params) = self.settings.params(info, size, guide, random_seed)?;
+        let (model, params) = self.settings.params(info, size, pictures, random_seed)?;
         let mut metadata = software_metadata("dream", model);
         metadata.extend(params.metadata());
         Ok(JobSpec {
@@ -168,7 +189,7 @@ impl DreamSettings {
         &mut self,
         info: &ModelInfo,
         (width, height): (u32, u32),
-        guide: Option<&Arc<Upload>>,
+        pictures: &SettingsPictures,
         random_seed: u64,
     ) -> ApiResult<(&'static str, DreamParams)> {
         let model = models::find(&self.model)?.name;
@@ -223,7 +244,14 @@ impl DreamSettings {
             layers,
             channels: self.channels.clone(),
             class,
-            guide: guide.map(|g| g.rgb.clone()),
+            guide: pictures.guide.as_ref().map(|g| g.rgb.clone()),
+            mask: match &pictures.mask {
+                Some(mask) => Some(
+                    Mask::from_image(&DynamicImage::ImageRgb8(mask.rgb.clone()))
+                        .with_strength(self.mask_strength as f32)?,
+                ),
+                None => None,
+            },
             octaves: self.octaves,
             octave_scale: self.octave_scale as f32,
             iterations: self.iterations,
@@ -250,6 +278,12 @@ impl DreamSettings {
         }
         if let Some(class) = &self.class {
             args.push(format!("--class {}", shell_quote(class)));
+        }
+        if self.mask.is_some() {
+            args.push("--mask mask.png".to_string());
+            if self.mask_strength != 1.0 {
+                args.push(format!("--mask-strength {}", self.mask_strength));
+            }
         }
         if self.guide.is_some() {
             args.push("--guide guide.png".to_string());

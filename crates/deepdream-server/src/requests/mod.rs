@@ -8,7 +8,7 @@ mod video;
 mod visualize;
 mod zoom;
 
-pub use dream::{DreamRequest, DreamSettings};
+pub use dream::{DreamRequest, DreamSettings, SettingsPictures};
 pub use style::{StyleRequest, WeightedImage};
 pub use video::VideoRequest;
 pub use visualize::VisualizeRequest;

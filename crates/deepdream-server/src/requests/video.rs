@@ -6,11 +6,11 @@ use deepdream::media::ffmpeg::Segment;
 use deepdream::modes::video::VideoParams;
 use serde::{Deserialize, Serialize};
 
-use super::common::{as_json, decimal, software_metadata};
-use super::dream::{DreamSettings, frame_settings};
+use super::common::{as_json, decimal, direction, software_metadata};
+use super::dream::{DreamSettings, SettingsPictures, frame_settings};
 use crate::catalog::ModelInfo;
 use crate::error::{ApiError, ApiResult};
-use crate::jobs::{JobSpec, Task, Upload, VideoUpload};
+use crate::jobs::{JobSpec, Task, VideoUpload};
 
 /// Most frames a request may dream (a minute at 25 fps takes hours on a CPU).
 pub const MAX_FRAMES: usize = 3000;
@@ -40,6 +40,10 @@ pub struct VideoRequest {
     /// Steps per octave for the frames after the first.
     #[serde(default = "defaults::iterations_per_frame")]
     pub iterations_per_frame: usize,
+    /// Keyframes (`{"keyframes": [{"frame": 0, "step": 0.5}, …]}`, as the CLI's
+    /// `--keyframes` file): numbers, layers and channels over the frames.
+    #[serde(default)]
+    pub keyframes: Option<serde_json::Value>,
 }
 
 mod defaults {
@@ -64,7 +68,7 @@ impl VideoRequest {
         mut self,
         info: &ModelInfo,
         video: Arc<VideoUpload>,
-        guide: Option<&Arc<Upload>>,
+        pictures: &SettingsPictures,
         random_seed: u64,
     ) -> ApiResult<JobSpec> {
         if !(self.start.is_finite() && self.start >= 0.0) {
@@ -94,10 +98,11 @@ impl VideoRequest {
             )));
         }
         let size = (video.info.width, video.info.height);
-        let (model, dream) = self.dream.params(info, size, guide, random_seed)?;
+        let (model, dream) = self.dream.params(info, size, pictures, random_seed)?;
         let params = VideoParams {
             blend: self.blend as f32,
             next,
+            direction: direction(&self.keyframes, video.info.frame_rate.fps(), frames)?,
             ..VideoParams::default()
         };
         params.validate()?;
@@ -121,6 +126,9 @@ impl VideoRequest {
     pub fn command_line(&self) -> String {
         let mut args = vec!["deepdream video clip.mp4 -o dream.mp4".to_string()];
         args.push(self.dream.options());
+        if self.keyframes.is_some() {
+            args.push("--keyframes keyframes.json".to_string());
+        }
         if self.blend != defaults::blend() {
             args.push(format!("--blend {}", self.blend));
         }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use deepdream::modes::zoom::ZoomParams;
 use serde::{Deserialize, Serialize};
 
-use super::common::{as_json, bounded, decimal, software_metadata};
-use super::dream::{DreamSettings, frame_settings};
+use super::common::{as_json, bounded, decimal, direction, software_metadata};
+use super::dream::{DreamSettings, SettingsPictures, frame_settings};
 use crate::catalog::ModelInfo;
 use crate::error::ApiResult;
 use crate::jobs::{JobSpec, Task, Upload};
@@ -48,6 +48,10 @@ pub struct ZoomRequest {
     /// Hold the colours to the first frame's.
     #[serde(default = "yes")]
     pub colour_match: bool,
+    /// Keyframes (`{"keyframes": [{"frame": 0, "step": 0.5}, …]}`, as the CLI's
+    /// `--keyframes` file): numbers, layers and channels over the frames.
+    #[serde(default)]
+    pub keyframes: Option<serde_json::Value>,
 }
 
 fn yes() -> bool {
@@ -82,14 +86,14 @@ impl ZoomRequest {
         mut self,
         info: &ModelInfo,
         source: Arc<Upload>,
-        guide: Option<&Arc<Upload>>,
+        pictures: &SettingsPictures,
         random_seed: u64,
     ) -> ApiResult<JobSpec> {
         bounded("frames", self.frames, 1..=MAX_FRAMES)?;
         bounded("fps", self.fps, 1.0..=60.0)?;
         let next = frame_settings(self.octaves_per_frame, self.iterations_per_frame)?;
         let size = source.rgb.dimensions();
-        let (model, dream) = self.dream.params(info, size, guide, random_seed)?;
+        let (model, dream) = self.dream.params(info, size, pictures, random_seed)?;
         let params = ZoomParams {
             frames: self.frames,
             zoom: self.zoom as f32,
@@ -97,7 +101,7 @@ impl ZoomRequest {
             pan: [0.0, 0.0],
             next,
             keep_colours: self.colour_match,
-            direction: Default::default(),
+            direction: direction(&self.keyframes, self.fps, self.frames)?,
         };
         params.validate()?;
         let mut metadata = software_metadata("zoom", model);
@@ -122,6 +126,9 @@ impl ZoomRequest {
         let output = if self.mp4 { "zoom.mp4" } else { "zoom.gif" };
         let mut args = vec![format!("deepdream zoom photo.png -o {output}")];
         args.push(self.dream.options());
+        if self.keyframes.is_some() {
+            args.push("--keyframes keyframes.json".to_string());
+        }
         if self.frames != defaults::frames() {
             args.push(format!("--frames {}", self.frames));
         }

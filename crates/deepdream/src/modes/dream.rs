@@ -249,6 +249,39 @@ struct Term {
     region: Option<usize>,
     /// The channels are picked from the picture.
     auto: bool,
+    /// The term is one of the main layers' (not a region's): a guide pulls it.
+    main: bool,
+}
+
+/// Terms whose gradient is taken together: the layers they read (what the network is asked
+/// for) and the terms, their slots among those layers. A region's group moves only the
+/// pixels under its mask.
+#[derive(Clone)]
+struct Group {
+    layers: Vec<usize>,
+    terms: Vec<Term>,
+    region: Option<usize>,
+}
+
+impl Group {
+    /// The terms for `region` among `terms` (all of them when `region` is `None` and
+    /// `all`), their slots renumbered.
+    fn of(terms: &[Term], keep: impl Fn(&Term) -> bool, region: Option<usize>) -> Self {
+        let mut layers = Vec::new();
+        let terms = terms
+            .iter()
+            .filter(|t| keep(t))
+            .map(|t| Term {
+                slot: slot_of(&mut layers, t.layer),
+                ..t.clone()
+            })
+            .collect();
+        Group {
+            layers,
+            terms,
+            region,
+        }
+    }
 }
 
 /// Channels picked for a layer at an octave (see [`DreamParams::auto_channels`]).
@@ -285,9 +318,11 @@ pub struct Dreamer<'a> {
     network: &'a dyn Network,
     device: Device,
     params: DreamParams,
-    terms: Vec<Term>,
-    /// The layers the terms read, each once: what the network is asked for.
-    layers: Vec<usize>,
+    /// The whole objective: every term.
+    whole: Group,
+    /// The objective as it is dreamed: the terms on the whole picture, then each masked
+    /// region's own, each group's gradient normalised on its own.
+    groups: Vec<Group>,
     min_side: usize,
     chosen: Mutex<Vec<ChosenChannels>>,
 }
@@ -319,12 +354,13 @@ impl<'a> Dreamer<'a> {
             }
         }
         let layers = network.layers();
+        let auto_channels = params.auto_channels.is_some();
         let mut slots: Vec<usize> = Vec::new();
         let mut terms = Vec::new();
         let mut add = |term: &LayerWeight,
                        channels: &Option<Vec<usize>>,
                        region: Option<usize>,
-                       auto: bool|
+                       main: bool|
          -> Result<()> {
             let index = network
                 .layer_index(&term.layer)
@@ -348,12 +384,13 @@ impl<'a> Dreamer<'a> {
                 guide: None,
                 channels: channels.clone(),
                 region,
-                auto,
+                auto: main && auto_channels,
+                main,
             });
             Ok(())
         };
         for term in &params.layers {
-            add(term, &params.channels, None, params.auto_channels.is_some())?;
+            add(term, &params.channels, None, true)?;
         }
         for (index, region) in params.regions.iter().enumerate() {
             let own = if region.layers.is_empty() {
@@ -393,6 +430,7 @@ impl<'a> Dreamer<'a> {
                 channels: None,
                 region: None,
                 auto: false,
+                main: false,
             });
         }
         let min_side = terms
@@ -400,11 +438,24 @@ impl<'a> Dreamer<'a> {
             .map(|t| layers[t.layer].min_input)
             .max()
             .unwrap_or(1);
+        let whole = Group {
+            layers: slots,
+            terms,
+            region: None,
+        };
+        let mut groups = vec![Group::of(&whole.terms, |t| t.region.is_none(), None)];
+        for index in 0..params.regions.len() {
+            let group = Group::of(&whole.terms, |t| t.region == Some(index), Some(index));
+            if !group.terms.is_empty() {
+                groups.push(group);
+            }
+        }
+        groups.retain(|g| !g.terms.is_empty());
         let mut dreamer = Dreamer {
             network,
             device: device.clone(),
-            terms,
-            layers: slots,
+            whole,
+            groups,
             min_side,
             params,
             chosen: Mutex::new(Vec::new()),
@@ -412,10 +463,23 @@ impl<'a> Dreamer<'a> {
         if let Some(guide) = &dreamer.params.guide {
             // The guide pulls the main layers (not the regions' own).
             let main = dreamer.params.layers.len();
-            let wanted: Vec<usize> = dreamer.terms[..main].iter().map(|t| t.layer).collect();
+            let wanted: Vec<usize> = dreamer.whole.terms[..main]
+                .iter()
+                .map(|t| t.layer)
+                .collect();
             let features = dreamer.guide_features(guide, &wanted)?;
-            for (term, features) in dreamer.terms.iter_mut().zip(features) {
-                term.guide = Some(features);
+            let by_layer: Vec<(usize, Tensor<2>)> = wanted.into_iter().zip(features).collect();
+            let main_terms = dreamer
+                .groups
+                .iter_mut()
+                .filter(|g| g.region.is_none())
+                .flat_map(|g| g.terms.iter_mut())
+                .chain(dreamer.whole.terms.iter_mut())
+                .filter(|t| t.main);
+            for term in main_terms {
+                if let Some((_, features)) = by_layer.iter().find(|(l, _)| *l == term.layer) {
+                    term.guide = Some(features.clone());
+                }
             }
         }
         Ok(dreamer)
@@ -445,7 +509,7 @@ impl<'a> Dreamer<'a> {
         .ok_or_else(|| Error::ImageTooSmall {
             width,
             height,
-            layer: self.terms[0].name.clone(),
+            layer: self.whole.terms[0].name.clone(),
             min: self.min_side as u32,
         })
     }
@@ -455,6 +519,7 @@ impl<'a> Dreamer<'a> {
     pub fn plan(&self, width: usize, height: usize) -> Result<Plan> {
         let layers = self.network.layers();
         let bytes_per_pixel = self
+            .whole
             .terms
             .iter()
             .map(|t| layers[t.layer].bytes_per_pixel)
@@ -464,7 +529,7 @@ impl<'a> Dreamer<'a> {
             .max_memory
             .or_else(|| self.network.memory_budget())
             .unwrap_or(DEFAULT_MEMORY_BUDGET);
-        let what = format!("the gradient of '{}'", self.terms[0].name);
+        let what = format!("the gradient of '{}'", self.whole.terms[0].name);
         tiling::plan(width, height, bytes_per_pixel, budget, self.tiling(), &what)
     }
 
@@ -506,19 +571,19 @@ impl<'a> Dreamer<'a> {
         if let Ok(mut chosen) = self.chosen.lock() {
             chosen.clear();
         }
-        let mut terms = self.terms.clone();
+        let mut groups = self.groups.clone();
         let image = preprocess.apply(image, &self.device);
         let dreamed = octaves::dream_octaves(image, &sizes, |octave, start| {
             let [_, _, height, width] = start.dims();
             if let Some(auto) = self.params.auto_channels
                 && (octave == 0 || auto.each_octave)
             {
-                self.choose_channels(&mut terms, &auto, start.clone(), octave, &mut pick_rng)?;
+                self.choose_channels(&mut groups, &auto, start.clone(), octave, &mut pick_rng)?;
             }
             let masks = self.octave_masks(height, width);
             let mut current = start;
             for iteration in 0..self.params.iterations {
-                current = self.step(current, &terms, &masks, &mut rng)?;
+                current = self.step(current, &groups, &masks, &mut rng)?;
                 let progress = Progress {
                     octave,
                     octaves: sizes.len(),
@@ -551,7 +616,7 @@ impl<'a> Dreamer<'a> {
     /// layer's channels ranked by their mean activation.
     fn choose_channels(
         &self,
-        terms: &mut [Term],
+        groups: &mut [Group],
         auto: &AutoChannels,
         image: Tensor<4>,
         octave: usize,
@@ -566,7 +631,7 @@ impl<'a> Dreamer<'a> {
             image
         };
         let mut layers: Vec<usize> = Vec::new();
-        for term in terms.iter().filter(|t| t.auto) {
+        for term in groups.iter().flat_map(|g| &g.terms).filter(|t| t.auto) {
             slot_of(&mut layers, term.layer);
         }
         let outputs = on_worker(|| self.network.forward(image, &layers))?;
@@ -581,7 +646,8 @@ impl<'a> Dreamer<'a> {
                 .try_to_vec::<f32>()
                 .map_err(|e| Error::InvalidParameter(format!("{e:?}")))?;
             let picked = auto.choose(&means, rng);
-            for term in terms.iter_mut().filter(|t| t.auto && t.layer == layer) {
+            let auto = groups.iter_mut().flat_map(|g| g.terms.iter_mut());
+            for term in auto.filter(|t| t.auto && t.layer == layer) {
                 term.channels = Some(picked.clone());
             }
             chosen.push(ChosenChannels {
@@ -596,34 +662,19 @@ impl<'a> Dreamer<'a> {
         Ok(())
     }
 
-    /// The masks of an octave of `height` x `width`: the weight of the change (the mask's,
-    /// and where only regions dream, their union) and each region's.
+    /// The masks of an octave of `height` x `width`: the weight of the change and each
+    /// region's.
     fn octave_masks(&self, height: usize, width: usize) -> OctaveMasks {
-        let regions: Vec<Option<Tensor<4>>> = self
-            .params
-            .regions
-            .iter()
-            .map(|r| {
-                r.mask
-                    .as_ref()
-                    .map(|m| m.weights(width, height, &self.device))
-            })
-            .collect();
-        let only_regions = self.params.layers.is_empty() && self.params.class.is_none();
-        let union = match only_regions && regions.iter().all(Option::is_some) {
-            true => regions.iter().flatten().cloned().reduce(Tensor::max_pair),
-            false => None,
-        };
-        let mask = self
-            .params
-            .mask
-            .as_ref()
-            .map(|m| m.weights(width, height, &self.device));
-        let change = match (mask, union) {
-            (Some(mask), Some(union)) => Some(mask.mul(union)),
-            (mask, union) => mask.or(union),
-        };
-        OctaveMasks { change, regions }
+        let weights = |mask: &Mask| mask.weights(width, height, &self.device);
+        OctaveMasks {
+            change: self.params.mask.as_ref().map(weights),
+            regions: self
+                .params
+                .regions
+                .iter()
+                .map(|r| r.mask.as_ref().map(weights))
+                .collect(),
+        }
     }
 
     /// One gradient-ascent step: jitter, gradient, normalised ascent, un-jitter, clip.
@@ -633,7 +684,7 @@ impl<'a> Dreamer<'a> {
     fn step(
         &self,
         image: Tensor<4>,
-        terms: &[Term],
+        groups: &[Group],
         masks: &OctaveMasks,
         rng: &mut impl Rng,
     ) -> Result<Tensor<4>> {
@@ -642,18 +693,62 @@ impl<'a> Dreamer<'a> {
         let oy = rng.random_range(-jitter..=jitter);
         let shifted = image.clone().roll(&[oy, ox], &[2, 3]);
         let [_, _, height, width] = shifted.dims();
-        let term_masks = self.term_masks(terms, masks, [oy, ox], height, width)?;
-        let gradient = match self.plan(width, height)?.tile {
-            None => self.gradient_of(shifted, terms, &term_masks)?,
+        // A new tile grid every step, like the jitter.
+        let tiles = match self.plan(width, height)?.tile {
+            None => None,
             Some(tile) => {
-                // A new tile grid every step, like the jitter.
                 let stride = self.tiling().expect("a tiled plan has a tiling").stride;
                 let cells = tile / stride;
                 let offset = (
                     rng.random_range(0..cells) * stride,
                     rng.random_range(0..cells) * stride,
                 );
-                self.tiled_gradient_of(shifted, tile, offset, terms, &term_masks)?
+                Some((tile, offset))
+            }
+        };
+        let gradient_of = |group: &Group| -> Result<Tensor<4>> {
+            let term_masks = self.term_masks(&group.terms, masks, [oy, ox], height, width)?;
+            match tiles {
+                None => self.gradient_of(shifted.clone(), group, &term_masks),
+                Some((tile, offset)) => {
+                    self.tiled_gradient_of(shifted.clone(), tile, offset, group, &term_masks)
+                }
+            }
+        };
+        let gradient = match groups {
+            [whole] if whole.region.is_none() => gradient_of(whole)?,
+            _ => {
+                // Each group's gradient normalised where it may move the picture, so that
+                // every region dreams as strongly as a picture of its own would, and only
+                // under its mask (a summed objective would let one region's gradient spill
+                // over the others' pixels through the network's receptive fields).
+                let mut total: Option<Tensor<4>> = None;
+                for group in groups {
+                    let gradient = gradient_of(group)?;
+                    let region = group.region.and_then(|r| masks.regions[r].clone());
+                    let (gradient, mean_abs) = match region {
+                        None => {
+                            let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
+                            (gradient, mean_abs)
+                        }
+                        Some(mask) => {
+                            let mask = mask.roll(&[oy, ox], &[2, 3]);
+                            let area: f32 = mask.clone().sum().into_scalar();
+                            let weighted = gradient.mul(mask);
+                            let total: f32 = weighted.clone().abs().sum().into_scalar();
+                            (weighted, total / (3.0 * area))
+                        }
+                    };
+                    if mean_abs == 0.0 {
+                        continue;
+                    }
+                    let part = gradient.div_scalar(mean_abs);
+                    total = Some(match total {
+                        Some(total) => total.add(part),
+                        None => part,
+                    });
+                }
+                total.unwrap_or_else(|| shifted.zeros_like())
             }
         };
         let (gradient, mean_abs) = match &masks.change {
@@ -674,7 +769,7 @@ impl<'a> Dreamer<'a> {
         };
         if !mean_abs.is_finite() {
             return Err(Error::NonFiniteGradient {
-                layer: self.terms[0].name.clone(),
+                layer: self.whole.terms[0].name.clone(),
                 width,
                 height,
             });
@@ -718,27 +813,28 @@ impl<'a> Dreamer<'a> {
     /// The gradient of the objective with respect to the (preprocessed) input, computed on
     /// the whole image at once.
     pub fn gradient(&self, input: Tensor<4>) -> Result<Tensor<4>> {
-        self.gradient_of(input, &self.terms, &vec![None; self.terms.len()])
+        self.gradient_of(input, &self.whole, &vec![None; self.whole.terms.len()])
     }
 
     /// [`Dreamer::gradient`] for `terms`, each weighted by its mask.
     fn gradient_of(
         &self,
         input: Tensor<4>,
-        terms: &[Term],
+        group: &Group,
         masks: &[Option<Tensor<4>>],
     ) -> Result<Tensor<4>> {
+        let terms = &group.terms;
         on_worker(|| {
             let mut loss =
                 |activations| self.layer_gradients(terms, activations, None, None, masks);
             if let Some(gradient) =
                 self.network
-                    .input_gradient(input.clone(), &self.layers, &mut loss)
+                    .input_gradient(input.clone(), &group.layers, &mut loss)
             {
                 return gradient;
             }
             let input = input.autodiff().require_grad();
-            let activations = self.network.forward(input.clone(), &self.layers)?;
+            let activations = self.network.forward(input.clone(), &group.layers)?;
             let loss = self.loss(terms, activations, None, None, masks);
             self.input_gradient(&input, loss)
         })
@@ -755,8 +851,8 @@ impl<'a> Dreamer<'a> {
         tile: usize,
         offset: (usize, usize),
     ) -> Result<Tensor<4>> {
-        let masks = vec![None; self.terms.len()];
-        self.tiled_gradient_of(input, tile, offset, &self.terms, &masks)
+        let masks = vec![None; self.whole.terms.len()];
+        self.tiled_gradient_of(input, tile, offset, &self.whole, &masks)
     }
 
     /// [`Dreamer::tiled_gradient`] for `terms`, each weighted by its mask (over the whole
@@ -766,9 +862,10 @@ impl<'a> Dreamer<'a> {
         input: Tensor<4>,
         tile: usize,
         offset: (usize, usize),
-        terms: &[Term],
+        group: &Group,
         masks: &[Option<Tensor<4>>],
     ) -> Result<Tensor<4>> {
+        let terms = &group.terms;
         on_worker(|| {
             let tiling = self.tiling().ok_or_else(|| {
                 Error::InvalidParameter("this objective cannot be computed in tiles".into())
@@ -776,7 +873,7 @@ impl<'a> Dreamer<'a> {
             let [_, _, height, width] = input.dims();
             let tiles = tiling::tiles(height, width, tile, offset, tiling)?;
             let counts = self.full_counts(terms, height, width)?;
-            let strides: Vec<usize> = self
+            let strides: Vec<usize> = group
                 .layers
                 .iter()
                 .map(|&i| self.network.layers()[i].stride)
@@ -800,12 +897,12 @@ impl<'a> Dreamer<'a> {
                 };
                 if let Some(gradient) =
                     self.network
-                        .input_gradient(crop.clone(), &self.layers, &mut loss)
+                        .input_gradient(crop.clone(), &group.layers, &mut loss)
                 {
                     return gradient.map(Some);
                 }
                 let crop = crop.autodiff().require_grad();
-                let activations = self.network.forward(crop.clone(), &self.layers)?;
+                let activations = self.network.forward(crop.clone(), &group.layers)?;
                 let windows = windows_of(&activations);
                 if windows.iter().all(Window::is_empty) {
                     return Ok(None);
@@ -821,8 +918,9 @@ impl<'a> Dreamer<'a> {
     /// logit) or the strides do not nest.
     pub fn tiling(&self) -> Option<Tiling> {
         let layers = self.network.layers();
-        let infos: Vec<&LayerInfo> = self.terms.iter().map(|t| &layers[t.layer]).collect();
-        if self.terms.iter().any(|t| t.class.is_some())
+        let terms = &self.whole.terms;
+        let infos: Vec<&LayerInfo> = terms.iter().map(|t| &layers[t.layer]).collect();
+        if terms.iter().any(|t| t.class.is_some())
             || infos.iter().any(|l| l.stride == 0 || l.halo == usize::MAX)
         {
             return None;
@@ -958,7 +1056,7 @@ impl<'a> Dreamer<'a> {
             return Err(Error::ImageTooSmall {
                 width: gw,
                 height: gh,
-                layer: self.terms[0].name.clone(),
+                layer: self.whole.terms[0].name.clone(),
                 min: self.min_side as u32,
             });
         }
