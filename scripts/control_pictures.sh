@@ -16,7 +16,6 @@ from PIL import Image, ImageDraw, ImageFilter
 work = sys.argv[1]
 photo = Image.open("assets/chelsea.png").convert("RGB")
 photo.save(f"{work}/photo.png")
-photo.save("assets/chelsea-small.jpg", quality=88)
 w, h = photo.size
 mask = Image.new("L", (w, h), 0)
 ImageDraw.Draw(mask).ellipse((w * 0.18, h * 0.02, w * 0.62, h * 0.62), fill=255)
