@@ -299,6 +299,51 @@ async fn use_the_page(client: &Client, studio: Studio) {
         std::fs::write(path, client.screenshot().await.unwrap()).unwrap();
     }
 
+    // The brush: paint the left third of the photo, dream again; the rest stays.
+    click(client, "mask-paint").await;
+    js(
+        client,
+        "const c = document.getElementById('mask-canvas'), b = c.getBoundingClientRect(); \
+         const at = (type, fx, fy) => c.dispatchEvent(new PointerEvent(type, { pointerId: 7, buttons: 1, \
+           clientX: b.left + fx * b.width, clientY: b.top + fy * b.height, bubbles: true })); \
+         at('pointerdown', 0.05, 0.0); \
+         for (let y = 0; y <= 1.0; y += 0.02) for (const x of [0.05, 0.15, 0.25]) at('pointermove', x, y);",
+    )
+    .await;
+    click(client, "mask-paint").await;
+    let state = run_job(client, "the masked dream", Duration::from_secs(300)).await;
+    assert_eq!(state, "done");
+    let href = client
+        .find(Locator::Css("[data-testid=download]"))
+        .await
+        .unwrap()
+        .prop("href")
+        .await
+        .unwrap()
+        .expect("a download link");
+    let png = tokio::task::spawn_blocking(move || {
+        let mut response = ureq::get(&href).call().unwrap();
+        response.body_mut().read_to_vec().unwrap()
+    })
+    .await
+    .unwrap();
+    let masked = image::load_from_memory(&png).unwrap().to_rgb8();
+    let original = image::load_from_memory(&photo_png(240)).unwrap().to_rgb8();
+    let kept =
+        (140..240).all(|x| (0..159).all(|y| masked.get_pixel(x, y) == original.get_pixel(x, y)));
+    assert!(kept, "the unpainted part stays");
+    assert_ne!(masked, original, "the painted part dreams");
+    let command = js(
+        client,
+        "return document.getElementById('command').textContent",
+    )
+    .await;
+    assert!(
+        command.as_str().unwrap().contains("--mask mask.png"),
+        "{command}"
+    );
+    click(client, "mask-clear").await;
+
     // The Zoom tab: a 4-frame GIF with the Dream tab's settings.
     click(client, "tab-zoom").await;
     js(
@@ -424,8 +469,8 @@ async fn use_the_page(client: &Client, studio: Studio) {
         .unwrap();
     assert_eq!(
         items.len(),
-        3,
-        "the gallery shows the dream, the zoom and the visualisation"
+        4,
+        "the gallery shows the dream, the masked dream, the zoom and the visualisation"
     );
 
     // Phone width: nothing sticks out sideways.
