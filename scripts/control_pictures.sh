@@ -60,4 +60,55 @@ Image.open(f"{work}/masked.png").convert("RGB").save("assets/control-masked.jpg"
 Image.open(f"{work}/regions.png").convert("RGB").save("assets/control-regions.jpg", quality=88)
 EOF
 cp "$work/sweep.gif" assets/control-sweep.gif
-echo "wrote assets/control-*.jpg, assets/control-mask.png, assets/control-sweep.gif"
+
+# A guide video: a second each of three paintings, guiding three seconds of carphone.
+for p in starry_night the_scream woman-with-hat-matisse; do
+  ffmpeg -v error -y -loop 1 -i "assets/paintings/$p.jpg" -t 1 -r 25 \
+    -vf "scale=176:144:force_original_aspect_ratio=increase,crop=176:144,format=yuv420p" "$work/$p.mp4"
+done
+printf "file '%s'\n" "$work/starry_night.mp4" "$work/the_scream.mp4" "$work/woman-with-hat-matisse.mp4" > "$work/list.txt"
+ffmpeg -v error -y -f concat -safe 0 -i "$work/list.txt" -c copy "$work/guides.mp4"
+$dd video crates/deepdream/tests/fixtures/carphone.mp4 -o "$work/guided.mp4" --duration 3 \
+  --guide-video "$work/guides.mp4" --seed 1 --frames-dir "$work/guided"
+
+# Sound: a zoom whose step follows a tone pulsing at 2 Hz; the chart shows each frame's
+# loudness and how much the dream changed it.
+ffmpeg -v error -y -f lavfi -i "sine=frequency=440:duration=3,volume='if(lt(mod(t,0.5),0.25),1,0.02)':eval=frame" "$work/pulses.wav"
+$dd zoom "$work/small.png" -o "$work/react.mp4" --fps 8 --audio "$work/pulses.wav" \
+  --react step=0.3..3 --zoom 1.0 --no-colour-match --seed 1 --frames-dir "$work/react"
+
+python3 - "$work" <<'PY'
+import glob, subprocess, sys
+import numpy as np
+from PIL import Image, ImageDraw
+work = sys.argv[1]
+# Guide strip: guide frame over dreamed frame, one per second.
+guided = sorted(glob.glob(f"{work}/guided/*.png"))
+paintings = ["starry_night", "the_scream", "woman-with-hat-matisse"]
+strip = Image.new("RGB", (3 * 176, 2 * 144))
+for k, name in enumerate(paintings):
+    guide = Image.open(f"assets/paintings/{name}.jpg").convert("RGB")
+    s = max(176 / guide.width, 144 / guide.height)
+    guide = guide.resize((round(guide.width * s), round(guide.height * s)))
+    guide = guide.crop(((guide.width - 176) // 2, (guide.height - 144) // 2, (guide.width + 176) // 2, (guide.height + 144) // 2))
+    strip.paste(guide, (176 * k, 0))
+    strip.paste(Image.open(guided[25 * k + 12]).convert("RGB"), (176 * k, 144))
+strip.save("assets/control-guide-video.jpg", quality=88)
+# Sound chart: loudness (grey bars) and the dream's change (orange line), frame by frame.
+frames = sorted(glob.glob(f"{work}/react/*.png"))
+change = [0.0] + [float(np.abs(np.asarray(Image.open(b), float) - np.asarray(Image.open(a), float)).mean())
+                  for a, b in zip(frames, frames[1:])]
+t = (np.arange(len(frames)) + 0.5) / 8
+loud = np.where((t % 0.5) < 0.25, 1.0, 0.02)
+w, h = 480, 120
+chart = Image.new("RGB", (w, h), (24, 23, 30))
+d = ImageDraw.Draw(chart)
+bar = w / len(frames)
+top = max(change)
+for k in range(len(frames)):
+    d.rectangle((k * bar + 1, h - 10 - loud[k] * 90, (k + 1) * bar - 1, h - 10), fill=(90, 90, 110))
+points = [((k + 0.5) * bar, h - 10 - change[k] / top * 90) for k in range(1, len(frames))]
+d.line(points, fill=(255, 170, 60), width=3)
+chart.save("assets/control-react.png")
+PY
+echo "wrote assets/control-*"

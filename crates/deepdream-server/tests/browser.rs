@@ -503,6 +503,7 @@ async fn use_the_page(client: &Client, studio: Studio) {
         ("dream", "cancelled"),
         ("zoom", "done"),
         ("dream", "done"),
+        ("dream", "done"),
     ];
     assert_eq!(
         summary,
