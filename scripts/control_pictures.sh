@@ -92,7 +92,7 @@ for k, name in enumerate(paintings):
     guide = guide.resize((round(guide.width * s), round(guide.height * s)))
     guide = guide.crop(((guide.width - 176) // 2, (guide.height - 144) // 2, (guide.width + 176) // 2, (guide.height + 144) // 2))
     strip.paste(guide, (176 * k, 0))
-    strip.paste(Image.open(guided[25 * k + 12]).convert("RGB"), (176 * k, 144))
+    strip.paste(Image.open(guided[(2 * k + 1) * len(guided) // 6]).convert("RGB"), (176 * k, 144))
 strip.save("assets/control-guide-video.jpg", quality=88)
 # Sound chart: loudness (grey bars) and the dream's change (orange line), frame by frame.
 frames = sorted(glob.glob(f"{work}/react/*.png"))

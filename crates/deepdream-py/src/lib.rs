@@ -10,16 +10,21 @@ use std::sync::Mutex;
 use deepdream::backend::device::{self, Placement};
 use deepdream::control::Direction;
 use deepdream::control::channels::AutoChannels;
+use deepdream::control::footage::{Ending, Footage};
 use deepdream::control::keyframes::Keyframes;
 use deepdream::control::mask::{Mask, check_strength};
 use deepdream::control::region::Region;
+use deepdream::control::sound::{Band, Envelope, Reaction, Reactions};
 use deepdream::engine::optimizer::Optimizer;
+use deepdream::media::animation::AnimationFormat;
 use deepdream::media::animation::open_sink;
 use deepdream::media::ffmpeg::{self, FrameRate, Segment, VideoReader};
+use deepdream::media::ffmpeg::{AudioSource, probe_audio};
 use deepdream::media::frames::IterSource;
 use deepdream::media::image_io;
 use deepdream::media::work_dir::WorkDir;
 use deepdream::modes::animation::{FrameProgress, FrameSettings};
+use deepdream::modes::dream::GUIDE_MAX_SIDE;
 use deepdream::modes::style::{Init, StyleImage, StyleParams, Stylist};
 use deepdream::modes::video::{VideoParams, dream_video_watched};
 use deepdream::modes::visualize::{Target, VisualizeParams, visualize_watched};
@@ -302,27 +307,73 @@ type RegionOptions<'py> = (
     Option<Vec<usize>>,
 );
 
-/// An animation's direction from a keyframe schedule's text (JSON when the flag says so,
-/// else TOML), placed on `frames` frames at `fps`.
-fn direction(
-    py: Python<'_>,
+/// What changes over an animation's frames, as the Python package passes it: a dict with
+/// every key of `deepdream._control` (a keyframe schedule's text with whether it is JSON,
+/// the sound and what it moves, a guide video).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct ControlOptions {
     keyframes: Option<(String, bool)>,
-    fps: f64,
-    frames: Option<usize>,
-) -> PyResult<Direction> {
-    let schedule = match keyframes {
-        None => None,
-        Some((text, json)) => Some(
-            Keyframes::parse(&text, json)
-                .and_then(|k| k.place(fps, frames))
-                .map_err(|e| to_python(py, e))?,
-        ),
-    };
-    Ok(Direction {
-        schedule,
-        fps,
-        ..Direction::default()
-    })
+    audio: Option<PathBuf>,
+    react: Option<String>,
+    react_band: String,
+    react_smooth: f64,
+    guide_video: Option<PathBuf>,
+    guide_video_end: String,
+}
+
+impl ControlOptions {
+    /// The direction of an animation of `frames` frames at `fps`.
+    fn direction(&self, fps: f64, frames: usize) -> deepdream::Result<Direction> {
+        let schedule = match &self.keyframes {
+            None => None,
+            Some((text, json)) => Some(Keyframes::parse(text, *json)?.place(fps, Some(frames))?),
+        };
+        let band = Band::parse(&self.react_band)?;
+        if !(self.react_smooth.is_finite() && (0.0..=60.0).contains(&self.react_smooth)) {
+            return Err(Error::InvalidParameter(
+                "react_smooth must be a number of seconds from 0 to 60".into(),
+            ));
+        }
+        let sound = match (&self.react, &self.audio) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(Error::InvalidParameter(
+                    "react needs sound: give audio, a sound or video file".into(),
+                ));
+            }
+            (Some(react), Some(audio)) => Some(Reactions {
+                envelope: Envelope::of_file(
+                    audio,
+                    Segment::default(),
+                    fps,
+                    band,
+                    self.react_smooth,
+                )?,
+                reactions: Reaction::parse_list(react)?,
+            }),
+        };
+        let ending = match self.guide_video_end.as_str() {
+            "loop" => Ending::Loop,
+            "hold" => Ending::Hold,
+            other => {
+                return Err(Error::InvalidParameter(format!(
+                    "guide_video_end '{other}': use loop or hold"
+                )));
+            }
+        };
+        let guides = match &self.guide_video {
+            Some(path) => Some(Footage::load(path, Some(GUIDE_MAX_SIDE), ending)?),
+            None => None,
+        };
+        Ok(Direction {
+            schedule,
+            sound,
+            guides,
+            fps,
+            ..Direction::default()
+        })
+    }
 }
 
 /// `(name, weight)` pairs as layer weights.
@@ -729,8 +780,7 @@ impl Model {
     /// dream options are [`Model::dream`]'s. Returns the frames.
     #[pyo3(signature = (
         image, *, frames=100, zoom=1.05, rotate=0.0, pan=(0.0, 0.0), colour_match=true,
-        octaves_per_frame=2, iterations_per_frame=5, options, keyframes=None, fps=25.0,
-        progress=None
+        octaves_per_frame=2, iterations_per_frame=5, options, control, fps=25.0, progress=None
     ))]
     #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn zoom<'py>(
@@ -745,13 +795,35 @@ impl Model {
         octaves_per_frame: usize,
         iterations_per_frame: usize,
         options: DreamOptions<'py>,
-        keyframes: Option<(String, bool)>,
+        control: ControlOptions,
         fps: f64,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Vec<Bound<'py, PyArray3<u8>>>> {
         let source = to_image(py, &image)?.to_rgb8();
         let dream = options.params(py)?;
-        let direction = direction(py, keyframes, fps, Some(frames))?;
+        let python = |e| to_python(py, e);
+        // With a soundtrack, the zoom lasts as long as it.
+        let frames = match &control.audio {
+            Some(audio) => {
+                let duration = probe_audio(audio)
+                    .map_err(python)?
+                    .duration
+                    .ok_or_else(|| {
+                        to_python(
+                            py,
+                            Error::AudioRead {
+                                path: audio.clone(),
+                                reason: "its duration is unknown".into(),
+                            },
+                        )
+                    })?;
+                ((duration * fps).round() as usize).max(1)
+            }
+            None => frames,
+        };
+        let direction = py
+            .detach(|| control.direction(fps, frames))
+            .map_err(python)?;
         let params = ZoomParams {
             frames,
             zoom,
@@ -797,7 +869,7 @@ impl Model {
     /// [`Model::dream`]'s. Returns the dreamed frames.
     #[pyo3(signature = (
         frames, *, blend=0.8, cut_threshold=30.0, octaves_per_frame=2,
-        iterations_per_frame=4, options, keyframes=None, fps=25.0, progress=None
+        iterations_per_frame=4, options, control, fps=25.0, progress=None
     ))]
     #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn video<'py>(
@@ -809,13 +881,16 @@ impl Model {
         octaves_per_frame: usize,
         iterations_per_frame: usize,
         options: DreamOptions<'py>,
-        keyframes: Option<(String, bool)>,
+        control: ControlOptions,
         fps: f64,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Vec<Bound<'py, PyArray3<u8>>>> {
         let frames = to_frames(py, &frames, "the video has no frames")?;
         let dream = options.params(py)?;
-        let direction = direction(py, keyframes, fps, Some(frames.len()))?;
+        let count = frames.len();
+        let direction = py
+            .detach(|| control.direction(fps, count))
+            .map_err(|e| to_python(py, e))?;
         let params = VideoParams {
             blend,
             cut_threshold,
@@ -888,26 +963,53 @@ fn run_cli(py: Python<'_>, args: Vec<String>) -> u8 {
 }
 
 /// Writes frames (image arrays of one size) as an animated GIF or a video (by the path's
-/// extension: `.gif`, `.mp4`, `.mov`, `.mkv`, `.webm`) at `fps` frames a second; nothing
-/// appears at `path` unless the whole file is written.
+/// extension: `.gif`, `.mp4`, `.mov`, `.mkv`, `.webm`) at `fps` frames a second, a video
+/// with the sound of the file `audio` when given; nothing appears at `path` unless the
+/// whole file is written.
 #[pyfunction]
+#[pyo3(signature = (frames, path, fps, audio=None))]
 fn save_animation(
     py: Python<'_>,
     frames: Vec<PyReadonlyArray3<'_, u8>>,
     path: PathBuf,
     fps: f64,
+    audio: Option<PathBuf>,
 ) -> PyResult<()> {
     let frames = to_frames(py, &frames, "there are no frames to write")?;
     let (width, height) = frames[0].dimensions();
     py.detach(|| {
         let rate = FrameRate::from_fps(fps)?;
-        let mut sink = open_sink(&path, width, height, rate, frames.len() as u64, None)?;
+        let audio = match audio {
+            None => None,
+            Some(audio) => {
+                if !matches!(
+                    AnimationFormat::from_path(&path)?,
+                    AnimationFormat::Video(_)
+                ) {
+                    return Err(Error::InvalidParameter(
+                        "a GIF has no sound: write .mp4, .mov, .mkv or .webm".into(),
+                    ));
+                }
+                Some(AudioSource {
+                    codec: probe_audio(&audio)?.codec,
+                    path: audio,
+                    segment: Segment::default(),
+                })
+            }
+        };
+        let mut sink = open_sink(&path, width, height, rate, frames.len() as u64, audio)?;
         for frame in &frames {
             sink.write(frame)?;
         }
         sink.finish()
     })
     .map_err(|e| to_python(py, e))
+}
+
+/// Whether the file at `path` has sound FFmpeg can read.
+#[pyfunction]
+fn has_sound(py: Python<'_>, path: PathBuf) -> bool {
+    py.detach(|| probe_audio(&path).is_ok())
 }
 
 /// Decodes a video's frames (from `start` seconds, for `duration` seconds or to the end) as
@@ -960,6 +1062,7 @@ fn _deepdream(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(load_image, module)?)?;
     module.add_function(wrap_pyfunction!(find_class, module)?)?;
     module.add_function(wrap_pyfunction!(save_animation, module)?)?;
+    module.add_function(wrap_pyfunction!(has_sound, module)?)?;
     module.add_function(wrap_pyfunction!(read_video, module)?)?;
     Ok(())
 }

@@ -349,3 +349,37 @@ def test_a_keyframed_zoom_grows_stronger(photo):
         deepdream.zoom(photo, "vgg16", frames=3, keyframes={"keyframes": [{"frame": 0, "speed": 1}]})
     with pytest.raises(ValueError, match="beyond the last frame"):
         deepdream.zoom(photo, "vgg16", frames=3, keyframes={"keyframes": [{"frame": 0}, {"frame": 7}]})
+
+
+def test_sound_moves_a_zoom_and_guide_footage_guides_a_film(tmp_path, photo):
+    sound = tmp_path / "pulses.wav"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+         "sine=frequency=440:duration=1,volume='if(lt(mod(t,0.5),0.25),1,0.02)':eval=frame", str(sound)],
+        check=True,
+    )
+    film = tmp_path / "zoom.mp4"
+    frames = deepdream.zoom(photo, "vgg16", zoom=1.0, colour_match=False, fps=8, audio=sound,
+                            react={"step": (0.3, 3.0)}, octaves=1, iterations=1, seed=3,
+                            octaves_per_frame=1, iterations_per_frame=1, output=film)
+    assert len(frames) == 8, "the zoom lasts as long as the sound"
+    arrays = [np.asarray(f).astype(int) for f in frames]
+    changes = [np.abs(arrays[k] - arrays[k - 1]).mean() for k in range(1, 8)]
+    # Frames 4 and 5 are loud (the second pulse), 6 and 7 quiet.
+    assert min(changes[3], changes[4]) > max(changes[5], changes[6]), changes
+    assert deepdream._deepdream.has_sound(str(film))
+    with pytest.raises(ValueError, match="react needs sound"):
+        deepdream.zoom(photo, "vgg16", frames=2, react="step=1..2")
+    with pytest.raises(ValueError, match="unknown band"):
+        deepdream.zoom(photo, "vgg16", frames=2, audio=sound, react="step=1..2", react_band="sub")
+
+    guides = tmp_path / "guides.mp4"
+    deepdream.save_animation([photo.rotate(180)] * 2 + [photo] * 2, guides, fps=4)
+    film = [photo] * 4
+    guided = deepdream.video(film, "vgg16", fps=4, guide_video=guides, layers="block3_conv3",
+                             octaves=1, iterations=2, seed=1, octaves_per_frame=1, iterations_per_frame=2)
+    plain = deepdream.video(film, "vgg16", fps=4, layers="block3_conv3",
+                            octaves=1, iterations=2, seed=1, octaves_per_frame=1, iterations_per_frame=2)
+    assert not np.array_equal(np.asarray(guided[0]), np.asarray(plain[0]))
+    with pytest.raises(ValueError, match="loop or hold"):
+        deepdream.video(film, "vgg16", guide_video=guides, guide_video_end="bounce")

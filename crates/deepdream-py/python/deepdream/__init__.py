@@ -264,6 +264,36 @@ def _regions(regions: Any) -> list:
     return checked
 
 
+def _control(keyframes: Any = None, audio: Any = None, react: Any = None, react_band: str = "all",
+             react_smooth: float = 0.1, guide_video: Any = None, guide_video_end: str = "loop") -> dict:
+    """What changes over an animation's frames, as the native module takes it, checked."""
+    def path(value: Any, what: str) -> Optional[str]:
+        if value is None:
+            return None
+        if not isinstance(value, (str, os.PathLike)):
+            raise ParameterError(f"{what} must be a path")
+        value = os.fspath(value)
+        if not os.path.exists(value):
+            raise FileNotFoundError(f"{what} {value} does not exist")
+        return value
+    if react is not None and not isinstance(react, str):
+        react = ",".join(f"{name}={low}..{high}" for name, (low, high) in dict(react).items())
+    return dict(
+        keyframes=_keyframes(keyframes),
+        audio=path(audio, "audio"),
+        react=react,
+        react_band=str(react_band),
+        react_smooth=_number("react_smooth", react_smooth, float, False),
+        guide_video=path(guide_video, "guide_video"),
+        guide_video_end=str(guide_video_end),
+    )
+
+
+def _holds_sound(output: Any) -> bool:
+    """Whether an animation written to ``output`` can carry sound (a video, not a GIF)."""
+    return not os.fspath(output).lower().endswith(".gif")
+
+
 def _keyframes(keyframes: Any) -> Optional[tuple]:
     """A schedule as ``(text, is_json)``: from a dict (``{"keyframes": [...]}``) or a
     ``.toml`` / ``.json`` file."""
@@ -523,6 +553,10 @@ class Model:
         output: Union[None, str, os.PathLike] = None,
         fps: float = 25.0,
         keyframes: Union[None, dict, str, os.PathLike] = None,
+        audio: Union[None, str, os.PathLike] = None,
+        react: Union[None, str, dict] = None,
+        react_band: str = "all",
+        react_smooth: float = 0.1,
         progress: Union[None, bool, Callable[[dict], Any]] = None,
         **dream_options: Any,
     ) -> list:
@@ -534,9 +568,13 @@ class Model:
         or a video (by its extension) at ``fps`` frames a second. ``keyframes`` (a dict
         like ``{"keyframes": [{"frame": 0, "step": 0.5}, {"time": 4, "step": 3}]}``, or a
         TOML or JSON file, the CLI's ``--keyframes``) moves numbers, layers and channels
-        over the frames."""
+        over the frames. ``audio`` (a sound file) makes the zoom last as long as the sound,
+        which ``output`` (a video) carries; ``react`` (``"step=0.5..3,zoom=1.01..1.06"`` or
+        ``{"step": (0.5, 3)}``) lets its loudness in ``react_band`` (bass, mid, treble,
+        all), falling back over ``react_smooth`` seconds, move those numbers."""
         source = _Image(image)
         options = _dream_options(dream_options)
+        control = _control(keyframes, audio, react, react_band, react_smooth)
         pan = tuple(pan)
         if len(pan) != 2:
             raise ParameterError(f"pan must be two numbers (right, down), not {pan!r}")
@@ -552,11 +590,11 @@ class Model:
                 iterations_per_frame=_number("iterations_per_frame", iterations_per_frame, int),
                 progress=callback,
                 options=options,
-                keyframes=_keyframes(keyframes),
+                control=control,
                 fps=_number("fps", fps, float),
             )
         if output is not None:
-            _deepdream.save_animation(made, os.fspath(output), _number("fps", fps, float))
+            _deepdream.save_animation(made, os.fspath(output), _number("fps", fps, float), control["audio"])
         return [source.back(frame) for frame in made]
 
     def video(
@@ -570,6 +608,12 @@ class Model:
         output: Union[None, str, os.PathLike] = None,
         fps: Optional[float] = None,
         keyframes: Union[None, dict, str, os.PathLike] = None,
+        react: Union[None, str, dict] = None,
+        react_band: str = "all",
+        react_smooth: float = 0.1,
+        audio: Union[None, str, os.PathLike] = None,
+        guide_video: Union[None, str, os.PathLike] = None,
+        guide_video_end: str = "loop",
         progress: Union[None, bool, Callable[[dict], Any]] = None,
         **dream_options: Any,
     ) -> Any:
@@ -582,9 +626,14 @@ class Model:
         passes them), or a video file's path (decoded with the system's FFmpeg); the result
         is the same kind (a list of PIL images for a file). With ``output`` the film is also
         written as a GIF or a video at ``fps`` frames a second (the input video's rate by
-        default, else 25). ``keyframes`` is :meth:`zoom`'s (times count at ``fps``). For a
-        long film with its sound, resumable, use the ``deepdream video`` command."""
+        default, else 25). ``keyframes`` and ``react`` are :meth:`zoom`'s (times count at
+        ``fps``); the sound is ``audio``, or the video file's own (then also carried by
+        ``output``). ``guide_video`` guides each frame by its frame at the same time (looped
+        when shorter, or held with ``guide_video_end="hold"``). For a long film, resumable,
+        use the ``deepdream video`` command."""
         if isinstance(frames, (str, os.PathLike)):
+            if audio is None and _deepdream.has_sound(os.fspath(frames)):
+                audio = os.fspath(frames)
             frames, rate = read_video(frames)
             fps = rate if fps is None else fps
         batch = isinstance(frames, np.ndarray)
@@ -594,6 +643,7 @@ class Model:
         if not sources:
             raise ParameterError("the video has no frames")
         options = _dream_options(dream_options)
+        control = _control(keyframes, audio, react, react_band, react_smooth, guide_video, guide_video_end)
         with _progress(progress) as (callback, _):
             made = self._native.video(
                 [source.array[:, :, :3] for source in sources],
@@ -603,11 +653,13 @@ class Model:
                 iterations_per_frame=_number("iterations_per_frame", iterations_per_frame, int),
                 progress=callback,
                 options=options,
-                keyframes=_keyframes(keyframes),
+                control=control,
                 fps=_number("fps", 25.0 if fps is None else fps, float),
             )
         if output is not None:
-            _deepdream.save_animation(made, os.fspath(output), _number("fps", 25.0 if fps is None else fps, float))
+            rate = _number("fps", 25.0 if fps is None else fps, float)
+            sound = control["audio"] if _holds_sound(output) else None
+            _deepdream.save_animation(made, os.fspath(output), rate, sound)
         dreamed = [source.back(frame) for source, frame in zip(sources, made)]
         return np.stack(dreamed) if batch else dreamed
 
@@ -716,12 +768,14 @@ def layers(model: Union[None, str, Model] = None) -> list:
     return _model(model, "cpu", "tf32").layers
 
 
-def save_animation(frames: Union[np.ndarray, Sequence[ImageLike]], path: Union[str, os.PathLike], fps: float = 25.0) -> None:
+def save_animation(frames: Union[np.ndarray, Sequence[ImageLike]], path: Union[str, os.PathLike], fps: float = 25.0,
+                   audio: Union[None, str, os.PathLike] = None) -> None:
     """Writes frames as an animated GIF or a video (``.mp4``, ``.mov``, ``.mkv``, ``.webm``,
     through the system's FFmpeg) at ``fps`` frames a second; nothing appears at ``path``
-    unless the whole file is written."""
+    unless the whole file is written. A video gets the sound of the file ``audio``."""
     arrays = [_Image(frame, "frame").array[:, :, :3] for frame in frames]
-    _deepdream.save_animation(arrays, os.fspath(path), _number("fps", fps, float))
+    sound = None if audio is None else os.fspath(audio)
+    _deepdream.save_animation(arrays, os.fspath(path), _number("fps", fps, float), sound)
 
 
 def read_video(path: Union[str, os.PathLike], start: float = 0.0, duration: Optional[float] = None) -> tuple:

@@ -28,12 +28,24 @@ class DreamOptions(TypedDict):
     mask_strength: float
     regions: list[tuple[Pixels, Optional[list[tuple[str, float]]], Optional[list[int]]]]
 
+class Control(TypedDict):
+    """What changes over an animation's frames, as ``deepdream._control`` makes it."""
+
+    keyframes: Optional[tuple[str, bool]]
+    audio: Optional[str]
+    react: Optional[str]
+    react_band: str
+    react_smooth: float
+    guide_video: Optional[str]
+    guide_video_end: str
+
 def models() -> list[tuple[str, str, str, bool]]: ...
 def default_model() -> str: ...
 def load_image(path: str) -> Pixels: ...
 def find_class(query: str) -> int: ...
 def run_cli(args: list[str]) -> int: ...
-def save_animation(frames: Sequence[Pixels], path: str, fps: float) -> None: ...
+def save_animation(frames: Sequence[Pixels], path: str, fps: float, audio: Optional[str] = None) -> None: ...
+def has_sound(path: str) -> bool: ...
 def read_video(path: str, start: float = 0.0, duration: Optional[float] = None) -> tuple[list[Pixels], float]: ...
 
 class Model:
@@ -110,7 +122,7 @@ class Model:
         octaves_per_frame: int = 2,
         iterations_per_frame: int = 5,
         options: DreamOptions,
-        keyframes: Optional[tuple[str, bool]] = None,
+        control: Control,
         fps: float = 25.0,
         progress: Progress = None,
     ) -> list[Pixels]: ...
@@ -123,7 +135,7 @@ class Model:
         octaves_per_frame: int = 2,
         iterations_per_frame: int = 4,
         options: DreamOptions,
-        keyframes: Optional[tuple[str, bool]] = None,
+        control: Control,
         fps: float = 25.0,
         progress: Progress = None,
     ) -> list[Pixels]: ...
