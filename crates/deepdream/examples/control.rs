@@ -114,7 +114,10 @@ fn main() -> deepdream::Result<()> {
             }
         },
     )?;
-    let mut gif = GifWriter::create(animation.as_ref(), FrameRate::from_fps(fps)?)?;
+    let mut gif: Box<dyn FrameSink> = Box::new(GifWriter::create(
+        animation.as_ref(),
+        FrameRate::from_fps(fps)?,
+    )?);
     for index in 0..params.frames {
         gif.write(&work.load(index)?.expect("every frame is finished"))?;
     }
