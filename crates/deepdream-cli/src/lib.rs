@@ -22,6 +22,7 @@ mod batch;
 mod catalog;
 mod dream;
 mod interrupt;
+mod live;
 mod options;
 mod report;
 mod serve;
@@ -75,6 +76,9 @@ enum Command {
     Zoom(animation::ZoomArgs),
     /// Dream a video, frame by frame, kept coherent along the optical flow.
     Video(animation::VideoArgs),
+    /// Dream a camera, a stream or a file as it comes (dropping frames rather than falling
+    /// behind), recording the dreamed feed.
+    Live(live::LiveArgs),
     /// Join the parts of a video dreamed on several workers (`video --shard I/N`), with
     /// cross-faded seams and the sound.
     VideoJoin(animation::VideoJoinArgs),
@@ -179,6 +183,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Zoom(args) => animation::zoom(args, device),
         Command::Video(args) => animation::video(args, device),
         Command::VideoJoin(args) => animation::video_join(args),
+        Command::Live(args) => live::live(args, device),
         Command::Style(args) => style::style(args, device),
         Command::Visualize(args) => visualize::visualize_command(args, device),
         Command::Serve(args) => serve::serve(args, device),

@@ -1017,3 +1017,75 @@ fn bad_control_input_gets_one_line_errors_and_writes_nothing() {
         );
     }
 }
+
+#[test]
+fn a_live_feed_is_dreamed_in_real_time_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let clip = fixture("carphone.mp4");
+    let output = dir.path().join("live.mp4");
+    let args = [
+        "live",
+        clip.to_str().unwrap(),
+        "--realtime",
+        "-o",
+        output.to_str().unwrap(),
+        "--size",
+        "96x72",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--layers",
+        "block3_conv1",
+        "--iterations-per-frame",
+        "1",
+        "--seed",
+        "2",
+    ];
+    let run = deepdream(dir.path(), &args);
+    assert_success(&run);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("frames dreamed") && stderr.contains("fps, latency"),
+        "{stderr}"
+    );
+    // The recording runs in real time: a frame for each of the clip's, at its rate.
+    let (before, after) = (
+        ffmpeg::probe(&clip).unwrap(),
+        ffmpeg::probe(&output).unwrap(),
+    );
+    assert_eq!(after.frame_rate, before.frame_rate);
+    assert_eq!((after.width, after.height), (96, 72));
+    let frames = decoded_frames(&output);
+    assert_eq!(frames.len(), decoded_frames(&clip).len());
+    assert_ne!(
+        frames.first(),
+        frames.last(),
+        "the dream moves with the feed"
+    );
+    // Bad sources and sizes: one line each, nothing recorded.
+    let missing = dir.path().join("missing.mp4");
+    let out = dir.path().join("none.mp4");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["live", missing.to_str().unwrap()],
+            "no such file, camera or stream",
+        ),
+        (
+            vec!["live", "/dev/video63", "-o", out.to_str().unwrap()],
+            "cannot read video",
+        ),
+        (
+            vec!["live", clip.to_str().unwrap(), "--size", "12x9000"],
+            "--size",
+        ),
+        (
+            vec!["live", clip.to_str().unwrap(), "--blend", "2"],
+            "blend",
+        ),
+    ];
+    for (mut args, expected) in cases {
+        args.extend(["--weights", weights.to_str().unwrap()]);
+        assert_error(&deepdream(dir.path(), &args), expected);
+        assert!(!out.exists(), "{args:?}");
+    }
+}

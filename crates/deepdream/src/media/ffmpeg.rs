@@ -449,9 +449,22 @@ pub struct VideoReader {
 impl VideoReader {
     /// Starts decoding `segment` of the video at `path`.
     pub fn open(path: &Path, segment: Segment) -> Result<Self> {
+        Self::open_as(path, segment, None)
+    }
+
+    /// Starts decoding the camera or other device `path` through FFmpeg's input `format`
+    /// (`v4l2` on Linux, `avfoundation` on macOS, `dshow` on Windows).
+    pub fn open_device(path: &Path, format: &str) -> Result<Self> {
+        Self::open_as(path, Segment::default(), Some(format))
+    }
+
+    fn open_as(path: &Path, segment: Segment, format: Option<&str>) -> Result<Self> {
         let mut command = FfmpegCommand::new_with_path(tool_path("ffmpeg"));
+        command.hide_banner();
+        if let Some(format) = format {
+            command.format(format);
+        }
         command
-            .hide_banner()
             .args(segment.input_args())
             .input(path)
             .args(["-map", "0:v:0", "-an", "-sn"])

@@ -9,4 +9,5 @@ pub mod flow;
 pub mod frames;
 pub mod gif;
 pub mod image_io;
+pub mod live;
 pub mod work_dir;

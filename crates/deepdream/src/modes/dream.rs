@@ -34,7 +34,7 @@ pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 pub const MAX_OCTAVES: usize = 100;
 
 /// Everything that decides a dream besides the network and the image.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DreamParams {
     /// Layers to amplify with their weights; empty means the model's default layers.
     pub layers: Vec<LayerWeight>,

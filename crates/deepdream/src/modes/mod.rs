@@ -5,6 +5,7 @@
 
 pub mod animation;
 pub mod dream;
+pub mod live;
 pub mod style;
 pub mod video;
 pub mod visualize;

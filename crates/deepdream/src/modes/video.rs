@@ -10,6 +10,7 @@ use image::RgbImage;
 use crate::control::Direction;
 use crate::control::keyframes::Param;
 use crate::engine::snapshot::Snapshot;
+use crate::engine::transform;
 use crate::error::{Error, Result};
 use crate::media::flow::{FarnebackParams, consistency_mask, farneback, grey_tensor, luma, warp};
 use crate::media::frames::FrameSource;
@@ -114,6 +115,47 @@ impl Motion {
         Motion {
             backward,
             mask,
+            residual,
+        }
+    }
+
+    /// [`Motion::between`] with the flow estimated on the frames scaled by `scale` (0–1)
+    /// and scaled back up: about `1/scale²` times faster, for live feeds; the residual is
+    /// the scaled frames'.
+    pub fn between_scaled(
+        previous: &RgbImage,
+        current: &RgbImage,
+        params: &FarnebackParams,
+        scale: f32,
+        device: &Device,
+    ) -> Self {
+        let (w, h) = current.dimensions();
+        let (sw, sh) = (
+            ((w as f32 * scale).round() as u32).clamp(8, w.max(8)),
+            ((h as f32 * scale).round() as u32).clamp(8, h.max(8)),
+        );
+        if scale >= 1.0 || (sw, sh) == (w, h) {
+            return Self::between(previous, current, params, device);
+        }
+        let small = |image: &RgbImage| {
+            let grey = luma(image);
+            grey_tensor(
+                &image::imageops::resize(&grey, sw, sh, image::imageops::FilterType::Triangle),
+                device,
+            )
+        };
+        let (a, b) = (small(previous), small(current));
+        let backward = farneback(&b, &a, params);
+        let forward = farneback(&a, &b, params);
+        let mask = consistency_mask(&forward, &backward);
+        let residual = residual(a, b, &backward);
+        let up = |t: Tensor<4>| transform::resize(t, h as usize, w as usize, false);
+        let factors =
+            Tensor::<1>::from_floats([w as f32 / sw as f32, h as f32 / sh as f32], device)
+                .reshape([1, 2, 1, 1]);
+        Motion {
+            backward: up(backward).mul(factors),
+            mask: up(mask),
             residual,
         }
     }

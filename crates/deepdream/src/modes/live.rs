@@ -1,0 +1,153 @@
+//! Dreaming frames as they arrive: each frame starts, as in a dream video, from the previous
+//! frame's dream carried along the optical flow, and the dreamer takes the newest frame
+//! each time, so it never falls behind the source (frames it has no time for are
+//! skipped). Every frame, the first too, is dreamed with the per-frame settings
+//! ([`LiveSettings::next`]). The settings are read before every frame: a change applies
+//! from the next one.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use burn::tensor::Device;
+use image::RgbImage;
+
+use crate::control::Direction;
+use crate::error::{Error, Result};
+use crate::media::flow::FarnebackParams;
+use crate::media::live::LiveSource;
+use crate::modes::animation::{FrameDreamers, FrameSettings};
+use crate::modes::dream::DreamParams;
+use crate::modes::video::{Motion, carried_start};
+use crate::networks::network::Network;
+
+/// How a live feed is dreamed; it may change while the feed runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveSettings {
+    /// The objective of every frame (its octaves and iterations are `next`'s).
+    pub dream: DreamParams,
+    /// How every frame is dreamed.
+    pub next: FrameSettings,
+    /// Share of the previous frame's dream carried into the next (0–1).
+    pub blend: f32,
+    /// The optical flow's settings.
+    pub flow: FarnebackParams,
+    /// The flow is estimated on the frames scaled by this (0–1), for speed.
+    pub flow_scale: f32,
+    /// Mean grey difference after following the flow above which a frame is dreamed
+    /// afresh (a cut, or the camera turned).
+    pub cut_threshold: f32,
+}
+
+impl Default for LiveSettings {
+    /// One octave of two steps per frame (a live feed must keep up), blend 0.8, the flow
+    /// at half size.
+    fn default() -> Self {
+        LiveSettings {
+            dream: DreamParams::default(),
+            next: FrameSettings {
+                octaves: 1,
+                iterations: 2,
+            },
+            blend: 0.8,
+            flow: FarnebackParams::default(),
+            flow_scale: 0.5,
+            cut_threshold: 30.0,
+        }
+    }
+}
+
+/// How the feed is going, after each dreamed frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LiveReport {
+    /// The source's number of the frame just dreamed.
+    pub frame: u64,
+    /// Frames dreamed so far.
+    pub dreamed: u64,
+    /// Frames of the source skipped so far (they came while a frame was dreamed).
+    pub dropped: u64,
+    /// From the frame's arrival to its dream.
+    pub latency: Duration,
+    /// Dreamed frames a second over the last second or so.
+    pub fps: f64,
+}
+
+/// Dreams the frames of `source` as they come, reading `settings` before each one, and
+/// gives each dream to `output` with the feed's report; an error `output` returns (such as
+/// [`Error::Cancelled`]) stops the feed. Returns the last report (`None` if no frame came).
+pub fn dream_live(
+    network: &dyn Network,
+    settings: &Mutex<LiveSettings>,
+    source: &LiveSource,
+    device: &Device,
+    mut output: impl FnMut(&RgbImage, &LiveReport) -> Result<()>,
+) -> Result<Option<LiveReport>> {
+    let mut current: Option<(LiveSettings, FrameDreamers)> = None;
+    let mut previous: Option<(RgbImage, RgbImage)> = None;
+    let mut report: Option<LiveReport> = None;
+    let mut recent: Vec<Instant> = Vec::new();
+    while let Some(frame) = source.next()? {
+        let wanted = settings.lock().map_err(|_| Error::Cancelled)?.clone();
+        if current.as_ref().is_none_or(|(used, _)| *used != wanted) {
+            // Every frame, the first too, gets the light dream: a live feed must start at
+            // once, and the dream builds up from frame to frame through the blend.
+            let dream = DreamParams {
+                octaves: wanted.next.octaves,
+                iterations: wanted.next.iterations,
+                ..wanted.dream.clone()
+            };
+            let dreamers =
+                FrameDreamers::new(network, dream, wanted.next, &Direction::default(), device)?;
+            current = Some((wanted.clone(), dreamers));
+        }
+        let (settings, dreamers) = current.as_ref().expect("set above");
+        let input = frame.image;
+        let (start, fresh) = match previous.take() {
+            Some((previous_input, previous_dream))
+                if previous_input.dimensions() == input.dimensions() =>
+            {
+                let motion = Motion::between_scaled(
+                    &previous_input,
+                    &input,
+                    &settings.flow,
+                    settings.flow_scale,
+                    device,
+                );
+                if motion.residual > settings.cut_threshold {
+                    (input.clone(), true)
+                } else {
+                    let start = carried_start(
+                        &previous_input,
+                        &previous_dream,
+                        &input,
+                        &motion,
+                        settings.blend,
+                        device,
+                    )?;
+                    (start, false)
+                }
+            }
+            _ => (input.clone(), true),
+        };
+        let dreamed = dreamers.dream(frame.index as usize, &start, fresh, |_| {})?;
+        let now = Instant::now();
+        recent.push(now);
+        recent.retain(|t| now.duration_since(*t) <= Duration::from_secs(1));
+        let span = now.duration_since(recent[0]).as_secs_f64();
+        let dreamed_count = report.map_or(0, |r| r.dreamed) + 1;
+        let latest = LiveReport {
+            frame: frame.index,
+            dreamed: dreamed_count,
+            dropped: source.dropped(),
+            latency: now.duration_since(frame.arrived),
+            fps: if span > 0.0 {
+                (recent.len() - 1) as f64 / span
+            } else {
+                0.0
+            },
+        };
+        report = Some(latest);
+        output(&dreamed, &latest)?;
+        previous = Some((input, dreamed));
+    }
+    Ok(report)
+}
