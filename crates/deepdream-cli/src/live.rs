@@ -27,6 +27,11 @@ pub struct LiveArgs {
     /// a frame that had no time to be dreamed shows the dream before it.
     #[arg(short, long, value_name = "VIDEO")]
     output: Option<PathBuf>,
+    /// Also send the dreamed feed, as it comes, to a stream (`udp://127.0.0.1:5000`,
+    /// `srt://…`, `rtmp://…`, `rtsp://…`) or a video device (`/dev/video9`: a v4l2loopback
+    /// virtual camera for OBS or video calls).
+    #[arg(long, value_name = "URL|DEVICE")]
+    to: Option<String>,
     /// Play a file at its own frame rate, as a camera would give it, instead of as fast as
     /// it can be read.
     #[arg(long)]
@@ -106,6 +111,9 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
         image_io::check_writable(source_path, output, args.force)
             .map_err(|reason| anyhow::anyhow!("cannot write {}: {reason}", output.display()))?;
     }
+    if let Some(target) = &args.to {
+        ffmpeg::stream_format(target)?;
+    }
     let is_camera = args.source.starts_with("/dev/video") || args.camera_format.is_some();
     let is_file = !is_camera && source_path.is_file();
     if !is_camera && !is_file && !args.source.contains("://") {
@@ -156,11 +164,16 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
         match &args.output {
             Some(path) => format!(", recording to {}", path.display()),
             None => String::new(),
-        }
+        } + &args
+            .to
+            .as_ref()
+            .map_or(String::new(), |to| format!(", sending to {to}"))
     );
     let bar = progress_bar(0, "frames");
     let started = Instant::now();
-    let mut recording: Option<(Box<dyn FrameSink>, u64)> = None;
+    // The recording and the stream, opened with the first dream, each with the frames
+    // written so far.
+    let mut outputs: Option<Vec<(Box<dyn FrameSink>, u64)>> = None;
     let mut last_line = Instant::now();
     let mut latest: Option<LiveReport> = None;
     let outcome = dream_live(
@@ -170,13 +183,18 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
         device,
         |dream, report: &LiveReport| {
             latest = Some(*report);
-            if let Some(path) = &args.output {
-                if recording.is_none() {
-                    let (w, h) = dream.dimensions();
-                    let writer = VideoWriter::create(path, w, h, rate, 0, None)?;
-                    recording = Some((Box::new(writer), 0));
+            if outputs.is_none() {
+                let (w, h) = dream.dimensions();
+                let mut opened: Vec<(Box<dyn FrameSink>, u64)> = Vec::new();
+                if let Some(path) = &args.output {
+                    opened.push((Box::new(VideoWriter::create(path, w, h, rate, 0, None)?), 0));
                 }
-                let (sink, written) = recording.as_mut().expect("opened above");
+                if let Some(target) = &args.to {
+                    opened.push((Box::new(VideoWriter::stream(target, w, h, rate)?), 0));
+                }
+                outputs = Some(opened);
+            }
+            for (sink, written) in outputs.iter_mut().flatten() {
                 // In real time: the frames skipped show this dream too.
                 while *written <= report.frame {
                     sink.write(dream)?;
@@ -201,11 +219,21 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
         Ok(_) | Err(deepdream::Error::Cancelled) => {}
         Err(error) => return Err(error.into()),
     }
-    if let Some((sink, written)) = recording {
+    let mut outputs = outputs.unwrap_or_default().into_iter();
+    if let Some(path) = &args.output
+        && let Some((sink, written)) = outputs.next()
+    {
         sink.finish()?;
         note!(
             "Recorded {} ({written} frames at {fps:.3} fps)",
-            args.output.as_ref().expect("recording").display()
+            path.display()
+        );
+    }
+    for (sink, written) in outputs {
+        sink.finish()?;
+        note!(
+            "Sent {written} frames to {}",
+            args.to.as_deref().unwrap_or_default()
         );
     }
     if let Some(report) = latest {

@@ -1062,6 +1062,50 @@ fn a_live_feed_is_dreamed_in_real_time_and_recorded() {
         frames.last(),
         "the dream moves with the feed"
     );
+    // The feed sent to a UDP stream on loopback, read back by FFmpeg.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let received = dir.path().join("received.ts");
+    let mut listener = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-probesize",
+            "32768",
+            "-analyzeduration",
+            "500000",
+        ])
+        .arg("-i")
+        .arg(format!("udp://127.0.0.1:{port}"))
+        .args(["-frames:v", "20", "-c", "copy"])
+        .arg(&received)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut streamed: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let at = streamed.iter().position(|a| a == "-o").unwrap();
+    streamed.splice(
+        at..at + 2,
+        [
+            "--to".to_string(),
+            format!("udp://127.0.0.1:{port}?pkt_size=1316"),
+        ],
+    );
+    let streamed: Vec<&str> = streamed.iter().map(String::as_str).collect();
+    assert_success(&deepdream(dir.path(), &streamed));
+    let started = Instant::now();
+    while listener.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = listener.kill();
+    let frames = decoded_frames(&received);
+    assert_eq!(frames.len(), 20, "the stream carries the dreamed frames");
+    assert_eq!(ffmpeg::probe(&received).unwrap().width, 96);
     // Bad sources and sizes: one line each, nothing recorded.
     let missing = dir.path().join("missing.mp4");
     let out = dir.path().join("none.mp4");

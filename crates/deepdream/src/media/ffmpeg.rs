@@ -598,6 +598,27 @@ pub struct AudioSource {
     pub segment: Segment,
 }
 
+/// The FFmpeg output format for a live target: `mpegts` for `udp://`, `srt://` and
+/// `tcp://`, `flv` for `rtmp://`, `rtsp` for `rtsp://`, `v4l2` for a video device
+/// (`/dev/videoN`); an error for anything else.
+pub fn stream_format(target: &str) -> Result<&'static str> {
+    if target.starts_with("/dev/video") {
+        return Ok("v4l2");
+    }
+    let scheme = target
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("udp" | "srt" | "tcp") => Ok("mpegts"),
+        Some("rtmp") => Ok("flv"),
+        Some("rtsp") => Ok("rtsp"),
+        _ => Err(Error::VideoWrite {
+            path: target.into(),
+            reason: "not a stream FFmpeg writes: use udp://, srt://, tcp://, rtmp://, rtsp:// or /dev/videoN".into(),
+        }),
+    }
+}
+
 /// Encodes RGB frames into a video file (written to a temporary file, renamed into place by
 /// [`FrameSink::finish`]).
 pub struct VideoWriter {
@@ -715,6 +736,60 @@ impl VideoWriter {
         })
     }
 
+    /// Starts an encoder that sends `width`x`height` frames at `frame_rate`, as they come,
+    /// to `target`: a stream FFmpeg writes (`udp://` and `srt://` as MPEG-TS, `rtmp://` as
+    /// FLV, `rtsp://`), in low-latency H.264, or a video device (`/dev/videoN`, such as a
+    /// v4l2loopback virtual camera), as raw YUV.
+    pub fn stream(target: &str, width: u32, height: u32, frame_rate: FrameRate) -> Result<Self> {
+        let path = PathBuf::from(target);
+        let bad = |reason: String| Error::VideoWrite {
+            path: path.clone(),
+            reason,
+        };
+        let mut command = FfmpegCommand::new_with_path(tool_path("ffmpeg"));
+        command
+            .hide_banner()
+            .args(["-loglevel", "error", "-y"])
+            .format("rawvideo")
+            .pix_fmt("rgb24")
+            .size(width, height)
+            .args(["-framerate", &frame_rate.to_string()])
+            .input("-");
+        if width % 2 == 1 || height % 2 == 1 {
+            command.filter(
+                "pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0,fillborders=left=0:right=1:bottom=1:mode=smear",
+            );
+        }
+        match stream_format(target)? {
+            "v4l2" => command.pix_fmt("yuv420p").format("v4l2"),
+            format => command
+                .codec_video("libx264")
+                .preset("ultrafast")
+                .args(["-tune", "zerolatency", "-g", "25"])
+                .pix_fmt("yuv420p")
+                .format(format),
+        };
+        command.output(target);
+        let mut child = command.spawn().map_err(|e| not_started("ffmpeg", e, bad))?;
+        let stdin = child.take_stdin();
+        let stderr = child.take_stderr().map(|mut stderr| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stderr.read_to_string(&mut text);
+                text
+            })
+        });
+        drop(child.take_stdout());
+        Ok(VideoWriter {
+            path,
+            temp: None,
+            child,
+            stdin,
+            stderr,
+            size: (width, height),
+        })
+    }
+
     fn failure(&mut self) -> Error {
         drop(self.stdin.take());
         let _ = self.child.wait();
@@ -768,7 +843,10 @@ impl FrameSink for VideoWriter {
         if !status.success() {
             return Err(self.failure());
         }
-        let temp = self.temp.take().expect("kept until finished");
+        // A stream has no file to move into place.
+        let Some(temp) = self.temp.take() else {
+            return Ok(());
+        };
         temp.persist(&self.path).map_err(|e| Error::VideoWrite {
             path: self.path.clone(),
             reason: e.error.to_string(),
