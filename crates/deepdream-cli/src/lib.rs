@@ -24,6 +24,7 @@ mod dream;
 mod interrupt;
 mod live;
 mod options;
+mod osc;
 mod report;
 mod serve;
 mod style;

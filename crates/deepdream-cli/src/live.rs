@@ -1,7 +1,7 @@
 //! `deepdream live`: a camera, a stream or a file dreamed as it comes, recorded to a video.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
@@ -32,6 +32,10 @@ pub struct LiveArgs {
     /// virtual camera for OBS or video calls).
     #[arg(long, value_name = "URL|DEVICE")]
     to: Option<String>,
+    /// Take settings over OSC on this UDP port (or HOST:PORT): `/deepdream/step 2.0`,
+    /// `/deepdream/layers "block5_conv3"`, … (see the README for every address).
+    #[arg(long, value_name = "PORT")]
+    osc: Option<String>,
     /// Play a file at its own frame rate, as a camera would give it, instead of as fast as
     /// it can be read.
     #[arg(long)]
@@ -136,7 +140,7 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
         VideoReader::open(source_path, Segment::default())?
     };
     let params = args.dream.params()?;
-    let settings = Mutex::new(LiveSettings {
+    let settings = Arc::new(Mutex::new(LiveSettings {
         dream: params,
         next: FrameSettings {
             octaves: args.octaves_per_frame,
@@ -144,9 +148,12 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
         },
         blend: args.blend,
         ..LiveSettings::default()
-    });
+    }));
     if !(args.blend.is_finite() && (0.0..=1.0).contains(&args.blend)) {
         bail!("--blend must be a number from 0 to 1");
+    }
+    if let Some(port) = &args.osc {
+        crate::osc::listen(port, Arc::clone(&settings))?;
     }
     let network = load_network(&args.dream.model, target)?;
     let pace = (args.realtime && is_file).then_some(fps);

@@ -1133,3 +1133,127 @@ fn a_live_feed_is_dreamed_in_real_time_and_recorded() {
         assert!(!out.exists(), "{args:?}");
     }
 }
+
+/// Sends the OSC message `address value` to `port` on loopback.
+fn send_osc(port: u16, address: &str, value: rosc::OscType) {
+    let packet = rosc::OscPacket::Message(rosc::OscMessage {
+        addr: address.to_string(),
+        args: vec![value],
+    });
+    let bytes = rosc::encoder::encode(&packet).unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.send_to(&bytes, ("127.0.0.1", port)).unwrap();
+}
+
+#[test]
+fn osc_messages_change_a_live_dream_as_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let clip = fixture("carphone.mp4");
+    let output = dir.path().join("live.mp4");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let port_text = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "live",
+        clip.to_str().unwrap(),
+        "--realtime",
+        "-o",
+        output.to_str().unwrap(),
+        "--size",
+        "96x72",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--layers",
+        "block3_conv1",
+        "--iterations-per-frame",
+        "1",
+        "--blend",
+        "0",
+        "--step",
+        "8",
+        "--osc",
+        &port_text,
+    ];
+    let mut child = command(dir.path(), &args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The feed starts once the model is loaded and says so; its lines are collected.
+    let (started, starting) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("Ctrl-C ends it") {
+                let _ = started.send(());
+            }
+            lines.push(line);
+        }
+        lines.join("\n")
+    });
+    starting
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the feed starts");
+    // Halfway through the 4 s clip, the step goes to 0: the picture stops changing.
+    std::thread::sleep(Duration::from_millis(2000));
+    send_osc(port, "/deepdream/step", rosc::OscType::Float(0.0));
+    send_osc(port, "/deepdream/speed", rosc::OscType::Float(1.0));
+    send_osc(port, "/deepdream/speed", rosc::OscType::Float(2.0));
+    send_osc(port, "/elsewhere", rosc::OscType::Int(1));
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("OSC /deepdream/speed").count(),
+        1,
+        "one warning: {stderr}"
+    );
+    assert!(stderr.contains("unknown setting 'speed'"), "{stderr}");
+    assert!(
+        stderr.contains("OSC /elsewhere: unknown OSC address"),
+        "{stderr}"
+    );
+    // Each recorded frame against its input frame at the same size.
+    let inputs = decoded_frames(&clip);
+    let recorded = decoded_frames(&output);
+    assert_eq!(recorded.len(), inputs.len());
+    let change: Vec<f64> = inputs
+        .iter()
+        .zip(&recorded)
+        .map(|(input, dream)| {
+            let input = image::RgbImage::from_raw(176, 144, input.clone()).unwrap();
+            let small =
+                image::imageops::resize(&input, 96, 72, image::imageops::FilterType::Triangle);
+            let total: u64 = small
+                .as_raw()
+                .iter()
+                .zip(dream)
+                .map(|(a, b)| a.abs_diff(*b) as u64)
+                .sum();
+            total as f64 / dream.len() as f64
+        })
+        .collect();
+    let quarter = change.len() / 4;
+    let mean = |part: &[f64]| part.iter().sum::<f64>() / part.len() as f64;
+    let (first, last) = (
+        mean(&change[..quarter]),
+        mean(&change[change.len() - quarter..]),
+    );
+    eprintln!("change against the input: {first:.2} in the first quarter, {last:.2} in the last");
+    assert!(last < 0.5 * first, "{change:.2?}");
+    // A port already taken: one line, before anything runs.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let taken_text = format!("127.0.0.1:{}", taken.local_addr().unwrap().port());
+    let last_arg = args.len() - 1;
+    args[last_arg] = &taken_text;
+    let _ = std::fs::remove_file(&output);
+    assert_error(&deepdream(dir.path(), &args), "cannot listen for OSC");
+}

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::media::flow::FarnebackParams;
 use crate::media::live::LiveSource;
 use crate::modes::animation::{FrameDreamers, FrameSettings};
-use crate::modes::dream::DreamParams;
+use crate::modes::dream::{DreamParams, LayerWeight};
 use crate::modes::video::{Motion, carried_start};
 use crate::networks::network::Network;
 
@@ -53,6 +53,108 @@ impl Default for LiveSettings {
             flow_scale: 0.5,
             cut_threshold: 30.0,
         }
+    }
+}
+
+impl LiveSettings {
+    /// The settings [`LiveSettings::set`] knows, with what each takes.
+    pub const NAMES: [(&'static str, &'static str); 10] = [
+        ("step", "step size, a number"),
+        ("iterations", "steps per frame, a whole number"),
+        ("octaves", "octaves per frame, a whole number"),
+        ("octave_scale", "size ratio between octaves, above 1"),
+        ("jitter", "largest random shift in pixels"),
+        ("blend", "share of the previous dream carried, 0-1"),
+        (
+            "layers",
+            "layers with optional weights, \"block4_conv3:1,block5_conv1:0.5\"",
+        ),
+        ("channels", "channel numbers, \"12,57\", or \"all\""),
+        ("mask_strength", "how much the mask holds back, 0-1"),
+        (
+            "cut_threshold",
+            "mean grey difference that starts the dream afresh",
+        ),
+    ];
+
+    /// Sets the setting `name` (one of [`LiveSettings::NAMES`]; `layer` is `layers`) from
+    /// its text `value`; the settings stay as they were when the value does not fit.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        let invalid = |what: String| Error::InvalidParameter(what);
+        let number = || -> Result<f32> {
+            value
+                .trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| invalid(format!("{name} takes a number, not '{value}'")))
+        };
+        let whole = || -> Result<usize> {
+            let v = number()?;
+            if v < 0.0 || v.fract() != 0.0 {
+                return Err(invalid(format!(
+                    "{name} takes a whole number, not '{value}'"
+                )));
+            }
+            Ok(v as usize)
+        };
+        let mut next = self.clone();
+        match name {
+            "step" => next.dream.step_size = number()?,
+            "iterations" => next.next.iterations = whole()?,
+            "octaves" => next.next.octaves = whole()?.max(1),
+            "octave_scale" => next.dream.octave_scale = number()?,
+            "jitter" => next.dream.jitter = whole()? as u32,
+            "blend" => next.blend = number()?,
+            "cut_threshold" => next.cut_threshold = number()?,
+            "mask_strength" => match &mut next.dream.mask {
+                Some(mask) => mask.strength = number()?,
+                None => return Err(invalid("there is no mask to set the strength of".into())),
+            },
+            "layers" | "layer" => {
+                let layers: Vec<LayerWeight> = value
+                    .split(',')
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::parse)
+                    .collect::<Result<_>>()?;
+                if layers.is_empty() {
+                    return Err(invalid("layers names no layer".into()));
+                }
+                next.dream.layers = layers;
+            }
+            "channels" => {
+                next.dream.auto_channels = None;
+                next.dream.channels = match value.trim() {
+                    "all" | "" => None,
+                    list => Some(
+                        list.split(',')
+                            .map(|c| c.trim().parse::<usize>())
+                            .collect::<std::result::Result<_, _>>()
+                            .map_err(|_| {
+                                invalid(format!(
+                                    "channels takes channel numbers or all, not '{value}'"
+                                ))
+                            })?,
+                    ),
+                };
+            }
+            other => {
+                let known: Vec<&str> = Self::NAMES.iter().map(|(n, _)| *n).collect();
+                return Err(invalid(format!(
+                    "unknown setting '{other}' (known: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        next.dream.validate()?;
+        if !(next.blend.is_finite() && (0.0..=1.0).contains(&next.blend)) {
+            return Err(invalid("blend must be from 0 to 1".into()));
+        }
+        if next.next.iterations == 0 {
+            return Err(invalid("iterations must be at least 1".into()));
+        }
+        *self = next;
+        Ok(())
     }
 }
 
@@ -150,4 +252,36 @@ pub fn dream_live(
         previous = Some((input, dreamed));
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_change_by_name_and_bad_values_leave_them_as_they_were() {
+        let mut settings = LiveSettings::default();
+        settings.set("step", "2.5").unwrap();
+        settings.set("layer", "block5_conv3").unwrap();
+        settings.set("channels", "3, 9").unwrap();
+        settings.set("iterations", "4").unwrap();
+        assert_eq!(settings.dream.step_size, 2.5);
+        assert_eq!(settings.dream.layers[0].layer, "block5_conv3");
+        assert_eq!(settings.dream.channels, Some(vec![3, 9]));
+        assert_eq!(settings.next.iterations, 4);
+        let before = settings.clone();
+        for (name, value) in [
+            ("step", "fast"),
+            ("blend", "2"),
+            ("iterations", "1.5"),
+            ("speed", "1"),
+            ("mask_strength", "0.5"),
+            ("channels", "x"),
+        ] {
+            assert!(settings.set(name, value).is_err(), "{name} {value}");
+        }
+        assert_eq!(settings, before);
+        settings.set("channels", "all").unwrap();
+        assert_eq!(settings.dream.channels, None);
+    }
 }
