@@ -110,12 +110,13 @@ fn dream_params(u: &mut Unstructured, network: &OnnxNetwork) -> arbitrary::Resul
         mask.strength = float(u, &[1.0, 0.5])?;
         Ok(mask)
     };
-    let mask_here = match pick(u, &[0, 1], &[2])? {
+    // The control options now and then, so that most cases still run.
+    let mask_here = match pick(u, &[0, 0, 0, 0, 1], &[2])? {
         0 => None,
         _ => Some(mask(u)?),
     };
     let mut regions = Vec::new();
-    for _ in 0..pick(u, &[0, 1, 2], &[3])? {
+    for _ in 0..pick(u, &[0, 0, 0, 0, 0, 1, 2], &[3])? {
         regions.push(Region {
             mask: match u.arbitrary()? {
                 true => Some(mask(u)?),
@@ -135,8 +136,10 @@ fn dream_params(u: &mut Unstructured, network: &OnnxNetwork) -> arbitrary::Resul
             },
         });
     }
-    let auto_channels = match pick(u, &[0, 1], &[2])? {
+    // Picked channels instead of given ones (both at once is refused, now and then).
+    let auto_channels = match pick(u, &[0, 0, 0, 0, 0, 1], &[2])? {
         0 => None,
+        1 if channels.is_some() => None,
         _ => Some(AutoChannels {
             pick: *u.choose(&[Pick::Strongest, Pick::Weakest, Pick::Random])?,
             count: count(u, &[1, 3])?,

@@ -264,8 +264,7 @@ struct Group {
 }
 
 impl Group {
-    /// The terms for `region` among `terms` (all of them when `region` is `None` and
-    /// `all`), their slots renumbered.
+    /// The terms among `terms` that `keep` keeps, for `region`, their slots renumbered.
     fn of(terms: &[Term], keep: impl Fn(&Term) -> bool, region: Option<usize>) -> Self {
         let mut layers = Vec::new();
         let terms = terms
@@ -443,14 +442,13 @@ impl<'a> Dreamer<'a> {
             terms,
             region: None,
         };
-        let mut groups = vec![Group::of(&whole.terms, |t| t.region.is_none(), None)];
-        for index in 0..params.regions.len() {
-            let group = Group::of(&whole.terms, |t| t.region == Some(index), Some(index));
-            if !group.terms.is_empty() {
-                groups.push(group);
-            }
-        }
-        groups.retain(|g| !g.terms.is_empty());
+        // The terms on the whole picture, then each masked region's (a group with no term,
+        // such as the whole picture's when only regions dream, is left out).
+        let groups: Vec<Group> = std::iter::once(None)
+            .chain((0..params.regions.len()).map(Some))
+            .map(|region| Group::of(&whole.terms, |t| t.region == region, region))
+            .filter(|g| !g.terms.is_empty())
+            .collect();
         let mut dreamer = Dreamer {
             network,
             device: device.clone(),
