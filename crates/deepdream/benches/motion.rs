@@ -5,20 +5,23 @@
 //!
 //! ```text
 //! cargo bench -p deepdream --bench motion                 # everything (~20 min on 2 cores)
-//! cargo bench -p deepdream --bench motion -- --coherence  # or --speed, --colour
+//! cargo bench -p deepdream --bench motion -- --coherence  # or --speed, --colour, --live
 //! cargo bench -p deepdream --bench motion --features wgpu -- --speed --device wgpu
 //! ```
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use deepdream::media::colour::ColourStats;
 use deepdream::media::ffmpeg::{Segment, VideoReader};
 use deepdream::media::flow::{farneback, grey_tensor, luma};
 use deepdream::media::frames::IterSource;
+use deepdream::media::live::LiveSource;
 use deepdream::media::work_dir::WorkDir;
 use deepdream::modes::animation::FrameDreamers;
+use deepdream::modes::live::{LiveSettings, dream_live};
 use deepdream::modes::video::{VideoParams, dream_strength, dream_video, flicker};
 use deepdream::modes::zoom::{ZoomParams, zoom};
 use deepdream::{
@@ -27,6 +30,15 @@ use deepdream::{
 use image::RgbImage;
 
 mod common;
+
+/// Frames handed over one at a time.
+struct Handed(std::sync::mpsc::Receiver<RgbImage>);
+
+impl deepdream::media::frames::FrameSource for Handed {
+    fn next_frame(&mut self) -> deepdream::Result<Option<RgbImage>> {
+        Ok(self.0.recv().ok())
+    }
+}
 
 fn read_frames(path: &Path, count: usize) -> Vec<RgbImage> {
     let mut reader = VideoReader::open(path, Segment::default()).unwrap();
@@ -82,7 +94,7 @@ fn mean(values: &[f64]) -> f64 {
 fn main() {
     common::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
-    let chosen: Vec<&str> = ["--coherence", "--speed", "--colour"]
+    let chosen: Vec<&str> = ["--coherence", "--speed", "--colour", "--live"]
         .into_iter()
         .filter(|a| args.iter().any(|x| x == a))
         .collect();
@@ -160,6 +172,70 @@ fn main() {
                 strength / single
             );
         }
+    }
+
+    if run("--live") {
+        // A live feed handed over frame by frame (none skipped, so that every frame can be
+        // compared), against each frame dreamed alone with the same light settings.
+        let inputs = read_frames(&clip, 60);
+        let settings = Mutex::new(LiveSettings {
+            dream: DreamParams {
+                seed: 1,
+                ..DreamParams::default()
+            },
+            ..LiveSettings::default()
+        });
+        let (send, receive) = std::sync::mpsc::channel();
+        let source = LiveSource::start(Box::new(Handed(receive)), None);
+        send.send(inputs[0].clone()).unwrap();
+        let mut send = Some(send);
+        let mut dreams = Vec::new();
+        let mut seconds = Vec::new();
+        let mut last = Instant::now();
+        dream_live(
+            network.as_ref(),
+            &settings,
+            &source,
+            &device,
+            |dream, report| {
+                dreams.push(dream.clone());
+                seconds.push(last.elapsed().as_secs_f64());
+                last = Instant::now();
+                match inputs.get(report.frame as usize + 1) {
+                    Some(next) => send.as_ref().unwrap().send(next.clone()).unwrap(),
+                    None => send = None,
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        let light = settings.lock().unwrap().clone();
+        let alone = FrameDreamers::new(
+            network.as_ref(),
+            DreamParams {
+                octaves: light.next.octaves,
+                iterations: light.next.iterations,
+                ..light.dream.clone()
+            },
+            light.next,
+            &Default::default(),
+            &device,
+        )
+        .unwrap();
+        let independent: Vec<RgbImage> = inputs
+            .iter()
+            .enumerate()
+            .map(|(k, frame)| alone.dream(k, frame, true, |_| {}).unwrap())
+            .collect();
+        let live = flicker(&inputs, &dreams, &params.flow, &device);
+        let apart = flicker(&inputs, &independent, &params.flow, &device);
+        println!(
+            "live (carphone 176x144, {} frames, 1 octave of 2 steps a frame): flicker {live:.3}, \
+             each frame dreamed alone {apart:.3}: ratio {:.2}; {:.3} s a frame",
+            inputs.len(),
+            live / apart,
+            mean(&seconds[1..])
+        );
     }
 
     if run("--speed") {
