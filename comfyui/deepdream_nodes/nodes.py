@@ -69,10 +69,13 @@ def _optional_text(text: str) -> Optional[str]:
     return text.strip() or None
 
 
-def _channels(text: str) -> Optional[list]:
+def _channels(text: str) -> Any:
+    """Channel numbers, ``12,57``, or the picked ones, ``auto:strongest:8``."""
     text = text.strip()
     if not text:
         return None
+    if text.startswith("auto"):
+        return text
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -92,12 +95,32 @@ DREAM_OPTIONAL = {
     "channels": ("STRING", {"default": "", "tooltip": "only these channels: 12,57"}),
     "class_name": ("STRING", {"default": "", "tooltip": "an ImageNet class to grow (efficientnet-lite0)"}),
     "guide": ("IMAGE",),
+    "mask": ("MASK", {"tooltip": "dream only where the mask is 1 (white); picture k takes mask k"}),
+    "mask_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05}),
 }
 
 
+def _mask(mask: Any, index: int) -> Optional[np.ndarray]:
+    """Picture ``index``'s mask from a MASK (``[B, H, W]`` or ``[H, W]``, 0..1), as an
+    ``H x W`` float array; the last one serves the pictures after it."""
+    if mask is None:
+        return None
+    if hasattr(mask, "detach"):
+        mask = mask.detach().cpu().numpy()
+    masks = np.asarray(mask, dtype=np.float32)
+    if masks.ndim == 2:
+        masks = masks[None]
+    if masks.ndim != 3 or masks.shape[0] == 0:
+        raise deepdream.ImageError(f"a MASK must be B x H x W, not {' x '.join(map(str, masks.shape))}")
+    return np.clip(masks[min(index, masks.shape[0] - 1)], 0.0, 1.0)
+
+
 def _dream_options(layers, octaves, octave_scale, iterations, step, jitter, seed,
-                   channels="", class_name="", guide=None) -> dict:
+                   channels="", class_name="", guide=None, mask=None, mask_strength=1.0,
+                   index=0) -> dict:
     return dict(
+        mask=_mask(mask, index),
+        mask_strength=mask_strength,
         layers=_optional_text(layers),
         channels=_channels(channels),
         class_=_optional_text(class_name),
@@ -147,7 +170,7 @@ class Dream:
     def dream(self, image, model, seed, **options):
         progress = _Progress()
         dreamed = [
-            model.dream(frame, progress=progress, **_dream_options(seed=seed + k, **options))
+            model.dream(frame, progress=progress, **_dream_options(seed=seed + k, index=k, **options))
             for k, frame in enumerate(_frames(image))
         ]
         return (_image(dreamed),)

@@ -126,3 +126,19 @@ def test_bad_widgets_raise_clear_errors(frames, vgg16):
         run("DeepDream", image=tensor(frames[:1]), model=vgg16, layers="nope", **SMALL)
     with pytest.raises(ValueError, match="channels must be numbers"):
         run("DeepDream", image=tensor(frames[:1]), model=vgg16, channels="a,b", **SMALL)
+
+
+def test_a_mask_keeps_the_picture_where_it_is_zero(frames, vgg16):
+    height, width = frames.shape[1:3]
+    mask = np.zeros((1, height, width), np.float32)
+    mask[:, :, : width // 2] = 1.0
+    (dreamed,) = run("DeepDream", image=tensor(frames[:2]), model=vgg16, mask=tensor(mask),
+                     layers="block3_conv3", **SMALL)
+    dreamed = np.rint(as_array(dreamed) * 255).astype(int)
+    original = np.rint(frames[:2] * 255).astype(int)
+    # Both pictures keep their right part (the second takes the last mask of the batch).
+    assert np.array_equal(dreamed[:, :, width // 2 + 16:], original[:, :, width // 2 + 16:])
+    assert np.abs(dreamed[:, :, : width // 2] - original[:, :, : width // 2]).mean() > 1.0
+    (picked,) = run("DeepDream", image=tensor(frames[:1]), model=vgg16, channels="auto:strongest:4",
+                    layers="block3_conv3", **SMALL)
+    assert as_array(picked).shape == frames[:1].shape
