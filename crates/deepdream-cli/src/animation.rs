@@ -22,7 +22,7 @@ use deepdream::control::Direction;
 use deepdream::control::footage::{Ending, Footage};
 use deepdream::control::keyframes::Keyframes;
 use deepdream::control::mask::Mask;
-use deepdream::control::sound::{Band, Envelope, Reaction, Reactions};
+use deepdream::control::sound::{Band, Envelope, Reaction, Reactions, check_smooth};
 use deepdream::modes::dream::GUIDE_MAX_SIDE;
 
 use crate::options::{DreamOptions, is_video, load_network};
@@ -106,9 +106,7 @@ impl AnimationOptions {
             direction.schedule = Some(schedule);
         }
         let band = Band::parse(&self.react_band)?;
-        if !(self.react_smooth.is_finite() && (0.0..=60.0).contains(&self.react_smooth)) {
-            bail!("--react-smooth must be a number of seconds from 0 to 60");
-        }
+        check_smooth(self.react_smooth)?;
         if let Some(text) = &self.react {
             let reactions = Reaction::parse_list(text)?;
             let (path, segment) = match sound {
@@ -381,11 +379,7 @@ pub fn video(args: VideoArgs, target: &Placement) -> Result<()> {
         args.animation
             .settings(&args.dream, &output, fps, info.frames_in(&segment), sound)?;
     if let Some(path) = &args.guide_video {
-        let ending = match args.guide_video_end.as_str() {
-            "loop" => Ending::Loop,
-            "hold" => Ending::Hold,
-            other => bail!("--guide-video-end '{other}': use loop or hold"),
-        };
+        let ending = Ending::parse(&args.guide_video_end)?;
         direction.guides = Some(Footage::load(path, Some(GUIDE_MAX_SIDE), ending)?);
         settings.identity.push((
             "deepdream:guide-video".into(),

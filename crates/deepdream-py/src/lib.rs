@@ -14,7 +14,7 @@ use deepdream::control::footage::{Ending, Footage};
 use deepdream::control::keyframes::Keyframes;
 use deepdream::control::mask::{Mask, check_strength};
 use deepdream::control::region::Region;
-use deepdream::control::sound::{Band, Envelope, Reaction, Reactions};
+use deepdream::control::sound::{Band, Envelope, Reaction, Reactions, check_smooth};
 use deepdream::engine::optimizer::Optimizer;
 use deepdream::media::animation::AnimationFormat;
 use deepdream::media::animation::open_sink;
@@ -330,11 +330,7 @@ impl ControlOptions {
             Some((text, json)) => Some(Keyframes::parse(text, *json)?.place(fps, Some(frames))?),
         };
         let band = Band::parse(&self.react_band)?;
-        if !(self.react_smooth.is_finite() && (0.0..=60.0).contains(&self.react_smooth)) {
-            return Err(Error::InvalidParameter(
-                "react_smooth must be a number of seconds from 0 to 60".into(),
-            ));
-        }
+        check_smooth(self.react_smooth)?;
         let sound = match (&self.react, &self.audio) {
             (None, _) => None,
             (Some(_), None) => {
@@ -353,15 +349,7 @@ impl ControlOptions {
                 reactions: Reaction::parse_list(react)?,
             }),
         };
-        let ending = match self.guide_video_end.as_str() {
-            "loop" => Ending::Loop,
-            "hold" => Ending::Hold,
-            other => {
-                return Err(Error::InvalidParameter(format!(
-                    "guide_video_end '{other}': use loop or hold"
-                )));
-            }
-        };
+        let ending = Ending::parse(&self.guide_video_end)?;
         let guides = match &self.guide_video {
             Some(path) => Some(Footage::load(path, Some(GUIDE_MAX_SIDE), ending)?),
             None => None,

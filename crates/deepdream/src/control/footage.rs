@@ -19,6 +19,19 @@ pub enum Ending {
     Hold,
 }
 
+impl Ending {
+    /// `loop` or `hold`; an error naming both.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim() {
+            "loop" => Ok(Ending::Loop),
+            "hold" => Ok(Ending::Hold),
+            other => Err(Error::InvalidParameter(format!(
+                "'{other}' is not an ending of footage: use loop or hold"
+            ))),
+        }
+    }
+}
+
 /// A video's frames, each scaled to fit `max_side` and kept as PNG.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Footage {

@@ -458,15 +458,7 @@ fn read_key(entries: &serde_json::Map<String, serde_json::Value>) -> Result<Key>
                 let text = value
                     .as_str()
                     .ok_or_else(|| invalid("layers must be text, \"layer:weight,…\"".into()))?;
-                let layers: Vec<LayerWeight> = text
-                    .split(',')
-                    .filter(|l| !l.trim().is_empty())
-                    .map(str::parse)
-                    .collect::<Result<_>>()?;
-                if layers.is_empty() {
-                    return Err(invalid("layers names no layer".into()));
-                }
-                key.layers = Some(layers);
+                key.layers = Some(LayerWeight::parse_list(text)?);
             }
             "channels" => {
                 let list: Option<Vec<usize>> = match value {

@@ -57,6 +57,17 @@ impl Band {
     }
 }
 
+/// Checks a smoothing time: seconds from 0 to 60.
+pub fn check_smooth(seconds: f64) -> Result<()> {
+    if seconds.is_finite() && (0.0..=60.0).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter(format!(
+            "the sound's smoothing must be from 0 to 60 seconds (got {seconds})"
+        )))
+    }
+}
+
 /// A parameter the sound moves: `low` in silence, `high` at the loudest.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Reaction {

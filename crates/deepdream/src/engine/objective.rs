@@ -20,6 +20,22 @@ pub struct LayerWeight {
     pub weight: f32,
 }
 
+impl LayerWeight {
+    /// Parses a list, `block3_conv3:0.5,block4_conv3` (empty parts skipped); an error for
+    /// a list that names no layer.
+    pub fn parse_list(text: &str) -> Result<Vec<Self>> {
+        let layers: Vec<Self> = text
+            .split(',')
+            .filter(|part| !part.trim().is_empty())
+            .map(str::parse)
+            .collect::<Result<_>>()?;
+        if layers.is_empty() {
+            return Err(Error::InvalidParameter(format!("'{text}' names no layer")));
+        }
+        Ok(layers)
+    }
+}
+
 impl std::str::FromStr for LayerWeight {
     type Err = Error;
 

@@ -152,33 +152,33 @@ fn tool_path(tool: &str) -> PathBuf {
     }
 }
 
+/// What `ffprobe` says of the file at `path` (its streams and container), as JSON; `bad`
+/// makes the error when there is no such file or ffprobe cannot read it.
+fn ffprobe_json(path: &Path, bad: impl Fn(String) -> Error) -> Result<serde_json::Value> {
+    if !path.is_file() {
+        return Err(bad("no such file".into()));
+    }
+    let output = Command::new(tool_path("ffprobe"))
+        .args(["-v", "error", "-print_format", "json"])
+        .args(["-show_streams", "-show_format"])
+        .arg(path)
+        .output()
+        .map_err(|e| not_started("ffprobe", e, &bad))?;
+    if !output.status.success() {
+        return Err(bad(last_line(&String::from_utf8_lossy(&output.stderr))
+            .unwrap_or_else(|| "ffprobe cannot read it".into())));
+    }
+    serde_json::from_slice(&output.stdout)
+        .map_err(|e| bad(format!("unreadable ffprobe output: {e}")))
+}
+
 /// Describes the video file at `path`; an error if it is not a video ffmpeg can read.
 pub fn probe(path: &Path) -> Result<VideoInfo> {
     let bad = |reason: String| Error::VideoRead {
         path: path.to_path_buf(),
         reason,
     };
-    if !path.is_file() {
-        return Err(bad("no such file".into()));
-    }
-    let output = Command::new(tool_path("ffprobe"))
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_streams",
-            "-show_format",
-        ])
-        .arg(path)
-        .output()
-        .map_err(|e| not_started("ffprobe", e, bad))?;
-    if !output.status.success() {
-        return Err(bad(last_line(&String::from_utf8_lossy(&output.stderr))
-            .unwrap_or_else(|| "ffprobe cannot read it".into())));
-    }
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| bad(format!("unreadable ffprobe output: {e}")))?;
+    let json = ffprobe_json(path, bad)?;
     let container = json["format"]["format_name"].as_str().unwrap_or_default();
     if container.starts_with("image2") || container.ends_with("_pipe") {
         return Err(bad(
@@ -259,27 +259,7 @@ pub fn probe_audio(path: &Path) -> Result<AudioInfo> {
         path: path.to_path_buf(),
         reason,
     };
-    if !path.is_file() {
-        return Err(bad("no such file".into()));
-    }
-    let output = Command::new(tool_path("ffprobe"))
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_streams",
-            "-show_format",
-        ])
-        .arg(path)
-        .output()
-        .map_err(|e| not_started("ffprobe", e, bad))?;
-    if !output.status.success() {
-        return Err(bad(last_line(&String::from_utf8_lossy(&output.stderr))
-            .unwrap_or_else(|| "ffprobe cannot read it".into())));
-    }
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| bad(format!("unreadable ffprobe output: {e}")))?;
+    let json = ffprobe_json(path, bad)?;
     let streams = json["streams"].as_array().cloned().unwrap_or_default();
     let audio = streams
         .iter()
@@ -716,7 +696,23 @@ impl VideoWriter {
             command.args(["-metadata", &format!("{key}={value}")]);
         }
         command.pix_fmt("yuv420p").output(temp.as_os_str());
-        let mut child = command.spawn().map_err(|e| not_started("ffmpeg", e, bad))?;
+        Self::spawn(command, path.to_path_buf(), Some(temp), (width, height))
+    }
+
+    /// Starts the encoder `command` (frames on its standard input) writing `path`, through
+    /// the temporary file `temp` when there is one.
+    fn spawn(
+        mut command: FfmpegCommand,
+        path: PathBuf,
+        temp: Option<tempfile::TempPath>,
+        size: (u32, u32),
+    ) -> Result<Self> {
+        let mut child = command.spawn().map_err(|e| {
+            not_started("ffmpeg", e, |reason| Error::VideoWrite {
+                path: path.clone(),
+                reason,
+            })
+        })?;
         let stdin = child.take_stdin();
         let stderr = child.take_stderr().map(|mut stderr| {
             std::thread::spawn(move || {
@@ -727,12 +723,12 @@ impl VideoWriter {
         });
         drop(child.take_stdout());
         Ok(VideoWriter {
-            path: path.to_path_buf(),
-            temp: Some(temp),
+            path,
+            temp,
             child,
             stdin,
             stderr,
-            size: (width, height),
+            size,
         })
     }
 
@@ -741,11 +737,6 @@ impl VideoWriter {
     /// FLV, `rtsp://`), in low-latency H.264, or a video device (`/dev/videoN`, such as a
     /// v4l2loopback virtual camera), as raw YUV.
     pub fn stream(target: &str, width: u32, height: u32, frame_rate: FrameRate) -> Result<Self> {
-        let path = PathBuf::from(target);
-        let bad = |reason: String| Error::VideoWrite {
-            path: path.clone(),
-            reason,
-        };
         let mut command = FfmpegCommand::new_with_path(tool_path("ffmpeg"));
         command
             .hide_banner()
@@ -770,24 +761,7 @@ impl VideoWriter {
                 .format(format),
         };
         command.output(target);
-        let mut child = command.spawn().map_err(|e| not_started("ffmpeg", e, bad))?;
-        let stdin = child.take_stdin();
-        let stderr = child.take_stderr().map(|mut stderr| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = stderr.read_to_string(&mut text);
-                text
-            })
-        });
-        drop(child.take_stdout());
-        Ok(VideoWriter {
-            path,
-            temp: None,
-            child,
-            stdin,
-            stderr,
-            size: (width, height),
-        })
+        Self::spawn(command, PathBuf::from(target), None, (width, height))
     }
 
     fn failure(&mut self) -> Error {

@@ -796,12 +796,7 @@ impl<'a> Dreamer<'a> {
                 let Some(mask) = term.region.and_then(|r| masks.regions[r].clone()) else {
                     return Ok(None);
                 };
-                let (h, w) = self
-                    .network
-                    .output_size(term.layer, height, width)
-                    .ok_or_else(|| {
-                        Error::InvalidParameter("image too small for the layer".into())
-                    })?;
+                let (h, w) = self.output_size(term.layer, height, width)?;
                 let rolled = mask.roll(&shift, &[2, 3]);
                 Ok(Some(adaptive_avg_pool2d(rolled, [h, w])))
             })
@@ -931,18 +926,20 @@ impl<'a> Dreamer<'a> {
             .then_some(Tiling { stride, halo })
     }
 
+    /// The size of `layer`'s output for a `height` x `width` input.
+    fn output_size(&self, layer: usize, height: usize, width: usize) -> Result<(usize, usize)> {
+        self.network
+            .output_size(layer, height, width)
+            .ok_or_else(|| Error::InvalidParameter("image too small for the layer".into()))
+    }
+
     /// Each term's element count over the whole image (what its sum is divided by).
     fn full_counts(&self, terms: &[Term], height: usize, width: usize) -> Result<Vec<f32>> {
         let layers = self.network.layers();
         terms
             .iter()
             .map(|term| {
-                let (h, w) = self
-                    .network
-                    .output_size(term.layer, height, width)
-                    .ok_or_else(|| {
-                        Error::InvalidParameter("image too small for the layer".into())
-                    })?;
+                let (h, w) = self.output_size(term.layer, height, width)?;
                 let channels = match &term.channels {
                     Some(list) => list.len(),
                     None => layers[term.layer].channels,

@@ -17,7 +17,7 @@ use crate::media::flow::FarnebackParams;
 use crate::media::live::LiveSource;
 use crate::modes::animation::{FrameDreamers, FrameSettings};
 use crate::modes::dream::{DreamParams, LayerWeight};
-use crate::modes::video::{Motion, carried_start};
+use crate::modes::video::{Motion, next_start};
 use crate::networks::network::Network;
 
 /// How a live feed is dreamed; it may change while the feed runs.
@@ -112,15 +112,7 @@ impl LiveSettings {
                 None => return Err(invalid("there is no mask to set the strength of".into())),
             },
             "layers" | "layer" => {
-                let layers: Vec<LayerWeight> = value
-                    .split(',')
-                    .filter(|l| !l.trim().is_empty())
-                    .map(str::parse)
-                    .collect::<Result<_>>()?;
-                if layers.is_empty() {
-                    return Err(invalid("layers names no layer".into()));
-                }
-                next.dream.layers = layers;
+                next.dream.layers = LayerWeight::parse_list(value)?;
             }
             "channels" => {
                 next.dream.auto_channels = None;
@@ -214,19 +206,9 @@ pub fn dream_live(
                     settings.flow_scale,
                     device,
                 );
-                if motion.residual > settings.cut_threshold {
-                    (input.clone(), true)
-                } else {
-                    let start = carried_start(
-                        &previous_input,
-                        &previous_dream,
-                        &input,
-                        &motion,
-                        settings.blend,
-                        device,
-                    )?;
-                    (start, false)
-                }
+                let previous = (&previous_input, &previous_dream);
+                let (blend, cut) = (settings.blend, settings.cut_threshold);
+                next_start(previous, &input, &motion, blend, cut, device)?
             }
             _ => (input.clone(), true),
         };

@@ -209,6 +209,25 @@ pub fn carried_start(
     to_image(to_tensor(input, device).add(carried))
 }
 
+/// Where the dream of `input` starts after the frame `previous` (its input and its dream):
+/// the input with the previous dream difference carried along `motion` ([`carried_start`]),
+/// or, at a scene cut (a residual over `cut_threshold`), the input alone. The flag says the
+/// frame is dreamed afresh.
+pub fn next_start(
+    (previous_input, previous_dream): (&RgbImage, &RgbImage),
+    input: &RgbImage,
+    motion: &Motion,
+    blend: f32,
+    cut_threshold: f32,
+    device: &Device,
+) -> Result<(RgbImage, bool)> {
+    if motion.residual > cut_threshold {
+        return Ok((input.clone(), true));
+    }
+    let start = carried_start(previous_input, previous_dream, input, motion, blend, device)?;
+    Ok((start, false))
+}
+
 /// Dreams the frames of `source` into `work`, reusing the frames an earlier run finished.
 /// Returns the number of frames. `frames` (an estimate) only serves the progress reports.
 #[allow(clippy::too_many_arguments)]
@@ -285,19 +304,16 @@ pub fn dream_video_watched(
                     None => work.finished_frame(index - 1)?,
                 };
                 let motion = Motion::between(&previous_input, &input, &params.flow, device);
-                if motion.residual > params.cut_threshold {
-                    (input.clone(), true)
-                } else {
-                    let start = carried_start(
-                        &previous_input,
-                        &previous_dream,
-                        &input,
-                        &motion,
-                        params.blend_at(index)?,
-                        device,
-                    )?;
-                    (start, false)
-                }
+                let previous = (&previous_input, &previous_dream);
+                let blend = params.blend_at(index)?;
+                next_start(
+                    previous,
+                    &input,
+                    &motion,
+                    blend,
+                    params.cut_threshold,
+                    device,
+                )?
             }
         };
         let dreamed = dreamers.dream_watched(index, &start, fresh, |s| {
