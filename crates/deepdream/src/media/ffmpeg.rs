@@ -599,6 +599,25 @@ pub fn stream_format(target: &str) -> Result<&'static str> {
     }
 }
 
+/// The filter that pads odd sides to even ones with a repeated edge (yuv420p needs them).
+const PAD_TO_EVEN: &str =
+    "pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0,fillborders=left=0:right=1:bottom=1:mode=smear";
+
+/// An FFmpeg command that reads `width`x`height` RGB frames at `frame_rate` from its
+/// standard input.
+fn raw_frames_in(width: u32, height: u32, frame_rate: FrameRate) -> FfmpegCommand {
+    let mut command = FfmpegCommand::new_with_path(tool_path("ffmpeg"));
+    command
+        .hide_banner()
+        .args(["-loglevel", "error", "-y"])
+        .format("rawvideo")
+        .pix_fmt("rgb24")
+        .size(width, height)
+        .args(["-framerate", &frame_rate.to_string()])
+        .input("-");
+    command
+}
+
 /// Encodes RGB frames into a video file (written to a temporary file, renamed into place by
 /// [`FrameSink::finish`]).
 pub struct VideoWriter {
@@ -648,15 +667,7 @@ impl VideoWriter {
         let temp = crate::media::image_io::temp_file_beside(path, &suffix)
             .map_err(|e| bad(format!("cannot create a file beside it: {e}")))?
             .into_temp_path();
-        let mut command = FfmpegCommand::new_with_path(tool_path("ffmpeg"));
-        command
-            .hide_banner()
-            .args(["-loglevel", "error", "-y"])
-            .format("rawvideo")
-            .pix_fmt("rgb24")
-            .size(width, height)
-            .args(["-framerate", &frame_rate.to_string()])
-            .input("-");
+        let mut command = raw_frames_in(width, height, frame_rate);
         if let Some(audio) = &audio {
             let segment = Segment {
                 start: audio.segment.start,
@@ -677,9 +688,7 @@ impl VideoWriter {
             }
         }
         if width % 2 == 1 || height % 2 == 1 {
-            command.filter(
-                "pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0,fillborders=left=0:right=1:bottom=1:mode=smear",
-            );
+            command.filter(PAD_TO_EVEN);
         }
         match format {
             VideoFormat::H264 => command
@@ -737,19 +746,9 @@ impl VideoWriter {
     /// FLV, `rtsp://`), in low-latency H.264, or a video device (`/dev/videoN`, such as a
     /// v4l2loopback virtual camera), as raw YUV.
     pub fn stream(target: &str, width: u32, height: u32, frame_rate: FrameRate) -> Result<Self> {
-        let mut command = FfmpegCommand::new_with_path(tool_path("ffmpeg"));
-        command
-            .hide_banner()
-            .args(["-loglevel", "error", "-y"])
-            .format("rawvideo")
-            .pix_fmt("rgb24")
-            .size(width, height)
-            .args(["-framerate", &frame_rate.to_string()])
-            .input("-");
+        let mut command = raw_frames_in(width, height, frame_rate);
         if width % 2 == 1 || height % 2 == 1 {
-            command.filter(
-                "pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0,fillborders=left=0:right=1:bottom=1:mode=smear",
-            );
+            command.filter(PAD_TO_EVEN);
         }
         match stream_format(target)? {
             "v4l2" => command.pix_fmt("yuv420p").format("v4l2"),
