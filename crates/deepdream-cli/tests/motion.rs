@@ -1257,3 +1257,58 @@ fn osc_messages_change_a_live_dream_as_it_runs() {
     let _ = std::fs::remove_file(&output);
     assert_error(&deepdream(dir.path(), &args), "cannot listen for OSC");
 }
+
+#[test]
+fn ctrl_c_ends_a_live_feed_with_its_recording_playable() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let clip = fixture("carphone.mp4");
+    let output = dir.path().join("live.mp4");
+    let args = [
+        "live",
+        clip.to_str().unwrap(),
+        "--realtime",
+        "-o",
+        output.to_str().unwrap(),
+        "--size",
+        "96x72",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--layers",
+        "block3_conv1",
+        "--iterations-per-frame",
+        "1",
+    ];
+    let mut child = command(dir.path(), &args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("Ctrl-C ends it") {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(read > 0, "the feed ended early: {seen}");
+        seen.push_str(&line);
+    }
+    // Halfway through the 4 s clip.
+    std::thread::sleep(Duration::from_millis(2000));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let exit = child.wait().unwrap();
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "Ctrl-C is how a feed ends: {seen}{rest}"
+    );
+    assert!(rest.contains("Recorded"), "{rest}");
+    let frames = decoded_frames(&output).len();
+    assert!(
+        frames > 0 && frames < decoded_frames(&clip).len(),
+        "{frames} frames"
+    );
+}
