@@ -244,13 +244,37 @@ struct Term {
     /// Features of the guide image at this layer, `[C, positions]`, every channel.
     guide: Option<Tensor<2>>,
     /// The channels amplified; all when `None`.
-    channels: Option<Vec<usize>>,
+    channels: Option<Selection>,
     /// The region (an index into [`DreamParams::regions`]) whose mask weights the term.
     region: Option<usize>,
     /// The channels are picked from the picture.
     auto: bool,
     /// The term is one of the main layers' (not a region's): a guide pulls it.
     main: bool,
+}
+
+/// The channels a term amplifies, with what every step needs of them made once: their
+/// index tensor, and the guide's features for them.
+#[derive(Clone)]
+struct Selection {
+    list: Vec<usize>,
+    index: Tensor<1, Int>,
+    guide: Option<Tensor<2>>,
+}
+
+impl Term {
+    /// Amplifies only `channels` (all when `None`), the guide's features selected alike.
+    fn select(&mut self, channels: Option<&[usize]>, device: &Device) {
+        self.channels = channels.map(|list| {
+            let ints: Vec<i64> = list.iter().map(|&c| c as i64).collect();
+            let index = Tensor::<1, Int>::from_ints(ints.as_slice(), device);
+            Selection {
+                list: list.to_vec(),
+                guide: self.guide.clone().map(|g| g.select(0, index.clone())),
+                index,
+            }
+        });
+    }
 }
 
 /// Terms whose gradient is taken together: the layers they read (what the network is asked
@@ -374,18 +398,20 @@ impl<'a> Dreamer<'a> {
                     });
                 }
             }
-            terms.push(Term {
+            let mut made = Term {
                 name: term.layer.clone(),
                 layer: index,
                 slot: slot_of(&mut slots, index),
                 weight: term.weight,
                 class: None,
                 guide: None,
-                channels: channels.clone(),
+                channels: None,
                 region,
                 auto: main && auto_channels,
                 main,
-            });
+            };
+            made.select(channels.as_deref(), device);
+            terms.push(made);
             Ok(())
         };
         for term in &params.layers {
@@ -477,6 +503,8 @@ impl<'a> Dreamer<'a> {
             for term in main_terms {
                 if let Some((_, features)) = by_layer.iter().find(|(l, _)| *l == term.layer) {
                     term.guide = Some(features.clone());
+                    let channels = term.channels.as_ref().map(|c| c.list.clone());
+                    term.select(channels.as_deref(), device);
                 }
             }
         }
@@ -646,7 +674,7 @@ impl<'a> Dreamer<'a> {
             let picked = auto.choose(&means, rng);
             let auto = groups.iter_mut().flat_map(|g| g.terms.iter_mut());
             for term in auto.filter(|t| t.auto && t.layer == layer) {
-                term.channels = Some(picked.clone());
+                term.select(Some(&picked), &self.device);
             }
             chosen.push(ChosenChannels {
                 octave,
@@ -941,7 +969,7 @@ impl<'a> Dreamer<'a> {
             .map(|term| {
                 let (h, w) = self.output_size(term.layer, height, width)?;
                 let channels = match &term.channels {
-                    Some(list) => list.len(),
+                    Some(chosen) => chosen.list.len(),
                     None => layers[term.layer].channels,
                 };
                 Ok((channels * h * w) as f32)
@@ -977,14 +1005,10 @@ impl<'a> Dreamer<'a> {
                     None => (activation, mask),
                 };
                 let (activation, guide) = match &term.channels {
-                    Some(channels) => {
-                        let list: Vec<i64> = channels.iter().map(|&c| c as i64).collect();
-                        let indices = Tensor::<1, Int>::from_ints(list.as_slice(), &self.device);
-                        (
-                            activation.select(1, indices.clone().autodiff()),
-                            term.guide.clone().map(|g| g.select(0, indices)),
-                        )
-                    }
+                    Some(chosen) => (
+                        activation.select(1, chosen.index.clone().autodiff()),
+                        chosen.guide.clone(),
+                    ),
                     None => (activation, term.guide.clone()),
                 };
                 let count = counts.map_or(activation.shape().num_elements() as f32, |c| c[index]);
