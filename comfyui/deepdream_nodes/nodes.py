@@ -229,15 +229,16 @@ class DreamVideo:
                 "cut_threshold": ("FLOAT", {"default": 30.0, "min": 0.1, "max": 255.0, "step": 0.5}),
                 "octaves_per_frame": ("INT", {"default": 2, "min": 1, "max": 12}),
                 "iterations_per_frame": ("INT", {"default": 4, "min": 1, "max": 1000}),
+                "flow": (["farneback", "dis"],),
                 **DREAM_INPUTS,
             },
             "optional": DREAM_OPTIONAL,
         }
 
-    def video(self, frames, model, blend, cut_threshold, octaves_per_frame, iterations_per_frame, **options):
+    def video(self, frames, model, blend, cut_threshold, octaves_per_frame, iterations_per_frame, flow, **options):
         made = model.video(
             _frames(frames), blend=blend, cut_threshold=cut_threshold,
-            octaves_per_frame=octaves_per_frame, iterations_per_frame=iterations_per_frame,
+            octaves_per_frame=octaves_per_frame, iterations_per_frame=iterations_per_frame, flow=flow,
             progress=_Progress(), **_dream_options(**options),
         )
         return (_image(made),)

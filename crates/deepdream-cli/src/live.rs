@@ -8,9 +8,10 @@ use anyhow::{Result, bail};
 use clap::Args;
 use deepdream::backend::device::Placement;
 use deepdream::media::ffmpeg::{self, FrameRate, Segment, VideoReader, VideoWriter};
-use deepdream::media::frames::{FrameSink, FrameSource};
+use deepdream::media::flow::FlowMethod;
+use deepdream::media::frames::FrameSource;
 use deepdream::media::image_io;
-use deepdream::media::live::LiveSource;
+use deepdream::media::live::{LiveRecording, LiveSource};
 use deepdream::modes::animation::FrameSettings;
 use deepdream::modes::live::{LiveReport, LiveSettings, dream_live};
 use image::RgbImage;
@@ -52,6 +53,10 @@ pub struct LiveArgs {
     /// Share of the previous frame's dream carried into the next, along the optical flow.
     #[arg(long, default_value_t = LiveSettings::default().blend)]
     blend: f32,
+    /// Optical flow: dis (dense inverse search, a few milliseconds a frame) or farneback
+    /// (smoother, ten times the time).
+    #[arg(long, value_name = "dis|farneback", default_value = "dis")]
+    flow: String,
     /// Octaves dreamed per frame after the first.
     #[arg(long, value_name = "N", default_value_t = LiveSettings::default().next.octaves)]
     octaves_per_frame: usize,
@@ -147,6 +152,7 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
             iterations: args.iterations_per_frame,
         },
         blend: args.blend,
+        flow: FlowMethod::parse(&args.flow)?,
         ..LiveSettings::default()
     }));
     if !(args.blend.is_finite() && (0.0..=1.0).contains(&args.blend)) {
@@ -178,9 +184,9 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
     );
     let bar = progress_bar(0, "frames");
     let started = Instant::now();
-    // The recording and the stream, opened with the first dream, each with the frames
-    // written so far.
-    let mut outputs: Option<Vec<(Box<dyn FrameSink>, u64)>> = None;
+    // The recording and the stream, opened with the first dream, in real time from the
+    // source's first frame.
+    let mut outputs: Option<Vec<LiveRecording>> = None;
     let mut last_line = Instant::now();
     let mut latest: Option<LiveReport> = None;
     let outcome = dream_live(
@@ -192,21 +198,19 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
             latest = Some(*report);
             if outputs.is_none() {
                 let (w, h) = dream.dimensions();
-                let mut opened: Vec<(Box<dyn FrameSink>, u64)> = Vec::new();
+                let mut opened = Vec::new();
                 if let Some(path) = &args.output {
-                    opened.push((Box::new(VideoWriter::create(path, w, h, rate, 0, None)?), 0));
+                    let file = VideoWriter::create(path, w, h, rate, 0, None)?;
+                    opened.push(LiveRecording::new(Box::new(file), Some(0)));
                 }
                 if let Some(target) = &args.to {
-                    opened.push((Box::new(VideoWriter::stream(target, w, h, rate)?), 0));
+                    let stream = VideoWriter::stream(target, w, h, rate)?;
+                    opened.push(LiveRecording::new(Box::new(stream), Some(0)));
                 }
                 outputs = Some(opened);
             }
-            for (sink, written) in outputs.iter_mut().flatten() {
-                // In real time: the frames skipped show this dream too.
-                while *written <= report.frame {
-                    sink.write(dream)?;
-                    *written += 1;
-                }
+            for recording in outputs.iter_mut().flatten() {
+                recording.write(dream, report.frame)?;
             }
             let line = status(report);
             if bar.is_hidden() {
@@ -228,16 +232,16 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
     }
     let mut outputs = outputs.unwrap_or_default().into_iter();
     if let Some(path) = &args.output
-        && let Some((sink, written)) = outputs.next()
+        && let Some(recording) = outputs.next()
     {
-        sink.finish()?;
+        let written = recording.finish()?;
         note!(
             "Recorded {} ({written} frames at {fps:.3} fps)",
             path.display()
         );
     }
-    for (sink, written) in outputs {
-        sink.finish()?;
+    for recording in outputs {
+        let written = recording.finish()?;
         note!(
             "Sent {written} frames to {}",
             args.to.as_deref().unwrap_or_default()

@@ -20,6 +20,7 @@ use deepdream::media::animation::AnimationFormat;
 use deepdream::media::animation::open_sink;
 use deepdream::media::ffmpeg::{self, FrameRate, Segment, VideoReader};
 use deepdream::media::ffmpeg::{AudioSource, probe_audio};
+use deepdream::media::flow::FlowMethod;
 use deepdream::media::frames::IterSource;
 use deepdream::media::image_io;
 use deepdream::media::work_dir::WorkDir;
@@ -853,11 +854,12 @@ impl Model {
     /// A dream film from a list of frames (image arrays of one size): each frame starts from
     /// the previous frame's dream carried along the optical flow (`blend` of it), scene cuts
     /// (`cut_threshold`) dreamed afresh; the frames after the first are dreamed with
-    /// `octaves_per_frame` octaves of `iterations_per_frame` steps. The dream options are
-    /// [`Model::dream`]'s. Returns the dreamed frames.
+    /// `octaves_per_frame` octaves of `iterations_per_frame` steps, along the optical flow
+    /// `flow` (`farneback` or `dis`). The dream options are [`Model::dream`]'s. Returns the
+    /// dreamed frames.
     #[pyo3(signature = (
         frames, *, blend=0.8, cut_threshold=30.0, octaves_per_frame=2,
-        iterations_per_frame=4, options, control, fps=25.0, progress=None
+        iterations_per_frame=4, flow="farneback", options, control, fps=25.0, progress=None
     ))]
     #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn video<'py>(
@@ -868,6 +870,7 @@ impl Model {
         cut_threshold: f32,
         octaves_per_frame: usize,
         iterations_per_frame: usize,
+        flow: &str,
         options: DreamOptions<'py>,
         control: ControlOptions,
         fps: f64,
@@ -879,15 +882,16 @@ impl Model {
         let direction = py
             .detach(|| control.direction(fps, count))
             .map_err(|e| to_python(py, e))?;
+        let flow = FlowMethod::parse(flow).map_err(|e| to_python(py, e))?;
         let params = VideoParams {
             blend,
             cut_threshold,
+            flow,
             next: FrameSettings {
                 octaves: octaves_per_frame,
                 iterations: iterations_per_frame,
             },
             direction,
-            ..VideoParams::default()
         };
         let observer = Observer::new(progress, 0);
         let count = frames.len();

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -28,6 +29,7 @@ use crate::catalog::{self, Catalog, EXAMPLES, ModelInfo};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{Job, JobSpec, Queue, QueueError, STYLE_MODEL, Upload, VideoUpload};
+use crate::live::{self, Checked, LiveHub, LiveRequest};
 use crate::requests::{
     DreamRequest, DreamSettings, SettingsPictures, StyleRequest, VideoRequest, VisualizeRequest,
     ZoomRequest,
@@ -54,6 +56,8 @@ pub struct App {
     /// The private folder for uploaded videos and animations in the making.
     scratch: Mutex<Option<tempfile::TempDir>>,
     scratch_path: PathBuf,
+    /// The live dream and its recordings.
+    live: Arc<LiveHub>,
 }
 
 impl App {
@@ -79,6 +83,7 @@ impl App {
             next_upload: AtomicU64::new(1),
             shutdown,
             scratch: Mutex::new(Some(scratch)),
+            live: Arc::new(LiveHub::new(scratch_path.clone())),
             scratch_path,
             config,
         }))
@@ -106,6 +111,27 @@ impl App {
         Ok(SettingsPictures {
             guide: find(&settings.guide)?,
             mask: find(&settings.mask)?,
+        })
+    }
+
+    /// A live dream's start message checked against its model.
+    async fn check_live(&self, mut request: LiveRequest) -> Result<Checked, String> {
+        let info = self
+            .catalog
+            .model(&request.dream.model)
+            .await
+            .map_err(|e| e.message)?;
+        let pictures = self.pictures(&request.dream).map_err(|e| e.message)?;
+        let size = (request.width, request.height);
+        let (model, dream) = request
+            .dream
+            .params(&info, size, &pictures, random_seed())
+            .map_err(|e| e.message)?;
+        let settings = request.settings(dream)?;
+        Ok(Checked {
+            model,
+            settings,
+            request,
         })
     }
 
@@ -167,6 +193,8 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(middleware::from_fn_with_state(timeout, time_limit))
         // The event stream lasts as long as its job: no time limit.
         .route("/api/jobs/{id}/events", get(events))
+        .route("/api/live", get(live_socket))
+        .route("/api/live/recordings/{id}", get(live_recording))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .with_state(app)
@@ -554,6 +582,41 @@ async fn list_jobs(State(app): State<Arc<App>>) -> Json<Value> {
 async fn job_status(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let job = app.job(&id)?;
     Ok(Json(job_json(&job)))
+}
+
+/// `GET /api/live`: a live dream over a WebSocket (see [`live`]).
+async fn live_socket(State(app): State<Arc<App>>, upgrade: WebSocketUpgrade) -> Response {
+    let (hub, placement) = (app.live.clone(), app.config.placement.clone());
+    upgrade.on_upgrade(move |socket| async move {
+        let check = |request| async move { app.check_live(request).await };
+        live::session(hub, placement, socket, check).await;
+    })
+}
+
+/// `GET /api/live/recordings/{id}`: a finished live recording (MP4).
+async fn live_recording(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let missing = || ApiError::not_found(format!("no live recording has id '{id}'"));
+    let number: u64 = id.parse().map_err(|_| missing())?;
+    let path = app.live.recording(number).ok_or_else(missing)?;
+    let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(missing)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "video/mp4".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"live-{number}.mp4\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -893,7 +893,7 @@ fn renumber(waiting: &VecDeque<Arc<Job>>) {
 }
 
 /// A preview picture as JPEG.
-fn jpeg(image: &RgbImage) -> deepdream::Result<Vec<u8>> {
+pub(crate) fn jpeg(image: &RgbImage) -> deepdream::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     DynamicImage::ImageRgb8(image.clone())
         .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(

@@ -20,6 +20,7 @@ mod catalog;
 mod config;
 mod error;
 mod jobs;
+mod live;
 mod requests;
 
 use std::future::Future;

@@ -614,3 +614,161 @@ fn a_painted_mask_keeps_the_rest_and_keyframes_drive_a_zoom() {
     let message = studio.post_json("/api/zoom", &bad).error(422);
     assert!(message.contains("unknown parameter 'speed'"), "{message}");
 }
+
+/// A live-dream socket to the studio, with a read timeout.
+type LiveSocket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+fn live_socket(studio: &Studio) -> LiveSocket {
+    let url = format!("{}/api/live", studio.url.replacen("http://", "ws://", 1));
+    let (socket, _) = tungstenite::connect(url).unwrap();
+    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+    }
+    socket
+}
+
+fn send_json(socket: &mut LiveSocket, value: serde_json::Value) {
+    socket
+        .send(tungstenite::Message::text(value.to_string()))
+        .unwrap();
+}
+
+/// The next JSON message (dreams in between are skipped).
+fn next_json(socket: &mut LiveSocket) -> serde_json::Value {
+    loop {
+        match socket.read().unwrap() {
+            tungstenite::Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            tungstenite::Message::Binary(_) => {}
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+}
+
+/// The next JSON message that is not a dream's report.
+fn next_notice(socket: &mut LiveSocket) -> serde_json::Value {
+    loop {
+        let message = next_json(socket);
+        if message.get("frame").is_none() {
+            return message;
+        }
+    }
+}
+
+/// A camera frame: the cat photo at 64x48 as JPEG.
+fn camera_frame() -> Vec<u8> {
+    let photo = image::load_from_memory(&photo_png(64)).unwrap();
+    let frame = photo.resize_exact(64, 48, image::imageops::FilterType::Triangle);
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    frame
+        .write_to(&mut bytes, image::ImageFormat::Jpeg)
+        .unwrap();
+    bytes.into_inner()
+}
+
+#[test]
+fn a_live_dream_answers_frames_with_dreams_and_bad_messages_with_one_line() {
+    let studio = Studio::start(config());
+    // Bad start messages end the socket with a reason.
+    for (start, expected) in [
+        (json!({"width": 8, "height": 48}), "each side must be"),
+        (json!({"width": 64, "height": 48, "blend": 3}), "blend"),
+        (
+            json!({"width": 64, "height": 48, "flow": "lucas"}),
+            "unknown optical flow",
+        ),
+        (
+            json!({"width": 64, "height": 48, "dream": {"model": "alexnet"}}),
+            "alexnet",
+        ),
+        (json!({"size": 64}), "not a live request"),
+    ] {
+        let mut socket = live_socket(&studio);
+        send_json(&mut socket, start.clone());
+        let answer = next_json(&mut socket);
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(expected), "{start}: {answer}");
+    }
+
+    let mut socket = live_socket(&studio);
+    let start = json!({"width": 64, "height": 48, "iterations_per_frame": 1,
+                       "dream": {"model": MODEL, "seed": 3}});
+    send_json(&mut socket, start.clone());
+    assert_eq!(next_notice(&mut socket)["ready"]["model"], MODEL);
+    // A second live dream waits for this one to end.
+    let mut second = live_socket(&studio);
+    send_json(&mut second, start.clone());
+    let busy = next_json(&mut second);
+    assert!(
+        busy["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already running"),
+        "{busy}"
+    );
+    // Frames in, dreams out: a report, then the dream as JPEG.
+    let frame = camera_frame();
+    let mut dreams = 0;
+    send_json(&mut socket, json!({"record": true}));
+    while dreams < 3 {
+        socket
+            .send(tungstenite::Message::binary(frame.clone()))
+            .unwrap();
+        let report = loop {
+            let message = next_json(&mut socket);
+            if message.get("frame").is_some() {
+                break message;
+            }
+        };
+        assert!(report["latency_ms"].as_f64().unwrap() >= 0.0, "{report}");
+        assert!(report["change"].as_f64().unwrap() > 0.0, "{report}");
+        match socket.read().unwrap() {
+            tungstenite::Message::Binary(jpeg) => {
+                let dream = image::load_from_memory(&jpeg).unwrap();
+                assert_eq!((dream.width(), dream.height()), (64, 48));
+            }
+            other => panic!("expected a dream, got {other:?}"),
+        }
+        dreams += 1;
+    }
+    // A setting it does not know: one warning, and the dream goes on.
+    send_json(&mut socket, json!({"set": "speed", "value": 2}));
+    let warning = next_notice(&mut socket);
+    assert!(
+        warning["warning"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown setting"),
+        "{warning}"
+    );
+    send_json(&mut socket, json!({"set": "step", "value": 0.5}));
+    send_json(&mut socket, json!({"record": false}));
+    let recorded = next_notice(&mut socket);
+    let url = recorded["recording"].as_str().expect("a recording");
+    let mp4 = studio.get(url);
+    assert_eq!(mp4.status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.mp4");
+    std::fs::write(&path, &mp4.bytes).unwrap();
+    let info = deepdream::media::ffmpeg::probe(&path).unwrap();
+    assert_eq!((info.width, info.height), (64, 48));
+    assert_eq!(studio.get("/api/live/recordings/99").status, 404);
+    // Once closed, the next live dream may start.
+    socket.close(None).unwrap();
+    drop(socket);
+    let start_again = Instant::now();
+    loop {
+        let mut again = live_socket(&studio);
+        send_json(&mut again, start.clone());
+        let answer = next_notice(&mut again);
+        if answer.get("ready").is_some() {
+            break;
+        }
+        assert!(
+            start_again.elapsed() < Duration::from_secs(30),
+            "the first live dream did not end: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

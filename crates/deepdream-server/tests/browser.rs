@@ -1,7 +1,8 @@
 //! The studio page in a real browser: headless Chromium driven over WebDriver by
 //! chromedriver (Debian's `chromium` and `chromium-driver` packages). It uploads a photo,
 //! dreams it while watching the preview change, downloads the result and checks its
-//! parameters, then cancels a second dream.
+//! parameters, then cancels a second dream. A second test dreams a fake camera (Chromium's,
+//! playing a real clip) live in the Live tab.
 //!
 //! Without Chromium the test says so and passes, unless `DEEPDREAM_REQUIRE_BROWSER=1` (set
 //! by `.ci/run`) makes that a failure. `DEEPDREAM_SCREENSHOT=path.png` saves a screenshot of
@@ -41,15 +42,21 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn connect(port: u16) -> Client {
+async fn connect(port: u16, extra_args: &[String]) -> Client {
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1100",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend_from_slice(extra_args);
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1280,1100"],
-        }),
+        json!({ "binary": CHROMIUM, "args": args }),
     );
     let start = Instant::now();
     loop {
@@ -130,18 +137,27 @@ fn status_is(text: &str) -> String {
     format!("return document.getElementById('status').textContent.startsWith('{text}')")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_dreams_a_photo_in_the_browser() {
-    if !(Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()) {
-        let message =
-            "Chromium or chromedriver is missing: apt-get install chromium chromium-driver";
-        assert!(
-            std::env::var("DEEPDREAM_REQUIRE_BROWSER").is_err(),
-            "{message}"
-        );
-        eprintln!("skipped: {message}");
-        return;
+/// Whether Chromium and chromedriver are here (a failure under `.ci/run` if not).
+fn have_browser() -> bool {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return true;
     }
+    let message = "Chromium or chromedriver is missing: apt-get install chromium chromium-driver";
+    assert!(
+        std::env::var("DEEPDREAM_REQUIRE_BROWSER").is_err(),
+        "{message}"
+    );
+    eprintln!("skipped: {message}");
+    false
+}
+
+/// Runs `test` on a studio in Chromium (started with `chromium_args` too), closing the
+/// browser even when a check fails.
+async fn in_browser<F, Fut>(chromium_args: &[String], test: F)
+where
+    F: FnOnce(Client, Studio) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let studio = tokio::task::spawn_blocking(|| Studio::start(config()))
         .await
         .unwrap();
@@ -154,15 +170,231 @@ async fn a_user_dreams_a_photo_in_the_browser() {
             .spawn()
             .expect("chromedriver starts"),
     );
-    let client = connect(port).await;
-    // Close the browser session (and so Chromium) even when a check fails.
-    let outcome = AssertUnwindSafe(use_the_page(&client, studio))
+    let client = connect(port, chromium_args).await;
+    let outcome = AssertUnwindSafe(test(client.clone(), studio))
         .catch_unwind()
         .await;
     let _ = client.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_dreams_a_photo_in_the_browser() {
+    if have_browser() {
+        in_browser(&[], |client, studio| async move {
+            use_the_page(&client, studio).await
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_dreams_a_camera_live_in_the_browser() {
+    if !have_browser() {
+        return;
+    }
+    // The fake camera plays four seconds of the carphone clip, over and over.
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("camera.y4m");
+    let carphone =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deepdream/tests/fixtures/carphone.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(&carphone)
+        .args(["-t", "4", "-vf", "scale=320:240", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let args = [
+        "--use-fake-ui-for-media-stream".to_string(),
+        "--use-fake-device-for-media-stream".to_string(),
+        format!("--use-file-for-fake-video-capture={}", clip.display()),
+    ];
+    in_browser(&args, |client, studio| async move {
+        dream_live(&client, studio, dir.path()).await
+    })
+    .await;
+}
+
+/// A number the page shows in the live view's `data-NAME`.
+async fn live_number(client: &Client, name: &str) -> f64 {
+    let value = js(
+        client,
+        &format!("return document.getElementById('live-view').dataset.{name} || '-1'"),
+    )
+    .await;
+    value.as_str().unwrap().parse().unwrap()
+}
+
+/// The live view's pixels, summed coarsely (a fingerprint of the frame shown).
+async fn live_pixels(client: &Client) -> Vec<u64> {
+    let value = js(
+        client,
+        "const c = document.getElementById('live-view'); \
+         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+         const sums = new Array(16).fill(0); \
+         for (let i = 0; i < d.length; i += 4) sums[Math.floor(16 * i / d.length)] += d[i] + d[i + 1] + d[i + 2]; \
+         return sums;",
+    )
+    .await;
+    serde_json::from_value(value).unwrap()
+}
+
+/// Waits until the live view shows a frame dreamed after `frame`; returns its number.
+async fn next_live_frame(client: &Client, frame: f64) -> f64 {
+    until(
+        client,
+        "the next live frame",
+        Duration::from_secs(60),
+        &format!(
+            "return Number(document.getElementById('live-view').dataset.frame || -1) > {frame}"
+        ),
+    )
+    .await;
+    live_number(client, "frame").await
+}
+
+async fn dream_live(client: &Client, studio: Studio, dir: &Path) {
+    client.goto(&format!("{}/", studio.url)).await.unwrap();
+    until(
+        client,
+        "the layers",
+        Duration::from_secs(300),
+        "return document.getElementById('layer').options.length > 1",
+    )
+    .await;
+    client
+        .find(Locator::Css("[data-testid=model]"))
+        .await
+        .unwrap()
+        .select_by_value("efficientnet-lite0")
+        .await
+        .unwrap();
+    until(
+        client,
+        "the model's layers",
+        Duration::from_secs(300),
+        "return [...document.getElementById('layer').options].some(o => o.value === 'block5')",
+    )
+    .await;
+    click(client, "tab-live").await;
+    click(client, "live-start").await;
+    // The first dreams (the model loads first).
+    let first = next_live_frame(client, -1.0).await;
+    let before = live_pixels(client).await;
+    let mut frame = first;
+    for _ in 0..3 {
+        frame = next_live_frame(client, frame).await;
+    }
+    assert_ne!(
+        live_pixels(client).await,
+        before,
+        "the dreamed frames change"
+    );
+    let fps = js(
+        client,
+        "return document.getElementById('live-fps').textContent",
+    )
+    .await;
+    let latency = js(
+        client,
+        "return document.getElementById('live-latency').textContent",
+    )
+    .await;
+    let (fps, latency) = (fps.as_str().unwrap(), latency.as_str().unwrap());
+    let fps_value: f64 = fps.trim_end_matches(" fps").parse().unwrap_or(0.0);
+    let latency_value: f64 = latency.trim_end_matches(" ms").parse().unwrap_or(-1.0);
+    eprintln!("live in the browser: {fps}, latency {latency}");
+    assert!(fps_value > 0.0, "{fps}");
+    assert!(latency_value >= 0.0, "{latency}");
+
+    // The dream's strength before, then the step and blend turned down mid-stream.
+    let mut strong = 0.0;
+    for _ in 0..3 {
+        frame = next_live_frame(client, frame).await;
+        strong += live_number(client, "change").await / 3.0;
+    }
+    // Each change is in effect by the second frame after it (the frame being dreamed
+    // when it came may still have the old settings).
+    let mut took = Duration::ZERO;
+    for (slider, value) in [("live_blend", 0.0), ("live_step", 0.1)] {
+        let changes = live_number(client, "changes").await;
+        let asked = Instant::now();
+        js(
+            client,
+            &format!(
+                "const s = document.getElementById('{slider}'); s.value = {value}; \
+                 s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change')); \
+                 return true;"
+            ),
+        )
+        .await;
+        let mut frames_between = 0;
+        while live_number(client, "changes").await < changes + 1.0 {
+            assert!(
+                frames_between < 3,
+                "{slider}: {frames_between} frames before the change"
+            );
+            frame = next_live_frame(client, frame).await;
+            frames_between += 1;
+        }
+        took = took.max(asked.elapsed());
+    }
+    frame = next_live_frame(client, frame).await;
+    let weak = live_number(client, "change").await;
+    eprintln!(
+        "settings changed mid-stream: in effect after {:.0} ms at most; change per pixel \
+         {strong:.2} levels before, {weak:.2} after",
+        took.as_secs_f64() * 1000.0
+    );
+    assert!(weak < 0.5 * strong, "{weak} vs {strong}");
+
+    // Record a few frames and download the MP4.
+    click(client, "live-record").await;
+    for _ in 0..4 {
+        frame = next_live_frame(client, frame).await;
+    }
+    click(client, "live-record").await;
+    until(
+        client,
+        "the recording",
+        Duration::from_secs(60),
+        "return !document.getElementById('live-download').hidden",
+    )
+    .await;
+    let href = client
+        .find(Locator::Css("[data-testid=live-download]"))
+        .await
+        .unwrap()
+        .prop("href")
+        .await
+        .unwrap()
+        .expect("a download link");
+    let mp4 = tokio::task::spawn_blocking(move || {
+        let mut response = ureq::get(&href).call().unwrap();
+        response.body_mut().read_to_vec().unwrap()
+    })
+    .await
+    .unwrap();
+    let path = dir.join("live.mp4");
+    std::fs::write(&path, &mp4).unwrap();
+    let info = deepdream::media::ffmpeg::probe(&path).unwrap();
+    assert_eq!((info.width, info.height), (320, 240));
+    assert!(info.frames.unwrap_or(0) >= 4, "{info:?}");
+
+    // Stop frees the camera.
+    js(client, "window.liveStream = live.stream; return true").await;
+    click(client, "live-stop").await;
+    until(
+        client,
+        "the camera to stop",
+        Duration::from_secs(5),
+        "return live === null && window.liveStream.getTracks().every(t => t.readyState === 'ended')",
+    )
+    .await;
 }
 
 async fn use_the_page(client: &Client, studio: Studio) {

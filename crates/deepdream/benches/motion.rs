@@ -1,11 +1,12 @@
 //! Motion: how coherent a dream video is (flicker against dreaming each frame on its own,
 //! the baseline computed in the same run), its strength, seconds per frame of a 640x360
 //! video against a full dream of one frame, and colour drift over a 100-frame zoom with and
-//! without colour matching. Needs FFmpeg.
+//! without colour matching, and optical flows a second (DIS against Farnebäck) at 320x240
+//! and 640x360. Needs FFmpeg.
 //!
 //! ```text
 //! cargo bench -p deepdream --bench motion                 # everything (~20 min on 2 cores)
-//! cargo bench -p deepdream --bench motion -- --coherence  # or --speed, --colour, --live
+//! cargo bench -p deepdream --bench motion -- --coherence  # or --speed, --colour, --live, --flow
 //! cargo bench -p deepdream --bench motion --features wgpu -- --speed --device wgpu
 //! ```
 
@@ -16,7 +17,7 @@ use std::time::Instant;
 
 use deepdream::media::colour::ColourStats;
 use deepdream::media::ffmpeg::{Segment, VideoReader};
-use deepdream::media::flow::{farneback, grey_tensor, luma};
+use deepdream::media::flow::{DisParams, FlowMethod, grey_tensor, luma};
 use deepdream::media::frames::IterSource;
 use deepdream::media::live::LiveSource;
 use deepdream::media::work_dir::WorkDir;
@@ -50,6 +51,16 @@ fn read_frames(path: &Path, count: usize) -> Vec<RgbImage> {
         }
     }
     frames
+}
+
+/// The first `count` frames of the video at `path`, scaled to `width x height`.
+fn read_frames_scaled(path: &Path, count: usize, width: u32, height: u32) -> Vec<RgbImage> {
+    read_frames(path, count)
+        .iter()
+        .map(|frame| {
+            image::imageops::resize(frame, width, height, image::imageops::FilterType::Triangle)
+        })
+        .collect()
 }
 
 /// Dreams `inputs` as a video; returns the frames and the seconds each took.
@@ -94,7 +105,7 @@ fn mean(values: &[f64]) -> f64 {
 fn main() {
     common::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
-    let chosen: Vec<&str> = ["--coherence", "--speed", "--colour", "--live"]
+    let chosen: Vec<&str> = ["--coherence", "--speed", "--colour", "--live", "--flow"]
         .into_iter()
         .filter(|a| args.iter().any(|x| x == a))
         .collect();
@@ -238,6 +249,31 @@ fn main() {
         );
     }
 
+    if run("--flow") {
+        for (w, h) in [(320, 240), (640, 360)] {
+            let inputs = read_frames_scaled(&clip, 21, w, h);
+            let greys: Vec<_> = inputs
+                .iter()
+                .map(|frame| grey_tensor(&luma(frame), &device))
+                .collect();
+            let rate = |method: FlowMethod, pairs: usize| {
+                let start = Instant::now();
+                for k in 0..pairs {
+                    let flow = method.estimate(&greys[k], &greys[k + 1]);
+                    let _: f32 = flow.sum().into_scalar();
+                }
+                pairs as f64 / start.elapsed().as_secs_f64()
+            };
+            let dis = rate(FlowMethod::Dis(DisParams::default()), 20);
+            let farneback = rate(FlowMethod::default(), 5);
+            println!(
+                "optical flow {w}x{h} (carphone scaled): DIS (ultrafast) {dis:.0} flows/s, \
+                 Farnebäck {farneback:.1} flows/s: DIS {:.0}x faster",
+                dis / farneback
+            );
+        }
+    }
+
     if run("--speed") {
         let dir = tempfile::tempdir().unwrap();
         let wide = dir.path().join("carphone-640x360.mp4");
@@ -264,7 +300,7 @@ fn main() {
         let b = grey_tensor(&luma(&inputs[1]), &device);
         let start = Instant::now();
         for _ in 0..3 {
-            let flow = farneback(&a, &b, &params.flow);
+            let flow = params.flow.estimate(&a, &b);
             let _: f32 = flow.sum().into_scalar();
         }
         let flow_seconds = start.elapsed().as_secs_f64() / 3.0;

@@ -1,11 +1,11 @@
-//! Farnebäck optical flow against OpenCV's implementation on real video frames
+//! Optical flow (Farnebäck and DIS) against OpenCV's implementations on real video frames
 //! (fixtures written by scripts/make_flow_reference.py).
 
 use std::path::PathBuf;
 
 use burn::tensor::Tensor;
 use deepdream::Device;
-use deepdream::media::flow::{FarnebackParams, farneback, grey_tensor, warp};
+use deepdream::media::flow::{DisParams, FarnebackParams, dis, farneback, grey_tensor, warp};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -18,9 +18,9 @@ fn grey(name: &str, device: &Device) -> Tensor<4> {
     grey_tensor(&image, device)
 }
 
-/// OpenCV's flow as `[1, 2, H, W]`.
-fn opencv_flow(pair: usize, h: usize, w: usize, device: &Device) -> Tensor<4> {
-    let bytes = std::fs::read(fixture(&format!("pair{pair}_flow.f32"))).unwrap();
+/// OpenCV's flow (fixture `name`) as `[1, 2, H, W]`.
+fn opencv_flow(name: &str, h: usize, w: usize, device: &Device) -> Tensor<4> {
+    let bytes = std::fs::read(fixture(name)).unwrap();
     let values: Vec<f32> = bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -46,7 +46,7 @@ fn farneback_matches_opencv_on_real_frames() {
         let a = grey(&format!("pair{pair}_a.png"), &device);
         let b = grey(&format!("pair{pair}_b.png"), &device);
         let [_, _, h, w] = a.dims();
-        let reference = opencv_flow(pair, h, w, &device);
+        let reference = opencv_flow(&format!("pair{pair}_flow.f32"), h, w, &device);
         let ours = farneback(&a, &b, &FarnebackParams::default());
         let epe = endpoint_error(&ours, &reference);
         let magnitude = mean(reference.clone().powi_scalar(2).sum_dim(1).sqrt());
@@ -70,6 +70,58 @@ fn farneback_matches_opencv_on_real_frames() {
         assert!(
             ours_warp <= opencv_warp * 1.02 + 0.01,
             "pair {pair}: warp error {ours_warp} vs {opencv_warp}"
+        );
+    }
+}
+
+/// `image` twice as large, each pixel repeated twice in each direction.
+fn doubled(image: &Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = image.dims();
+    image
+        .clone()
+        .reshape([1, 1, h, 1, w, 1])
+        .repeat_dim(3, 2)
+        .repeat_dim(5, 2)
+        .reshape([1, 1, 2 * h, 2 * w])
+}
+
+#[test]
+fn dis_matches_opencv_on_real_frames() {
+    let device = Device::flex();
+    for pair in 0..3 {
+        let a = grey(&format!("pair{pair}_a.png"), &device);
+        let b = grey(&format!("pair{pair}_b.png"), &device);
+        let [_, _, h, w] = a.dims();
+        let magnitude = |flow: &Tensor<4>| mean(flow.clone().powi_scalar(2).sum_dim(1).sqrt());
+        // As they are (one pyramid level), and doubled (three levels; OpenCV's flow kept at
+        // every second pixel).
+        let reference = opencv_flow(&format!("pair{pair}_dis.f32"), h, w, &device);
+        let ours = dis(&a, &b, &DisParams::default());
+        let epe = endpoint_error(&ours, &reference);
+        let reference2x = opencv_flow(&format!("pair{pair}_dis2x.f32"), h, w, &device);
+        let ours2x = dis(&doubled(&a), &doubled(&b), &DisParams::default());
+        let ours2x = ours2x
+            .reshape([1, 2, h, 2, w, 2])
+            .narrow(3, 0, 1)
+            .narrow(5, 0, 1)
+            .reshape([1, 2, h, w]);
+        let epe2x = endpoint_error(&ours2x, &reference2x);
+        let warp_error = |flow: &Tensor<4>| mean(warp(b.clone(), flow).sub(a.clone()).abs());
+        eprintln!(
+            "pair {pair}: mean |flow| {:.3} px (doubled {:.3}), endpoint error vs OpenCV's DIS \
+             {epe:.6} px (doubled {epe2x:.6}); warp error ours {:.3}, OpenCV {:.3}, \
+             no motion {:.3}",
+            magnitude(&reference),
+            magnitude(&reference2x),
+            warp_error(&ours),
+            warp_error(&reference),
+            mean(b.clone().sub(a.clone()).abs()),
+        );
+        // The same computation as OpenCV's: only float rounding may differ.
+        assert!(epe < 0.01, "pair {pair}: endpoint error {epe} px");
+        assert!(
+            epe2x < 0.01,
+            "pair {pair} doubled: endpoint error {epe2x} px"
         );
     }
 }

@@ -588,6 +588,7 @@ class Model:
                 colour_match=bool(colour_match),
                 octaves_per_frame=_number("octaves_per_frame", octaves_per_frame, int),
                 iterations_per_frame=_number("iterations_per_frame", iterations_per_frame, int),
+                flow=str(flow),
                 progress=callback,
                 options=options,
                 control=control,
@@ -605,6 +606,7 @@ class Model:
         cut_threshold: float = 30.0,
         octaves_per_frame: int = 2,
         iterations_per_frame: int = 4,
+        flow: str = "farneback",
         output: Union[None, str, os.PathLike] = None,
         fps: Optional[float] = None,
         keyframes: Union[None, dict, str, os.PathLike] = None,
@@ -621,7 +623,9 @@ class Model:
         optical flow (``blend`` of it), so the dream holds together; scene cuts (a mean
         difference over ``cut_threshold`` grey levels after the flow) are dreamed afresh.
         The first frame is the full dream with ``dream_options`` (:meth:`dream`'s), the
-        others get ``octaves_per_frame`` octaves of ``iterations_per_frame`` steps.
+        others get ``octaves_per_frame`` octaves of ``iterations_per_frame`` steps. ``flow`` is
+        the optical flow: ``"farneback"`` (smoother) or ``"dis"`` (dense inverse search, far
+        faster).
         ``frames`` is a list of images, an ``N x H x W x C`` array (a batch, as ComfyUI
         passes them), or a video file's path (decoded with the system's FFmpeg); the result
         is the same kind (a list of PIL images for a file). With ``output`` the film is also

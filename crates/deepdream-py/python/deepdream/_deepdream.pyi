@@ -134,6 +134,7 @@ class Model:
         cut_threshold: float = 30.0,
         octaves_per_frame: int = 2,
         iterations_per_frame: int = 4,
+        flow: str = "farneback",
         options: DreamOptions,
         control: Control,
         fps: float = 25.0,

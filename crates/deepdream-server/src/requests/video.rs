@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use deepdream::media::ffmpeg::Segment;
+use deepdream::media::flow::FlowMethod;
 use deepdream::modes::video::VideoParams;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,9 @@ pub struct VideoRequest {
     /// Steps per octave for the frames after the first.
     #[serde(default = "defaults::iterations_per_frame")]
     pub iterations_per_frame: usize,
+    /// The optical flow: `farneback` or `dis`.
+    #[serde(default = "defaults::flow")]
+    pub flow: String,
     /// Keyframes (`{"keyframes": [{"frame": 0, "step": 0.5}, …]}`, as the CLI's
     /// `--keyframes` file): numbers, layers and channels over the frames.
     #[serde(default)]
@@ -58,6 +62,9 @@ mod defaults {
     }
     pub fn iterations_per_frame() -> usize {
         VideoParams::default().next.iterations
+    }
+    pub fn flow() -> String {
+        VideoParams::default().flow.name().to_string()
     }
 }
 
@@ -82,6 +89,7 @@ impl VideoRequest {
             ));
         }
         let next = frame_settings(self.octaves_per_frame, self.iterations_per_frame)?;
+        let flow = FlowMethod::parse(&self.flow)?;
         let segment = Segment {
             start: self.start,
             duration: self.duration,
@@ -102,6 +110,7 @@ impl VideoRequest {
         let params = VideoParams {
             blend: self.blend as f32,
             next,
+            flow,
             direction: direction(&self.keyframes, video.info.frame_rate.fps(), frames)?,
             ..VideoParams::default()
         };
@@ -137,6 +146,9 @@ impl VideoRequest {
         }
         if let Some(duration) = self.duration {
             args.push(format!("--duration {duration}"));
+        }
+        if self.flow != defaults::flow() {
+            args.push(format!("--flow {}", self.flow));
         }
         if self.octaves_per_frame != defaults::octaves_per_frame() {
             args.push(format!("--octaves-per-frame {}", self.octaves_per_frame));

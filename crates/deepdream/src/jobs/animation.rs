@@ -31,6 +31,7 @@ use crate::jobs::shard::Shard;
 use crate::jobs::video_parts::{self, PART_TAG, SplitParams, VideoPart};
 use crate::media::animation::{AnimationFormat, open_sink};
 use crate::media::ffmpeg::{self, AudioSource, FrameRate, Segment, VideoInfo, VideoReader};
+use crate::media::flow::FlowMethod;
 use crate::media::frames::{FrameSink, TakeFrames};
 use crate::media::work_dir::WorkDir;
 use crate::modes::animation::FrameProgress;
@@ -264,7 +265,14 @@ impl AnimationJob {
             ("duration", format!("{:?}", segment.duration)),
             ("blend", params.blend.to_string()),
             ("cut-threshold", params.cut_threshold.to_string()),
-            ("flow", format!("{:?}", params.flow)),
+            // Farnebäck's settings alone, as before DIS came, so older work folders resume.
+            (
+                "flow",
+                match params.flow {
+                    FlowMethod::Farneback(farneback) => format!("{farneback:?}"),
+                    dis => format!("{dis:?}"),
+                },
+            ),
         ];
         let mut planned = Planned::new(network, settings, common_seed, &mode, params.next)?;
         let (segment, part) = match split {

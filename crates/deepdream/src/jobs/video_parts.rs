@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::jobs::shard::Shard;
 use crate::media::ffmpeg::{self, AudioSource, FrameRate, Segment, VideoInfo, VideoReader};
-use crate::media::flow::{FarnebackParams, luma};
+use crate::media::flow::{FlowMethod, luma};
 use crate::media::frames::FrameSink;
 use crate::modes::video::{Motion, VideoParams};
 
@@ -167,7 +167,7 @@ fn scene_cuts(
     path: &Path,
     frame_rate: FrameRate,
     frames: Range<usize>,
-    flow: &FarnebackParams,
+    flow: &FlowMethod,
     threshold: f32,
     device: &Device,
 ) -> Result<Vec<usize>> {

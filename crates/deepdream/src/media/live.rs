@@ -1,6 +1,7 @@
 //! Frames that arrive in real time: a reader thread takes them from a source as they come
 //! (or, for a file, at the file's own rate) and keeps only the newest, so a consumer that
-//! is slower than the source skips frames instead of falling behind.
+//! is slower than the source skips frames instead of falling behind. A recording of such a
+//! feed keeps the source's rate.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 
 use crate::error::{Error, Result};
-use crate::media::frames::FrameSource;
+use crate::media::frames::{FrameSink, FrameSource};
 
 /// A frame as it arrived.
 #[derive(Clone, Debug)]
@@ -133,6 +134,49 @@ impl Drop for LiveSource {
     }
 }
 
+/// A live feed written at its source's frame rate: each dream stands for its own source
+/// frame and the skipped ones before it, so the recording runs in real time.
+pub struct LiveRecording {
+    sink: Box<dyn FrameSink + Send>,
+    /// Frames written so far (the next source frame to cover).
+    written: u64,
+    /// The source frame the recording starts at.
+    first: Option<u64>,
+}
+
+impl LiveRecording {
+    /// A recording into `sink` from source frame `start` (the first dream written stands
+    /// for the frames before it too), or from the first dream written when `None`.
+    pub fn new(sink: Box<dyn FrameSink + Send>, start: Option<u64>) -> Self {
+        LiveRecording {
+            sink,
+            written: 0,
+            first: start,
+        }
+    }
+
+    /// Writes the dream of source frame `frame` (frames from the start of the source).
+    pub fn write(&mut self, dream: &RgbImage, frame: u64) -> Result<()> {
+        let first = *self.first.get_or_insert(frame);
+        while first + self.written <= frame {
+            self.sink.write(dream)?;
+            self.written += 1;
+        }
+        Ok(())
+    }
+
+    /// Frames written so far.
+    pub fn frames(&self) -> u64 {
+        self.written
+    }
+
+    /// Closes the recording (the file is complete only now); returns the frames written.
+    pub fn finish(self) -> Result<u64> {
+        self.sink.finish()?;
+        Ok(self.written)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +192,35 @@ mod tests {
 
     fn frame(value: u8) -> RgbImage {
         RgbImage::from_pixel(2, 2, image::Rgb([value; 3]))
+    }
+
+    /// Frames written, shared with the test.
+    struct Collect(Arc<Mutex<Vec<u8>>>);
+
+    impl FrameSink for Collect {
+        fn write(&mut self, frame: &RgbImage) -> Result<()> {
+            self.0.lock().unwrap().push(frame.get_pixel(0, 0)[0]);
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_recording_repeats_each_dream_for_the_frames_skipped_before_it() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let mut recording = LiveRecording::new(Box::new(Collect(written.clone())), None);
+        recording.write(&frame(3), 3).unwrap();
+        recording.write(&frame(5), 5).unwrap();
+        recording.write(&frame(6), 6).unwrap();
+        assert_eq!(recording.finish().unwrap(), 4);
+        assert_eq!(*written.lock().unwrap(), vec![3, 5, 5, 6]);
+        // From the start of the source: the first dream covers the frames before it.
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let mut recording = LiveRecording::new(Box::new(Collect(written.clone())), Some(0));
+        recording.write(&frame(2), 2).unwrap();
+        assert_eq!(*written.lock().unwrap(), vec![2, 2, 2]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::control::keyframes::Param;
 use crate::engine::snapshot::Snapshot;
 use crate::engine::transform;
 use crate::error::{Error, Result};
-use crate::media::flow::{FarnebackParams, consistency_mask, farneback, grey_tensor, luma, warp};
+use crate::media::flow::{FlowMethod, consistency_mask, grey_tensor, luma, warp};
 use crate::media::frames::FrameSource;
 use crate::media::work_dir::WorkDir;
 use crate::modes::animation::{FrameDreamers, FrameProgress, FrameSettings, to_image, to_tensor};
@@ -26,8 +26,8 @@ pub struct VideoParams {
     pub blend: f32,
     /// How the frames after the first (and after each scene cut) are dreamed.
     pub next: FrameSettings,
-    /// The optical flow's settings.
-    pub flow: FarnebackParams,
+    /// How the optical flow is estimated.
+    pub flow: FlowMethod,
     /// A frame is a scene cut when the previous input frame, moved along the flow, still
     /// differs from it by more than this mean grey difference (0–255).
     pub cut_threshold: f32,
@@ -36,8 +36,8 @@ pub struct VideoParams {
 }
 
 impl Default for VideoParams {
-    /// Blend 0.8, 2 octaves of 4 iterations per frame, OpenCV's usual Farnebäck settings,
-    /// scene cuts above a mean difference of 30 grey levels.
+    /// Blend 0.8, 2 octaves of 4 iterations per frame, Farnebäck's flow with OpenCV's usual
+    /// settings, scene cuts above a mean difference of 30 grey levels.
     fn default() -> Self {
         VideoParams {
             blend: 0.8,
@@ -45,7 +45,7 @@ impl Default for VideoParams {
                 octaves: 2,
                 iterations: 4,
             },
-            flow: FarnebackParams::default(),
+            flow: FlowMethod::default(),
             cut_threshold: 30.0,
             direction: Direction::default(),
         }
@@ -103,13 +103,13 @@ impl Motion {
     pub fn between(
         previous: &RgbImage,
         current: &RgbImage,
-        params: &FarnebackParams,
+        flow: &FlowMethod,
         device: &Device,
     ) -> Self {
         let a = grey_tensor(&luma(previous), device);
         let b = grey_tensor(&luma(current), device);
-        let backward = farneback(&b, &a, params);
-        let forward = farneback(&a, &b, params);
+        let backward = flow.estimate(&b, &a);
+        let forward = flow.estimate(&a, &b);
         let mask = consistency_mask(&forward, &backward);
         let residual = residual(a, b, &backward);
         Motion {
@@ -125,7 +125,7 @@ impl Motion {
     pub fn between_scaled(
         previous: &RgbImage,
         current: &RgbImage,
-        params: &FarnebackParams,
+        flow: &FlowMethod,
         scale: f32,
         device: &Device,
     ) -> Self {
@@ -135,7 +135,7 @@ impl Motion {
             ((h as f32 * scale).round() as u32).clamp(8, h.max(8)),
         );
         if scale >= 1.0 || (sw, sh) == (w, h) {
-            return Self::between(previous, current, params, device);
+            return Self::between(previous, current, flow, device);
         }
         let small = |image: &RgbImage| {
             let grey = luma(image);
@@ -145,8 +145,8 @@ impl Motion {
             )
         };
         let (a, b) = (small(previous), small(current));
-        let backward = farneback(&b, &a, params);
-        let forward = farneback(&a, &b, params);
+        let backward = flow.estimate(&b, &a);
+        let forward = flow.estimate(&a, &b);
         let mask = consistency_mask(&forward, &backward);
         let residual = residual(a, b, &backward);
         let up = |t: Tensor<4>| transform::resize(t, h as usize, w as usize, false);
@@ -165,12 +165,12 @@ impl Motion {
     pub fn residual(
         previous: &RgbImage,
         current: &RgbImage,
-        params: &FarnebackParams,
+        flow: &FlowMethod,
         device: &Device,
     ) -> f32 {
         let a = grey_tensor(&luma(previous), device);
         let b = grey_tensor(&luma(current), device);
-        let backward = farneback(&b, &a, params);
+        let backward = flow.estimate(&b, &a);
         residual(a, b, &backward)
     }
 
@@ -342,7 +342,7 @@ pub fn dream_video_watched(
 pub fn flicker(
     inputs: &[RgbImage],
     dreams: &[RgbImage],
-    flow: &FarnebackParams,
+    flow: &FlowMethod,
     device: &Device,
 ) -> f32 {
     let difference = |k: usize| to_tensor(&dreams[k], device).sub(to_tensor(&inputs[k], device));
