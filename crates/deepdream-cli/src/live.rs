@@ -7,14 +7,12 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Args;
 use deepdream::backend::device::Placement;
-use deepdream::media::ffmpeg::{self, FrameRate, Segment, VideoReader, VideoWriter};
+use deepdream::media::ffmpeg::{self, VideoWriter};
 use deepdream::media::flow::FlowMethod;
-use deepdream::media::frames::FrameSource;
 use deepdream::media::image_io;
-use deepdream::media::live::{LiveRecording, LiveSource};
+use deepdream::media::live::{LiveRecording, LiveSource, Scaled, SourceKind, open_source};
 use deepdream::modes::animation::FrameSettings;
 use deepdream::modes::live::{LiveReport, LiveSettings, dream_live};
-use image::RgbImage;
 
 use crate::options::{DreamOptions, load_network};
 use crate::report::progress_bar;
@@ -37,6 +35,10 @@ pub struct LiveArgs {
     /// `/deepdream/layers "block5_conv3"`, … (see the README for every address).
     #[arg(long, value_name = "PORT")]
     osc: Option<String>,
+    /// Tries at a stream that does not answer (or breaks off) before giving up; the waits
+    /// between them double from one second.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    retries: u32,
     /// Play a file at its own frame rate, as a camera would give it, instead of as fast as
     /// it can be read.
     #[arg(long)]
@@ -57,6 +59,10 @@ pub struct LiveArgs {
     /// (smoother, ten times the time).
     #[arg(long, value_name = "dis|farneback", default_value = "dis")]
     flow: String,
+    /// Hold this many dreamed frames a second: fewer steps per frame, then a smaller
+    /// picture dreamed, while frames take too long (raised again when there is time).
+    #[arg(long, value_name = "FPS")]
+    fps: Option<f64>,
     /// Octaves dreamed per frame after the first.
     #[arg(long, value_name = "N", default_value_t = LiveSettings::default().next.octaves)]
     octaves_per_frame: usize,
@@ -66,35 +72,6 @@ pub struct LiveArgs {
     /// Overwrite the recording if it exists.
     #[arg(long)]
     force: bool,
-}
-
-/// Frames of a source scaled to one size.
-struct Scaled<S> {
-    source: S,
-    size: Option<(u32, u32)>,
-}
-
-impl<S: FrameSource> FrameSource for Scaled<S> {
-    fn next_frame(&mut self) -> deepdream::Result<Option<RgbImage>> {
-        let frame = self.source.next_frame()?;
-        Ok(match (frame, self.size) {
-            (Some(frame), Some((w, h))) if frame.dimensions() != (w, h) => Some(
-                image::imageops::resize(&frame, w, h, image::imageops::FilterType::Triangle),
-            ),
-            (frame, _) => frame,
-        })
-    }
-}
-
-/// The default FFmpeg input format for cameras on this system.
-fn camera_format() -> &'static str {
-    if cfg!(target_os = "macos") {
-        "avfoundation"
-    } else if cfg!(windows) {
-        "dshow"
-    } else {
-        "v4l2"
-    }
 }
 
 /// `WxH` as a size.
@@ -123,27 +100,16 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
     if let Some(target) = &args.to {
         ffmpeg::stream_format(target)?;
     }
-    let is_camera = args.source.starts_with("/dev/video") || args.camera_format.is_some();
-    let is_file = !is_camera && source_path.is_file();
-    if !is_camera && !is_file && !args.source.contains("://") {
-        bail!(
-            "cannot read {}: no such file, camera or stream",
-            args.source
-        );
-    }
-    // The frame rate of the recording: the file's, else a camera's usual 25 (or 30).
-    let rate = if is_file {
-        ffmpeg::probe(source_path)?.frame_rate
-    } else {
-        FrameRate::from_fps(25.0)?
-    };
+    let notice = Box::new(|line: &str| note!("{line}"));
+    let opened = open_source(
+        &args.source,
+        args.camera_format.as_deref(),
+        args.retries,
+        notice,
+    )?;
+    // The recording runs at the source's rate: a file's own, else 25 fps.
+    let rate = opened.rate;
     let fps = rate.fps();
-    let reader = if is_camera {
-        let format = args.camera_format.as_deref().unwrap_or(camera_format());
-        VideoReader::open_device(source_path, format)?
-    } else {
-        VideoReader::open(source_path, Segment::default())?
-    };
     let params = args.dream.params()?;
     let settings = Arc::new(Mutex::new(LiveSettings {
         dream: params,
@@ -153,8 +119,12 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
         },
         blend: args.blend,
         flow: FlowMethod::parse(&args.flow)?,
+        fps: args.fps,
         ..LiveSettings::default()
     }));
+    lock_settings(&settings).check_fps().map_err(|_| {
+        anyhow::anyhow!("--fps must be a number of frames a second from 0.1 to 240")
+    })?;
     if !(args.blend.is_finite() && (0.0..=1.0).contains(&args.blend)) {
         bail!("--blend must be a number from 0 to 1");
     }
@@ -162,14 +132,8 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
         crate::osc::listen(port, Arc::clone(&settings))?;
     }
     let network = load_network(&args.dream.model, target)?;
-    let pace = (args.realtime && is_file).then_some(fps);
-    let source = LiveSource::start(
-        Box::new(Scaled {
-            source: reader,
-            size,
-        }),
-        pace,
-    );
+    let pace = (args.realtime && opened.kind == SourceKind::File).then_some(fps);
+    let source = LiveSource::start(Box::new(Scaled::new(opened.frames, size)), pace);
     note!(
         "Dreaming {} live with {}{}; Ctrl-C ends it",
         args.source,
@@ -212,7 +176,7 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
             for recording in outputs.iter_mut().flatten() {
                 recording.write(dream, report.frame)?;
             }
-            let line = status(report);
+            let line = status(report, lock_settings(&settings).fps.is_some());
             if bar.is_hidden() {
                 if last_line.elapsed().as_secs_f64() >= 1.0 {
                     note!("{line}");
@@ -250,20 +214,34 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
     if let Some(report) = latest {
         note!(
             "{} in {:.1} s",
-            status(&report),
+            status(&report, lock_settings(&settings).fps.is_some()),
             started.elapsed().as_secs_f64()
         );
     }
     Ok(())
 }
 
-/// The status line: frames dreamed and skipped, rate, latency.
-fn status(report: &LiveReport) -> String {
-    format!(
+/// The status line: frames dreamed and skipped, rate, latency, and what holding a frame
+/// rate (`holding`) left of the steps and the size.
+fn status(report: &LiveReport, holding: bool) -> String {
+    let mut line = format!(
         "live: {} frames dreamed, {} skipped, {:.1} fps, latency {} ms",
         report.dreamed,
         report.dropped,
         report.fps,
         report.latency.as_millis()
-    )
+    );
+    if holding {
+        line += &format!(
+            " ({} steps, {:.0}% size)",
+            report.steps,
+            report.scale * 100.0
+        );
+    }
+    line
+}
+
+/// The settings, even if a thread panicked holding them.
+fn lock_settings(settings: &Mutex<LiveSettings>) -> std::sync::MutexGuard<'_, LiveSettings> {
+    settings.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -1116,7 +1116,15 @@ fn a_live_feed_is_dreamed_in_real_time_and_recorded() {
         ),
         (
             vec!["live", "/dev/video63", "-o", out.to_str().unwrap()],
-            "cannot read video",
+            "cannot read video /dev/video63: no such camera",
+        ),
+        (
+            vec!["live", "tcp://127.0.0.1:9", "--retries", "2"],
+            "no answer after 2 tries",
+        ),
+        (
+            vec!["live", clip.to_str().unwrap(), "--fps", "0"],
+            "--fps must be",
         ),
         (
             vec!["live", clip.to_str().unwrap(), "--size", "12x9000"],
@@ -1132,6 +1140,47 @@ fn a_live_feed_is_dreamed_in_real_time_and_recorded() {
         assert_error(&deepdream(dir.path(), &args), expected);
         assert!(!out.exists(), "{args:?}");
     }
+}
+
+#[test]
+fn a_live_feed_holds_a_frame_rate_by_lowering_steps_then_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = vgg16_weights();
+    let clip = fixture("carphone.mp4");
+    let live = |fps: &str| {
+        let args = [
+            "live",
+            clip.to_str().unwrap(),
+            "--realtime",
+            "--size",
+            "96x72",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--layers",
+            "block3_conv1",
+            "--iterations-per-frame",
+            "3",
+            "--fps",
+            fps,
+        ];
+        let run = deepdream(dir.path(), &args);
+        assert_success(&run);
+        let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| l.contains("frames dreamed"))
+            .unwrap_or_default()
+            .to_string();
+        eprintln!("--fps {fps}: {last}");
+        last
+    };
+    // A rate no computer holds: one step and the smallest picture.
+    let fast = live("200");
+    assert!(fast.contains("(1 steps, 25% size)"), "{fast}");
+    // One frame in five seconds: every frame gets its three steps at full size.
+    let slow = live("0.2");
+    assert!(slow.contains("(3 steps, 100% size)"), "{slow}");
 }
 
 /// Sends the OSC message `address value` to `port` on loopback.

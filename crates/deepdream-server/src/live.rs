@@ -4,7 +4,9 @@
 //! come while one is dreamed are skipped, so the delay stays short) and answers each dream
 //! with a JSON report and the dream as JPEG. JSON messages change the settings while it
 //! runs (`{"set": "step", "value": 2}`) and start and stop a recording (`{"record": true}`),
-//! which ends as an MP4 to download (`{"recording": URL}`). One live dream runs at a time.
+//! which ends as an MP4 to download (`{"recording": URL}`). Instead of the page's camera,
+//! the start message may name a source on the server (a video file played at its own rate,
+//! a camera, a stream). One live dream runs at a time.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ use deepdream::backend::device::Placement;
 use deepdream::media::ffmpeg::{FrameRate, VideoWriter};
 use deepdream::media::flow::FlowMethod;
 use deepdream::media::frames::FrameSource;
-use deepdream::media::live::{LiveRecording, LiveSource};
+use deepdream::media::live::{LiveRecording, LiveSource, Scaled, SourceKind, open_source};
 use deepdream::modes::animation::FrameSettings;
 use deepdream::modes::live::{LiveReport, LiveSettings, dream_live};
 use deepdream::networks::placement::place;
@@ -58,6 +60,13 @@ pub struct LiveRequest {
     /// Frames a second the page sends (the recording's rate).
     #[serde(default = "defaults::fps")]
     pub fps: f64,
+    /// Dreamed frames a second to hold by lowering the steps and the size (none: off).
+    #[serde(default)]
+    pub hold_fps: Option<f64>,
+    /// A source on the server to dream instead of the page's frames: a video file (played
+    /// at its own rate), a camera (`/dev/video0`) or a stream URL.
+    #[serde(default)]
+    pub source: Option<String>,
     /// The frames' width (frames of another size are scaled to it).
     pub width: u32,
     /// The frames' height.
@@ -182,7 +191,12 @@ impl LiveRequest {
             },
             blend: self.blend,
             flow: FlowMethod::parse(&self.flow).map_err(|e| e.to_string())?,
+            fps: self.hold_fps,
             ..LiveSettings::default()
+        })
+        .and_then(|settings| {
+            settings.check_fps().map_err(|e| e.to_string())?;
+            Ok(settings)
         })
     }
 }
@@ -223,9 +237,14 @@ enum Outgoing {
     Ready,
     /// A dream with its report.
     Dream(LiveReport, Vec<u8>),
+    /// Something the page should show (a stream tried again).
+    Notice(String),
     /// The dream stopped with this error.
     Failed(String),
 }
+
+/// Tries at a server-side stream that does not answer.
+const STREAM_RETRIES: u32 = 5;
 
 /// A text message of JSON.
 fn text(value: Value) -> Message {
@@ -305,19 +324,41 @@ async fn run(
         request,
     } = checked;
     let size = (request.width, request.height);
-    let rate = FrameRate::from_fps(request.fps).map_err(|e| e.to_string())?;
-    let settings = Arc::new(Mutex::new(settings));
-    let recording: Recording = Arc::new(Mutex::new(None));
-    let stop = Arc::new(AtomicBool::new(false));
     let (frames, receiver) = mpsc::channel::<Bytes>();
     // Dreams wait here for the connection; when it lags they are skipped, not queued.
     let (outgoing, mut incoming) = async_mpsc::channel::<Outgoing>(2);
+    // The page's frames, or a source on the server played at its own rate.
+    let (source, pace, rate): (Box<dyn FrameSource + Send>, Option<f64>, FrameRate) =
+        match request.source.clone() {
+            None => {
+                let rate = FrameRate::from_fps(request.fps).map_err(|e| e.to_string())?;
+                (Box::new(PageFrames { receiver, size }), None, rate)
+            }
+            Some(name) => {
+                let notices = outgoing.clone();
+                let notice = Box::new(move |line: &str| {
+                    let _ = notices.blocking_send(Outgoing::Notice(line.to_string()));
+                });
+                let opened = tokio::task::spawn_blocking(move || {
+                    open_source(&name, None, STREAM_RETRIES, notice)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+                let pace = (opened.kind == SourceKind::File).then(|| opened.rate.fps());
+                let frames = Box::new(Scaled::new(opened.frames, Some(size)));
+                (frames, pace, opened.rate)
+            }
+        };
+    let settings = Arc::new(Mutex::new(settings));
+    let recording: Recording = Arc::new(Mutex::new(None));
+    let stop = Arc::new(AtomicBool::new(false));
     let dreamer = {
         let (settings, recording, stop) = (settings.clone(), recording.clone(), stop.clone());
         std::thread::Builder::new()
             .name("deepdream-live".into())
             .spawn(move || {
-                let source = LiveSource::start(Box::new(PageFrames { receiver, size }), None);
+                let source = LiveSource::start(source, pace);
                 let outcome = dream(
                     model,
                     &placement,
@@ -369,6 +410,11 @@ async fn run(
                     let sent = socket.send(text(report_json(&report))).await.is_ok()
                         && socket.send(Message::Binary(Bytes::from(jpeg))).await.is_ok();
                     if !sent {
+                        break Ok(());
+                    }
+                }
+                Some(Outgoing::Notice(line)) => {
+                    if socket.send(text(json!({ "notice": line }))).await.is_err() {
                         break Ok(());
                     }
                 }
@@ -504,6 +550,8 @@ fn report_json(report: &LiveReport) -> Value {
         "latency_ms": report.latency.as_secs_f64() * 1000.0,
         "changes": report.changes,
         "change": report.change,
+        "steps": report.steps,
+        "scale": report.scale,
     })
 }
 

@@ -772,3 +772,54 @@ fn a_live_dream_answers_frames_with_dreams_and_bad_messages_with_one_line() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_live_dream_can_read_a_source_on_the_server() {
+    let studio = Studio::start(config());
+    let clip = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deepdream/tests/fixtures/carphone.mp4"
+    );
+    let mut socket = live_socket(&studio);
+    send_json(
+        &mut socket,
+        json!({"width": 88, "height": 72, "iterations_per_frame": 1, "source": clip,
+               "dream": {"model": MODEL}}),
+    );
+    assert_eq!(next_notice(&mut socket)["ready"]["model"], MODEL);
+    // The clip's frames come at its own rate; no frame is sent from here.
+    let mut frames = Vec::new();
+    while frames.len() < 3 {
+        let report = next_json(&mut socket);
+        if let Some(frame) = report["frame"].as_u64() {
+            frames.push(frame);
+        }
+    }
+    assert!(frames.windows(2).all(|w| w[0] < w[1]), "{frames:?}");
+    // A source that is not there: one line.
+    drop(socket);
+    let missing = concat!(env!("CARGO_MANIFEST_DIR"), "/no-such-clip.mp4");
+    let answer = loop {
+        let mut socket = live_socket(&studio);
+        send_json(
+            &mut socket,
+            json!({"width": 88, "height": 72, "source": missing, "dream": {"model": MODEL}}),
+        );
+        let answer = next_notice(&mut socket);
+        if !answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already running")
+        {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no such file, camera or stream"),
+        "{answer}"
+    );
+}

@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use ffmpeg_sidecar::child::FfmpegChild;
 use ffmpeg_sidecar::command::FfmpegCommand;
@@ -429,20 +430,35 @@ pub struct VideoReader {
 impl VideoReader {
     /// Starts decoding `segment` of the video at `path`.
     pub fn open(path: &Path, segment: Segment) -> Result<Self> {
-        Self::open_as(path, segment, None)
+        Self::open_as(path, segment, None, None)
     }
 
     /// Starts decoding the camera or other device `path` through FFmpeg's input `format`
     /// (`v4l2` on Linux, `avfoundation` on macOS, `dshow` on Windows).
     pub fn open_device(path: &Path, format: &str) -> Result<Self> {
-        Self::open_as(path, Segment::default(), Some(format))
+        Self::open_as(path, Segment::default(), Some(format), None)
     }
 
-    fn open_as(path: &Path, segment: Segment, format: Option<&str>) -> Result<Self> {
+    /// Starts decoding the network stream `url` (anything FFmpeg reads: udp, srt, rtsp,
+    /// http, …); reading fails when no data comes for `timeout`.
+    pub fn open_stream(url: &str, timeout: Duration) -> Result<Self> {
+        Self::open_as(Path::new(url), Segment::default(), None, Some(timeout))
+    }
+
+    fn open_as(
+        path: &Path,
+        segment: Segment,
+        format: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Self> {
         let mut command = FfmpegCommand::new_with_path(tool_path("ffmpeg"));
         command.hide_banner();
         if let Some(format) = format {
             command.format(format);
+        }
+        if let Some(timeout) = timeout {
+            // Microseconds, for the network protocols (udp, tcp, srt, rtsp, http).
+            command.args(["-timeout", &timeout.as_micros().to_string()]);
         }
         command
             .args(segment.input_args())

@@ -3,7 +3,9 @@
 //! each time, so it never falls behind the source (frames it has no time for are
 //! skipped). Every frame, the first too, is dreamed with the per-frame settings
 //! ([`LiveSettings::next`]). The settings are read before every frame: a change applies
-//! from the next one.
+//! from the next one. With a frame rate to hold ([`LiveSettings::fps`]), [`Adaptive`] lowers
+//! the steps, then the size dreamed, while frames take too long, and raises them again when
+//! there is time to spare.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -36,6 +38,9 @@ pub struct LiveSettings {
     /// Mean grey difference after following the flow above which a frame is dreamed
     /// afresh (a cut, or the camera turned).
     pub cut_threshold: f32,
+    /// Dreamed frames a second to hold by lowering the steps and the size (none: every
+    /// frame gets the settings as they are).
+    pub fps: Option<f64>,
 }
 
 impl Default for LiveSettings {
@@ -52,13 +57,14 @@ impl Default for LiveSettings {
             flow: FlowMethod::Dis(DisParams::default()),
             flow_scale: 1.0,
             cut_threshold: 30.0,
+            fps: None,
         }
     }
 }
 
 impl LiveSettings {
     /// The settings [`LiveSettings::set`] knows, with what each takes.
-    pub const NAMES: [(&'static str, &'static str); 11] = [
+    pub const NAMES: [(&'static str, &'static str); 12] = [
         ("step", "step size, a number"),
         ("iterations", "steps per frame, a whole number"),
         ("octaves", "octaves per frame, a whole number"),
@@ -72,6 +78,10 @@ impl LiveSettings {
         ("channels", "channel numbers, \"12,57\", or \"all\""),
         ("mask_strength", "how much the mask holds back, 0-1"),
         ("flow", "optical flow method, dis or farneback"),
+        (
+            "fps",
+            "frames a second to hold by lowering steps and size, or off",
+        ),
         (
             "cut_threshold",
             "mean grey difference that starts the dream afresh",
@@ -109,6 +119,12 @@ impl LiveSettings {
             "blend" => next.blend = number()?,
             "cut_threshold" => next.cut_threshold = number()?,
             "flow" => next.flow = FlowMethod::parse(value)?,
+            "fps" => {
+                next.fps = match value.trim() {
+                    "off" | "" | "0" => None,
+                    _ => Some(number()? as f64),
+                }
+            }
             "mask_strength" => match &mut next.dream.mask {
                 Some(mask) => mask.strength = number()?,
                 None => return Err(invalid("there is no mask to set the strength of".into())),
@@ -147,8 +163,105 @@ impl LiveSettings {
         if next.next.iterations == 0 {
             return Err(invalid("iterations must be at least 1".into()));
         }
+        next.check_fps()?;
         *self = next;
         Ok(())
+    }
+}
+
+impl LiveSettings {
+    /// Checks the frame rate to hold.
+    pub fn check_fps(&self) -> Result<()> {
+        match self.fps {
+            Some(fps) if !(fps.is_finite() && (0.1..=240.0).contains(&fps)) => Err(
+                Error::InvalidParameter(format!("fps must be from 0.1 to 240 (got {fps})")),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Frames seen after a change before the next one is considered.
+const SETTLE_FRAMES: usize = 3;
+/// How much one change shrinks the side of the dreamed picture.
+const SCALE_STEP: f32 = 0.85;
+/// The smallest share of the frame's side that is dreamed.
+const MIN_SCALE: f32 = 0.25;
+
+/// Holds a frame rate: while frames take longer than the rate allows, one step fewer per
+/// frame (down to one), then a smaller picture dreamed (its change scaled up onto the
+/// frame); when a frame would fit the budget even with one step or one size more, that
+/// comes back (size first). Decides from a moving average of each frame's seconds, a few
+/// frames after each change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adaptive {
+    /// Seconds a frame may take.
+    budget: f64,
+    /// The steps the settings ask for.
+    wanted_steps: usize,
+    /// Steps per frame now.
+    pub steps: usize,
+    /// Share of the frame's side dreamed now (1: the whole frame).
+    pub scale: f32,
+    average: Option<f64>,
+    seen: usize,
+}
+
+impl Adaptive {
+    /// Holding `fps` frames a second with at most `steps` steps a frame.
+    pub fn new(fps: f64, steps: usize) -> Self {
+        Adaptive {
+            budget: 1.0 / fps,
+            wanted_steps: steps,
+            steps,
+            scale: 1.0,
+            average: None,
+            seen: 0,
+        }
+    }
+
+    /// Counts a frame that took `seconds`; returns whether the steps or the scale changed.
+    pub fn observe(&mut self, seconds: f64) -> bool {
+        let average = match self.average {
+            None => seconds,
+            Some(average) => 0.6 * average + 0.4 * seconds,
+        };
+        self.average = Some(average);
+        self.seen += 1;
+        if self.seen < SETTLE_FRAMES {
+            return false;
+        }
+        // What a frame would take with one step or one size more (steps and area scale
+        // the dreaming; the rest of a frame's work is counted in, so this errs high).
+        let more_steps = (self.steps + 1) as f64 / self.steps as f64;
+        let larger = 1.0 / (SCALE_STEP as f64).powi(2);
+        let changed = if average > self.budget * 1.05 {
+            if self.steps > 1 {
+                self.steps -= 1;
+                true
+            } else if self.scale > MIN_SCALE {
+                self.scale = (self.scale * SCALE_STEP).max(MIN_SCALE);
+                true
+            } else {
+                false
+            }
+        } else if self.scale < 1.0 && average * larger < self.budget * 0.95 {
+            self.scale = (self.scale / SCALE_STEP).min(1.0);
+            true
+        } else if self.scale >= 1.0
+            && self.steps < self.wanted_steps
+            && average * more_steps < self.budget * 0.95
+        {
+            self.steps += 1;
+            true
+        } else {
+            false
+        };
+        if changed {
+            self.average = None;
+            self.seen = 0;
+        }
+        changed
     }
 }
 
@@ -170,6 +283,10 @@ pub struct LiveReport {
     pub changes: u64,
     /// Mean difference between the dream and its frame, in levels (0–255).
     pub change: f32,
+    /// Steps the frame got (fewer than the settings' while holding a frame rate).
+    pub steps: usize,
+    /// Share of the frame's side dreamed (below 1 while holding a frame rate).
+    pub scale: f32,
 }
 
 /// Dreams the frames of `source` as they come, reading `settings` before each one, and
@@ -182,29 +299,53 @@ pub fn dream_live(
     device: &Device,
     mut output: impl FnMut(&RgbImage, &LiveReport) -> Result<()>,
 ) -> Result<Option<LiveReport>> {
-    let mut current: Option<(LiveSettings, FrameDreamers)> = None;
+    // The settings and steps the dreamers were made for.
+    let mut current: Option<(LiveSettings, usize, FrameDreamers)> = None;
+    let mut adaptive: Option<Adaptive> = None;
     let mut previous: Option<(RgbImage, RgbImage)> = None;
     let mut report: Option<LiveReport> = None;
     let mut recent: Vec<Instant> = Vec::new();
     let mut changes = 0;
     while let Some(frame) = source.next()? {
+        let work = Instant::now();
         let wanted = settings.lock().map_err(|_| Error::Cancelled)?.clone();
-        if current.as_ref().is_none_or(|(used, _)| *used != wanted) {
-            if current.is_some() {
-                changes += 1;
-            }
+        let settings_changed = current.as_ref().is_some_and(|(used, _, _)| *used != wanted);
+        if settings_changed {
+            changes += 1;
+        }
+        if current.is_none() || settings_changed {
+            adaptive = wanted.fps.map(|fps| match adaptive.take() {
+                // Keep what was learnt; the steps may not exceed the new settings'.
+                Some(mut kept) if kept.budget == 1.0 / fps => {
+                    kept.wanted_steps = wanted.next.iterations;
+                    kept.steps = kept.steps.min(wanted.next.iterations);
+                    kept
+                }
+                _ => Adaptive::new(fps, wanted.next.iterations),
+            });
+        }
+        let steps = adaptive
+            .as_ref()
+            .map_or(wanted.next.iterations, |a| a.steps);
+        if current
+            .as_ref()
+            .is_none_or(|(used, used_steps, _)| *used != wanted || *used_steps != steps)
+        {
             // Every frame, the first too, gets the light dream: a live feed must start at
             // once, and the dream builds up from frame to frame through the blend.
+            let next = FrameSettings {
+                iterations: steps,
+                ..wanted.next
+            };
             let dream = DreamParams {
-                octaves: wanted.next.octaves,
-                iterations: wanted.next.iterations,
+                octaves: next.octaves,
+                iterations: next.iterations,
                 ..wanted.dream.clone()
             };
-            let dreamers =
-                FrameDreamers::new(network, dream, wanted.next, &Direction::default(), device)?;
-            current = Some((wanted.clone(), dreamers));
+            let dreamers = FrameDreamers::new(network, dream, next, &Direction::default(), device)?;
+            current = Some((wanted.clone(), steps, dreamers));
         }
-        let (settings, dreamers) = current.as_ref().expect("set above");
+        let (settings, _, dreamers) = current.as_ref().expect("set above");
         let input = frame.image;
         let (start, fresh) = match previous.take() {
             Some((previous_input, previous_dream))
@@ -223,15 +364,22 @@ pub fn dream_live(
             }
             _ => (input.clone(), true),
         };
-        let dreamed = dreamers.dream(frame.index as usize, &start, fresh, |_| {})?;
+        let scale = adaptive.as_ref().map_or(1.0, |a| a.scale);
+        let index = frame.index as usize;
+        let dreamed = if scale < 1.0 {
+            dream_smaller(&start, scale, |small| {
+                dreamers.dream(index, small, fresh, |_| {})
+            })?
+        } else {
+            dreamers.dream(index, &start, fresh, |_| {})?
+        };
         let now = Instant::now();
         recent.push(now);
         recent.retain(|t| now.duration_since(*t) <= Duration::from_secs(1));
         let span = now.duration_since(recent[0]).as_secs_f64();
-        let dreamed_count = report.map_or(0, |r| r.dreamed) + 1;
         let latest = LiveReport {
             frame: frame.index,
-            dreamed: dreamed_count,
+            dreamed: report.map_or(0, |r| r.dreamed) + 1,
             dropped: source.dropped(),
             latency: now.duration_since(frame.arrived),
             fps: if span > 0.0 {
@@ -241,17 +389,94 @@ pub fn dream_live(
             },
             changes,
             change: dream_strength(&input, &dreamed),
+            steps,
+            scale,
         };
         report = Some(latest);
         output(&dreamed, &latest)?;
         previous = Some((input, dreamed));
+        if let Some(adaptive) = adaptive.as_mut() {
+            adaptive.observe(work.elapsed().as_secs_f64());
+        }
     }
     Ok(report)
+}
+
+/// `start` dreamed at `scale` of its size by `dream`, the change scaled back up and added
+/// to `start` (so the frame keeps its own detail).
+fn dream_smaller(
+    start: &RgbImage,
+    scale: f32,
+    dream: impl FnOnce(&RgbImage) -> Result<RgbImage>,
+) -> Result<RgbImage> {
+    use image::imageops::{FilterType, resize};
+    let (w, h) = start.dimensions();
+    let side = |n: u32| ((n as f32 * scale).round() as u32).clamp(16.min(n), n);
+    let small = resize(start, side(w), side(h), FilterType::Triangle);
+    let dreamed = dream(&small)?;
+    let (before, after) = (
+        resize(&small, w, h, FilterType::Triangle),
+        resize(&dreamed, w, h, FilterType::Triangle),
+    );
+    let mut out = start.clone();
+    for ((o, b), a) in out.iter_mut().zip(before.iter()).zip(after.iter()) {
+        *o = (*o as i16 + *a as i16 - *b as i16).clamp(0, 255) as u8;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adaptive_lowers_steps_then_size_and_raises_them_back() {
+        // 10 fps: 0.1 s a frame. A frame costs 0.05 s a step at full size.
+        let cost = |a: &Adaptive| 0.05 * a.steps as f64 * (a.scale as f64).powi(2);
+        let mut adaptive = Adaptive::new(10.0, 4);
+        for _ in 0..40 {
+            adaptive.observe(cost(&adaptive));
+        }
+        assert_eq!((adaptive.steps, adaptive.scale), (2, 1.0));
+        // Slower frames: down to one step, then a smaller picture.
+        let slow = |a: &Adaptive| 0.3 * a.steps as f64 * (a.scale as f64).powi(2);
+        for _ in 0..60 {
+            adaptive.observe(slow(&adaptive));
+        }
+        assert_eq!(adaptive.steps, 1);
+        assert!(
+            adaptive.scale < 0.6 && adaptive.scale > 0.45,
+            "{}",
+            adaptive.scale
+        );
+        assert!(slow(&adaptive) <= 0.1 * 1.05);
+        // Fast again: the size comes back first, then the steps (never past the settings').
+        for _ in 0..100 {
+            adaptive.observe(cost(&adaptive) / 10.0);
+        }
+        assert_eq!((adaptive.steps, adaptive.scale), (4, 1.0));
+    }
+
+    #[test]
+    fn a_smaller_dream_changes_the_frame_by_its_scaled_up_change() {
+        let start = RgbImage::from_fn(40, 32, |x, y| {
+            image::Rgb([(x * 6) as u8, (y * 7) as u8, 90])
+        });
+        let brighter = dream_smaller(&start, 0.5, |small| {
+            assert_eq!(small.dimensions(), (20, 16));
+            Ok(RgbImage::from_fn(20, 16, |x, y| {
+                let p = small.get_pixel(x, y).0;
+                image::Rgb(p.map(|v| v.saturating_add(10)))
+            }))
+        })
+        .unwrap();
+        // Every pixel 10 levels up, the frame's own detail kept.
+        for (before, after) in start.pixels().zip(brighter.pixels()) {
+            for c in 0..3 {
+                assert!((after[c] as i16 - before[c] as i16 - 10).abs() <= 1);
+            }
+        }
+    }
 
     #[test]
     fn settings_change_by_name_and_bad_values_leave_them_as_they_were() {
