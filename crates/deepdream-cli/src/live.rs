@@ -164,7 +164,7 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
                 let (w, h) = dream.dimensions();
                 let mut opened = Vec::new();
                 if let Some(path) = &args.output {
-                    let file = VideoWriter::create(path, w, h, rate, 0, None)?;
+                    let file = VideoWriter::create_live(path, w, h, rate)?;
                     opened.push(LiveRecording::new(Box::new(file), Some(0)));
                 }
                 if let Some(target) = &args.to {

@@ -505,7 +505,7 @@ async fn control(
             let path = hub.scratch.join(format!("live-{id}.mp4"));
             let opened = {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || VideoWriter::create(&path, w, h, rate, 0, None))
+                tokio::task::spawn_blocking(move || VideoWriter::create_live(&path, w, h, rate))
                     .await
             };
             match opened {

@@ -6,7 +6,8 @@
 //!
 //! Without Chromium the test says so and passes, unless `DEEPDREAM_REQUIRE_BROWSER=1` (set
 //! by `.ci/run`) makes that a failure. `DEEPDREAM_SCREENSHOT=path.png` saves a screenshot of
-//! the page after the first dream (the README's picture).
+//! the page after the first dream, `DEEPDREAM_LIVE_SCREENSHOT=path.png` one of the Live tab
+//! (the README's pictures).
 
 mod common;
 
@@ -294,6 +295,9 @@ async fn dream_live(client: &Client, studio: Studio, dir: &Path) {
         before,
         "the dreamed frames change"
     );
+    if let Ok(path) = std::env::var("DEEPDREAM_LIVE_SCREENSHOT") {
+        std::fs::write(path, client.screenshot().await.unwrap()).unwrap();
+    }
     let fps = js(
         client,
         "return document.getElementById('live-fps').textContent",

@@ -671,6 +671,32 @@ impl VideoWriter {
         audio: Option<AudioSource>,
         tags: &[(&str, &str)],
     ) -> Result<Self> {
+        let size = (width, height);
+        Self::create_with(path, size, frame_rate, frames, audio, tags, false)
+    }
+
+    /// [`VideoWriter::create`] for a recording made while frames are dreamed live: H.264's
+    /// `veryfast` preset on one thread, so the encoder takes little from the dreaming.
+    pub fn create_live(
+        path: &Path,
+        width: u32,
+        height: u32,
+        frame_rate: FrameRate,
+    ) -> Result<Self> {
+        Self::create_with(path, (width, height), frame_rate, 0, None, &[], true)
+    }
+
+    /// The encoder of [`VideoWriter::create_tagged`], or of [`VideoWriter::create_live`]
+    /// when `live`.
+    fn create_with(
+        path: &Path,
+        (width, height): (u32, u32),
+        frame_rate: FrameRate,
+        frames: u64,
+        audio: Option<AudioSource>,
+        tags: &[(&str, &str)],
+        live: bool,
+    ) -> Result<Self> {
         let format = VideoFormat::from_path(path)?;
         let bad = |reason: String| Error::VideoWrite {
             path: path.to_path_buf(),
@@ -710,8 +736,13 @@ impl VideoWriter {
             VideoFormat::H264 => command
                 .codec_video("libx264")
                 .crf(18)
-                .preset("medium")
-                .args(["-movflags", "+faststart+use_metadata_tags"]),
+                .preset(if live { "veryfast" } else { "medium" })
+                .args(["-movflags", "+faststart+use_metadata_tags"])
+                .args(if live {
+                    &["-threads", "1"][..]
+                } else {
+                    &[][..]
+                }),
             VideoFormat::WebM => command
                 .codec_video("libvpx-vp9")
                 .crf(30)

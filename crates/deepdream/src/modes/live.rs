@@ -188,9 +188,9 @@ const SCALE_STEP: f32 = 0.85;
 /// The smallest share of the frame's side that is dreamed.
 const MIN_SCALE: f32 = 0.25;
 
-/// Holds a frame rate: while frames take longer than the rate allows, one step fewer per
+/// Holds a frame rate: while frames take longer than the rate allows, fewer steps per
 /// frame (down to one), then a smaller picture dreamed (its change scaled up onto the
-/// frame); when a frame would fit the budget even with one step or one size more, that
+/// frame), as many as the overrun calls for; when a frame would fit the budget even with one step or one size more, that
 /// comes back (size first). Decides from a moving average of each frame's seconds, a few
 /// frames after each change.
 #[derive(Clone, Debug, PartialEq)]
@@ -235,12 +235,15 @@ impl Adaptive {
         // the dreaming; the rest of a frame's work is counted in, so this errs high).
         let more_steps = (self.steps + 1) as f64 / self.steps as f64;
         let larger = 1.0 / (SCALE_STEP as f64).powi(2);
+        // Far over the budget, straight to what should fit it.
+        let fits = self.budget / average;
         let changed = if average > self.budget * 1.05 {
             if self.steps > 1 {
-                self.steps -= 1;
+                self.steps = ((self.steps as f64 * fits) as usize).clamp(1, self.steps - 1);
                 true
             } else if self.scale > MIN_SCALE {
-                self.scale = (self.scale * SCALE_STEP).max(MIN_SCALE);
+                let fitting = self.scale * fits.sqrt() as f32;
+                self.scale = fitting.clamp(MIN_SCALE, self.scale * SCALE_STEP);
                 true
             } else {
                 false
