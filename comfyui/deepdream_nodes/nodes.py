@@ -229,7 +229,7 @@ class DreamVideo:
                 "cut_threshold": ("FLOAT", {"default": 30.0, "min": 0.1, "max": 255.0, "step": 0.5}),
                 "octaves_per_frame": ("INT", {"default": 2, "min": 1, "max": 12}),
                 "iterations_per_frame": ("INT", {"default": 4, "min": 1, "max": 1000}),
-                "flow": (["farneback", "dis"],),
+                "flow": (["farneback", "dis"], {"default": "farneback"}),
                 **DREAM_INPUTS,
             },
             "optional": DREAM_OPTIONAL,

@@ -13,6 +13,7 @@ use deepdream::media::image_io;
 use deepdream::media::live::{LiveRecording, LiveSource, Scaled, SourceKind, open_source};
 use deepdream::modes::animation::FrameSettings;
 use deepdream::modes::live::{LiveReport, LiveSettings, dream_live};
+use deepdream::networks::placement::load_named;
 
 use crate::options::{DreamOptions, load_network};
 use crate::report::progress_bar;
@@ -153,8 +154,10 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
     let mut outputs: Option<Vec<LiveRecording>> = None;
     let mut last_line = Instant::now();
     let mut latest: Option<LiveReport> = None;
+    let mut other = |name: &str| load_named(name, target);
     let outcome = dream_live(
-        network.as_ref(),
+        Arc::from(network),
+        &mut other,
         &settings,
         &source,
         device,

@@ -5,7 +5,9 @@
 //! errors are the package's exception classes, with the library's one-line messages.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use deepdream::backend::device::{self, Placement};
 use deepdream::control::Direction;
@@ -23,9 +25,11 @@ use deepdream::media::ffmpeg::{AudioSource, probe_audio};
 use deepdream::media::flow::FlowMethod;
 use deepdream::media::frames::IterSource;
 use deepdream::media::image_io;
+use deepdream::media::live::{LiveSource, Scaled, SourceKind, open_source};
 use deepdream::media::work_dir::WorkDir;
 use deepdream::modes::animation::{FrameProgress, FrameSettings};
 use deepdream::modes::dream::GUIDE_MAX_SIDE;
+use deepdream::modes::live::{LiveReport, LiveSettings, dream_live};
 use deepdream::modes::style::{Init, StyleImage, StyleParams, Stylist};
 use deepdream::modes::video::{VideoParams, dream_video_watched};
 use deepdream::modes::visualize::{Target, VisualizeParams, visualize_watched};
@@ -203,7 +207,7 @@ fn load_network(
 /// A network loaded once, on a device, to dream and classify with.
 #[pyclass(frozen, module = "deepdream._deepdream")]
 struct Model {
-    network: Box<dyn Network>,
+    network: Arc<dyn Network>,
     placement: Placement,
 }
 
@@ -537,7 +541,10 @@ impl Model {
         py.detach(|| {
             let placement = device::open(device, tf32)?;
             let network = load_network(name.as_deref(), weights.as_ref(), preprocess, &placement)?;
-            Ok(Model { network, placement })
+            Ok(Model {
+                network: Arc::from(network),
+                placement,
+            })
         })
         .map_err(|e| to_python(py, e))
     }
@@ -945,6 +952,202 @@ impl Model {
     fn __repr__(&self) -> String {
         format!("Model('{}')", self.network.name())
     }
+
+    /// A live feed of `source` (a camera such as `/dev/video0`, a video file, played at its
+    /// own rate when `realtime`, or a stream URL, tried `retries` times), its frames scaled
+    /// to `size` and dreamed as they come on a thread of its own, each from the previous
+    /// dream carried along the optical flow `flow`; `fps` holds a frame rate by lowering
+    /// the steps, then the size. The dream options are [`Model::dream`]'s.
+    #[pyo3(signature = (
+        source, options, *, size=None, realtime=false, camera_format=None, blend=0.8,
+        octaves_per_frame=1, iterations_per_frame=2, flow="dis", fps=None, retries=5
+    ))]
+    #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
+    fn live<'py>(
+        &self,
+        py: Python<'py>,
+        source: &str,
+        options: DreamOptions<'py>,
+        size: Option<(u32, u32)>,
+        realtime: bool,
+        camera_format: Option<String>,
+        blend: f32,
+        octaves_per_frame: usize,
+        iterations_per_frame: usize,
+        flow: &str,
+        fps: Option<f64>,
+        retries: u32,
+    ) -> PyResult<LiveFeed> {
+        let dream = options.params(py)?;
+        let invalid = |message: &str| parameter_error(py, message.to_string());
+        if !(blend.is_finite() && (0.0..=1.0).contains(&blend)) {
+            return Err(invalid("blend must be a number from 0 to 1"));
+        }
+        if octaves_per_frame == 0 || iterations_per_frame == 0 {
+            return Err(invalid(
+                "octaves_per_frame and iterations_per_frame must be positive",
+            ));
+        }
+        if let Some((w, h)) = size
+            && !((16..=8192).contains(&w) && (16..=8192).contains(&h))
+        {
+            return Err(invalid(
+                "size must be (width, height) with sides from 16 to 8192",
+            ));
+        }
+        let settings = LiveSettings {
+            dream,
+            next: FrameSettings {
+                octaves: octaves_per_frame,
+                iterations: iterations_per_frame,
+            },
+            blend,
+            flow: FlowMethod::parse(flow).map_err(|e| to_python(py, e))?,
+            fps,
+            ..LiveSettings::default()
+        };
+        settings.check_fps().map_err(|e| to_python(py, e))?;
+        let opened = py
+            .detach(|| open_source(source, camera_format.as_deref(), retries, Box::new(|_| {})))
+            .map_err(|e| to_python(py, e))?;
+        let pace = (realtime && opened.kind == SourceKind::File).then(|| opened.rate.fps());
+        let settings = Arc::new(Mutex::new(settings));
+        let stop = Arc::new(AtomicBool::new(false));
+        // One dream waits for Python at most; a slow consumer skips the others.
+        let (sender, receiver) = mpsc::sync_channel(1);
+        let (network, placement) = (Arc::clone(&self.network), self.placement.clone());
+        let thread = {
+            let (settings, stop) = (Arc::clone(&settings), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let frames = LiveSource::start(Box::new(Scaled::new(opened.frames, size)), pace);
+                let device = placement.tensors();
+                let mut other = |name: &str| placement::load_named(name, &placement);
+                let outcome = dream_live(
+                    network,
+                    &mut other,
+                    &settings,
+                    &frames,
+                    &device,
+                    |dream, report| {
+                        if stop.load(Ordering::SeqCst) {
+                            return Err(Error::Cancelled);
+                        }
+                        match sender.try_send(Ok((dream.clone(), *report))) {
+                            Err(mpsc::TrySendError::Disconnected(_)) => Err(Error::Cancelled),
+                            _ => Ok(()),
+                        }
+                    },
+                );
+                if let Err(error) = outcome
+                    && !matches!(error, Error::Cancelled)
+                {
+                    let _ = sender.send(Err(error));
+                }
+            })
+        };
+        Ok(LiveFeed {
+            dreams: Mutex::new(Some(receiver)),
+            settings,
+            stop,
+            report: Mutex::new(None),
+            _thread: thread,
+        })
+    }
+}
+
+/// A dream of a receiver's next item.
+type LiveItem = deepdream::Result<(RgbImage, LiveReport)>;
+
+/// A live feed dreaming on a thread of its own; iterate for the dreams as they come.
+#[pyclass(module = "deepdream._deepdream")]
+struct LiveFeed {
+    /// The dreams; `None` once closed.
+    dreams: Mutex<Option<mpsc::Receiver<LiveItem>>>,
+    settings: Arc<Mutex<LiveSettings>>,
+    stop: Arc<AtomicBool>,
+    report: Mutex<Option<LiveReport>>,
+    /// The dreaming thread (it ends at the next frame once closed).
+    _thread: std::thread::JoinHandle<()>,
+}
+
+#[pymethods]
+impl LiveFeed {
+    /// The next dream as an array, waiting for it; `None` once the source ended or the feed
+    /// was closed. Ctrl-C interrupts the wait.
+    fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArray3<u8>>>> {
+        // Taken out while waiting (the lock is not held without the GIL), put back after
+        // unless the feed was closed meanwhile.
+        let taken = self.dreams.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut receiver) = taken else {
+            return Ok(None);
+        };
+        loop {
+            let (back, next) = py.detach(move || {
+                let next = receiver.recv_timeout(Duration::from_millis(100));
+                (receiver, next)
+            });
+            receiver = back;
+            let keep = |receiver| {
+                if !self.stop.load(Ordering::SeqCst) {
+                    *self.dreams.lock().unwrap_or_else(|p| p.into_inner()) = Some(receiver);
+                }
+            };
+            match next {
+                Ok(Ok((dream, report))) => {
+                    keep(receiver);
+                    *self.report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+                    return Ok(Some(to_array(py, DynamicImage::ImageRgb8(dream))));
+                }
+                Ok(Err(error)) => return Err(to_python(py, error)),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(interrupted) = py.check_signals() {
+                        keep(receiver);
+                        return Err(interrupted);
+                    }
+                    if self.stop.load(Ordering::SeqCst) {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Changes a setting while the feed runs (the names of the OSC addresses: `step`,
+    /// `layers`, `blend`, `fps`, …); from the next frame.
+    fn set(&self, py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let text = match value.extract::<String>() {
+            Ok(text) => text,
+            Err(_) => value.str()?.to_string(),
+        };
+        let mut settings = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        settings.set(name, &text).map_err(|e| to_python(py, e))
+    }
+
+    /// The last dream's report: `frame`, `dreamed`, `dropped`, `fps`, `latency` (seconds),
+    /// `changes`, `change`, `steps`, `scale`; `None` before the first.
+    fn report<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(report) = *self.report.lock().unwrap_or_else(|p| p.into_inner()) else {
+            return Ok(None);
+        };
+        let dict = PyDict::new(py);
+        dict.set_item("frame", report.frame)?;
+        dict.set_item("dreamed", report.dreamed)?;
+        dict.set_item("dropped", report.dropped)?;
+        dict.set_item("fps", report.fps)?;
+        dict.set_item("latency", report.latency.as_secs_f64())?;
+        dict.set_item("changes", report.changes)?;
+        dict.set_item("change", report.change)?;
+        dict.set_item("steps", report.steps)?;
+        dict.set_item("scale", report.scale)?;
+        Ok(Some(dict))
+    }
+
+    /// Stops the feed: no more dreams come.
+    fn close(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.dreams.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
 }
 
 /// Runs the `deepdream` command line `args` (the program's name first), with the GIL
@@ -1049,6 +1252,7 @@ fn _deepdream(module: &Bound<'_, PyModule>) -> PyResult<()> {
     deepdream_cli::keep_freed_memory();
     module.add_function(wrap_pyfunction!(run_cli, module)?)?;
     module.add_class::<Model>()?;
+    module.add_class::<LiveFeed>()?;
     module.add_function(wrap_pyfunction!(list_models, module)?)?;
     module.add_function(wrap_pyfunction!(default_model, module)?)?;
     module.add_function(wrap_pyfunction!(load_image, module)?)?;

@@ -107,6 +107,9 @@ def test_zoom_and_video_nodes_give_batches(frames, vgg16):
     (film,) = run("DeepDreamVideo", frames=tensor(frames), model=vgg16,
                   octaves_per_frame=1, iterations_per_frame=1, **SMALL)
     assert as_array(film).shape == frames.shape
+    (along_dis,) = run("DeepDreamVideo", frames=tensor(frames), model=vgg16, flow="dis",
+                       octaves_per_frame=1, iterations_per_frame=1, **SMALL)
+    assert as_array(along_dis).shape == frames.shape
 
 
 def test_style_visualize_and_classify_nodes(frames, vgg16):

@@ -263,6 +263,12 @@ def test_a_dream_film_from_frames(photo):
                               octaves_per_frame=1, iterations_per_frame=1)
     assert all(isinstance(f, Image.Image) for f in as_list)
     assert np.array_equal(np.asarray(as_list[1]), dreamed[1])
+    # Along DIS's flow: the same first frame, a film as coherent.
+    along_dis = deepdream.video(batch, "vgg16", octaves=2, iterations=2, seed=3, flow="dis",
+                                octaves_per_frame=1, iterations_per_frame=1)
+    assert np.array_equal(along_dis[0], first) and along_dis.shape == batch.shape
+    with pytest.raises(ValueError, match="unknown optical flow method"):
+        deepdream.video(batch, "vgg16", flow="lucas-kanade")
     with pytest.raises(ValueError, match="differ in size"):
         deepdream.video([batch[0], batch[0][:10]], "vgg16")
     with pytest.raises(ValueError, match="no frames"):
@@ -383,3 +389,29 @@ def test_sound_moves_a_zoom_and_guide_footage_guides_a_film(tmp_path, photo):
     assert not np.array_equal(np.asarray(guided[0]), np.asarray(plain[0]))
     with pytest.raises(ValueError, match="loop or hold"):
         deepdream.video(film, "vgg16", guide_video=guides, guide_video_end="bounce")
+
+
+def test_a_live_feed_dreams_a_clip_as_it_comes():
+    clip = REPO / "crates/deepdream/tests/fixtures/carphone.mp4"
+    model = deepdream.load("vgg16")
+    with model.live(clip, size=(96, 72), realtime=True, layers="block3_conv1",
+                    iterations_per_frame=1, seed=2) as feed:
+        dreams = []
+        for dream in feed:
+            dreams.append(dream)
+            if len(dreams) == 3:
+                feed.set("step", 0.5)
+            if len(dreams) >= 6 and feed.report["changes"] >= 1 or len(dreams) == 30:
+                break
+        report = feed.report
+        with pytest.raises(ValueError, match="unknown setting 'speed'"):
+            feed.set("speed", 1)
+    assert all(d.shape == (72, 96, 3) and d.dtype == np.uint8 for d in dreams)
+    assert report["changes"] >= 1 and report["dreamed"] >= 6, report
+    assert report["latency"] >= 0 and report["steps"] == 1
+    # Closed: no more dreams.
+    assert next(iter(feed), None) is None
+    with pytest.raises(deepdream.VideoError, match="no such file, camera or stream"):
+        model.live("/no/such/clip.mp4")
+    with pytest.raises(ValueError, match="unknown optical flow method"):
+        model.live(clip, flow="lucas-kanade")

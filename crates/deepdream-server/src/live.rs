@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use axum::body::Bytes;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use deepdream::Error;
 use deepdream::backend::device::Placement;
 use deepdream::media::ffmpeg::{FrameRate, VideoWriter};
 use deepdream::media::flow::FlowMethod;
@@ -22,9 +23,7 @@ use deepdream::media::frames::FrameSource;
 use deepdream::media::live::{LiveRecording, LiveSource, Scaled, SourceKind, open_source};
 use deepdream::modes::animation::FrameSettings;
 use deepdream::modes::live::{LiveReport, LiveSettings, dream_live};
-use deepdream::networks::placement::place;
-use deepdream::networks::{models, weights};
-use deepdream::{Error, Network};
+use deepdream::networks::placement::load_named;
 use image::RgbImage;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -446,14 +445,14 @@ fn dream(
     mut after: impl FnMut(&RgbImage, &LiveReport) -> deepdream::Result<()>,
 ) -> deepdream::Result<()> {
     let device = &placement.tensors();
-    let spec = models::find(model)?;
-    let path = weights::ensure(spec, |_| {})?;
-    let network: Box<dyn Network> = place((spec.load)(&path, device)?, placement)?;
+    let network = load_named(model, placement)?;
     if outgoing.blocking_send(Outgoing::Ready).is_err() {
         return Err(Error::Cancelled);
     }
+    let mut other = |name: &str| load_named(name, placement);
     dream_live(
-        network.as_ref(),
+        network,
+        &mut other,
         settings,
         source,
         device,

@@ -742,6 +742,41 @@ fn a_live_dream_answers_frames_with_dreams_and_bad_messages_with_one_line() {
             .contains("unknown setting"),
         "{warning}"
     );
+    // Another model mid-stream: the dream goes on with VGG16's default layers.
+    let changes_before = loop {
+        socket
+            .send(tungstenite::Message::binary(frame.clone()))
+            .unwrap();
+        let message = next_json(&mut socket);
+        if let Some(changes) = message["changes"].as_u64() {
+            break changes;
+        }
+    };
+    send_json(&mut socket, json!({"set": "model", "value": "VGG16"}));
+    let mut switched = false;
+    for _ in 0..20 {
+        socket
+            .send(tungstenite::Message::binary(frame.clone()))
+            .unwrap();
+        let message = next_json(&mut socket);
+        if message["changes"]
+            .as_u64()
+            .is_some_and(|c| c > changes_before)
+        {
+            switched = true;
+            break;
+        }
+    }
+    assert!(switched, "the model change never took effect");
+    send_json(&mut socket, json!({"set": "model", "value": "alexnet"}));
+    let warning = next_notice(&mut socket);
+    assert!(
+        warning["warning"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("alexnet"),
+        "{warning}"
+    );
     send_json(&mut socket, json!({"set": "step", "value": 0.5}));
     send_json(&mut socket, json!({"record": false}));
     let recorded = next_notice(&mut socket);

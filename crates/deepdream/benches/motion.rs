@@ -12,7 +12,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use deepdream::media::colour::ColourStats;
@@ -122,7 +122,7 @@ fn main() {
     );
     let spec = models::find("vgg16").unwrap();
     let path = weights::ensure(spec, |_| eprintln!("fetching VGG16 weights")).unwrap();
-    let network = (spec.load)(&path, &device).unwrap();
+    let network: Arc<dyn Network> = Arc::from((spec.load)(&path, &device).unwrap());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let clip = root.join("tests/fixtures/carphone.mp4");
     let params = VideoParams::default();
@@ -203,8 +203,12 @@ fn main() {
         let mut dreams = Vec::new();
         let mut seconds = Vec::new();
         let mut last = Instant::now();
+        let mut other = |name: &str| -> deepdream::Result<Arc<dyn Network>> {
+            panic!("no other model was asked for, yet {name} was")
+        };
         dream_live(
-            network.as_ref(),
+            network.clone(),
+            &mut other,
             &settings,
             &source,
             &device,

@@ -3,15 +3,15 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
 
 use deepdream::media::ffmpeg::{Segment, VideoReader};
 use deepdream::media::frames::FrameSource;
 use deepdream::media::live::LiveSource;
 use deepdream::modes::live::{LiveSettings, dream_live};
 use deepdream::modes::video::dream_strength;
-use deepdream::{Device, DreamParams, LayerWeight};
+use deepdream::{Device, DreamParams, LayerWeight, Network};
 use image::RgbImage;
 
 /// Frames the test hands over one at a time.
@@ -26,7 +26,7 @@ impl FrameSource for Handed {
 #[test]
 fn a_setting_changed_mid_stream_applies_from_the_next_frame() {
     let device = Device::flex();
-    let network = common::vgg16(&device);
+    let network: Arc<dyn Network> = Arc::from(common::vgg16(&device));
     let mut reader =
         VideoReader::open(&common::fixture("carphone.mp4"), Segment::default()).unwrap();
     let frames: Vec<RgbImage> = (0..6)
@@ -49,8 +49,12 @@ fn a_setting_changed_mid_stream_applies_from_the_next_frame() {
     send.send(frames[0].clone()).unwrap();
     let mut send = Some(send);
     let mut strengths = Vec::new();
+    let mut other = |name: &str| -> deepdream::Result<Arc<dyn Network>> {
+        panic!("no other model was asked for, yet {name} was")
+    };
     let last = dream_live(
-        network.as_ref(),
+        network.clone(),
+        &mut other,
         &settings,
         &source,
         &device,

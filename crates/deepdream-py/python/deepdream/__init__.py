@@ -34,6 +34,8 @@ __all__ = [
     "visualize",
     "zoom",
     "video",
+    "live",
+    "LiveFeed",
     "layers",
     "models",
     "save_animation",
@@ -588,7 +590,6 @@ class Model:
                 colour_match=bool(colour_match),
                 octaves_per_frame=_number("octaves_per_frame", octaves_per_frame, int),
                 iterations_per_frame=_number("iterations_per_frame", iterations_per_frame, int),
-                flow=str(flow),
                 progress=callback,
                 options=options,
                 control=control,
@@ -655,6 +656,7 @@ class Model:
                 cut_threshold=_number("cut_threshold", cut_threshold, float),
                 octaves_per_frame=_number("octaves_per_frame", octaves_per_frame, int),
                 iterations_per_frame=_number("iterations_per_frame", iterations_per_frame, int),
+                flow=str(flow),
                 progress=callback,
                 options=options,
                 control=control,
@@ -666,6 +668,49 @@ class Model:
             _deepdream.save_animation(made, os.fspath(output), rate, sound)
         dreamed = [source.back(frame) for source, frame in zip(sources, made)]
         return np.stack(dreamed) if batch else dreamed
+
+    def live(
+        self,
+        source: Union[str, os.PathLike],
+        *,
+        size: Optional[tuple] = None,
+        realtime: bool = False,
+        camera_format: Optional[str] = None,
+        blend: float = 0.8,
+        octaves_per_frame: int = 1,
+        iterations_per_frame: int = 2,
+        flow: str = "dis",
+        fps: Optional[float] = None,
+        retries: int = 5,
+        **dream_options: Any,
+    ) -> "LiveFeed":
+        """A live feed: ``source`` (a camera such as ``"/dev/video0"``, a video file, played at
+        its own rate with ``realtime=True``, or a stream URL such as ``"udp://@:5000"``,
+        tried ``retries`` times when it does not answer) dreamed as it comes on a thread of
+        its own. Iterate over it for the dreams (arrays ``H x W x 3``) as they come: frames
+        that arrive while one is dreamed are skipped, so a slow loop never falls behind.
+        Each frame starts from the previous dream carried along the optical flow (``flow``:
+        ``"dis"`` or ``"farneback"``, ``blend`` of it) and gets ``octaves_per_frame``
+        octaves of ``iterations_per_frame`` steps; ``size=(width, height)`` scales the
+        frames; ``fps`` holds a frame rate by lowering the steps, then the size. The other
+        options are :meth:`dream`'s. ``feed.set("step", 2.0)`` changes a setting from the
+        next frame; ``feed.report`` tells how it goes; ``feed.close()`` (or leaving a
+        ``with`` block) stops it."""
+        options = _dream_options(dream_options)
+        native = self._native.live(
+            os.fspath(source),
+            options,
+            size=None if size is None else (_number("width", size[0], int), _number("height", size[1], int)),
+            realtime=bool(realtime),
+            camera_format=camera_format,
+            blend=_number("blend", blend, float, False),
+            octaves_per_frame=_number("octaves_per_frame", octaves_per_frame, int),
+            iterations_per_frame=_number("iterations_per_frame", iterations_per_frame, int),
+            flow=str(flow),
+            fps=None if fps is None else _number("fps", fps, float),
+            retries=_number("retries", retries, int),
+        )
+        return LiveFeed(native)
 
     def classify(self, image: ImageLike, top: int = 5) -> list:
         """The ``top`` most probable ImageNet classes: ``(class, name, probability)`` each."""
@@ -754,6 +799,58 @@ def video(
 ) -> Any:
     """A dream film with ``model``; ``options`` are :meth:`Model.video`'s."""
     return _model(model, device, precision).video(frames, **options)
+
+
+class LiveFeed:
+    """Dreams of a live source as they come (see :meth:`Model.live`); iterate for them."""
+
+    def __init__(self, native: Any):
+        self._native = native
+
+    def __iter__(self) -> "LiveFeed":
+        return self
+
+    def __next__(self) -> np.ndarray:
+        dream = self._native.next()
+        if dream is None:
+            raise StopIteration
+        return dream
+
+    def set(self, name: str, value: Any) -> None:
+        """Changes a setting from the next frame: ``step``, ``iterations``, ``octaves``,
+        ``octave_scale``, ``jitter``, ``blend``, ``layers``, ``channels``, ``flow``,
+        ``fps`` (a number or ``"off"``), ``cut_threshold``."""
+        self._native.set(name, value)
+
+    @property
+    def report(self) -> Optional[dict]:
+        """The last dream's report: ``frame`` (the source's number), ``dreamed``,
+        ``dropped`` (frames skipped), ``fps``, ``latency`` (seconds from the frame's
+        arrival), ``changes`` (settings changes seen), ``change`` (mean change per pixel),
+        ``steps`` and ``scale`` (what holding ``fps`` left)."""
+        return self._native.report()
+
+    def close(self) -> None:
+        """Stops the feed."""
+        self._native.close()
+
+    def __enter__(self) -> "LiveFeed":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def live(
+    source: Union[str, os.PathLike],
+    model: Union[None, str, Model] = None,
+    *,
+    device: str = "cpu",
+    precision: str = "tf32",
+    **options: Any,
+) -> LiveFeed:
+    """A live feed of ``source`` dreamed with ``model``; ``options`` are :meth:`Model.live`'s."""
+    return _model(model, device, precision).live(source, **options)
 
 
 def classify(

@@ -141,3 +141,24 @@ class Model:
         progress: Progress = None,
     ) -> list[Pixels]: ...
     def classify(self, image: Pixels, top: int = 5) -> list[tuple[int, str, float]]: ...
+    def live(
+        self,
+        source: str,
+        options: DreamOptions,
+        *,
+        size: Optional[tuple[int, int]] = None,
+        realtime: bool = False,
+        camera_format: Optional[str] = None,
+        blend: float = 0.8,
+        octaves_per_frame: int = 1,
+        iterations_per_frame: int = 2,
+        flow: str = "dis",
+        fps: Optional[float] = None,
+        retries: int = 5,
+    ) -> LiveFeed: ...
+
+class LiveFeed:
+    def next(self) -> Optional[Pixels]: ...
+    def set(self, name: str, value: Any) -> None: ...
+    def report(self) -> Optional[dict]: ...
+    def close(self) -> None: ...

@@ -7,7 +7,7 @@
 //! the steps, then the size dreamed, while frames take too long, and raises them again when
 //! there is time to spare.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
@@ -16,10 +16,11 @@ use image::RgbImage;
 use crate::control::Direction;
 use crate::error::{Error, Result};
 use crate::media::flow::{DisParams, FlowMethod};
-use crate::media::live::LiveSource;
+use crate::media::live::{LiveFrame, LiveSource};
 use crate::modes::animation::{FrameDreamers, FrameSettings};
 use crate::modes::dream::{DreamParams, LayerWeight};
 use crate::modes::video::{Motion, dream_strength, next_start};
+use crate::networks::models;
 use crate::networks::network::Network;
 
 /// How a live feed is dreamed; it may change while the feed runs.
@@ -41,6 +42,8 @@ pub struct LiveSettings {
     /// Dreamed frames a second to hold by lowering the steps and the size (none: every
     /// frame gets the settings as they are).
     pub fps: Option<f64>,
+    /// The model to dream with, when another than the feed's first (its canonical name).
+    pub model: Option<String>,
 }
 
 impl Default for LiveSettings {
@@ -58,13 +61,14 @@ impl Default for LiveSettings {
             flow_scale: 1.0,
             cut_threshold: 30.0,
             fps: None,
+            model: None,
         }
     }
 }
 
 impl LiveSettings {
     /// The settings [`LiveSettings::set`] knows, with what each takes.
-    pub const NAMES: [(&'static str, &'static str); 12] = [
+    pub const NAMES: [(&'static str, &'static str); 13] = [
         ("step", "step size, a number"),
         ("iterations", "steps per frame, a whole number"),
         ("octaves", "octaves per frame, a whole number"),
@@ -78,6 +82,7 @@ impl LiveSettings {
         ("channels", "channel numbers, \"12,57\", or \"all\""),
         ("mask_strength", "how much the mask holds back, 0-1"),
         ("flow", "optical flow method, dis or farneback"),
+        ("model", "the network, by name (with its default layers)"),
         (
             "fps",
             "frames a second to hold by lowering steps and size, or off",
@@ -119,6 +124,14 @@ impl LiveSettings {
             "blend" => next.blend = number()?,
             "cut_threshold" => next.cut_threshold = number()?,
             "flow" => next.flow = FlowMethod::parse(value)?,
+            "model" => {
+                // Another network's layers and channels: its defaults until set.
+                next.model = Some(models::find(value.trim())?.name.to_string());
+                next.dream.layers.clear();
+                next.dream.channels = None;
+                next.dream.auto_channels = None;
+                next.dream.class = None;
+            }
             "fps" => {
                 next.fps = match value.trim() {
                     "off" | "" | "0" => None,
@@ -292,32 +305,96 @@ pub struct LiveReport {
     pub scale: f32,
 }
 
-/// Dreams the frames of `source` as they come, reading `settings` before each one, and
-/// gives each dream to `output` with the feed's report; an error `output` returns (such as
-/// [`Error::Cancelled`]) stops the feed. Returns the last report (`None` if no frame came).
+/// Loads the network a live feed switches to, by model name.
+pub type LoadNetwork<'a> = dyn FnMut(&str) -> Result<Arc<dyn Network>> + 'a;
+
+/// What a live feed carries from frame to frame (and across a change of network).
+#[derive(Default)]
+struct LiveState {
+    /// The settings the last frame was dreamed with.
+    used: Option<LiveSettings>,
+    adaptive: Option<Adaptive>,
+    /// The last input frame and its dream.
+    previous: Option<(RgbImage, RgbImage)>,
+    report: Option<LiveReport>,
+    recent: Vec<Instant>,
+    changes: u64,
+    /// A frame taken but not dreamed yet (it asked for another network).
+    pending: Option<LiveFrame>,
+}
+
+/// Dreams the frames of `source` as they come on `network`, reading `settings` before each
+/// one, and gives each dream to `output` with the feed's report; an error `output` returns
+/// (such as [`Error::Cancelled`]) stops the feed. When the settings name another model,
+/// `load` gives its network and the feed goes on with it. Returns the last report (`None`
+/// if no frame came).
 pub fn dream_live(
-    network: &dyn Network,
+    network: Arc<dyn Network>,
+    load: &mut LoadNetwork<'_>,
     settings: &Mutex<LiveSettings>,
     source: &LiveSource,
     device: &Device,
     mut output: impl FnMut(&RgbImage, &LiveReport) -> Result<()>,
 ) -> Result<Option<LiveReport>> {
-    // The settings and steps the dreamers were made for.
-    let mut current: Option<(LiveSettings, usize, FrameDreamers)> = None;
-    let mut adaptive: Option<Adaptive> = None;
-    let mut previous: Option<(RgbImage, RgbImage)> = None;
-    let mut report: Option<LiveReport> = None;
-    let mut recent: Vec<Instant> = Vec::new();
-    let mut changes = 0;
-    while let Some(frame) = source.next()? {
+    let mut state = LiveState::default();
+    let mut network = network;
+    loop {
+        match dream_on(
+            network.as_ref(),
+            settings,
+            source,
+            device,
+            &mut output,
+            &mut state,
+        )? {
+            Some(model) => {
+                network = load(&model)?;
+                if network.name() != model {
+                    return Err(Error::InvalidParameter(format!(
+                        "asked for model '{model}', the live feed was given '{}'",
+                        network.name()
+                    )));
+                }
+            }
+            None => return Ok(state.report),
+        }
+    }
+}
+
+/// [`dream_live`] on one network: returns the model the settings name when it is another
+/// (`None` once the source ended).
+fn dream_on(
+    network: &dyn Network,
+    settings: &Mutex<LiveSettings>,
+    source: &LiveSource,
+    device: &Device,
+    output: &mut impl FnMut(&RgbImage, &LiveReport) -> Result<()>,
+    state: &mut LiveState,
+) -> Result<Option<String>> {
+    // The steps the dreamers were made for, and the dreamers.
+    let mut current: Option<(usize, FrameDreamers)> = None;
+    loop {
+        let frame = match state.pending.take() {
+            Some(frame) => frame,
+            None => match source.next()? {
+                Some(frame) => frame,
+                None => return Ok(None),
+            },
+        };
         let work = Instant::now();
         let wanted = settings.lock().map_err(|_| Error::Cancelled)?.clone();
-        let settings_changed = current.as_ref().is_some_and(|(used, _, _)| *used != wanted);
-        if settings_changed {
-            changes += 1;
+        if let Some(model) = &wanted.model
+            && model != network.name()
+        {
+            state.pending = Some(frame);
+            return Ok(Some(model.clone()));
         }
-        if current.is_none() || settings_changed {
-            adaptive = wanted.fps.map(|fps| match adaptive.take() {
+        let settings_changed = state.used.as_ref().is_some_and(|used| *used != wanted);
+        if settings_changed {
+            state.changes += 1;
+        }
+        if state.used.is_none() || settings_changed {
+            state.adaptive = wanted.fps.map(|fps| match state.adaptive.take() {
                 // Keep what was learnt; the steps may not exceed the new settings'.
                 Some(mut kept) if kept.budget == 1.0 / fps => {
                     kept.wanted_steps = wanted.next.iterations;
@@ -327,12 +404,14 @@ pub fn dream_live(
                 _ => Adaptive::new(fps, wanted.next.iterations),
             });
         }
-        let steps = adaptive
+        let steps = state
+            .adaptive
             .as_ref()
             .map_or(wanted.next.iterations, |a| a.steps);
-        if current
-            .as_ref()
-            .is_none_or(|(used, used_steps, _)| *used != wanted || *used_steps != steps)
+        if settings_changed
+            || current
+                .as_ref()
+                .is_none_or(|(used_steps, _)| *used_steps != steps)
         {
             // Every frame, the first too, gets the light dream: a live feed must start at
             // once, and the dream builds up from frame to frame through the blend.
@@ -346,28 +425,29 @@ pub fn dream_live(
                 ..wanted.dream.clone()
             };
             let dreamers = FrameDreamers::new(network, dream, next, &Direction::default(), device)?;
-            current = Some((wanted.clone(), steps, dreamers));
+            current = Some((steps, dreamers));
         }
-        let (settings, _, dreamers) = current.as_ref().expect("set above");
+        state.used = Some(wanted.clone());
+        let (_, dreamers) = current.as_ref().expect("set above");
         let input = frame.image;
-        let (start, fresh) = match previous.take() {
+        let (start, fresh) = match state.previous.take() {
             Some((previous_input, previous_dream))
                 if previous_input.dimensions() == input.dimensions() =>
             {
                 let motion = Motion::between_scaled(
                     &previous_input,
                     &input,
-                    &settings.flow,
-                    settings.flow_scale,
+                    &wanted.flow,
+                    wanted.flow_scale,
                     device,
                 );
                 let previous = (&previous_input, &previous_dream);
-                let (blend, cut) = (settings.blend, settings.cut_threshold);
+                let (blend, cut) = (wanted.blend, wanted.cut_threshold);
                 next_start(previous, &input, &motion, blend, cut, device)?
             }
             _ => (input.clone(), true),
         };
-        let scale = adaptive.as_ref().map_or(1.0, |a| a.scale);
+        let scale = state.adaptive.as_ref().map_or(1.0, |a| a.scale);
         let index = frame.index as usize;
         let dreamed = if scale < 1.0 {
             dream_smaller(&start, scale, |small| {
@@ -377,32 +457,33 @@ pub fn dream_live(
             dreamers.dream(index, &start, fresh, |_| {})?
         };
         let now = Instant::now();
-        recent.push(now);
-        recent.retain(|t| now.duration_since(*t) <= Duration::from_secs(1));
-        let span = now.duration_since(recent[0]).as_secs_f64();
+        state.recent.push(now);
+        state
+            .recent
+            .retain(|t| now.duration_since(*t) <= Duration::from_secs(1));
+        let span = now.duration_since(state.recent[0]).as_secs_f64();
         let latest = LiveReport {
             frame: frame.index,
-            dreamed: report.map_or(0, |r| r.dreamed) + 1,
+            dreamed: state.report.map_or(0, |r| r.dreamed) + 1,
             dropped: source.dropped(),
             latency: now.duration_since(frame.arrived),
             fps: if span > 0.0 {
-                (recent.len() - 1) as f64 / span
+                (state.recent.len() - 1) as f64 / span
             } else {
                 0.0
             },
-            changes,
+            changes: state.changes,
             change: dream_strength(&input, &dreamed),
             steps,
             scale,
         };
-        report = Some(latest);
+        state.report = Some(latest);
         output(&dreamed, &latest)?;
-        previous = Some((input, dreamed));
-        if let Some(adaptive) = adaptive.as_mut() {
+        state.previous = Some((input, dreamed));
+        if let Some(adaptive) = state.adaptive.as_mut() {
             adaptive.observe(work.elapsed().as_secs_f64());
         }
     }
-    Ok(report)
 }
 
 /// `start` dreamed at `scale` of its size by `dream`, the change scaled back up and added
@@ -506,5 +587,15 @@ mod tests {
         assert_eq!(settings, before);
         settings.set("channels", "all").unwrap();
         assert_eq!(settings.dream.channels, None);
+        // Another model: its default layers until set.
+        assert!(settings.set("model", "alexnet").is_err());
+        settings.set("model", "EfficientNet-Lite0").unwrap();
+        assert_eq!(settings.model.as_deref(), Some("efficientnet-lite0"));
+        assert!(settings.dream.layers.is_empty());
+        settings.set("fps", "12").unwrap();
+        assert_eq!(settings.fps, Some(12.0));
+        assert!(settings.set("fps", "1000").is_err());
+        settings.set("fps", "off").unwrap();
+        assert_eq!(settings.fps, None);
     }
 }
