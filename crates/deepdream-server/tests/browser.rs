@@ -88,6 +88,28 @@ async fn click(client: &Client, testid: &str) {
         .unwrap();
 }
 
+/// The address the link with this `data-testid` points at.
+async fn link_target(client: &Client, testid: &str) -> String {
+    client
+        .find(Locator::Css(&format!("[data-testid={testid}]")))
+        .await
+        .unwrap()
+        .prop("href")
+        .await
+        .unwrap()
+        .expect("a download link")
+}
+
+/// The bytes at `href`.
+async fn fetch(href: String) -> Vec<u8> {
+    tokio::task::spawn_blocking(move || {
+        let mut response = ureq::get(&href).call().unwrap();
+        response.body_mut().read_to_vec().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 /// Evaluates `script` (a function body) in the page.
 async fn js(client: &Client, script: &str) -> Value {
     client.execute(script, vec![]).await.unwrap()
@@ -369,20 +391,8 @@ async fn dream_live(client: &Client, studio: Studio, dir: &Path) {
         "return !document.getElementById('live-download').hidden",
     )
     .await;
-    let href = client
-        .find(Locator::Css("[data-testid=live-download]"))
-        .await
-        .unwrap()
-        .prop("href")
-        .await
-        .unwrap()
-        .expect("a download link");
-    let mp4 = tokio::task::spawn_blocking(move || {
-        let mut response = ureq::get(&href).call().unwrap();
-        response.body_mut().read_to_vec().unwrap()
-    })
-    .await
-    .unwrap();
+    let href = link_target(client, "live-download").await;
+    let mp4 = fetch(href).await;
     let path = dir.join("live.mp4");
     std::fs::write(&path, &mp4).unwrap();
     let info = deepdream::media::ffmpeg::probe(&path).unwrap();
@@ -501,17 +511,8 @@ async fn use_the_page(client: &Client, studio: Studio) {
     assert!(command.as_str().unwrap().contains("--seed 11"), "{command}");
 
     // Download what the link points at.
-    let link = client
-        .find(Locator::Css("[data-testid=download]"))
-        .await
-        .unwrap();
-    let href = link.prop("href").await.unwrap().expect("a download link");
-    let png = tokio::task::spawn_blocking(move || {
-        let mut response = ureq::get(&href).call().unwrap();
-        response.body_mut().read_to_vec().unwrap()
-    })
-    .await
-    .unwrap();
+    let href = link_target(client, "download").await;
+    let png = fetch(href).await;
     let picture = image::load_from_memory(&png).unwrap();
     assert_eq!((picture.width(), picture.height()), (240, 159));
     let text = deepdream::media::image_io::png_text(&png).unwrap();
@@ -549,20 +550,8 @@ async fn use_the_page(client: &Client, studio: Studio) {
     click(client, "mask-paint").await;
     let state = run_job(client, "the masked dream", Duration::from_secs(300)).await;
     assert_eq!(state, "done");
-    let href = client
-        .find(Locator::Css("[data-testid=download]"))
-        .await
-        .unwrap()
-        .prop("href")
-        .await
-        .unwrap()
-        .expect("a download link");
-    let png = tokio::task::spawn_blocking(move || {
-        let mut response = ureq::get(&href).call().unwrap();
-        response.body_mut().read_to_vec().unwrap()
-    })
-    .await
-    .unwrap();
+    let href = link_target(client, "download").await;
+    let png = fetch(href).await;
     let masked = image::load_from_memory(&png).unwrap().to_rgb8();
     let original = image::load_from_memory(&photo_png(240)).unwrap().to_rgb8();
     let kept =
@@ -595,24 +584,12 @@ async fn use_the_page(client: &Client, studio: Studio) {
         "return document.getElementById('preview').getAttribute('src')",
     )
     .await;
-    let href = client
-        .find(Locator::Css("[data-testid=download]"))
-        .await
-        .unwrap()
-        .prop("href")
-        .await
-        .unwrap()
-        .expect("a download link");
+    let href = link_target(client, "download").await;
     assert!(
         href.ends_with(shown.as_str().unwrap()),
         "{href} shows {shown}"
     );
-    let gif = tokio::task::spawn_blocking(move || {
-        let mut response = ureq::get(&href).call().unwrap();
-        response.body_mut().read_to_vec().unwrap()
-    })
-    .await
-    .unwrap();
+    let gif = fetch(href).await;
     assert_eq!(image::guess_format(&gif).unwrap(), image::ImageFormat::Gif);
     click(client, "tab-dream").await;
 
