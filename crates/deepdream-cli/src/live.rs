@@ -126,9 +126,7 @@ pub fn live(args: LiveArgs, target: &Placement) -> Result<()> {
     lock_settings(&settings).check_fps().map_err(|_| {
         anyhow::anyhow!("--fps must be a number of frames a second from 0.1 to 240")
     })?;
-    if !(args.blend.is_finite() && (0.0..=1.0).contains(&args.blend)) {
-        bail!("--blend must be a number from 0 to 1");
-    }
+    lock_settings(&settings).validate()?;
     if let Some(port) = &args.osc {
         crate::osc::listen(port, Arc::clone(&settings))?;
     }

@@ -979,21 +979,11 @@ impl Model {
         retries: u32,
     ) -> PyResult<LiveFeed> {
         let dream = options.params(py)?;
-        let invalid = |message: &str| parameter_error(py, message.to_string());
-        if !(blend.is_finite() && (0.0..=1.0).contains(&blend)) {
-            return Err(invalid("blend must be a number from 0 to 1"));
-        }
-        if octaves_per_frame == 0 || iterations_per_frame == 0 {
-            return Err(invalid(
-                "octaves_per_frame and iterations_per_frame must be positive",
-            ));
-        }
         if let Some((w, h)) = size
             && !((16..=8192).contains(&w) && (16..=8192).contains(&h))
         {
-            return Err(invalid(
-                "size must be (width, height) with sides from 16 to 8192",
-            ));
+            let message = "size must be (width, height) with sides from 16 to 8192";
+            return Err(parameter_error(py, message.to_string()));
         }
         let settings = LiveSettings {
             dream,
@@ -1006,7 +996,7 @@ impl Model {
             fps,
             ..LiveSettings::default()
         };
-        settings.check_fps().map_err(|e| to_python(py, e))?;
+        settings.validate().map_err(|e| to_python(py, e))?;
         let opened = py
             .detach(|| open_source(source, camera_format.as_deref(), retries, Box::new(|_| {})))
             .map_err(|e| to_python(py, e))?;
@@ -1016,7 +1006,8 @@ impl Model {
         // One dream waits for Python at most; a slow consumer skips the others.
         let (sender, receiver) = mpsc::sync_channel(1);
         let (network, placement) = (Arc::clone(&self.network), self.placement.clone());
-        let thread = {
+        // The dreaming thread runs on its own; once closed it ends at the next frame.
+        {
             let (settings, stop) = (Arc::clone(&settings), Arc::clone(&stop));
             std::thread::spawn(move || {
                 let frames = LiveSource::start(Box::new(Scaled::new(opened.frames, size)), pace);
@@ -1043,14 +1034,13 @@ impl Model {
                 {
                     let _ = sender.send(Err(error));
                 }
-            })
-        };
+            });
+        }
         Ok(LiveFeed {
             dreams: Mutex::new(Some(receiver)),
             settings,
             stop,
             report: Mutex::new(None),
-            _thread: thread,
         })
     }
 }
@@ -1066,8 +1056,6 @@ struct LiveFeed {
     settings: Arc<Mutex<LiveSettings>>,
     stop: Arc<AtomicBool>,
     report: Mutex<Option<LiveReport>>,
-    /// The dreaming thread (it ends at the next frame once closed).
-    _thread: std::thread::JoinHandle<()>,
 }
 
 #[pymethods]

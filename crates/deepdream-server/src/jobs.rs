@@ -256,7 +256,7 @@ pub struct Job {
 
 /// Locks a mutex, recovering the data if a panicking thread held it (the data here is
 /// always left consistent).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -29,6 +29,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc as async_mpsc;
 
+use crate::jobs::lock;
 use crate::requests::DreamSettings;
 
 /// Finished recordings kept for download (the oldest file is deleted beyond this).
@@ -174,9 +175,6 @@ impl LiveRequest {
         if !(self.fps.is_finite() && (1.0..=60.0).contains(&self.fps)) {
             return Err("fps must be from 1 to 60".into());
         }
-        if !(self.blend.is_finite() && (0.0..=1.0).contains(&self.blend)) {
-            return Err("blend must be a number from 0 to 1".into());
-        }
         if !(1..=8).contains(&self.octaves_per_frame)
             || !(1..=50).contains(&self.iterations_per_frame)
         {
@@ -194,7 +192,7 @@ impl LiveRequest {
             ..LiveSettings::default()
         })
         .and_then(|settings| {
-            settings.check_fps().map_err(|e| e.to_string())?;
+            settings.validate().map_err(|e| e.to_string())?;
             Ok(settings)
         })
     }
@@ -552,9 +550,4 @@ fn report_json(report: &LiveReport) -> Value {
         "steps": report.steps,
         "scale": report.scale,
     })
-}
-
-/// Locks a mutex, recovering the data if a panicking thread held it.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

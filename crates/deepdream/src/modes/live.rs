@@ -169,16 +169,26 @@ impl LiveSettings {
                 )));
             }
         }
-        next.dream.validate()?;
-        if !(next.blend.is_finite() && (0.0..=1.0).contains(&next.blend)) {
-            return Err(invalid("blend must be from 0 to 1".into()));
-        }
-        if next.next.iterations == 0 {
-            return Err(invalid("iterations must be at least 1".into()));
-        }
-        next.check_fps()?;
+        next.validate()?;
         *self = next;
         Ok(())
+    }
+
+    /// Checks the settings: the dream's, a blend from 0 to 1, at least one octave and one
+    /// step per frame, the frame rate to hold.
+    pub fn validate(&self) -> Result<()> {
+        self.dream.validate()?;
+        if !(self.blend.is_finite() && (0.0..=1.0).contains(&self.blend)) {
+            return Err(Error::InvalidParameter(
+                "blend must be a number from 0 to 1".into(),
+            ));
+        }
+        if self.next.octaves == 0 || self.next.iterations == 0 {
+            return Err(Error::InvalidParameter(
+                "a live frame needs at least one octave and one step".into(),
+            ));
+        }
+        self.check_fps()
     }
 }
 
@@ -427,7 +437,9 @@ fn dream_on(
             let dreamers = FrameDreamers::new(network, dream, next, &Direction::default(), device)?;
             current = Some((steps, dreamers));
         }
-        state.used = Some(wanted.clone());
+        if settings_changed || state.used.is_none() {
+            state.used = Some(wanted.clone());
+        }
         let (_, dreamers) = current.as_ref().expect("set above");
         let input = frame.image;
         let (start, fresh) = match state.previous.take() {
