@@ -129,6 +129,72 @@ fn gradients_match_the_cpu() {
     }
 }
 
+/// The loss's gradients made on the GPU (chosen channels, a tile's window, a class logit)
+/// and on the host (a guide) give the CPU's image gradient.
+#[test]
+fn every_kind_of_objective_matches_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let device = Device::flex();
+    let image = Tensor::<4>::random(
+        [1, 3, 224, 224],
+        Distribution::Uniform(-100.0, 100.0),
+        &device,
+    );
+    let values = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+    let cases = [
+        (
+            "vgg16",
+            "channels",
+            DreamParams {
+                channels: Some(vec![3, 70, 200]),
+                ..params("block4_conv3")
+            },
+        ),
+        (
+            "vgg16",
+            "guide",
+            DreamParams {
+                guide: Some(photo_crop(0, 0, 224)),
+                ..params("block4_conv3")
+            },
+        ),
+        (
+            "efficientnet-lite0",
+            "class",
+            DreamParams {
+                layers: Vec::new(),
+                class: Some(130),
+                ..DreamParams::default()
+            },
+        ),
+    ];
+    for (name, case, params) in cases {
+        let cpu = model(name, &device);
+        let on_gpu = CudaNetwork::new(model(name, &device), gpu.clone(), Precision::Fp32).unwrap();
+        let gradient_on = |network: &dyn Network, tiled: bool| {
+            let dreamer = Dreamer::new(network, params.clone(), &device).unwrap();
+            values(match tiled {
+                true => dreamer.tiled_gradient(image.clone(), 64, (8, 16)).unwrap(),
+                false => dreamer.gradient(image.clone()).unwrap(),
+            })
+        };
+        let error = relative_l2_error(
+            &gradient_on(&on_gpu, false),
+            &gradient_on(cpu.as_ref(), false),
+        );
+        eprintln!("{case}: relative L2 error {error:e}");
+        assert!(error <= 1e-3, "{case}: {error:e}");
+        if case != "class" {
+            let error = relative_l2_error(
+                &gradient_on(&on_gpu, true),
+                &gradient_on(cpu.as_ref(), true),
+            );
+            eprintln!("{case}, tiled: relative L2 error {error:e}");
+            assert!(error <= 1e-3, "{case}, tiled: {error:e}");
+        }
+    }
+}
+
 #[test]
 fn a_default_dream_on_the_gpu_matches_the_cpu() {
     let Some(gpu) = gpu() else { return };

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use burn::tensor::{Distribution, Tensor};
 use common::{relative_l2_error, test_network};
 use deepdream::engine::objective::{Objective, Term, gram};
@@ -12,27 +14,46 @@ use deepdream::networks::network::LayerLoss;
 use deepdream::{Device, DreamParams, Dreamer, LayerInfo, LayerWeight, Network, Preprocess};
 
 /// A network that answers the hook: forward with autodiff, the loss's gradients at the
-/// layers from the hook's caller, then back to the input through ⟨layer, its gradient⟩.
-struct ViaHook(Box<dyn Network>);
+/// layers from the hook's caller (from its quadratic losses where it gives them and `quadratic`
+/// is set, as the CUDA device does, counting them in `quadratic_used`), then back to the input
+/// through ⟨layer, its gradient⟩.
+struct ViaHook {
+    network: Box<dyn Network>,
+    quadratic: bool,
+    quadratic_used: AtomicUsize,
+}
+
+impl ViaHook {
+    fn new(network: Box<dyn Network>, quadratic: bool) -> Self {
+        ViaHook {
+            network,
+            quadratic,
+            quadratic_used: AtomicUsize::new(0),
+        }
+    }
+}
 
 impl Network for ViaHook {
     fn name(&self) -> &str {
-        self.0.name()
+        self.network.name()
     }
     fn default_layers(&self) -> &[String] {
-        self.0.default_layers()
+        self.network.default_layers()
     }
     fn layers(&self) -> &[LayerInfo] {
-        self.0.layers()
+        self.network.layers()
     }
     fn preprocess(&self) -> Preprocess {
-        self.0.preprocess()
+        self.network.preprocess()
     }
     fn forward(&self, input: Tensor<4>, layers: &[usize]) -> deepdream::Result<Vec<Tensor<4>>> {
-        self.0.forward(input, layers)
+        self.network.forward(input, layers)
     }
     fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
-        self.0.output_size(layer, height, width)
+        self.network.output_size(layer, height, width)
+    }
+    fn class_layer(&self) -> Option<usize> {
+        self.network.class_layer()
     }
     fn input_gradient(
         &self,
@@ -42,8 +63,19 @@ impl Network for ViaHook {
     ) -> Option<deepdream::Result<Tensor<4>>> {
         let run = || {
             let input = input.autodiff().require_grad();
-            let outputs = self.0.forward(input.clone(), layers)?;
-            let seeds = loss(outputs.iter().map(|a| a.clone().inner()).collect())?;
+            let outputs = self.network.forward(input.clone(), layers)?;
+            let plain: Vec<Tensor<4>> = outputs.iter().map(|a| a.clone().inner()).collect();
+            let seeds = match &loss.quadratic {
+                Some(losses) if self.quadratic => {
+                    self.quadratic_used.fetch_add(1, Ordering::Relaxed);
+                    plain
+                        .into_iter()
+                        .zip(losses)
+                        .map(|(a, loss)| loss.gradient(a))
+                        .collect()
+                }
+                _ => (loss.gradients)(plain)?,
+            };
             let surrogate = outputs
                 .into_iter()
                 .zip(seeds)
@@ -67,7 +99,7 @@ fn values(tensor: Tensor<4>) -> Vec<f32> {
 fn the_dream_gradient_through_the_hook_is_the_ordinary_one() {
     let device = Device::flex();
     let plain = test_network(&device);
-    let hooked = ViaHook(Box::new(test_network(&device)));
+    let hooked = ViaHook::new(Box::new(test_network(&device)), false);
     let params = DreamParams {
         layers: vec![
             LayerWeight {
@@ -100,7 +132,7 @@ fn the_dream_gradient_through_the_hook_is_the_ordinary_one() {
 fn objectives_through_the_hook_are_the_ordinary_ones() {
     let device = Device::flex();
     let plain = test_network(&device);
-    let hooked = ViaHook(Box::new(test_network(&device)));
+    let hooked = ViaHook::new(Box::new(test_network(&device)), false);
     let mixed = plain.layer_index("mixed").unwrap();
     let pool = plain.layer_index("pool1").unwrap();
     let image = Tensor::<4>::random([1, 3, 40, 36], Distribution::Uniform(-1.0, 1.0), &device);
@@ -142,4 +174,65 @@ fn objectives_through_the_hook_are_the_ordinary_ones() {
     );
     let error = relative_l2_error(&values(our_gradient), &values(their_gradient));
     assert!(error < 1e-5, "{error:e}");
+}
+
+/// DeepDream's objective as quadratic losses (what the CUDA device computes on the GPU):
+/// layers, channels and tiles give the ordinary gradient; guides and masks, which
+/// are not quadratic, are left to the host.
+#[test]
+fn quadratic_losses_give_the_ordinary_gradient() {
+    let device = Device::flex();
+    let plain = test_network(&device);
+    let input = Tensor::<4>::random([1, 3, 45, 38], Distribution::Uniform(-1.0, 1.0), &device);
+    let layer = |name: &str, weight| LayerWeight {
+        layer: name.into(),
+        weight,
+    };
+    let two_layers = DreamParams {
+        layers: vec![layer("mixed", 1.0), layer("pool1", 0.5)],
+        ..DreamParams::default()
+    };
+    let cases = [
+        ("two layers", two_layers.clone(), true),
+        (
+            "channels",
+            DreamParams {
+                layers: vec![layer("mixed", 2.0)],
+                channels: Some(vec![1, 3]),
+                ..DreamParams::default()
+            },
+            true,
+        ),
+        (
+            "a guide",
+            DreamParams {
+                guide: Some(image::RgbImage::from_fn(40, 40, |x, y| {
+                    image::Rgb([(x * 6) as u8, (y * 6) as u8, 128])
+                })),
+                ..two_layers
+            },
+            false,
+        ),
+    ];
+    for (case, params, quadratic) in cases {
+        let hooked = ViaHook::new(Box::new(test_network(&device)), true);
+        let ours = Dreamer::new(&hooked, params.clone(), &device).unwrap();
+        let theirs = Dreamer::new(&plain, params, &device).unwrap();
+        let whole = relative_l2_error(
+            &values(ours.gradient(input.clone()).unwrap()),
+            &values(theirs.gradient(input.clone()).unwrap()),
+        );
+        assert!(whole < 1e-5, "{case}, whole image: {whole:e}");
+        let tiled = relative_l2_error(
+            &values(ours.tiled_gradient(input.clone(), 16, (3, 5)).unwrap()),
+            &values(theirs.tiled_gradient(input.clone(), 16, (3, 5)).unwrap()),
+        );
+        assert!(tiled < 1e-5, "{case}, tiled: {tiled:e}");
+        let used = hooked.quadratic_used.load(Ordering::Relaxed);
+        assert_eq!(
+            used > 0,
+            quadratic,
+            "{case}: quadratic losses used {used} times"
+        );
+    }
 }

@@ -23,6 +23,7 @@ pub mod device;
 pub mod geometry;
 pub mod graph;
 pub mod pool;
+pub mod quadratic_loss;
 mod tracked;
 
 pub use activation::{clamp, lrn, relu, relu6};

@@ -9,7 +9,7 @@ use burn::tensor::{Gradients, Tensor};
 
 use crate::backend::on_worker;
 use crate::error::{Error, Result};
-use crate::networks::network::Network;
+use crate::networks::network::{LayerLoss, Network};
 
 /// A layer to dream on and the weight of its term in the objective.
 #[derive(Clone, Debug, PartialEq)]
@@ -347,7 +347,7 @@ impl Objective {
             // the layers; terms on the image itself add theirs here.
             let mut losses = Losses::default();
             let mut image_gradient = None;
-            let mut loss = |activations: Vec<Tensor<4>>| {
+            let mut gradients = |activations: Vec<Tensor<4>>| {
                 let leaves = leaves(activations);
                 let input = image.clone().autodiff().require_grad();
                 let (total, parts) = self.value_of(&leaves, input.clone())?;
@@ -355,6 +355,10 @@ impl Objective {
                 let gradients = total.backward();
                 image_gradient = input.grad(&gradients).map(|g| g.inner());
                 Ok(leaf_gradients(leaves, &gradients))
+            };
+            let mut loss = LayerLoss {
+                gradients: &mut gradients,
+                quadratic: None,
             };
             if let Some(gradient) = network.input_gradient(image.clone(), &layers, &mut loss) {
                 let gradient = match image_gradient {

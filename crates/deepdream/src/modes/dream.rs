@@ -20,7 +20,7 @@ use crate::engine::tiling::{self, Plan, Tiling};
 use crate::engine::{objective, octaves, optimizer, transform};
 use crate::error::{Error, Result};
 use crate::media::image_io;
-use crate::networks::network::{LayerInfo, Network};
+use crate::networks::network::{LayerInfo, LayerLoss, Network, QuadraticLoss};
 
 /// Longest side a guide image is scaled down to before its features are taken (the
 /// notebook used a 224x224 guide).
@@ -846,8 +846,13 @@ impl<'a> Dreamer<'a> {
     ) -> Result<Tensor<4>> {
         let terms = &group.terms;
         on_worker(|| {
-            let mut loss =
+            let [_, _, height, width] = input.dims();
+            let mut gradients =
                 |activations| self.layer_gradients(terms, activations, None, None, masks);
+            let mut loss = LayerLoss {
+                gradients: &mut gradients,
+                quadratic: self.quadratic_losses(group, height, width, None, None, masks)?,
+            };
             if let Some(gradient) =
                 self.network
                     .input_gradient(input.clone(), &group.layers, &mut loss)
@@ -900,21 +905,47 @@ impl<'a> Dreamer<'a> {
                 .map(|&i| self.network.layers()[i].stride)
                 .collect();
             tiling::assemble(&input, &tiles, |crop, tile| {
-                let windows_of = |activations: &[Tensor<4>]| -> Vec<Window> {
-                    activations
+                let windows_of = |sizes: &[(usize, usize)]| -> Vec<Window> {
+                    sizes
                         .iter()
                         .zip(&strides)
-                        .map(|(a, &s)| {
-                            let [_, _, h, w] = a.dims();
+                        .map(|(&(h, w), &s)| {
                             let [rows, cols] = tile.owned_outputs(s, h, w);
                             let origin = (tile.crop_rows.start / s, tile.crop_cols.start / s);
                             Window { rows, cols, origin }
                         })
                         .collect()
                 };
-                let mut loss = |activations: Vec<Tensor<4>>| {
-                    let windows = windows_of(&activations);
+                let sizes_of = |activations: &[Tensor<4>]| -> Vec<(usize, usize)> {
+                    activations
+                        .iter()
+                        .map(|a| {
+                            let [_, _, h, w] = a.dims();
+                            (h, w)
+                        })
+                        .collect()
+                };
+                let mut gradients = |activations: Vec<Tensor<4>>| {
+                    let windows = windows_of(&sizes_of(&activations));
                     self.layer_gradients(terms, activations, Some(&windows), Some(&counts), masks)
+                };
+                let [_, _, crop_height, crop_width] = crop.dims();
+                let sizes = group
+                    .layers
+                    .iter()
+                    .map(|&layer| self.output_size(layer, crop_height, crop_width))
+                    .collect::<Result<Vec<_>>>()?;
+                let windows = windows_of(&sizes);
+                let mut loss = LayerLoss {
+                    gradients: &mut gradients,
+                    quadratic: self.quadratic_losses(
+                        group,
+                        crop_height,
+                        crop_width,
+                        Some(&windows),
+                        Some(&counts),
+                        masks,
+                    )?,
                 };
                 if let Some(gradient) =
                     self.network
@@ -924,7 +955,6 @@ impl<'a> Dreamer<'a> {
                 }
                 let crop = crop.autodiff().require_grad();
                 let activations = self.network.forward(crop.clone(), &group.layers)?;
-                let windows = windows_of(&activations);
                 if windows.iter().all(Window::is_empty) {
                     return Ok(None);
                 }
@@ -1052,6 +1082,67 @@ impl<'a> Dreamer<'a> {
             .loss(terms, leaves.clone(), windows, counts, masks)
             .backward();
         Ok(objective::leaf_gradients(leaves, &gradients))
+    }
+
+    /// [`Dreamer::loss`] of `group` for a `height`x`width` input as one [`QuadraticLoss`]
+    /// per layer of the group (windowed and counted as there); `None` where a term has a
+    /// guide or a mask, which are not quadratic.
+    fn quadratic_losses(
+        &self,
+        group: &Group,
+        height: usize,
+        width: usize,
+        windows: Option<&[Window]>,
+        counts: Option<&[f32]>,
+        masks: &[Option<Tensor<4>>],
+    ) -> Result<Option<Vec<QuadraticLoss>>> {
+        let terms = &group.terms;
+        if terms
+            .iter()
+            .zip(masks)
+            .any(|(t, m)| t.guide.is_some() || m.is_some())
+        {
+            return Ok(None);
+        }
+        let layers = self.network.layers();
+        let mut losses = group
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(slot, &layer)| {
+                let (rows, cols) = match windows {
+                    Some(windows) => (windows[slot].rows.clone(), windows[slot].cols.clone()),
+                    None => {
+                        let (h, w) = self.output_size(layer, height, width)?;
+                        (0..h, 0..w)
+                    }
+                };
+                Ok(QuadraticLoss::zero(layers[layer].channels, rows, cols))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (index, term) in terms.iter().enumerate() {
+            let loss = &mut losses[term.slot];
+            if let Some(class) = term.class {
+                loss.linear[class] += term.weight;
+                continue;
+            }
+            let all: Vec<usize>;
+            let channels = match &term.channels {
+                Some(chosen) => &chosen.list,
+                None => {
+                    all = (0..layers[term.layer].channels).collect();
+                    &all
+                }
+            };
+            let count = counts.map_or(
+                (channels.len() * loss.rows.len() * loss.cols.len()) as f32,
+                |c| c[index],
+            );
+            for &channel in channels {
+                loss.quadratic[channel] += term.weight / count;
+            }
+        }
+        Ok(Some(losses))
     }
 
     fn input_gradient(&self, input: &Tensor<4>, loss: Tensor<1>) -> Result<Tensor<4>> {

@@ -1,12 +1,13 @@
 //! A network on an NVIDIA GPU: its graph runs forward and back on the CUDA device for every
-//! gradient, the loss itself (a few element-wise operations on the layers' outputs) with
-//! burn on the CPU; everything else (layers, sizes, forward passes for guides and targets)
+//! gradient, with the loss's gradients at the layers made there too where the loss is
+//! quadratic (DeepDream's own), else by burn on the CPU from copies; everything else (layers, sizes, forward passes for guides and targets)
 //! is the network's own.
 
 use std::sync::Arc;
 
 use burn::tensor::{Tensor, TensorData};
 
+use crate::backend::cuda::executor::Loss;
 use crate::backend::cuda::{Executor, Gpu, Precision};
 use crate::backend::graph::Shape;
 use crate::error::{Error, Result};
@@ -115,7 +116,8 @@ fn gradient(
     let device = input.device();
     let dims = input.dims();
     let host = to_floats(input)?;
-    let gradient = executor.gradient(&host, shape, wanted, &mut |outputs, shapes| {
+    let gradients = &mut *loss.gradients;
+    let mut on_host = |outputs: Vec<Vec<f32>>, shapes: &[Shape]| {
         let tensors = outputs
             .into_iter()
             .zip(shapes)
@@ -126,8 +128,13 @@ fn gradient(
                 )
             })
             .collect();
-        loss(tensors)?.into_iter().map(to_floats).collect()
-    })?;
+        gradients(tensors)?.into_iter().map(to_floats).collect()
+    };
+    let loss = match &loss.quadratic {
+        Some(losses) => Loss::Quadratic(losses),
+        None => Loss::Host(&mut on_host),
+    };
+    let gradient = executor.gradient(&host, shape, wanted, loss)?;
     Ok(Tensor::<4>::from_data(
         TensorData::new(gradient, dims),
         &device,

@@ -3,6 +3,7 @@
 
 use burn::tensor::{Device, Tensor};
 
+pub use crate::backend::quadratic_loss::QuadraticLoss;
 use crate::error::{Error, Result};
 
 /// How a network expects its input pixels: `value = (pixel - mean) / std` per channel (RGB
@@ -199,6 +200,12 @@ pub trait Network: Send + Sync {
     }
 }
 
-/// A loss's side of [`Network::input_gradient`]: from some layers' outputs, the loss's
-/// gradient with respect to each.
-pub type LayerLoss<'a> = dyn FnMut(Vec<Tensor<4>>) -> Result<Vec<Tensor<4>>> + 'a;
+/// A loss's side of [`Network::input_gradient`].
+pub struct LayerLoss<'a> {
+    /// From some layers' outputs, the loss's gradient with respect to each (on the host).
+    pub gradients: &'a mut dyn FnMut(Vec<Tensor<4>>) -> Result<Vec<Tensor<4>>>,
+    /// The same loss as one [`QuadraticLoss`] per layer, where it is one (DeepDream's own
+    /// objective without guides or masks): a device then makes the gradients itself and
+    /// the layers' outputs never leave it.
+    pub quadratic: Option<Vec<QuadraticLoss>>,
+}

@@ -16,6 +16,7 @@ use crate::backend::cuda::cudnn::{
 use crate::backend::cuda::gpu::{Gpu, Handles};
 use crate::backend::cuda::kernels::elementwise;
 use crate::backend::graph::{Graph, Operation, Plan, Shape, Step};
+use crate::backend::quadratic_loss::QuadraticLoss;
 use crate::error::{Error, Result};
 
 /// The arithmetic of convolutions.
@@ -31,9 +32,23 @@ pub enum Precision {
 /// The most workspace one convolution may take.
 const MAX_WORKSPACE: usize = 1 << 30;
 
-/// The loss's side of a gradient: given the wanted values (host copies, with their shapes),
-/// the loss's gradient with respect to each (same lengths).
+/// The loss's side of a gradient made on the host: given the wanted values (host copies,
+/// with their shapes), the loss's gradient with respect to each (same lengths).
 pub type LossGradients<'a> = dyn FnMut(Vec<Vec<f32>>, &[Shape]) -> Result<Vec<Vec<f32>>> + 'a;
+
+/// Where the loss's gradients at the wanted values come from.
+pub enum Loss<'s, 'a> {
+    /// The host makes them from copies of the values.
+    Host(&'s mut LossGradients<'a>),
+    /// The GPU makes them, one quadratic loss per wanted value: the values stay there.
+    Quadratic(&'s [QuadraticLoss]),
+}
+
+/// The loss's gradients at the wanted values, ready for the backward pass.
+enum Seeds<'s> {
+    Host(Vec<Vec<f32>>),
+    Quadratic(&'s [QuadraticLoss]),
+}
 
 /// A graph ready to run on one GPU.
 pub struct Executor {
@@ -84,7 +99,7 @@ impl Executor {
         input: &[f32],
         shape: Shape,
         wanted: &[usize],
-        loss: &mut LossGradients<'_>,
+        loss: Loss<'_, '_>,
     ) -> Result<Vec<f32>> {
         if input.len() != shape.len() {
             return Err(Error::InvalidParameter(format!(
@@ -114,12 +129,20 @@ impl Executor {
                 .iter()
                 .map(|&v| plan.shapes[v].expect("planned"))
                 .collect();
-            let outputs = wanted
-                .iter()
-                .map(|&v| run.download(v))
-                .collect::<Result<Vec<_>>>()?;
-            let seeds = loss(outputs, &shapes)?;
-            run.backward(wanted, &seeds)
+            let seeds = match loss {
+                Loss::Host(loss) => {
+                    let outputs = wanted
+                        .iter()
+                        .map(|&v| run.download(v))
+                        .collect::<Result<Vec<_>>>()?;
+                    Seeds::Host(loss(outputs, &shapes)?)
+                }
+                Loss::Quadratic(losses) => {
+                    check_quadratic(losses, &shapes)?;
+                    Seeds::Quadratic(losses)
+                }
+            };
+            run.backward(wanted, seeds)
         })
     }
 
@@ -154,6 +177,22 @@ impl Executor {
                 })
             })
             .collect()
+    }
+}
+
+/// An error unless `losses` holds one loss per wanted value, with one weight per channel.
+fn check_quadratic(losses: &[QuadraticLoss], shapes: &[Shape]) -> Result<()> {
+    let fits = losses.len() == shapes.len()
+        && losses.iter().zip(shapes).all(|(loss, shape)| {
+            loss.quadratic.len() == shape.channels && loss.linear.len() == shape.channels
+        });
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter(format!(
+            "{} losses do not fit the values {shapes:?}",
+            losses.len()
+        )))
     }
 }
 
@@ -552,7 +591,7 @@ impl Run<'_> {
 
     /// The backward pass from `seeds` (the loss's gradients at the `wanted` values) to the
     /// input; the input's gradient, downloaded.
-    fn backward(&mut self, wanted: &[usize], seeds: &[Vec<f32>]) -> Result<Vec<f32>> {
+    fn backward(&mut self, wanted: &[usize], seeds: Seeds<'_>) -> Result<Vec<f32>> {
         let count = self.plan.shapes.len();
         let mut grads: Vec<Option<CudaSlice<f32>>> = (0..count).map(|_| None).collect();
         for (value, shape) in self.plan.shapes.iter().enumerate() {
@@ -561,27 +600,9 @@ impl Run<'_> {
             }
         }
         let mut touched = vec![false; count];
-        for (&value, seed) in wanted.iter().zip(seeds) {
-            let shape = self.plan.shapes[value].expect("planned");
-            if seed.len() != shape.len() {
-                return Err(Error::InvalidParameter(format!(
-                    "a gradient of {} values for a value of shape {shape:?}",
-                    seed.len()
-                )));
-            }
-            let upload = self
-                .stream()
-                .clone_htod(seed)
-                .map_err(driver("upload a gradient"))?;
-            let args = [
-                Arg::Address(address(
-                    grads[value].as_ref().expect("allocated"),
-                    self.stream(),
-                )),
-                Arg::Address(address(&upload, self.stream())),
-                Arg::Float(1.0),
-            ];
-            self.launch(&self.handles.kernels.axpy, shape.len(), &args)?;
+        for (index, &value) in wanted.iter().enumerate() {
+            let dy = address(grads[value].as_ref().expect("allocated"), self.stream());
+            self.seed(value, dy, &seeds, index)?;
             touched[value] = true;
         }
         let grad_address =
@@ -611,6 +632,56 @@ impl Run<'_> {
             .map_err(driver("download the gradient"))?;
         host.truncate(self.plan.shapes[0].expect("input").len());
         Ok(host)
+    }
+
+    /// Adds the loss's gradient with respect to `value` (the `index`th wanted value) to its
+    /// gradient buffer at `dy`.
+    fn seed(&self, value: usize, dy: u64, seeds: &Seeds<'_>, index: usize) -> Result<()> {
+        let shape = self.plan.shapes[value].expect("planned");
+        match seeds {
+            Seeds::Host(seeds) => {
+                let seed = &seeds[index];
+                if seed.len() != shape.len() {
+                    return Err(Error::InvalidParameter(format!(
+                        "a gradient of {} values for a value of shape {shape:?}",
+                        seed.len()
+                    )));
+                }
+                let upload = self
+                    .stream()
+                    .clone_htod(seed)
+                    .map_err(driver("upload a gradient"))?;
+                let args = [
+                    Arg::Address(dy),
+                    Arg::Address(address(&upload, self.stream())),
+                    Arg::Float(1.0),
+                ];
+                self.launch(&self.handles.kernels.axpy, shape.len(), &args)
+            }
+            Seeds::Quadratic(losses) => {
+                let loss = &losses[index];
+                let upload = |values: &[f32]| {
+                    self.stream()
+                        .clone_htod(values)
+                        .map_err(driver("upload a loss"))
+                };
+                let (quadratic, linear) = (upload(&loss.quadratic)?, upload(&loss.linear)?);
+                let args = [
+                    Arg::Address(dy),
+                    Arg::Address(self.address_of(value)),
+                    Arg::Address(address(&quadratic, self.stream())),
+                    Arg::Address(address(&linear, self.stream())),
+                    Arg::Count(shape.channels as u64),
+                    Arg::Count(shape.height as u64),
+                    Arg::Count(shape.width as u64),
+                    Arg::Count(loss.rows.start as u64),
+                    Arg::Count(loss.rows.end as u64),
+                    Arg::Count(loss.cols.start as u64),
+                    Arg::Count(loss.cols.end as u64),
+                ];
+                self.launch(&self.handles.kernels.quadratic_seed, shape.len(), &args)
+            }
+        }
     }
 
     /// Adds step `index`'s contribution to its inputs' gradients `dxs`, from its output's

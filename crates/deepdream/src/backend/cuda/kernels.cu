@@ -89,3 +89,21 @@ extern "C" __global__ void crop_add(float *dx, const float *dy, unsigned long lo
         dx[i] += dy[(plane * padded_height + row + top) * padded_width + column + left];
     }
 }
+
+// A quadratic loss's gradient (see QuadraticLoss): dy += quadratic[c] * a + linear[c] at the
+// rows [row0, row1) and columns [col0, col1) of each of the channels x height x width planes of
+// a; n = channels * height * width.
+extern "C" __global__ void quadratic_seed(float *dy, const float *a, const float *quadratic,
+                                          const float *linear, unsigned long long channels,
+                                          unsigned long long height, unsigned long long width,
+                                          unsigned long long row0, unsigned long long row1,
+                                          unsigned long long col0, unsigned long long col1,
+                                          unsigned long long n) {
+    FOR_EACH(i, n) {
+        unsigned long long column = i % width;
+        unsigned long long row = (i / width) % height;
+        unsigned long long c = (i / (width * height)) % channels;
+        if (row >= row0 && row < row1 && column >= col0 && column < col1)
+            dy[i] += quadratic[c] * a[i] + linear[c];
+    }
+}

@@ -85,6 +85,10 @@ pub struct Kernels {
     pub pad: CudaFunction,
     /// `crop_add(dx, dy, height, width, top, left, padded_height, padded_width, n)`
     pub crop_add: CudaFunction,
+    /// `quadratic_seed(dy, a, quadratic, linear, channels, height, width, row0, row1, col0,
+    /// col1, n)`: a [`QuadraticLoss`](crate::backend::quadratic_loss::QuadraticLoss)'s
+    /// gradient added to `dy`.
+    pub quadratic_seed: CudaFunction,
 }
 
 impl Kernels {
@@ -109,6 +113,7 @@ impl Kernels {
             scale_backward_add: function("scale_backward_add")?,
             pad: function("pad")?,
             crop_add: function("crop_add")?,
+            quadratic_seed: function("quadratic_seed")?,
             _module: module,
         })
     }
@@ -145,6 +150,191 @@ mod tests {
             let cubin = compile(capability).unwrap();
             assert_eq!(&cubin[..4], b"\x7fELF", "{capability:?}");
         }
+    }
+
+    /// The kernels compiled for the host by the system's C++ compiler, each grid-stride loop
+    /// run by one thread over every element; `None` (with a note) without a compiler, unless
+    /// `DEEPDREAM_REQUIRE_CXX` is set.
+    fn host_build() -> Option<libloading::Library> {
+        let folder = std::env::temp_dir().join(format!("deepdream-kernels-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let shim = folder.join("shim.h");
+        std::fs::write(
+            &shim,
+            "#include <math.h>\n#define __global__\nstruct Dim { unsigned x, y, z; };\n\
+             static const Dim blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0};\n\
+             static const Dim blockDim = {1, 1, 1}, gridDim = {1, 1, 1};\n",
+        )
+        .unwrap();
+        let source = folder.join("kernels.cu");
+        std::fs::write(&source, SOURCE).unwrap();
+        let library = folder.join("libkernels.so");
+        let built = std::process::Command::new("c++")
+            .args([
+                "-x",
+                "c++",
+                "-std=c++17",
+                "-O1",
+                "-shared",
+                "-fPIC",
+                "-include",
+            ])
+            .arg(&shim)
+            .arg(&source)
+            .arg("-o")
+            .arg(&library)
+            .status();
+        match built {
+            Ok(status) if status.success() => {}
+            other => {
+                assert!(
+                    std::env::var_os("DEEPDREAM_REQUIRE_CXX").is_none(),
+                    "a C++ compiler was required: {other:?}"
+                );
+                eprintln!("skipped: no C++ compiler to build the kernels for the host");
+                return None;
+            }
+        }
+        // SAFETY: the library is the kernels' source compiled above; it runs no code on load.
+        Some(unsafe { libloading::Library::new(&library) }.unwrap())
+    }
+
+    type QuadraticSeed = unsafe extern "C" fn(
+        *mut f32,
+        *const f32,
+        *const f32,
+        *const f32,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+    );
+    type Pad = unsafe extern "C" fn(*mut f32, *const f32, u64, u64, u64, u64, u64, u64, f32, u64);
+    type CropAdd = unsafe extern "C" fn(*mut f32, *const f32, u64, u64, u64, u64, u64, u64, u64);
+
+    /// The quadratic loss's kernel adds what [`QuadraticLoss::gradient`] computes on the host.
+    ///
+    /// [`QuadraticLoss::gradient`]: crate::backend::quadratic_loss::QuadraticLoss::gradient
+    #[test]
+    fn the_quadratic_seed_kernel_adds_the_losss_gradient() {
+        use crate::backend::quadratic_loss::QuadraticLoss;
+        use burn::tensor::{Distribution, Tensor};
+
+        let Some(library) = host_build() else { return };
+        // SAFETY: the symbol is `quadratic_seed` of kernels.cu, whose arguments these are.
+        let kernel = unsafe { library.get::<QuadraticSeed>(b"quadratic_seed") }.unwrap();
+        let device = burn::tensor::Device::flex();
+        let (channels, height, width) = (5, 7, 9);
+        let activation = Tensor::<4>::random(
+            [1, channels, height, width],
+            Distribution::Uniform(-2.0, 2.0),
+            &device,
+        );
+        let loss = QuadraticLoss {
+            quadratic: vec![0.5, 0.0, 2.0, -1.0, 0.25],
+            linear: vec![0.0, 3.0, 0.0, 1.5, -0.5],
+            rows: 2..6,
+            cols: 1..8,
+        };
+        let a = activation.clone().into_data().try_to_vec::<f32>().unwrap();
+        let mut dy = vec![1.0f32; a.len()];
+        let n = a.len() as u64;
+        // SAFETY: every buffer holds the `n` or `channels` elements the kernel reads.
+        unsafe {
+            kernel(
+                dy.as_mut_ptr(),
+                a.as_ptr(),
+                loss.quadratic.as_ptr(),
+                loss.linear.as_ptr(),
+                channels as u64,
+                height as u64,
+                width as u64,
+                loss.rows.start as u64,
+                loss.rows.end as u64,
+                loss.cols.start as u64,
+                loss.cols.end as u64,
+                n,
+            )
+        };
+        let expected = loss
+            .gradient(activation)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        for (i, (got, want)) in dy.iter().zip(&expected).enumerate() {
+            assert!(
+                (got - (want + 1.0)).abs() < 1e-5,
+                "element {i}: {got} vs {want} + 1"
+            );
+        }
+    }
+
+    /// `pad` places the input at its offset amid the fill value, and `crop_add` adds that
+    /// part back.
+    #[test]
+    fn pad_and_crop_add_are_each_others_reverse() {
+        let Some(library) = host_build() else { return };
+        // SAFETY: the symbols are kernels.cu's `pad` and `crop_add` with these arguments.
+        let (pad, crop_add) = unsafe {
+            (
+                library.get::<Pad>(b"pad").unwrap(),
+                library.get::<CropAdd>(b"crop_add").unwrap(),
+            )
+        };
+        let (channels, height, width, top, left) = (2usize, 3usize, 4usize, 1usize, 2usize);
+        let (padded_height, padded_width) = (height + top + 2, width + left + 1);
+        let x: Vec<f32> = (0..channels * height * width).map(|i| i as f32).collect();
+        let mut y = vec![0.0f32; channels * padded_height * padded_width];
+        let mut back = vec![0.5f32; x.len()];
+        let geometry = [height, width, top, left, padded_height, padded_width].map(|v| v as u64);
+        // SAFETY: `y` is the padded size, `x` and `back` the input's.
+        unsafe {
+            let [h, w, t, l, ph, pw] = geometry;
+            pad(
+                y.as_mut_ptr(),
+                x.as_ptr(),
+                h,
+                w,
+                t,
+                l,
+                ph,
+                pw,
+                -7.0,
+                y.len() as u64,
+            );
+            crop_add(
+                back.as_mut_ptr(),
+                y.as_ptr(),
+                h,
+                w,
+                t,
+                l,
+                ph,
+                pw,
+                x.len() as u64,
+            );
+        }
+        for c in 0..channels {
+            for row in 0..padded_height {
+                for column in 0..padded_width {
+                    let got = y[(c * padded_height + row) * padded_width + column];
+                    let inside = (top..top + height).contains(&row)
+                        && (left..left + width).contains(&column);
+                    let want = if inside {
+                        x[(c * height + row - top) * width + column - left]
+                    } else {
+                        -7.0
+                    };
+                    assert_eq!(got, want, "channel {c}, row {row}, column {column}");
+                }
+            }
+        }
+        let expected: Vec<f32> = x.iter().map(|v| v + 0.5).collect();
+        assert_eq!(back, expected);
     }
 
     #[test]
