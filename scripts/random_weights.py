@@ -9,11 +9,13 @@ real files, with the large tensors drawn at random. Speed does not depend on the
 convolution kernels) left empty, and a JSON file with each of them's size and value quantiles;
 these are small enough to carry. `fill` writes the files back with those tensors drawn from the
 real tensors' value distributions (so activations keep their scale), the small tensors (biases,
-batch norm statistics) as they were. ONNX files (initializers) and zip archives (PyTorch zip
-checkpoints, TorchScript) are handled; other files are copied whole.
+batch norm statistics) as they were. ONNX files (initializers), zip archives (PyTorch zip
+checkpoints, TorchScript) and PyTorch's legacy (pre-1.6) checkpoints are handled; other files
+are copied whole.
 """
 import json
 import pathlib
+import pickle
 import shutil
 import sys
 import zipfile
@@ -77,6 +79,85 @@ def fill_zip(source, target, large, rng):
             out.writestr(info.filename, raw)
 
 
+class _Anything(dict):
+    """Stands in for any class a legacy checkpoint's pickles name (no torch needed)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def __call__(self, *args, **kwargs):
+        return _Anything()
+
+    def __setstate__(self, state):
+        pass
+
+
+def legacy_storages(file):
+    """Reads a legacy checkpoint's pickles from `file` and returns the size of one element
+    of each storage, in the order their data follows; `None` if it is not one."""
+    element = {}
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            return type(name, (_Anything,), {})
+
+        def persistent_load(self, pid):
+            # ('storage', storage type, key, location, element count[, view])
+            kind = pid[1] if isinstance(pid[1], str) else pid[1].__name__
+            element[str(pid[2])] = 8 if "Long" in kind or "Double" in kind else 2 if "Half" in kind else 4
+            return _Anything()
+
+    try:
+        for _ in range(4):  # magic number, protocol version, system info, the state
+            Unpickler(file).load()
+        keys = Unpickler(file).load()
+    except Exception:
+        return None
+    if not isinstance(keys, list) or any(str(k) not in element for k in keys):
+        return None
+    return [element[str(k)] for k in keys]
+
+
+def skeleton_legacy(source, target):
+    """The pickles as they are, then each storage's 8-byte element count and its data, left
+    out for large float storages."""
+    large = {}
+    with open(source, "rb") as file, open(target, "wb") as out:
+        sizes = legacy_storages(file)
+        header = file.tell()
+        file.seek(0)
+        out.write(file.read(header))
+        for index, size in enumerate(sizes):
+            count = file.read(8)
+            raw = file.read(int.from_bytes(count, "little") * size)
+            out.write(count)
+            if size == 4 and len(raw) >= LARGE:
+                large[str(index)] = {"bytes": len(raw), "quantiles": quantiles(raw)}
+            else:
+                out.write(raw)
+    return large
+
+
+def fill_legacy(source, target, large, rng):
+    with open(source, "rb") as file, open(target, "wb") as out:
+        sizes = legacy_storages(file)
+        header = file.tell()
+        file.seek(0)
+        out.write(file.read(header))
+        for index, size in enumerate(sizes):
+            count = file.read(8)
+            out.write(count)
+            if str(index) in large:
+                out.write(draw(large[str(index)]["bytes"], large[str(index)]["quantiles"], rng))
+            else:
+                out.write(file.read(int.from_bytes(count, "little") * size))
+
+
+def is_legacy(path):
+    with open(path, "rb") as file:
+        return legacy_storages(file) is not None
+
+
 def skeleton(weights_dir, skeleton_dir):
     skeleton_dir.mkdir(parents=True, exist_ok=True)
     for path in sorted(weights_dir.iterdir()):
@@ -85,6 +166,8 @@ def skeleton(weights_dir, skeleton_dir):
             large = skeleton_onnx(path, target)
         elif zipfile.is_zipfile(path):
             large = skeleton_zip(path, target)
+        elif is_legacy(path):
+            large = skeleton_legacy(path, target)
         else:
             shutil.copyfile(path, target)
             continue
@@ -104,8 +187,10 @@ def fill(skeleton_dir, out_dir):
             shutil.copyfile(path, target)
         elif path.suffix == ".onnx":
             fill_onnx(path, target, json.loads(recipe.read_text()), rng)
-        else:
+        elif zipfile.is_zipfile(path):
             fill_zip(path, target, json.loads(recipe.read_text()), rng)
+        else:
+            fill_legacy(path, target, json.loads(recipe.read_text()), rng)
         print(f"{target}: {target.stat().st_size} bytes")
 
 
