@@ -138,7 +138,7 @@ photo() { # photo WIDTH HEIGHT PATH: the test photo scaled
 
 if staged tests; then
   echo "== 1. CUDA tests"
-  DEEPDREAM_REQUIRE_GPU=1 timeout 300 "${tests[@]}"
+  DEEPDREAM_REQUIRE_GPU=1 timeout 180 "${tests[@]}"
 fi
 
 if staged steps; then
@@ -146,7 +146,7 @@ if staged steps; then
     echo "== 2. gradient steps, deepdream --device cuda --precision $precision against PyTorch CUDA ($precision)"
     tf32=1
     [[ $precision == fp32 ]] && tf32=0
-    BENCH_TORCH_TF32=$tf32 timeout 300 "${bench[@]}" --device cuda --precision "$precision" "${repeats[@]}"
+    BENCH_TORCH_TF32=$tf32 timeout 180 "${bench[@]}" --device cuda --precision "$precision" "${repeats[@]}"
   done
 fi
 
@@ -173,8 +173,8 @@ if staged large; then
 fi
 
 if staged video || staged live; then
-  ffmpeg -hide_banner -loglevel error -y -stream_loop 3 -i crates/deepdream/tests/fixtures/carphone.mp4 \
-    -t 6 -vf scale=1280:720:flags=bicubic -c:v libx264 -crf 18 -an "$work/clip720.mp4"
+  ffmpeg -hide_banner -loglevel error -y -stream_loop 1 -i crates/deepdream/tests/fixtures/carphone.mp4 \
+    -t 3 -vf scale=1280:720:flags=bicubic -c:v libx264 -crf 18 -an "$work/clip720.mp4"
   frames=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$work/clip720.mp4")
   echo "clip: 1280x720, $frames frames"
 fi
@@ -187,7 +187,7 @@ if staged video; then
       args=("${vgg16[@]}")
       [[ $model == effnet ]] && args=("${effnet[@]}")
       rm -rf "$work/video.mp4" "$work/video.mp4.deepdream-work"
-      timed "video $model $flow" timeout 300 "${deepdream[@]}" --device cuda video "$work/clip720.mp4" "${args[@]}" \
+      timed "video $model $flow" timeout 120 "${deepdream[@]}" --device cuda video "$work/clip720.mp4" "${args[@]}" \
         --flow "$flow" --seed 0 -o "$work/video.mp4" --force
       echo "(frames a second: $frames divided by the time above)"
     done
@@ -199,7 +199,7 @@ if staged live; then
     echo "== 6. live dreaming of the 1280x720 clip played in real time, $model"
     args=("${vgg16[@]}")
     [[ $model == effnet ]] && args=("${effnet[@]}")
-    timeout 120 "${deepdream[@]}" --device cuda live "$work/clip720.mp4" --realtime --size 1280x720 \
+    timeout 60 "${deepdream[@]}" --device cuda live "$work/clip720.mp4" --realtime --size 1280x720 \
       "${args[@]}" -o "$work/live.mp4" --force 2>&1 | tr '\r' '\n' | tail -4
   done
 fi
