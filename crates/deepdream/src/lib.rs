@@ -28,6 +28,7 @@ pub mod backend;
 pub mod control;
 pub mod engine;
 pub mod error;
+pub mod home;
 pub mod jobs;
 pub mod media;
 pub mod modes;

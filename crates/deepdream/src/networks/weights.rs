@@ -11,23 +11,11 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+pub use crate::home::{HOME_ENV, cache_dir};
 use crate::networks::spec::ModelSpec;
 
-/// Environment variable that overrides the cache directory.
-pub const HOME_ENV: &str = "DEEPDREAM_HOME";
 /// Environment variable that names the Python interpreter used to run pip.
 pub const PYTHON_ENV: &str = "DEEPDREAM_PYTHON";
-
-/// The directory weights are cached in: `$DEEPDREAM_HOME` if set, else the platform's cache
-/// directory (`~/.cache/deepdream` on Linux).
-pub fn cache_dir() -> PathBuf {
-    match std::env::var_os(HOME_ENV) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => dirs::cache_dir()
-            .unwrap_or_else(std::env::temp_dir)
-            .join("deepdream"),
-    }
-}
 
 /// Where `spec`'s weight file lives in the cache (whether or not it is there yet).
 pub fn cached_path(spec: &ModelSpec) -> PathBuf {

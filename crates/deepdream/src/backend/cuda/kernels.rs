@@ -1,12 +1,14 @@
 //! deepdream's own CUDA kernels ([`SOURCE`]): compiled by NVRTC, at run time, straight to
 //! machine code for the GPU at hand (a CUBIN, not PTX, so that a newer NVRTC than the
-//! driver still works), and loaded once per device.
+//! driver still works), kept in the GPU cache for later runs, and loaded once per device.
 
 use std::ffi::{CStr, CString};
+use std::path::Path;
 use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, LaunchConfig};
 use cudarc::nvrtc::{Ptx, result, sys};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -45,6 +47,34 @@ pub fn compile(capability: (i32, i32)) -> Result<Vec<u8>> {
     // SAFETY: as above; nothing uses `program` afterwards.
     let _ = unsafe { result::destroy_program(program) };
     compiled
+}
+
+/// [`compile`]'s CUBIN, kept in `folder` (named by a hash of the source and the GPU's
+/// compute capability) so that later runs load it instead of compiling again (NVRTC takes a
+/// noticeable part of a short dream's start). A cache that cannot be read or written only
+/// means compiling.
+pub fn compile_cached(capability: (i32, i32), folder: &Path) -> Result<Vec<u8>> {
+    let hash = Sha256::digest(SOURCE.as_bytes());
+    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let path = folder.join(format!(
+        "cuda-kernels-{hex}-sm_{}{}.cubin",
+        capability.0, capability.1
+    ));
+    if let Ok(cubin) = std::fs::read(&path)
+        && cubin.starts_with(b"\x7fELF")
+    {
+        return Ok(cubin);
+    }
+    let cubin = compile(capability)?;
+    // Written whole under a temporary name, then renamed: a concurrent run never reads half.
+    let temporary = path.with_extension(format!("{}.partial", std::process::id()));
+    let written = std::fs::create_dir_all(folder)
+        .and_then(|()| std::fs::write(&temporary, &cubin))
+        .and_then(|()| std::fs::rename(&temporary, &path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    Ok(cubin)
 }
 
 /// The compiled machine code of `program`.
@@ -99,7 +129,10 @@ impl Kernels {
         };
         let capability = context.compute_capability().map_err(driver)?;
         let module = context
-            .load_module(Ptx::from_binary(compile(capability)?))
+            .load_module(Ptx::from_binary(compile_cached(
+                capability,
+                &crate::home::gpu_cache_dir(),
+            )?))
             .map_err(driver)?;
         let function = |name: &str| module.load_function(name).map_err(driver);
         Ok(Kernels {
@@ -335,6 +368,32 @@ mod tests {
         }
         let expected: Vec<f32> = x.iter().map(|v| v + 0.5).collect();
         assert_eq!(back, expected);
+    }
+
+    /// The first run compiles and keeps the CUBIN; the next one reads it back, and a damaged
+    /// cache file is compiled over.
+    #[test]
+    fn compiled_kernels_are_kept_for_the_next_run() {
+        if find_library(Library::Nvrtc).is_none() {
+            eprintln!("skipped: no NVRTC (pip install nvidia-cuda-nvrtc)");
+            return;
+        }
+        let folder = std::env::temp_dir().join(format!("deepdream-cubin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&folder);
+        let first = compile_cached((8, 6), &folder).unwrap();
+        let files: Vec<_> = std::fs::read_dir(&folder).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1, "one cache file");
+        let path = files[0].path();
+        assert!(path.to_string_lossy().ends_with("-sm_86.cubin"), "{path:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), first);
+        // A marked copy read back proves the second run did not compile.
+        let mut marked = first.clone();
+        marked.push(0);
+        std::fs::write(&path, &marked).unwrap();
+        assert_eq!(compile_cached((8, 6), &folder).unwrap(), marked);
+        std::fs::write(&path, b"not a cubin").unwrap();
+        assert_eq!(compile_cached((8, 6), &folder).unwrap(), first);
+        std::fs::remove_dir_all(&folder).unwrap();
     }
 
     #[test]
