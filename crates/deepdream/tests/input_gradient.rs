@@ -1,7 +1,8 @@
 //! The hook through which a network computes its own input gradient (the CUDA device's
 //! path): a network that answers it with burn's autodiff must give the dream's gradient
-//! (whole and tiled) and the objectives' values and gradients exactly as the ordinary path
-//! does, so the engine's side of the hook is checked without a GPU.
+//! (whole and tiled, in crops of one size as on a GPU) and the objectives' values and
+//! gradients exactly as the ordinary path does, so the engine's side of the hook is checked
+//! without a GPU.
 
 mod common;
 
@@ -54,6 +55,11 @@ impl Network for ViaHook {
     }
     fn class_layer(&self) -> Option<usize> {
         self.network.class_layer()
+    }
+    /// As the CUDA device: tiled gradients then take crops of one size, checked here against
+    /// the plain network's crops sized to their tiles.
+    fn prepares_per_shape(&self) -> bool {
+        true
     }
     fn input_gradient(
         &self,

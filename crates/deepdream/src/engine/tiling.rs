@@ -61,16 +61,18 @@ pub fn plan(
             " (class objectives cannot be tiled) or dream a smaller image",
         ));
     };
-    // Largest tile whose crop (tile, context each side, stride alignment) fits.
+    // Largest tile whose crop (tile, context each side, stride alignment, and a stride more
+    // for crops of one size) fits.
     let crop_side = (budget as f64 / bytes_per_pixel).sqrt() as usize;
-    let tile = crop_side.saturating_sub(2 * (halo + stride)) / stride * stride;
+    let margin = 2 * halo + 3 * stride;
+    let tile = crop_side.saturating_sub(margin) / stride * stride;
     let tile = tile.min(width.max(height).next_multiple_of(stride));
     if tile == 0 {
-        let smallest = stride + 2 * (halo + stride);
+        let smallest = stride + margin;
         let needed = (bytes_per_pixel * (smallest * smallest) as f64) as u64;
         return Err(over(needed, " or choose a shallower layer"));
     }
-    let crop = |side: usize| (tile + 2 * (halo + stride)).min(side);
+    let crop = |side: usize| (tile + margin).min(side);
     Ok(Plan {
         tile: Some(tile),
         gradient_bytes: (bytes_per_pixel * (crop(width) * crop(height)) as f64) as u64,
@@ -104,13 +106,18 @@ impl Tile {
 }
 
 /// The tiles of `tile` pixels that cover a `height` x `width` image, the grid shifted by
-/// `offset` (rows, columns), row by row.
+/// `offset` (rows, columns), row by row. With `same_crops`, every crop has one size (that of
+/// an inner tile's, edge tiles taking more context on their inner side) whatever the offset,
+/// so that a device that compiles or tunes its kernels per input shape (a GPU) meets one shape
+/// per image size instead of a new one at almost every step; else edge crops are as small as
+/// their tiles allow.
 pub fn tiles(
     height: usize,
     width: usize,
     tile: usize,
     offset: (usize, usize),
     Tiling { stride, halo }: Tiling,
+    same_crops: bool,
 ) -> Result<Vec<Tile>> {
     if tile == 0 || !tile.is_multiple_of(stride) {
         return Err(Error::InvalidParameter(format!(
@@ -118,10 +125,14 @@ pub fn tiles(
         )));
     }
     let mut tiles = Vec::new();
+    let crop = |start, end, size| match same_crops {
+        true => same_size_crop(start, tile, halo, stride, size),
+        false => crop_range(start, end, halo, stride, size),
+    };
     for (y0, y1) in tile_ranges(height, tile, offset.0 % tile) {
         for (x0, x1) in tile_ranges(width, tile, offset.1 % tile) {
-            let (top, bottom) = crop_range(y0, y1, halo, stride, height);
-            let (left, right) = crop_range(x0, x1, halo, stride, width);
+            let (top, bottom) = crop(y0, y1, height);
+            let (left, right) = crop(x0, x1, width);
             tiles.push(Tile {
                 rows: y0..y1,
                 cols: x0..x1,
@@ -178,6 +189,28 @@ fn crop_range(start: usize, end: usize, halo: usize, stride: usize, size: usize)
     (from, to)
 }
 
+/// The crop of one length for every tile of up to `tile` pixels starting at `start` in a
+/// dimension of `size`: the shortest that holds any tile with `halo` pixels of context each
+/// side and ends where the image does modulo `stride` (as [`crop_range`]'s crops do), placed
+/// at a multiple of `stride` with the context before the tile, moved inwards at the image's
+/// far edge; the whole dimension when it is shorter.
+fn same_size_crop(
+    start: usize,
+    tile: usize,
+    halo: usize,
+    stride: usize,
+    size: usize,
+) -> (usize, usize) {
+    let needed = tile + 2 * (halo + stride);
+    let length = needed + (size + stride - needed % stride) % stride;
+    if length >= size {
+        return (0, size);
+    }
+    // `size - length` is a multiple of `stride`, as `length` ends where the image does.
+    let from = (start.saturating_sub(halo) / stride * stride).min(size - length);
+    (from, from + length)
+}
+
 /// A memory size from `1G`, `512M`, `800K` (a trailing `B` or `iB` allowed) or a byte
 /// count.
 pub fn parse_size(text: &str) -> Result<u64> {
@@ -215,7 +248,7 @@ mod tests {
     #[test]
     fn tiles_cover_the_image_once_with_aligned_crops() {
         let tiling = Tiling { stride: 4, halo: 6 };
-        let tiles = tiles(30, 21, 8, (4, 0), tiling).unwrap();
+        let tiles = tiles(30, 21, 8, (4, 0), tiling, false).unwrap();
         let mut covered = vec![0; 30 * 21];
         for tile in &tiles {
             assert_eq!(tile.crop_rows.start % 4, 0);
@@ -228,7 +261,33 @@ mod tests {
             }
         }
         assert!(covered.iter().all(|&n| n == 1));
-        assert!(super::tiles(30, 21, 6, (0, 0), tiling).is_err());
+        assert!(super::tiles(30, 21, 6, (0, 0), tiling, false).is_err());
+    }
+
+    /// With `same_crops`, every crop of an image has one size for any grid offset, starts at
+    /// a multiple of the stride, ends where the image does modulo the stride, and holds its
+    /// tile with its context.
+    #[test]
+    fn same_crops_have_one_size_and_hold_their_tiles() {
+        let tiling = Tiling { stride: 4, halo: 6 };
+        for (height, width) in [(30, 21), (61, 90), (100, 37)] {
+            let mut sizes = std::collections::BTreeSet::new();
+            for offset in [(0, 0), (4, 8), (12, 4), (16, 16)] {
+                for tile in tiles(height, width, 16, offset, tiling, true).unwrap() {
+                    for (owned, crop, size) in [
+                        (&tile.rows, &tile.crop_rows, height),
+                        (&tile.cols, &tile.crop_cols, width),
+                    ] {
+                        assert_eq!(crop.start % 4, 0);
+                        assert_eq!((size - crop.end) % 4, 0);
+                        assert!(crop.start + 6 <= owned.start || crop.start == 0);
+                        assert!(owned.end + 6 <= crop.end || crop.end == size);
+                    }
+                    sizes.insert((tile.crop_rows.len(), tile.crop_cols.len()));
+                }
+            }
+            assert_eq!(sizes.len(), 1, "{height}x{width}: crops of sizes {sizes:?}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use image::{DynamicImage, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::backend::cpu::on_cpu;
 use crate::backend::{ascend, on_worker};
 use crate::control::channels::AutoChannels;
 use crate::control::mask::{Mask, check_strength};
@@ -897,7 +898,8 @@ impl<'a> Dreamer<'a> {
                 Error::InvalidParameter("this objective cannot be computed in tiles".into())
             })?;
             let [_, _, height, width] = input.dims();
-            let tiles = tiling::tiles(height, width, tile, offset, tiling)?;
+            let same_crops = self.network.prepares_per_shape() || !on_cpu(&self.device);
+            let tiles = tiling::tiles(height, width, tile, offset, tiling, same_crops)?;
             let counts = self.full_counts(terms, height, width)?;
             let strides: Vec<usize> = group
                 .layers

@@ -85,6 +85,11 @@ impl Network for CudaNetwork {
         Some(self.budget)
     }
 
+    /// cuDNN's algorithms are chosen per shape.
+    fn prepares_per_shape(&self) -> bool {
+        true
+    }
+
     /// Runs on the GPU when it computes every layer asked for and the input is one image.
     fn input_gradient(
         &self,

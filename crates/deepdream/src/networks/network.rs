@@ -186,6 +186,14 @@ pub trait Network: Send + Sync {
         None
     }
 
+    /// Whether the network's device prepares its work per input shape (chooses, tunes or
+    /// compiles kernels: a GPU's), so that inputs of repeated shapes run faster; the tiles
+    /// of a tiled gradient then all have one shape. Networks on burn's GPU devices need not
+    /// say so: the dream sees their device.
+    fn prepares_per_shape(&self) -> bool {
+        false
+    }
+
     /// The memory a gradient may use on the network's device, in bytes, when it has its own
     /// (a GPU's free memory); `None` for the host's default budget.
     fn memory_budget(&self) -> Option<u64> {
