@@ -4,6 +4,7 @@
 //! kernels (activations, per-channel scales, sums, the padding cuDNN cannot do) and cuBLAS
 //! (fully connected layers). Weights are uploaded once; no weight gradient is ever computed.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
@@ -56,6 +57,7 @@ pub struct Executor {
     graph: Graph,
     precision: Precision,
     weights: Mutex<Option<Vec<Weights>>>,
+    choices: Mutex<Choices>,
 }
 
 /// A node's constants on the GPU.
@@ -89,6 +91,7 @@ impl Executor {
             graph,
             precision,
             weights: Mutex::new(None),
+            choices: Mutex::new(Choices::default()),
         }
     }
 
@@ -120,6 +123,7 @@ impl Executor {
                 weights,
                 plan: &plan,
                 tf32: self.precision == Precision::Tf32,
+                choices: &self.choices,
                 values: Vec::new(),
                 padded: Vec::new(),
                 workspace: None,
@@ -203,6 +207,7 @@ struct Run<'a> {
     weights: &'a [Weights],
     plan: &'a Plan,
     tf32: bool,
+    choices: &'a Mutex<Choices>,
     /// Every computed value, by value index.
     values: Vec<Option<CudaSlice<f32>>>,
     /// Each step's input padded by hand (asymmetric padding), by step.
@@ -360,7 +365,12 @@ impl Run<'_> {
                 let (x_desc, y_desc) = (TensorDesc::new(x_shape)?, TensorDesc::new(step.output)?);
                 let weights = &self.weights[step.node];
                 let w = address(weights.first.as_ref().expect("conv weights"), self.stream());
-                let (algo, bytes) = forward_algorithm(handle, &x_desc, &conv, &y_desc, self.tf32)?;
+                let (algo, bytes, math) = kept(
+                    &mut self.choices.lock().unwrap_or_else(|p| p.into_inner()).forward,
+                    (step.node, x_shape),
+                    || forward_algorithm(handle, &x_desc, &conv, &y_desc),
+                )?;
+                use_math(&conv, math, self.tf32)?;
                 let workspace = self.workspace(bytes)?;
                 // SAFETY: descriptors match the buffers' shapes; the workspace is `bytes` long.
                 unsafe {
@@ -738,8 +748,12 @@ impl Run<'_> {
                         .expect("conv weights"),
                     self.stream(),
                 );
-                let (algo, bytes) =
-                    backward_data_algorithm(handle, &conv, &y_desc, &x_desc, self.tf32)?;
+                let (algo, bytes, math) = kept(
+                    &mut self.choices.lock().unwrap_or_else(|p| p.into_inner()).backward_data,
+                    (step.node, x_shape),
+                    || backward_data_algorithm(handle, &conv, &y_desc, &x_desc),
+                )?;
+                use_math(&conv, math, self.tf32)?;
                 let workspace = self.workspace(bytes)?;
                 // SAFETY: descriptors match the buffers; the workspace is `bytes` long.
                 check("run a convolution backwards", unsafe {
@@ -909,29 +923,53 @@ type Candidate<A> = (
     cudnn_sys::cudnnMathType_t,
 );
 
-/// The first working candidate (cuDNN lists the fastest first) within [`MAX_WORKSPACE`], and
-/// its workspace size. In TF32 the convolution then runs with the math type cuDNN chose the
-/// algorithm for; in fp32 the descriptor keeps `CUDNN_FMA_MATH` (cuDNN's default math allows
-/// TF32 on Ampere and later).
-fn pick<A>(
-    candidates: impl IntoIterator<Item = Candidate<A>>,
-    conv: &ConvDesc,
-    tf32: bool,
-    what: &str,
-) -> Result<(A, usize)> {
-    let (_, memory, algo, math) = candidates
+/// A convolution algorithm cuDNN chose, its workspace size, and the math type it chose it
+/// for.
+type Choice<A> = (A, usize, cudnn_sys::cudnnMathType_t);
+
+/// The first working candidate (cuDNN lists the fastest first) within [`MAX_WORKSPACE`].
+fn pick<A>(candidates: impl IntoIterator<Item = Candidate<A>>, what: &str) -> Result<Choice<A>> {
+    candidates
         .into_iter()
         .find(|(status, memory, _, _)| {
             *status == cudnn_sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS && *memory <= MAX_WORKSPACE
         })
-        .ok_or_else(|| failed(what, cudnn_sys::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED))?;
-    if tf32 {
-        // SAFETY: the descriptor is alive.
-        check("set the math type", unsafe {
-            cudnn_sys::cudnnSetConvolutionMathType(conv.conv, math)
-        })?;
+        .map(|(_, memory, algo, math)| (algo, memory, math))
+        .ok_or_else(|| failed(what, cudnn_sys::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED))
+}
+
+/// In TF32 a convolution runs with the math type cuDNN chose its algorithm for; in fp32 the
+/// descriptor keeps `CUDNN_FMA_MATH` (cuDNN's default math allows TF32 on Ampere and later).
+fn use_math(conv: &ConvDesc, math: cudnn_sys::cudnnMathType_t, tf32: bool) -> Result<()> {
+    if !tf32 {
+        return Ok(());
     }
-    Ok((algo, memory))
+    // SAFETY: the descriptor is alive.
+    check("set the math type", unsafe {
+        cudnn_sys::cudnnSetConvolutionMathType(conv.conv, math)
+    })
+}
+
+/// cuDNN's choices for the convolutions of a graph, by node and input shape: asked for once
+/// per shape, not at every step.
+#[derive(Default)]
+struct Choices {
+    forward: HashMap<(usize, Shape), Choice<cudnn_sys::cudnnConvolutionFwdAlgo_t>>,
+    backward_data: HashMap<(usize, Shape), Choice<cudnn_sys::cudnnConvolutionBwdDataAlgo_t>>,
+}
+
+/// The choice kept in `map` under `key`, else `choose`'s, kept.
+fn kept<A: Copy>(
+    map: &mut HashMap<(usize, Shape), Choice<A>>,
+    key: (usize, Shape),
+    choose: impl FnOnce() -> Result<Choice<A>>,
+) -> Result<Choice<A>> {
+    if let Some(choice) = map.get(&key) {
+        return Ok(*choice);
+    }
+    let choice = choose()?;
+    map.insert(key, choice);
+    Ok(choice)
 }
 
 /// How many heuristic results to ask cuDNN for.
@@ -943,8 +981,7 @@ fn forward_algorithm(
     x: &TensorDesc,
     conv: &ConvDesc,
     y: &TensorDesc,
-    tf32: bool,
-) -> Result<(cudnn_sys::cudnnConvolutionFwdAlgo_t, usize)> {
+) -> Result<Choice<cudnn_sys::cudnnConvolutionFwdAlgo_t>> {
     // SAFETY: an array of plain structs cuDNN fills; zero is a valid bit pattern for them.
     let mut results: [cudnn_sys::cudnnConvolutionFwdAlgoPerf_t; CANDIDATES] =
         unsafe { std::mem::zeroed() };
@@ -965,7 +1002,7 @@ fn forward_algorithm(
     let candidates = results[..returned as usize]
         .iter()
         .map(|r| (r.status, r.memory, r.algo, r.mathType));
-    pick(candidates, conv, tf32, "find a convolution algorithm")
+    pick(candidates, "find a convolution algorithm")
 }
 
 /// The same for the convolution's gradient with respect to its input.
@@ -974,8 +1011,7 @@ fn backward_data_algorithm(
     conv: &ConvDesc,
     dy: &TensorDesc,
     dx: &TensorDesc,
-    tf32: bool,
-) -> Result<(cudnn_sys::cudnnConvolutionBwdDataAlgo_t, usize)> {
+) -> Result<Choice<cudnn_sys::cudnnConvolutionBwdDataAlgo_t>> {
     // SAFETY: as in `forward_algorithm`.
     let mut results: [cudnn_sys::cudnnConvolutionBwdDataAlgoPerf_t; CANDIDATES] =
         unsafe { std::mem::zeroed() };
@@ -996,10 +1032,5 @@ fn backward_data_algorithm(
     let candidates = results[..returned as usize]
         .iter()
         .map(|r| (r.status, r.memory, r.algo, r.mathType));
-    pick(
-        candidates,
-        conv,
-        tf32,
-        "find a backward convolution algorithm",
-    )
+    pick(candidates, "find a backward convolution algorithm")
 }
