@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::{Distribution, Tensor};
 use common::{relative_l2_error, test_network};
+use deepdream::backend::ascend;
 use deepdream::engine::objective::{Objective, Term, gram};
-use deepdream::networks::network::LayerLoss;
+use deepdream::networks::network::{KeptImage, LayerLoss, QuadraticLoss};
 use deepdream::{Device, DreamParams, Dreamer, LayerInfo, LayerWeight, Network, Preprocess};
 
 /// A network that answers the hook: forward with autodiff, the loss's gradients at the
@@ -22,6 +23,51 @@ struct ViaHook {
     network: Box<dyn Network>,
     quadratic: bool,
     quadratic_used: AtomicUsize,
+    kept_steps: AtomicUsize,
+}
+
+/// A kept image's steps done as the GPU does them: roll, the quadratic losses' gradient
+/// through ⟨layer, its gradient⟩, its mean absolute value, the update.
+struct HostKept<'a> {
+    hook: &'a ViaHook,
+    image: Tensor<4>,
+    layers: Vec<usize>,
+    losses: Vec<QuadraticLoss>,
+}
+
+impl KeptImage for HostKept<'_> {
+    fn step(
+        &mut self,
+        shift: [i64; 2],
+        ranges: [(f32, f32); 3],
+        factors: &mut dyn FnMut(f32) -> deepdream::Result<[f32; 3]>,
+    ) -> deepdream::Result<()> {
+        self.hook.kept_steps.fetch_add(1, Ordering::Relaxed);
+        let rolled = self.image.clone().roll(&shift, &[2, 3]);
+        let input = rolled.autodiff().require_grad();
+        let outputs = self.hook.network.forward(input.clone(), &self.layers)?;
+        let surrogate = outputs
+            .into_iter()
+            .zip(&self.losses)
+            .map(|(a, loss)| {
+                let seed = loss.gradient(a.clone().inner());
+                a.mul(seed.autodiff()).sum()
+            })
+            .reduce(Tensor::add)
+            .expect("a layer");
+        let gradient = input
+            .grad(&surrogate.backward())
+            .expect("reaches the input")
+            .inner();
+        let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
+        let factors = factors(mean_abs)?;
+        self.image = ascend(self.image.clone(), gradient, shift, factors, ranges);
+        Ok(())
+    }
+
+    fn image(&self) -> deepdream::Result<Tensor<4>> {
+        Ok(self.image.clone())
+    }
 }
 
 impl ViaHook {
@@ -30,6 +76,7 @@ impl ViaHook {
             network,
             quadratic,
             quadratic_used: AtomicUsize::new(0),
+            kept_steps: AtomicUsize::new(0),
         }
     }
 }
@@ -60,6 +107,23 @@ impl Network for ViaHook {
     /// the plain network's crops sized to their tiles.
     fn prepares_per_shape(&self) -> bool {
         true
+    }
+    /// As the CUDA device, when it takes quadratic losses: whole steps on the kept image,
+    /// counted in `kept_steps`.
+    fn keep_image(
+        &self,
+        image: &Tensor<4>,
+        layers: &[usize],
+        losses: Vec<QuadraticLoss>,
+    ) -> Option<deepdream::Result<Box<dyn KeptImage + '_>>> {
+        self.quadratic.then(|| {
+            Ok(Box::new(HostKept {
+                hook: self,
+                image: image.clone(),
+                layers: layers.to_vec(),
+                losses,
+            }) as Box<dyn KeptImage>)
+        })
     }
     fn input_gradient(
         &self,
@@ -241,4 +305,80 @@ fn quadratic_losses_give_the_ordinary_gradient() {
             "{case}: quadratic losses used {used} times"
         );
     }
+}
+
+/// A dream whose steps run on the kept image (the CUDA device's path, here on the host)
+/// gives the ordinary dream's picture: the same shifts in the same order, the same steps and
+/// clamping, every octave; with a change mask the steps stay with the engine.
+#[test]
+fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
+    let device = Device::flex();
+    let plain = test_network(&device);
+    let photo = common::photo_crop(20, 10, 96);
+    let params = DreamParams {
+        layers: vec![LayerWeight {
+            layer: "mixed".into(),
+            weight: 1.0,
+        }],
+        octaves: 2,
+        iterations: 3,
+        seed: 7,
+        ..DreamParams::default()
+    };
+    let kept = ViaHook::new(Box::new(test_network(&device)), true);
+    let ours = Dreamer::new(&kept, params.clone(), &device)
+        .unwrap()
+        .dream(&photo, |_| {})
+        .unwrap();
+    let theirs = Dreamer::new(&plain, params.clone(), &device)
+        .unwrap()
+        .dream(&photo, |_| {})
+        .unwrap();
+    assert_eq!(
+        kept.kept_steps.load(Ordering::Relaxed),
+        6,
+        "every step on the kept image"
+    );
+    let differences = ours
+        .as_raw()
+        .iter()
+        .zip(theirs.as_raw())
+        .filter(|(a, b)| a.abs_diff(**b) > 1)
+        .count();
+    assert!(
+        differences * 1000 <= ours.as_raw().len(),
+        "{differences} of {} values differ by more than one level",
+        ours.as_raw().len()
+    );
+    let changed = ours
+        .as_raw()
+        .iter()
+        .zip(photo.as_raw())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        changed * 2 > ours.as_raw().len(),
+        "the dream changed the picture"
+    );
+
+    let masked = DreamParams {
+        mask: Some(deepdream::control::mask::Mask::from_image(
+            &image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+                96,
+                96,
+                image::Rgb([255, 255, 255]),
+            )),
+        )),
+        ..params
+    };
+    let kept = ViaHook::new(Box::new(test_network(&device)), true);
+    Dreamer::new(&kept, masked, &device)
+        .unwrap()
+        .dream(&photo, |_| {})
+        .unwrap();
+    assert_eq!(
+        kept.kept_steps.load(Ordering::Relaxed),
+        0,
+        "a change mask stays with the engine"
+    );
 }

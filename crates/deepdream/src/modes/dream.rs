@@ -21,7 +21,7 @@ use crate::engine::tiling::{self, Plan, Tiling};
 use crate::engine::{objective, octaves, optimizer, transform};
 use crate::error::{Error, Result};
 use crate::media::image_io;
-use crate::networks::network::{LayerInfo, LayerLoss, Network, QuadraticLoss};
+use crate::networks::network::{KeptImage, LayerInfo, LayerLoss, Network, QuadraticLoss};
 
 /// Longest side a guide image is scaled down to before its features are taken (the
 /// notebook used a 224x224 guide).
@@ -608,18 +608,31 @@ impl<'a> Dreamer<'a> {
                 self.choose_channels(&mut groups, &auto, start.clone(), octave, &mut pick_rng)?;
             }
             let masks = self.octave_masks(height, width);
+            let progress = |iteration| Progress {
+                octave,
+                octaves: sizes.len(),
+                iteration,
+                iterations: self.params.iterations,
+                width,
+                height,
+            };
+            if let Some(mut kept) = self.kept_image(&start, &groups, &masks)? {
+                let ranges = preprocess.value_range();
+                for iteration in 0..self.params.iterations {
+                    let shift = self.jitter(&mut rng);
+                    kept.step(shift, ranges, &mut |mean_abs| {
+                        self.factors(mean_abs, width, height)
+                    })?;
+                    observer(&Snapshot::new(progress(iteration + 1), &|| {
+                        preprocess.invert(kept.image()?)
+                    }))?;
+                }
+                return kept.image();
+            }
             let mut current = start;
             for iteration in 0..self.params.iterations {
                 current = self.step(current, &groups, &masks, &mut rng)?;
-                let progress = Progress {
-                    octave,
-                    octaves: sizes.len(),
-                    iteration: iteration + 1,
-                    iterations: self.params.iterations,
-                    width,
-                    height,
-                };
-                observer(&Snapshot::new(progress, &|| {
+                observer(&Snapshot::new(progress(iteration + 1), &|| {
                     preprocess.invert(current.clone())
                 }))?;
             }
@@ -715,9 +728,7 @@ impl<'a> Dreamer<'a> {
         masks: &OctaveMasks,
         rng: &mut impl Rng,
     ) -> Result<Tensor<4>> {
-        let jitter = self.params.jitter as i64;
-        let ox = rng.random_range(-jitter..=jitter);
-        let oy = rng.random_range(-jitter..=jitter);
+        let [oy, ox] = self.jitter(rng);
         let shifted = image.clone().roll(&[oy, ox], &[2, 3]);
         let [_, _, height, width] = shifted.dims();
         // A new tile grid every step, like the jitter.
@@ -794,6 +805,23 @@ impl<'a> Dreamer<'a> {
                 (weighted, total / (3.0 * area))
             }
         };
+        let factors = self.factors(mean_abs, width, height)?;
+        let ranges = self.network.preprocess().value_range();
+        Ok(ascend(image, gradient, [oy, ox], factors, ranges))
+    }
+
+    /// A step's random shift (rows, columns) of the picture.
+    fn jitter(&self, rng: &mut impl Rng) -> [i64; 2] {
+        let jitter = self.params.jitter as i64;
+        let ox = rng.random_range(-jitter..=jitter);
+        let oy = rng.random_range(-jitter..=jitter);
+        [oy, ox]
+    }
+
+    /// Each channel's step along a gradient of mean absolute value `mean_abs` on a `width` x
+    /// `height` picture: `step_size` pixel levels per mean absolute gradient in the
+    /// network's units; an error for a gradient that is not finite.
+    fn factors(&self, mean_abs: f32, width: usize, height: usize) -> Result<[f32; 3]> {
         if !mean_abs.is_finite() {
             return Err(Error::NonFiniteGradient {
                 layer: self.whole.terms[0].name.clone(),
@@ -802,11 +830,35 @@ impl<'a> Dreamer<'a> {
             });
         }
         let rate = optimizer::normalised_rate(self.params.step_size, mean_abs);
-        let preprocess = self.network.preprocess();
-        let units = preprocess.value_per_pixel_level();
-        let factors = [0, 1, 2].map(|c| rate * units[c]);
-        let ranges = preprocess.value_range();
-        Ok(ascend(image, gradient, [oy, ox], factors, ranges))
+        let units = self.network.preprocess().value_per_pixel_level();
+        Ok([0, 1, 2].map(|c| rate * units[c]))
+    }
+
+    /// The octave's picture `image` kept on the network's device for its steps, where the
+    /// device runs whole steps and the steps are plain: the whole objective, quadratic, on
+    /// the whole picture (no regions, change mask or tiles).
+    fn kept_image(
+        &self,
+        image: &Tensor<4>,
+        groups: &[Group],
+        masks: &OctaveMasks,
+    ) -> Result<Option<Box<dyn KeptImage + '_>>> {
+        let [whole] = groups else { return Ok(None) };
+        let [_, _, height, width] = image.dims();
+        if whole.region.is_some()
+            || masks.change.is_some()
+            || self.plan(width, height)?.tile.is_some()
+        {
+            return Ok(None);
+        }
+        let no_masks = vec![None; whole.terms.len()];
+        let Some(losses) = self.quadratic_losses(whole, height, width, None, None, &no_masks)?
+        else {
+            return Ok(None);
+        };
+        self.network
+            .keep_image(image, &whole.layers, losses)
+            .transpose()
     }
 
     /// Each term's region mask on the picture rolled by `shift`, at the size of the term's

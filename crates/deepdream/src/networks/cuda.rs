@@ -5,13 +5,15 @@
 
 use std::sync::Arc;
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::backend::cuda::executor::Loss;
+use crate::backend::cuda::executor::{DeviceAscent, DeviceImage, Loss};
 use crate::backend::cuda::{Executor, Gpu, Precision};
 use crate::backend::graph::Shape;
 use crate::error::{Error, Result};
-use crate::networks::network::{LayerInfo, LayerLoss, Network, Preprocess};
+use crate::networks::network::{
+    KeptImage, LayerInfo, LayerLoss, Network, Preprocess, QuadraticLoss,
+};
 
 /// A network whose gradients run on a GPU.
 pub struct CudaNetwork {
@@ -85,6 +87,36 @@ impl Network for CudaNetwork {
         Some(self.budget)
     }
 
+    /// Whole steps on the GPU where the network computes every layer asked for.
+    fn keep_image(
+        &self,
+        image: &Tensor<4>,
+        layers: &[usize],
+        losses: Vec<QuadraticLoss>,
+    ) -> Option<Result<Box<dyn KeptImage + '_>>> {
+        let wanted = self.graph_values(layers)?;
+        let [batch, channels, height, width] = image.dims();
+        if batch != 1 || channels != 3 {
+            return None;
+        }
+        let shape = Shape {
+            channels,
+            height,
+            width,
+        };
+        let kept = to_floats(image.clone())
+            .and_then(|values| self.executor.upload_image(&values, shape))
+            .map(|image| {
+                Box::new(GpuImage {
+                    executor: &self.executor,
+                    image,
+                    wanted,
+                    losses,
+                }) as Box<dyn KeptImage + '_>
+            });
+        Some(kept)
+    }
+
     /// cuDNN's algorithms are chosen per shape.
     fn prepares_per_shape(&self) -> bool {
         true
@@ -108,6 +140,41 @@ impl Network for CudaNetwork {
             width,
         };
         Some(gradient(&self.executor, input, shape, &wanted, loss))
+    }
+}
+
+/// An image on the GPU, dreamed there step after step.
+struct GpuImage<'a> {
+    executor: &'a Executor,
+    image: DeviceImage,
+    wanted: Vec<usize>,
+    losses: Vec<QuadraticLoss>,
+}
+
+impl KeptImage for GpuImage<'_> {
+    fn step(
+        &mut self,
+        shift: [i64; 2],
+        ranges: [(f32, f32); 3],
+        factors: &mut dyn FnMut(f32) -> Result<[f32; 3]>,
+    ) -> Result<()> {
+        let shape = self.image.shape();
+        let wrap = |shift: i64, size: usize| shift.rem_euclid(size as i64) as usize;
+        let ascent = DeviceAscent {
+            shift: [wrap(shift[0], shape.height), wrap(shift[1], shape.width)],
+            ranges,
+        };
+        self.executor
+            .ascend(&mut self.image, &self.wanted, &self.losses, ascent, factors)
+    }
+
+    fn image(&self) -> Result<Tensor<4>> {
+        let shape = self.image.shape();
+        let values = self.executor.download_image(&self.image)?;
+        Ok(Tensor::<4>::from_data(
+            TensorData::new(values, [1, shape.channels, shape.height, shape.width]),
+            &Device::flex(),
+        ))
     }
 }
 

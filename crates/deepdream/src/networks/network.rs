@@ -186,6 +186,19 @@ pub trait Network: Send + Sync {
         None
     }
 
+    /// `image` (a preprocessed `[1, 3, H, W]` input) kept on the network's device for
+    /// DeepDream steps whose loss is `losses` at `layers`, where the device runs whole steps
+    /// itself (a GPU): the image then stays there from step to step. `None` leaves the steps
+    /// to the engine.
+    fn keep_image(
+        &self,
+        _image: &Tensor<4>,
+        _layers: &[usize],
+        _losses: Vec<QuadraticLoss>,
+    ) -> Option<Result<Box<dyn KeptImage + '_>>> {
+        None
+    }
+
     /// Whether the network's device prepares its work per input shape (chooses, tunes or
     /// compiles kernels: a GPU's), so that inputs of repeated shapes run faster; the tiles
     /// of a tiled gradient then all have one shape. Networks on burn's GPU devices need not
@@ -206,6 +219,23 @@ pub trait Network: Send + Sync {
     fn cuda_graph(&self) -> Option<(crate::backend::graph::Graph, Vec<Option<usize>>)> {
         None
     }
+}
+
+/// An image kept on a network's device for DeepDream's steps ([`Network::keep_image`]).
+pub trait KeptImage {
+    /// One step: the gradient of the loss at the image rolled by `shift` (rows, columns);
+    /// `factors` turns the gradient's mean absolute value into each channel's step (or an
+    /// error, which leaves the image as it was); the image moves by them along the gradient
+    /// rolled back, each channel clamped to its range in `ranges`.
+    fn step(
+        &mut self,
+        shift: [i64; 2],
+        ranges: [(f32, f32); 3],
+        factors: &mut dyn FnMut(f32) -> Result<[f32; 3]>,
+    ) -> Result<()>;
+
+    /// The image as it is now, on the host.
+    fn image(&self) -> Result<Tensor<4>>;
 }
 
 /// A loss's side of [`Network::input_gradient`].

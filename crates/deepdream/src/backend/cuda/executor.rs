@@ -104,13 +104,114 @@ impl Executor {
         wanted: &[usize],
         loss: Loss<'_, '_>,
     ) -> Result<Vec<f32>> {
-        if input.len() != shape.len() {
+        check_len(input.len(), shape)?;
+        let plan = self.graph.plan(shape, wanted)?;
+        self.run(&plan, |run| {
+            let input = run
+                .stream()
+                .clone_htod(input)
+                .map_err(driver("upload the image"))?;
+            let gradient = run.gradient(input, wanted, loss)?;
+            run.download_buffer(&gradient, shape.len())
+        })
+    }
+
+    /// `image` (a `shape` image) put on the GPU for [`Executor::ascend`].
+    pub fn upload_image(&self, image: &[f32], shape: Shape) -> Result<DeviceImage> {
+        check_len(image.len(), shape)?;
+        let buffer = self.gpu.with(|handles| {
+            handles
+                .stream
+                .clone_htod(image)
+                .map_err(driver("upload the image"))
+        })?;
+        Ok(DeviceImage { buffer, shape })
+    }
+
+    /// The values of an image on the GPU.
+    pub fn download_image(&self, image: &DeviceImage) -> Result<Vec<f32>> {
+        self.gpu.with(|handles| {
+            let mut host = handles
+                .stream
+                .clone_dtoh(&image.buffer)
+                .map_err(driver("download the image"))?;
+            host.truncate(image.shape.len());
+            Ok(host)
+        })
+    }
+
+    /// One DeepDream step on an image kept on the GPU, all of it there: the image rolled by
+    /// `ascent.shift`, the gradient of the `losses` of the `wanted` values at it, its mean
+    /// absolute value, which `factors` turns into each channel's step (or an error, which
+    /// leaves the image as it was); the image moved by them along the gradient rolled back,
+    /// each channel clamped to its range. Only the mean crosses to the host.
+    pub fn ascend(
+        &self,
+        image: &mut DeviceImage,
+        wanted: &[usize],
+        losses: &[QuadraticLoss],
+        ascent: DeviceAscent,
+        factors: &mut dyn FnMut(f32) -> Result<[f32; 3]>,
+    ) -> Result<()> {
+        let shape = image.shape;
+        if shape.channels != 3 {
             return Err(Error::InvalidParameter(format!(
-                "an input of {} values is not {shape:?}",
-                input.len()
+                "an image of {} channels cannot be dreamed on the GPU",
+                shape.channels
             )));
         }
         let plan = self.graph.plan(shape, wanted)?;
+        self.run(&plan, |run| {
+            let handles = run.handles;
+            let kernels = &handles.kernels;
+            let [rows, cols] = ascent.shift;
+            let (height, width) = (shape.height as u64, shape.width as u64);
+            let rolled = run.alloc(shape.len())?;
+            let args = [
+                Arg::Address(address(&rolled, run.stream())),
+                Arg::Address(address(&image.buffer, run.stream())),
+                Arg::Count(height),
+                Arg::Count(width),
+                Arg::Count(rows as u64),
+                Arg::Count(cols as u64),
+            ];
+            run.launch(&kernels.roll, shape.len(), &args)?;
+            let gradient = run.gradient(rolled, wanted, Loss::Quadratic(losses))?;
+            let total = run.alloc(1)?;
+            let args = [
+                Arg::Address(address(&total, run.stream())),
+                Arg::Address(address(&gradient, run.stream())),
+            ];
+            run.launch(&kernels.abs_sum, shape.len(), &args)?;
+            let total = run
+                .stream()
+                .clone_dtoh(&total)
+                .map_err(driver("read the gradient's size"))?[0];
+            let factors = factors(total / shape.len() as f32)?;
+            let [(low0, high0), (low1, high1), (low2, high2)] = ascent.ranges;
+            let args = [
+                Arg::Address(address(&image.buffer, run.stream())),
+                Arg::Address(address(&gradient, run.stream())),
+                Arg::Count(height),
+                Arg::Count(width),
+                Arg::Count(rows as u64),
+                Arg::Count(cols as u64),
+                Arg::Float(factors[0]),
+                Arg::Float(factors[1]),
+                Arg::Float(factors[2]),
+                Arg::Float(low0),
+                Arg::Float(high0),
+                Arg::Float(low1),
+                Arg::Float(high1),
+                Arg::Float(low2),
+                Arg::Float(high2),
+            ];
+            run.launch(&kernels.ascend, shape.len(), &args)
+        })
+    }
+
+    /// Runs `work` with the graph's weights on the GPU, for one input size's `plan`.
+    fn run<R>(&self, plan: &Plan, work: impl FnOnce(&mut Run<'_>) -> Result<R>) -> Result<R> {
         self.gpu.with(|handles| {
             let mut weights = self.weights.lock().unwrap_or_else(|p| p.into_inner());
             if weights.is_none() {
@@ -121,32 +222,14 @@ impl Executor {
                 handles,
                 graph: &self.graph,
                 weights,
-                plan: &plan,
+                plan,
                 tf32: self.precision == Precision::Tf32,
                 choices: &self.choices,
                 values: Vec::new(),
                 padded: Vec::new(),
                 workspace: None,
             };
-            run.forward(input)?;
-            let shapes: Vec<Shape> = wanted
-                .iter()
-                .map(|&v| plan.shapes[v].expect("planned"))
-                .collect();
-            let seeds = match loss {
-                Loss::Host(loss) => {
-                    let outputs = wanted
-                        .iter()
-                        .map(|&v| run.download(v))
-                        .collect::<Result<Vec<_>>>()?;
-                    Seeds::Host(loss(outputs, &shapes)?)
-                }
-                Loss::Quadratic(losses) => {
-                    check_quadratic(losses, &shapes)?;
-                    Seeds::Quadratic(losses)
-                }
-            };
-            run.backward(wanted, seeds)
+            work(&mut run)
         })
     }
 
@@ -181,6 +264,40 @@ impl Executor {
                 })
             })
             .collect()
+    }
+}
+
+/// An image on the GPU (see [`Executor::ascend`]).
+pub struct DeviceImage {
+    buffer: CudaSlice<f32>,
+    shape: Shape,
+}
+
+impl DeviceImage {
+    /// The image's shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+}
+
+/// How [`Executor::ascend`] rolls and clamps the image.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeviceAscent {
+    /// The roll (rows, columns) of the image the gradient is taken on, each below the
+    /// image's side: its pixel `(y, x)` is the image's `(y − rows, x − columns)`, wrapping.
+    pub shift: [usize; 2],
+    /// The lowest and highest value of each channel.
+    pub ranges: [(f32, f32); 3],
+}
+
+/// An error unless `len` values make a `shape` image.
+fn check_len(len: usize, shape: Shape) -> Result<()> {
+    if len == shape.len() {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter(format!(
+            "an input of {len} values is not {shape:?}"
+        )))
     }
 }
 
@@ -277,7 +394,11 @@ impl Run<'_> {
 
     fn download(&self, value: usize) -> Result<Vec<f32>> {
         let buffer = self.values[value].as_ref().expect("value computed");
-        let len = self.plan.shapes[value].expect("planned").len();
+        self.download_buffer(buffer, self.plan.shapes[value].expect("planned").len())
+    }
+
+    /// The first `len` values of `buffer`.
+    fn download_buffer(&self, buffer: &CudaSlice<f32>, len: usize) -> Result<Vec<f32>> {
         let mut host = self
             .stream()
             .clone_dtoh(buffer)
@@ -286,14 +407,39 @@ impl Run<'_> {
         Ok(host)
     }
 
-    fn forward(&mut self, input: &[f32]) -> Result<()> {
+    /// The gradient with respect to `input` (on the GPU, of the plan's input shape) of a loss
+    /// of the `wanted` values, whose gradients `loss` gives; on the GPU.
+    fn gradient(
+        &mut self,
+        input: CudaSlice<f32>,
+        wanted: &[usize],
+        loss: Loss<'_, '_>,
+    ) -> Result<CudaSlice<f32>> {
+        self.forward(input)?;
+        let shapes: Vec<Shape> = wanted
+            .iter()
+            .map(|&v| self.plan.shapes[v].expect("planned"))
+            .collect();
+        let seeds = match loss {
+            Loss::Host(loss) => {
+                let outputs = wanted
+                    .iter()
+                    .map(|&v| self.download(v))
+                    .collect::<Result<Vec<_>>>()?;
+                Seeds::Host(loss(outputs, &shapes)?)
+            }
+            Loss::Quadratic(losses) => {
+                check_quadratic(losses, &shapes)?;
+                Seeds::Quadratic(losses)
+            }
+        };
+        self.backward(wanted, seeds)
+    }
+
+    fn forward(&mut self, input: CudaSlice<f32>) -> Result<()> {
         self.values = (0..self.plan.shapes.len()).map(|_| None).collect();
         self.padded = (0..self.plan.steps.len()).map(|_| None).collect();
-        self.values[0] = Some(
-            self.stream()
-                .clone_htod(input)
-                .map_err(driver("upload the image"))?,
-        );
+        self.values[0] = Some(input);
         for index in 0..self.plan.steps.len() {
             let step = &self.plan.steps[index];
             let output = self.alloc(step.output.len())?;
@@ -366,7 +512,11 @@ impl Run<'_> {
                 let weights = &self.weights[step.node];
                 let w = address(weights.first.as_ref().expect("conv weights"), self.stream());
                 let (algo, bytes, math) = kept(
-                    &mut self.choices.lock().unwrap_or_else(|p| p.into_inner()).forward,
+                    &mut self
+                        .choices
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .forward,
                     (step.node, x_shape),
                     || forward_algorithm(handle, &x_desc, &conv, &y_desc),
                 )?;
@@ -601,7 +751,7 @@ impl Run<'_> {
 
     /// The backward pass from `seeds` (the loss's gradients at the `wanted` values) to the
     /// input; the input's gradient, downloaded.
-    fn backward(&mut self, wanted: &[usize], seeds: Seeds<'_>) -> Result<Vec<f32>> {
+    fn backward(&mut self, wanted: &[usize], seeds: Seeds<'_>) -> Result<CudaSlice<f32>> {
         let count = self.plan.shapes.len();
         let mut grads: Vec<Option<CudaSlice<f32>>> = (0..count).map(|_| None).collect();
         for (value, shape) in self.plan.shapes.iter().enumerate() {
@@ -635,13 +785,7 @@ impl Run<'_> {
                 touched[input] = true;
             }
         }
-        let gradient = grads[0].take().expect("allocated");
-        let mut host = self
-            .stream()
-            .clone_dtoh(&gradient)
-            .map_err(driver("download the gradient"))?;
-        host.truncate(self.plan.shapes[0].expect("input").len());
-        Ok(host)
+        Ok(grads[0].take().expect("allocated"))
     }
 
     /// Adds the loss's gradient with respect to `value` (the `index`th wanted value) to its
@@ -749,7 +893,11 @@ impl Run<'_> {
                     self.stream(),
                 );
                 let (algo, bytes, math) = kept(
-                    &mut self.choices.lock().unwrap_or_else(|p| p.into_inner()).backward_data,
+                    &mut self
+                        .choices
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .backward_data,
                     (step.node, x_shape),
                     || backward_data_algorithm(handle, &conv, &y_desc, &x_desc),
                 )?;

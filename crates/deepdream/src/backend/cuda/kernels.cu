@@ -107,3 +107,53 @@ extern "C" __global__ void quadratic_seed(float *dy, const float *a, const float
             dy[i] += quadratic[c] * a[i] + linear[c];
     }
 }
+
+// y = x rolled by (rows, cols) in each height x width plane: y[r][c] = x[r - rows][c - cols],
+// wrapping around; rows < height, cols < width.
+extern "C" __global__ void roll(float *y, const float *x, unsigned long long height,
+                                unsigned long long width, unsigned long long rows,
+                                unsigned long long cols, unsigned long long n) {
+    FOR_EACH(i, n) {
+        unsigned long long column = i % width;
+        unsigned long long row = (i / width) % height;
+        unsigned long long plane = i / (width * height);
+        y[i] = x[(plane * height + (row + height - rows) % height) * width +
+                 (column + width - cols) % width];
+    }
+}
+
+// *total += the sum of |x|: each block sums its threads' sums (blocks of at most 256
+// threads, a power of two) and adds that once.
+extern "C" __global__ void abs_sum(float *total, const float *x, unsigned long long n) {
+    __shared__ float partial[256];
+    float sum = 0.0f;
+    FOR_EACH(i, n) { sum += fabsf(x[i]); }
+    partial[threadIdx.x] = sum;
+    __syncthreads();
+    for (unsigned int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) atomicAdd(total, partial[0]);
+}
+
+// DeepDream's update of a 3-channel image: image[c][r][k] = clamp(image[c][r][k] +
+// factor_c * gradient[c][r + rows][k + cols], low_c, high_c), the gradient read rolled back
+// (it was taken on the image rolled by (rows, cols)); rows < height, cols < width.
+extern "C" __global__ void ascend(float *image, const float *gradient, unsigned long long height,
+                                  unsigned long long width, unsigned long long rows,
+                                  unsigned long long cols, float factor0, float factor1,
+                                  float factor2, float low0, float high0, float low1,
+                                  float high1, float low2, float high2, unsigned long long n) {
+    FOR_EACH(i, n) {
+        unsigned long long column = i % width;
+        unsigned long long row = (i / width) % height;
+        unsigned long long plane = i / (width * height);
+        unsigned long long c = plane % 3;
+        float factor = c == 0 ? factor0 : c == 1 ? factor1 : factor2;
+        float low = c == 0 ? low0 : c == 1 ? low1 : low2;
+        float high = c == 0 ? high0 : c == 1 ? high1 : high2;
+        float g = gradient[(plane * height + (row + rows) % height) * width + (column + cols) % width];
+        image[i] = fminf(fmaxf(image[i] + factor * g, low), high);
+    }
+}

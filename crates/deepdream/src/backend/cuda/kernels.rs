@@ -119,6 +119,13 @@ pub struct Kernels {
     /// col1, n)`: a [`QuadraticLoss`](crate::backend::quadratic_loss::QuadraticLoss)'s
     /// gradient added to `dy`.
     pub quadratic_seed: CudaFunction,
+    /// `roll(y, x, height, width, rows, cols, n)`: each plane of `x` rolled.
+    pub roll: CudaFunction,
+    /// `abs_sum(total, x, n)`: `total += Σ|x|`.
+    pub abs_sum: CudaFunction,
+    /// `ascend(image, gradient, height, width, rows, cols, factor0..2, low0, high0, …, n)`:
+    /// DeepDream's update, as [`ascend`](crate::backend::ascend::ascend) does it.
+    pub ascend: CudaFunction,
 }
 
 impl Kernels {
@@ -147,6 +154,9 @@ impl Kernels {
             pad: function("pad")?,
             crop_add: function("crop_add")?,
             quadratic_seed: function("quadratic_seed")?,
+            roll: function("roll")?,
+            abs_sum: function("abs_sum")?,
+            ascend: function("ascend")?,
             _module: module,
         })
     }
@@ -194,9 +204,11 @@ mod tests {
         let shim = folder.join("shim.h");
         std::fs::write(
             &shim,
-            "#include <math.h>\n#define __global__\nstruct Dim { unsigned x, y, z; };\n\
+            "#include <math.h>\n#define __global__\n#define __shared__ static\n\
+             #define __syncthreads()\nstruct Dim { unsigned x, y, z; };\n\
              static const Dim blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0};\n\
-             static const Dim blockDim = {1, 1, 1}, gridDim = {1, 1, 1};\n",
+             static const Dim blockDim = {1, 1, 1}, gridDim = {1, 1, 1};\n\
+             static inline float atomicAdd(float *a, float v) { float o = *a; *a += v; return o; }\n",
         )
         .unwrap();
         let source = folder.join("kernels.cu");
@@ -304,6 +316,127 @@ mod tests {
                 "element {i}: {got} vs {want} + 1"
             );
         }
+    }
+
+    type Roll = unsafe extern "C" fn(*mut f32, *const f32, u64, u64, u64, u64, u64);
+    type AbsSum = unsafe extern "C" fn(*mut f32, *const f32, u64);
+    type Ascend = unsafe extern "C" fn(
+        *mut f32,
+        *const f32,
+        u64,
+        u64,
+        u64,
+        u64,
+        f32,
+        f32,
+        f32,
+        f32,
+        f32,
+        f32,
+        f32,
+        f32,
+        f32,
+        u64,
+    );
+
+    /// A step of the kept image on the GPU — `roll`, `abs_sum` and `ascend` — computes what
+    /// the engine's step does on the CPU: burn's roll, the mean absolute gradient, and
+    /// [`ascend`](crate::backend::ascend::ascend).
+    #[test]
+    fn the_step_kernels_roll_measure_and_ascend_as_the_cpu_does() {
+        use burn::tensor::{Distribution, Tensor};
+
+        let Some(library) = host_build() else { return };
+        // SAFETY: the symbols are kernels.cu's with these arguments.
+        let (roll, abs_sum, ascend) = unsafe {
+            (
+                library.get::<Roll>(b"roll").unwrap(),
+                library.get::<AbsSum>(b"abs_sum").unwrap(),
+                library.get::<Ascend>(b"ascend").unwrap(),
+            )
+        };
+        let device = burn::tensor::Device::flex();
+        let (height, width) = (11usize, 17usize);
+        let image = Tensor::<4>::random(
+            [1, 3, height, width],
+            Distribution::Uniform(-60.0, 60.0),
+            &device,
+        );
+        let gradient = Tensor::<4>::random(
+            [1, 3, height, width],
+            Distribution::Uniform(-1.0, 1.0),
+            &device,
+        );
+        let values = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+        let (x, g) = (values(image.clone()), values(gradient.clone()));
+        let n = x.len() as u64;
+        let (h, w) = (height as u64, width as u64);
+        let factors = [2.0f32, -1.5, 0.5];
+        let ranges = [(-50.0f32, 40.0f32), (-30.0, 55.0), (-45.0, 45.0)];
+        for shift in [[0i64, 0], [3, -5], [-7, 16], [10, 1]] {
+            let wrapped = [
+                shift[0].rem_euclid(height as i64) as u64,
+                shift[1].rem_euclid(width as i64) as u64,
+            ];
+            let mut rolled = vec![0.0f32; x.len()];
+            // SAFETY: every buffer holds `n` floats.
+            unsafe {
+                roll(
+                    rolled.as_mut_ptr(),
+                    x.as_ptr(),
+                    h,
+                    w,
+                    wrapped[0],
+                    wrapped[1],
+                    n,
+                )
+            };
+            assert_eq!(
+                rolled,
+                values(image.clone().roll(&shift, &[2, 3])),
+                "{shift:?}"
+            );
+            let mut moved = x.clone();
+            // SAFETY: as above.
+            unsafe {
+                ascend(
+                    moved.as_mut_ptr(),
+                    g.as_ptr(),
+                    h,
+                    w,
+                    wrapped[0],
+                    wrapped[1],
+                    factors[0],
+                    factors[1],
+                    factors[2],
+                    ranges[0].0,
+                    ranges[0].1,
+                    ranges[1].0,
+                    ranges[1].1,
+                    ranges[2].0,
+                    ranges[2].1,
+                    n,
+                )
+            };
+            let expected = crate::backend::ascend::ascend(
+                image.clone(),
+                gradient.clone(),
+                shift,
+                factors,
+                ranges,
+            );
+            for (i, (got, want)) in moved.iter().zip(values(expected)).enumerate() {
+                assert!(
+                    (got - want).abs() <= 1e-4,
+                    "{shift:?}, element {i}: {got} vs {want}"
+                );
+            }
+        }
+        let mut total = 0.5f32;
+        // SAFETY: `g` holds `n` floats; `total` is one.
+        unsafe { abs_sum(&mut total, g.as_ptr(), n) };
+        let expected: f32 = 0.5 + g.iter().map(|v| v.abs()).sum::<f32>();
+        assert!((total - expected).abs() <= 1e-3, "{total} vs {expected}");
     }
 
     /// `pad` places the input at its offset amid the fill value, and `crop_add` adds that
