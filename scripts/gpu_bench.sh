@@ -8,7 +8,9 @@
 #   4. a default VGG16 dream of a 4000x3000 photo: time and peak GPU memory;
 #   5. 1280x720 dream videos at the defaults (decode, flow, dream, encode), VGG16 and
 #      EfficientNet-Lite0, with DIS and Farnebäck flow;
-#   6. 1280x720 live dreaming of a file played in real time.
+#   6. 1280x720 live dreaming of a file played in real time;
+#   7. with a wgpu build in the kit and a Vulkan loader on the machine, the 1024x768 dream on
+#      `--device wgpu` from a cold kernel cache and again from the cache.
 #
 # On a machine with an NVIDIA GPU, a Rust toolchain and the weights:
 #
@@ -18,7 +20,7 @@
 # everything on the development machine, at most 64 MiB with the repository, into
 # target/gpu-kit:
 #
-#     scripts/gpu_bench.sh prepare
+#     scripts/gpu_bench.sh prepare          # WGPU=1 adds a wgpu build (about 30 minutes)
 #
 # then, on the GPU machine, in the repository root with target/gpu-kit carried along:
 #
@@ -47,6 +49,10 @@ print([m["executable"] for m in map(json.loads, sys.stdin)
   cp "$(executable bench -p deepdream --features cuda --bench dream)" "$kit/dream-bench"
   cp "$(executable test --release -p deepdream --features cuda --test cuda)" "$kit/cuda-tests"
   cp target/release/deepdream "$kit/deepdream"
+  if [[ -n "${WGPU:-}" ]]; then
+    CARGO_TARGET_DIR=target/wgpu cargo build --release -p deepdream-cli --features deepdream/wgpu
+    cp target/wgpu/release/deepdream "$kit/deepdream-wgpu"
+  fi
   strip "$kit"/*
   git rev-parse --short HEAD >"$kit/commit"
   python3 scripts/random_weights.py skeleton "${DEEPDREAM_HOME:-$HOME/.cache/deepdream}" "$kit/skeleton"
@@ -58,12 +64,12 @@ print([m["executable"] for m in map(json.loads, sys.stdin)
   rm -rf "$wheels"
   # One dictionary across both FFmpeg programs: most of their code is the same.
   xz -9e -T1 --lzma2=preset=9e,dict=192MiB "$kit/ffmpeg.tar"
-  xz -9 -T0 "$kit/dream-bench" "$kit/cuda-tests" "$kit/deepdream"
+  xz -9 -T0 "$kit/dream-bench" "$kit/cuda-tests" "$kit/deepdream" "$kit"/deepdream-wgpu
   du -sh "$kit"
   exit
 fi
 
-stages=" ${STAGES:-tests steps dream large video live} "
+stages=" ${STAGES:-tests steps dream large video live wgpu} "
 staged() { [[ "$stages" == *" $1 "* ]]; }
 out=${OUT:-/tmp/gpu-bench}
 mkdir -p "$out"
@@ -81,8 +87,8 @@ if [[ -n "${KIT:-}" ]]; then
   unxz() { if command -v xz >/dev/null; then xz -dc "$1"; else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"; fi; }
   bin=$work/bin
   mkdir -p "$bin"
-  for program in dream-bench cuda-tests deepdream; do
-    unxz "$KIT/$program.xz" >"$bin/$program" && chmod +x "$bin/$program"
+  for program in dream-bench cuda-tests deepdream deepdream-wgpu; do
+    [[ -e "$KIT/$program.xz" ]] && unxz "$KIT/$program.xz" >"$bin/$program" && chmod +x "$bin/$program"
   done
   if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
     unxz "$KIT/ffmpeg.tar.xz" | tar -C "$bin" -xf -
@@ -96,6 +102,7 @@ if [[ -n "${KIT:-}" ]]; then
   tests=("$bin/cuda-tests" --nocapture --test-threads=1)
   bench=("$bin/dream-bench" --weights "$weights")
   deepdream=("$bin/deepdream")
+  wgpu=("$bin/deepdream-wgpu")
   vgg16=(--model vgg16 --weights "$weights/vgg16.onnx")
   effnet=(--model efficientnet-lite0 --weights "$weights/efficientnet-lite0.pth")
 else
@@ -104,8 +111,11 @@ else
   bench=(cargo bench -p deepdream --features cuda --bench dream --)
   cargo build --release -p deepdream-cli
   deepdream=(target/release/deepdream)
-  vgg16=(--model vgg16)
-  effnet=(--model efficientnet-lite0)
+  CARGO_TARGET_DIR=target/wgpu cargo build --release -p deepdream-cli --features deepdream/wgpu
+  wgpu=(target/wgpu/release/deepdream)
+  for model in vgg16 efficientnet-lite0; do "${deepdream[@]}" models fetch "$model"; done
+  vgg16=(--model vgg16 --weights "$weights/vgg16.onnx")
+  effnet=(--model efficientnet-lite0 --weights "$weights/efficientnet-lite0.pth")
 fi
 
 # Runs "$@" with the GPU's memory in use sampled every 50 ms; prints the peak above what was
@@ -202,5 +212,18 @@ if staged live; then
     timeout 60 "${deepdream[@]}" --device cuda live "$work/clip720.mp4" --realtime --size 1280x720 \
       "${args[@]}" -o "$work/live.mp4" --force 2>&1 | tr '\r' '\n' | tail -4
   done
+fi
+if staged wgpu; then
+  echo "== 7. the 1024x768 dream on --device wgpu, from a cold kernel cache and from the cache"
+  if [[ ! -x "${wgpu[0]}" ]] || ! ldconfig -p | grep -q libvulkan; then
+    echo "skipped: no wgpu build or no Vulkan loader"
+  else
+    [[ -e "$work/photo.png" ]] || photo 1024 768 "$work/photo.png"
+    for run in cold warm; do
+      [[ $run == cold ]] && rm -rf "$work/home"
+      DEEPDREAM_HOME=$work/home timed "deepdream --device wgpu ($run cache)" timeout 300 "${wgpu[@]}" \
+        --device wgpu dream "$work/photo.png" "${vgg16[@]}" --seed 0 -o "$work/wgpu-$run.png" --force
+    done
+  fi
 fi
 echo "== done"
