@@ -118,10 +118,10 @@ def legacy_storages(file):
     return [element[str(k)] for k in keys]
 
 
-def skeleton_legacy(source, target):
-    """The pickles as they are, then each storage's 8-byte element count and its data, left
-    out for large float storages."""
-    large = {}
+def rewrite_legacy(source, target, data):
+    """Copies a legacy checkpoint: the pickles as they are, then each storage's 8-byte element
+    count and the bytes `data(index, element_size, nbytes, read)` gives for it (`read()`
+    reads the storage's bytes from `source`)."""
     with open(source, "rb") as file, open(target, "wb") as out:
         sizes = legacy_storages(file)
         header = file.tell()
@@ -129,28 +129,32 @@ def skeleton_legacy(source, target):
         out.write(file.read(header))
         for index, size in enumerate(sizes):
             count = file.read(8)
-            raw = file.read(int.from_bytes(count, "little") * size)
             out.write(count)
-            if size == 4 and len(raw) >= LARGE:
-                large[str(index)] = {"bytes": len(raw), "quantiles": quantiles(raw)}
-            else:
-                out.write(raw)
+            nbytes = int.from_bytes(count, "little") * size
+            out.write(data(index, size, nbytes, lambda: file.read(nbytes)))
+
+
+def skeleton_legacy(source, target):
+    """Leaves out the data of large float storages."""
+    large = {}
+
+    def data(index, size, nbytes, read):
+        raw = read()
+        if size == 4 and nbytes >= LARGE:
+            large[str(index)] = {"bytes": nbytes, "quantiles": quantiles(raw)}
+            return b""
+        return raw
+
+    rewrite_legacy(source, target, data)
     return large
 
 
 def fill_legacy(source, target, large, rng):
-    with open(source, "rb") as file, open(target, "wb") as out:
-        sizes = legacy_storages(file)
-        header = file.tell()
-        file.seek(0)
-        out.write(file.read(header))
-        for index, size in enumerate(sizes):
-            count = file.read(8)
-            out.write(count)
-            if str(index) in large:
-                out.write(draw(large[str(index)]["bytes"], large[str(index)]["quantiles"], rng))
-            else:
-                out.write(file.read(int.from_bytes(count, "little") * size))
+    def data(index, size, nbytes, read):
+        recipe = large.get(str(index))
+        return draw(recipe["bytes"], recipe["quantiles"], rng) if recipe else read()
+
+    rewrite_legacy(source, target, data)
 
 
 def is_legacy(path):

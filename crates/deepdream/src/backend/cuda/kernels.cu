@@ -2,6 +2,16 @@
 // gradient that cuDNN does not do. One thread per element in grid-stride loops; `n` is the
 // element count.
 
+// Where element i of a stack of height x width planes lies.
+struct Position {
+    unsigned long long plane, row, column;
+};
+
+__device__ inline Position position(unsigned long long i, unsigned long long height,
+                                    unsigned long long width) {
+    return Position{i / (width * height), (i / width) % height, i % width};
+}
+
 #define FOR_EACH(i, n) \
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; \
          i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
@@ -68,11 +78,10 @@ extern "C" __global__ void pad(float *y, const float *x, unsigned long long heig
                                unsigned long long padded_width, float value,
                                unsigned long long n) {
     FOR_EACH(i, n) {
-        unsigned long long column = i % padded_width;
-        unsigned long long row = (i / padded_width) % padded_height;
-        unsigned long long plane = i / (padded_width * padded_height);
-        bool inside = row >= top && row < top + height && column >= left && column < left + width;
-        y[i] = inside ? x[(plane * height + row - top) * width + column - left] : value;
+        Position at = position(i, padded_height, padded_width);
+        bool inside = at.row >= top && at.row < top + height && at.column >= left &&
+                      at.column < left + width;
+        y[i] = inside ? x[(at.plane * height + at.row - top) * width + at.column - left] : value;
     }
 }
 
@@ -83,10 +92,8 @@ extern "C" __global__ void crop_add(float *dx, const float *dy, unsigned long lo
                                     unsigned long long left, unsigned long long padded_height,
                                     unsigned long long padded_width, unsigned long long n) {
     FOR_EACH(i, n) {
-        unsigned long long column = i % width;
-        unsigned long long row = (i / width) % height;
-        unsigned long long plane = i / (width * height);
-        dx[i] += dy[(plane * padded_height + row + top) * padded_width + column + left];
+        Position at = position(i, height, width);
+        dx[i] += dy[(at.plane * padded_height + at.row + top) * padded_width + at.column + left];
     }
 }
 
@@ -100,10 +107,9 @@ extern "C" __global__ void quadratic_seed(float *dy, const float *a, const float
                                           unsigned long long col0, unsigned long long col1,
                                           unsigned long long n) {
     FOR_EACH(i, n) {
-        unsigned long long column = i % width;
-        unsigned long long row = (i / width) % height;
-        unsigned long long c = (i / (width * height)) % channels;
-        if (row >= row0 && row < row1 && column >= col0 && column < col1)
+        Position at = position(i, height, width);
+        unsigned long long c = at.plane % channels;
+        if (at.row >= row0 && at.row < row1 && at.column >= col0 && at.column < col1)
             dy[i] += quadratic[c] * a[i] + linear[c];
     }
 }
@@ -114,11 +120,9 @@ extern "C" __global__ void roll(float *y, const float *x, unsigned long long hei
                                 unsigned long long width, unsigned long long rows,
                                 unsigned long long cols, unsigned long long n) {
     FOR_EACH(i, n) {
-        unsigned long long column = i % width;
-        unsigned long long row = (i / width) % height;
-        unsigned long long plane = i / (width * height);
-        y[i] = x[(plane * height + (row + height - rows) % height) * width +
-                 (column + width - cols) % width];
+        Position at = position(i, height, width);
+        y[i] = x[(at.plane * height + (at.row + height - rows) % height) * width +
+                 (at.column + width - cols) % width];
     }
 }
 
@@ -146,14 +150,13 @@ extern "C" __global__ void ascend(float *image, const float *gradient, unsigned 
                                   float factor2, float low0, float high0, float low1,
                                   float high1, float low2, float high2, unsigned long long n) {
     FOR_EACH(i, n) {
-        unsigned long long column = i % width;
-        unsigned long long row = (i / width) % height;
-        unsigned long long plane = i / (width * height);
-        unsigned long long c = plane % 3;
+        Position at = position(i, height, width);
+        unsigned long long c = at.plane % 3;
         float factor = c == 0 ? factor0 : c == 1 ? factor1 : factor2;
         float low = c == 0 ? low0 : c == 1 ? low1 : low2;
         float high = c == 0 ? high0 : c == 1 ? high1 : high2;
-        float g = gradient[(plane * height + (row + rows) % height) * width + (column + cols) % width];
+        float g = gradient[(at.plane * height + (at.row + rows) % height) * width +
+                           (at.column + cols) % width];
         image[i] = fminf(fmaxf(image[i] + factor * g, low), high);
     }
 }

@@ -204,7 +204,7 @@ mod tests {
         let shim = folder.join("shim.h");
         std::fs::write(
             &shim,
-            "#include <math.h>\n#define __global__\n#define __shared__ static\n\
+            "#include <math.h>\n#define __global__\n#define __device__\n#define __shared__ static\n\
              #define __syncthreads()\nstruct Dim { unsigned x, y, z; };\n\
              static const Dim blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0};\n\
              static const Dim blockDim = {1, 1, 1}, gridDim = {1, 1, 1};\n\
