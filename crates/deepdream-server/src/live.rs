@@ -268,25 +268,26 @@ pub async fn session<F, Fut>(
         let _ = socket.send(text(json!({ "error": error }))).await;
         return;
     }
-    let _claim = Claim(&hub);
+    let claim = Claim(&hub);
     let request = match first_message(&mut socket).await {
         Some(Ok(request)) => request,
-        Some(Err(error)) => {
-            let _ = socket.send(text(json!({ "error": error }))).await;
-            return;
-        }
+        Some(Err(error)) => return refuse(claim, socket, error).await,
         None => return,
     };
     let checked = match check(request).await {
         Ok(checked) => checked,
-        Err(error) => {
-            let _ = socket.send(text(json!({ "error": error }))).await;
-            return;
-        }
+        Err(error) => return refuse(claim, socket, error).await,
     };
     if let Err(error) = run(&hub, placement, &mut socket, checked).await {
-        let _ = socket.send(text(json!({ "error": error }))).await;
+        refuse(claim, socket, error).await;
     }
+}
+
+/// Ends a session with `error`, the server free for the next live dream before the page
+/// reads why (a page that starts again at once finds it free).
+async fn refuse(claim: Claim<'_>, mut socket: WebSocket, error: String) {
+    drop(claim);
+    let _ = socket.send(text(json!({ "error": error }))).await;
 }
 
 /// The start message, or why it is not one (`None`: the page went away).
