@@ -72,7 +72,10 @@ pub fn by_name(name: &str) -> Result<Device> {
     match name.to_ascii_lowercase().as_str() {
         "cpu" | "flex" => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        "wgpu" => {
+            keep_kernels_across_runs();
+            Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
+        }
         #[cfg(feature = "cuda")]
         "cuda" => Err(Error::Device(
             "the CUDA device runs networks, not burn tensors: open it with device::open".into(),
@@ -86,6 +89,30 @@ pub fn by_name(name: &str) -> Result<Device> {
             available().join(", ")
         ))),
     }
+}
+
+/// Makes burn's GPU kernels (compiled by CubeCL for each operation and shape) and CubeCL's
+/// autotune choices persist in [`gpu_cache_dir`](crate::home::gpu_cache_dir), so that a
+/// dream compiles and tunes a shape once per machine instead of once per run: compiled
+/// kernels are cached (CubeCL's default keeps only the tuning), and both are kept in
+/// deepdream's cache instead of a `target` folder near the working directory. A
+/// `cubecl.toml` and CubeCL's environment variables still apply; a cache folder they name
+/// wins. Takes effect once, before the first GPU device opens.
+#[cfg(feature = "wgpu")]
+fn keep_kernels_across_runs() {
+    use burn::cubecl::config::cache::CacheConfig;
+    use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+        config.compilation.cache = true;
+        if matches!(config.environment.path, CacheConfig::Target) {
+            config.environment.path = CacheConfig::Directory(crate::home::gpu_cache_dir());
+        }
+        // A configuration set or read before keeps applying.
+        let _ = CubeClRuntimeConfig::try_set(config);
+    });
 }
 
 #[allow(dead_code, reason = "unused when both GPU features are on")]
