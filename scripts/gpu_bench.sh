@@ -64,7 +64,7 @@ print([m["executable"] for m in map(json.loads, sys.stdin)
   rm -rf "$wheels"
   # One dictionary across both FFmpeg programs: most of their code is the same.
   xz -9e -T1 --lzma2=preset=9e,dict=192MiB "$kit/ffmpeg.tar"
-  xz -9 -T0 "$kit/dream-bench" "$kit/cuda-tests" "$kit/deepdream" "$kit"/deepdream-wgpu
+  xz -9 -T0 "$kit/dream-bench" "$kit/cuda-tests" "$kit"/deepdream*
   du -sh "$kit"
   exit
 fi
