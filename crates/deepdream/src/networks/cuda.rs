@@ -1,7 +1,8 @@
 //! A network on an NVIDIA GPU: its graph runs forward and back on the CUDA device for every
 //! gradient, with the loss's gradients at the layers made there too where the loss is
-//! quadratic (DeepDream's own), else by burn on the CPU from copies; everything else (layers, sizes, forward passes for guides and targets)
-//! is the network's own.
+//! quadratic (DeepDream's own), else by burn on the CPU from copies; plain DeepDream octaves
+//! run whole steps there on a kept image. Everything else (layers, sizes, forward passes for
+//! guides and targets) is the network's own.
 
 use std::sync::Arc;
 
@@ -105,12 +106,11 @@ impl Network for CudaNetwork {
             width,
         };
         let kept = to_floats(image.clone())
-            .and_then(|values| self.executor.upload_image(&values, shape))
+            .and_then(|values| self.executor.upload_image(&values, shape, &wanted))
             .map(|image| {
                 Box::new(GpuImage {
                     executor: &self.executor,
                     image,
-                    wanted,
                     losses,
                 }) as Box<dyn KeptImage + '_>
             });
@@ -147,7 +147,6 @@ impl Network for CudaNetwork {
 struct GpuImage<'a> {
     executor: &'a Executor,
     image: DeviceImage,
-    wanted: Vec<usize>,
     losses: Vec<QuadraticLoss>,
 }
 
@@ -165,7 +164,7 @@ impl KeptImage for GpuImage<'_> {
             ranges,
         };
         self.executor
-            .ascend(&mut self.image, &self.wanted, &self.losses, ascent, factors)
+            .ascend(&mut self.image, &self.losses, ascent, factors)
     }
 
     fn image(&self) -> Result<Tensor<4>> {

@@ -112,48 +112,19 @@ impl Executor {
                 .clone_htod(input)
                 .map_err(driver("upload the image"))?;
             let gradient = run.gradient(input, wanted, loss)?;
-            run.download_buffer(&gradient, shape.len())
+            download(run.stream(), &gradient, shape.len())
         })
     }
 
-    /// `image` (a `shape` image) put on the GPU for [`Executor::ascend`].
-    pub fn upload_image(&self, image: &[f32], shape: Shape) -> Result<DeviceImage> {
-        check_len(image.len(), shape)?;
-        let buffer = self.gpu.with(|handles| {
-            handles
-                .stream
-                .clone_htod(image)
-                .map_err(driver("upload the image"))
-        })?;
-        Ok(DeviceImage { buffer, shape })
-    }
-
-    /// The values of an image on the GPU.
-    pub fn download_image(&self, image: &DeviceImage) -> Result<Vec<f32>> {
-        self.gpu.with(|handles| {
-            let mut host = handles
-                .stream
-                .clone_dtoh(&image.buffer)
-                .map_err(driver("download the image"))?;
-            host.truncate(image.shape.len());
-            Ok(host)
-        })
-    }
-
-    /// One DeepDream step on an image kept on the GPU, all of it there: the image rolled by
-    /// `ascent.shift`, the gradient of the `losses` of the `wanted` values at it, its mean
-    /// absolute value, which `factors` turns into each channel's step (or an error, which
-    /// leaves the image as it was); the image moved by them along the gradient rolled back,
-    /// each channel clamped to its range. Only the mean crosses to the host.
-    pub fn ascend(
+    /// `image` (a `shape` image of 3 channels) put on the GPU for [`Executor::ascend`] with
+    /// a loss of the `wanted` values, planned once for all its steps.
+    pub fn upload_image(
         &self,
-        image: &mut DeviceImage,
+        image: &[f32],
+        shape: Shape,
         wanted: &[usize],
-        losses: &[QuadraticLoss],
-        ascent: DeviceAscent,
-        factors: &mut dyn FnMut(f32) -> Result<[f32; 3]>,
-    ) -> Result<()> {
-        let shape = image.shape;
+    ) -> Result<DeviceImage> {
+        check_len(image.len(), shape)?;
         if shape.channels != 3 {
             return Err(Error::InvalidParameter(format!(
                 "an image of {} channels cannot be dreamed on the GPU",
@@ -161,7 +132,40 @@ impl Executor {
             )));
         }
         let plan = self.graph.plan(shape, wanted)?;
-        self.run(&plan, |run| {
+        let buffer = self.gpu.with(|handles| {
+            handles
+                .stream
+                .clone_htod(image)
+                .map_err(driver("upload the image"))
+        })?;
+        Ok(DeviceImage {
+            buffer,
+            shape,
+            wanted: wanted.to_vec(),
+            plan,
+        })
+    }
+
+    /// The values of an image on the GPU.
+    pub fn download_image(&self, image: &DeviceImage) -> Result<Vec<f32>> {
+        self.gpu
+            .with(|handles| download(&handles.stream, &image.buffer, image.shape.len()))
+    }
+
+    /// One DeepDream step on an image kept on the GPU, all of it there: the image rolled by
+    /// `ascent.shift`, the gradient of the `losses` of its wanted values at it, its mean
+    /// absolute value, which `factors` turns into each channel's step (or an error, which
+    /// leaves the image as it was); the image moved by them along the gradient rolled back,
+    /// each channel clamped to its range. Only the mean crosses to the host.
+    pub fn ascend(
+        &self,
+        image: &mut DeviceImage,
+        losses: &[QuadraticLoss],
+        ascent: DeviceAscent,
+        factors: &mut dyn FnMut(f32) -> Result<[f32; 3]>,
+    ) -> Result<()> {
+        let shape = image.shape;
+        self.run(&image.plan, |run| {
             let handles = run.handles;
             let kernels = &handles.kernels;
             let [rows, cols] = ascent.shift;
@@ -176,17 +180,14 @@ impl Executor {
                 Arg::Count(cols as u64),
             ];
             run.launch(&kernels.roll, shape.len(), &args)?;
-            let gradient = run.gradient(rolled, wanted, Loss::Quadratic(losses))?;
+            let gradient = run.gradient(rolled, &image.wanted, Loss::Quadratic(losses))?;
             let total = run.alloc(1)?;
             let args = [
                 Arg::Address(address(&total, run.stream())),
                 Arg::Address(address(&gradient, run.stream())),
             ];
             run.launch(&kernels.abs_sum, shape.len(), &args)?;
-            let total = run
-                .stream()
-                .clone_dtoh(&total)
-                .map_err(driver("read the gradient's size"))?[0];
+            let total = download(run.stream(), &total, 1)?[0];
             let factors = factors(total / shape.len() as f32)?;
             let [(low0, high0), (low1, high1), (low2, high2)] = ascent.ranges;
             let args = [
@@ -267,10 +268,13 @@ impl Executor {
     }
 }
 
-/// An image on the GPU (see [`Executor::ascend`]).
+/// An image on the GPU (see [`Executor::ascend`]), with the values its loss is of and the
+/// graph's plan for its size.
 pub struct DeviceImage {
     buffer: CudaSlice<f32>,
     shape: Shape,
+    wanted: Vec<usize>,
+    plan: Plan,
 }
 
 impl DeviceImage {
@@ -288,6 +292,15 @@ pub struct DeviceAscent {
     pub shift: [usize; 2],
     /// The lowest and highest value of each channel.
     pub ranges: [(f32, f32); 3],
+}
+
+/// The first `len` values of `buffer` (buffers hold at least one value).
+fn download(stream: &Arc<CudaStream>, buffer: &CudaSlice<f32>, len: usize) -> Result<Vec<f32>> {
+    let mut host = stream
+        .clone_dtoh(buffer)
+        .map_err(driver("download from the GPU"))?;
+    host.truncate(len);
+    Ok(host)
 }
 
 /// An error unless `len` values make a `shape` image.
@@ -394,17 +407,11 @@ impl Run<'_> {
 
     fn download(&self, value: usize) -> Result<Vec<f32>> {
         let buffer = self.values[value].as_ref().expect("value computed");
-        self.download_buffer(buffer, self.plan.shapes[value].expect("planned").len())
-    }
-
-    /// The first `len` values of `buffer`.
-    fn download_buffer(&self, buffer: &CudaSlice<f32>, len: usize) -> Result<Vec<f32>> {
-        let mut host = self
-            .stream()
-            .clone_dtoh(buffer)
-            .map_err(driver("download a value"))?;
-        host.truncate(len);
-        Ok(host)
+        download(
+            self.stream(),
+            buffer,
+            self.plan.shapes[value].expect("planned").len(),
+        )
     }
 
     /// The gradient with respect to `input` (on the GPU, of the plan's input shape) of a loss
@@ -750,7 +757,7 @@ impl Run<'_> {
     }
 
     /// The backward pass from `seeds` (the loss's gradients at the `wanted` values) to the
-    /// input; the input's gradient, downloaded.
+    /// input; the input's gradient, on the GPU.
     fn backward(&mut self, wanted: &[usize], seeds: Seeds<'_>) -> Result<CudaSlice<f32>> {
         let count = self.plan.shapes.len();
         let mut grads: Vec<Option<CudaSlice<f32>>> = (0..count).map(|_| None).collect();
