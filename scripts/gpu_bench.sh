@@ -103,20 +103,20 @@ if [[ -n "${KIT:-}" ]]; then
   bench=("$bin/dream-bench" --weights "$weights")
   deepdream=("$bin/deepdream")
   wgpu=("$bin/deepdream-wgpu")
-  vgg16=(--model vgg16 --weights "$weights/vgg16.onnx")
-  effnet=(--model efficientnet-lite0 --weights "$weights/efficientnet-lite0.pth")
 else
   weights=${DEEPDREAM_HOME:-$HOME/.cache/deepdream}
   tests=(cargo test --release -p deepdream --features cuda --test cuda -- --nocapture --test-threads=1)
   bench=(cargo bench -p deepdream --features cuda --bench dream --)
   cargo build --release -p deepdream-cli
   deepdream=(target/release/deepdream)
-  CARGO_TARGET_DIR=target/wgpu cargo build --release -p deepdream-cli --features deepdream/wgpu
+  if staged wgpu; then
+    CARGO_TARGET_DIR=target/wgpu cargo build --release -p deepdream-cli --features deepdream/wgpu
+  fi
   wgpu=(target/wgpu/release/deepdream)
   for model in vgg16 efficientnet-lite0; do "${deepdream[@]}" models fetch "$model"; done
-  vgg16=(--model vgg16 --weights "$weights/vgg16.onnx")
-  effnet=(--model efficientnet-lite0 --weights "$weights/efficientnet-lite0.pth")
 fi
+vgg16=(--model vgg16 --weights "$weights/vgg16.onnx")
+effnet=(--model efficientnet-lite0 --weights "$weights/efficientnet-lite0.pth")
 
 # Runs "$@" with the GPU's memory in use sampled every 50 ms; prints the peak above what was
 # in use before.
