@@ -266,7 +266,8 @@ impl Adaptive {
                 true
             } else if self.scale > MIN_SCALE {
                 let fitting = self.scale * fits.sqrt() as f32;
-                self.scale = fitting.clamp(MIN_SCALE, self.scale * SCALE_STEP);
+                // At least one size step down, never below the smallest.
+                self.scale = fitting.min(self.scale * SCALE_STEP).max(MIN_SCALE);
                 true
             } else {
                 false
@@ -551,6 +552,22 @@ mod tests {
             adaptive.observe(cost(&adaptive) / 10.0);
         }
         assert_eq!((adaptive.steps, adaptive.scale), (4, 1.0));
+    }
+
+    /// Just above the smallest size, an overrun takes the picture to the smallest size (one
+    /// size step down would go below it).
+    #[test]
+    fn adaptive_stops_at_the_smallest_size() {
+        let mut adaptive = Adaptive::new(10.0, 1);
+        adaptive.scale = MIN_SCALE / SCALE_STEP * 0.99;
+        for _ in 0..SETTLE_FRAMES {
+            adaptive.observe(0.11);
+        }
+        assert_eq!(adaptive.scale, MIN_SCALE);
+        for _ in 0..2 * SETTLE_FRAMES {
+            adaptive.observe(1.0);
+        }
+        assert_eq!(adaptive.scale, MIN_SCALE);
     }
 
     #[test]
