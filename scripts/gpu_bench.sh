@@ -3,8 +3,8 @@
 # same card in the same run where there is a baseline:
 #   1. the CUDA tests (gradients of every network and objective, and a dream, against the CPU);
 #   2. the gradient step of each network at 224x224 and 512x512, in TF32 and in fp32;
-#   3. a default VGG16 dream of a 1024x768 photo, whole process, cold and warm, and a plain
-#      PyTorch script doing the same dream (scripts/dream_torch.py);
+#   3. a default VGG16 dream of a 1024x768 photo, whole process, cold and warm (and warm with
+#      CUDA graphs off), and a plain PyTorch script doing the same dream (scripts/dream_torch.py);
 #   4. a default VGG16 dream of a 4000x3000 photo: time and peak GPU memory;
 #   5. 1280x720 dream videos at the defaults (decode, flow, dream, encode), VGG16 and
 #      EfficientNet-Lite0, with DIS and Farnebäck flow;
@@ -169,6 +169,12 @@ if staged dream; then
     timed "PyTorch script ($run)" python3 scripts/dream_torch.py "$weights/vgg16.onnx" \
       "$work/photo.png" "$work/torch-$run.png"
   done
+  DEEPDREAM_CUDA_GRAPHS=0 timed "deepdream (warm, CUDA graphs off)" "${deepdream[@]}" --device cuda dream \
+    "$work/photo.png" "${vgg16[@]}" --seed 0 -o "$work/dream-eager.png" --force
+  python3 -c 'import sys, numpy as np; from PIL import Image
+a, b = (np.asarray(Image.open(p), float) for p in sys.argv[1:])
+print(f"graphs on vs off: {np.mean(abs(a - b) > 1) * 100:.3f} % of values differ by more than one level")' \
+    "$work/dream-warm.png" "$work/dream-eager.png"
   python3 -c 'import sys, numpy as np; from PIL import Image
 o, a, b = (np.asarray(Image.open(p), float) for p in sys.argv[1:])
 print(f"mean change per pixel level: deepdream {abs(a - o).mean():.1f}, PyTorch {abs(b - o).mean():.1f}")' \

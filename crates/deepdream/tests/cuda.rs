@@ -10,15 +10,47 @@ use std::sync::Arc;
 
 use burn::tensor::{Distribution, Tensor, TensorData};
 use common::{model, photo_crop, relative_l2_error, test_network, vgg16};
+use deepdream::backend::cuda::executor::describe;
+use deepdream::backend::cuda::libraries::{Library, find_library};
 use deepdream::backend::cuda::{Gpu, Precision};
 use deepdream::backend::graph::Shape;
 use deepdream::engine::objective::{Objective, Term, gram};
 use deepdream::networks::cuda::CudaNetwork;
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network};
 
-/// Every layer of `network` lowers, and the plan's shape of each is the shape burn computes.
+/// Whether cuDNN can be loaded here (no GPU needed for its descriptors); without it, a note,
+/// or a failure where `DEEPDREAM_REQUIRE_CUDNN` is set (CI installs NVIDIA's package).
+fn cudnn() -> bool {
+    let found = find_library(Library::Cudnn).is_some();
+    if !found {
+        assert!(
+            std::env::var_os("DEEPDREAM_REQUIRE_CUDNN").is_none(),
+            "cuDNN was required but not found"
+        );
+        eprintln!("skipped cuDNN's shapes: no cuDNN (pip install nvidia-cudnn-cu13)");
+    }
+    found
+}
+
+/// Every layer of `network` lowers, and the plan's shape of each is the shape burn computes;
+/// where cuDNN is at hand, its descriptors of the convolutions and poolings compute the
+/// planned shapes too, at this size and at larger ones (odd sizes included).
 fn check_lowering(network: &dyn Network, height: usize, width: usize) {
     let (graph, values) = network.cuda_graph().expect("an ONNX network has a graph");
+    if cudnn() {
+        let all: Vec<usize> = values.iter().flatten().copied().collect();
+        for (height, width) in [(height, width), (224, 224), (257, 301), (768, 1024)] {
+            let shape = Shape {
+                channels: 3,
+                height,
+                width,
+            };
+            let plan = graph.plan(shape, &all).unwrap();
+            if let Err(error) = describe(&graph, &plan, Precision::Tf32) {
+                panic!("{} at {width}x{height}: {error}", network.name());
+            }
+        }
+    }
     let device = Device::flex();
     let input = Tensor::<4>::random([1, 3, height, width], Distribution::Default, &device);
     for (index, layer) in network.layers().iter().enumerate() {
@@ -281,4 +313,64 @@ fn objective_gradients_match_the_cpu() {
     );
     eprintln!("objective gradient, GPU fp32 vs CPU: relative L2 error {error:e}");
     assert!(error <= 1e-3, "{error:e}");
+}
+
+/// A kept image's steps replayed from a recorded CUDA graph move the image as steps launched
+/// one by one do (VGG16's default layer, fp32, six steps of different shifts).
+#[test]
+fn replayed_steps_equal_launched_ones() {
+    use deepdream::backend::cuda::Executor;
+    use deepdream::networks::network::{NormalisedAscent, QuadraticLoss};
+
+    let Some(gpu) = gpu() else { return };
+    let device = Device::flex();
+    let network = vgg16(&device);
+    let layer = network
+        .layers()
+        .iter()
+        .position(|l| l.name == network.default_layers()[0])
+        .unwrap();
+    let shape = Shape {
+        channels: 3,
+        height: 96,
+        width: 128,
+    };
+    let preprocess = network.preprocess();
+    let image = preprocess.apply(&photo_crop(10, 10, 128), &device);
+    let image = deepdream::engine::transform::resize(image, 96, 128, true);
+    let values: Vec<f32> = image.into_data().try_to_vec().unwrap();
+    let ascent = NormalisedAscent {
+        step_size: 1.5,
+        units: preprocess.value_per_pixel_level(),
+        ranges: preprocess.value_range(),
+    };
+    let dream = |graphs: bool| {
+        let (graph, layers) = network.cuda_graph().unwrap();
+        let value = layers[layer].unwrap();
+        let output = graph.plan(shape, &[value]).unwrap().shapes[value].unwrap();
+        let loss = QuadraticLoss {
+            quadratic: vec![1.0; output.channels],
+            linear: vec![0.0; output.channels],
+            rows: 0..output.height,
+            cols: 0..output.width,
+        };
+        let executor = Executor::new(gpu.clone(), graph, Precision::Fp32).with_graphs(graphs);
+        let mut kept = executor
+            .upload_image(&values, shape, &[value], &[loss], ascent)
+            .unwrap();
+        for shift in [[0, 0], [3, 5], [90, 7], [1, 120], [50, 60], [95, 127]] {
+            executor.ascend(&mut kept, shift).unwrap();
+        }
+        assert!(executor.finite(&kept).unwrap());
+        assert_eq!(kept.replays(), graphs, "graphs {graphs}");
+        executor.download_image(&kept).unwrap()
+    };
+    let (replayed, launched) = (dream(true), dream(false));
+    let error = relative_l2_error(&replayed, &launched);
+    let change = relative_l2_error(&launched, &values);
+    println!(
+        "replayed vs launched: relative L2 {error:.2e} (the steps changed the image by {change:.2e})"
+    );
+    assert!(change > 1e-3, "the steps changed the image");
+    assert!(error < 1e-5, "{error}");
 }

@@ -12,7 +12,7 @@ use burn::tensor::{Distribution, Tensor};
 use common::{relative_l2_error, test_network};
 use deepdream::backend::ascend;
 use deepdream::engine::objective::{Objective, Term, gram};
-use deepdream::networks::network::{KeptImage, LayerLoss, QuadraticLoss};
+use deepdream::networks::network::{KeptImage, LayerLoss, NormalisedAscent, QuadraticLoss};
 use deepdream::{Device, DreamParams, Dreamer, LayerInfo, LayerWeight, Network, Preprocess};
 
 /// A network that answers the hook: forward with autodiff, the loss's gradients at the
@@ -24,25 +24,25 @@ struct ViaHook {
     quadratic: bool,
     quadratic_used: AtomicUsize,
     kept_steps: AtomicUsize,
+    /// From which kept step on the gradient is not a number (as from a broken network).
+    broken_from: usize,
 }
 
 /// A kept image's steps done as the GPU does them: roll, the quadratic losses' gradient
-/// through ⟨layer, its gradient⟩, its mean absolute value, the update.
+/// through ⟨layer, its gradient⟩, its mean absolute value, the update (none for a gradient
+/// that is not finite, which is flagged).
 struct HostKept<'a> {
     hook: &'a ViaHook,
     image: Tensor<4>,
     layers: Vec<usize>,
     losses: Vec<QuadraticLoss>,
+    ascent: NormalisedAscent,
+    finite: bool,
 }
 
 impl KeptImage for HostKept<'_> {
-    fn step(
-        &mut self,
-        shift: [i64; 2],
-        ranges: [(f32, f32); 3],
-        factors: &mut dyn FnMut(f32) -> deepdream::Result<[f32; 3]>,
-    ) -> deepdream::Result<()> {
-        self.hook.kept_steps.fetch_add(1, Ordering::Relaxed);
+    fn step(&mut self, shift: [i64; 2]) -> deepdream::Result<()> {
+        let step = self.hook.kept_steps.fetch_add(1, Ordering::Relaxed);
         let rolled = self.image.clone().roll(&shift, &[2, 3]);
         let input = rolled.autodiff().require_grad();
         let outputs = self.hook.network.forward(input.clone(), &self.layers)?;
@@ -59,10 +59,29 @@ impl KeptImage for HostKept<'_> {
             .grad(&surrogate.backward())
             .expect("reaches the input")
             .inner();
+        let gradient = if step >= self.hook.broken_from {
+            gradient.mul_scalar(f32::NAN)
+        } else {
+            gradient
+        };
         let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
-        let factors = factors(mean_abs)?;
-        self.image = ascend(self.image.clone(), gradient, shift, factors, ranges);
+        match self.ascent.factors(mean_abs) {
+            Some(factors) => {
+                self.image = ascend(
+                    self.image.clone(),
+                    gradient,
+                    shift,
+                    factors,
+                    self.ascent.ranges,
+                )
+            }
+            None => self.finite = false,
+        }
         Ok(())
+    }
+
+    fn finite(&self) -> deepdream::Result<bool> {
+        Ok(self.finite)
     }
 
     fn image(&self) -> deepdream::Result<Tensor<4>> {
@@ -77,6 +96,7 @@ impl ViaHook {
             quadratic,
             quadratic_used: AtomicUsize::new(0),
             kept_steps: AtomicUsize::new(0),
+            broken_from: usize::MAX,
         }
     }
 }
@@ -115,6 +135,7 @@ impl Network for ViaHook {
         image: &Tensor<4>,
         layers: &[usize],
         losses: Vec<QuadraticLoss>,
+        ascent: NormalisedAscent,
     ) -> Option<deepdream::Result<Box<dyn KeptImage + '_>>> {
         self.quadratic.then(|| {
             Ok(Box::new(HostKept {
@@ -122,6 +143,8 @@ impl Network for ViaHook {
                 image: image.clone(),
                 layers: layers.to_vec(),
                 losses,
+                ascent,
+                finite: true,
             }) as Box<dyn KeptImage>)
         })
     }
@@ -377,5 +400,37 @@ fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
         kept.kept_steps.load(Ordering::Relaxed),
         0,
         "a change mask stays with the engine"
+    );
+}
+
+/// A kept image's gradient that stops being finite halfway through an octave: the step
+/// queues without an error (a GPU does not wait for it), and the dream ends with the
+/// engine's error at the octave's end, naming the layer and size.
+#[test]
+fn a_kept_image_whose_gradient_is_not_finite_ends_the_dream_with_an_error() {
+    let device = Device::flex();
+    let params = DreamParams {
+        layers: vec![LayerWeight {
+            layer: "mixed".into(),
+            weight: 1.0,
+        }],
+        octaves: 1,
+        iterations: 4,
+        ..DreamParams::default()
+    };
+    let mut kept = ViaHook::new(Box::new(test_network(&device)), true);
+    kept.broken_from = 2;
+    let error = Dreamer::new(&kept, params, &device)
+        .unwrap()
+        .dream(&common::photo_crop(20, 10, 64), |_| {})
+        .unwrap_err();
+    assert_eq!(
+        kept.kept_steps.load(Ordering::Relaxed),
+        4,
+        "every step queued"
+    );
+    assert!(
+        matches!(error, deepdream::Error::NonFiniteGradient { ref layer, width: 64, height: 64 } if layer == "mixed"),
+        "{error}"
     );
 }

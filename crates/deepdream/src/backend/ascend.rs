@@ -27,6 +27,34 @@ pub struct Ascent {
     pub ranges: [(f32, f32); 3],
 }
 
+/// The 2015 dream's normalised gradient ascent: each step moves the image by `step_size`
+/// pixel levels per mean absolute gradient (so every step moves it by about the same
+/// amount), in each channel's units of one pixel level, then clamps it to the channel's range.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormalisedAscent {
+    /// The step, in pixel levels, per mean absolute gradient (the dream's step size).
+    pub step_size: f32,
+    /// Each channel's value of one pixel level.
+    pub units: [f32; 3],
+    /// Each channel's lowest and highest value.
+    pub ranges: [(f32, f32); 3],
+}
+
+impl NormalisedAscent {
+    /// Each channel's factor along a gradient of mean absolute value `mean_abs` (0 for a zero
+    /// gradient); `None` when `mean_abs` is not finite.
+    pub fn factors(&self, mean_abs: f32) -> Option<[f32; 3]> {
+        mean_abs.is_finite().then(|| {
+            let rate = if mean_abs > 0.0 {
+                self.step_size / mean_abs
+            } else {
+                0.0
+            };
+            self.units.map(|unit| rate * unit)
+        })
+    }
+}
+
 /// The update as a backend operation (on autodiff tensors too, as a constant: the update is
 /// never differentiated).
 #[backend_extension(Flex, Autodiff)]

@@ -194,6 +194,16 @@ impl Step {
     pub fn asymmetric(&self) -> bool {
         self.padding.iter().any(|(a, b)| a != b)
     }
+
+    /// The shape of the input padded by hand, for a step whose padding is asymmetric.
+    pub fn padded_input(&self) -> Option<Shape> {
+        let [(top, bottom), (left, right)] = self.padding;
+        self.asymmetric().then(|| Shape {
+            channels: self.inputs[0].channels,
+            height: self.inputs[0].height + top + bottom,
+            width: self.inputs[0].width + left + right,
+        })
+    }
 }
 
 /// The steps that compute some values of a graph for one input size, in order.
@@ -620,11 +630,13 @@ mod tests {
         assert_eq!(plan.shapes[3], Some(shape(64, 56, 56)));
         assert_eq!(plan.steps[2].padding, [(0, 1); 2]);
         assert!(plan.steps[2].asymmetric());
+        assert_eq!(plan.steps[2].padded_input(), Some(shape(64, 113, 113)));
         // SAME with stride 2 on 56: output 28, padding (0, 1).
         assert_eq!(plan.shapes[4], Some(shape(16, 28, 28)));
         assert_eq!(plan.steps[3].padding, [(0, 1); 2]);
         assert_eq!(plan.shapes[5], Some(shape(128, 56, 56)));
         assert!(!plan.steps[0].asymmetric());
+        assert_eq!(plan.steps[0].padded_input(), None);
     }
 
     #[test]

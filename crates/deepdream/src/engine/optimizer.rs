@@ -1,7 +1,6 @@
 //! Optimisers that minimise an objective over a flat vector of parameters, given a function
 //! that returns the objective's value and gradient at a point: L-BFGS (the default of style
-//! transfer, as in Gatys et al. and jcjohnson/neural-style) and Adam (feature visualisation);
-//! and the step rule of the 2015 dream's normalised gradient ascent ([`normalised_rate`]).
+//! transfer, as in Gatys et al. and jcjohnson/neural-style) and Adam (feature visualisation).
 //!
 //! The L-BFGS iteration is PyTorch's `torch.optim.LBFGS` with `line_search_fn="strong_wolfe"`
 //! (the first step scaled by `1 / |g|₁`, the two-loop recursion over the last `history`
@@ -61,17 +60,6 @@ impl Optimizer {
             Optimizer::Lbfgs { history } => lbfgs(x, evaluations, history, f),
             Optimizer::Adam { learning_rate } => adam(x, evaluations, learning_rate, f),
         }
-    }
-}
-
-/// The 2015 dream's normalised gradient ascent: the step is `step_size` per mean absolute
-/// gradient (`mean_abs`), so every step moves the image by about the same amount; 0 for a
-/// gradient that is zero or not finite.
-pub fn normalised_rate(step_size: f32, mean_abs: f32) -> f32 {
-    if mean_abs > 0.0 && mean_abs.is_finite() {
-        step_size / mean_abs
-    } else {
-        0.0
     }
 }
 

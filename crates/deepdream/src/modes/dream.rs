@@ -18,10 +18,12 @@ use crate::control::region::Region;
 pub use crate::engine::objective::LayerWeight;
 use crate::engine::snapshot::Snapshot;
 use crate::engine::tiling::{self, Plan, Tiling};
-use crate::engine::{objective, octaves, optimizer, transform};
+use crate::engine::{objective, octaves, transform};
 use crate::error::{Error, Result};
 use crate::media::image_io;
-use crate::networks::network::{KeptImage, LayerInfo, LayerLoss, Network, QuadraticLoss};
+use crate::networks::network::{
+    KeptImage, LayerInfo, LayerLoss, Network, NormalisedAscent, QuadraticLoss,
+};
 
 /// Longest side a guide image is scaled down to before its features are taken (the
 /// notebook used a 224x224 guide).
@@ -617,15 +619,14 @@ impl<'a> Dreamer<'a> {
                 height,
             };
             if let Some(mut kept) = self.kept_image(&start, &groups, &masks)? {
-                let ranges = preprocess.value_range();
                 for iteration in 0..self.params.iterations {
-                    let shift = self.jitter(&mut rng);
-                    kept.step(shift, ranges, &mut |mean_abs| {
-                        self.factors(mean_abs, width, height)
-                    })?;
+                    kept.step(self.jitter(&mut rng))?;
                     observer(&Snapshot::new(progress(iteration + 1), &|| {
                         preprocess.invert(kept.image()?)
                     }))?;
+                }
+                if !kept.finite()? {
+                    return Err(self.non_finite(width, height));
                 }
                 return kept.image();
             }
@@ -818,20 +819,40 @@ impl<'a> Dreamer<'a> {
         [oy, ox]
     }
 
-    /// Each channel's step along a gradient of mean absolute value `mean_abs` on a `width` x
-    /// `height` picture: `step_size` pixel levels per mean absolute gradient in the
-    /// network's units; an error for a gradient that is not finite.
-    fn factors(&self, mean_abs: f32, width: usize, height: usize) -> Result<[f32; 3]> {
-        if !mean_abs.is_finite() {
-            return Err(Error::NonFiniteGradient {
-                layer: self.whole.terms[0].name.clone(),
-                width,
-                height,
-            });
+    /// DeepDream's normalised ascent with the dream's step size, in the network's units.
+    fn ascent(&self) -> NormalisedAscent {
+        let preprocess = self.network.preprocess();
+        NormalisedAscent {
+            step_size: self.params.step_size,
+            units: preprocess.value_per_pixel_level(),
+            ranges: preprocess.value_range(),
         }
-        let rate = optimizer::normalised_rate(self.params.step_size, mean_abs);
-        let units = self.network.preprocess().value_per_pixel_level();
-        Ok([0, 1, 2].map(|c| rate * units[c]))
+    }
+
+    /// Each channel's step along a gradient of mean absolute value `mean_abs` on a `width` x
+    /// `height` picture (see [`NormalisedAscent::factors`]); an error for a gradient that is not
+    /// finite.
+    fn factors(&self, mean_abs: f32, width: usize, height: usize) -> Result<[f32; 3]> {
+        self.ascent()
+            .factors(mean_abs)
+            .ok_or_else(|| self.non_finite(width, height))
+    }
+
+    /// The error for a gradient that is not finite on a `width` x `height` picture.
+    fn non_finite(&self, width: usize, height: usize) -> Error {
+        Error::NonFiniteGradient {
+            layer: self.whole.terms[0].name.clone(),
+            width,
+            height,
+        }
+    }
+
+    /// `image` (a preprocessed picture, such as an octave's start) kept on the network's
+    /// device for whole steps of this dream's objective and ascent; `None` where the device does not run whole steps or the steps are not plain (see
+    /// [`Dreamer::dream_watched`]). Benchmarks time a device's steps through it.
+    pub fn keep(&self, image: &Tensor<4>) -> Result<Option<Box<dyn KeptImage + '_>>> {
+        let [_, _, height, width] = image.dims();
+        self.kept_image(image, &self.groups, &self.octave_masks(height, width))
     }
 
     /// The octave's picture `image` kept on the network's device for its steps, where the
@@ -857,7 +878,7 @@ impl<'a> Dreamer<'a> {
             return Ok(None);
         };
         self.network
-            .keep_image(image, &whole.layers, losses)
+            .keep_image(image, &whole.layers, losses, self.ascent())
             .transpose()
     }
 

@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::backend::cuda::executor::{DeviceAscent, DeviceImage, Loss};
+use crate::backend::cuda::executor::{DeviceImage, Loss};
 use crate::backend::cuda::{Executor, Gpu, Precision};
 use crate::backend::graph::Shape;
 use crate::error::{Error, Result};
 use crate::networks::network::{
-    KeptImage, LayerInfo, LayerLoss, Network, Preprocess, QuadraticLoss,
+    KeptImage, LayerInfo, LayerLoss, Network, NormalisedAscent, Preprocess, QuadraticLoss,
 };
 
 /// A network whose gradients run on a GPU.
@@ -94,6 +94,7 @@ impl Network for CudaNetwork {
         image: &Tensor<4>,
         layers: &[usize],
         losses: Vec<QuadraticLoss>,
+        ascent: NormalisedAscent,
     ) -> Option<Result<Box<dyn KeptImage + '_>>> {
         let wanted = self.graph_values(layers)?;
         let [batch, channels, height, width] = image.dims();
@@ -106,12 +107,14 @@ impl Network for CudaNetwork {
             width,
         };
         let kept = to_floats(image.clone())
-            .and_then(|values| self.executor.upload_image(&values, shape, &wanted))
+            .and_then(|values| {
+                self.executor
+                    .upload_image(&values, shape, &wanted, &losses, ascent)
+            })
             .map(|image| {
                 Box::new(GpuImage {
                     executor: &self.executor,
                     image,
-                    losses,
                 }) as Box<dyn KeptImage + '_>
             });
         Some(kept)
@@ -147,24 +150,18 @@ impl Network for CudaNetwork {
 struct GpuImage<'a> {
     executor: &'a Executor,
     image: DeviceImage,
-    losses: Vec<QuadraticLoss>,
 }
 
 impl KeptImage for GpuImage<'_> {
-    fn step(
-        &mut self,
-        shift: [i64; 2],
-        ranges: [(f32, f32); 3],
-        factors: &mut dyn FnMut(f32) -> Result<[f32; 3]>,
-    ) -> Result<()> {
+    fn step(&mut self, shift: [i64; 2]) -> Result<()> {
         let shape = self.image.shape();
         let wrap = |shift: i64, size: usize| shift.rem_euclid(size as i64) as usize;
-        let ascent = DeviceAscent {
-            shift: [wrap(shift[0], shape.height), wrap(shift[1], shape.width)],
-            ranges,
-        };
-        self.executor
-            .ascend(&mut self.image, &self.losses, ascent, factors)
+        let shift = [wrap(shift[0], shape.height), wrap(shift[1], shape.width)];
+        self.executor.ascend(&mut self.image, shift)
+    }
+
+    fn finite(&self) -> Result<bool> {
+        self.executor.finite(&self.image)
     }
 
     fn image(&self) -> Result<Tensor<4>> {

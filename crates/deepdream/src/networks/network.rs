@@ -3,6 +3,7 @@
 
 use burn::tensor::{Device, Tensor};
 
+pub use crate::backend::ascend::NormalisedAscent;
 pub use crate::backend::quadratic_loss::QuadraticLoss;
 use crate::error::{Error, Result};
 
@@ -187,14 +188,15 @@ pub trait Network: Send + Sync {
     }
 
     /// `image` (a preprocessed `[1, 3, H, W]` input) kept on the network's device for
-    /// DeepDream steps whose loss is `losses` at `layers`, where the device runs whole steps
-    /// itself (a GPU): the image then stays there from step to step. `None` leaves the steps
-    /// to the engine.
+    /// DeepDream steps whose loss is `losses` at `layers`, each moving it as `ascent` says,
+    /// where the device runs whole steps itself (a GPU): the image then stays there from step
+    /// to step. `None` leaves the steps to the engine.
     fn keep_image(
         &self,
         _image: &Tensor<4>,
         _layers: &[usize],
         _losses: Vec<QuadraticLoss>,
+        _ascent: NormalisedAscent,
     ) -> Option<Result<Box<dyn KeptImage + '_>>> {
         None
     }
@@ -221,18 +223,17 @@ pub trait Network: Send + Sync {
     }
 }
 
-/// An image kept on a network's device for DeepDream's steps ([`Network::keep_image`]).
+/// An image kept on a network's device for DeepDream's steps ([`Network::keep_image`]). A
+/// device may queue the steps without waiting for them: a gradient that is not finite shows
+/// in [`KeptImage::finite`], not in the step's result.
 pub trait KeptImage {
-    /// One step: the gradient of the loss at the image rolled by `shift` (rows, columns);
-    /// `factors` turns the gradient's mean absolute value into each channel's step (or an
-    /// error, which leaves the image as it was); the image moves by them along the gradient
-    /// rolled back, each channel clamped to its range in `ranges`.
-    fn step(
-        &mut self,
-        shift: [i64; 2],
-        ranges: [(f32, f32); 3],
-        factors: &mut dyn FnMut(f32) -> Result<[f32; 3]>,
-    ) -> Result<()>;
+    /// One step: the gradient of the loss at the image rolled by `shift` (rows, columns), and
+    /// the image moved along it, rolled back, as the image's [`NormalisedAscent`] says. A step whose
+    /// gradient is not finite leaves the image as it was.
+    fn step(&mut self, shift: [i64; 2]) -> Result<()>;
+
+    /// Whether every step's gradient so far was finite.
+    fn finite(&self) -> Result<bool>;
 
     /// The image as it is now, on the host.
     fn image(&self) -> Result<Tensor<4>>;

@@ -174,6 +174,19 @@ impl ConvDesc {
     }
 }
 
+impl ConvDesc {
+    /// The `[n, c, h, w]` output cuDNN computes from an input described by `x`.
+    pub fn output(&self, x: &TensorDesc) -> Result<[usize; 4]> {
+        let mut dims = [0i32; 4];
+        let [n, c, h, w] = &mut dims;
+        // SAFETY: the descriptors are alive.
+        check("size a convolution's output", unsafe {
+            sys::cudnnGetConvolution2dForwardOutputDim(self.conv, x.0, self.filter, n, c, h, w)
+        })?;
+        Ok(dims.map(|d| d as usize))
+    }
+}
+
 impl Drop for ConvDesc {
     fn drop(&mut self) {
         // SAFETY: created once (null if creation failed, which cuDNN accepts), destroyed once.
@@ -225,6 +238,19 @@ impl PoolDesc {
             )?;
             Ok(desc)
         }
+    }
+}
+
+impl PoolDesc {
+    /// The `[n, c, h, w]` output cuDNN computes from an input described by `x`.
+    pub fn output(&self, x: &TensorDesc) -> Result<[usize; 4]> {
+        let mut dims = [0i32; 4];
+        let [n, c, h, w] = &mut dims;
+        // SAFETY: the descriptors are alive.
+        check("size a pooling's output", unsafe {
+            sys::cudnnGetPooling2dForwardOutputDim(self.0, x.0, n, c, h, w)
+        })?;
+        Ok(dims.map(|d| d as usize))
     }
 }
 

@@ -3,14 +3,24 @@
 //! cuDNN (convolutions forward and backward to the input, pooling, LRN) and deepdream's
 //! kernels (activations, per-channel scales, sums, the padding cuDNN cannot do) and cuBLAS
 //! (fully connected layers). Weights are uploaded once; no weight gradient is ever computed.
+//!
+//! An image kept on the GPU ([`DeviceImage`]) keeps every buffer its steps need, so that a
+//! step allocates nothing and never waits for the GPU: after its first step, each step is
+//! recorded once as a CUDA graph and replayed, one launch instead of one per operation
+//! (`DEEPDREAM_CUDA_GRAPHS=0` turns that off, for comparison).
 
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::sync::{Arc, Mutex};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, Once};
 
 use cudarc::cudnn::sys as cudnn_sys;
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DriverError, PushKernelArg};
+use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+use cudarc::driver::{
+    CudaGraph, CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError, PushKernelArg,
+};
 
+use crate::backend::ascend::NormalisedAscent;
 use crate::backend::cuda::cudnn::{
     ConvDesc, ConvGeometry, LrnDesc, PoolDesc, TensorDesc, check, failed,
 };
@@ -33,6 +43,9 @@ pub enum Precision {
 /// The most workspace one convolution may take.
 const MAX_WORKSPACE: usize = 1 << 30;
 
+/// The environment variable that turns CUDA graphs off when set to `0`.
+pub const GRAPHS_VARIABLE: &str = "DEEPDREAM_CUDA_GRAPHS";
+
 /// The loss's side of a gradient made on the host: given the wanted values (host copies,
 /// with their shapes), the loss's gradient with respect to each (same lengths).
 pub type LossGradients<'a> = dyn FnMut(Vec<Vec<f32>>, &[Shape]) -> Result<Vec<Vec<f32>>> + 'a;
@@ -45,10 +58,40 @@ pub enum Loss<'s, 'a> {
     Quadratic(&'s [QuadraticLoss]),
 }
 
+/// A quadratic loss with its weights on the GPU.
+struct DeviceLoss {
+    quadratic: CudaSlice<f32>,
+    linear: CudaSlice<f32>,
+    rows: Range<usize>,
+    cols: Range<usize>,
+}
+
+impl DeviceLoss {
+    /// `losses` uploaded, after checking that they fit the wanted values' `shapes`.
+    fn upload(
+        stream: &Arc<CudaStream>,
+        losses: &[QuadraticLoss],
+        shapes: &[Shape],
+    ) -> Result<Vec<DeviceLoss>> {
+        check_quadratic(losses, shapes)?;
+        losses
+            .iter()
+            .map(|loss| {
+                Ok(DeviceLoss {
+                    quadratic: upload(stream, &loss.quadratic)?,
+                    linear: upload(stream, &loss.linear)?,
+                    rows: loss.rows.clone(),
+                    cols: loss.cols.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// The loss's gradients at the wanted values, ready for the backward pass.
 enum Seeds<'s> {
     Host(Vec<Vec<f32>>),
-    Quadratic(&'s [QuadraticLoss]),
+    Device(&'s [DeviceLoss]),
 }
 
 /// A graph ready to run on one GPU.
@@ -56,13 +99,17 @@ pub struct Executor {
     gpu: Arc<Gpu>,
     graph: Graph,
     precision: Precision,
-    weights: Mutex<Option<Vec<Weights>>>,
+    /// Whether kept images replay their steps as CUDA graphs.
+    graphs: bool,
+    /// By node, uploaded when a plan first needs them.
+    weights: Mutex<Vec<Weights>>,
     choices: Mutex<Choices>,
 }
 
 /// A node's constants on the GPU.
 #[derive(Default)]
 struct Weights {
+    uploaded: bool,
     first: Option<CudaSlice<f32>>,
     second: Option<CudaSlice<f32>>,
 }
@@ -72,8 +119,21 @@ fn driver(what: &str) -> impl FnOnce(DriverError) -> Error + '_ {
 }
 
 /// The raw address of a buffer (the context tracks no events, so nothing waits here).
-fn address(buffer: &CudaSlice<f32>, stream: &CudaStream) -> u64 {
+fn address<T>(buffer: &CudaSlice<T>, stream: &CudaStream) -> u64 {
     buffer.device_ptr(stream).0
+}
+
+/// `values` copied to a new buffer on the GPU.
+fn upload<T: DeviceRepr>(stream: &Arc<CudaStream>, values: &[T]) -> Result<CudaSlice<T>> {
+    stream
+        .clone_htod(values)
+        .map_err(driver("upload to the GPU"))
+}
+
+/// A buffer of `len` values (at least one) whose contents are not set.
+fn alloc<T: DeviceRepr>(stream: &Arc<CudaStream>, len: usize) -> Result<CudaSlice<T>> {
+    // SAFETY: every buffer is written before it is read (see `Buffers`).
+    unsafe { stream.alloc::<T>(len.max(1)) }.map_err(driver("allocate GPU memory"))
 }
 
 /// A kernel argument.
@@ -86,13 +146,21 @@ enum Arg {
 impl Executor {
     /// `graph` on `gpu`, convolutions in `precision`.
     pub fn new(gpu: Arc<Gpu>, graph: Graph, precision: Precision) -> Executor {
+        let weights = graph.nodes.iter().map(|_| Weights::default()).collect();
         Executor {
             gpu,
             graph,
             precision,
-            weights: Mutex::new(None),
+            graphs: std::env::var(GRAPHS_VARIABLE).map_or(true, |value| value != "0"),
+            weights: Mutex::new(weights),
             choices: Mutex::new(Choices::default()),
         }
+    }
+
+    /// The executor with kept images' steps replayed as CUDA graphs or not (by default they
+    /// are, unless [`GRAPHS_VARIABLE`] is `0`).
+    pub fn with_graphs(self, graphs: bool) -> Executor {
+        Executor { graphs, ..self }
     }
 
     /// The gradient with respect to `input` (a `shape` image) of a loss of the `wanted`
@@ -106,23 +174,38 @@ impl Executor {
     ) -> Result<Vec<f32>> {
         check_len(input.len(), shape)?;
         let plan = self.graph.plan(shape, wanted)?;
-        self.run(&plan, |run| {
-            let input = run
-                .stream()
-                .clone_htod(input)
+        self.with_weights(Some(&plan), |handles, weights| {
+            let stream = &handles.stream;
+            let windows = describe(&self.graph, &plan, self.precision)?;
+            let mut buffers = Buffers::new(stream, &plan)?;
+            stream
+                .memcpy_htod(input, buffers.values[0].as_mut().expect("the input"))
                 .map_err(driver("upload the image"))?;
-            let gradient = run.gradient(input, wanted, loss)?;
-            download(run.stream(), &gradient, shape.len())
+            let mut run = self.run(handles, weights, &plan, &windows, &mut buffers, false);
+            run.forward()?;
+            let device_losses;
+            let seeds = match loss {
+                Loss::Host(loss) => Seeds::Host(run.host_seeds(wanted, loss)?),
+                Loss::Quadratic(losses) => {
+                    device_losses = DeviceLoss::upload(stream, losses, &run.shapes(wanted))?;
+                    Seeds::Device(&device_losses)
+                }
+            };
+            run.backward(wanted, &seeds)?;
+            buffers.download_gradient(stream, 0, shape.len())
         })
     }
 
     /// `image` (a `shape` image of 3 channels) put on the GPU for [`Executor::ascend`] with
-    /// a loss of the `wanted` values, planned once for all its steps.
+    /// the `losses` of the `wanted` values, moved as `ascent` says: planned, and its buffers
+    /// and losses put there, once for all its steps.
     pub fn upload_image(
         &self,
         image: &[f32],
         shape: Shape,
         wanted: &[usize],
+        losses: &[QuadraticLoss],
+        ascent: NormalisedAscent,
     ) -> Result<DeviceImage> {
         check_len(image.len(), shape)?;
         if shape.channels != 3 {
@@ -132,149 +215,274 @@ impl Executor {
             )));
         }
         let plan = self.graph.plan(shape, wanted)?;
-        let buffer = self.gpu.with(|handles| {
-            handles
-                .stream
-                .clone_htod(image)
-                .map_err(driver("upload the image"))
-        })?;
-        Ok(DeviceImage {
-            buffer,
-            shape,
-            wanted: wanted.to_vec(),
-            plan,
+        self.with_weights(Some(&plan), |_, _| Ok(()))?;
+        self.gpu.with(|handles| {
+            let stream = &handles.stream;
+            let shapes: Vec<Shape> = wanted
+                .iter()
+                .map(|&v| plan.shapes[v].expect("planned"))
+                .collect();
+            Ok(DeviceImage {
+                image: upload(stream, image)?,
+                windows: describe(&self.graph, &plan, self.precision)?,
+                buffers: Buffers::new(stream, &plan)?,
+                losses: DeviceLoss::upload(stream, losses, &shapes)?,
+                shift: upload(stream, &[0u64, 0])?,
+                bad: upload(stream, &[0u32])?,
+                shape,
+                wanted: wanted.to_vec(),
+                plan,
+                ascent,
+                steps: 0,
+                replay: Replay::Eager,
+            })
         })
     }
 
-    /// The values of an image on the GPU.
+    /// The values of an image on the GPU (waiting for its steps).
     pub fn download_image(&self, image: &DeviceImage) -> Result<Vec<f32>> {
         self.gpu
-            .with(|handles| download(&handles.stream, &image.buffer, image.shape.len()))
+            .with(|handles| download(&handles.stream, &image.image, image.shape.len()))
     }
 
-    /// One DeepDream step on an image kept on the GPU, all of it there: the image rolled by
-    /// `ascent.shift`, the gradient of the `losses` of its wanted values at it, its mean
-    /// absolute value, which `factors` turns into each channel's step (or an error, which
-    /// leaves the image as it was); the image moved by them along the gradient rolled back,
-    /// each channel clamped to its range. Only the mean crosses to the host.
-    pub fn ascend(
-        &self,
-        image: &mut DeviceImage,
-        losses: &[QuadraticLoss],
-        ascent: DeviceAscent,
-        factors: &mut dyn FnMut(f32) -> Result<[f32; 3]>,
-    ) -> Result<()> {
-        let shape = image.shape;
-        self.run(&image.plan, |run| {
-            let handles = run.handles;
-            let kernels = &handles.kernels;
-            let [rows, cols] = ascent.shift;
-            let (height, width) = (shape.height as u64, shape.width as u64);
-            let rolled = run.alloc(shape.len())?;
-            let args = [
-                Arg::Address(address(&rolled, run.stream())),
-                Arg::Address(address(&image.buffer, run.stream())),
-                Arg::Count(height),
-                Arg::Count(width),
-                Arg::Count(rows as u64),
-                Arg::Count(cols as u64),
-            ];
-            run.launch(&kernels.roll, shape.len(), &args)?;
-            let gradient = run.gradient(rolled, &image.wanted, Loss::Quadratic(losses))?;
-            let total = run.alloc(1)?;
-            let args = [
-                Arg::Address(address(&total, run.stream())),
-                Arg::Address(address(&gradient, run.stream())),
-            ];
-            run.launch(&kernels.abs_sum, shape.len(), &args)?;
-            let total = download(run.stream(), &total, 1)?[0];
-            let factors = factors(total / shape.len() as f32)?;
-            let [(low0, high0), (low1, high1), (low2, high2)] = ascent.ranges;
-            let args = [
-                Arg::Address(address(&image.buffer, run.stream())),
-                Arg::Address(address(&gradient, run.stream())),
-                Arg::Count(height),
-                Arg::Count(width),
-                Arg::Count(rows as u64),
-                Arg::Count(cols as u64),
-                Arg::Float(factors[0]),
-                Arg::Float(factors[1]),
-                Arg::Float(factors[2]),
-                Arg::Float(low0),
-                Arg::Float(high0),
-                Arg::Float(low1),
-                Arg::Float(high1),
-                Arg::Float(low2),
-                Arg::Float(high2),
-            ];
-            run.launch(&kernels.ascend, shape.len(), &args)
+    /// Whether every step of an image on the GPU so far had a finite gradient (waiting for
+    /// its steps).
+    pub fn finite(&self, image: &DeviceImage) -> Result<bool> {
+        self.gpu.with(|handles| {
+            let bad = handles
+                .stream
+                .clone_dtoh(&image.bad)
+                .map_err(driver("download from the GPU"))?;
+            Ok(bad[0] == 0)
         })
     }
 
-    /// Runs `work` with the graph's weights on the GPU, for one input size's `plan`.
-    fn run<R>(&self, plan: &Plan, work: impl FnOnce(&mut Run<'_>) -> Result<R>) -> Result<R> {
+    /// One DeepDream step on an image kept on the GPU, queued there without waiting for it:
+    /// the image rolled by `shift` (rows, columns, each below the image's side), the gradient
+    /// of its losses at it, its mean absolute value, and the image moved along the gradient
+    /// rolled back as its ascent says (a gradient that is not finite leaves the image and
+    /// sets its flag, see [`Executor::finite`]). After the first step the steps replay a
+    /// CUDA graph; where recording one fails, they go on one launch at a time.
+    pub fn ascend(&self, image: &mut DeviceImage, shift: [usize; 2]) -> Result<()> {
+        // The image's weights went up with it.
+        self.with_weights(None, |handles, weights| {
+            let stream = &handles.stream;
+            let shift = shift.map(|s| s as u64);
+            stream
+                .memcpy_htod(&shift[..], &mut image.shift)
+                .map_err(driver("upload the shift"))?;
+            if let Replay::Graph(graph) = &image.replay {
+                return graph.launch().map_err(driver("replay a step"));
+            }
+            if self.graphs && image.steps > 0 && matches!(image.replay, Replay::Eager) {
+                match self.record(handles, weights, image) {
+                    Ok(graph) => {
+                        graph.launch().map_err(driver("replay a step"))?;
+                        image.replay = Replay::Graph(graph);
+                        image.steps += 1;
+                        return Ok(());
+                    }
+                    Err(error) => {
+                        static ONCE: Once = Once::new();
+                        ONCE.call_once(|| {
+                            eprintln!(
+                                "deepdream: CUDA graphs are off ({error}); each step runs one launch at a time"
+                            )
+                        });
+                        image.replay = Replay::Off;
+                    }
+                }
+            }
+            self.step(handles, weights, image, false)?;
+            image.steps += 1;
+            Ok(())
+        })
+    }
+
+    /// A step of `image` recorded as a CUDA graph (nothing runs); the stream is back to
+    /// normal afterwards, whatever happened.
+    fn record(
+        &self,
+        handles: &Handles,
+        weights: &[Weights],
+        image: &mut DeviceImage,
+    ) -> Result<CudaGraph> {
+        let stream = &handles.stream;
+        stream
+            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(driver("start recording a step"))?;
+        let recorded = self.step(handles, weights, image, true);
+        let ended = stream.end_capture(CUgraphInstantiate_flags(0));
+        recorded?;
+        ended
+            .map_err(driver("record a step"))?
+            .ok_or_else(|| Error::Device("CUDA recorded an empty step".into()))
+    }
+
+    /// Queues one step of `image` (see [`Executor::ascend`]), `recording` it or not.
+    fn step(
+        &self,
+        handles: &Handles,
+        weights: &[Weights],
+        image: &mut DeviceImage,
+        recording: bool,
+    ) -> Result<()> {
+        let DeviceImage {
+            image: picture,
+            windows,
+            buffers,
+            losses,
+            shift,
+            bad,
+            shape,
+            wanted,
+            plan,
+            ascent,
+            ..
+        } = image;
+        let stream = &handles.stream;
+        let kernels = &handles.kernels;
+        let (height, width) = (shape.height as u64, shape.width as u64);
+        let shift = address(shift, stream);
+        let args = [
+            Arg::Address(address(buffers.values[0].as_ref().expect("input"), stream)),
+            Arg::Address(address(picture, stream)),
+            Arg::Address(shift),
+            Arg::Count(height),
+            Arg::Count(width),
+        ];
+        let mut run = self.run(handles, weights, plan, windows, buffers, recording);
+        run.launch(&kernels.roll, shape.len(), &args)?;
+        run.forward()?;
+        run.backward(wanted, &Seeds::Device(losses))?;
+        let (total, gradient) = (run.buffers.total_address(stream), run.gradient_address(0));
+        run.launch(
+            &kernels.abs_sum,
+            shape.len(),
+            &[Arg::Address(total), Arg::Address(gradient)],
+        )?;
+        let [(low0, high0), (low1, high1), (low2, high2)] = ascent.ranges;
+        let args = [
+            Arg::Address(address(picture, stream)),
+            Arg::Address(gradient),
+            Arg::Address(total),
+            Arg::Address(address(bad, stream)),
+            Arg::Address(shift),
+            Arg::Count(height),
+            Arg::Count(width),
+            Arg::Float(ascent.step_size),
+            Arg::Float(ascent.units[0]),
+            Arg::Float(ascent.units[1]),
+            Arg::Float(ascent.units[2]),
+            Arg::Float(low0),
+            Arg::Float(high0),
+            Arg::Float(low1),
+            Arg::Float(high1),
+            Arg::Float(low2),
+            Arg::Float(high2),
+        ];
+        run.launch(&kernels.ascend, shape.len(), &args)
+    }
+
+    /// Runs `work` with the GPU's handles and the graph's weights there, those of `plan`'s
+    /// steps uploaded if they are not yet (a dream never uploads VGG16's classifier).
+    fn with_weights<R>(
+        &self,
+        plan: Option<&Plan>,
+        work: impl FnOnce(&Handles, &[Weights]) -> Result<R>,
+    ) -> Result<R> {
         self.gpu.with(|handles| {
             let mut weights = self.weights.lock().unwrap_or_else(|p| p.into_inner());
-            if weights.is_none() {
-                *weights = Some(self.upload_weights(handles)?);
+            for step in plan.iter().flat_map(|plan| &plan.steps) {
+                if !weights[step.node].uploaded {
+                    weights[step.node] = self.upload_weights(handles, step.node)?;
+                }
             }
-            let weights = weights.as_ref().expect("uploaded");
-            let mut run = Run {
-                handles,
-                graph: &self.graph,
-                weights,
-                plan,
-                tf32: self.precision == Precision::Tf32,
-                choices: &self.choices,
-                values: Vec::new(),
-                padded: Vec::new(),
-                workspace: None,
-            };
-            work(&mut run)
+            work(handles, &weights)
         })
     }
 
-    fn upload_weights(&self, handles: &Handles) -> Result<Vec<Weights>> {
+    /// A gradient's run of `plan` in `buffers`.
+    fn run<'a>(
+        &'a self,
+        handles: &'a Handles,
+        weights: &'a [Weights],
+        plan: &'a Plan,
+        windows: &'a Windows,
+        buffers: &'a mut Buffers,
+        recording: bool,
+    ) -> Run<'a> {
+        Run {
+            handles,
+            graph: &self.graph,
+            weights,
+            plan,
+            tf32: self.precision == Precision::Tf32,
+            choices: &self.choices,
+            windows,
+            buffers,
+            recording,
+        }
+    }
+
+    /// Node `node`'s constants, uploaded.
+    fn upload_weights(&self, handles: &Handles, node: usize) -> Result<Weights> {
         let upload = |tensor: burn::tensor::TensorData| {
             let values = tensor
                 .try_to_vec::<f32>()
                 .map_err(|e| Error::Device(format!("cannot read weights: {e:?}")))?;
-            handles
-                .stream
-                .clone_htod(&values)
-                .map_err(driver("upload weights"))
+            upload(&handles.stream, &values)
         };
-        self.graph
-            .nodes
-            .iter()
-            .map(|node| {
-                Ok(match &node.operation {
-                    Operation::Conv { weight, bias, .. } => Weights {
-                        first: Some(upload(weight.to_data())?),
-                        second: bias.as_ref().map(|b| upload(b.to_data())).transpose()?,
-                    },
-                    Operation::Linear { weight, bias } => Weights {
-                        first: Some(upload(weight.to_data())?),
-                        second: bias.as_ref().map(|b| upload(b.to_data())).transpose()?,
-                    },
-                    Operation::Scale { scale, shift } => Weights {
-                        first: Some(upload(scale.to_data())?),
-                        second: Some(upload(shift.to_data())?),
-                    },
-                    _ => Weights::default(),
-                })
-            })
-            .collect()
+        let (first, second) = match &self.graph.nodes[node].operation {
+            Operation::Conv { weight, bias, .. } => (
+                Some(upload(weight.to_data())?),
+                bias.as_ref().map(|b| upload(b.to_data())).transpose()?,
+            ),
+            Operation::Linear { weight, bias } => (
+                Some(upload(weight.to_data())?),
+                bias.as_ref().map(|b| upload(b.to_data())).transpose()?,
+            ),
+            Operation::Scale { scale, shift } => (
+                Some(upload(scale.to_data())?),
+                Some(upload(shift.to_data())?),
+            ),
+            _ => (None, None),
+        };
+        Ok(Weights {
+            uploaded: true,
+            first,
+            second,
+        })
     }
 }
 
-/// An image on the GPU (see [`Executor::ascend`]), with the values its loss is of and the
-/// graph's plan for its size.
+/// An image on the GPU (see [`Executor::ascend`]) with everything its steps need there: the
+/// graph's plan for its size with its cuDNN descriptors and buffers, the losses of the wanted values, the
+/// shift of the step, the flag of a gradient that was not finite, and the recorded step.
 pub struct DeviceImage {
-    buffer: CudaSlice<f32>,
+    // The recorded step goes first: it refers to the buffers below.
+    replay: Replay,
+    image: CudaSlice<f32>,
+    windows: Windows,
+    buffers: Buffers,
+    losses: Vec<DeviceLoss>,
+    shift: CudaSlice<u64>,
+    bad: CudaSlice<u32>,
     shape: Shape,
     wanted: Vec<usize>,
     plan: Plan,
+    ascent: NormalisedAscent,
+    steps: usize,
+}
+
+/// How a kept image's steps run.
+enum Replay {
+    /// One launch at a time, recorded as a graph from the second step.
+    Eager,
+    /// Replaying the recorded step.
+    Graph(CudaGraph),
+    /// One launch at a time, for good (recording failed or graphs are off).
+    Off,
 }
 
 impl DeviceImage {
@@ -282,25 +490,18 @@ impl DeviceImage {
     pub fn shape(&self) -> Shape {
         self.shape
     }
-}
 
-/// How [`Executor::ascend`] rolls and clamps the image.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct DeviceAscent {
-    /// The roll (rows, columns) of the image the gradient is taken on, each below the
-    /// image's side: its pixel `(y, x)` is the image's `(y − rows, x − columns)`, wrapping.
-    pub shift: [usize; 2],
-    /// The lowest and highest value of each channel.
-    pub ranges: [(f32, f32); 3],
+    /// Whether its steps replay a recorded CUDA graph.
+    pub fn replays(&self) -> bool {
+        matches!(self.replay, Replay::Graph(_))
+    }
 }
 
 /// The first `len` values of `buffer` (buffers hold at least one value).
 fn download(stream: &Arc<CudaStream>, buffer: &CudaSlice<f32>, len: usize) -> Result<Vec<f32>> {
-    let mut host = stream
-        .clone_dtoh(buffer)
-        .map_err(driver("download from the GPU"))?;
-    host.truncate(len);
-    Ok(host)
+    stream
+        .clone_dtoh(&buffer.slice(..len))
+        .map_err(driver("download from the GPU"))
 }
 
 /// An error unless `len` values make a `shape` image.
@@ -330,7 +531,92 @@ fn check_quadratic(losses: &[QuadraticLoss], shapes: &[Shape]) -> Result<()> {
     }
 }
 
-/// One gradient's state on the GPU.
+/// Where the values' gradients lie in one block, each at a multiple of 64 floats (256 bytes,
+/// as cudaMalloc aligns), the gradient's absolute sum after them: the offsets of the `shapes`
+/// that are planned, and the block's length, in floats.
+fn gradient_layout(shapes: &[Option<Shape>]) -> (Vec<Option<usize>>, usize, usize) {
+    const ALIGN: usize = 64;
+    let mut end = 0;
+    let offsets = shapes
+        .iter()
+        .map(|shape| {
+            shape.map(|shape| {
+                let offset = end;
+                end += shape.len().div_ceil(ALIGN) * ALIGN;
+                offset
+            })
+        })
+        .collect();
+    (offsets, end, end + ALIGN)
+}
+
+/// Every buffer a gradient of one plan needs: each computed value (the input's included), the
+/// copies of inputs padded by hand and the scratch for their gradients, and one block for the
+/// values' gradients and the input gradient's absolute sum, zeroed by one memset at each
+/// backward pass. Made once for a kept image, so that its steps allocate nothing. Values are
+/// not zeroed: every step overwrites them before reading them.
+struct Buffers {
+    /// By value index.
+    values: Vec<Option<CudaSlice<f32>>>,
+    /// By step, with the padded shape.
+    padded: Vec<Option<(CudaSlice<f32>, Shape)>>,
+    /// By step, the padded input's gradient.
+    scratch: Vec<Option<CudaSlice<f32>>>,
+    gradients: CudaSlice<f32>,
+    /// By value index, in floats from the start of `gradients`.
+    offsets: Vec<Option<usize>>,
+    /// Where the absolute sum lies in `gradients`.
+    total: usize,
+    workspace: Option<CudaSlice<u8>>,
+}
+
+impl Buffers {
+    fn new(stream: &Arc<CudaStream>, plan: &Plan) -> Result<Buffers> {
+        let mut values: Vec<Option<CudaSlice<f32>>> =
+            (0..plan.shapes.len()).map(|_| None).collect();
+        values[0] = Some(alloc(stream, plan.shapes[0].expect("the input").len())?);
+        let (mut padded, mut scratch) = (Vec::new(), Vec::new());
+        for step in &plan.steps {
+            values[step.node + 1] = Some(alloc(stream, step.output.len())?);
+            let shape = step.padded_input();
+            padded.push(match shape {
+                Some(shape) => Some((alloc(stream, shape.len())?, shape)),
+                None => None,
+            });
+            scratch.push(shape.map(|shape| alloc(stream, shape.len())).transpose()?);
+        }
+        let (offsets, total, len) = gradient_layout(&plan.shapes);
+        Ok(Buffers {
+            values,
+            padded,
+            scratch,
+            gradients: alloc(stream, len)?,
+            offsets,
+            total,
+            workspace: None,
+        })
+    }
+
+    /// The address of the gradients' absolute sum.
+    fn total_address(&self, stream: &CudaStream) -> u64 {
+        address(&self.gradients, stream) + (self.total * 4) as u64
+    }
+
+    /// The first `len` values of `value`'s gradient.
+    fn download_gradient(
+        &self,
+        stream: &Arc<CudaStream>,
+        value: usize,
+        len: usize,
+    ) -> Result<Vec<f32>> {
+        let offset = self.offsets[value].expect("planned");
+        stream
+            .clone_dtoh(&self.gradients.slice(offset..offset + len))
+            .map_err(driver("download from the GPU"))
+    }
+}
+
+/// One gradient's work on the GPU, in buffers made for its plan.
 struct Run<'a> {
     handles: &'a Handles,
     graph: &'a Graph,
@@ -338,11 +624,10 @@ struct Run<'a> {
     plan: &'a Plan,
     tf32: bool,
     choices: &'a Mutex<Choices>,
-    /// Every computed value, by value index.
-    values: Vec<Option<CudaSlice<f32>>>,
-    /// Each step's input padded by hand (asymmetric padding), by step.
-    padded: Vec<Option<(CudaSlice<f32>, Shape)>>,
-    workspace: Option<CudaSlice<u8>>,
+    windows: &'a Windows,
+    buffers: &'a mut Buffers,
+    /// Whether the work is being recorded as a CUDA graph: nothing may be allocated.
+    recording: bool,
 }
 
 const ONE: f32 = 1.0;
@@ -352,22 +637,28 @@ fn scalar(value: &f32) -> *const c_void {
     (value as *const f32).cast()
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     fn stream(&self) -> &Arc<CudaStream> {
         &self.handles.stream
     }
 
-    fn alloc(&self, len: usize) -> Result<CudaSlice<f32>> {
-        self.stream()
-            .alloc_zeros::<f32>(len.max(1))
-            .map_err(driver("allocate GPU memory"))
+    fn shapes(&self, values: &[usize]) -> Vec<Shape> {
+        values
+            .iter()
+            .map(|&v| self.plan.shapes[v].expect("planned"))
+            .collect()
     }
 
     fn address_of(&self, value: usize) -> u64 {
         address(
-            self.values[value].as_ref().expect("value computed"),
+            self.buffers.values[value].as_ref().expect("value computed"),
             self.stream(),
         )
+    }
+
+    fn gradient_address(&self, value: usize) -> u64 {
+        address(&self.buffers.gradients, self.stream())
+            + (self.buffers.offsets[value].expect("planned") * 4) as u64
     }
 
     fn launch(
@@ -392,89 +683,62 @@ impl Run<'_> {
             .map_err(driver("run a kernel"))
     }
 
-    /// A workspace of at least `bytes`, its address.
+    /// A workspace of at least `bytes`, its address; it grows only outside a recording.
     fn workspace(&mut self, bytes: usize) -> Result<u64> {
-        if self.workspace.as_ref().is_none_or(|w| w.len() < bytes) {
-            self.workspace = Some(
-                self.stream()
-                    .alloc_zeros::<u8>(bytes.max(1))
-                    .map_err(driver("allocate a workspace"))?,
-            );
+        if self
+            .buffers
+            .workspace
+            .as_ref()
+            .is_none_or(|w| w.len() < bytes)
+        {
+            if self.recording {
+                return Err(Error::Device(
+                    "a convolution asked for a larger workspace while its step was recorded".into(),
+                ));
+            }
+            self.buffers.workspace = Some(alloc(self.stream(), bytes)?);
         }
-        let workspace = self.workspace.as_ref().expect("allocated");
-        Ok(workspace.device_ptr(self.stream()).0)
+        let workspace = self.buffers.workspace.as_ref().expect("allocated");
+        Ok(address(workspace, self.stream()))
     }
 
-    fn download(&self, value: usize) -> Result<Vec<f32>> {
-        let buffer = self.values[value].as_ref().expect("value computed");
-        download(
-            self.stream(),
-            buffer,
-            self.plan.shapes[value].expect("planned").len(),
-        )
-    }
-
-    /// The gradient with respect to `input` (on the GPU, of the plan's input shape) of a loss
-    /// of the `wanted` values, whose gradients `loss` gives; on the GPU.
-    fn gradient(
-        &mut self,
-        input: CudaSlice<f32>,
-        wanted: &[usize],
-        loss: Loss<'_, '_>,
-    ) -> Result<CudaSlice<f32>> {
-        self.forward(input)?;
-        let shapes: Vec<Shape> = wanted
+    /// The loss's gradients at the `wanted` values from `loss` on the host.
+    fn host_seeds(&self, wanted: &[usize], loss: &mut LossGradients<'_>) -> Result<Vec<Vec<f32>>> {
+        let outputs = wanted
             .iter()
-            .map(|&v| self.plan.shapes[v].expect("planned"))
-            .collect();
-        let seeds = match loss {
-            Loss::Host(loss) => {
-                let outputs = wanted
-                    .iter()
-                    .map(|&v| self.download(v))
-                    .collect::<Result<Vec<_>>>()?;
-                Seeds::Host(loss(outputs, &shapes)?)
-            }
-            Loss::Quadratic(losses) => {
-                check_quadratic(losses, &shapes)?;
-                Seeds::Quadratic(losses)
-            }
-        };
-        self.backward(wanted, seeds)
+            .map(|&v| {
+                let buffer = self.buffers.values[v].as_ref().expect("value computed");
+                download(
+                    self.stream(),
+                    buffer,
+                    self.plan.shapes[v].expect("planned").len(),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        loss(outputs, &self.shapes(wanted))
     }
 
-    fn forward(&mut self, input: CudaSlice<f32>) -> Result<()> {
-        self.values = (0..self.plan.shapes.len()).map(|_| None).collect();
-        self.padded = (0..self.plan.steps.len()).map(|_| None).collect();
-        self.values[0] = Some(input);
+    /// The forward pass from the input (value 0, in place).
+    fn forward(&mut self) -> Result<()> {
         for index in 0..self.plan.steps.len() {
-            let step = &self.plan.steps[index];
-            let output = self.alloc(step.output.len())?;
-            self.values[step.node + 1] = Some(output);
             self.forward_step(index)?;
         }
         Ok(())
     }
 
-    /// The address and shape a windowed step reads: its input, or a copy padded by hand
-    /// (with `fill`) when the padding is asymmetric; and the padding left for cuDNN.
-    fn window_input(&mut self, index: usize, fill: f32) -> Result<(u64, Shape, [usize; 2])> {
+    /// The address a windowed step reads: its input, or, when the padding is asymmetric, a
+    /// copy padded by hand with `fill` (made here).
+    fn window_input(&self, index: usize, fill: f32) -> Result<u64> {
         let step = &self.plan.steps[index];
         let input = self.graph.nodes[step.node].inputs[0];
-        let shape = step.inputs[0];
-        if !step.asymmetric() {
-            let padding = [step.padding[0].0, step.padding[1].0];
-            return Ok((self.address_of(input), shape, padding));
-        }
-        let [(top, bottom), (left, right)] = step.padding;
-        let padded_shape = Shape {
-            channels: shape.channels,
-            height: shape.height + top + bottom,
-            width: shape.width + left + right,
+        let Some((padded, padded_shape)) = &self.buffers.padded[index] else {
+            return Ok(self.address_of(input));
         };
-        let padded = self.alloc(padded_shape.len())?;
+        let shape = step.inputs[0];
+        let [(top, _), (left, _)] = step.padding;
+        let padded = address(padded, self.stream());
         let args = [
-            Arg::Address(address(&padded, self.stream())),
+            Arg::Address(padded),
             Arg::Address(self.address_of(input)),
             Arg::Count(shape.height as u64),
             Arg::Count(shape.width as u64),
@@ -485,9 +749,12 @@ impl Run<'_> {
             Arg::Float(fill),
         ];
         self.launch(&self.handles.kernels.pad, padded_shape.len(), &args)?;
-        let address = address(&padded, self.stream());
-        self.padded[index] = Some((padded, padded_shape));
-        Ok((address, padded_shape, [0, 0]))
+        Ok(padded)
+    }
+
+    /// Step `index`'s cuDNN descriptors (a windowed step's).
+    fn window(&self, index: usize) -> &'a Window {
+        self.windows.0[index].as_ref().expect("a windowed step")
     }
 
     fn forward_step(&mut self, index: usize) -> Result<()> {
@@ -498,24 +765,12 @@ impl Run<'_> {
         let handle = self.handles.cudnn.0;
         let kernels = &self.handles.kernels;
         match &node.operation {
-            Operation::Conv {
-                weight,
-                stride,
-                dilation,
-                groups,
-                ..
-            } => {
+            Operation::Conv { weight, .. } => {
                 let shape = weight.dims();
-                let (x, x_shape, padding) = self.window_input(index, 0.0)?;
-                let conv = ConvDesc::new(&ConvGeometry {
-                    shape,
-                    padding,
-                    stride: *stride,
-                    dilation: *dilation,
-                    groups: *groups,
-                    tf32: self.tf32,
-                })?;
-                let (x_desc, y_desc) = (TensorDesc::new(x_shape)?, TensorDesc::new(step.output)?);
+                let x = self.window_input(index, 0.0)?;
+                let window = self.window(index);
+                let conv = window.conv();
+                let (x_desc, y_desc) = (&window.x, &window.y);
                 let weights = &self.weights[step.node];
                 let w = address(weights.first.as_ref().expect("conv weights"), self.stream());
                 let (algo, bytes, math) = kept(
@@ -524,10 +779,10 @@ impl Run<'_> {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .forward,
-                    (step.node, x_shape),
-                    || forward_algorithm(handle, &x_desc, &conv, &y_desc),
+                    (step.node, window.input),
+                    || forward_algorithm(handle, x_desc, conv, y_desc),
                 )?;
-                use_math(&conv, math, self.tf32)?;
+                use_math(conv, math, self.tf32)?;
                 let workspace = self.workspace(bytes)?;
                 // SAFETY: descriptors match the buffers' shapes; the workspace is `bytes` long.
                 unsafe {
@@ -567,7 +822,7 @@ impl Run<'_> {
                 }
             }
             Operation::MaxPool { .. } | Operation::AvgPool { .. } | Operation::GlobalAvgPool => {
-                let (max, count_pad, kernel, stride) = pooling(&node.operation, &step);
+                let (max, count_pad, _, _) = pooling(&node.operation, &step);
                 if !max && !count_pad && step.asymmetric() {
                     return Err(Error::Device(format!(
                         "node {} (an average pool that leaves out padding) has uneven padding, which the CUDA device does not run",
@@ -575,14 +830,14 @@ impl Run<'_> {
                     )));
                 }
                 let fill = if max { f32::NEG_INFINITY } else { 0.0 };
-                let (x, x_shape, padding) = self.window_input(index, fill)?;
-                let pool = PoolDesc::new(max, count_pad, kernel, padding, stride)?;
-                let (x_desc, y_desc) = (TensorDesc::new(x_shape)?, TensorDesc::new(step.output)?);
+                let x = self.window_input(index, fill)?;
+                let window = self.window(index);
+                let (x_desc, y_desc) = (&window.x, &window.y);
                 // SAFETY: descriptors match the buffers.
                 check("pool", unsafe {
                     cudnn_sys::cudnnPoolingForward(
                         handle,
-                        pool.0,
+                        window.pool().0,
                         scalar(&ONE),
                         x_desc.0,
                         x as *const c_void,
@@ -650,10 +905,9 @@ impl Run<'_> {
                 self.launch(&kernels.scale_shift, n, &args)?;
             }
             Operation::Multiply { factor } => {
-                // y starts at zero: y += factor · x.
                 let x = self.address_of(node.inputs[0]);
                 let args = [Arg::Address(y), Arg::Address(x), Arg::Float(*factor)];
-                self.launch(&kernels.axpy, n, &args)?;
+                self.launch(&kernels.scale, n, &args)?;
             }
             Operation::Add => {
                 let (a, b) = (
@@ -757,42 +1011,38 @@ impl Run<'_> {
     }
 
     /// The backward pass from `seeds` (the loss's gradients at the `wanted` values) to the
-    /// input; the input's gradient, on the GPU.
-    fn backward(&mut self, wanted: &[usize], seeds: Seeds<'_>) -> Result<CudaSlice<f32>> {
-        let count = self.plan.shapes.len();
-        let mut grads: Vec<Option<CudaSlice<f32>>> = (0..count).map(|_| None).collect();
-        for (value, shape) in self.plan.shapes.iter().enumerate() {
-            if let Some(shape) = shape {
-                grads[value] = Some(self.alloc(shape.len())?);
-            }
+    /// input, into the buffers' block of gradients (cleared first).
+    fn backward(&mut self, wanted: &[usize], seeds: &Seeds<'_>) -> Result<()> {
+        let gradients = &self.buffers.gradients;
+        // SAFETY: the block is `num_bytes` long.
+        unsafe {
+            cudarc::driver::result::memset_d8_async(
+                address(gradients, self.stream()),
+                0,
+                gradients.num_bytes(),
+                self.stream().cu_stream(),
+            )
         }
-        let mut touched = vec![false; count];
+        .map_err(driver("clear the gradients"))?;
+        let mut touched = vec![false; self.plan.shapes.len()];
         for (index, &value) in wanted.iter().enumerate() {
-            let dy = address(grads[value].as_ref().expect("allocated"), self.stream());
-            self.seed(value, dy, &seeds, index)?;
+            self.seed(value, self.gradient_address(value), seeds, index)?;
             touched[value] = true;
         }
-        let grad_address =
-            |grads: &[Option<CudaSlice<f32>>], v: usize, stream: &CudaStream| -> u64 {
-                address(grads[v].as_ref().expect("allocated"), stream)
-            };
         for index in (0..self.plan.steps.len()).rev() {
             let step = self.plan.steps[index].clone();
             if !touched[step.node + 1] {
                 continue;
             }
-            let dy = grad_address(&grads, step.node + 1, self.stream());
-            let dxs: Vec<u64> = self.graph.nodes[step.node]
-                .inputs
-                .iter()
-                .map(|&v| grad_address(&grads, v, self.stream()))
-                .collect();
-            self.backward_step(index, &step, dy, &dxs)?;
-            for &input in &self.graph.nodes[step.node].inputs {
+            let dy = self.gradient_address(step.node + 1);
+            let inputs = &self.graph.nodes[step.node].inputs;
+            let dxs: Vec<u64> = inputs.iter().map(|&v| self.gradient_address(v)).collect();
+            for &input in inputs {
                 touched[input] = true;
             }
+            self.backward_step(index, &step, dy, &dxs)?;
         }
-        Ok(grads[0].take().expect("allocated"))
+        Ok(())
     }
 
     /// Adds the loss's gradient with respect to `value` (the `index`th wanted value) to its
@@ -808,10 +1058,7 @@ impl Run<'_> {
                         seed.len()
                     )));
                 }
-                let upload = self
-                    .stream()
-                    .clone_htod(seed)
-                    .map_err(driver("upload a gradient"))?;
+                let upload = upload(self.stream(), seed)?;
                 let args = [
                     Arg::Address(dy),
                     Arg::Address(address(&upload, self.stream())),
@@ -819,19 +1066,13 @@ impl Run<'_> {
                 ];
                 self.launch(&self.handles.kernels.axpy, shape.len(), &args)
             }
-            Seeds::Quadratic(losses) => {
+            Seeds::Device(losses) => {
                 let loss = &losses[index];
-                let upload = |values: &[f32]| {
-                    self.stream()
-                        .clone_htod(values)
-                        .map_err(driver("upload a loss"))
-                };
-                let (quadratic, linear) = (upload(&loss.quadratic)?, upload(&loss.linear)?);
                 let args = [
                     Arg::Address(dy),
                     Arg::Address(self.address_of(value)),
-                    Arg::Address(address(&quadratic, self.stream())),
-                    Arg::Address(address(&linear, self.stream())),
+                    Arg::Address(address(&loss.quadratic, self.stream())),
+                    Arg::Address(address(&loss.linear, self.stream())),
                     Arg::Count(shape.channels as u64),
                     Arg::Count(shape.height as u64),
                     Arg::Count(shape.width as u64),
@@ -855,43 +1096,26 @@ impl Run<'_> {
         let y = self.address_of(step.node + 1);
         // A windowed step with hand-made padding writes its gradient to a padded scratch
         // buffer, then adds the part that covers the input.
-        let padded = self.padded[index]
+        let padded = self.buffers.padded[index]
             .as_ref()
             .map(|(buffer, shape)| (address(buffer, self.stream()), *shape));
-        let scratch = match padded {
-            Some((_, shape)) => Some(self.alloc(shape.len())?),
-            None => None,
-        };
-        let (dx, beta) = match &scratch {
-            Some(buffer) => (address(buffer, self.stream()), ZERO),
+        let scratch = self.buffers.scratch[index]
+            .as_ref()
+            .map(|buffer| address(buffer, self.stream()));
+        let (dx, beta) = match scratch {
+            Some(scratch) => (scratch, ZERO),
             None => (dxs[0], ONE),
         };
         let input_shape = step.inputs[0];
-        let (x, x_shape, cudnn_padding) = match padded {
-            Some((address, shape)) => (address, shape, [0, 0]),
-            None => (
-                self.address_of(node.inputs[0]),
-                input_shape,
-                [step.padding[0].0, step.padding[1].0],
-            ),
+        let x = match padded {
+            Some((address, _)) => address,
+            None => self.address_of(node.inputs[0]),
         };
         match &node.operation {
-            Operation::Conv {
-                weight,
-                stride,
-                dilation,
-                groups,
-                ..
-            } => {
-                let conv = ConvDesc::new(&ConvGeometry {
-                    shape: weight.dims(),
-                    padding: cudnn_padding,
-                    stride: *stride,
-                    dilation: *dilation,
-                    groups: *groups,
-                    tf32: self.tf32,
-                })?;
-                let (x_desc, y_desc) = (TensorDesc::new(x_shape)?, TensorDesc::new(step.output)?);
+            Operation::Conv { .. } => {
+                let window = self.window(index);
+                let conv = window.conv();
+                let (x_desc, y_desc) = (&window.x, &window.y);
                 let w = address(
                     self.weights[step.node]
                         .first
@@ -905,10 +1129,10 @@ impl Run<'_> {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .backward_data,
-                    (step.node, x_shape),
-                    || backward_data_algorithm(handle, &conv, &y_desc, &x_desc),
+                    (step.node, window.input),
+                    || backward_data_algorithm(handle, conv, y_desc, x_desc),
                 )?;
-                use_math(&conv, math, self.tf32)?;
+                use_math(conv, math, self.tf32)?;
                 let workspace = self.workspace(bytes)?;
                 // SAFETY: descriptors match the buffers; the workspace is `bytes` long.
                 check("run a convolution backwards", unsafe {
@@ -930,14 +1154,13 @@ impl Run<'_> {
                 })?;
             }
             Operation::MaxPool { .. } | Operation::AvgPool { .. } | Operation::GlobalAvgPool => {
-                let (max, count_pad, kernel, stride) = pooling(&node.operation, step);
-                let pool = PoolDesc::new(max, count_pad, kernel, cudnn_padding, stride)?;
-                let (x_desc, y_desc) = (TensorDesc::new(x_shape)?, TensorDesc::new(step.output)?);
+                let window = self.window(index);
+                let (x_desc, y_desc) = (&window.x, &window.y);
                 // SAFETY: descriptors match the buffers.
                 check("pool backwards", unsafe {
                     cudnn_sys::cudnnPoolingBackward(
                         handle,
-                        pool.0,
+                        window.pool().0,
                         scalar(&ONE),
                         y_desc.0,
                         y as *const c_void,
@@ -1033,11 +1256,11 @@ impl Run<'_> {
                 self.gemv(true, w, weight.dims(), dy, dxs[0], ONE)?;
             }
         }
-        if let (Some(scratch), Some((_, padded_shape))) = (&scratch, padded) {
+        if let (Some(scratch), Some((_, padded_shape))) = (scratch, padded) {
             let [(top, _), (left, _)] = step.padding;
             let args = [
                 Arg::Address(dxs[0]),
-                Arg::Address(address(scratch, self.stream())),
+                Arg::Address(scratch),
                 Arg::Count(input_shape.height as u64),
                 Arg::Count(input_shape.width as u64),
                 Arg::Count(top as u64),
@@ -1049,6 +1272,107 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// cuDNN's description of a windowed step (a convolution or a pooling): its input as cuDNN
+/// reads it (padded by hand where the padding is asymmetric), its output, and the operation.
+struct Window {
+    x: TensorDesc,
+    y: TensorDesc,
+    /// The shape `x` describes.
+    input: Shape,
+    operation: WindowOperation,
+}
+
+enum WindowOperation {
+    Conv(ConvDesc),
+    Pool(PoolDesc),
+}
+
+impl Window {
+    fn conv(&self) -> &ConvDesc {
+        match &self.operation {
+            WindowOperation::Conv(conv) => conv,
+            WindowOperation::Pool(_) => unreachable!("a pooling step has no convolution"),
+        }
+    }
+
+    fn pool(&self) -> &PoolDesc {
+        match &self.operation {
+            WindowOperation::Pool(pool) => pool,
+            WindowOperation::Conv(_) => unreachable!("a convolution step has no pooling"),
+        }
+    }
+}
+
+/// cuDNN's descriptors of a plan's windowed steps, by step, made once for the plan.
+pub struct Windows(Vec<Option<Window>>);
+
+/// The cuDNN descriptors of `plan`'s windowed steps in `graph`, convolutions in `precision`,
+/// each checked against the plan: cuDNN must compute the planned output shape from them. This
+/// needs cuDNN but not a GPU, so the CPU's tests check every network's lowering with it.
+pub fn describe(graph: &Graph, plan: &Plan, precision: Precision) -> Result<Windows> {
+    let tf32 = precision == Precision::Tf32;
+    plan.steps
+        .iter()
+        .map(|step| describe_step(&graph.nodes[step.node].operation, step, tf32))
+        .collect::<Result<Vec<_>>>()
+        .map(Windows)
+}
+
+fn describe_step(operation: &Operation, step: &Step, tf32: bool) -> Result<Option<Window>> {
+    let padding = if step.asymmetric() {
+        [0, 0]
+    } else {
+        [step.padding[0].0, step.padding[1].0]
+    };
+    let input = step.padded_input().unwrap_or(step.inputs[0]);
+    let x = TensorDesc::new(input)?;
+    let (operation, output) = match operation {
+        Operation::Conv {
+            weight,
+            stride,
+            dilation,
+            groups,
+            ..
+        } => {
+            let conv = ConvDesc::new(&ConvGeometry {
+                shape: weight.dims(),
+                padding,
+                stride: *stride,
+                dilation: *dilation,
+                groups: *groups,
+                tf32,
+            })?;
+            let output = conv.output(&x)?;
+            (WindowOperation::Conv(conv), output)
+        }
+        Operation::MaxPool { .. } | Operation::AvgPool { .. } | Operation::GlobalAvgPool => {
+            let (max, count_pad, kernel, stride) = pooling(operation, step);
+            let pool = PoolDesc::new(max, count_pad, kernel, padding, stride)?;
+            let output = pool.output(&x)?;
+            (WindowOperation::Pool(pool), output)
+        }
+        _ => return Ok(None),
+    };
+    let planned = [
+        1,
+        step.output.channels,
+        step.output.height,
+        step.output.width,
+    ];
+    if output != planned {
+        return Err(Error::Device(format!(
+            "node {}: cuDNN computes an output of {output:?} where the plan has {planned:?}",
+            step.node
+        )));
+    }
+    Ok(Some(Window {
+        x,
+        y: TensorDesc::new(step.output)?,
+        input,
+        operation,
+    }))
 }
 
 /// A pooling step's (max, count padding, window, stride); a global average pool is one

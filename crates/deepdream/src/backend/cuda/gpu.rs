@@ -123,6 +123,7 @@ impl Gpu {
         // All work goes to one stream, in order: nothing needs cudarc's events.
         // SAFETY: no buffers exist yet.
         unsafe { context.disable_event_tracking() };
+        keep_freed_memory(&context);
         let stream = context
             .new_stream()
             .map_err(|e| driver("cannot create a stream", e))?;
@@ -170,6 +171,28 @@ impl Gpu {
         self.with(|handles| handles.context.mem_get_info())
             .map(|(free, _)| free)
             .map_err(|e| Error::Device(format!("cannot ask the GPU's memory: {e}")))
+    }
+}
+
+/// Lets the GPU's stream-ordered memory pool keep what is freed instead of handing it back to
+/// the driver at every wait, so that a gradient's buffers come from the pool (as PyTorch's
+/// caching allocator does). Best effort: without it, allocations only take longer.
+fn keep_freed_memory(context: &CudaContext) {
+    use cudarc::driver::sys;
+    let mut pool = std::ptr::null_mut();
+    let mut threshold = u64::MAX;
+    // SAFETY: plain queries and settings of the device's default pool.
+    unsafe {
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, context.cu_device())
+            .result()
+            .is_ok()
+        {
+            let _ = sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut threshold as *mut u64).cast(),
+            );
+        }
     }
 }
 

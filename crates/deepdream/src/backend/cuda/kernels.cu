@@ -21,6 +21,11 @@ extern "C" __global__ void axpy(float *y, const float *x, float a, unsigned long
     FOR_EACH(i, n) { y[i] += a * x[i]; }
 }
 
+// y = a * x
+extern "C" __global__ void scale(float *y, const float *x, float a, unsigned long long n) {
+    FOR_EACH(i, n) { y[i] = a * x[i]; }
+}
+
 // y = max(x, 0)
 extern "C" __global__ void relu(float *y, const float *x, unsigned long long n) {
     FOR_EACH(i, n) { y[i] = fmaxf(x[i], 0.0f); }
@@ -114,11 +119,13 @@ extern "C" __global__ void quadratic_seed(float *dy, const float *a, const float
     }
 }
 
-// y = x rolled by (rows, cols) in each height x width plane: y[r][c] = x[r - rows][c - cols],
-// wrapping around; rows < height, cols < width.
-extern "C" __global__ void roll(float *y, const float *x, unsigned long long height,
-                                unsigned long long width, unsigned long long rows,
-                                unsigned long long cols, unsigned long long n) {
+// y = x rolled by shift = (rows, cols) in each height x width plane: y[r][c] =
+// x[r - rows][c - cols], wrapping around; rows < height, cols < width. The shift is read from
+// the GPU's memory, so that a recorded step replays with each step's own.
+extern "C" __global__ void roll(float *y, const float *x, const unsigned long long *shift,
+                                unsigned long long height, unsigned long long width,
+                                unsigned long long n) {
+    unsigned long long rows = shift[0], cols = shift[1];
     FOR_EACH(i, n) {
         Position at = position(i, height, width);
         y[i] = x[(at.plane * height + (at.row + height - rows) % height) * width +
@@ -141,18 +148,30 @@ extern "C" __global__ void abs_sum(float *total, const float *x, unsigned long l
     if (threadIdx.x == 0) atomicAdd(total, partial[0]);
 }
 
-// DeepDream's update of a 3-channel image: image[c][r][k] = clamp(image[c][r][k] +
-// factor_c * gradient[c][r + rows][k + cols], low_c, high_c), the gradient read rolled back
-// (it was taken on the image rolled by (rows, cols)); rows < height, cols < width.
-extern "C" __global__ void ascend(float *image, const float *gradient, unsigned long long height,
-                                  unsigned long long width, unsigned long long rows,
-                                  unsigned long long cols, float factor0, float factor1,
-                                  float factor2, float low0, float high0, float low1,
-                                  float high1, float low2, float high2, unsigned long long n) {
+// DeepDream's normalised update of a 3-channel image (NormalisedAscent in backend/ascend.rs):
+// with mean = *total / n the gradient's mean absolute value, the rate is step_size / mean (0
+// for a zero gradient) and channel c's factor rate * unit_c; image[c][r][k] =
+// clamp(image[c][r][k] + factor_c * gradient[c][r + rows][k + cols], low_c, high_c), the
+// gradient read rolled back by shift = (rows, cols) (it was taken on the image rolled so);
+// rows < height, cols < width. A mean that is not finite leaves the image as it is and sets
+// *bad.
+extern "C" __global__ void ascend(float *image, const float *gradient, const float *total,
+                                  unsigned int *bad, const unsigned long long *shift,
+                                  unsigned long long height, unsigned long long width,
+                                  float step_size, float unit0, float unit1, float unit2,
+                                  float low0, float high0, float low1, float high1, float low2,
+                                  float high2, unsigned long long n) {
+    float mean = *total / (float)n;
+    if (!isfinite(mean)) {
+        if (blockIdx.x == 0 && threadIdx.x == 0) *bad = 1u;
+        return;
+    }
+    float rate = mean > 0.0f ? step_size / mean : 0.0f;
+    unsigned long long rows = shift[0], cols = shift[1];
     FOR_EACH(i, n) {
         Position at = position(i, height, width);
         unsigned long long c = at.plane % 3;
-        float factor = c == 0 ? factor0 : c == 1 ? factor1 : factor2;
+        float factor = rate * (c == 0 ? unit0 : c == 1 ? unit1 : unit2);
         float low = c == 0 ? low0 : c == 1 ? low1 : low2;
         float high = c == 0 ? high0 : c == 1 ? high1 : high2;
         float g = gradient[(at.plane * height + (at.row + rows) % height) * width +

@@ -97,6 +97,8 @@ pub struct Kernels {
     _module: Arc<CudaModule>,
     /// `axpy(y, x, a, n)`: `y += a·x`
     pub axpy: CudaFunction,
+    /// `scale(y, x, a, n)`: `y = a·x`
+    pub scale: CudaFunction,
     /// `relu(y, x, n)`
     pub relu: CudaFunction,
     /// `clip(y, x, low, high, n)`
@@ -119,12 +121,17 @@ pub struct Kernels {
     /// col1, n)`: a [`QuadraticLoss`](crate::backend::quadratic_loss::QuadraticLoss)'s
     /// gradient added to `dy`.
     pub quadratic_seed: CudaFunction,
-    /// `roll(y, x, height, width, rows, cols, n)`: each plane of `x` rolled.
+    /// `roll(y, x, shift, height, width, n)`: each plane of `x` rolled by the `(rows,
+    /// columns)` at `shift` on the GPU.
     pub roll: CudaFunction,
     /// `abs_sum(total, x, n)`: `total += Σ|x|`.
     pub abs_sum: CudaFunction,
-    /// `ascend(image, gradient, height, width, rows, cols, factor0..2, low0, high0, …, n)`:
-    /// DeepDream's update, as [`ascend`](crate::backend::ascend::ascend) does it.
+    /// `ascend(image, gradient, total, bad, shift, height, width, step_size, unit0..2, low0,
+    /// high0, …, n)`: DeepDream's normalised update from the gradient's absolute sum at
+    /// `total`, as [`NormalisedAscent::factors`] and [`ascend`](crate::backend::ascend::ascend) do
+    /// it on the host; a sum that is not finite sets the flag at `bad` instead.
+    ///
+    /// [`NormalisedAscent::factors`]: crate::backend::ascend::NormalisedAscent::factors
     pub ascend: CudaFunction,
 }
 
@@ -144,6 +151,7 @@ impl Kernels {
         let function = |name: &str| module.load_function(name).map_err(driver);
         Ok(Kernels {
             axpy: function("axpy")?,
+            scale: function("scale")?,
             relu: function("relu")?,
             clip: function("clip")?,
             add: function("add")?,
@@ -318,15 +326,17 @@ mod tests {
         }
     }
 
-    type Roll = unsafe extern "C" fn(*mut f32, *const f32, u64, u64, u64, u64, u64);
+    type Roll = unsafe extern "C" fn(*mut f32, *const f32, *const u64, u64, u64, u64);
     type AbsSum = unsafe extern "C" fn(*mut f32, *const f32, u64);
     type Ascend = unsafe extern "C" fn(
         *mut f32,
         *const f32,
+        *const f32,
+        *mut u32,
+        *const u64,
         u64,
         u64,
-        u64,
-        u64,
+        f32,
         f32,
         f32,
         f32,
@@ -340,10 +350,12 @@ mod tests {
     );
 
     /// A step of the kept image on the GPU — `roll`, `abs_sum` and `ascend` — computes what
-    /// the engine's step does on the CPU: burn's roll, the mean absolute gradient, and
-    /// [`ascend`](crate::backend::ascend::ascend).
+    /// the engine's step does on the CPU: burn's roll, the mean absolute gradient, the
+    /// factors of [`NormalisedAscent`] and [`ascend`](crate::backend::ascend::ascend); a gradient
+    /// that is zero only clamps, and one that is not finite leaves the image and is flagged.
     #[test]
     fn the_step_kernels_roll_measure_and_ascend_as_the_cpu_does() {
+        use crate::backend::ascend::NormalisedAscent;
         use burn::tensor::{Distribution, Tensor};
 
         let Some(library) = host_build() else { return };
@@ -371,59 +383,68 @@ mod tests {
         let (x, g) = (values(image.clone()), values(gradient.clone()));
         let n = x.len() as u64;
         let (h, w) = (height as u64, width as u64);
-        let factors = [2.0f32, -1.5, 0.5];
-        let ranges = [(-50.0f32, 40.0f32), (-30.0, 55.0), (-45.0, 45.0)];
+        let ascent = NormalisedAscent {
+            step_size: 1.5,
+            units: [2.0, -1.5, 0.5],
+            ranges: [(-50.0, 40.0), (-30.0, 55.0), (-45.0, 45.0)],
+        };
+        let [(low0, high0), (low1, high1), (low2, high2)] = ascent.ranges;
+        // The image after `ascend` with the absolute sum `total`, and the flag it left.
+        let run_ascend = |total: f32, shift: [u64; 2]| {
+            let mut moved = x.clone();
+            let mut bad = 0u32;
+            // SAFETY: every buffer holds `n` floats; `total`, `bad` and `shift` are in place.
+            unsafe {
+                ascend(
+                    moved.as_mut_ptr(),
+                    g.as_ptr(),
+                    &total,
+                    &mut bad,
+                    shift.as_ptr(),
+                    h,
+                    w,
+                    ascent.step_size,
+                    ascent.units[0],
+                    ascent.units[1],
+                    ascent.units[2],
+                    low0,
+                    high0,
+                    low1,
+                    high1,
+                    low2,
+                    high2,
+                    n,
+                )
+            };
+            (moved, bad)
+        };
+        let mut total = 0.0f32;
+        // SAFETY: `g` holds `n` floats; `total` is one.
+        unsafe { abs_sum(&mut total, g.as_ptr(), n) };
+        let expected: f32 = g.iter().map(|v| v.abs()).sum::<f32>();
+        assert!((total - expected).abs() <= 1e-3, "{total} vs {expected}");
+        let factors = ascent.factors(total / n as f32).unwrap();
         for shift in [[0i64, 0], [3, -5], [-7, 16], [10, 1]] {
             let wrapped = [
                 shift[0].rem_euclid(height as i64) as u64,
                 shift[1].rem_euclid(width as i64) as u64,
             ];
             let mut rolled = vec![0.0f32; x.len()];
-            // SAFETY: every buffer holds `n` floats.
-            unsafe {
-                roll(
-                    rolled.as_mut_ptr(),
-                    x.as_ptr(),
-                    h,
-                    w,
-                    wrapped[0],
-                    wrapped[1],
-                    n,
-                )
-            };
+            // SAFETY: both buffers hold `n` floats; `wrapped` is the shift.
+            unsafe { roll(rolled.as_mut_ptr(), x.as_ptr(), wrapped.as_ptr(), h, w, n) };
             assert_eq!(
                 rolled,
                 values(image.clone().roll(&shift, &[2, 3])),
                 "{shift:?}"
             );
-            let mut moved = x.clone();
-            // SAFETY: as above.
-            unsafe {
-                ascend(
-                    moved.as_mut_ptr(),
-                    g.as_ptr(),
-                    h,
-                    w,
-                    wrapped[0],
-                    wrapped[1],
-                    factors[0],
-                    factors[1],
-                    factors[2],
-                    ranges[0].0,
-                    ranges[0].1,
-                    ranges[1].0,
-                    ranges[1].1,
-                    ranges[2].0,
-                    ranges[2].1,
-                    n,
-                )
-            };
+            let (moved, bad) = run_ascend(total, wrapped);
+            assert_eq!(bad, 0);
             let expected = crate::backend::ascend::ascend(
                 image.clone(),
                 gradient.clone(),
                 shift,
                 factors,
-                ranges,
+                ascent.ranges,
             );
             for (i, (got, want)) in moved.iter().zip(values(expected)).enumerate() {
                 assert!(
@@ -432,11 +453,20 @@ mod tests {
                 );
             }
         }
-        let mut total = 0.5f32;
-        // SAFETY: `g` holds `n` floats; `total` is one.
-        unsafe { abs_sum(&mut total, g.as_ptr(), n) };
-        let expected: f32 = 0.5 + g.iter().map(|v| v.abs()).sum::<f32>();
-        assert!((total - expected).abs() <= 1e-3, "{total} vs {expected}");
+        // A zero gradient only clamps.
+        let (moved, bad) = run_ascend(0.0, [0, 0]);
+        let clamped = crate::backend::ascend::ascend(
+            image.clone(),
+            gradient.clone(),
+            [0, 0],
+            [0.0; 3],
+            ascent.ranges,
+        );
+        assert_eq!((moved, bad), (values(clamped), 0));
+        // One that is not finite leaves the image as it was and sets the flag.
+        for total in [f32::NAN, f32::INFINITY] {
+            assert_eq!(run_ascend(total, [1, 2]), (x.clone(), 1), "{total}");
+        }
     }
 
     /// `pad` places the input at its offset amid the fill value, and `crop_add` adds that

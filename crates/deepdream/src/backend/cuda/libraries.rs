@@ -144,7 +144,13 @@ fn find_one(library: Library, folders: &[PathBuf]) -> Option<Source> {
     let prefix = library.file_prefix()?;
     for folder in folders {
         let files = library_files(folder, prefix);
-        if !files.is_empty() && load_all(&files) && library.loadable() {
+        if files.is_empty() {
+            continue;
+        }
+        // Some parts may not load here (cuDNN's run-time compiled engines need the driver);
+        // what loads stays loaded, and the folder counts if the library now loads by name.
+        load_all(&files);
+        if library.loadable() {
             return Some(Source::Folder(folder.clone()));
         }
     }
@@ -340,6 +346,29 @@ mod tests {
         let fake = folder.path().join("libcudnn.so.9");
         std::fs::write(&fake, b"not a library").unwrap();
         assert!(!load_all(&[fake]));
+    }
+
+    /// cuDNN, cuBLAS and NVRTC installed as NVIDIA's Python packages are found in them,
+    /// even on a machine without the driver some of their parts need.
+    #[test]
+    fn libraries_of_nvidias_python_packages_are_found() {
+        let folders = search_folders();
+        for (library, file) in [
+            (Library::Cudnn, "libcudnn.so.9"),
+            (Library::Cublas, "libcublas.so.13"),
+            (Library::Nvrtc, "libnvrtc.so.13"),
+        ] {
+            let installed = folders.iter().any(|folder| folder.join(file).is_file());
+            let found = find_library(library);
+            println!("{}: installed {installed}, found {found:?}", library.name());
+            if installed {
+                assert!(
+                    found.is_some(),
+                    "{} is installed but not found",
+                    library.name()
+                );
+            }
+        }
     }
 
     #[test]
