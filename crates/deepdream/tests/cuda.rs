@@ -12,10 +12,11 @@ use burn::tensor::{Distribution, Tensor, TensorData};
 use common::{model, photo_crop, relative_l2_error, test_network, vgg16};
 use deepdream::backend::cuda::executor::describe;
 use deepdream::backend::cuda::libraries::{Library, find_library};
-use deepdream::backend::cuda::{Gpu, Precision};
+use deepdream::backend::cuda::{Executor, Gpu, Precision};
 use deepdream::backend::graph::Shape;
 use deepdream::engine::objective::{Objective, Term, gram};
 use deepdream::networks::cuda::CudaNetwork;
+use deepdream::networks::network::{NormalisedAscent, QuadraticLoss};
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network};
 
 /// Whether cuDNN can be loaded here (no GPU needed for its descriptors); without it, a note,
@@ -315,62 +316,109 @@ fn objective_gradients_match_the_cpu() {
     assert!(error <= 1e-3, "{error:e}");
 }
 
-/// A kept image's steps replayed from a recorded CUDA graph move the image as steps launched
-/// one by one do (VGG16's default layer, fp32, six steps of different shifts).
-#[test]
-fn replayed_steps_equal_launched_ones() {
-    use deepdream::backend::cuda::Executor;
-    use deepdream::networks::network::{NormalisedAscent, QuadraticLoss};
+/// A kept image of VGG16's default layer: a 96x128 crop of the test photo, its objective and
+/// ascent, ready for `Executor::upload_image`.
+struct KeptSetup {
+    network: Box<dyn Network>,
+    value: usize,
+    shape: Shape,
+    values: Vec<f32>,
+    loss: QuadraticLoss,
+    ascent: NormalisedAscent,
+}
 
-    let Some(gpu) = gpu() else { return };
-    let device = Device::flex();
-    let network = vgg16(&device);
-    let layer = network
-        .layers()
-        .iter()
-        .position(|l| l.name == network.default_layers()[0])
-        .unwrap();
-    let shape = Shape {
-        channels: 3,
-        height: 96,
-        width: 128,
-    };
-    let preprocess = network.preprocess();
-    let image = preprocess.apply(&photo_crop(10, 10, 128), &device);
-    let image = deepdream::engine::transform::resize(image, 96, 128, true);
-    let values: Vec<f32> = image.into_data().try_to_vec().unwrap();
-    let ascent = NormalisedAscent {
-        step_size: 1.5,
-        units: preprocess.value_per_pixel_level(),
-        ranges: preprocess.value_range(),
-    };
-    let dream = |graphs: bool| {
+impl KeptSetup {
+    fn new() -> KeptSetup {
+        let device = Device::flex();
+        let network = vgg16(&device);
+        let layer = network
+            .layers()
+            .iter()
+            .position(|l| l.name == network.default_layers()[0])
+            .unwrap();
+        let shape = Shape {
+            channels: 3,
+            height: 96,
+            width: 128,
+        };
+        let preprocess = network.preprocess();
+        let image = preprocess.apply(&photo_crop(10, 10, 128), &device);
+        let image = deepdream::engine::transform::resize(image, 96, 128, true);
         let (graph, layers) = network.cuda_graph().unwrap();
         let value = layers[layer].unwrap();
         let output = graph.plan(shape, &[value]).unwrap().shapes[value].unwrap();
-        let loss = QuadraticLoss {
-            quadratic: vec![1.0; output.channels],
-            linear: vec![0.0; output.channels],
-            rows: 0..output.height,
-            cols: 0..output.width,
-        };
-        let executor = Executor::new(gpu.clone(), graph, Precision::Fp32).with_graphs(graphs);
+        KeptSetup {
+            value,
+            shape,
+            values: image.into_data().try_to_vec().unwrap(),
+            loss: QuadraticLoss {
+                quadratic: vec![1.0; output.channels],
+                linear: vec![0.0; output.channels],
+                rows: 0..output.height,
+                cols: 0..output.width,
+            },
+            ascent: NormalisedAscent {
+                step_size: 1.5,
+                units: preprocess.value_per_pixel_level(),
+                ranges: preprocess.value_range(),
+            },
+            network,
+        }
+    }
+
+    fn executor(&self, gpu: &Arc<Gpu>, graphs: bool) -> Executor {
+        let (graph, _) = self.network.cuda_graph().unwrap();
+        Executor::new(gpu.clone(), graph, Precision::Fp32).with_graphs(graphs)
+    }
+
+    /// Six steps of different shifts on the image uploaded to `executor`; the image after
+    /// them, and whether its steps replayed a graph from the first.
+    fn dream(&self, executor: &Executor) -> (Vec<f32>, bool) {
         let mut kept = executor
-            .upload_image(&values, shape, &[value], &[loss], ascent)
+            .upload_image(
+                &self.values,
+                self.shape,
+                &[self.value],
+                std::slice::from_ref(&self.loss),
+                self.ascent,
+            )
             .unwrap();
+        let replayed_from_the_first = kept.replays();
         for shift in [[0, 0], [3, 5], [90, 7], [1, 120], [50, 60], [95, 127]] {
             executor.ascend(&mut kept, shift).unwrap();
         }
         assert!(executor.finite(&kept).unwrap());
-        assert_eq!(kept.replays(), graphs, "graphs {graphs}");
-        executor.download_image(&kept).unwrap()
-    };
-    let (replayed, launched) = (dream(true), dream(false));
+        let image = executor.download_image(&kept).unwrap();
+        executor.give_back(kept);
+        (image, replayed_from_the_first)
+    }
+}
+
+/// A kept image's steps replayed from a recorded CUDA graph move the image as steps launched
+/// one by one do (VGG16's default layer, fp32, six steps of different shifts); the next
+/// image of the same size and objective takes over the first one's buffers and graph,
+/// replays from its first step and dreams the same.
+#[test]
+fn replayed_steps_equal_launched_ones() {
+    let Some(gpu) = gpu() else { return };
+    let setup = KeptSetup::new();
+    let (launched, replayed_first) = setup.dream(&setup.executor(&gpu, false));
+    assert!(!replayed_first);
+    let executor = setup.executor(&gpu, true);
+    let (replayed, replayed_first) = setup.dream(&executor);
+    assert!(!replayed_first, "a new image records its second step");
+    let (again, replayed_first) = setup.dream(&executor);
+    assert!(
+        replayed_first,
+        "the next image of the size replays from its first step"
+    );
+    let change = relative_l2_error(&launched, &setup.values);
     let error = relative_l2_error(&replayed, &launched);
-    let change = relative_l2_error(&launched, &values);
+    let again = relative_l2_error(&again, &replayed);
     println!(
-        "replayed vs launched: relative L2 {error:.2e} (the steps changed the image by {change:.2e})"
+        "replayed vs launched: relative L2 {error:.2e}; the next image vs the first: {again:.2e} (the steps changed the image by {change:.2e})"
     );
     assert!(change > 1e-3, "the steps changed the image");
     assert!(error < 1e-5, "{error}");
+    assert!(again < 1e-5, "{again}");
 }

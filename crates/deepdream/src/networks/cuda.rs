@@ -114,7 +114,7 @@ impl Network for CudaNetwork {
             .map(|image| {
                 Box::new(GpuImage {
                     executor: &self.executor,
-                    image,
+                    image: Some(image),
                 }) as Box<dyn KeptImage + '_>
             });
         Some(kept)
@@ -146,27 +146,43 @@ impl Network for CudaNetwork {
     }
 }
 
-/// An image on the GPU, dreamed there step after step.
+/// An image on the GPU, dreamed there step after step, given back to the executor when done
+/// with (for the next picture of the same size).
 struct GpuImage<'a> {
     executor: &'a Executor,
-    image: DeviceImage,
+    image: Option<DeviceImage>,
+}
+
+impl GpuImage<'_> {
+    fn kept(&self) -> &DeviceImage {
+        self.image.as_ref().expect("kept until dropped")
+    }
+}
+
+impl Drop for GpuImage<'_> {
+    fn drop(&mut self) {
+        if let Some(image) = self.image.take() {
+            self.executor.give_back(image);
+        }
+    }
 }
 
 impl KeptImage for GpuImage<'_> {
     fn step(&mut self, shift: [i64; 2]) -> Result<()> {
-        let shape = self.image.shape();
+        let image = self.image.as_mut().expect("kept until dropped");
+        let shape = image.shape();
         let wrap = |shift: i64, size: usize| shift.rem_euclid(size as i64) as usize;
         let shift = [wrap(shift[0], shape.height), wrap(shift[1], shape.width)];
-        self.executor.ascend(&mut self.image, shift)
+        self.executor.ascend(image, shift)
     }
 
     fn finite(&self) -> Result<bool> {
-        self.executor.finite(&self.image)
+        self.executor.finite(self.kept())
     }
 
     fn image(&self) -> Result<Tensor<4>> {
-        let shape = self.image.shape();
-        let values = self.executor.download_image(&self.image)?;
+        let shape = self.kept().shape();
+        let values = self.executor.download_image(self.kept())?;
         Ok(Tensor::<4>::from_data(
             TensorData::new(values, [1, shape.channels, shape.height, shape.width]),
             &Device::flex(),

@@ -104,7 +104,15 @@ pub struct Executor {
     /// By node, uploaded when a plan first needs them.
     weights: Mutex<Vec<Weights>>,
     choices: Mutex<Choices>,
+    /// Kept images given back, most recent first, with their buffers and recorded steps:
+    /// the next picture of the same size and objective (a film's next frame, a zoom's, a
+    /// batch's) takes one over and replays its steps from the first.
+    spare: Mutex<Vec<DeviceImage>>,
 }
+
+/// How many kept images [`Executor::give_back`] holds on to (a dream's octaves, a film's
+/// two or three).
+const SPARE_IMAGES: usize = 4;
 
 /// A node's constants on the GPU.
 #[derive(Default)]
@@ -154,6 +162,7 @@ impl Executor {
             graphs: std::env::var(GRAPHS_VARIABLE).map_or(true, |value| value != "0"),
             weights: Mutex::new(weights),
             choices: Mutex::new(Choices::default()),
+            spare: Mutex::new(Vec::new()),
         }
     }
 
@@ -198,7 +207,8 @@ impl Executor {
 
     /// `image` (a `shape` image of 3 channels) put on the GPU for [`Executor::ascend`] with
     /// the `losses` of the `wanted` values, moved as `ascent` says: planned, and its buffers
-    /// and losses put there, once for all its steps.
+    /// and losses put there, once for all its steps — or the pixels put into a kept image
+    /// given back for the same size and objective, whose steps replay from the first.
     pub fn upload_image(
         &self,
         image: &[f32],
@@ -214,29 +224,72 @@ impl Executor {
                 shape.channels
             )));
         }
+        let spare = {
+            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            let found = spare.iter().position(|kept| {
+                kept.shape == shape
+                    && kept.wanted == wanted
+                    && kept.host_losses == losses
+                    && kept.ascent == ascent
+            });
+            found.map(|index| spare.remove(index))
+        };
+        if let Some(mut kept) = spare {
+            self.gpu.with(|handles| {
+                let stream = &handles.stream;
+                stream
+                    .memcpy_htod(image, &mut kept.image)
+                    .map_err(driver("upload the image"))?;
+                stream
+                    .memset_zeros(&mut kept.bad)
+                    .map_err(driver("clear the image's flag"))
+            })?;
+            return Ok(kept);
+        }
         let plan = self.graph.plan(shape, wanted)?;
         self.with_weights(Some(&plan), |_, _| Ok(()))?;
-        self.gpu.with(|handles| {
-            let stream = &handles.stream;
-            let shapes: Vec<Shape> = wanted
-                .iter()
-                .map(|&v| plan.shapes[v].expect("planned"))
-                .collect();
-            Ok(DeviceImage {
-                image: upload(stream, image)?,
-                windows: describe(&self.graph, &plan, self.precision)?,
-                buffers: Buffers::new(stream, &plan)?,
-                losses: DeviceLoss::upload(stream, losses, &shapes)?,
-                shift: upload(stream, &[0u64, 0])?,
-                bad: upload(stream, &[0u32])?,
-                shape,
-                wanted: wanted.to_vec(),
-                plan,
-                ascent,
-                steps: 0,
-                replay: Replay::Eager,
+        let prepare = || {
+            self.gpu.with(|handles| {
+                let stream = &handles.stream;
+                let shapes: Vec<Shape> = wanted
+                    .iter()
+                    .map(|&v| plan.shapes[v].expect("planned"))
+                    .collect();
+                Ok(DeviceImage {
+                    image: upload(stream, image)?,
+                    windows: describe(&self.graph, &plan, self.precision)?,
+                    buffers: Buffers::new(stream, &plan)?,
+                    losses: DeviceLoss::upload(stream, losses, &shapes)?,
+                    host_losses: losses.to_vec(),
+                    shift: upload(stream, &[0u64, 0])?,
+                    bad: upload(stream, &[0u32])?,
+                    shape,
+                    wanted: wanted.to_vec(),
+                    plan: plan.clone(),
+                    ascent,
+                    steps: 0,
+                    replay: Replay::Eager,
+                })
             })
+        };
+        prepare().or_else(|error| {
+            // The images held for later may be what fills the GPU: free them and try again.
+            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            if spare.is_empty() {
+                return Err(error);
+            }
+            spare.clear();
+            drop(spare);
+            prepare()
         })
+    }
+
+    /// Takes back a kept image that is done with, to lend its buffers and recorded steps to
+    /// the next image of the same size and objective (the oldest beyond a few are freed).
+    pub fn give_back(&self, image: DeviceImage) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        spare.insert(0, image);
+        spare.truncate(SPARE_IMAGES);
     }
 
     /// The values of an image on the GPU (waiting for its steps).
@@ -466,6 +519,8 @@ pub struct DeviceImage {
     windows: Windows,
     buffers: Buffers,
     losses: Vec<DeviceLoss>,
+    /// The losses as given, to recognise the same objective when the image is lent again.
+    host_losses: Vec<QuadraticLoss>,
     shift: CudaSlice<u64>,
     bad: CudaSlice<u32>,
     shape: Shape,
@@ -474,6 +529,11 @@ pub struct DeviceImage {
     ascent: NormalisedAscent,
     steps: usize,
 }
+
+// SAFETY: a kept image is used only through its executor's methods, which hold the GPU's
+// lock, so its recorded graph (which CUDA does not synchronise) is never touched by two
+// threads at once; its cuDNN descriptors are plain host structures.
+unsafe impl Send for DeviceImage {}
 
 /// How a kept image's steps run.
 enum Replay {
