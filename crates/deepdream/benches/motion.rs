@@ -1,8 +1,8 @@
 //! Motion: how coherent a dream video is (flicker against dreaming each frame on its own,
 //! the baseline computed in the same run), its strength, seconds per frame of a 640x360
 //! video against a full dream of one frame, and colour drift over a 100-frame zoom with and
-//! without colour matching, and optical flows a second (DIS against Farnebäck) at 320x240
-//! and 640x360. Needs FFmpeg.
+//! without colour matching, and optical flows a second (DIS against Farnebäck) at 320x240,
+//! 640x360 and 1280x720. Needs FFmpeg.
 //!
 //! ```text
 //! cargo bench -p deepdream --bench motion                 # everything (~20 min on 2 cores)
@@ -254,7 +254,7 @@ fn main() {
     }
 
     if run("--flow") {
-        for (w, h) in [(320, 240), (640, 360)] {
+        for (w, h) in [(320, 240), (640, 360), (1280, 720)] {
             let inputs = read_frames_scaled(&clip, 21, w, h);
             let greys: Vec<_> = inputs
                 .iter()

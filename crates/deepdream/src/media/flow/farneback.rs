@@ -1,19 +1,15 @@
 //! Dense optical flow: Gunnar Farnebäck's two-frame motion estimation ("Two-Frame Motion
 //! Estimation Based on Polynomial Expansion", SCIA 2003), as OpenCV's
-//! `calcOpticalFlowFarneback` computes it (box-filtered update, no Gaussian window flag),
-//! written with burn tensor operations so that it runs on every backend.
+//! `calcOpticalFlowFarneback` computes it (box-filtered update, no Gaussian window flag).
 //!
 //! Each pyramid level approximates both images locally by quadratic polynomials
-//! (`polynomial_expansion`), then repeatedly solves for the displacement that best maps one
-//! polynomial onto the other, averaged over a window (`solve_flow`).
+//! (`PolynomialExpansion`), then repeatedly solves for the displacement that best maps one
+//! polynomial onto the other, averaged over a window (`solve_flow`). Like DIS it runs as a
+//! CPU kernel on the frames' values, every pass split by rows across the threads; the input
+//! and output are burn tensors.
 
-use burn::tensor::module::{avg_pool2d, conv2d, interpolate};
-use burn::tensor::ops::{
-    AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions, PadMode,
-};
-use burn::tensor::{Device, Tensor};
-
-use super::warp::{sample_positions, warp};
+use burn::tensor::Tensor;
+use rayon::prelude::*;
 
 /// Smallest pyramid level side that is used (smaller levels are skipped, as in OpenCV).
 const MIN_LEVEL_SIDE: usize = 32;
@@ -53,14 +49,201 @@ impl Default for FarnebackParams {
     }
 }
 
+/// `C` values per pixel, row-major.
+#[derive(Clone, Debug)]
+struct Field<const C: usize> {
+    width: usize,
+    height: usize,
+    values: Vec<[f32; C]>,
+}
+
+impl<const C: usize> Field<C> {
+    /// A field of zeros.
+    fn zeros(width: usize, height: usize) -> Field<C> {
+        Field {
+            width,
+            height,
+            values: vec![[0.0; C]; width * height],
+        }
+    }
+
+    /// A field whose row `y` `row(y, out)` fills (from zeros), the rows made in parallel.
+    fn from_rows(
+        width: usize,
+        height: usize,
+        row: impl Fn(usize, &mut [[f32; C]]) + Sync,
+    ) -> Field<C> {
+        let mut field = Field::zeros(width, height);
+        field
+            .values
+            .par_chunks_mut(width.max(1))
+            .enumerate()
+            .for_each(|(y, out)| row(y, out));
+        field
+    }
+
+    /// Each pixel's values mapped by `f`, in parallel.
+    fn map<const D: usize>(&self, f: impl Fn([f32; C]) -> [f32; D] + Sync) -> Field<D> {
+        Field {
+            width: self.width,
+            height: self.height,
+            values: self.values.par_iter().map(|&v| f(v)).collect(),
+        }
+    }
+
+    fn row(&self, y: usize) -> &[[f32; C]] {
+        &self.values[y * self.width..(y + 1) * self.width]
+    }
+}
+
+/// How a filter reads past an edge.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Edge {
+    /// The edge value repeated.
+    Repeat,
+    /// Mirrored about the edge pixel (`…, 2, 1 | 0, 1, 2, …`).
+    Mirror,
+}
+
+impl Edge {
+    /// The index read for position `i` (possibly outside `0..n`).
+    fn index(self, i: isize, n: usize) -> usize {
+        let last = n as isize - 1;
+        let i = match self {
+            Edge::Repeat => i,
+            Edge::Mirror if i < 0 => -i,
+            Edge::Mirror if i > last => 2 * last - i,
+            Edge::Mirror => i,
+        };
+        i.clamp(0, last) as usize
+    }
+}
+
+/// `image` filtered along columns by the centred `weights`, rows past the edge read as
+/// `edge` says (tap by tap over whole rows, which the compiler vectorises).
+fn filter_columns(image: &Field<1>, weights: &[f32], edge: Edge) -> Field<1> {
+    let (width, height) = (image.width, image.height);
+    let half = (weights.len() / 2) as isize;
+    let values = image.values.as_flattened();
+    Field::from_rows(width, height, |y, out| {
+        let out = out.as_flattened_mut();
+        for (k, weight) in weights.iter().enumerate() {
+            let source = edge.index(y as isize + k as isize - half, height);
+            let row = &values[source * width..(source + 1) * width];
+            for (out, value) in out.iter_mut().zip(row) {
+                *out += weight * value;
+            }
+        }
+    })
+}
+
+/// `image` filtered along rows, as [`filter_columns`] does along columns.
+fn filter_rows(image: &Field<1>, weights: &[f32], edge: Edge) -> Field<1> {
+    let width = image.width;
+    let half = weights.len() / 2;
+    Field::from_rows(width, image.height, |y, out| {
+        let row = image.row(y).as_flattened();
+        // The row with its edges read as `edge` says, so that the taps need no bounds.
+        let padded: Vec<f32> = (0..width + 2 * half)
+            .map(|i| row[edge.index(i as isize - half as isize, width)])
+            .collect();
+        let out = out.as_flattened_mut();
+        for (k, weight) in weights.iter().enumerate() {
+            for (out, value) in out.iter_mut().zip(&padded[k..]) {
+                *out += weight * value;
+            }
+        }
+    })
+}
+
+/// The mean of `field` over the `size` x `size` box around each pixel, edges repeated, by
+/// running sums (in f64, so that sliding along a long row adds no drift).
+fn box_mean<const C: usize>(field: &Field<C>, size: usize) -> Field<C> {
+    let (width, height) = (field.width, field.height);
+    let half = (size / 2) as isize;
+    let area = (size * size) as f64;
+    // Along columns, in bands of rows: each band starts its sums afresh, then slides.
+    const BAND: usize = 16;
+    let mut columns = vec![[0.0f64; C]; width * height];
+    columns
+        .par_chunks_mut(width * BAND)
+        .enumerate()
+        .for_each(|(band, out)| {
+            let first = band * BAND;
+            let mut sums = vec![[0.0f64; C]; width];
+            for k in -half..=half {
+                let source = field.row(Edge::Repeat.index(first as isize + k, height));
+                for (sum, value) in sums.iter_mut().zip(source) {
+                    for (sum, value) in sum.iter_mut().zip(value) {
+                        *sum += *value as f64;
+                    }
+                }
+            }
+            for (offset, out) in out.chunks_mut(width).enumerate() {
+                let y = (first + offset) as isize;
+                if offset > 0 {
+                    let enter = field.row(Edge::Repeat.index(y + half, height));
+                    let leave = field.row(Edge::Repeat.index(y - half - 1, height));
+                    for ((sum, a), b) in sums.iter_mut().zip(enter).zip(leave) {
+                        for ((sum, a), b) in sum.iter_mut().zip(a).zip(b) {
+                            *sum += *a as f64 - *b as f64;
+                        }
+                    }
+                }
+                out.copy_from_slice(&sums);
+            }
+        });
+    Field::from_rows(width, height, |y, out| {
+        let row = &columns[y * width..(y + 1) * width];
+        let at = |x: isize| &row[Edge::Repeat.index(x, width)];
+        let mut sum = [0.0f64; C];
+        for k in -half..=half {
+            for (sum, value) in sum.iter_mut().zip(at(k)) {
+                *sum += value;
+            }
+        }
+        for (x, out) in out.iter_mut().enumerate() {
+            if x > 0 {
+                let (enter, leave) = (at(x as isize + half), at(x as isize - half - 1));
+                for ((sum, a), b) in sum.iter_mut().zip(enter).zip(leave) {
+                    *sum += a - b;
+                }
+            }
+            *out = sum.map(|v| (v / area) as f32);
+        }
+    })
+}
+
 /// The flow from `prev` to `next` (grey images `[1, 1, H, W]`, 0–255): `[1, 2, H, W]`, channel
 /// 0 the horizontal and 1 the vertical displacement, in pixels, such that
 /// `prev(p) ≈ next(p + flow(p))`.
 pub fn farneback(prev: &Tensor<4>, next: &Tensor<4>, params: &FarnebackParams) -> Tensor<4> {
     let [_, _, height, width] = prev.dims();
     let device = prev.device();
-    let expansion = PolynomialExpansion::new(params.poly_n, params.poly_sigma, &device);
-    let mut flow: Option<Tensor<4>> = None;
+    let grey = |image: &Tensor<4>| Field {
+        width,
+        height,
+        values: image
+            .clone()
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("grey images hold floats")
+            .into_iter()
+            .map(|v| [v])
+            .collect(),
+    };
+    let flow = flow(&grey(prev), &grey(next), params);
+    let (u, v): (Vec<f32>, Vec<f32>) = flow.values.iter().map(|&[u, v]| (u, v)).unzip();
+    let mut values = u;
+    values.extend(v);
+    Tensor::<1>::from_floats(values.as_slice(), &device).reshape([1, 2, height, width])
+}
+
+/// The flow from `prev` to `next`, (x, y) per pixel.
+fn flow(prev: &Field<1>, next: &Field<1>, params: &FarnebackParams) -> Field<2> {
+    let (width, height) = (prev.width, prev.height);
+    let expansion = PolynomialExpansion::new(params.poly_n, params.poly_sigma);
+    let mut flow: Option<Field<2>> = None;
     for level in (0..=params.levels).rev() {
         let scale = (params.pyr_scale as f64).powi(level as i32);
         let (w, h) = (
@@ -71,42 +254,40 @@ pub fn farneback(prev: &Tensor<4>, next: &Tensor<4>, params: &FarnebackParams) -
             continue;
         }
         let sigma = (1.0 / scale - 1.0) * 0.5;
-        let level_image = |image: &Tensor<4>| {
-            let blurred = gaussian_blur(image.clone(), sigma);
-            expansion.apply(resize(blurred, h, w))
-        };
-        let (r0, r1) = (level_image(prev), level_image(next));
+        let level_image =
+            |image: &Field<1>| expansion.apply(&resize(&gaussian_blur(image, sigma), h, w));
+        let (r0, r1) = rayon::join(|| level_image(prev), || level_image(next));
         let mut current = match flow.take() {
-            None => Tensor::zeros([1, 2, h, w], &device),
-            Some(coarse) => resize(coarse, h, w).div_scalar(params.pyr_scale),
+            None => Field::zeros(w, h),
+            Some(coarse) => {
+                let factor = 1.0 / params.pyr_scale;
+                resize(&coarse, h, w).map(|d| d.map(|d| d * factor))
+            }
         };
-        let border = border_weights(h, w, &device);
+        let border = border_weights(h, w);
         let mut matrices = update_matrices(&r0, &r1, &current, &border);
         for iteration in 0..params.iterations {
-            current = solve_flow(matrices.clone(), params.winsize);
+            current = solve_flow(&matrices, params.winsize);
             if iteration + 1 < params.iterations {
                 matrices = update_matrices(&r0, &r1, &current, &border);
             }
         }
         flow = Some(current);
     }
-    flow.unwrap_or_else(|| Tensor::zeros([1, 2, height, width], &device))
+    flow.unwrap_or_else(|| Field::zeros(width, height))
 }
 
 /// The least-squares fit of `c + bᵀx + xᵀAx` around each pixel under a Gaussian weighting.
 struct PolynomialExpansion {
-    half: usize,
-    /// Vertical pass: `[3, 1, 2n+1, 1]` (weights g, y·g, y²·g).
-    vertical: Tensor<4>,
-    /// Horizontal pass: `[6, 3, 1, 2n+1]`, the six moments 1, x, x², y, xy, y².
-    horizontal: Tensor<4>,
+    /// The weights g, x·g and x²·g of the separable moments.
+    weights: [Vec<f32>; 3],
     /// Entries of the inverse moment matrix: linear terms, constant–square coupling,
     /// squares, cross term.
     inverse: [f32; 4],
 }
 
 impl PolynomialExpansion {
-    fn new(half: usize, sigma: f32, device: &Device) -> Self {
+    fn new(half: usize, sigma: f32) -> Self {
         let n = half as i64;
         let sigma = if sigma > f32::EPSILON {
             sigma as f64
@@ -124,8 +305,7 @@ impl PolynomialExpansion {
                 .map(|(x, g)| g * (x as f64).powi(power))
                 .collect()
         };
-        let (m0, m1, m2) = (moment(0), moment(1), moment(2));
-        let s2: f64 = m2.iter().sum();
+        let s2: f64 = moment(2).iter().sum();
         let s4: f64 = moment(4).iter().sum();
         // The normal equations of the basis {1, x, y, x², y², xy} under the separable
         // weighting decouple; only {1, x², y²} form a 3x3 block.
@@ -136,138 +316,100 @@ impl PolynomialExpansion {
             block[1][1] as f32,
             (1.0 / (s2 * s2)) as f32,
         ];
-        let k = 2 * half + 1;
-        let to_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let vertical: Vec<f32> = [&m0, &m1, &m2].iter().flat_map(|m| to_f32(m)).collect();
-        let vertical = Tensor::<1>::from_floats(vertical.as_slice(), device).reshape([3, 1, k, 1]);
-        // (input channel, horizontal weights) of each output moment.
-        let plan: [(usize, &Vec<f64>); 6] =
-            [(0, &m0), (0, &m1), (0, &m2), (1, &m0), (1, &m1), (2, &m0)];
-        let mut horizontal = vec![0.0f32; 6 * 3 * k];
-        for (out, (input, weights)) in plan.iter().enumerate() {
-            let start = (out * 3 + input) * k;
-            horizontal[start..start + k].copy_from_slice(&to_f32(weights));
-        }
-        let horizontal =
-            Tensor::<1>::from_floats(horizontal.as_slice(), device).reshape([6, 3, 1, k]);
         PolynomialExpansion {
-            half,
-            vertical,
-            horizontal,
+            weights: [0, 1, 2].map(|power| moment(power).iter().map(|&w| w as f32).collect()),
             inverse,
         }
     }
 
-    /// The coefficients `[1, 5, H, W]` of a grey image `[1, 1, H, W]`, in the order
-    /// b_y, b_x, a_yy, a_xx, a_xy (the last the full cross coefficient).
-    fn apply(&self, image: Tensor<4>) -> Tensor<4> {
-        let n = self.half;
-        let no_padding = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-        let rows = conv2d(
-            image.pad([(n, n), (0, 0)], PadMode::Edge),
-            self.vertical.clone(),
-            None,
-            no_padding.clone(),
-        );
-        let moments = conv2d(
-            rows.pad([(0, 0), (n, n)], PadMode::Edge),
-            self.horizontal.clone(),
-            None,
-            no_padding,
-        );
-        let m = |i: usize| moments.clone().narrow(1, i, 1);
+    /// The coefficients of a grey image, per pixel in the order b_y, b_x, a_yy, a_xx, a_xy
+    /// (the last the full cross coefficient).
+    fn apply(&self, image: &Field<1>) -> Field<5> {
+        let [g, x_g, x2_g] = &self.weights;
+        // Along columns the weights g, y·g, y²·g; then along rows each moment of
+        // 1, x, x², y, xy, y².
+        let columns = |weights| filter_columns(image, weights, Edge::Repeat);
+        let (m_1, m_y, m_y2) = (columns(g), columns(x_g), columns(x2_g));
+        let rows = |input: &Field<1>, weights| filter_rows(input, weights, Edge::Repeat);
+        let moments = [
+            rows(&m_1, g),
+            rows(&m_1, x_g),
+            rows(&m_1, x2_g),
+            rows(&m_y, g),
+            rows(&m_y, x_g),
+            rows(&m_y2, g),
+        ];
         let [linear, coupling, square, cross] = self.inverse;
-        Tensor::cat(
-            vec![
-                m(3).mul_scalar(linear),
-                m(1).mul_scalar(linear),
-                m(0).mul_scalar(coupling).add(m(5).mul_scalar(square)),
-                m(0).mul_scalar(coupling).add(m(2).mul_scalar(square)),
-                m(4).mul_scalar(cross),
-            ],
-            1,
-        )
+        Field::from_rows(image.width, image.height, |y, out| {
+            let [one, x, x2, y_, xy, y2] = moments.each_ref().map(|m| m.row(y));
+            for (i, out) in out.iter_mut().enumerate() {
+                *out = [
+                    y_[i][0] * linear,
+                    x[i][0] * linear,
+                    one[i][0] * coupling + y2[i][0] * square,
+                    one[i][0] * coupling + x2[i][0] * square,
+                    xy[i][0] * cross,
+                ];
+            }
+        })
     }
 }
 
-/// The per-pixel normal equations `[1, 5, H, W]` (G11, G12, G22, h1, h2 in (y, x) order) of
-/// the displacement that maps `r0`'s polynomials onto `r1`'s, linearised around `flow`.
-fn update_matrices(
-    r0: &Tensor<4>,
-    r1: &Tensor<4>,
-    flow: &Tensor<4>,
-    border: &Tensor<4>,
-) -> Tensor<4> {
-    let [_, _, h, w] = flow.dims();
-    let (x, y) = sample_positions(flow);
-    // OpenCV interpolates only where the whole 2x2 neighbourhood is inside the image.
-    let inside = x
-        .clone()
-        .greater_equal_elem(0.0)
-        .bool_and(y.clone().greater_equal_elem(0.0))
-        .bool_and(x.clone().lower_elem((w - 1) as f32))
-        .bool_and(y.clone().lower_elem((h - 1) as f32))
-        .float();
-    let warped = warp(r1.clone(), flow).mul(inside.clone());
-    let keep = inside.mul_scalar(-0.5).add_scalar(1.0);
-    let c = |t: &Tensor<4>, i: usize| t.clone().narrow(1, i, 1);
-    let average = |i: usize| {
-        c(r0, i)
-            .mul(keep.clone())
-            .add(c(&warped, i).mul_scalar(0.5))
-    };
-    let (dx, dy) = (c(flow, 0), c(flow, 1));
-    let a_yy = average(2);
-    let a_xx = average(3);
-    let a_xy = average(4).mul_scalar(0.5);
-    let b_y = c(r0, 0)
-        .sub(c(&warped, 0))
-        .mul_scalar(0.5)
-        .add(a_yy.clone().mul(dy.clone()))
-        .add(a_xy.clone().mul(dx.clone()));
-    let b_x = c(r0, 1)
-        .sub(c(&warped, 1))
-        .mul_scalar(0.5)
-        .add(a_xy.clone().mul(dy))
-        .add(a_xx.clone().mul(dx));
-    let [a_yy, a_xx, a_xy, b_y, b_x] = [a_yy, a_xx, a_xy, b_y, b_x].map(|t| t.mul(border.clone()));
-    Tensor::cat(
-        vec![
-            a_yy.clone().powi_scalar(2).add(a_xy.clone().powi_scalar(2)),
-            a_yy.clone().add(a_xx.clone()).mul(a_xy.clone()),
-            a_xx.clone().powi_scalar(2).add(a_xy.clone().powi_scalar(2)),
-            a_yy.mul(b_y.clone()).add(a_xy.clone().mul(b_x.clone())),
-            a_xy.mul(b_y).add(a_xx.mul(b_x)),
-        ],
-        1,
-    )
+/// The per-pixel normal equations (G11, G12, G22, h1, h2 in (y, x) order) of the
+/// displacement that maps `r0`'s polynomials onto `r1`'s, linearised around `flow`.
+fn update_matrices(r0: &Field<5>, r1: &Field<5>, flow: &Field<2>, border: &[f32]) -> Field<5> {
+    let (w, h) = (flow.width, flow.height);
+    Field::from_rows(w, h, |row, out| {
+        for (col, out) in out.iter_mut().enumerate() {
+            let i = row * w + col;
+            let [dx, dy] = flow.values[i];
+            let (x, y) = (col as f32 + dx, row as f32 + dy);
+            // OpenCV interpolates only where the whole 2x2 neighbourhood is inside the image.
+            let inside = x >= 0.0 && y >= 0.0 && x < (w - 1) as f32 && y < (h - 1) as f32;
+            let (warped, keep) = if inside {
+                let (x0, y0) = (x.floor(), y.floor());
+                let (fx, fy) = (x - x0, y - y0);
+                let at = y0 as usize * w + x0 as usize;
+                let [a, b, c, d] = [at, at + 1, at + w, at + w + 1].map(|j| r1.values[j]);
+                let mut warped = [0.0f32; 5];
+                for (k, value) in warped.iter_mut().enumerate() {
+                    *value = (a[k] * (1.0 - fx) + b[k] * fx) * (1.0 - fy)
+                        + (c[k] * (1.0 - fx) + d[k] * fx) * fy;
+                }
+                (warped, 0.5)
+            } else {
+                ([0.0; 5], 1.0)
+            };
+            let r = r0.values[i];
+            let average = |k: usize| r[k] * keep + warped[k] * 0.5;
+            let a_yy = average(2);
+            let a_xx = average(3);
+            let a_xy = average(4) * 0.5;
+            let b_y = (r[0] - warped[0]) * 0.5 + a_yy * dy + a_xy * dx;
+            let b_x = (r[1] - warped[1]) * 0.5 + a_xy * dy + a_xx * dx;
+            let [a_yy, a_xx, a_xy, b_y, b_x] = [a_yy, a_xx, a_xy, b_y, b_x].map(|v| v * border[i]);
+            *out = [
+                a_yy * a_yy + a_xy * a_xy,
+                (a_yy + a_xx) * a_xy,
+                a_xx * a_xx + a_xy * a_xy,
+                a_yy * b_y + a_xy * b_x,
+                a_xy * b_y + a_xx * b_x,
+            ];
+        }
+    })
 }
 
-/// The displacement `[1, 2, H, W]` (x, y) solving the normal equations averaged over a
-/// `winsize` box.
-fn solve_flow(matrices: Tensor<4>, winsize: usize) -> Tensor<4> {
-    let m = winsize / 2;
-    let averaged = avg_pool2d(
-        matrices.pad([(m, m), (m, m)], PadMode::Edge),
-        AvgPoolOptions::new([2 * m + 1, 2 * m + 1]).with_stride([1, 1]),
-    );
-    let g = |i: usize| averaged.clone().narrow(1, i, 1);
-    let (g11, g12, g22, h1, h2) = (g(0), g(1), g(2), g(3), g(4));
-    let det = g11
-        .clone()
-        .mul(g22.clone())
-        .sub(g12.clone().powi_scalar(2))
-        .add_scalar(1e-3);
-    let dx = g11
-        .mul(h2.clone())
-        .sub(g12.clone().mul(h1.clone()))
-        .div(det.clone());
-    let dy = g22.mul(h1).sub(g12.mul(h2)).div(det);
-    Tensor::cat(vec![dx, dy], 1)
+/// The displacement (x, y) per pixel solving the normal equations averaged over a
+/// `winsize` box (edges repeated).
+fn solve_flow(matrices: &Field<5>, winsize: usize) -> Field<2> {
+    box_mean(matrices, 2 * (winsize / 2) + 1).map(|[g11, g12, g22, h1, h2]| {
+        let det = g11 * g22 - g12 * g12 + 1e-3;
+        [(g11 * h2 - g12 * h1) / det, (g22 * h1 - g12 * h2) / det]
+    })
 }
 
 /// The weight of each pixel's equations: damped within [`BORDER`] pixels of the edge.
-fn border_weights(h: usize, w: usize, device: &Device) -> Tensor<4> {
+fn border_weights(h: usize, w: usize) -> Vec<f32> {
     let profile = |n: usize| -> Vec<f32> {
         (0..n)
             .map(|i| {
@@ -281,14 +423,15 @@ fn border_weights(h: usize, w: usize, device: &Device) -> Tensor<4> {
             })
             .collect()
     };
-    let rows = Tensor::<1>::from_floats(profile(h).as_slice(), device).reshape([1, 1, h, 1]);
-    let cols = Tensor::<1>::from_floats(profile(w).as_slice(), device).reshape([1, 1, 1, w]);
-    rows.mul(cols)
+    let (rows, cols) = (profile(h), profile(w));
+    rows.iter()
+        .flat_map(|r| cols.iter().map(move |c| r * c))
+        .collect()
 }
 
 /// OpenCV's `GaussianBlur` for the pyramid: a kernel of `round(5σ) | 1` (at least 3) taps,
 /// the fixed `[1, 2, 1] / 4` when `σ` is 0, mirrored edges.
-fn gaussian_blur(image: Tensor<4>, sigma: f64) -> Tensor<4> {
+fn gaussian_blur(image: &Field<1>, sigma: f64) -> Field<1> {
     let kernel: Vec<f32> = if sigma <= 0.0 {
         vec![0.25, 0.5, 0.25]
     } else {
@@ -300,44 +443,48 @@ fn gaussian_blur(image: Tensor<4>, sigma: f64) -> Tensor<4> {
         let total: f64 = raw.iter().sum();
         raw.iter().map(|v| (v / total) as f32).collect()
     };
-    let k = kernel.len();
-    let half = k / 2;
-    let [_, _, h, w] = image.dims();
-    let device = image.device();
-    let weights = Tensor::<1>::from_floats(kernel.as_slice(), &device);
-    let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+    let half = kernel.len() / 2;
     // Mirroring needs the image to be longer than the margin; tiny images keep their edge.
-    let mode = |side: usize| {
+    let edge = |side: usize| {
         if side > half {
-            PadMode::Reflect
+            Edge::Mirror
         } else {
-            PadMode::Edge
+            Edge::Repeat
         }
     };
-    let vertical = conv2d(
-        image.pad([(half, half), (0, 0)], mode(h)),
-        weights.clone().reshape([1, 1, k, 1]),
-        None,
-        options.clone(),
-    );
-    conv2d(
-        vertical.pad([(0, 0), (half, half)], mode(w)),
-        weights.reshape([1, 1, 1, k]),
-        None,
-        options,
+    filter_rows(
+        &filter_columns(image, &kernel, edge(image.height)),
+        &kernel,
+        edge(image.width),
     )
 }
 
 /// Bilinear resize with half-pixel centres (OpenCV's `INTER_LINEAR`).
-fn resize(tensor: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
-    let [_, _, h, w] = tensor.dims();
-    if (h, w) == (height, width) {
-        return tensor;
+fn resize<const C: usize>(field: &Field<C>, height: usize, width: usize) -> Field<C> {
+    if (field.height, field.width) == (height, width) {
+        return field.clone();
     }
-    interpolate(
-        tensor,
-        InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([height, width]),
-    )
+    let y_ratio = field.height as f64 / height as f64;
+    let x_ratio = field.width as f64 / width as f64;
+    Field::from_rows(width, height, |y, out| {
+        let source = ((y as f64 + 0.5) * y_ratio - 0.5).max(0.0);
+        let y0 = source.floor() as usize;
+        let y1 = (y0 + 1).min(field.height - 1);
+        let fy = (source - y0 as f64) as f32;
+        let (top, bottom) = (field.row(y0), field.row(y1));
+        for (x, out) in out.iter_mut().enumerate() {
+            let source = ((x as f64 + 0.5) * x_ratio - 0.5).max(0.0);
+            let x0 = source.floor() as usize;
+            let x1 = (x0 + 1).min(field.width - 1);
+            let fx = (source - x0 as f64) as f32;
+            for c in 0..C {
+                out[c] = top[x0][c] * (1.0 - fx) * (1.0 - fy)
+                    + top[x1][c] * fx * (1.0 - fy)
+                    + bottom[x0][c] * (1.0 - fx) * fy
+                    + bottom[x1][c] * fx * fy;
+            }
+        }
+    })
 }
 
 /// The inverse of a 3x3 matrix (by cofactors).
@@ -377,21 +524,18 @@ mod tests {
     #[test]
     fn polynomial_expansion_recovers_a_quadratic() {
         // f = 3 + 2x - y + 0.5x² + 0.25y² - 0.75xy, away from the borders.
-        let device = Device::flex();
         let (h, w) = (21usize, 23usize);
         let f = |x: f32, y: f32| 3.0 + 2.0 * x - y + 0.5 * x * x + 0.25 * y * y - 0.75 * x * y;
-        let values: Vec<f32> = (0..h)
-            .flat_map(|y| (0..w).map(move |x| (x as f32, y as f32)))
-            .map(|(x, y)| f(x, y))
-            .collect();
-        let image = Tensor::<1>::from_floats(values.as_slice(), &device).reshape([1, 1, h, w]);
-        let r: Vec<f32> = PolynomialExpansion::new(5, 1.2, &device)
-            .apply(image)
-            .into_data()
-            .try_to_vec()
-            .unwrap();
+        let image = Field {
+            width: w,
+            height: h,
+            values: (0..h)
+                .flat_map(|y| (0..w).map(move |x| [f(x as f32, y as f32)]))
+                .collect(),
+        };
+        let r = PolynomialExpansion::new(5, 1.2).apply(&image);
         let (x, y) = (11usize, 10usize);
-        let at = |c: usize| r[c * h * w + y * w + x];
+        let at = |c: usize| r.values[y * w + x][c];
         let (xf, yf) = (x as f32, y as f32);
         // Gradient of f at (x, y) and its second-order coefficients.
         let expected = [
@@ -407,6 +551,51 @@ mod tests {
                 "coefficient {c}: {} vs {e}",
                 at(c)
             );
+        }
+    }
+
+    #[test]
+    fn edges_repeat_or_mirror() {
+        let read = |edge: Edge| [-2, -1, 0, 3, 4, 5].map(|i| edge.index(i, 4));
+        assert_eq!(read(Edge::Repeat), [0, 0, 0, 3, 3, 3]);
+        assert_eq!(read(Edge::Mirror), [2, 1, 0, 3, 2, 1]);
+    }
+
+    /// The running sums give each box's plain mean, edges repeated, bands and rows alike.
+    #[test]
+    fn box_mean_is_the_mean_over_each_box() {
+        let (width, height, size) = (23usize, 37usize, 7usize);
+        let field = Field::<2> {
+            width,
+            height,
+            values: (0..width * height)
+                .map(|i| [(i * 7919 % 101) as f32 - 50.0, (i % 13) as f32 * 1000.0])
+                .collect(),
+        };
+        let mean = box_mean(&field, size);
+        let half = (size / 2) as isize;
+        for y in 0..height {
+            for x in 0..width {
+                let mut expected = [0.0f64; 2];
+                for dy in -half..=half {
+                    for dx in -half..=half {
+                        let yy = Edge::Repeat.index(y as isize + dy, height);
+                        let xx = Edge::Repeat.index(x as isize + dx, width);
+                        let value = field.values[yy * width + xx];
+                        for (sum, value) in expected.iter_mut().zip(value) {
+                            *sum += value as f64;
+                        }
+                    }
+                }
+                for (c, expected) in expected.iter().enumerate() {
+                    let want = (expected / (size * size) as f64) as f32;
+                    let got = mean.values[y * width + x][c];
+                    assert!(
+                        (got - want).abs() <= 1e-3,
+                        "({x}, {y}) {c}: {got} vs {want}"
+                    );
+                }
+            }
         }
     }
 }
