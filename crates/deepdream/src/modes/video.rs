@@ -278,61 +278,96 @@ pub fn dream_video_watched(
         resumed,
         fresh,
     };
-    // The previous input frame, and its dream once it is needed (finished frames are only
-    // read back from the work folder when the next frame must be dreamed).
-    let mut previous: Option<(RgbImage, Option<RgbImage>)> = None;
-    let mut index = 0;
-    while let Some(input) = source.next_frame()? {
-        if index == 0 {
-            dreamers
-                .first()
-                .octave_sizes(input.width(), input.height())?;
-        }
-        if work.frame_path(index).is_file() {
-            observer(&Snapshot::new(report(index, None, true, false), &|| {
-                work.finished_frame(index)
-            }))?;
-            previous = Some((input, None));
-            index += 1;
-            continue;
-        }
-        let (start, fresh) = match previous.take() {
-            None => (input.clone(), true),
-            Some((previous_input, previous_dream)) => {
-                let previous_dream = match previous_dream {
-                    Some(dream) => dream,
-                    None => work.finished_frame(index - 1)?,
-                };
-                let motion = Motion::between(&previous_input, &input, &params.flow, device);
-                let previous = (&previous_input, &previous_dream);
-                let blend = params.blend_at(index)?;
-                next_start(
-                    previous,
-                    &input,
-                    &motion,
-                    blend,
-                    params.cut_threshold,
-                    device,
-                )?
+    // While a frame dreams (on a GPU, mostly waiting for it), the motion towards the next
+    // frame is estimated and the frame before is written, on other threads: the results are
+    // the same as one after the other.
+    std::thread::scope(|scope| {
+        // The previous input frame, and its dream once it is needed (finished frames are
+        // only read back from the work folder when the next frame must be dreamed).
+        let mut previous: Option<(RgbImage, Option<RgbImage>)> = None;
+        // The motion from the previous input frame to the next one, being estimated.
+        let mut motion_ahead: Option<std::thread::ScopedJoinHandle<'_, Motion>> = None;
+        let mut saving: Option<std::thread::ScopedJoinHandle<'_, Result<()>>> = None;
+        let mut index = 0;
+        let mut upcoming = source.next_frame()?;
+        while let Some(input) = upcoming.take() {
+            upcoming = source.next_frame()?;
+            if index == 0 {
+                dreamers
+                    .first()
+                    .octave_sizes(input.width(), input.height())?;
             }
-        };
-        let dreamed = dreamers.dream_watched(index, &start, fresh, |s| {
-            observer(&Snapshot::new(
-                report(index, Some(s.progress), false, fresh),
-                &|| s.image(),
-            ))
-        })?;
-        work.save(index, &dreamed)?;
-        observer(&Snapshot::new(report(index, None, false, fresh), &|| {
-            Ok(dreamed.clone())
-        }))?;
-        previous = Some((input, Some(dreamed)));
-        index += 1;
-    }
-    if index == 0 {
-        return Err(Error::InvalidParameter("the video has no frames".into()));
-    }
-    Ok(index)
+            if work.frame_path(index).is_file() {
+                observer(&Snapshot::new(report(index, None, true, false), &|| {
+                    work.finished_frame(index)
+                }))?;
+                previous = Some((input, None));
+                index += 1;
+                continue;
+            }
+            let (start, fresh) = match previous.take() {
+                None => (input.clone(), true),
+                Some((previous_input, previous_dream)) => {
+                    let previous_dream = match previous_dream {
+                        Some(dream) => dream,
+                        None => work.finished_frame(index - 1)?,
+                    };
+                    let motion = match motion_ahead.take() {
+                        Some(estimate) => joined(estimate),
+                        None => Motion::between(&previous_input, &input, &params.flow, device),
+                    };
+                    let previous = (&previous_input, &previous_dream);
+                    let blend = params.blend_at(index)?;
+                    next_start(
+                        previous,
+                        &input,
+                        &motion,
+                        blend,
+                        params.cut_threshold,
+                        device,
+                    )?
+                }
+            };
+            if let Some(next) = upcoming.as_ref()
+                && !work.frame_path(index + 1).is_file()
+            {
+                let (from, to) = (input.clone(), next.clone());
+                motion_ahead = Some(
+                    scope.spawn(move || Motion::between(&from, &to, &params.flow, device)),
+                );
+            }
+            let dreamed = dreamers.dream_watched(index, &start, fresh, |s| {
+                observer(&Snapshot::new(
+                    report(index, Some(s.progress), false, fresh),
+                    &|| s.image(),
+                ))
+            })?;
+            if let Some(saved) = saving.take() {
+                joined(saved)?;
+            }
+            let frame = dreamed.clone();
+            saving = Some(scope.spawn(move || work.save(index, &frame)));
+            observer(&Snapshot::new(report(index, None, false, fresh), &|| {
+                Ok(dreamed.clone())
+            }))?;
+            previous = Some((input, Some(dreamed)));
+            index += 1;
+        }
+        if let Some(saved) = saving.take() {
+            joined(saved)?;
+        }
+        if index == 0 {
+            return Err(Error::InvalidParameter("the video has no frames".into()));
+        }
+        Ok(index)
+    })
+}
+
+/// What a helper thread returned (its panic goes on in this thread).
+fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    thread
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// How much a dream video flickers: over consecutive frames, the mean absolute difference
