@@ -332,9 +332,8 @@ pub fn dream_video_watched(
                 && !work.frame_path(index + 1).is_file()
             {
                 let (from, to) = (input.clone(), next.clone());
-                motion_ahead = Some(
-                    scope.spawn(move || Motion::between(&from, &to, &params.flow, device)),
-                );
+                motion_ahead =
+                    Some(scope.spawn(move || Motion::between(&from, &to, &params.flow, device)));
             }
             let dreamed = dreamers.dream_watched(index, &start, fresh, |s| {
                 observer(&Snapshot::new(
