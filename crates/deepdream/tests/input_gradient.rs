@@ -29,20 +29,29 @@ struct ViaHook {
 }
 
 /// A kept image's steps done as the GPU does them: roll, the quadratic losses' gradient
-/// through ⟨layer, its gradient⟩, its mean absolute value, the update (none for a gradient
-/// that is not finite, which is flagged).
+/// through ⟨layer, its gradient⟩ (weighted by the change mask rolled as the picture was),
+/// its mean absolute value (over the mask's weight), the update (none for a gradient that is
+/// not finite, which is flagged, or a mask of no weight).
 struct HostKept<'a> {
     hook: &'a ViaHook,
     image: Tensor<4>,
     layers: Vec<usize>,
     losses: Vec<QuadraticLoss>,
     ascent: NormalisedAscent,
+    change: Option<Tensor<4>>,
     finite: bool,
 }
 
 impl KeptImage for HostKept<'_> {
     fn step(&mut self, shift: [i64; 2]) -> deepdream::Result<()> {
         let step = self.hook.kept_steps.fetch_add(1, Ordering::Relaxed);
+        let area: f32 = match &self.change {
+            Some(change) => change.clone().sum().into_scalar(),
+            None => 1.0,
+        };
+        if area <= 0.0 {
+            return Ok(());
+        }
         let rolled = self.image.clone().roll(&shift, &[2, 3]);
         let input = rolled.autodiff().require_grad();
         let outputs = self.hook.network.forward(input.clone(), &self.layers)?;
@@ -64,7 +73,17 @@ impl KeptImage for HostKept<'_> {
         } else {
             gradient
         };
-        let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
+        let (gradient, mean_abs) = match &self.change {
+            None => {
+                let mean_abs: f32 = gradient.clone().abs().mean().into_scalar();
+                (gradient, mean_abs)
+            }
+            Some(change) => {
+                let weighted = gradient.mul(change.clone().roll(&shift, &[2, 3]));
+                let total: f32 = weighted.clone().abs().sum().into_scalar();
+                (weighted, total / (3.0 * area))
+            }
+        };
         match self.ascent.factors(mean_abs) {
             Some(factors) => {
                 self.image = ascend(
@@ -136,6 +155,7 @@ impl Network for ViaHook {
         layers: &[usize],
         losses: Vec<QuadraticLoss>,
         ascent: NormalisedAscent,
+        change: Option<&Tensor<4>>,
     ) -> Option<deepdream::Result<Box<dyn KeptImage + '_>>> {
         self.quadratic.then(|| {
             Ok(Box::new(HostKept {
@@ -144,6 +164,7 @@ impl Network for ViaHook {
                 layers: layers.to_vec(),
                 losses,
                 ascent,
+                change: change.cloned(),
                 finite: true,
             }) as Box<dyn KeptImage>)
         })
@@ -327,13 +348,45 @@ fn quadratic_losses_give_the_ordinary_gradient() {
     }
 }
 
+/// The same dream through the hook's kept image and through the plain network: the kept
+/// dream's steps (counted), and how many values differ by more than one level.
+fn kept_and_plain(params: &DreamParams, photo: &image::RgbImage) -> (usize, usize, usize) {
+    let device = Device::flex();
+    let kept = ViaHook::new(Box::new(test_network(&device)), true);
+    let ours = Dreamer::new(&kept, params.clone(), &device)
+        .unwrap()
+        .dream(photo, |_| {})
+        .unwrap();
+    let plain = test_network(&device);
+    let theirs = Dreamer::new(&plain, params.clone(), &device)
+        .unwrap()
+        .dream(photo, |_| {})
+        .unwrap();
+    let differences = ours
+        .as_raw()
+        .iter()
+        .zip(theirs.as_raw())
+        .filter(|(a, b)| a.abs_diff(**b) > 1)
+        .count();
+    let changed = ours
+        .as_raw()
+        .iter()
+        .zip(photo.as_raw())
+        .filter(|(a, b)| a != b)
+        .count();
+    (
+        kept.kept_steps.load(Ordering::Relaxed),
+        differences,
+        changed,
+    )
+}
+
 /// A dream whose steps run on the kept image (the CUDA device's path, here on the host)
 /// gives the ordinary dream's picture: the same shifts in the same order, the same steps and
-/// clamping, every octave; with a change mask the steps stay with the engine.
+/// clamping, every octave; with a change mask too (the gradient weighted by the mask rolled
+/// as the picture was, its mean over the mask's weight); a mask of no weight changes nothing.
 #[test]
 fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
-    let device = Device::flex();
-    let plain = test_network(&device);
     let photo = common::photo_crop(20, 10, 96);
     let params = DreamParams {
         layers: vec![LayerWeight {
@@ -345,62 +398,41 @@ fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
         seed: 7,
         ..DreamParams::default()
     };
-    let kept = ViaHook::new(Box::new(test_network(&device)), true);
-    let ours = Dreamer::new(&kept, params.clone(), &device)
-        .unwrap()
-        .dream(&photo, |_| {})
-        .unwrap();
-    let theirs = Dreamer::new(&plain, params.clone(), &device)
-        .unwrap()
-        .dream(&photo, |_| {})
-        .unwrap();
-    assert_eq!(
-        kept.kept_steps.load(Ordering::Relaxed),
-        6,
-        "every step on the kept image"
-    );
-    let differences = ours
-        .as_raw()
-        .iter()
-        .zip(theirs.as_raw())
-        .filter(|(a, b)| a.abs_diff(**b) > 1)
-        .count();
+    let values = photo.as_raw().len();
+    let (steps, differences, changed) = kept_and_plain(&params, &photo);
+    assert_eq!(steps, 6, "every step on the kept image");
     assert!(
-        differences * 1000 <= ours.as_raw().len(),
-        "{differences} of {} values differ by more than one level",
-        ours.as_raw().len()
+        differences * 1000 <= values,
+        "{differences} of {values} values differ by more than one level"
     );
-    let changed = ours
-        .as_raw()
-        .iter()
-        .zip(photo.as_raw())
-        .filter(|(a, b)| a != b)
-        .count();
-    assert!(
-        changed * 2 > ours.as_raw().len(),
-        "the dream changed the picture"
-    );
+    assert!(changed * 2 > values, "the dream changed the picture");
 
+    let mask = |pixel: &dyn Fn(u32, u32) -> u8| {
+        Some(deepdream::control::mask::Mask::from_image(
+            &image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(96, 96, |x, y| {
+                image::Luma([pixel(x, y)])
+            })),
+        ))
+    };
+    // Full strength on the left, fading to none on the right.
     let masked = DreamParams {
-        mask: Some(deepdream::control::mask::Mask::from_image(
-            &image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
-                96,
-                96,
-                image::Rgb([255, 255, 255]),
-            )),
-        )),
+        mask: mask(&|x, _| (255 - (x * 255 / 95).min(255)) as u8),
+        ..params.clone()
+    };
+    let (steps, differences, changed) = kept_and_plain(&masked, &photo);
+    assert_eq!(steps, 6, "a change mask's steps on the kept image");
+    assert!(
+        differences * 1000 <= values,
+        "masked: {differences} of {values} values differ by more than one level"
+    );
+    assert!(changed * 4 > values, "the masked dream changed the picture");
+
+    let nowhere = DreamParams {
+        mask: mask(&|_, _| 0),
         ..params
     };
-    let kept = ViaHook::new(Box::new(test_network(&device)), true);
-    Dreamer::new(&kept, masked, &device)
-        .unwrap()
-        .dream(&photo, |_| {})
-        .unwrap();
-    assert_eq!(
-        kept.kept_steps.load(Ordering::Relaxed),
-        0,
-        "a change mask stays with the engine"
-    );
+    let (_, differences, changed) = kept_and_plain(&nowhere, &photo);
+    assert_eq!((differences, changed), (0, 0), "a mask of no weight");
 }
 
 /// A kept image's gradient that stops being finite halfway through an octave: the step

@@ -857,7 +857,7 @@ impl<'a> Dreamer<'a> {
 
     /// The octave's picture `image` kept on the network's device for its steps, where the
     /// device runs whole steps and the steps are plain: the whole objective, quadratic, on
-    /// the whole picture (no regions, change mask or tiles).
+    /// the whole picture (a change mask, but no regions or tiles).
     fn kept_image(
         &self,
         image: &Tensor<4>,
@@ -866,10 +866,7 @@ impl<'a> Dreamer<'a> {
     ) -> Result<Option<Box<dyn KeptImage + '_>>> {
         let [whole] = groups else { return Ok(None) };
         let [_, _, height, width] = image.dims();
-        if whole.region.is_some()
-            || masks.change.is_some()
-            || self.plan(width, height)?.tile.is_some()
-        {
+        if whole.region.is_some() || self.plan(width, height)?.tile.is_some() {
             return Ok(None);
         }
         let no_masks = vec![None; whole.terms.len()];
@@ -878,7 +875,13 @@ impl<'a> Dreamer<'a> {
             return Ok(None);
         };
         self.network
-            .keep_image(image, &whole.layers, losses, self.ascent())
+            .keep_image(
+                image,
+                &whole.layers,
+                losses,
+                self.ascent(),
+                masks.change.as_ref(),
+            )
             .transpose()
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::backend::cuda::executor::{DeviceImage, Loss};
-use crate::backend::cuda::{Executor, Gpu, Precision};
+use crate::backend::cuda::{Executor, Gpu, KeptSteps, Precision};
 use crate::backend::graph::Shape;
 use crate::error::{Error, Result};
 use crate::networks::network::{
@@ -95,6 +95,7 @@ impl Network for CudaNetwork {
         layers: &[usize],
         losses: Vec<QuadraticLoss>,
         ascent: NormalisedAscent,
+        change: Option<&Tensor<4>>,
     ) -> Option<Result<Box<dyn KeptImage + '_>>> {
         let wanted = self.graph_values(layers)?;
         let [batch, channels, height, width] = image.dims();
@@ -106,17 +107,22 @@ impl Network for CudaNetwork {
             height,
             width,
         };
-        let kept = to_floats(image.clone())
-            .and_then(|values| {
-                self.executor
-                    .upload_image(&values, shape, &wanted, &losses, ascent)
-            })
-            .map(|image| {
-                Box::new(GpuImage {
-                    executor: &self.executor,
-                    image: Some(image),
-                }) as Box<dyn KeptImage + '_>
-            });
+        let kept = (|| {
+            let change = change.map(|mask| to_floats(mask.clone())).transpose()?;
+            let steps = KeptSteps {
+                wanted: &wanted,
+                losses: &losses,
+                ascent,
+                change: change.as_deref(),
+            };
+            let image = self
+                .executor
+                .upload_image(&to_floats(image.clone())?, shape, steps)?;
+            Ok(Box::new(GpuImage {
+                executor: &self.executor,
+                image: Some(image),
+            }) as Box<dyn KeptImage + '_>)
+        })();
         Some(kept)
     }
 

@@ -189,14 +189,16 @@ pub trait Network: Send + Sync {
 
     /// `image` (a preprocessed `[1, 3, H, W]` input) kept on the network's device for
     /// DeepDream steps whose loss is `losses` at `layers`, each moving it as `ascent` says,
-    /// where the device runs whole steps itself (a GPU): the image then stays there from step
-    /// to step. `None` leaves the steps to the engine.
+    /// weighted by the `change` mask (`[1, 1, H, W]`, see [`KeptImage::step`]) where there is
+    /// one, where the device runs whole steps itself (a GPU): the image then stays there from
+    /// step to step. `None` leaves the steps to the engine.
     fn keep_image(
         &self,
         _image: &Tensor<4>,
         _layers: &[usize],
         _losses: Vec<QuadraticLoss>,
         _ascent: NormalisedAscent,
+        _change: Option<&Tensor<4>>,
     ) -> Option<Result<Box<dyn KeptImage + '_>>> {
         None
     }
@@ -228,8 +230,10 @@ pub trait Network: Send + Sync {
 /// in [`KeptImage::finite`], not in the step's result.
 pub trait KeptImage {
     /// One step: the gradient of the loss at the image rolled by `shift` (rows, columns), and
-    /// the image moved along it, rolled back, as the image's [`NormalisedAscent`] says. A step whose
-    /// gradient is not finite leaves the image as it was.
+    /// the image moved along it, rolled back, as the image's [`NormalisedAscent`] says. With
+    /// a change mask the gradient is weighted by it first and its mean taken over the mask's
+    /// weight (three times it, for the channels); a mask of no weight leaves the image as it
+    /// is. A step whose gradient is not finite leaves the image as it was.
     fn step(&mut self, shift: [i64; 2]) -> Result<()>;
 
     /// Whether every step's gradient so far was finite.

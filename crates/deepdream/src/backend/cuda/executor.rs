@@ -58,6 +58,19 @@ pub enum Loss<'s, 'a> {
     Quadratic(&'s [QuadraticLoss]),
 }
 
+/// What the steps of an image kept on the GPU do (see [`Executor::upload_image`]).
+#[derive(Clone, Copy, Debug)]
+pub struct KeptSteps<'a> {
+    /// The graph values the losses are of.
+    pub wanted: &'a [usize],
+    /// One quadratic loss per wanted value.
+    pub losses: &'a [QuadraticLoss],
+    /// How the image moves.
+    pub ascent: NormalisedAscent,
+    /// Where the image may change and how much: a weight per pixel (0–1), or everywhere.
+    pub change: Option<&'a [f32]>,
+}
+
 /// A quadratic loss with its weights on the GPU.
 struct DeviceLoss {
     quadratic: CudaSlice<f32>,
@@ -205,17 +218,15 @@ impl Executor {
         })
     }
 
-    /// `image` (a `shape` image of 3 channels) put on the GPU for [`Executor::ascend`] with
-    /// the `losses` of the `wanted` values, moved as `ascent` says: planned, and its buffers
-    /// and losses put there, once for all its steps — or the pixels put into a kept image
-    /// given back for the same size and objective, whose steps replay from the first.
+    /// `image` (a `shape` image of 3 channels) put on the GPU for [`Executor::ascend`]'s
+    /// `steps`: planned, and its buffers, losses and change mask put there, once for all its
+    /// steps — or the pixels put into a kept image given back for the same size and steps,
+    /// whose steps replay from the first.
     pub fn upload_image(
         &self,
         image: &[f32],
         shape: Shape,
-        wanted: &[usize],
-        losses: &[QuadraticLoss],
-        ascent: NormalisedAscent,
+        steps: KeptSteps<'_>,
     ) -> Result<DeviceImage> {
         check_len(image.len(), shape)?;
         if shape.channels != 3 {
@@ -224,13 +235,24 @@ impl Executor {
                 shape.channels
             )));
         }
+        if let Some(change) = steps.change
+            && change.len() != shape.height * shape.width
+        {
+            return Err(Error::InvalidParameter(format!(
+                "a change mask of {} values for a {}x{} image",
+                change.len(),
+                shape.width,
+                shape.height
+            )));
+        }
         let spare = {
             let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
             let found = spare.iter().position(|kept| {
                 kept.shape == shape
-                    && kept.wanted == wanted
-                    && kept.host_losses == losses
-                    && kept.ascent == ascent
+                    && kept.wanted == steps.wanted
+                    && kept.host_losses == steps.losses
+                    && kept.ascent == steps.ascent
+                    && kept.host_change.as_deref() == steps.change
             });
             found.map(|index| spare.remove(index))
         };
@@ -246,12 +268,18 @@ impl Executor {
             })?;
             return Ok(kept);
         }
-        let plan = self.graph.plan(shape, wanted)?;
+        let plan = self.graph.plan(shape, steps.wanted)?;
         self.with_weights(Some(&plan), |_, _| Ok(()))?;
+        // The gradient's mean is over every value, or over the mask's weight in each channel.
+        let count = match steps.change {
+            None => shape.len() as f32,
+            Some(change) => 3.0 * change.iter().sum::<f32>(),
+        };
         let prepare = || {
             self.gpu.with(|handles| {
                 let stream = &handles.stream;
-                let shapes: Vec<Shape> = wanted
+                let shapes: Vec<Shape> = steps
+                    .wanted
                     .iter()
                     .map(|&v| plan.shapes[v].expect("planned"))
                     .collect();
@@ -259,14 +287,20 @@ impl Executor {
                     image: upload(stream, image)?,
                     windows: describe(&self.graph, &plan, self.precision)?,
                     buffers: Buffers::new(stream, &plan)?,
-                    losses: DeviceLoss::upload(stream, losses, &shapes)?,
-                    host_losses: losses.to_vec(),
+                    losses: DeviceLoss::upload(stream, steps.losses, &shapes)?,
+                    host_losses: steps.losses.to_vec(),
+                    change: steps
+                        .change
+                        .map(|change| upload(stream, change))
+                        .transpose()?,
+                    host_change: steps.change.map(<[f32]>::to_vec),
+                    count,
                     shift: upload(stream, &[0u64, 0])?,
                     bad: upload(stream, &[0u32])?,
                     shape,
-                    wanted: wanted.to_vec(),
+                    wanted: steps.wanted.to_vec(),
                     plan: plan.clone(),
-                    ascent,
+                    ascent: steps.ascent,
                     steps: 0,
                     replay: Replay::Eager,
                 })
@@ -317,6 +351,10 @@ impl Executor {
     /// sets its flag, see [`Executor::finite`]). After the first step the steps replay a
     /// CUDA graph; where recording one fails, they go on one launch at a time.
     pub fn ascend(&self, image: &mut DeviceImage, shift: [usize; 2]) -> Result<()> {
+        if image.count <= 0.0 {
+            // A change mask of no weight: the engine leaves such a picture as it is.
+            return Ok(());
+        }
         // The image's weights went up with it.
         self.with_weights(None, |handles, weights| {
             let stream = &handles.stream;
@@ -385,6 +423,8 @@ impl Executor {
             windows,
             buffers,
             losses,
+            change,
+            count,
             shift,
             bad,
             shape,
@@ -409,11 +449,17 @@ impl Executor {
         run.forward()?;
         run.backward(wanted, &Seeds::Device(losses))?;
         let (total, gradient) = (run.buffers.total_address(stream), run.gradient_address(0));
-        run.launch(
-            &kernels.abs_sum,
-            shape.len(),
-            &[Arg::Address(total), Arg::Address(gradient)],
-        )?;
+        // No mask is a null address: every pixel weighs 1.
+        let mask = change.as_ref().map_or(0, |mask| address(mask, stream));
+        let args = [
+            Arg::Address(total),
+            Arg::Address(gradient),
+            Arg::Address(mask),
+            Arg::Address(shift),
+            Arg::Count(height),
+            Arg::Count(width),
+        ];
+        run.launch(&kernels.abs_sum, shape.len(), &args)?;
         let [(low0, high0), (low1, high1), (low2, high2)] = ascent.ranges;
         let args = [
             Arg::Address(address(picture, stream)),
@@ -421,6 +467,8 @@ impl Executor {
             Arg::Address(total),
             Arg::Address(address(bad, stream)),
             Arg::Address(shift),
+            Arg::Address(mask),
+            Arg::Float(*count),
             Arg::Count(height),
             Arg::Count(width),
             Arg::Float(ascent.step_size),
@@ -521,6 +569,11 @@ pub struct DeviceImage {
     losses: Vec<DeviceLoss>,
     /// The losses as given, to recognise the same objective when the image is lent again.
     host_losses: Vec<QuadraticLoss>,
+    /// The change mask, a weight per pixel, on the GPU and as given.
+    change: Option<CudaSlice<f32>>,
+    host_change: Option<Vec<f32>>,
+    /// How many values the gradient's mean is over.
+    count: f32,
     shift: CudaSlice<u64>,
     bad: CudaSlice<u32>,
     shape: Shape,

@@ -133,12 +133,24 @@ extern "C" __global__ void roll(float *y, const float *x, const unsigned long lo
     }
 }
 
-// *total += the sum of |x|: each block sums its threads' sums (blocks of at most 256
-// threads, a power of two) and adds that once.
-extern "C" __global__ void abs_sum(float *total, const float *x, unsigned long long n) {
+// *total += the sum of |x · m|, x a stack of height x width planes and m the weight of its
+// pixel: 1 without a mask, else the mask's weight there once the mask is rolled by shift =
+// (rows, cols) as x was, mask[(r - rows) mod height][(c - cols) mod width]. Each block sums
+// its threads' sums (blocks of at most 256 threads, a power of two) and adds that once.
+extern "C" __global__ void abs_sum(float *total, const float *x, const float *mask,
+                                   const unsigned long long *shift, unsigned long long height,
+                                   unsigned long long width, unsigned long long n) {
     __shared__ float partial[256];
     float sum = 0.0f;
-    FOR_EACH(i, n) { sum += fabsf(x[i]); }
+    FOR_EACH(i, n) {
+        float weight = 1.0f;
+        if (mask) {
+            Position at = position(i, height, width);
+            weight = mask[((at.row + height - shift[0]) % height) * width +
+                          (at.column + width - shift[1]) % width];
+        }
+        sum += fabsf(x[i] * weight);
+    }
     partial[threadIdx.x] = sum;
     __syncthreads();
     for (unsigned int half = blockDim.x / 2; half > 0; half /= 2) {
@@ -149,19 +161,20 @@ extern "C" __global__ void abs_sum(float *total, const float *x, unsigned long l
 }
 
 // DeepDream's normalised update of a 3-channel image (NormalisedAscent in backend/ascend.rs):
-// with mean = *total / n the gradient's mean absolute value, the rate is step_size / mean (0
-// for a zero gradient) and channel c's factor rate * unit_c; image[c][r][k] =
-// clamp(image[c][r][k] + factor_c * gradient[c][r + rows][k + cols], low_c, high_c), the
-// gradient read rolled back by shift = (rows, cols) (it was taken on the image rolled so);
-// rows < height, cols < width. A mean that is not finite leaves the image as it is and sets
-// *bad.
+// with mean = *total / count the gradient's mean absolute value (count = n, or with a change
+// mask three times the mask's total weight), the rate is step_size / mean (0 for a zero
+// gradient) and channel c's factor rate * unit_c; image[c][r][k] = clamp(image[c][r][k] +
+// factor_c * gradient[c][r + rows][k + cols] * mask[r][k], low_c, high_c), the gradient read
+// rolled back by shift = (rows, cols) (it was taken on the image rolled so), the mask's
+// weight 1 without one; rows < height, cols < width. A mean that is not finite leaves the
+// image as it is and sets *bad.
 extern "C" __global__ void ascend(float *image, const float *gradient, const float *total,
                                   unsigned int *bad, const unsigned long long *shift,
-                                  unsigned long long height, unsigned long long width,
-                                  float step_size, float unit0, float unit1, float unit2,
-                                  float low0, float high0, float low1, float high1, float low2,
-                                  float high2, unsigned long long n) {
-    float mean = *total / (float)n;
+                                  const float *mask, float count, unsigned long long height,
+                                  unsigned long long width, float step_size, float unit0,
+                                  float unit1, float unit2, float low0, float high0, float low1,
+                                  float high1, float low2, float high2, unsigned long long n) {
+    float mean = *total / count;
     if (!isfinite(mean)) {
         if (blockIdx.x == 0 && threadIdx.x == 0) *bad = 1u;
         return;
@@ -176,6 +189,7 @@ extern "C" __global__ void ascend(float *image, const float *gradient, const flo
         float high = c == 0 ? high0 : c == 1 ? high1 : high2;
         float g = gradient[(at.plane * height + (at.row + rows) % height) * width +
                            (at.column + cols) % width];
+        if (mask) g *= mask[at.row * width + at.column];
         image[i] = fminf(fmaxf(image[i] + factor * g, low), high);
     }
 }

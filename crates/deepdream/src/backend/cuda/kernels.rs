@@ -124,12 +124,15 @@ pub struct Kernels {
     /// `roll(y, x, shift, height, width, n)`: each plane of `x` rolled by the `(rows,
     /// columns)` at `shift` on the GPU.
     pub roll: CudaFunction,
-    /// `abs_sum(total, x, n)`: `total += Σ|x|`.
+    /// `abs_sum(total, x, mask, shift, height, width, n)`: `total += Σ|x·m|`, `m` the weight
+    /// of a change mask (or none: 0) rolled by the `(rows, columns)` at `shift`.
     pub abs_sum: CudaFunction,
-    /// `ascend(image, gradient, total, bad, shift, height, width, step_size, unit0..2, low0,
-    /// high0, …, n)`: DeepDream's normalised update from the gradient's absolute sum at
-    /// `total`, as [`NormalisedAscent::factors`] and [`ascend`](crate::backend::ascend::ascend) do
-    /// it on the host; a sum that is not finite sets the flag at `bad` instead.
+    /// `ascend(image, gradient, total, bad, shift, mask, count, height, width, step_size,
+    /// unit0..2, low0, high0, …, n)`: DeepDream's normalised update from the gradient's
+    /// absolute sum at `total` over `count` values, the gradient weighted by the change mask
+    /// (or none: 0), as [`NormalisedAscent::factors`] and
+    /// [`ascend`](crate::backend::ascend::ascend) do it on the host; a sum that is not finite
+    /// sets the flag at `bad` instead.
     ///
     /// [`NormalisedAscent::factors`]: crate::backend::ascend::NormalisedAscent::factors
     pub ascend: CudaFunction,
@@ -327,13 +330,15 @@ mod tests {
     }
 
     type Roll = unsafe extern "C" fn(*mut f32, *const f32, *const u64, u64, u64, u64);
-    type AbsSum = unsafe extern "C" fn(*mut f32, *const f32, u64);
+    type AbsSum = unsafe extern "C" fn(*mut f32, *const f32, *const f32, *const u64, u64, u64, u64);
     type Ascend = unsafe extern "C" fn(
         *mut f32,
         *const f32,
         *const f32,
         *mut u32,
         *const u64,
+        *const f32,
+        f32,
         u64,
         u64,
         f32,
@@ -349,123 +354,250 @@ mod tests {
         u64,
     );
 
-    /// A step of the kept image on the GPU — `roll`, `abs_sum` and `ascend` — computes what
-    /// the engine's step does on the CPU: burn's roll, the mean absolute gradient, the
-    /// factors of [`NormalisedAscent`] and [`ascend`](crate::backend::ascend::ascend); a gradient
-    /// that is zero only clamps, and one that is not finite leaves the image and is flagged.
-    #[test]
-    fn the_step_kernels_roll_measure_and_ascend_as_the_cpu_does() {
-        use crate::backend::ascend::NormalisedAscent;
-        use burn::tensor::{Distribution, Tensor};
+    /// The step kernels built for the host, on an 11x17 picture and its gradient.
+    struct StepKernels {
+        _library: libloading::Library,
+        roll: Roll,
+        abs_sum: AbsSum,
+        ascend: Ascend,
+        image: burn::tensor::Tensor<4>,
+        gradient: burn::tensor::Tensor<4>,
+        ascent: crate::backend::ascend::NormalisedAscent,
+    }
 
-        let Some(library) = host_build() else { return };
-        // SAFETY: the symbols are kernels.cu's with these arguments.
-        let (roll, abs_sum, ascend) = unsafe {
-            (
-                library.get::<Roll>(b"roll").unwrap(),
-                library.get::<AbsSum>(b"abs_sum").unwrap(),
-                library.get::<Ascend>(b"ascend").unwrap(),
-            )
-        };
-        let device = burn::tensor::Device::flex();
-        let (height, width) = (11usize, 17usize);
-        let image = Tensor::<4>::random(
-            [1, 3, height, width],
-            Distribution::Uniform(-60.0, 60.0),
-            &device,
-        );
-        let gradient = Tensor::<4>::random(
-            [1, 3, height, width],
-            Distribution::Uniform(-1.0, 1.0),
-            &device,
-        );
-        let values = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
-        let (x, g) = (values(image.clone()), values(gradient.clone()));
-        let n = x.len() as u64;
-        let (h, w) = (height as u64, width as u64);
-        let ascent = NormalisedAscent {
-            step_size: 1.5,
-            units: [2.0, -1.5, 0.5],
-            ranges: [(-50.0, 40.0), (-30.0, 55.0), (-45.0, 45.0)],
-        };
-        let [(low0, high0), (low1, high1), (low2, high2)] = ascent.ranges;
-        // The image after `ascend` with the absolute sum `total`, and the flag it left.
-        let run_ascend = |total: f32, shift: [u64; 2]| {
-            let mut moved = x.clone();
-            let mut bad = 0u32;
-            // SAFETY: every buffer holds `n` floats; `total`, `bad` and `shift` are in place.
+    const HEIGHT: usize = 11;
+    const WIDTH: usize = 17;
+
+    impl StepKernels {
+        fn new() -> Option<StepKernels> {
+            use burn::tensor::{Distribution, Tensor};
+            let library = host_build()?;
+            // SAFETY: the symbols are kernels.cu's with these arguments.
+            let (roll, abs_sum, ascend) = unsafe {
+                (
+                    *library.get::<Roll>(b"roll").unwrap(),
+                    *library.get::<AbsSum>(b"abs_sum").unwrap(),
+                    *library.get::<Ascend>(b"ascend").unwrap(),
+                )
+            };
+            let device = burn::tensor::Device::flex();
+            let random = |low, high| {
+                Tensor::<4>::random(
+                    [1, 3, HEIGHT, WIDTH],
+                    Distribution::Uniform(low, high),
+                    &device,
+                )
+            };
+            Some(StepKernels {
+                _library: library,
+                roll,
+                abs_sum,
+                ascend,
+                image: random(-60.0, 60.0),
+                gradient: random(-1.0, 1.0),
+                ascent: crate::backend::ascend::NormalisedAscent {
+                    step_size: 1.5,
+                    units: [2.0, -1.5, 0.5],
+                    ranges: [(-50.0, 40.0), (-30.0, 55.0), (-45.0, 45.0)],
+                },
+            })
+        }
+
+        /// `abs_sum` of the gradient, with `mask` (`HEIGHT` x `WIDTH`) rolled by `shift`.
+        fn abs_sum(&self, mask: Option<&[f32]>, shift: [u64; 2]) -> f32 {
+            let g = values(self.gradient.clone());
+            let mut total = 0.0f32;
+            let mask = mask.map_or(std::ptr::null(), <[f32]>::as_ptr);
+            let (h, w) = (HEIGHT as u64, WIDTH as u64);
+            // SAFETY: `g` holds `n` floats, the mask one per pixel; `total` and `shift` are
+            // in place.
             unsafe {
-                ascend(
+                (self.abs_sum)(
+                    &mut total,
+                    g.as_ptr(),
+                    mask,
+                    shift.as_ptr(),
+                    h,
+                    w,
+                    g.len() as u64,
+                )
+            };
+            total
+        }
+
+        /// The picture after `ascend` with the absolute sum `total` over `count` values, the
+        /// gradient taken on the picture rolled by `shift`; and the flag it left.
+        fn ascend(
+            &self,
+            total: f32,
+            count: f32,
+            mask: Option<&[f32]>,
+            shift: [u64; 2],
+        ) -> (Vec<f32>, u32) {
+            let (mut moved, g) = (values(self.image.clone()), values(self.gradient.clone()));
+            let mut bad = 0u32;
+            let mask = mask.map_or(std::ptr::null(), <[f32]>::as_ptr);
+            let a = &self.ascent;
+            let [(low0, high0), (low1, high1), (low2, high2)] = a.ranges;
+            // SAFETY: every buffer holds `n` floats, the mask one per pixel; `total`, `bad`
+            // and `shift` are in place.
+            unsafe {
+                (self.ascend)(
                     moved.as_mut_ptr(),
                     g.as_ptr(),
                     &total,
                     &mut bad,
                     shift.as_ptr(),
-                    h,
-                    w,
-                    ascent.step_size,
-                    ascent.units[0],
-                    ascent.units[1],
-                    ascent.units[2],
+                    mask,
+                    count,
+                    HEIGHT as u64,
+                    WIDTH as u64,
+                    a.step_size,
+                    a.units[0],
+                    a.units[1],
+                    a.units[2],
                     low0,
                     high0,
                     low1,
                     high1,
                     low2,
                     high2,
-                    n,
+                    g.len() as u64,
                 )
             };
             (moved, bad)
+        }
+    }
+
+    fn values(tensor: burn::tensor::Tensor<4>) -> Vec<f32> {
+        tensor.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    fn wrapped(shift: [i64; 2]) -> [u64; 2] {
+        [
+            shift[0].rem_euclid(HEIGHT as i64) as u64,
+            shift[1].rem_euclid(WIDTH as i64) as u64,
+        ]
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        for (i, (got, want)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (got - want).abs() <= 1e-4,
+                "{what}, element {i}: {got} vs {want}"
+            );
+        }
+    }
+
+    /// A step of the kept image on the GPU — `roll`, `abs_sum` and `ascend` — computes what
+    /// the engine's step does on the CPU: burn's roll, the mean absolute gradient, the
+    /// factors of [`NormalisedAscent`] and [`ascend`](crate::backend::ascend::ascend); a
+    /// gradient that is zero only clamps, and one that is not finite leaves the image and is
+    /// flagged.
+    ///
+    /// [`NormalisedAscent`]: crate::backend::ascend::NormalisedAscent
+    #[test]
+    fn the_step_kernels_roll_measure_and_ascend_as_the_cpu_does() {
+        let Some(kernels) = StepKernels::new() else {
+            return;
         };
-        let mut total = 0.0f32;
-        // SAFETY: `g` holds `n` floats; `total` is one.
-        unsafe { abs_sum(&mut total, g.as_ptr(), n) };
+        let (x, g) = (
+            values(kernels.image.clone()),
+            values(kernels.gradient.clone()),
+        );
+        let n = x.len() as u64;
+        let total = kernels.abs_sum(None, [0, 0]);
         let expected: f32 = g.iter().map(|v| v.abs()).sum::<f32>();
         assert!((total - expected).abs() <= 1e-3, "{total} vs {expected}");
-        let factors = ascent.factors(total / n as f32).unwrap();
+        let factors = kernels.ascent.factors(total / n as f32).unwrap();
         for shift in [[0i64, 0], [3, -5], [-7, 16], [10, 1]] {
-            let wrapped = [
-                shift[0].rem_euclid(height as i64) as u64,
-                shift[1].rem_euclid(width as i64) as u64,
-            ];
             let mut rolled = vec![0.0f32; x.len()];
-            // SAFETY: both buffers hold `n` floats; `wrapped` is the shift.
-            unsafe { roll(rolled.as_mut_ptr(), x.as_ptr(), wrapped.as_ptr(), h, w, n) };
+            let at = wrapped(shift);
+            // SAFETY: both buffers hold `n` floats; `at` is the shift.
+            unsafe {
+                (kernels.roll)(
+                    rolled.as_mut_ptr(),
+                    x.as_ptr(),
+                    at.as_ptr(),
+                    HEIGHT as u64,
+                    WIDTH as u64,
+                    n,
+                )
+            };
             assert_eq!(
                 rolled,
-                values(image.clone().roll(&shift, &[2, 3])),
+                values(kernels.image.clone().roll(&shift, &[2, 3])),
                 "{shift:?}"
             );
-            let (moved, bad) = run_ascend(total, wrapped);
+            let (moved, bad) = kernels.ascend(total, n as f32, None, at);
             assert_eq!(bad, 0);
             let expected = crate::backend::ascend::ascend(
-                image.clone(),
-                gradient.clone(),
+                kernels.image.clone(),
+                kernels.gradient.clone(),
                 shift,
                 factors,
-                ascent.ranges,
+                kernels.ascent.ranges,
             );
-            for (i, (got, want)) in moved.iter().zip(values(expected)).enumerate() {
-                assert!(
-                    (got - want).abs() <= 1e-4,
-                    "{shift:?}, element {i}: {got} vs {want}"
-                );
-            }
+            assert_close(&moved, &values(expected), &format!("{shift:?}"));
         }
         // A zero gradient only clamps.
-        let (moved, bad) = run_ascend(0.0, [0, 0]);
+        let (moved, bad) = kernels.ascend(0.0, n as f32, None, [0, 0]);
         let clamped = crate::backend::ascend::ascend(
-            image.clone(),
-            gradient.clone(),
+            kernels.image.clone(),
+            kernels.gradient.clone(),
             [0, 0],
             [0.0; 3],
-            ascent.ranges,
+            kernels.ascent.ranges,
         );
         assert_eq!((moved, bad), (values(clamped), 0));
         // One that is not finite leaves the image as it was and sets the flag.
         for total in [f32::NAN, f32::INFINITY] {
-            assert_eq!(run_ascend(total, [1, 2]), (x.clone(), 1), "{total}");
+            assert_eq!(
+                kernels.ascend(total, n as f32, None, [1, 2]),
+                (x.clone(), 1),
+                "{total}"
+            );
+        }
+    }
+
+    /// With a change mask, the step's sum and update are the engine's: the gradient weighted
+    /// by the mask rolled as the picture was, its mean over three times the mask's weight.
+    #[test]
+    fn the_step_kernels_weigh_the_gradient_by_a_change_mask() {
+        use burn::tensor::{Distribution, Tensor};
+        let Some(kernels) = StepKernels::new() else {
+            return;
+        };
+        let device = burn::tensor::Device::flex();
+        let change = Tensor::<4>::random(
+            [1, 1, HEIGHT, WIDTH],
+            Distribution::Uniform(0.0, 1.0),
+            &device,
+        );
+        let mask = values(change.clone());
+        let area: f32 = change.clone().sum().into_scalar();
+        for shift in [[0i64, 0], [4, -6], [-9, 13]] {
+            let weighted = kernels
+                .gradient
+                .clone()
+                .mul(change.clone().roll(&shift, &[2, 3]));
+            let expected_total: f32 = weighted.clone().abs().sum().into_scalar();
+            let total = kernels.abs_sum(Some(&mask), wrapped(shift));
+            assert!(
+                (total - expected_total).abs() <= 1e-3,
+                "{shift:?}: {total} vs {expected_total}"
+            );
+            let factors = kernels.ascent.factors(total / (3.0 * area)).unwrap();
+            let (moved, bad) = kernels.ascend(total, 3.0 * area, Some(&mask), wrapped(shift));
+            assert_eq!(bad, 0);
+            let expected = crate::backend::ascend::ascend(
+                kernels.image.clone(),
+                weighted,
+                shift,
+                factors,
+                kernels.ascent.ranges,
+            );
+            assert_close(&moved, &values(expected), &format!("{shift:?}"));
         }
     }
 
