@@ -210,3 +210,42 @@ fn a_scene_cut_restarts_the_dream() {
     .unwrap();
     assert_eq!(fresh, [true, false, false, true, false]);
 }
+
+/// A frame of another size in a video is a clear error, found before the frame ahead of it
+/// is dreamed (its flow is estimated while that frame dreams).
+#[test]
+fn a_frame_of_another_size_is_an_error() {
+    let device = Device::flex();
+    let network = common::test_network(&device);
+    let frames = carphone(2);
+    let smaller =
+        image::imageops::resize(&frames[1], 160, 120, image::imageops::FilterType::Triangle);
+    let dir = tempfile::tempdir().unwrap();
+    let work = WorkDir::open(&dir.path().join("work"), "test").unwrap();
+    let dream = DreamParams {
+        layers: vec![deepdream::LayerWeight {
+            layer: "mixed".into(),
+            weight: 1.0,
+        }],
+        octaves: 1,
+        iterations: 1,
+        ..DreamParams::default()
+    };
+    let error = dream_video(
+        &network,
+        dream,
+        &VideoParams::default(),
+        &mut IterSource(vec![frames[0].clone(), frames[1].clone(), smaller].into_iter()),
+        None,
+        &work,
+        &device,
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("frame 2 of the video is 160x120, the frames before it 176x144"),
+        "{error}"
+    );
+    assert!(!error.contains('\n'), "{error}");
+}

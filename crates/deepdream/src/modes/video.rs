@@ -292,6 +292,15 @@ pub fn dream_video_watched(
         let mut upcoming = source.next_frame()?;
         while let Some(input) = upcoming.take() {
             upcoming = source.next_frame()?;
+            if let Some(next) = &upcoming
+                && next.dimensions() != input.dimensions()
+            {
+                let [(w, h), (was_w, was_h)] = [next.dimensions(), input.dimensions()];
+                return Err(Error::InvalidParameter(format!(
+                    "frame {} of the video is {w}x{h}, the frames before it {was_w}x{was_h}: a video's frames must all have one size",
+                    index + 1
+                )));
+            }
             if index == 0 {
                 dreamers
                     .first()
