@@ -121,3 +121,31 @@ fn dis_matches_opencv_on_real_frames() {
         );
     }
 }
+
+/// Both flows of a pair at once (Farnebäck sharing each frame's polynomials, DIS side by
+/// side) are exactly the flows computed one at a time.
+#[test]
+fn both_flows_at_once_are_the_flows_one_at_a_time() {
+    use deepdream::media::flow::FlowMethod;
+    let device = Device::flex();
+    let (a, b) = (grey("pair1_a.png", &device), grey("pair1_b.png", &device));
+    let values = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+    for method in [
+        FlowMethod::Farneback(FarnebackParams::default()),
+        FlowMethod::Dis(DisParams::default()),
+    ] {
+        let (forward, backward) = method.estimate_both(&a, &b);
+        assert_eq!(
+            values(forward),
+            values(method.estimate(&a, &b)),
+            "{}",
+            method.name()
+        );
+        assert_eq!(
+            values(backward),
+            values(method.estimate(&b, &a)),
+            "{}",
+            method.name()
+        );
+    }
+}

@@ -108,8 +108,7 @@ impl Motion {
     ) -> Self {
         let a = grey_tensor(&luma(previous), device);
         let b = grey_tensor(&luma(current), device);
-        let backward = flow.estimate(&b, &a);
-        let forward = flow.estimate(&a, &b);
+        let (forward, backward) = flow.estimate_both(&a, &b);
         let mask = consistency_mask(&forward, &backward);
         let residual = residual(a, b, &backward);
         Motion {
@@ -145,8 +144,7 @@ impl Motion {
             )
         };
         let (a, b) = (small(previous), small(current));
-        let backward = flow.estimate(&b, &a);
-        let forward = flow.estimate(&a, &b);
+        let (forward, backward) = flow.estimate_both(&a, &b);
         let mask = consistency_mask(&forward, &backward);
         let residual = residual(a, b, &backward);
         let up = |t: Tensor<4>| transform::resize(t, h as usize, w as usize, false);

@@ -157,106 +157,152 @@ fn filter_rows(image: &Field<1>, weights: &[f32], edge: Edge) -> Field<1> {
 }
 
 /// The mean of `field` over the `size` x `size` box around each pixel, edges repeated, by
-/// running sums (in f64, so that sliding along a long row adds no drift).
+/// running sums (in f64, so that sliding along a long row adds no drift): in bands of rows,
+/// each starting its column sums afresh and sliding them down, each row's box sums slid
+/// along the column sums.
 fn box_mean<const C: usize>(field: &Field<C>, size: usize) -> Field<C> {
+    const BAND: usize = 16;
     let (width, height) = (field.width, field.height);
     let half = (size / 2) as isize;
     let area = (size * size) as f64;
-    // Along columns, in bands of rows: each band starts its sums afresh, then slides.
-    const BAND: usize = 16;
-    let mut columns = vec![[0.0f64; C]; width * height];
-    columns
+    let row_at = |y: isize| field.row(Edge::Repeat.index(y, height));
+    let mut mean = Field::zeros(width, height);
+    mean.values
         .par_chunks_mut(width * BAND)
         .enumerate()
         .for_each(|(band, out)| {
-            let first = band * BAND;
-            let mut sums = vec![[0.0f64; C]; width];
+            let first = (band * BAND) as isize;
+            let mut columns = vec![[0.0f64; C]; width];
             for k in -half..=half {
-                let source = field.row(Edge::Repeat.index(first as isize + k, height));
-                for (sum, value) in sums.iter_mut().zip(source) {
+                for (sum, value) in columns.iter_mut().zip(row_at(first + k)) {
                     for (sum, value) in sum.iter_mut().zip(value) {
                         *sum += *value as f64;
                     }
                 }
             }
             for (offset, out) in out.chunks_mut(width).enumerate() {
-                let y = (first + offset) as isize;
+                let y = first + offset as isize;
                 if offset > 0 {
-                    let enter = field.row(Edge::Repeat.index(y + half, height));
-                    let leave = field.row(Edge::Repeat.index(y - half - 1, height));
-                    for ((sum, a), b) in sums.iter_mut().zip(enter).zip(leave) {
+                    let (enter, leave) = (row_at(y + half), row_at(y - half - 1));
+                    for ((sum, a), b) in columns.iter_mut().zip(enter).zip(leave) {
                         for ((sum, a), b) in sum.iter_mut().zip(a).zip(b) {
                             *sum += *a as f64 - *b as f64;
                         }
                     }
                 }
-                out.copy_from_slice(&sums);
-            }
-        });
-    Field::from_rows(width, height, |y, out| {
-        let row = &columns[y * width..(y + 1) * width];
-        let at = |x: isize| &row[Edge::Repeat.index(x, width)];
-        let mut sum = [0.0f64; C];
-        for k in -half..=half {
-            for (sum, value) in sum.iter_mut().zip(at(k)) {
-                *sum += value;
-            }
-        }
-        for (x, out) in out.iter_mut().enumerate() {
-            if x > 0 {
-                let (enter, leave) = (at(x as isize + half), at(x as isize - half - 1));
-                for ((sum, a), b) in sum.iter_mut().zip(enter).zip(leave) {
-                    *sum += a - b;
+                let at = |x: isize| &columns[Edge::Repeat.index(x, width)];
+                let mut sum = [0.0f64; C];
+                for k in -half..=half {
+                    for (sum, value) in sum.iter_mut().zip(at(k)) {
+                        *sum += value;
+                    }
+                }
+                for (x, out) in out.iter_mut().enumerate() {
+                    if x > 0 {
+                        let (enter, leave) = (at(x as isize + half), at(x as isize - half - 1));
+                        for ((sum, a), b) in sum.iter_mut().zip(enter).zip(leave) {
+                            *sum += a - b;
+                        }
+                    }
+                    *out = sum.map(|v| (v / area) as f32);
                 }
             }
-            *out = sum.map(|v| (v / area) as f32);
-        }
-    })
+        });
+    mean
 }
 
 /// The flow from `prev` to `next` (grey images `[1, 1, H, W]`, 0–255): `[1, 2, H, W]`, channel
 /// 0 the horizontal and 1 the vertical displacement, in pixels, such that
 /// `prev(p) ≈ next(p + flow(p))`.
 pub fn farneback(prev: &Tensor<4>, next: &Tensor<4>, params: &FarnebackParams) -> Tensor<4> {
-    let [_, _, height, width] = prev.dims();
-    let device = prev.device();
-    let grey = |image: &Tensor<4>| Field {
-        width,
-        height,
-        values: image
-            .clone()
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("grey images hold floats")
-            .into_iter()
-            .map(|v| [v])
-            .collect(),
-    };
-    let flow = flow(&grey(prev), &grey(next), params);
+    let (a, b) = (Pyramid::new(prev, params), Pyramid::new(next, params));
+    to_tensor(&flow(&a, &b, params), prev)
+}
+
+/// The flows both ways between two frames, `(a → b, b → a)`, as [`farneback`] gives each:
+/// each frame's pyramid of polynomials is made once for both, and the two flows are solved
+/// side by side.
+pub fn farneback_both(
+    a: &Tensor<4>,
+    b: &Tensor<4>,
+    params: &FarnebackParams,
+) -> (Tensor<4>, Tensor<4>) {
+    let (first, second) = rayon::join(|| Pyramid::new(a, params), || Pyramid::new(b, params));
+    let (forward, backward) = rayon::join(
+        || flow(&first, &second, params),
+        || flow(&second, &first, params),
+    );
+    (to_tensor(&forward, a), to_tensor(&backward, a))
+}
+
+/// A flow field as a `[1, 2, H, W]` tensor on `like`'s device.
+fn to_tensor(flow: &Field<2>, like: &Tensor<4>) -> Tensor<4> {
     let (u, v): (Vec<f32>, Vec<f32>) = flow.values.iter().map(|&[u, v]| (u, v)).unzip();
     let mut values = u;
     values.extend(v);
-    Tensor::<1>::from_floats(values.as_slice(), &device).reshape([1, 2, height, width])
+    Tensor::<1>::from_floats(values.as_slice(), &like.device()).reshape([
+        1,
+        2,
+        flow.height,
+        flow.width,
+    ])
 }
 
-/// The flow from `prev` to `next`, (x, y) per pixel.
-fn flow(prev: &Field<1>, next: &Field<1>, params: &FarnebackParams) -> Field<2> {
-    let (width, height) = (prev.width, prev.height);
-    let expansion = PolynomialExpansion::new(params.poly_n, params.poly_sigma);
-    let mut flow: Option<Field<2>> = None;
-    for level in (0..=params.levels).rev() {
-        let scale = (params.pyr_scale as f64).powi(level as i32);
-        let (w, h) = (
-            (width as f64 * scale).round() as usize,
-            (height as f64 * scale).round() as usize,
-        );
-        if w < MIN_LEVEL_SIDE || h < MIN_LEVEL_SIDE {
-            continue;
+/// A frame's polynomial expansion on each pyramid level used, coarsest first.
+struct Pyramid {
+    width: usize,
+    height: usize,
+    levels: Vec<Field<5>>,
+}
+
+impl Pyramid {
+    /// The pyramid of a grey image `[1, 1, H, W]`.
+    fn new(image: &Tensor<4>, params: &FarnebackParams) -> Pyramid {
+        let [_, _, height, width] = image.dims();
+        let image = Field {
+            width,
+            height,
+            values: image
+                .clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("grey images hold floats")
+                .into_iter()
+                .map(|v| [v])
+                .collect(),
+        };
+        let expansion = PolynomialExpansion::new(params.poly_n, params.poly_sigma);
+        let levels = (0..=params.levels)
+            .rev()
+            .filter_map(|level| {
+                let scale = (params.pyr_scale as f64).powi(level as i32);
+                let (w, h) = (
+                    (width as f64 * scale).round() as usize,
+                    (height as f64 * scale).round() as usize,
+                );
+                // Levels too small are skipped, as in OpenCV.
+                (w >= MIN_LEVEL_SIDE && h >= MIN_LEVEL_SIDE).then_some((scale, w, h))
+            })
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|(scale, w, h)| {
+                let sigma = (1.0 / scale - 1.0) * 0.5;
+                expansion.apply(&resize(&gaussian_blur(&image, sigma), h, w))
+            })
+            .collect();
+        Pyramid {
+            width,
+            height,
+            levels,
         }
-        let sigma = (1.0 / scale - 1.0) * 0.5;
-        let level_image =
-            |image: &Field<1>| expansion.apply(&resize(&gaussian_blur(image, sigma), h, w));
-        let (r0, r1) = rayon::join(|| level_image(prev), || level_image(next));
+    }
+}
+
+/// The flow from the frame of pyramid `prev` to that of `next`, (x, y) per pixel.
+fn flow(prev: &Pyramid, next: &Pyramid, params: &FarnebackParams) -> Field<2> {
+    let mut flow: Option<Field<2>> = None;
+    for (r0, r1) in prev.levels.iter().zip(&next.levels) {
+        let (w, h) = (r0.width, r0.height);
         let mut current = match flow.take() {
             None => Field::zeros(w, h),
             Some(coarse) => {
@@ -265,16 +311,16 @@ fn flow(prev: &Field<1>, next: &Field<1>, params: &FarnebackParams) -> Field<2> 
             }
         };
         let border = border_weights(h, w);
-        let mut matrices = update_matrices(&r0, &r1, &current, &border);
+        let mut matrices = update_matrices(r0, r1, &current, &border);
         for iteration in 0..params.iterations {
             current = solve_flow(&matrices, params.winsize);
             if iteration + 1 < params.iterations {
-                matrices = update_matrices(&r0, &r1, &current, &border);
+                matrices = update_matrices(r0, r1, &current, &border);
             }
         }
         flow = Some(current);
     }
-    flow.unwrap_or_else(|| Field::zeros(width, height))
+    flow.unwrap_or_else(|| Field::zeros(prev.width, prev.height))
 }
 
 /// The least-squares fit of `c + bᵀx + xᵀAx` around each pixel under a Gaussian weighting.
@@ -367,9 +413,10 @@ fn update_matrices(r0: &Field<5>, r1: &Field<5>, flow: &Field<2>, border: &[f32]
             // OpenCV interpolates only where the whole 2x2 neighbourhood is inside the image.
             let inside = x >= 0.0 && y >= 0.0 && x < (w - 1) as f32 && y < (h - 1) as f32;
             let (warped, keep) = if inside {
-                let (x0, y0) = (x.floor(), y.floor());
-                let (fx, fy) = (x - x0, y - y0);
-                let at = y0 as usize * w + x0 as usize;
+                // Inside, the positions are not negative: truncation is the floor.
+                let (x0, y0) = (x as usize, y as usize);
+                let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+                let at = y0 * w + x0;
                 let [a, b, c, d] = [at, at + 1, at + w, at + w + 1].map(|j| r1.values[j]);
                 let mut warped = [0.0f32; 5];
                 for (k, value) in warped.iter_mut().enumerate() {

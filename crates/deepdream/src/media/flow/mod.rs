@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor};
 use image::{GrayImage, RgbImage};
 
 pub use dis::{DisParams, dis};
-pub use farneback::{FarnebackParams, farneback};
+pub use farneback::{FarnebackParams, farneback, farneback_both};
 pub use warp::{consistency_mask, warp};
 
 use crate::error::{Error, Result};
@@ -51,6 +51,15 @@ impl FlowMethod {
         match self {
             FlowMethod::Farneback(params) => farneback(prev, next, params),
             FlowMethod::Dis(params) => dis(prev, next, params),
+        }
+    }
+
+    /// The flows both ways, `(a → b, b → a)`, each as [`FlowMethod::estimate`] gives it, side
+    /// by side (Farnebäck expands each frame once for both).
+    pub fn estimate_both(&self, a: &Tensor<4>, b: &Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        match self {
+            FlowMethod::Farneback(params) => farneback_both(a, b, params),
+            FlowMethod::Dis(params) => rayon::join(|| dis(a, b, params), || dis(b, a, params)),
         }
     }
 }
