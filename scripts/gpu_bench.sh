@@ -149,14 +149,14 @@ photo() { # photo WIDTH HEIGHT PATH: the test photo scaled
 if staged tests; then
   echo "== 1. CUDA tests"
   DEEPDREAM_REQUIRE_GPU=1 timeout 180 "${tests[@]}" 2>&1 | tee "$work/tests.txt"
-  # A failing test runs again under compute-sanitizer (CUDA's memory checker, with the
+  # The first failing test runs again under compute-sanitizer (CUDA's memory checker, with the
   # toolkit), each CUDA call checked, so that its first bad access or failed call is named.
-  failed=$(sed -n 's/^test \([a-z_0-9]*\) \.\.\. FAILED$/\1/p' "$work/tests.txt" | head -2)
+  failed=$(grep -E '^    [a-z_0-9]+$' "$work/tests.txt" | sort -u | head -1)
   sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
   if [[ -n "$failed" && -n "$sanitizer" ]]; then
     for test in $failed; do
       echo "== 1b. $test under compute-sanitizer"
-      CUDA_LAUNCH_BLOCKING=1 DEEPDREAM_REQUIRE_GPU=1 timeout 120 "$sanitizer" --tool memcheck --print-limit 10 \
+      CUDA_LAUNCH_BLOCKING=1 DEEPDREAM_REQUIRE_GPU=1 timeout 150 "$sanitizer" --tool memcheck --print-limit 10 \
         "${tests[@]}" --exact "$test" 2>&1 | tail -60
     done
   fi
