@@ -215,6 +215,16 @@ pub struct Plan {
     pub shapes: Vec<Option<Shape>>,
 }
 
+impl Plan {
+    /// The shapes of `values`, each one the plan computes.
+    pub fn shapes_of(&self, values: &[usize]) -> Vec<Shape> {
+        values
+            .iter()
+            .map(|&value| self.shapes[value].expect("a planned value"))
+            .collect()
+    }
+}
+
 /// The input image's value.
 pub const INPUT: usize = 0;
 

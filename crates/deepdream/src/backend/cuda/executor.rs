@@ -209,7 +209,7 @@ impl Executor {
             let seeds = match loss {
                 Loss::Host(loss) => Seeds::Host(run.host_seeds(wanted, loss)?),
                 Loss::Quadratic(losses) => {
-                    device_losses = DeviceLoss::upload(stream, losses, &run.shapes(wanted))?;
+                    device_losses = DeviceLoss::upload(stream, losses, &plan.shapes_of(wanted))?;
                     Seeds::Device(&device_losses)
                 }
             };
@@ -278,11 +278,7 @@ impl Executor {
         let prepare = || {
             self.gpu.with(|handles| {
                 let stream = &handles.stream;
-                let shapes: Vec<Shape> = steps
-                    .wanted
-                    .iter()
-                    .map(|&v| plan.shapes[v].expect("planned"))
-                    .collect();
+                let shapes = plan.shapes_of(steps.wanted);
                 Ok(DeviceImage {
                     image: upload(stream, image)?,
                     windows: describe(&self.graph, &plan, self.precision)?,
@@ -301,8 +297,7 @@ impl Executor {
                     wanted: steps.wanted.to_vec(),
                     plan: plan.clone(),
                     ascent: steps.ascent,
-                    steps: 0,
-                    replay: Replay::Eager,
+                    replay: Replay::Fresh,
                 })
             })
         };
@@ -365,12 +360,11 @@ impl Executor {
             if let Replay::Graph(graph) = &image.replay {
                 return graph.launch().map_err(driver("replay a step"));
             }
-            if self.graphs && image.steps > 0 && matches!(image.replay, Replay::Eager) {
+            if matches!(image.replay, Replay::Warm) {
                 match self.record(handles, weights, image) {
                     Ok(graph) => {
                         graph.launch().map_err(driver("replay a step"))?;
                         image.replay = Replay::Graph(graph);
-                        image.steps += 1;
                         return Ok(());
                     }
                     Err(error) => {
@@ -385,7 +379,13 @@ impl Executor {
                 }
             }
             self.step(handles, weights, image, false)?;
-            image.steps += 1;
+            if matches!(image.replay, Replay::Fresh) {
+                image.replay = if self.graphs {
+                    Replay::Warm
+                } else {
+                    Replay::Off
+                };
+            }
             Ok(())
         })
     }
@@ -580,7 +580,6 @@ pub struct DeviceImage {
     wanted: Vec<usize>,
     plan: Plan,
     ascent: NormalisedAscent,
-    steps: usize,
 }
 
 // SAFETY: a kept image is used only through its executor's methods, which hold the GPU's
@@ -590,8 +589,11 @@ unsafe impl Send for DeviceImage {}
 
 /// How a kept image's steps run.
 enum Replay {
-    /// One launch at a time, recorded as a graph from the second step.
-    Eager,
+    /// No step yet: the first runs one launch at a time (choosing cuDNN's algorithms and
+    /// loading kernels outside any recording).
+    Fresh,
+    /// One step done: the next is recorded as a graph.
+    Warm,
     /// Replaying the recorded step.
     Graph(CudaGraph),
     /// One launch at a time, for good (recording failed or graphs are off).
@@ -755,13 +757,6 @@ impl<'a> Run<'a> {
         &self.handles.stream
     }
 
-    fn shapes(&self, values: &[usize]) -> Vec<Shape> {
-        values
-            .iter()
-            .map(|&v| self.plan.shapes[v].expect("planned"))
-            .collect()
-    }
-
     fn address_of(&self, value: usize) -> u64 {
         address(
             self.buffers.values[value].as_ref().expect("value computed"),
@@ -828,7 +823,7 @@ impl<'a> Run<'a> {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        loss(outputs, &self.shapes(wanted))
+        loss(outputs, &self.plan.shapes_of(wanted))
     }
 
     /// The forward pass from the input (value 0, in place).
