@@ -14,6 +14,8 @@
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use super::tensors::{flow_tensor, grey_values};
+
 /// Width of the replicated border around the second image, so patches may leave it.
 const BORDER: usize = 16;
 /// Horizontal stripes searched independently (OpenCV's fixed count, for the same result).
@@ -65,19 +67,13 @@ pub fn dis(prev: &Tensor<4>, next: &Tensor<4>, params: &DisParams) -> Tensor<4> 
     let bytes = |image: &Tensor<4>| Plane {
         width,
         height,
-        values: image
-            .clone()
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("grey images hold floats")
+        values: grey_values(image)
             .iter()
             .map(|&v| v.round().clamp(0.0, 255.0) as u8)
             .collect(),
     };
     let (u, v) = flow(&bytes(prev), &bytes(next), params);
-    let mut values = u.values;
-    values.extend(v.values);
-    Tensor::<1>::from_floats(values.as_slice(), &device).reshape([1, 2, height, width])
+    flow_tensor(u.values, v.values, height, width, &device)
 }
 
 /// A single-channel image, row by row.

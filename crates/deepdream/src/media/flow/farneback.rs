@@ -11,6 +11,8 @@
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use super::tensors::{flow_tensor, grey_values};
+
 /// Smallest pyramid level side that is used (smaller levels are skipped, as in OpenCV).
 const MIN_LEVEL_SIDE: usize = 32;
 /// Width of the band along the image border whose equations are damped.
@@ -237,15 +239,8 @@ pub fn farneback_both(
 
 /// A flow field as a `[1, 2, H, W]` tensor on `like`'s device.
 fn to_tensor(flow: &Field<2>, like: &Tensor<4>) -> Tensor<4> {
-    let (u, v): (Vec<f32>, Vec<f32>) = flow.values.iter().map(|&[u, v]| (u, v)).unzip();
-    let mut values = u;
-    values.extend(v);
-    Tensor::<1>::from_floats(values.as_slice(), &like.device()).reshape([
-        1,
-        2,
-        flow.height,
-        flow.width,
-    ])
+    let (u, v) = flow.values.iter().map(|&[u, v]| (u, v)).unzip();
+    flow_tensor(u, v, flow.height, flow.width, &like.device())
 }
 
 /// A frame's polynomial expansion on each pyramid level used, coarsest first.
@@ -262,14 +257,7 @@ impl Pyramid {
         let image = Field {
             width,
             height,
-            values: image
-                .clone()
-                .into_data()
-                .try_to_vec::<f32>()
-                .expect("grey images hold floats")
-                .into_iter()
-                .map(|v| [v])
-                .collect(),
+            values: grey_values(image).into_iter().map(|v| [v]).collect(),
         };
         let expansion = PolynomialExpansion::new(params.poly_n, params.poly_sigma);
         let levels = (0..=params.levels)

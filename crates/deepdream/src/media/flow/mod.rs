@@ -5,6 +5,7 @@
 
 pub mod dis;
 pub mod farneback;
+mod tensors;
 mod warp;
 
 use burn::tensor::{Device, Tensor};
