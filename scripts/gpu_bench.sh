@@ -167,7 +167,7 @@ if staged steps; then
     echo "== 2. gradient steps, deepdream --device cuda --precision $precision against PyTorch CUDA ($precision)"
     tf32=1
     [[ $precision == fp32 ]] && tf32=0
-    BENCH_TORCH_TF32=$tf32 timeout 180 "${bench[@]}" --device cuda --precision "$precision" "${repeats[@]}"
+    DEEPDREAM_CUDA_CHOICES=$tf32 BENCH_TORCH_TF32=$tf32 timeout 180 "${bench[@]}" --device cuda --precision "$precision" "${repeats[@]}"
   done
 fi
 

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use burn::tensor::{Distribution, Tensor, TensorData};
 use common::{model, photo_crop, relative_l2_error, test_network, vgg16};
-use deepdream::backend::cuda::executor::describe;
+use deepdream::backend::cuda::executor::{Loss, describe};
 use deepdream::backend::cuda::libraries::{Library, find_library};
-use deepdream::backend::cuda::{Executor, Gpu, KeptSteps, Precision};
+use deepdream::backend::cuda::{Depthwise, Executor, Gpu, KeptSteps, Precision};
 use deepdream::backend::graph::Shape;
 use deepdream::engine::objective::{Objective, Term, gram};
 use deepdream::networks::cuda::CudaNetwork;
@@ -160,6 +160,56 @@ fn gradients_match_the_cpu() {
             assert!(error <= tolerance, "{layer} {precision:?}: {error:e}");
         }
     }
+}
+
+/// EfficientNet-Lite0's depthwise convolutions give the same gradient whether cuDNN or
+/// deepdream's own kernels run them (the default takes the faster of the two per shape, and
+/// is checked against the CPU above), at an odd size where "same" padding is uneven.
+#[test]
+fn depthwise_kernels_equal_cudnn() {
+    let Some(gpu) = gpu() else { return };
+    let device = Device::flex();
+    let network = model("efficientnet-lite0", &device);
+    let (graph, values) = network.cuda_graph().unwrap();
+    let value = values[network.layer_index("block10").unwrap()].unwrap();
+    let shape = Shape {
+        channels: 3,
+        height: 101,
+        width: 77,
+    };
+    let output = graph.plan(shape, &[value]).unwrap().shapes[value].unwrap();
+    let loss = QuadraticLoss {
+        quadratic: (0..output.channels)
+            .map(|c| 1.0 + c as f32 / 10.0)
+            .collect(),
+        linear: vec![0.5; output.channels],
+        rows: 1..output.height,
+        cols: 0..output.width - 1,
+    };
+    let image = Tensor::<4>::random(
+        [1, 3, shape.height, shape.width],
+        Distribution::Uniform(-1.0, 1.0),
+        &device,
+    )
+    .into_data()
+    .try_to_vec::<f32>()
+    .unwrap();
+    let gradient = |depthwise: Depthwise| {
+        Executor::new(gpu.clone(), graph.clone(), Precision::Fp32)
+            .with_depthwise(depthwise)
+            .gradient(
+                &image,
+                shape,
+                &[value],
+                Loss::Quadratic(std::slice::from_ref(&loss)),
+            )
+            .unwrap()
+    };
+    let (cudnn, own) = (gradient(Depthwise::Cudnn), gradient(Depthwise::Own));
+    let error = relative_l2_error(&own, &cudnn);
+    eprintln!("depthwise kernels vs cuDNN: relative L2 error {error:e}");
+    assert!(cudnn.iter().any(|&v| v != 0.0), "a gradient");
+    assert!(error <= 1e-5, "{error:e}");
 }
 
 /// The loss's gradients made on the GPU (chosen channels, a tile's window, a class logit)

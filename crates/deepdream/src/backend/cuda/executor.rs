@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, Once};
 
 use cudarc::cudnn::sys as cudnn_sys;
-use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+use cudarc::driver::sys::{CUevent_flags, CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{
     CudaGraph, CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError, PushKernelArg,
 };
@@ -107,6 +107,21 @@ enum Seeds<'s> {
     Device(&'s [DeviceLoss]),
 }
 
+/// How depthwise convolutions (one filter per channel, as in EfficientNet) run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Depthwise {
+    /// By whichever of cuDNN and deepdream's own kernels was faster, each timed on the step's
+    /// own buffers when its shape first runs (the default).
+    Fastest,
+    /// By cuDNN, as a grouped convolution.
+    Cudnn,
+    /// By deepdream's own kernels.
+    Own,
+}
+
+/// Prints each timed choice between cuDNN and deepdream's own kernels when `1`.
+pub const CHOICES_VARIABLE: &str = "DEEPDREAM_CUDA_CHOICES";
+
 /// A graph ready to run on one GPU.
 pub struct Executor {
     gpu: Arc<Gpu>,
@@ -114,6 +129,7 @@ pub struct Executor {
     precision: Precision,
     /// Whether kept images replay their steps as CUDA graphs.
     graphs: bool,
+    depthwise: Depthwise,
     /// By node, uploaded when a plan first needs them.
     weights: Mutex<Vec<Weights>>,
     choices: Mutex<Choices>,
@@ -173,6 +189,7 @@ impl Executor {
             graph,
             precision,
             graphs: std::env::var(GRAPHS_VARIABLE).map_or(true, |value| value != "0"),
+            depthwise: Depthwise::Fastest,
             weights: Mutex::new(weights),
             choices: Mutex::new(Choices::default()),
             spare: Mutex::new(Vec::new()),
@@ -183,6 +200,11 @@ impl Executor {
     /// are, unless [`GRAPHS_VARIABLE`] is `0`).
     pub fn with_graphs(self, graphs: bool) -> Executor {
         Executor { graphs, ..self }
+    }
+
+    /// The executor with depthwise convolutions run as `depthwise` says.
+    pub fn with_depthwise(self, depthwise: Depthwise) -> Executor {
+        Executor { depthwise, ..self }
     }
 
     /// The gradient with respect to `input` (a `shape` image) of a loss of the `wanted`
@@ -519,6 +541,7 @@ impl Executor {
             weights,
             plan,
             tf32: self.precision == Precision::Tf32,
+            depthwise: self.depthwise,
             choices: &self.choices,
             windows,
             buffers,
@@ -738,6 +761,7 @@ struct Run<'a> {
     weights: &'a [Weights],
     plan: &'a Plan,
     tf32: bool,
+    depthwise: Depthwise,
     choices: &'a Mutex<Choices>,
     windows: &'a Windows,
     buffers: &'a mut Buffers,
@@ -865,7 +889,16 @@ impl<'a> Run<'a> {
         self.windows.0[index].as_ref().expect("a windowed step")
     }
 
+    /// Runs step `index` forward.
     fn forward_step(&mut self, index: usize) -> Result<()> {
+        if self.route(index, Pass::Forward, 0)? == Route::Own {
+            return self.own_depthwise(index, Pass::Forward, 0, 0);
+        }
+        self.forward_operation(index)
+    }
+
+    /// Runs step `index` forward through cuDNN, cuBLAS or an element-wise kernel.
+    fn forward_operation(&mut self, index: usize) -> Result<()> {
         let step = self.plan.steps[index].clone();
         let node = &self.graph.nodes[step.node];
         let y = self.address_of(step.node + 1);
@@ -1197,6 +1230,20 @@ impl<'a> Run<'a> {
     /// Adds step `index`'s contribution to its inputs' gradients `dxs`, from its output's
     /// gradient `dy`.
     fn backward_step(&mut self, index: usize, step: &Step, dy: u64, dxs: &[u64]) -> Result<()> {
+        if self.route(index, Pass::Backward, dy)? == Route::Own {
+            return self.own_depthwise(index, Pass::Backward, dy, dxs[0]);
+        }
+        self.backward_operation(index, step, dy, dxs)
+    }
+
+    /// [`Run::backward_step`] through cuDNN, cuBLAS or an element-wise kernel.
+    fn backward_operation(
+        &mut self,
+        index: usize,
+        step: &Step,
+        dy: u64,
+        dxs: &[u64],
+    ) -> Result<()> {
         let node = &self.graph.nodes[step.node];
         let handle = self.handles.cudnn.0;
         let kernels = &self.handles.kernels;
@@ -1382,6 +1429,182 @@ impl<'a> Run<'a> {
     }
 }
 
+/// The pass of a gradient a step runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Pass {
+    Forward,
+    Backward,
+}
+
+/// What runs a step: cuDNN (or whatever runs the operation in general), or deepdream's own
+/// depthwise kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Cudnn,
+    Own,
+}
+
+/// How many times each route runs when timed, after one run to warm it up.
+const TIMED_RUNS: usize = 3;
+
+impl Run<'_> {
+    /// The geometry arguments of deepdream's depthwise kernels for step `index`, if it is a
+    /// depthwise convolution they run (one filter per channel, every count within an `i32`).
+    fn depthwise_geometry(&self, index: usize) -> Option<[Arg; 12]> {
+        let step = &self.plan.steps[index];
+        let Operation::Conv {
+            weight,
+            stride,
+            dilation,
+            groups,
+            ..
+        } = &self.graph.nodes[step.node].operation
+        else {
+            return None;
+        };
+        let [outputs, per_group, kh, kw] = weight.dims();
+        let input = step.inputs[0];
+        let fits = |len: usize| len < i32::MAX as usize;
+        let depthwise = per_group == 1 && *groups == input.channels && outputs == input.channels;
+        (depthwise && fits(input.len()) && fits(step.output.len())).then(|| {
+            [
+                input.height,
+                input.width,
+                step.output.height,
+                step.output.width,
+                kh,
+                kw,
+                stride[0],
+                stride[1],
+                step.padding[0].0,
+                step.padding[1].0,
+                dilation[0],
+                dilation[1],
+            ]
+            .map(|v| Arg::Count(v as u64))
+        })
+    }
+
+    /// What runs step `index` in `pass`: deepdream's depthwise kernels where the step is a
+    /// depthwise convolution and they are asked for or, by default, were faster than cuDNN
+    /// when both were timed at the step's first run of this shape (`dy`, in the backward
+    /// pass, is the output's gradient to time them on); else cuDNN.
+    fn route(&mut self, index: usize, pass: Pass, dy: u64) -> Result<Route> {
+        if self.depthwise_geometry(index).is_none() {
+            return Ok(Route::Cudnn);
+        }
+        match self.depthwise {
+            Depthwise::Cudnn => return Ok(Route::Cudnn),
+            Depthwise::Own => return Ok(Route::Own),
+            Depthwise::Fastest => {}
+        }
+        let step = self.plan.steps[index].clone();
+        let key = (step.node, step.inputs[0], pass);
+        let chosen = self
+            .choices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .depthwise
+            .get(&key)
+            .copied();
+        if let Some(route) = chosen {
+            return Ok(route);
+        }
+        if self.recording {
+            // Nothing can be timed while recording (the first step, never recorded, times
+            // every shape): the own kernels need no workspace.
+            return Ok(Route::Own);
+        }
+        let (cudnn, own) = match pass {
+            Pass::Forward => (
+                self.timed(|run| run.forward_operation(index)),
+                self.timed(|run| run.own_depthwise(index, pass, 0, 0))?,
+            ),
+            Pass::Backward => {
+                // Both add to a gradient of their own, so that the pass's is left alone.
+                let target = alloc::<f32>(self.stream(), step.inputs[0].len())?;
+                let dx = address(&target, self.stream());
+                (
+                    self.timed(|run| run.backward_operation(index, &step, dy, &[dx])),
+                    self.timed(|run| run.own_depthwise(index, pass, dy, dx))?,
+                )
+            }
+        };
+        let route = match cudnn {
+            Ok(cudnn) if cudnn <= own => Route::Cudnn,
+            _ => Route::Own,
+        };
+        if std::env::var(CHOICES_VARIABLE).is_ok_and(|v| v == "1") {
+            let cudnn = cudnn.map_or_else(|e| e.to_string(), |ms| format!("{ms:.4} ms"));
+            let input = step.inputs[0];
+            eprintln!(
+                "deepdream: depthwise node {} {pass:?} on {}x{}x{}: cuDNN {cudnn}, own {own:.4} ms: {route:?}",
+                step.node, input.channels, input.height, input.width
+            );
+        }
+        self.choices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .depthwise
+            .insert(key, route);
+        Ok(route)
+    }
+
+    /// The time in milliseconds `work` takes on the GPU, over [`TIMED_RUNS`] runs after one.
+    fn timed(&mut self, mut work: impl FnMut(&mut Self) -> Result<()>) -> Result<f32> {
+        work(self)?;
+        let timing = Some(CUevent_flags::CU_EVENT_DEFAULT);
+        let start = self
+            .stream()
+            .record_event(timing)
+            .map_err(driver("time a kernel"))?;
+        for _ in 0..TIMED_RUNS {
+            work(self)?;
+        }
+        let end = self
+            .stream()
+            .record_event(timing)
+            .map_err(driver("time a kernel"))?;
+        let total = start.elapsed_ms(&end).map_err(driver("time a kernel"))?;
+        Ok(total / TIMED_RUNS as f32)
+    }
+
+    /// Step `index`, a depthwise convolution, by deepdream's kernels: forward into its value,
+    /// or backward, adding the input's gradient to `dx` from the output's at `dy`.
+    fn own_depthwise(&self, index: usize, pass: Pass, dy: u64, dx: u64) -> Result<()> {
+        let step = &self.plan.steps[index];
+        let geometry = self.depthwise_geometry(index).expect("a depthwise step");
+        let weights = &self.weights[step.node];
+        let w = Arg::Address(address(
+            weights.first.as_ref().expect("conv weights"),
+            self.stream(),
+        ));
+        let kernels = &self.handles.kernels;
+        let mut args = match pass {
+            Pass::Forward => vec![
+                Arg::Address(self.address_of(step.node + 1)),
+                Arg::Address(self.address_of(self.graph.nodes[step.node].inputs[0])),
+                w,
+                // No bias is a null address.
+                Arg::Address(
+                    weights
+                        .second
+                        .as_ref()
+                        .map_or(0, |b| address(b, self.stream())),
+                ),
+            ],
+            Pass::Backward => vec![Arg::Address(dx), Arg::Address(dy), w],
+        };
+        args.extend(geometry);
+        match pass {
+            Pass::Forward => self.launch(&kernels.depthwise, step.output.len(), &args),
+            Pass::Backward => {
+                self.launch(&kernels.depthwise_backward_add, step.inputs[0].len(), &args)
+            }
+        }
+    }
+}
+
 /// cuDNN's description of a windowed step (a convolution or a pooling): its input as cuDNN
 /// reads it (padded by hand where the padding is asymmetric), its output, and the operation.
 struct Window {
@@ -1537,12 +1760,14 @@ fn use_math(conv: &ConvDesc, math: cudnn_sys::cudnnMathType_t, tf32: bool) -> Re
     })
 }
 
-/// cuDNN's choices for the convolutions of a graph, by node and input shape: asked for once
-/// per shape, not at every step.
+/// cuDNN's choices for the convolutions of a graph, by node and input shape, and the timed
+/// choices between cuDNN and deepdream's own kernels: made once per shape, not at every step.
 #[derive(Default)]
 struct Choices {
     forward: HashMap<(usize, Shape), Choice<cudnn_sys::cudnnConvolutionFwdAlgo_t>>,
     backward_data: HashMap<(usize, Shape), Choice<cudnn_sys::cudnnConvolutionBwdDataAlgo_t>>,
+    /// What runs each depthwise convolution, by node, input shape and pass.
+    depthwise: HashMap<(usize, Shape, Pass), Route>,
 }
 
 /// The choice kept in `map` under `key`, else `choose`'s, kept.

@@ -193,3 +193,97 @@ extern "C" __global__ void ascend(float *image, const float *gradient, const flo
         image[i] = fminf(fmaxf(image[i] + factor * g, low), high);
     }
 }
+
+// The geometry of a depthwise convolution (one kh x kw filter per channel, groups = channels):
+// a height x width input, an out_height x out_width output, strides, the padding before the
+// first row and column (zeros; the far sides need none to be said), and dilations. Every
+// count fits an int (the host checks).
+struct Depthwise {
+    int height, width, out_height, out_width, kh, kw, sh, sw, top, left, dh, dw;
+};
+
+// Σ w[ky][kx] · x[row + ky·dh][column + kx·dw] over the window, x zero outside its plane. K > 0:
+// a K x K window known when compiling (unrolled), 0: g.kh x g.kw.
+template <int K>
+__device__ inline float depthwise_window(const float *x, const float *w, const Depthwise &g,
+                                         int row, int column) {
+    const int rows = K > 0 ? K : g.kh, columns = K > 0 ? K : g.kw;
+    float sum = 0.0f;
+#pragma unroll
+    for (int ky = 0; ky < rows; ++ky) {
+        int r = row + ky * g.dh;
+        if (r < 0 || r >= g.height) continue;
+#pragma unroll
+        for (int kx = 0; kx < columns; ++kx) {
+            int c = column + kx * g.dw;
+            if (c >= 0 && c < g.width) sum += w[ky * columns + kx] * x[r * g.width + c];
+        }
+    }
+    return sum;
+}
+
+// Σ w[ky][kx] · dy[oy][ox] over the outputs whose window reads input (row, column): oy·sh −
+// top + ky·dh = row, likewise for columns. K as above.
+template <int K>
+__device__ inline float depthwise_window_backward(const float *dy, const float *w,
+                                                  const Depthwise &g, int row, int column) {
+    const int rows = K > 0 ? K : g.kh, columns = K > 0 ? K : g.kw;
+    float sum = 0.0f;
+#pragma unroll
+    for (int ky = 0; ky < rows; ++ky) {
+        int r = row + g.top - ky * g.dh;
+        if (r < 0 || r % g.sh != 0 || r / g.sh >= g.out_height) continue;
+        int oy = r / g.sh;
+#pragma unroll
+        for (int kx = 0; kx < columns; ++kx) {
+            int c = column + g.left - kx * g.dw;
+            if (c < 0 || c % g.sw != 0 || c / g.sw >= g.out_width) continue;
+            sum += w[ky * columns + kx] * dy[oy * g.out_width + c / g.sw];
+        }
+    }
+    return sum;
+}
+
+#define DEPTHWISE_ARGUMENTS                                                                   \
+    unsigned long long height, unsigned long long width, unsigned long long out_height,       \
+        unsigned long long out_width, unsigned long long kh, unsigned long long kw,           \
+        unsigned long long sh, unsigned long long sw, unsigned long long top,                 \
+        unsigned long long left, unsigned long long dh, unsigned long long dw,                \
+        unsigned long long n
+#define DEPTHWISE_GEOMETRY                                                                    \
+    Depthwise g{(int)height, (int)width, (int)out_height, (int)out_width, (int)kh, (int)kw, \
+                (int)sh,     (int)sw,    (int)top,        (int)left,      (int)dh, (int)dw}
+
+// A depthwise convolution: y[c][oy][ox] = bias[c] (0 without bias) + the window sum of channel
+// c's filter over x at (oy·sh − top, ox·sw − left); n = channels · out_height · out_width.
+extern "C" __global__ void depthwise(float *y, const float *x, const float *w, const float *bias,
+                                     DEPTHWISE_ARGUMENTS) {
+    DEPTHWISE_GEOMETRY;
+    const int plane = g.out_height * g.out_width, window = g.kh * g.kw;
+    FOR_EACH(i, n) {
+        const int c = (int)i / plane, at = (int)i % plane;
+        const int row = at / g.out_width * g.sh - g.top, column = at % g.out_width * g.sw - g.left;
+        const float *xc = x + (long long)c * g.height * g.width, *wc = w + c * window;
+        float sum = g.kh == 3 && g.kw == 3   ? depthwise_window<3>(xc, wc, g, row, column)
+                    : g.kh == 5 && g.kw == 5 ? depthwise_window<5>(xc, wc, g, row, column)
+                                             : depthwise_window<0>(xc, wc, g, row, column);
+        y[i] = sum + (bias ? bias[c] : 0.0f);
+    }
+}
+
+// The depthwise convolution's gradient with respect to its input, added: dx[c][row][column] +=
+// Σ w · dy over the outputs that read it; n = channels · height · width.
+extern "C" __global__ void depthwise_backward_add(float *dx, const float *dy, const float *w,
+                                                  DEPTHWISE_ARGUMENTS) {
+    DEPTHWISE_GEOMETRY;
+    const int plane = g.height * g.width, window = g.kh * g.kw;
+    FOR_EACH(i, n) {
+        const int c = (int)i / plane, at = (int)i % plane;
+        const int row = at / g.width, column = at % g.width;
+        const float *dyc = dy + (long long)c * g.out_height * g.out_width, *wc = w + c * window;
+        dx[i] += g.kh == 3 && g.kw == 3
+                     ? depthwise_window_backward<3>(dyc, wc, g, row, column)
+                 : g.kh == 5 && g.kw == 5 ? depthwise_window_backward<5>(dyc, wc, g, row, column)
+                                          : depthwise_window_backward<0>(dyc, wc, g, row, column);
+    }
+}

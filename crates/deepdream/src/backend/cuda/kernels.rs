@@ -136,6 +136,12 @@ pub struct Kernels {
     ///
     /// [`NormalisedAscent::factors`]: crate::backend::ascend::NormalisedAscent::factors
     pub ascend: CudaFunction,
+    /// `depthwise(y, x, w, bias, height, width, out_height, out_width, kh, kw, sh, sw, top,
+    /// left, dh, dw, n)`: a convolution of one filter per channel (bias none: 0).
+    pub depthwise: CudaFunction,
+    /// `depthwise_backward_add(dx, dy, w, height, …, dw, n)`: its gradient with respect to
+    /// the input, added to `dx`.
+    pub depthwise_backward_add: CudaFunction,
 }
 
 impl Kernels {
@@ -168,6 +174,8 @@ impl Kernels {
             roll: function("roll")?,
             abs_sum: function("abs_sum")?,
             ascend: function("ascend")?,
+            depthwise: function("depthwise")?,
+            depthwise_backward_add: function("depthwise_backward_add")?,
             _module: module,
         })
     }
@@ -473,6 +481,10 @@ mod tests {
         tensor.into_data().try_to_vec::<f32>().unwrap()
     }
 
+    fn values_1d(tensor: burn::tensor::Tensor<1>) -> Vec<f32> {
+        tensor.into_data().try_to_vec::<f32>().unwrap()
+    }
+
     fn wrapped(shift: [i64; 2]) -> [u64; 2] {
         [
             shift[0].rem_euclid(HEIGHT as i64) as u64,
@@ -663,6 +675,210 @@ mod tests {
         }
         let expected: Vec<f32> = x.iter().map(|v| v + 0.5).collect();
         assert_eq!(back, expected);
+    }
+
+    type Depthwise = unsafe extern "C" fn(
+        *mut f32,
+        *const f32,
+        *const f32,
+        *const f32,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+    );
+    type DepthwiseBackwardAdd = unsafe extern "C" fn(
+        *mut f32,
+        *const f32,
+        *const f32,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+    );
+
+    /// The depthwise kernels compute what the graph's convolution computes on the CPU (with
+    /// its padding, odd pixels included, stride and dilation), and their backward pass is its
+    /// transpose: `<dy, conv(x)> = <conv_backward(dy), x>`; for the 3x3 and 5x5 windows that
+    /// are compiled apart and for others.
+    #[test]
+    fn the_depthwise_kernels_convolve_as_the_cpu_and_transpose_exactly() {
+        use crate::backend::graph::{Graph, Operation, Padding, Shape};
+        use burn::tensor::{Distribution, Tensor};
+
+        let Some(library) = host_build() else { return };
+        // SAFETY: the symbols are kernels.cu's depthwise kernels with these arguments.
+        let (forward, backward) = unsafe {
+            (
+                *library.get::<Depthwise>(b"depthwise").unwrap(),
+                *library
+                    .get::<DepthwiseBackwardAdd>(b"depthwise_backward_add")
+                    .unwrap(),
+            )
+        };
+        let device = burn::tensor::Device::flex();
+        let channels = 4;
+        let cases = [
+            // (window, stride, dilation, padding, height, width)
+            ([3, 3], 1, 1, Padding::Same { upper: true }, 9, 11),
+            ([3, 3], 2, 1, Padding::Same { upper: true }, 10, 13),
+            ([5, 5], 2, 1, Padding::Same { upper: true }, 12, 9),
+            ([5, 5], 1, 1, Padding::Fixed([(2, 2), (2, 2)]), 8, 8),
+            ([3, 5], 1, 2, Padding::Fixed([(1, 3), (0, 2)]), 9, 10),
+            ([2, 2], 3, 1, Padding::Fixed([(1, 0), (0, 1)]), 11, 7),
+        ];
+        for (kernel, stride, dilation, padding, height, width) in cases {
+            let what =
+                format!("{kernel:?} window, stride {stride}, dilation {dilation}, {padding:?}");
+            let weight = Tensor::<4>::random(
+                [channels, 1, kernel[0], kernel[1]],
+                Distribution::Uniform(-1.0, 1.0),
+                &device,
+            );
+            let bias = Tensor::<1>::random([channels], Distribution::Uniform(-1.0, 1.0), &device);
+            let mut graph = Graph::default();
+            let node = graph.push(
+                Operation::Conv {
+                    weight: weight.clone(),
+                    bias: Some(bias.clone()),
+                    stride: [stride; 2],
+                    padding,
+                    dilation: [dilation; 2],
+                    groups: channels,
+                },
+                vec![0],
+            );
+            let input = Shape {
+                channels,
+                height,
+                width,
+            };
+            let plan = graph.plan(input, &[node]).unwrap();
+            let step = &plan.steps[0];
+            let output = step.output;
+            let x = Tensor::<4>::random(
+                [1, channels, height, width],
+                Distribution::Uniform(-2.0, 2.0),
+                &device,
+            );
+            let expected = values(graph.run(x.clone(), &[node]).unwrap().remove(0));
+            let [(top, _), (left, _)] = step.padding;
+            let geometry = [
+                height,
+                width,
+                output.height,
+                output.width,
+                kernel[0],
+                kernel[1],
+                stride,
+                stride,
+                top,
+                left,
+                dilation,
+                dilation,
+            ]
+            .map(|v| v as u64);
+            let [h, w, oh, ow, kh, kw, sh, sw, t, l, dh, dw] = geometry;
+            let (xs, ws, bs) = (values(x), values(weight), values_1d(bias));
+            let mut y = vec![f32::NAN; output.len()];
+            // SAFETY: every buffer holds what the geometry says.
+            unsafe {
+                forward(
+                    y.as_mut_ptr(),
+                    xs.as_ptr(),
+                    ws.as_ptr(),
+                    bs.as_ptr(),
+                    h,
+                    w,
+                    oh,
+                    ow,
+                    kh,
+                    kw,
+                    sh,
+                    sw,
+                    t,
+                    l,
+                    dh,
+                    dw,
+                    y.len() as u64,
+                )
+            };
+            assert_close(&y, &expected, &what);
+            // Without bias, the adjoint identity; the backward pass adds to what is there.
+            let mut plain = vec![f32::NAN; output.len()];
+            let dy = values(Tensor::<4>::random(
+                [1, channels, output.height, output.width],
+                Distribution::Uniform(-1.0, 1.0),
+                &device,
+            ));
+            let mut dx = vec![1.0f32; xs.len()];
+            // SAFETY: as above; a null bias is none.
+            unsafe {
+                forward(
+                    plain.as_mut_ptr(),
+                    xs.as_ptr(),
+                    ws.as_ptr(),
+                    std::ptr::null(),
+                    h,
+                    w,
+                    oh,
+                    ow,
+                    kh,
+                    kw,
+                    sh,
+                    sw,
+                    t,
+                    l,
+                    dh,
+                    dw,
+                    plain.len() as u64,
+                );
+                backward(
+                    dx.as_mut_ptr(),
+                    dy.as_ptr(),
+                    ws.as_ptr(),
+                    h,
+                    w,
+                    oh,
+                    ow,
+                    kh,
+                    kw,
+                    sh,
+                    sw,
+                    t,
+                    l,
+                    dh,
+                    dw,
+                    dx.len() as u64,
+                )
+            };
+            let dot =
+                |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a * b) as f64).sum::<f64>();
+            let ones = vec![1.0f32; xs.len()];
+            let (left_side, right_side) = (dot(&dy, &plain), dot(&dx, &xs) - dot(&ones, &xs));
+            assert!(
+                (left_side - right_side).abs() <= 1e-4 * left_side.abs().max(1.0),
+                "{what}: {left_side} vs {right_side}"
+            );
+        }
     }
 
     /// The first run compiles and keeps the CUBIN; the next one reads it back, and a damaged

@@ -10,5 +10,5 @@ mod gpu;
 pub mod kernels;
 pub mod libraries;
 
-pub use executor::{Executor, KeptSteps, Precision};
+pub use executor::{Depthwise, Executor, KeptSteps, Precision};
 pub use gpu::{Gpu, GpuInfo, Handles};
