@@ -180,6 +180,32 @@ enum Arg {
     Float(f32),
 }
 
+/// Where a gradient goes: its address, and whether it is added to what is there (another
+/// contribution to the same value was stored first) or stored over it.
+#[derive(Clone, Copy, Debug)]
+struct Target {
+    address: u64,
+    accumulate: bool,
+}
+
+impl Target {
+    /// No target (the forward pass's).
+    const NONE: Target = Target {
+        address: 0,
+        accumulate: false,
+    };
+
+    /// The kernels' `accumulate` argument.
+    fn accumulate(&self) -> Arg {
+        Arg::Count(self.accumulate as u64)
+    }
+
+    /// cuDNN's and cuBLAS's `beta`: 1 adds, 0 overwrites (without reading what is there).
+    fn beta(&self) -> f32 {
+        if self.accumulate { ONE } else { ZERO }
+    }
+}
+
 impl Executor {
     /// `graph` on `gpu`, convolutions in `precision`.
     pub fn new(gpu: Arc<Gpu>, graph: Graph, precision: Precision) -> Executor {
@@ -690,9 +716,10 @@ fn gradient_layout(shapes: &[Option<Shape>]) -> (Vec<Option<usize>>, usize, usiz
 
 /// Every buffer a gradient of one plan needs: each computed value (the input's included), the
 /// copies of inputs padded by hand and the scratch for their gradients, and one block for the
-/// values' gradients and the input gradient's absolute sum, zeroed by one memset at each
-/// backward pass. Made once for a kept image, so that its steps allocate nothing. Values are
-/// not zeroed: every step overwrites them before reading them.
+/// values' gradients and the input gradient's absolute sum (the only part a backward pass
+/// clears: it stores each gradient over what was there). Made once for a kept image, so that
+/// its steps allocate nothing. Values are not zeroed: every step overwrites them before
+/// reading them.
 struct Buffers {
     /// By value index.
     values: Vec<Option<CudaSlice<f32>>>,
@@ -892,7 +919,7 @@ impl<'a> Run<'a> {
     /// Runs step `index` forward.
     fn forward_step(&mut self, index: usize) -> Result<()> {
         if self.route(index, Pass::Forward, 0)? == Route::Own {
-            return self.own_depthwise(index, Pass::Forward, 0, 0);
+            return self.own_depthwise(index, Pass::Forward, 0, Target::NONE);
         }
         self.forward_operation(index)
     }
@@ -1152,43 +1179,54 @@ impl<'a> Run<'a> {
     }
 
     /// The backward pass from `seeds` (the loss's gradients at the `wanted` values) to the
-    /// input, into the buffers' block of gradients (cleared first).
+    /// input, into the buffers' block of gradients, the absolute sum after them cleared. No
+    /// gradient is cleared: the first contribution to each overwrites it, the later ones
+    /// add to it, and only the gradients of values something wanted depends on are read.
     fn backward(&mut self, wanted: &[usize], seeds: &Seeds<'_>) -> Result<()> {
-        let gradients = &self.buffers.gradients;
-        // SAFETY: the block is `num_bytes` long.
+        // SAFETY: the sum is one float inside the block.
         unsafe {
             cudarc::driver::result::memset_d8_async(
-                address(gradients, self.stream()),
+                self.buffers.total_address(self.stream()),
                 0,
-                gradients.num_bytes(),
+                4,
                 self.stream().cu_stream(),
             )
         }
-        .map_err(driver("clear the gradients"))?;
-        let mut touched = vec![false; self.plan.shapes.len()];
+        .map_err(driver("clear the gradient's sum"))?;
+        let mut written = vec![false; self.plan.shapes.len()];
         for (index, &value) in wanted.iter().enumerate() {
-            self.seed(value, self.gradient_address(value), seeds, index)?;
-            touched[value] = true;
+            let dy = self.target(value, &mut written);
+            self.seed(value, dy, seeds, index)?;
         }
         for index in (0..self.plan.steps.len()).rev() {
             let step = self.plan.steps[index].clone();
-            if !touched[step.node + 1] {
+            if !written[step.node + 1] {
                 continue;
             }
             let dy = self.gradient_address(step.node + 1);
             let inputs = &self.graph.nodes[step.node].inputs;
-            let dxs: Vec<u64> = inputs.iter().map(|&v| self.gradient_address(v)).collect();
-            for &input in inputs {
-                touched[input] = true;
-            }
+            let dxs: Vec<Target> = inputs
+                .iter()
+                .map(|&v| self.target(v, &mut written))
+                .collect();
             self.backward_step(index, &step, dy, &dxs)?;
         }
         Ok(())
     }
 
-    /// Adds the loss's gradient with respect to `value` (the `index`th wanted value) to its
-    /// gradient buffer at `dy`.
-    fn seed(&self, value: usize, dy: u64, seeds: &Seeds<'_>, index: usize) -> Result<()> {
+    /// Where the next contribution to `value`'s gradient goes: added, if one was `written`
+    /// there before, else stored; it is marked written.
+    fn target(&self, value: usize, written: &mut [bool]) -> Target {
+        let accumulate = std::mem::replace(&mut written[value], true);
+        Target {
+            address: self.gradient_address(value),
+            accumulate,
+        }
+    }
+
+    /// Stores the loss's gradient with respect to `value` (the `index`th wanted value) in its
+    /// gradient buffer.
+    fn seed(&self, value: usize, dy: Target, seeds: &Seeds<'_>, index: usize) -> Result<()> {
         let shape = self.plan.shapes[value].expect("planned");
         match seeds {
             Seeds::Host(seeds) => {
@@ -1200,17 +1238,12 @@ impl<'a> Run<'a> {
                     )));
                 }
                 let upload = upload(self.stream(), seed)?;
-                let args = [
-                    Arg::Address(dy),
-                    Arg::Address(address(&upload, self.stream())),
-                    Arg::Float(1.0),
-                ];
-                self.launch(&self.handles.kernels.axpy, shape.len(), &args)
+                self.copy(dy, address(&upload, self.stream()), 1.0, shape.len())
             }
             Seeds::Device(losses) => {
                 let loss = &losses[index];
                 let args = [
-                    Arg::Address(dy),
+                    Arg::Address(dy.address),
                     Arg::Address(self.address_of(value)),
                     Arg::Address(address(&loss.quadratic, self.stream())),
                     Arg::Address(address(&loss.linear, self.stream())),
@@ -1221,15 +1254,28 @@ impl<'a> Run<'a> {
                     Arg::Count(loss.rows.end as u64),
                     Arg::Count(loss.cols.start as u64),
                     Arg::Count(loss.cols.end as u64),
+                    dy.accumulate(),
                 ];
                 self.launch(&self.handles.kernels.quadratic_seed, shape.len(), &args)
             }
         }
     }
 
-    /// Adds step `index`'s contribution to its inputs' gradients `dxs`, from its output's
+    /// `a·x` (`n` values at `x`) stored at `target`.
+    fn copy(&self, target: Target, x: u64, a: f32, n: usize) -> Result<()> {
+        let kernels = &self.handles.kernels;
+        let kernel = if target.accumulate {
+            &kernels.axpy
+        } else {
+            &kernels.scale
+        };
+        let args = [Arg::Address(target.address), Arg::Address(x), Arg::Float(a)];
+        self.launch(kernel, n, &args)
+    }
+
+    /// Stores step `index`'s contribution to its inputs' gradients `dxs`, from its output's
     /// gradient `dy`.
-    fn backward_step(&mut self, index: usize, step: &Step, dy: u64, dxs: &[u64]) -> Result<()> {
+    fn backward_step(&mut self, index: usize, step: &Step, dy: u64, dxs: &[Target]) -> Result<()> {
         if self.route(index, Pass::Backward, dy)? == Route::Own {
             return self.own_depthwise(index, Pass::Backward, dy, dxs[0]);
         }
@@ -1242,7 +1288,7 @@ impl<'a> Run<'a> {
         index: usize,
         step: &Step,
         dy: u64,
-        dxs: &[u64],
+        dxs: &[Target],
     ) -> Result<()> {
         let node = &self.graph.nodes[step.node];
         let handle = self.handles.cudnn.0;
@@ -1250,7 +1296,7 @@ impl<'a> Run<'a> {
         let n = step.output.len();
         let y = self.address_of(step.node + 1);
         // A windowed step with hand-made padding writes its gradient to a padded scratch
-        // buffer, then adds the part that covers the input.
+        // buffer, then stores the part that covers the input.
         let padded = self.buffers.padded[index]
             .as_ref()
             .map(|(buffer, shape)| (address(buffer, self.stream()), *shape));
@@ -1259,7 +1305,7 @@ impl<'a> Run<'a> {
             .map(|buffer| address(buffer, self.stream()));
         let (dx, beta) = match scratch {
             Some(scratch) => (scratch, ZERO),
-            None => (dxs[0], ONE),
+            None => (dxs[0].address, dxs[0].beta()),
         };
         let input_shape = step.inputs[0];
         let x = match padded {
@@ -1350,71 +1396,70 @@ impl<'a> Run<'a> {
                         dy as *const c_void,
                         desc.0,
                         x as *const c_void,
-                        scalar(&ONE),
+                        scalar(&dxs[0].beta()),
                         desc.0,
-                        dxs[0] as *mut c_void,
+                        dxs[0].address as *mut c_void,
                     )
                 })?;
             }
             Operation::Relu => {
-                let args = [Arg::Address(dxs[0]), Arg::Address(dy), Arg::Address(y)];
-                self.launch(&kernels.relu_backward_add, n, &args)?;
+                let args = [
+                    Arg::Address(dxs[0].address),
+                    Arg::Address(dy),
+                    Arg::Address(y),
+                    dxs[0].accumulate(),
+                ];
+                self.launch(&kernels.relu_backward, n, &args)?;
             }
             Operation::Clip { low, high } => {
                 let args = [
-                    Arg::Address(dxs[0]),
+                    Arg::Address(dxs[0].address),
                     Arg::Address(dy),
                     Arg::Address(y),
                     Arg::Float(*low),
                     Arg::Float(*high),
+                    dxs[0].accumulate(),
                 ];
-                self.launch(&kernels.clip_backward_add, n, &args)?;
+                self.launch(&kernels.clip_backward, n, &args)?;
             }
             Operation::Scale { .. } => {
                 let scale = self.weights[step.node].first.as_ref().expect("scale");
                 let args = [
-                    Arg::Address(dxs[0]),
+                    Arg::Address(dxs[0].address),
                     Arg::Address(dy),
                     Arg::Address(address(scale, self.stream())),
                     Arg::Count((step.output.height * step.output.width) as u64),
                     Arg::Count(step.output.channels as u64),
+                    dxs[0].accumulate(),
                 ];
-                self.launch(&kernels.scale_backward_add, n, &args)?;
+                self.launch(&kernels.scale_backward, n, &args)?;
             }
-            Operation::Multiply { factor } => {
-                let args = [Arg::Address(dxs[0]), Arg::Address(dy), Arg::Float(*factor)];
-                self.launch(&kernels.axpy, n, &args)?;
-            }
+            Operation::Multiply { factor } => self.copy(dxs[0], dy, *factor, n)?,
             Operation::Add => {
                 for &dx in dxs {
-                    let args = [Arg::Address(dx), Arg::Address(dy), Arg::Float(1.0)];
-                    self.launch(&kernels.axpy, n, &args)?;
+                    self.copy(dx, dy, 1.0, n)?;
                 }
             }
             Operation::Concat => {
                 let mut offset = 0u64;
                 for (&dx, shape) in dxs.iter().zip(&step.inputs) {
-                    let args = [Arg::Address(dx), Arg::Address(dy + offset), Arg::Float(1.0)];
-                    self.launch(&kernels.axpy, shape.len(), &args)?;
+                    self.copy(dx, dy + offset, 1.0, shape.len())?;
                     offset += (shape.len() * 4) as u64;
                 }
             }
-            Operation::Flatten => {
-                let args = [Arg::Address(dxs[0]), Arg::Address(dy), Arg::Float(1.0)];
-                self.launch(&kernels.axpy, n, &args)?;
-            }
+            Operation::Flatten => self.copy(dxs[0], dy, 1.0, n)?,
             Operation::Linear { weight, .. } => {
                 let w = address(
                     self.weights[step.node].first.as_ref().expect("weights"),
                     self.stream(),
                 );
-                self.gemv(true, w, weight.dims(), dy, dxs[0], ONE)?;
+                self.gemv(true, w, weight.dims(), dy, dxs[0].address, dxs[0].beta())?;
             }
         }
         if let (Some(scratch), Some((_, padded_shape))) = (scratch, padded) {
             let [(top, _), (left, _)] = step.padding;
             let args = [
-                Arg::Address(dxs[0]),
+                Arg::Address(dxs[0].address),
                 Arg::Address(scratch),
                 Arg::Count(input_shape.height as u64),
                 Arg::Count(input_shape.width as u64),
@@ -1422,8 +1467,9 @@ impl<'a> Run<'a> {
                 Arg::Count(left as u64),
                 Arg::Count(padded_shape.height as u64),
                 Arg::Count(padded_shape.width as u64),
+                dxs[0].accumulate(),
             ];
-            self.launch(&kernels.crop_add, input_shape.len(), &args)?;
+            self.launch(&kernels.crop, input_shape.len(), &args)?;
         }
         Ok(())
     }
@@ -1518,12 +1564,15 @@ impl Run<'_> {
         let (cudnn, own) = match pass {
             Pass::Forward => (
                 self.timed(|run| run.forward_operation(index)),
-                self.timed(|run| run.own_depthwise(index, pass, 0, 0))?,
+                self.timed(|run| run.own_depthwise(index, pass, 0, Target::NONE))?,
             ),
             Pass::Backward => {
-                // Both add to a gradient of their own, so that the pass's is left alone.
+                // Both store a gradient of their own, so that the pass's is left alone.
                 let target = alloc::<f32>(self.stream(), step.inputs[0].len())?;
-                let dx = address(&target, self.stream());
+                let dx = Target {
+                    address: address(&target, self.stream()),
+                    accumulate: false,
+                };
                 (
                     self.timed(|run| run.backward_operation(index, &step, dy, &[dx])),
                     self.timed(|run| run.own_depthwise(index, pass, dy, dx))?,
@@ -1570,8 +1619,8 @@ impl Run<'_> {
     }
 
     /// Step `index`, a depthwise convolution, by deepdream's kernels: forward into its value,
-    /// or backward, adding the input's gradient to `dx` from the output's at `dy`.
-    fn own_depthwise(&self, index: usize, pass: Pass, dy: u64, dx: u64) -> Result<()> {
+    /// or backward, storing the input's gradient at `dx` from the output's at `dy`.
+    fn own_depthwise(&self, index: usize, pass: Pass, dy: u64, dx: Target) -> Result<()> {
         let step = &self.plan.steps[index];
         let geometry = self.depthwise_geometry(index).expect("a depthwise step");
         let weights = &self.weights[step.node];
@@ -1593,14 +1642,17 @@ impl Run<'_> {
                         .map_or(0, |b| address(b, self.stream())),
                 ),
             ],
-            Pass::Backward => vec![Arg::Address(dx), Arg::Address(dy), w],
+            Pass::Backward => vec![
+                Arg::Address(dx.address),
+                Arg::Address(dy),
+                w,
+                dx.accumulate(),
+            ],
         };
         args.extend(geometry);
         match pass {
             Pass::Forward => self.launch(&kernels.depthwise, step.output.len(), &args),
-            Pass::Backward => {
-                self.launch(&kernels.depthwise_backward_add, step.inputs[0].len(), &args)
-            }
+            Pass::Backward => self.launch(&kernels.depthwise_backward, step.inputs[0].len(), &args),
         }
     }
 }

@@ -12,6 +12,10 @@ __device__ inline Position position(unsigned long long i, unsigned long long hei
     return Position{i / (width * height), (i / width) % height, i % width};
 }
 
+// Stores a gradient: adds it to what the target holds when `accumulate` (another consumer of
+// the value wrote there first), else overwrites it (the target may hold anything, even NaN).
+#define STORE(target, value) ((target) = accumulate ? (target) + (value) : (value))
+
 #define FOR_EACH(i, n) \
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; \
          i < (n); i += (unsigned long long)blockDim.x * gridDim.x)
@@ -42,20 +46,18 @@ extern "C" __global__ void add(float *y, const float *a, const float *b, unsigne
     FOR_EACH(i, n) { y[i] = a[i] + b[i]; }
 }
 
-// dx += dy where the ReLU's output y is positive.
-extern "C" __global__ void relu_backward_add(float *dx, const float *dy, const float *y,
-                                             unsigned long long n) {
-    FOR_EACH(i, n) {
-        if (y[i] > 0.0f) dx[i] += dy[i];
-    }
+// The ReLU's gradient, dy where its output y is positive, else 0, stored in dx.
+extern "C" __global__ void relu_backward(float *dx, const float *dy, const float *y,
+                                         unsigned long long accumulate, unsigned long long n) {
+    FOR_EACH(i, n) { STORE(dx[i], y[i] > 0.0f ? dy[i] : 0.0f); }
 }
 
-// dx += dy where the clip's output y lies strictly within (low, high), as on the CPU.
-extern "C" __global__ void clip_backward_add(float *dx, const float *dy, const float *y, float low,
-                                             float high, unsigned long long n) {
-    FOR_EACH(i, n) {
-        if (y[i] > low && y[i] < high) dx[i] += dy[i];
-    }
+// The clip's gradient, dy where its output y lies strictly within (low, high) as on the CPU,
+// else 0, stored in dx.
+extern "C" __global__ void clip_backward(float *dx, const float *dy, const float *y, float low,
+                                         float high, unsigned long long accumulate,
+                                         unsigned long long n) {
+    FOR_EACH(i, n) { STORE(dx[i], y[i] > low && y[i] < high ? dy[i] : 0.0f); }
 }
 
 // y = x * scale[c] + shift[c], c = (i / plane) % channels.
@@ -68,11 +70,11 @@ extern "C" __global__ void scale_shift(float *y, const float *x, const float *sc
     }
 }
 
-// dx += dy * scale[c].
-extern "C" __global__ void scale_backward_add(float *dx, const float *dy, const float *scale,
-                                              unsigned long long plane,
-                                              unsigned long long channels, unsigned long long n) {
-    FOR_EACH(i, n) { dx[i] += dy[i] * scale[(i / plane) % channels]; }
+// dy * scale[c] stored in dx.
+extern "C" __global__ void scale_backward(float *dx, const float *dy, const float *scale,
+                                          unsigned long long plane, unsigned long long channels,
+                                          unsigned long long accumulate, unsigned long long n) {
+    FOR_EACH(i, n) { STORE(dx[i], dy[i] * scale[(i / plane) % channels]); }
 }
 
 // The `channels`x`height`x`width` x placed at (top, left) in a `padded_height`x`padded_width`
@@ -90,32 +92,34 @@ extern "C" __global__ void pad(float *y, const float *x, unsigned long long heig
     }
 }
 
-// The reverse of `pad` for gradients: dx += the part of the padded dy that x covers;
+// The reverse of `pad` for gradients: the part of the padded dy that x covers, stored in dx;
 // n = channels * height * width.
-extern "C" __global__ void crop_add(float *dx, const float *dy, unsigned long long height,
-                                    unsigned long long width, unsigned long long top,
-                                    unsigned long long left, unsigned long long padded_height,
-                                    unsigned long long padded_width, unsigned long long n) {
+extern "C" __global__ void crop(float *dx, const float *dy, unsigned long long height,
+                                unsigned long long width, unsigned long long top,
+                                unsigned long long left, unsigned long long padded_height,
+                                unsigned long long padded_width, unsigned long long accumulate,
+                                unsigned long long n) {
     FOR_EACH(i, n) {
         Position at = position(i, height, width);
-        dx[i] += dy[(at.plane * padded_height + at.row + top) * padded_width + at.column + left];
+        STORE(dx[i],
+              dy[(at.plane * padded_height + at.row + top) * padded_width + at.column + left]);
     }
 }
 
-// A quadratic loss's gradient (see QuadraticLoss): dy += quadratic[c] * a + linear[c] at the
-// rows [row0, row1) and columns [col0, col1) of each of the channels x height x width planes of
-// a; n = channels * height * width.
+// A quadratic loss's gradient (see QuadraticLoss), stored in dy: quadratic[c] * a + linear[c]
+// at the rows [row0, row1) and columns [col0, col1) of each of the channels x height x width
+// planes of a, 0 elsewhere; n = channels * height * width.
 extern "C" __global__ void quadratic_seed(float *dy, const float *a, const float *quadratic,
                                           const float *linear, unsigned long long channels,
                                           unsigned long long height, unsigned long long width,
                                           unsigned long long row0, unsigned long long row1,
                                           unsigned long long col0, unsigned long long col1,
-                                          unsigned long long n) {
+                                          unsigned long long accumulate, unsigned long long n) {
     FOR_EACH(i, n) {
         Position at = position(i, height, width);
         unsigned long long c = at.plane % channels;
-        if (at.row >= row0 && at.row < row1 && at.column >= col0 && at.column < col1)
-            dy[i] += quadratic[c] * a[i] + linear[c];
+        bool inside = at.row >= row0 && at.row < row1 && at.column >= col0 && at.column < col1;
+        STORE(dy[i], inside ? quadratic[c] * a[i] + linear[c] : 0.0f);
     }
 }
 
@@ -271,19 +275,22 @@ extern "C" __global__ void depthwise(float *y, const float *x, const float *w, c
     }
 }
 
-// The depthwise convolution's gradient with respect to its input, added: dx[c][row][column] +=
-// Σ w · dy over the outputs that read it; n = channels · height · width.
-extern "C" __global__ void depthwise_backward_add(float *dx, const float *dy, const float *w,
-                                                  DEPTHWISE_ARGUMENTS) {
+// The depthwise convolution's gradient with respect to its input, stored in dx: at
+// [c][row][column], Σ w · dy over the outputs that read it; n = channels · height · width.
+extern "C" __global__ void depthwise_backward(float *dx, const float *dy, const float *w,
+                                              unsigned long long accumulate,
+                                              DEPTHWISE_ARGUMENTS) {
     DEPTHWISE_GEOMETRY;
     const int plane = g.height * g.width, window = g.kh * g.kw;
     FOR_EACH(i, n) {
         const int c = (int)i / plane, at = (int)i % plane;
         const int row = at / g.width, column = at % g.width;
         const float *dyc = dy + (long long)c * g.out_height * g.out_width, *wc = w + c * window;
-        dx[i] += g.kh == 3 && g.kw == 3
-                     ? depthwise_window_backward<3>(dyc, wc, g, row, column)
-                 : g.kh == 5 && g.kw == 5 ? depthwise_window_backward<5>(dyc, wc, g, row, column)
-                                          : depthwise_window_backward<0>(dyc, wc, g, row, column);
+        const float sum = g.kh == 3 && g.kw == 3
+                              ? depthwise_window_backward<3>(dyc, wc, g, row, column)
+                          : g.kh == 5 && g.kw == 5
+                              ? depthwise_window_backward<5>(dyc, wc, g, row, column)
+                              : depthwise_window_backward<0>(dyc, wc, g, row, column);
+        STORE(dx[i], sum);
     }
 }

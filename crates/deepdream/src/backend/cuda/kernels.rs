@@ -105,21 +105,22 @@ pub struct Kernels {
     pub clip: CudaFunction,
     /// `add(y, a, b, n)`
     pub add: CudaFunction,
-    /// `relu_backward_add(dx, dy, y, n)`: `dx += dy` where `y > 0`.
-    pub relu_backward_add: CudaFunction,
-    /// `clip_backward_add(dx, dy, y, low, high, n)`: `dx += dy` where `low < y < high`.
-    pub clip_backward_add: CudaFunction,
+    /// `relu_backward(dx, dy, y, accumulate, n)`: `dy` where `y > 0`, else 0, stored in `dx`
+    /// (added to it when `accumulate` is 1, else overwriting it, as every `accumulate` below).
+    pub relu_backward: CudaFunction,
+    /// `clip_backward(dx, dy, y, low, high, accumulate, n)`: `dy` where `low < y < high`.
+    pub clip_backward: CudaFunction,
     /// `scale_shift(y, x, scale, shift, plane, channels, n)`
     pub scale_shift: CudaFunction,
-    /// `scale_backward_add(dx, dy, scale, plane, channels, n)`
-    pub scale_backward_add: CudaFunction,
+    /// `scale_backward(dx, dy, scale, plane, channels, accumulate, n)`
+    pub scale_backward: CudaFunction,
     /// `pad(y, x, height, width, top, left, padded_height, padded_width, value, n)`
     pub pad: CudaFunction,
-    /// `crop_add(dx, dy, height, width, top, left, padded_height, padded_width, n)`
-    pub crop_add: CudaFunction,
+    /// `crop(dx, dy, height, width, top, left, padded_height, padded_width, accumulate, n)`
+    pub crop: CudaFunction,
     /// `quadratic_seed(dy, a, quadratic, linear, channels, height, width, row0, row1, col0,
-    /// col1, n)`: a [`QuadraticLoss`](crate::backend::quadratic_loss::QuadraticLoss)'s
-    /// gradient added to `dy`.
+    /// col1, accumulate, n)`: a [`QuadraticLoss`](crate::backend::quadratic_loss::QuadraticLoss)'s
+    /// gradient stored in `dy`.
     pub quadratic_seed: CudaFunction,
     /// `roll(y, x, shift, height, width, n)`: each plane of `x` rolled by the `(rows,
     /// columns)` at `shift` on the GPU.
@@ -139,9 +140,9 @@ pub struct Kernels {
     /// `depthwise(y, x, w, bias, height, width, out_height, out_width, kh, kw, sh, sw, top,
     /// left, dh, dw, n)`: a convolution of one filter per channel (bias none: 0).
     pub depthwise: CudaFunction,
-    /// `depthwise_backward_add(dx, dy, w, height, …, dw, n)`: its gradient with respect to
-    /// the input, added to `dx`.
-    pub depthwise_backward_add: CudaFunction,
+    /// `depthwise_backward(dx, dy, w, accumulate, height, …, dw, n)`: its gradient with
+    /// respect to the input, stored in `dx`.
+    pub depthwise_backward: CudaFunction,
 }
 
 impl Kernels {
@@ -164,18 +165,18 @@ impl Kernels {
             relu: function("relu")?,
             clip: function("clip")?,
             add: function("add")?,
-            relu_backward_add: function("relu_backward_add")?,
-            clip_backward_add: function("clip_backward_add")?,
+            relu_backward: function("relu_backward")?,
+            clip_backward: function("clip_backward")?,
             scale_shift: function("scale_shift")?,
-            scale_backward_add: function("scale_backward_add")?,
+            scale_backward: function("scale_backward")?,
             pad: function("pad")?,
-            crop_add: function("crop_add")?,
+            crop: function("crop")?,
             quadratic_seed: function("quadratic_seed")?,
             roll: function("roll")?,
             abs_sum: function("abs_sum")?,
             ascend: function("ascend")?,
             depthwise: function("depthwise")?,
-            depthwise_backward_add: function("depthwise_backward_add")?,
+            depthwise_backward: function("depthwise_backward")?,
             _module: module,
         })
     }
@@ -276,15 +277,17 @@ mod tests {
         u64,
         u64,
         u64,
+        u64,
     );
     type Pad = unsafe extern "C" fn(*mut f32, *const f32, u64, u64, u64, u64, u64, u64, f32, u64);
-    type CropAdd = unsafe extern "C" fn(*mut f32, *const f32, u64, u64, u64, u64, u64, u64, u64);
+    type Crop = unsafe extern "C" fn(*mut f32, *const f32, u64, u64, u64, u64, u64, u64, u64, u64);
 
-    /// The quadratic loss's kernel adds what [`QuadraticLoss::gradient`] computes on the host.
+    /// The quadratic loss's kernel stores what [`QuadraticLoss::gradient`] computes on the
+    /// host: added to the gradient there, or over whatever was there (NaN included).
     ///
     /// [`QuadraticLoss::gradient`]: crate::backend::quadratic_loss::QuadraticLoss::gradient
     #[test]
-    fn the_quadratic_seed_kernel_adds_the_losss_gradient() {
+    fn the_quadratic_seed_kernel_stores_the_losss_gradient() {
         use crate::backend::quadratic_loss::QuadraticLoss;
         use burn::tensor::{Distribution, Tensor};
 
@@ -305,35 +308,61 @@ mod tests {
             cols: 1..8,
         };
         let a = activation.clone().into_data().try_to_vec::<f32>().unwrap();
-        let mut dy = vec![1.0f32; a.len()];
-        let n = a.len() as u64;
-        // SAFETY: every buffer holds the `n` or `channels` elements the kernel reads.
-        unsafe {
-            kernel(
-                dy.as_mut_ptr(),
-                a.as_ptr(),
-                loss.quadratic.as_ptr(),
-                loss.linear.as_ptr(),
-                channels as u64,
-                height as u64,
-                width as u64,
-                loss.rows.start as u64,
-                loss.rows.end as u64,
-                loss.cols.start as u64,
-                loss.cols.end as u64,
-                n,
-            )
-        };
         let expected = loss
             .gradient(activation)
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
-        for (i, (got, want)) in dy.iter().zip(&expected).enumerate() {
-            assert!(
-                (got - (want + 1.0)).abs() < 1e-5,
-                "element {i}: {got} vs {want} + 1"
-            );
+        for (accumulate, before) in [(1, 1.0f32), (0, f32::NAN)] {
+            let mut dy = vec![before; a.len()];
+            let n = a.len() as u64;
+            // SAFETY: every buffer holds the `n` or `channels` elements the kernel reads.
+            unsafe {
+                kernel(
+                    dy.as_mut_ptr(),
+                    a.as_ptr(),
+                    loss.quadratic.as_ptr(),
+                    loss.linear.as_ptr(),
+                    channels as u64,
+                    height as u64,
+                    width as u64,
+                    loss.rows.start as u64,
+                    loss.rows.end as u64,
+                    loss.cols.start as u64,
+                    loss.cols.end as u64,
+                    accumulate,
+                    n,
+                )
+            };
+            let added = if accumulate == 1 { before } else { 0.0 };
+            for (i, (got, want)) in dy.iter().zip(&expected).enumerate() {
+                assert!(
+                    (got - (want + added)).abs() < 1e-5,
+                    "element {i}: {got} vs {want} + {added}"
+                );
+            }
+        }
+    }
+
+    type Backward = unsafe extern "C" fn(*mut f32, *const f32, *const f32, u64, u64);
+
+    /// The ReLU's gradient passes where its output is positive and is 0 elsewhere, added or
+    /// stored over whatever was there.
+    #[test]
+    fn the_relu_gradient_is_added_or_stored() {
+        let Some(library) = host_build() else { return };
+        // SAFETY: the symbol is `relu_backward` of kernels.cu, whose arguments these are.
+        let kernel = unsafe { library.get::<Backward>(b"relu_backward") }.unwrap();
+        let y = [0.0f32, 2.0, -1.0, 0.5];
+        let dy = [1.0f32, 2.0, 3.0, 4.0];
+        for (accumulate, before, expected) in [
+            (1, 10.0f32, [10.0f32, 12.0, 10.0, 14.0]),
+            (0, f32::NAN, [0.0, 2.0, 0.0, 4.0]),
+        ] {
+            let mut dx = [before; 4];
+            // SAFETY: every buffer holds 4 floats.
+            unsafe { kernel(dx.as_mut_ptr(), dy.as_ptr(), y.as_ptr(), accumulate, 4) };
+            assert_eq!(dx, expected, "accumulate {accumulate}");
         }
     }
 
@@ -613,23 +642,23 @@ mod tests {
         }
     }
 
-    /// `pad` places the input at its offset amid the fill value, and `crop_add` adds that
-    /// part back.
+    /// `pad` places the input at its offset amid the fill value, and `crop` adds that part
+    /// back or stores it.
     #[test]
-    fn pad_and_crop_add_are_each_others_reverse() {
+    fn pad_and_crop_are_each_others_reverse() {
         let Some(library) = host_build() else { return };
-        // SAFETY: the symbols are kernels.cu's `pad` and `crop_add` with these arguments.
-        let (pad, crop_add) = unsafe {
+        // SAFETY: the symbols are kernels.cu's `pad` and `crop` with these arguments.
+        let (pad, crop) = unsafe {
             (
                 library.get::<Pad>(b"pad").unwrap(),
-                library.get::<CropAdd>(b"crop_add").unwrap(),
+                library.get::<Crop>(b"crop").unwrap(),
             )
         };
         let (channels, height, width, top, left) = (2usize, 3usize, 4usize, 1usize, 2usize);
         let (padded_height, padded_width) = (height + top + 2, width + left + 1);
         let x: Vec<f32> = (0..channels * height * width).map(|i| i as f32).collect();
         let mut y = vec![0.0f32; channels * padded_height * padded_width];
-        let mut back = vec![0.5f32; x.len()];
+        let (mut back, mut stored) = (vec![0.5f32; x.len()], vec![f32::NAN; x.len()]);
         let geometry = [height, width, top, left, padded_height, padded_width].map(|v| v as u64);
         // SAFETY: `y` is the padded size, `x` and `back` the input's.
         unsafe {
@@ -646,17 +675,20 @@ mod tests {
                 -7.0,
                 y.len() as u64,
             );
-            crop_add(
-                back.as_mut_ptr(),
-                y.as_ptr(),
-                h,
-                w,
-                t,
-                l,
-                ph,
-                pw,
-                x.len() as u64,
-            );
+            for (accumulate, target) in [(1, &mut back), (0, &mut stored)] {
+                crop(
+                    target.as_mut_ptr(),
+                    y.as_ptr(),
+                    h,
+                    w,
+                    t,
+                    l,
+                    ph,
+                    pw,
+                    accumulate,
+                    x.len() as u64,
+                );
+            }
         }
         for c in 0..channels {
             for row in 0..padded_height {
@@ -675,6 +707,7 @@ mod tests {
         }
         let expected: Vec<f32> = x.iter().map(|v| v + 0.5).collect();
         assert_eq!(back, expected);
+        assert_eq!(stored, x);
     }
 
     type Depthwise = unsafe extern "C" fn(
@@ -696,10 +729,11 @@ mod tests {
         u64,
         u64,
     );
-    type DepthwiseBackwardAdd = unsafe extern "C" fn(
+    type DepthwiseBackward = unsafe extern "C" fn(
         *mut f32,
         *const f32,
         *const f32,
+        u64,
         u64,
         u64,
         u64,
@@ -730,7 +764,7 @@ mod tests {
             (
                 *library.get::<Depthwise>(b"depthwise").unwrap(),
                 *library
-                    .get::<DepthwiseBackwardAdd>(b"depthwise_backward_add")
+                    .get::<DepthwiseBackward>(b"depthwise_backward")
                     .unwrap(),
             )
         };
@@ -855,6 +889,7 @@ mod tests {
                     dx.as_mut_ptr(),
                     dy.as_ptr(),
                     ws.as_ptr(),
+                    1,
                     h,
                     w,
                     oh,
@@ -878,6 +913,32 @@ mod tests {
                 (left_side - right_side).abs() <= 1e-4 * left_side.abs().max(1.0),
                 "{what}: {left_side} vs {right_side}"
             );
+            // Stored over whatever was there, it is the same gradient.
+            let mut stored = vec![f32::NAN; xs.len()];
+            // SAFETY: as above.
+            unsafe {
+                backward(
+                    stored.as_mut_ptr(),
+                    dy.as_ptr(),
+                    ws.as_ptr(),
+                    0,
+                    h,
+                    w,
+                    oh,
+                    ow,
+                    kh,
+                    kw,
+                    sh,
+                    sw,
+                    t,
+                    l,
+                    dh,
+                    dw,
+                    stored.len() as u64,
+                )
+            };
+            let added: Vec<f32> = stored.iter().map(|v| v + 1.0).collect();
+            assert_close(&added, &dx, &what);
         }
     }
 
