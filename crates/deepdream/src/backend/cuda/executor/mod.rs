@@ -1,0 +1,548 @@
+//! Runs a [`Graph`] on the GPU and back: the forward pass to the wanted values, then, from the
+//! loss's gradients with respect to them, the gradient with respect to the input, through
+//! cuDNN (convolutions forward and backward to the input, pooling, LRN) and deepdream's
+//! kernels (activations, per-channel scales, sums, the padding cuDNN cannot do) and cuBLAS
+//! (fully connected layers). Weights are uploaded once; no weight gradient is ever computed.
+//!
+//! An image kept on the GPU ([`DeviceImage`]) keeps every buffer its steps need, so that a
+//! step allocates nothing and never waits for the GPU: after its first step, each step is
+//! recorded once as a CUDA graph and replayed, one launch instead of one per operation
+//! (`DEEPDREAM_CUDA_GRAPHS=0` turns that off, for comparison).
+//!
+//! `run.rs` runs the steps of one gradient, `buffers.rs` holds its memory, `windows.rs` its
+//! cuDNN descriptors, and `choices.rs` what runs each convolution (chosen by timing, once per
+//! shape).
+
+use std::sync::{Arc, Mutex, Once};
+
+use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+use cudarc::driver::{CudaGraph, CudaSlice};
+
+use crate::backend::ascend::NormalisedAscent;
+use crate::backend::cuda::gpu::{Gpu, Handles};
+use crate::backend::graph::{Graph, Operation, Plan, Shape};
+use crate::backend::quadratic_loss::QuadraticLoss;
+use crate::error::{Error, Result};
+
+mod buffers;
+mod choices;
+mod run;
+mod windows;
+
+use buffers::{Buffers, Weights, address, download, driver, upload};
+use choices::Choices;
+pub use choices::{CHOICES_VARIABLE, Depthwise};
+pub use run::LossGradients;
+use run::{Arg, DeviceLoss, Run, Seeds};
+pub use windows::{Precision, Windows, describe};
+
+/// The environment variable that turns CUDA graphs off when set to `0`.
+pub const GRAPHS_VARIABLE: &str = "DEEPDREAM_CUDA_GRAPHS";
+
+/// Where the loss's gradients at the wanted values come from.
+pub enum Loss<'s, 'a> {
+    /// The host makes them from copies of the values.
+    Host(&'s mut LossGradients<'a>),
+    /// The GPU makes them, one quadratic loss per wanted value: the values stay there.
+    Quadratic(&'s [QuadraticLoss]),
+}
+
+/// What the steps of an image kept on the GPU do (see [`Executor::upload_image`]).
+#[derive(Clone, Copy, Debug)]
+pub struct KeptSteps<'a> {
+    /// The graph values the losses are of.
+    pub wanted: &'a [usize],
+    /// One quadratic loss per wanted value.
+    pub losses: &'a [QuadraticLoss],
+    /// How the image moves.
+    pub ascent: NormalisedAscent,
+    /// Where the image may change and how much: a weight per pixel (0–1), or everywhere.
+    pub change: Option<&'a [f32]>,
+}
+
+/// A graph ready to run on one GPU.
+pub struct Executor {
+    gpu: Arc<Gpu>,
+    graph: Graph,
+    precision: Precision,
+    /// Whether kept images replay their steps as CUDA graphs.
+    graphs: bool,
+    depthwise: Depthwise,
+    /// By node, uploaded when a plan first needs them.
+    weights: Mutex<Vec<Weights>>,
+    choices: Mutex<Choices>,
+    /// Kept images given back, most recent first, with their buffers and recorded steps:
+    /// the next picture of the same size and objective (a film's next frame, a zoom's, a
+    /// batch's) takes one over and replays its steps from the first.
+    spare: Mutex<Vec<DeviceImage>>,
+}
+
+/// How many kept images [`Executor::give_back`] holds on to (a dream's octaves, a film's
+/// two or three).
+const SPARE_IMAGES: usize = 4;
+
+impl Executor {
+    /// `graph` on `gpu`, convolutions in `precision`.
+    pub fn new(gpu: Arc<Gpu>, graph: Graph, precision: Precision) -> Executor {
+        let weights = graph.nodes.iter().map(|_| Weights::default()).collect();
+        Executor {
+            gpu,
+            graph,
+            precision,
+            graphs: std::env::var(GRAPHS_VARIABLE).map_or(true, |value| value != "0"),
+            depthwise: Depthwise::Fastest,
+            weights: Mutex::new(weights),
+            choices: Mutex::new(Choices::default()),
+            spare: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The executor with kept images' steps replayed as CUDA graphs or not (by default they
+    /// are, unless [`GRAPHS_VARIABLE`] is `0`).
+    pub fn with_graphs(self, graphs: bool) -> Executor {
+        Executor { graphs, ..self }
+    }
+
+    /// The executor with depthwise convolutions run as `depthwise` says.
+    pub fn with_depthwise(self, depthwise: Depthwise) -> Executor {
+        Executor { depthwise, ..self }
+    }
+
+    /// The gradient with respect to `input` (a `shape` image) of a loss of the `wanted`
+    /// values, whose gradients `loss` gives.
+    pub fn gradient(
+        &self,
+        input: &[f32],
+        shape: Shape,
+        wanted: &[usize],
+        loss: Loss<'_, '_>,
+    ) -> Result<Vec<f32>> {
+        check_len(input.len(), shape)?;
+        let plan = self.graph.plan(shape, wanted)?;
+        self.with_weights(Some(&plan), |handles, weights| {
+            let stream = &handles.stream;
+            let windows = describe(&self.graph, &plan, self.precision)?;
+            let mut buffers = Buffers::new(stream, &plan)?;
+            stream
+                .memcpy_htod(input, buffers.values[0].as_mut().expect("the input"))
+                .map_err(driver("upload the image"))?;
+            let mut run = self.run(handles, weights, &plan, &windows, &mut buffers, false);
+            run.forward()?;
+            let device_losses;
+            let seeds = match loss {
+                Loss::Host(loss) => Seeds::Host(run.host_seeds(wanted, loss)?),
+                Loss::Quadratic(losses) => {
+                    device_losses = DeviceLoss::upload(stream, losses, &plan.shapes_of(wanted))?;
+                    Seeds::Device(&device_losses)
+                }
+            };
+            run.backward(wanted, &seeds)?;
+            buffers.download_gradient(stream, 0, shape.len())
+        })
+    }
+
+    /// `image` (a `shape` image of 3 channels) put on the GPU for [`Executor::ascend`]'s
+    /// `steps`: planned, and its buffers, losses and change mask put there, once for all its
+    /// steps — or the pixels put into a kept image given back for the same size and steps,
+    /// whose steps replay from the first.
+    pub fn upload_image(
+        &self,
+        image: &[f32],
+        shape: Shape,
+        steps: KeptSteps<'_>,
+    ) -> Result<DeviceImage> {
+        check_len(image.len(), shape)?;
+        if shape.channels != 3 {
+            return Err(Error::InvalidParameter(format!(
+                "an image of {} channels cannot be dreamed on the GPU",
+                shape.channels
+            )));
+        }
+        if let Some(change) = steps.change
+            && change.len() != shape.height * shape.width
+        {
+            return Err(Error::InvalidParameter(format!(
+                "a change mask of {} values for a {}x{} image",
+                change.len(),
+                shape.width,
+                shape.height
+            )));
+        }
+        let spare = {
+            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            let found = spare.iter().position(|kept| {
+                kept.shape == shape
+                    && kept.wanted == steps.wanted
+                    && kept.host_losses == steps.losses
+                    && kept.ascent == steps.ascent
+                    && kept.host_change.as_deref() == steps.change
+            });
+            found.map(|index| spare.remove(index))
+        };
+        if let Some(mut kept) = spare {
+            self.gpu.with(|handles| {
+                let stream = &handles.stream;
+                stream
+                    .memcpy_htod(image, &mut kept.image)
+                    .map_err(driver("upload the image"))?;
+                stream
+                    .memset_zeros(&mut kept.bad)
+                    .map_err(driver("clear the image's flag"))
+            })?;
+            return Ok(kept);
+        }
+        let plan = self.graph.plan(shape, steps.wanted)?;
+        self.with_weights(Some(&plan), |_, _| Ok(()))?;
+        // The gradient's mean is over every value, or over the mask's weight in each channel.
+        let count = match steps.change {
+            None => shape.len() as f32,
+            Some(change) => 3.0 * change.iter().sum::<f32>(),
+        };
+        let prepare = || {
+            self.gpu.with(|handles| {
+                let stream = &handles.stream;
+                let shapes = plan.shapes_of(steps.wanted);
+                Ok(DeviceImage {
+                    image: upload(stream, image)?,
+                    windows: describe(&self.graph, &plan, self.precision)?,
+                    buffers: Buffers::new(stream, &plan)?,
+                    losses: DeviceLoss::upload(stream, steps.losses, &shapes)?,
+                    host_losses: steps.losses.to_vec(),
+                    change: steps
+                        .change
+                        .map(|change| upload(stream, change))
+                        .transpose()?,
+                    host_change: steps.change.map(<[f32]>::to_vec),
+                    count,
+                    shift: upload(stream, &[0u64, 0])?,
+                    bad: upload(stream, &[0u32])?,
+                    shape,
+                    wanted: steps.wanted.to_vec(),
+                    plan: plan.clone(),
+                    ascent: steps.ascent,
+                    replay: Replay::Fresh,
+                })
+            })
+        };
+        prepare().or_else(|error| {
+            // The images held for later may be what fills the GPU: free them and try again.
+            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            if spare.is_empty() {
+                return Err(error);
+            }
+            spare.clear();
+            drop(spare);
+            prepare()
+        })
+    }
+
+    /// Takes back a kept image that is done with, to lend its buffers and recorded steps to
+    /// the next image of the same size and objective (the oldest beyond a few are freed).
+    pub fn give_back(&self, image: DeviceImage) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        spare.insert(0, image);
+        spare.truncate(SPARE_IMAGES);
+    }
+
+    /// The values of an image on the GPU (waiting for its steps).
+    pub fn download_image(&self, image: &DeviceImage) -> Result<Vec<f32>> {
+        self.gpu
+            .with(|handles| download(&handles.stream, &image.image, image.shape.len()))
+    }
+
+    /// Whether every step of an image on the GPU so far had a finite gradient (waiting for
+    /// its steps).
+    pub fn finite(&self, image: &DeviceImage) -> Result<bool> {
+        self.gpu.with(|handles| {
+            let bad = handles
+                .stream
+                .clone_dtoh(&image.bad)
+                .map_err(driver("download from the GPU"))?;
+            Ok(bad[0] == 0)
+        })
+    }
+
+    /// One DeepDream step on an image kept on the GPU, queued there without waiting for it:
+    /// the image rolled by `shift` (rows, columns, each below the image's side), the gradient
+    /// of its losses at it, its mean absolute value, and the image moved along the gradient
+    /// rolled back as its ascent says (a gradient that is not finite leaves the image and
+    /// sets its flag, see [`Executor::finite`]). After the first step the steps replay a
+    /// CUDA graph; where recording one fails, they go on one launch at a time.
+    pub fn ascend(&self, image: &mut DeviceImage, shift: [usize; 2]) -> Result<()> {
+        if image.count <= 0.0 {
+            // A change mask of no weight: the engine leaves such a picture as it is.
+            return Ok(());
+        }
+        // The image's weights went up with it.
+        self.with_weights(None, |handles, weights| {
+            let stream = &handles.stream;
+            let shift = shift.map(|s| s as u64);
+            stream
+                .memcpy_htod(&shift[..], &mut image.shift)
+                .map_err(driver("upload the shift"))?;
+            if let Replay::Graph(graph) = &image.replay {
+                return graph.launch().map_err(driver("replay a step"));
+            }
+            if matches!(image.replay, Replay::Warm) {
+                match self.record(handles, weights, image) {
+                    Ok(graph) => {
+                        graph.launch().map_err(driver("replay a step"))?;
+                        image.replay = Replay::Graph(graph);
+                        return Ok(());
+                    }
+                    Err(error) => {
+                        static ONCE: Once = Once::new();
+                        ONCE.call_once(|| {
+                            eprintln!(
+                                "deepdream: CUDA graphs are off ({error}); each step runs one launch at a time"
+                            )
+                        });
+                        image.replay = Replay::Off;
+                    }
+                }
+            }
+            self.step(handles, weights, image, false)?;
+            if matches!(image.replay, Replay::Fresh) {
+                image.replay = if self.graphs {
+                    Replay::Warm
+                } else {
+                    Replay::Off
+                };
+            }
+            Ok(())
+        })
+    }
+
+    /// A step of `image` recorded as a CUDA graph (nothing runs); the stream is back to
+    /// normal afterwards, whatever happened.
+    fn record(
+        &self,
+        handles: &Handles,
+        weights: &[Weights],
+        image: &mut DeviceImage,
+    ) -> Result<CudaGraph> {
+        let stream = &handles.stream;
+        stream
+            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(driver("start recording a step"))?;
+        let recorded = self.step(handles, weights, image, true);
+        let ended = stream.end_capture(CUgraphInstantiate_flags(0));
+        recorded?;
+        ended
+            .map_err(driver("record a step"))?
+            .ok_or_else(|| Error::Device("CUDA recorded an empty step".into()))
+    }
+
+    /// Queues one step of `image` (see [`Executor::ascend`]), `recording` it or not.
+    fn step(
+        &self,
+        handles: &Handles,
+        weights: &[Weights],
+        image: &mut DeviceImage,
+        recording: bool,
+    ) -> Result<()> {
+        let DeviceImage {
+            image: picture,
+            windows,
+            buffers,
+            losses,
+            change,
+            count,
+            shift,
+            bad,
+            shape,
+            wanted,
+            plan,
+            ascent,
+            ..
+        } = image;
+        let stream = &handles.stream;
+        let kernels = &handles.kernels;
+        let (height, width) = (shape.height as u64, shape.width as u64);
+        let shift = address(shift, stream);
+        let args = [
+            Arg::Address(address(buffers.values[0].as_ref().expect("input"), stream)),
+            Arg::Address(address(picture, stream)),
+            Arg::Address(shift),
+            Arg::Count(height),
+            Arg::Count(width),
+        ];
+        let mut run = self.run(handles, weights, plan, windows, buffers, recording);
+        run.launch(&kernels.roll, shape.len(), &args)?;
+        run.forward()?;
+        run.backward(wanted, &Seeds::Device(losses))?;
+        let (total, gradient) = (run.buffers.total_address(stream), run.gradient_address(0));
+        // No mask is a null address: every pixel weighs 1.
+        let mask = change.as_ref().map_or(0, |mask| address(mask, stream));
+        let args = [
+            Arg::Address(total),
+            Arg::Address(gradient),
+            Arg::Address(mask),
+            Arg::Address(shift),
+            Arg::Count(height),
+            Arg::Count(width),
+        ];
+        run.launch(&kernels.abs_sum, shape.len(), &args)?;
+        let [(low0, high0), (low1, high1), (low2, high2)] = ascent.ranges;
+        let args = [
+            Arg::Address(address(picture, stream)),
+            Arg::Address(gradient),
+            Arg::Address(total),
+            Arg::Address(address(bad, stream)),
+            Arg::Address(shift),
+            Arg::Address(mask),
+            Arg::Float(*count),
+            Arg::Count(height),
+            Arg::Count(width),
+            Arg::Float(ascent.step_size),
+            Arg::Float(ascent.units[0]),
+            Arg::Float(ascent.units[1]),
+            Arg::Float(ascent.units[2]),
+            Arg::Float(low0),
+            Arg::Float(high0),
+            Arg::Float(low1),
+            Arg::Float(high1),
+            Arg::Float(low2),
+            Arg::Float(high2),
+        ];
+        run.launch(&kernels.ascend, shape.len(), &args)
+    }
+
+    /// Runs `work` with the GPU's handles and the graph's weights there, those of `plan`'s
+    /// steps uploaded if they are not yet (a dream never uploads VGG16's classifier).
+    fn with_weights<R>(
+        &self,
+        plan: Option<&Plan>,
+        work: impl FnOnce(&Handles, &[Weights]) -> Result<R>,
+    ) -> Result<R> {
+        self.gpu.with(|handles| {
+            let mut weights = self.weights.lock().unwrap_or_else(|p| p.into_inner());
+            for step in plan.iter().flat_map(|plan| &plan.steps) {
+                if !weights[step.node].uploaded {
+                    weights[step.node] = self.upload_weights(handles, step.node)?;
+                }
+            }
+            work(handles, &weights)
+        })
+    }
+
+    /// A gradient's run of `plan` in `buffers`.
+    fn run<'a>(
+        &'a self,
+        handles: &'a Handles,
+        weights: &'a [Weights],
+        plan: &'a Plan,
+        windows: &'a Windows,
+        buffers: &'a mut Buffers,
+        recording: bool,
+    ) -> Run<'a> {
+        Run {
+            handles,
+            graph: &self.graph,
+            weights,
+            plan,
+            tf32: self.precision == Precision::Tf32,
+            depthwise: self.depthwise,
+            choices: &self.choices,
+            windows,
+            buffers,
+            recording,
+        }
+    }
+
+    /// Node `node`'s constants, uploaded.
+    fn upload_weights(&self, handles: &Handles, node: usize) -> Result<Weights> {
+        let upload = |tensor: burn::tensor::TensorData| {
+            let values = tensor
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::Device(format!("cannot read weights: {e:?}")))?;
+            upload(&handles.stream, &values)
+        };
+        let (first, second) = match &self.graph.nodes[node].operation {
+            Operation::Conv { weight, bias, .. } => (
+                Some(upload(weight.to_data())?),
+                bias.as_ref().map(|b| upload(b.to_data())).transpose()?,
+            ),
+            Operation::Linear { weight, bias } => (
+                Some(upload(weight.to_data())?),
+                bias.as_ref().map(|b| upload(b.to_data())).transpose()?,
+            ),
+            Operation::Scale { scale, shift } => (
+                Some(upload(scale.to_data())?),
+                Some(upload(shift.to_data())?),
+            ),
+            _ => (None, None),
+        };
+        Ok(Weights {
+            uploaded: true,
+            first,
+            second,
+        })
+    }
+}
+
+/// An image on the GPU (see [`Executor::ascend`]) with everything its steps need there: the
+/// graph's plan for its size with its cuDNN descriptors and buffers, the losses of the wanted values, the
+/// shift of the step, the flag of a gradient that was not finite, and the recorded step.
+pub struct DeviceImage {
+    // The recorded step goes first: it refers to the buffers below.
+    replay: Replay,
+    image: CudaSlice<f32>,
+    windows: Windows,
+    buffers: Buffers,
+    losses: Vec<DeviceLoss>,
+    /// The losses as given, to recognise the same objective when the image is lent again.
+    host_losses: Vec<QuadraticLoss>,
+    /// The change mask, a weight per pixel, on the GPU and as given.
+    change: Option<CudaSlice<f32>>,
+    host_change: Option<Vec<f32>>,
+    /// How many values the gradient's mean is over.
+    count: f32,
+    shift: CudaSlice<u64>,
+    bad: CudaSlice<u32>,
+    shape: Shape,
+    wanted: Vec<usize>,
+    plan: Plan,
+    ascent: NormalisedAscent,
+}
+
+// SAFETY: a kept image is used only through its executor's methods, which hold the GPU's
+// lock, so its recorded graph (which CUDA does not synchronise) is never touched by two
+// threads at once; its cuDNN descriptors are plain host structures.
+unsafe impl Send for DeviceImage {}
+
+/// How a kept image's steps run.
+enum Replay {
+    /// No step yet: the first runs one launch at a time (choosing cuDNN's algorithms and
+    /// loading kernels outside any recording).
+    Fresh,
+    /// One step done: the next is recorded as a graph.
+    Warm,
+    /// Replaying the recorded step.
+    Graph(CudaGraph),
+    /// One launch at a time, for good (recording failed or graphs are off).
+    Off,
+}
+
+impl DeviceImage {
+    /// The image's shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Whether its steps replay a recorded CUDA graph.
+    pub fn replays(&self) -> bool {
+        matches!(self.replay, Replay::Graph(_))
+    }
+}
+
+/// An error unless `len` values make a `shape` image.
+fn check_len(len: usize, shape: Shape) -> Result<()> {
+    if len == shape.len() {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter(format!(
+            "an input of {len} values is not {shape:?}"
+        )))
+    }
+}
