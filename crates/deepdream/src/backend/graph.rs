@@ -213,6 +213,8 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// The shape of every value (`None` for values not computed).
     pub shapes: Vec<Option<Shape>>,
+    /// The values it was made for.
+    pub wanted: Vec<usize>,
 }
 
 impl Plan {
@@ -333,7 +335,11 @@ impl Graph {
                 padding,
             });
         }
-        Ok(Plan { steps, shapes })
+        Ok(Plan {
+            steps,
+            shapes,
+            wanted: wanted.to_vec(),
+        })
     }
 }
 

@@ -35,6 +35,33 @@ extern "C" __global__ void relu(float *y, const float *x, unsigned long long n) 
     FOR_EACH(i, n) { y[i] = fmaxf(x[i], 0.0f); }
 }
 
+// Loops over the `plane` elements of each of `channels` planes: the grid's rows take the
+// channels (c), its columns the elements within one (i), so that no index is divided.
+#define FOR_EACH_IN_PLANES(c, i, plane, channels)                                            \
+    for (unsigned long long c = blockIdx.y; c < (channels); c += gridDim.y)                  \
+        for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; \
+             i < (plane); i += (unsigned long long)blockDim.x * gridDim.x)
+
+// y = max(x + bias[c], 0) in channel c's plane: a convolution's bias added by the ReLU after
+// it (one pass over the values instead of two).
+extern "C" __global__ void relu_bias(float *y, const float *x, const float *bias,
+                                     unsigned long long plane, unsigned long long channels) {
+    FOR_EACH_IN_PLANES(c, i, plane, channels) {
+        const unsigned long long at = c * plane + i;
+        y[at] = fmaxf(x[at] + bias[c], 0.0f);
+    }
+}
+
+// y = min(max(x + bias[c], low), high) in channel c's plane, as `relu_bias`.
+extern "C" __global__ void clip_bias(float *y, const float *x, const float *bias, float low,
+                                     float high, unsigned long long plane,
+                                     unsigned long long channels) {
+    FOR_EACH_IN_PLANES(c, i, plane, channels) {
+        const unsigned long long at = c * plane + i;
+        y[at] = fminf(fmaxf(x[at] + bias[c], low), high);
+    }
+}
+
 // y = min(max(x, low), high)
 extern "C" __global__ void clip(float *y, const float *x, float low, float high,
                                 unsigned long long n) {

@@ -103,6 +103,12 @@ pub struct Kernels {
     pub relu: CudaFunction,
     /// `clip(y, x, low, high, n)`
     pub clip: CudaFunction,
+    /// `relu_bias(y, x, bias, plane, channels)`: `max(x + bias[c], 0)`, launched by
+    /// [`per_plane`].
+    pub relu_bias: CudaFunction,
+    /// `clip_bias(y, x, bias, low, high, plane, channels)`: `min(max(x + bias[c], low),
+    /// high)`, launched by [`per_plane`].
+    pub clip_bias: CudaFunction,
     /// `add(y, a, b, n)`
     pub add: CudaFunction,
     /// `relu_backward(dx, dy, y, accumulate, n)`: `dy` where `y > 0`, else 0, stored in `dx`
@@ -164,6 +170,8 @@ impl Kernels {
             scale: function("scale")?,
             relu: function("relu")?,
             clip: function("clip")?,
+            relu_bias: function("relu_bias")?,
+            clip_bias: function("clip_bias")?,
             add: function("add")?,
             relu_backward: function("relu_backward")?,
             clip_backward: function("clip_backward")?,
@@ -187,6 +195,20 @@ pub fn elementwise(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(BLOCK as usize).clamp(1, 65_535) as u32;
     LaunchConfig {
         grid_dim: (blocks, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// The launch shape of a kernel over `channels` planes of `plane` elements each: a row of
+/// blocks per channel (up to the grid's limit; the kernels loop over the rest).
+pub fn per_plane(plane: usize, channels: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (
+            plane.div_ceil(BLOCK as usize).clamp(1, 1024) as u32,
+            channels.clamp(1, 65_535) as u32,
+            1,
+        ),
         block_dim: (BLOCK, 1, 1),
         shared_mem_bytes: 0,
     }
@@ -345,6 +367,39 @@ mod tests {
     }
 
     type Backward = unsafe extern "C" fn(*mut f32, *const f32, *const f32, u64, u64);
+    type ReluBias = unsafe extern "C" fn(*mut f32, *const f32, *const f32, u64, u64);
+    type ClipBias = unsafe extern "C" fn(*mut f32, *const f32, *const f32, f32, f32, u64, u64);
+
+    /// A convolution's bias added by the activation after it: each channel's own, then the
+    /// ReLU or the clip, over every plane.
+    #[test]
+    fn activations_add_each_channels_bias() {
+        let Some(library) = host_build() else { return };
+        // SAFETY: the symbols are kernels.cu's, with these arguments.
+        let (relu, clip) = unsafe {
+            (
+                *library.get::<ReluBias>(b"relu_bias").unwrap(),
+                *library.get::<ClipBias>(b"clip_bias").unwrap(),
+            )
+        };
+        let (channels, plane) = (3usize, 5usize);
+        let x: Vec<f32> = (0..channels * plane).map(|i| i as f32 - 7.0).collect();
+        let bias = [0.5f32, -2.0, 10.0];
+        let expected = |low: f32, high: f32| -> Vec<f32> {
+            x.iter()
+                .enumerate()
+                .map(|(i, v)| (v + bias[i / plane]).clamp(low, high))
+                .collect()
+        };
+        let mut y = vec![f32::NAN; x.len()];
+        let (p, c) = (plane as u64, channels as u64);
+        // SAFETY: `x` and `y` hold `channels` planes, `bias` one value per channel.
+        unsafe { relu(y.as_mut_ptr(), x.as_ptr(), bias.as_ptr(), p, c) };
+        assert_eq!(y, expected(0.0, f32::INFINITY));
+        // SAFETY: as above.
+        unsafe { clip(y.as_mut_ptr(), x.as_ptr(), bias.as_ptr(), 0.0, 6.0, p, c) };
+        assert_eq!(y, expected(0.0, 6.0));
+    }
 
     /// The ReLU's gradient passes where its output is positive and is 0 elsewhere, added or
     /// stored over whatever was there.

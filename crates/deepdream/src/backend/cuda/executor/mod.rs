@@ -33,7 +33,7 @@ use buffers::{Buffers, Weights, address, download, driver, upload};
 use choices::Choices;
 pub use choices::{CHOICES_VARIABLE, Depthwise};
 pub use run::LossGradients;
-use run::{Arg, DeviceLoss, Run, Seeds};
+use run::{Arg, DeviceLoss, Run, Seeds, biases_in_activations};
 pub use windows::{Precision, Windows, describe};
 
 /// The environment variable that turns CUDA graphs off when set to `0`.
@@ -447,6 +447,7 @@ impl Executor {
             windows,
             buffers,
             recording,
+            biases_in_activations: biases_in_activations(&self.graph, plan),
         }
     }
 

@@ -17,7 +17,7 @@ use super::choices::{
 use super::windows::{Window, Windows, pooling};
 use crate::backend::cuda::cudnn::{LrnDesc, TensorDesc, check};
 use crate::backend::cuda::gpu::Handles;
-use crate::backend::cuda::kernels::elementwise;
+use crate::backend::cuda::kernels::{elementwise, per_plane};
 use crate::backend::graph::{Graph, Operation, Plan, Shape, Step};
 use crate::backend::quadratic_loss::QuadraticLoss;
 use crate::error::{Error, Result};
@@ -79,6 +79,7 @@ fn check_quadratic(losses: &[QuadraticLoss], shapes: &[Shape]) -> Result<()> {
 }
 
 /// A kernel argument.
+#[derive(Clone, Copy)]
 pub(super) enum Arg {
     Address(u64),
     Count(u64),
@@ -124,6 +125,36 @@ pub(super) struct Run<'a> {
     pub(super) buffers: &'a mut Buffers,
     /// Whether the work is being recorded as a CUDA graph: nothing may be allocated.
     pub(super) recording: bool,
+    /// By node, the convolutions whose bias the activation after them adds (see
+    /// [`biases_in_activations`]).
+    pub(super) biases_in_activations: Vec<bool>,
+}
+
+/// By node, the convolutions of `plan` whose bias the activation after them adds, in one
+/// pass over the values instead of two: those with a bias whose output only a ReLU or a clip
+/// reads, and is not wanted itself.
+pub(super) fn biases_in_activations(graph: &Graph, plan: &Plan) -> Vec<bool> {
+    let mut readers = vec![0usize; graph.nodes.len() + 1];
+    for step in &plan.steps {
+        for &input in &graph.nodes[step.node].inputs {
+            readers[input] += 1;
+        }
+    }
+    let mut deferred = vec![false; graph.nodes.len()];
+    for step in &plan.steps {
+        let node = &graph.nodes[step.node];
+        if !matches!(node.operation, Operation::Relu | Operation::Clip { .. }) {
+            continue;
+        }
+        let input = node.inputs[0];
+        if input == 0 || readers[input] != 1 || plan.wanted.contains(&input) {
+            continue;
+        }
+        if let Operation::Conv { bias: Some(_), .. } = graph.nodes[input - 1].operation {
+            deferred[input - 1] = true;
+        }
+    }
+    deferred
 }
 
 const ONE: f32 = 1.0;
@@ -150,13 +181,46 @@ impl<'a> Run<'a> {
             + (self.buffers.offsets[value].expect("planned") * 4) as u64
     }
 
+    /// Launches an element-wise kernel over `n` elements: `args`, then `n`.
     pub(super) fn launch(
         &self,
         function: &cudarc::driver::CudaFunction,
         n: usize,
         args: &[Arg],
     ) -> Result<()> {
-        let n = n as u64;
+        let mut all = args.to_vec();
+        all.push(Arg::Count(n as u64));
+        // SAFETY: every element-wise kernel takes the arguments listed in kernels.cu, in this
+        // order, with `n` last, and touches elements below `n` of buffers at least that long.
+        unsafe { self.launch_as(function, elementwise(n), &all) }
+    }
+
+    /// Launches a kernel over the planes of a `shape` value: `args`, then the plane's size and
+    /// the channels.
+    fn launch_planes(
+        &self,
+        function: &cudarc::driver::CudaFunction,
+        shape: Shape,
+        args: &[Arg],
+    ) -> Result<()> {
+        let plane = shape.height * shape.width;
+        let mut all = args.to_vec();
+        all.extend([plane, shape.channels].map(|v| Arg::Count(v as u64)));
+        // SAFETY: every per-plane kernel takes the arguments listed in kernels.cu, in this
+        // order, the plane and the channels last, and touches only the value's elements.
+        unsafe { self.launch_as(function, per_plane(plane, shape.channels), &all) }
+    }
+
+    /// Launches `function` with `args` in `config`.
+    ///
+    /// # Safety
+    /// `args` must be the kernel's arguments, and `config` within what its buffers hold.
+    unsafe fn launch_as(
+        &self,
+        function: &cudarc::driver::CudaFunction,
+        config: cudarc::driver::LaunchConfig,
+        args: &[Arg],
+    ) -> Result<()> {
         let mut builder = self.stream().launch_builder(function);
         for arg in args {
             match arg {
@@ -164,10 +228,8 @@ impl<'a> Run<'a> {
                 Arg::Float(f) => builder.arg(f),
             };
         }
-        builder.arg(&n);
-        // SAFETY: every kernel takes the arguments listed in kernels.cu, in this order, with
-        // `n` last, and touches elements below `n` of buffers at least that long.
-        unsafe { builder.launch(elementwise(n as usize)) }
+        // SAFETY: the caller's promise.
+        unsafe { builder.launch(config) }
             .map(|_| ())
             .map_err(driver("run a kernel"))
     }
@@ -270,7 +332,9 @@ impl<'a> Run<'a> {
             Operation::Conv { weight, .. } => {
                 let x = self.window_input(index, 0.0)?;
                 self.convolution(index, Pass::Forward, x, y, ZERO)?;
-                if let Some(bias) = &self.weights[step.node].second {
+                if let Some(bias) = &self.weights[step.node].second
+                    && !self.biases_in_activations[step.node]
+                {
                     let bias_desc = TensorDesc::nchw(1, weight.dims()[0], 1, 1)?;
                     // SAFETY: the bias holds one value per output channel; `y` is the output.
                     check("add a bias", unsafe {
@@ -336,19 +400,38 @@ impl<'a> Run<'a> {
                     )
                 })?;
             }
-            Operation::Relu => {
-                let x = self.address_of(node.inputs[0]);
-                self.launch(&kernels.relu, n, &[Arg::Address(y), Arg::Address(x)])?;
-            }
-            Operation::Clip { low, high } => {
-                let x = self.address_of(node.inputs[0]);
-                let args = [
-                    Arg::Address(y),
-                    Arg::Address(x),
-                    Arg::Float(*low),
-                    Arg::Float(*high),
-                ];
-                self.launch(&kernels.clip, n, &args)?;
+            Operation::Relu | Operation::Clip { .. } => {
+                let input = node.inputs[0];
+                let x = self.address_of(input);
+                let bias = self.activation_bias(input);
+                match (&node.operation, bias) {
+                    (Operation::Clip { low, high }, Some(bias)) => {
+                        let args = [
+                            Arg::Address(y),
+                            Arg::Address(x),
+                            Arg::Address(bias),
+                            Arg::Float(*low),
+                            Arg::Float(*high),
+                        ];
+                        self.launch_planes(&kernels.clip_bias, step.output, &args)?;
+                    }
+                    (Operation::Clip { low, high }, None) => {
+                        let args = [
+                            Arg::Address(y),
+                            Arg::Address(x),
+                            Arg::Float(*low),
+                            Arg::Float(*high),
+                        ];
+                        self.launch(&kernels.clip, n, &args)?;
+                    }
+                    (_, Some(bias)) => {
+                        let args = [Arg::Address(y), Arg::Address(x), Arg::Address(bias)];
+                        self.launch_planes(&kernels.relu_bias, step.output, &args)?;
+                    }
+                    (_, None) => {
+                        self.launch(&kernels.relu, n, &[Arg::Address(y), Arg::Address(x)])?
+                    }
+                }
             }
             Operation::Scale { .. } => {
                 let x = self.address_of(node.inputs[0]);
@@ -745,6 +828,17 @@ impl<'a> Run<'a> {
 }
 
 impl Run<'_> {
+    /// The address of the bias an activation reading `input` adds: the bias of the
+    /// convolution that made it, where that convolution left it to the activation.
+    fn activation_bias(&self, input: usize) -> Option<u64> {
+        let node = input.checked_sub(1)?;
+        if !self.biases_in_activations[node] {
+            return None;
+        }
+        let bias = self.weights[node].second.as_ref().expect("a bias");
+        Some(address(bias, self.stream()))
+    }
+
     /// Step `index`'s convolution in `pass`, from `input` (the image, or the output's
     /// gradient) to `output` (the output, or the input's gradient, `beta` times what is there
     /// added), by the algorithm chosen for it.
@@ -1028,13 +1122,13 @@ impl Run<'_> {
                 Arg::Address(self.address_of(step.node + 1)),
                 Arg::Address(self.address_of(self.graph.nodes[step.node].inputs[0])),
                 w,
-                // No bias is a null address.
-                Arg::Address(
-                    weights
-                        .second
-                        .as_ref()
-                        .map_or(0, |b| address(b, self.stream())),
-                ),
+                // No bias (or one the activation after adds) is a null address.
+                Arg::Address(match &weights.second {
+                    Some(bias) if !self.biases_in_activations[step.node] => {
+                        address(bias, self.stream())
+                    }
+                    _ => 0,
+                }),
             ],
             Pass::Backward => vec![
                 Arg::Address(dx.address),
@@ -1048,5 +1142,63 @@ impl Run<'_> {
             Pass::Forward => self.launch(&kernels.depthwise, step.output.len(), &args),
             Pass::Backward => self.launch(&kernels.depthwise_backward, step.inputs[0].len(), &args),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::graph::Padding;
+    use burn::tensor::Tensor;
+
+    fn conv(bias: bool) -> Operation {
+        let device = burn::tensor::Device::flex();
+        Operation::Conv {
+            weight: Tensor::zeros([2, 2, 1, 1], &device),
+            bias: bias.then(|| Tensor::zeros([2], &device)),
+            stride: [1, 1],
+            padding: Padding::Fixed([(0, 0); 2]),
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+
+    /// Only a convolution with a bias, read by one ReLU or clip alone and not wanted itself,
+    /// leaves its bias to the activation.
+    #[test]
+    fn biases_go_into_the_activation_that_alone_reads_them() {
+        let mut graph = Graph::default();
+        let first = graph.push(conv(true), vec![0]);
+        let relu = graph.push(Operation::Relu, vec![first]);
+        let read_twice = graph.push(conv(true), vec![relu]);
+        let relu = graph.push(Operation::Relu, vec![read_twice]);
+        let sum = graph.push(Operation::Add, vec![read_twice, relu]);
+        let no_bias = graph.push(conv(false), vec![sum]);
+        let relu = graph.push(Operation::Relu, vec![no_bias]);
+        let clipped = graph.push(conv(true), vec![relu]);
+        let clip = graph.push(
+            Operation::Clip {
+                low: 0.0,
+                high: 6.0,
+            },
+            vec![clipped],
+        );
+        let wanted = graph.push(conv(true), vec![clip]);
+        let last = graph.push(Operation::Relu, vec![wanted]);
+        let shape = Shape {
+            channels: 2,
+            height: 3,
+            width: 3,
+        };
+        let plan = graph.plan(shape, &[last, wanted]).unwrap();
+        let deferred = biases_in_activations(&graph, &plan);
+        let by_value = |value: usize| deferred[value - 1];
+        assert!(by_value(first));
+        assert!(!by_value(read_twice));
+        assert!(!by_value(no_bias));
+        assert!(by_value(clipped));
+        assert!(!by_value(wanted));
+        let plan = graph.plan(shape, &[last]).unwrap();
+        assert!(biases_in_activations(&graph, &plan)[wanted - 1]);
     }
 }
