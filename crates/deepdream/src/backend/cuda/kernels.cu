@@ -7,8 +7,13 @@ struct Position {
     unsigned long long plane, row, column;
 };
 
+// (In 32 bits where the numbers allow: a GPU divides 64-bit integers several times slower.)
 __device__ inline Position position(unsigned long long i, unsigned long long height,
                                     unsigned long long width) {
+    if (i <= 0xffffffffull && width * height <= 0xffffffffull) {
+        const unsigned int j = (unsigned int)i, w = (unsigned int)width;
+        return Position{j / (w * (unsigned int)height), (j / w) % (unsigned int)height, j % w};
+    }
     return Position{i / (width * height), (i / width) % height, i % width};
 }
 
@@ -87,21 +92,25 @@ extern "C" __global__ void clip_backward(float *dx, const float *dy, const float
     FOR_EACH(i, n) { STORE(dx[i], y[i] > low && y[i] < high ? dy[i] : 0.0f); }
 }
 
-// y = x * scale[c] + shift[c], c = (i / plane) % channels.
+// y = x * scale[c] + shift[c] in channel c's plane.
 extern "C" __global__ void scale_shift(float *y, const float *x, const float *scale,
                                        const float *shift, unsigned long long plane,
-                                       unsigned long long channels, unsigned long long n) {
-    FOR_EACH(i, n) {
-        unsigned long long c = (i / plane) % channels;
-        y[i] = x[i] * scale[c] + shift[c];
+                                       unsigned long long channels) {
+    FOR_EACH_IN_PLANES(c, i, plane, channels) {
+        const unsigned long long at = c * plane + i;
+        y[at] = x[at] * scale[c] + shift[c];
     }
 }
 
-// dy * scale[c] stored in dx.
+// dy * scale[c] stored in dx, in channel c's plane.
 extern "C" __global__ void scale_backward(float *dx, const float *dy, const float *scale,
-                                          unsigned long long plane, unsigned long long channels,
-                                          unsigned long long accumulate, unsigned long long n) {
-    FOR_EACH(i, n) { STORE(dx[i], dy[i] * scale[(i / plane) % channels]); }
+                                          unsigned long long accumulate,
+                                          unsigned long long plane,
+                                          unsigned long long channels) {
+    FOR_EACH_IN_PLANES(c, i, plane, channels) {
+        const unsigned long long at = c * plane + i;
+        STORE(dx[at], dy[at] * scale[c]);
+    }
 }
 
 // The `channels`x`height`x`width` x placed at (top, left) in a `padded_height`x`padded_width`

@@ -116,9 +116,10 @@ pub struct Kernels {
     pub relu_backward: CudaFunction,
     /// `clip_backward(dx, dy, y, low, high, accumulate, n)`: `dy` where `low < y < high`.
     pub clip_backward: CudaFunction,
-    /// `scale_shift(y, x, scale, shift, plane, channels, n)`
+    /// `scale_shift(y, x, scale, shift, plane, channels)`, launched by [`per_plane`]
     pub scale_shift: CudaFunction,
-    /// `scale_backward(dx, dy, scale, plane, channels, accumulate, n)`
+    /// `scale_backward(dx, dy, scale, accumulate, plane, channels)`, launched by
+    /// [`per_plane`]
     pub scale_backward: CudaFunction,
     /// `pad(y, x, height, width, top, left, padded_height, padded_width, value, n)`
     pub pad: CudaFunction,
@@ -368,6 +369,65 @@ mod tests {
 
     type Backward = unsafe extern "C" fn(*mut f32, *const f32, *const f32, u64, u64);
     type ReluBias = unsafe extern "C" fn(*mut f32, *const f32, *const f32, u64, u64);
+    type ScaleShift = unsafe extern "C" fn(*mut f32, *const f32, *const f32, *const f32, u64, u64);
+    type ScaleBackward = unsafe extern "C" fn(*mut f32, *const f32, *const f32, u64, u64, u64);
+
+    /// The per-channel scale (an inference batch norm) and its gradient use each channel's
+    /// factor over its whole plane; the gradient is stored or added.
+    #[test]
+    fn scales_are_per_channel_forward_and_back() {
+        let Some(library) = host_build() else { return };
+        // SAFETY: the symbols are kernels.cu's, with these arguments.
+        let (forward, backward) = unsafe {
+            (
+                *library.get::<ScaleShift>(b"scale_shift").unwrap(),
+                *library.get::<ScaleBackward>(b"scale_backward").unwrap(),
+            )
+        };
+        let (channels, plane) = (3usize, 4usize);
+        let x: Vec<f32> = (0..channels * plane).map(|i| i as f32 - 5.0).collect();
+        let (scale, shift) = ([2.0f32, -1.0, 0.5], [1.0f32, 0.0, -3.0]);
+        let mut y = vec![f32::NAN; x.len()];
+        let (p, c) = (plane as u64, channels as u64);
+        // SAFETY: `x` and `y` hold `channels` planes, `scale` and `shift` one per channel.
+        unsafe {
+            forward(
+                y.as_mut_ptr(),
+                x.as_ptr(),
+                scale.as_ptr(),
+                shift.as_ptr(),
+                p,
+                c,
+            )
+        };
+        let expected: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * scale[i / plane] + shift[i / plane])
+            .collect();
+        assert_eq!(y, expected);
+        for (accumulate, before) in [(0u64, f32::NAN), (1, 1.0f32)] {
+            let mut dx = vec![before; x.len()];
+            // SAFETY: as above.
+            unsafe {
+                backward(
+                    dx.as_mut_ptr(),
+                    x.as_ptr(),
+                    scale.as_ptr(),
+                    accumulate,
+                    p,
+                    c,
+                )
+            };
+            let added = if accumulate == 1 { before } else { 0.0 };
+            let expected: Vec<f32> = x
+                .iter()
+                .enumerate()
+                .map(|(i, v)| added + v * scale[i / plane])
+                .collect();
+            assert_eq!(dx, expected, "accumulate {accumulate}");
+        }
+    }
     type ClipBias = unsafe extern "C" fn(*mut f32, *const f32, *const f32, f32, f32, u64, u64);
 
     /// A convolution's bias added by the activation after it: each channel's own, then the

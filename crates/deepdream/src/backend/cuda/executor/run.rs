@@ -447,10 +447,8 @@ impl<'a> Run<'a> {
                         weights.second.as_ref().expect("shift"),
                         self.stream(),
                     )),
-                    Arg::Count((step.output.height * step.output.width) as u64),
-                    Arg::Count(step.output.channels as u64),
                 ];
-                self.launch(&kernels.scale_shift, n, &args)?;
+                self.launch_planes(&kernels.scale_shift, step.output, &args)?;
             }
             Operation::Multiply { factor } => {
                 let x = self.address_of(node.inputs[0]);
@@ -780,11 +778,9 @@ impl<'a> Run<'a> {
                     Arg::Address(dxs[0].address),
                     Arg::Address(dy),
                     Arg::Address(address(scale, self.stream())),
-                    Arg::Count((step.output.height * step.output.width) as u64),
-                    Arg::Count(step.output.channels as u64),
                     dxs[0].accumulate(),
                 ];
-                self.launch(&kernels.scale_backward, n, &args)?;
+                self.launch_planes(&kernels.scale_backward, step.output, &args)?;
             }
             Operation::Multiply { factor } => self.copy(dxs[0], dy, *factor, n)?,
             Operation::Add => {
