@@ -126,7 +126,7 @@ pub struct DreamOptions {
     /// A random seed is chosen (and stored in PNG output) when omitted.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Memory budget for the gradient (`512M`, `2G`; default 1G, or on cuda three eighths
+    /// Memory budget for the gradient (`512M`, `2G`; default 1G, or on cuda three quarters
     /// of the GPU's free memory); larger images are dreamed in tiles.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_memory: Option<u64>,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::backend::cuda::executor::{DeviceImage, Loss};
+use crate::backend::cuda::executor::{DeviceImage, Loss, bytes_per_pixel};
 use crate::backend::cuda::{Executor, Gpu, KeptSteps, Precision};
 use crate::backend::graph::Shape;
 use crate::error::{Error, Result};
@@ -22,14 +22,20 @@ pub struct CudaNetwork {
     executor: Executor,
     /// The graph value of each layer, `None` where the device cannot compute it.
     values: Vec<Option<usize>>,
-    /// The memory a gradient may use: three eighths of the GPU's free memory when the
-    /// network was put there (the layers' memory estimates count what burn keeps on the
-    /// CPU, and the GPU keeps every value and its gradient, about twice that; a quarter is
-    /// left for cuDNN's workspaces and other programs). Taken once: the free memory drops
-    /// as the stream's memory pool keeps what the first gradients freed, and a budget read
-    /// every step would change the dream's tiling between steps.
+    /// The network's layers, each one the GPU computes with the memory a gradient through
+    /// it takes there (every value, the gradients' block, the padded copies) instead of
+    /// burn's estimate on the CPU.
+    layers: Vec<LayerInfo>,
+    /// The memory a gradient may use: three quarters of the GPU's free memory when the
+    /// network was put there (the rest is for cuDNN's workspace, up to a gibibyte, the
+    /// pictures a film keeps for its next frames, and other programs). Taken once: the free
+    /// memory drops as the stream's memory pool keeps what the first gradients freed, and a
+    /// budget read every step would change the dream's tiling between steps.
     budget: u64,
 }
+
+/// The side of the square input at which the layers' GPU memory per pixel is measured.
+const MEMORY_PROBE_SIDE: usize = 512;
 
 impl CudaNetwork {
     /// `network` on `gpu`, convolutions in `precision`; an error if it cannot run there.
@@ -40,11 +46,21 @@ impl CudaNetwork {
                 network.name()
             ))
         })?;
-        let budget = gpu.free_memory()? as u64 / 8 * 3;
+        let budget = gpu.free_memory()? as u64 / 4 * 3;
+        let mut layers = network.layers().to_vec();
+        for (layer, value) in layers.iter_mut().zip(&values) {
+            if let Some(value) = value
+                && let Ok(bytes) = bytes_per_pixel(&graph, &[*value], MEMORY_PROBE_SIDE)
+            {
+                layer.bytes_per_pixel = bytes as f32;
+            }
+        }
+        let executor = Executor::new(gpu, graph, precision);
         Ok(CudaNetwork {
-            executor: Executor::new(gpu, graph, precision),
+            executor,
             inner: network,
             values,
+            layers,
             budget,
         })
     }
@@ -65,7 +81,7 @@ impl Network for CudaNetwork {
     }
 
     fn layers(&self) -> &[LayerInfo] {
-        self.inner.layers()
+        &self.layers
     }
 
     fn preprocess(&self) -> Preprocess {

@@ -166,6 +166,26 @@ impl Gpu {
         work(&handles)
     }
 
+    /// Hands the memory that the stream's pool keeps but nothing uses back to the driver,
+    /// once the stream's work is done, so that an allocation that did not fit may (best
+    /// effort).
+    pub fn release_freed_memory(&self) {
+        use cudarc::driver::sys;
+        self.with(|handles| {
+            let _ = handles.stream.synchronize();
+            let mut pool = std::ptr::null_mut();
+            // SAFETY: a query of the device's default pool and a trim of its unused memory.
+            unsafe {
+                if sys::cuDeviceGetDefaultMemPool(&mut pool, handles.context.cu_device())
+                    .result()
+                    .is_ok()
+                {
+                    let _ = sys::cuMemPoolTrimTo(pool, 0);
+                }
+            }
+        })
+    }
+
     /// The free memory on the GPU now, in bytes.
     pub fn free_memory(&self) -> Result<usize> {
         self.with(|handles| handles.context.mem_get_info())

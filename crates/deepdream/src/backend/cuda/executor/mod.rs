@@ -122,7 +122,7 @@ impl Executor {
         self.with_weights(Some(&plan), |handles, weights| {
             let stream = &handles.stream;
             let windows = describe(&self.graph, &plan, self.precision)?;
-            let mut buffers = Buffers::new(stream, &plan)?;
+            let mut buffers = Buffers::new(stream, &self.graph, &plan)?;
             stream
                 .memcpy_htod(input, buffers.values[0].as_mut().expect("the input"))
                 .map_err(driver("upload the image"))?;
@@ -205,7 +205,7 @@ impl Executor {
                 Ok(DeviceImage {
                     image: upload(stream, image)?,
                     windows: describe(&self.graph, &plan, self.precision)?,
-                    buffers: Buffers::new(stream, &plan)?,
+                    buffers: Buffers::new(stream, &self.graph, &plan)?,
                     losses: DeviceLoss::upload(stream, steps.losses, &shapes)?,
                     host_losses: steps.losses.to_vec(),
                     change: steps
@@ -224,14 +224,11 @@ impl Executor {
                 })
             })
         };
-        prepare().or_else(|error| {
-            // The images held for later may be what fills the GPU: free them and try again.
-            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
-            if spare.is_empty() {
-                return Err(error);
-            }
-            spare.clear();
-            drop(spare);
+        prepare().or_else(|_| {
+            // The images held for later, or memory the pool keeps, may be what fills the GPU:
+            // free them, hand the pool's unused memory back, and try again.
+            self.spare.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            self.gpu.release_freed_memory();
             prepare()
         })
     }
@@ -535,6 +532,19 @@ impl DeviceImage {
     pub fn replays(&self) -> bool {
         matches!(self.replay, Replay::Graph(_))
     }
+}
+
+/// The GPU memory a gradient of `graph`'s `wanted` values takes, in bytes per pixel of a
+/// `side`x`side` image of 3 channels: every value, the gradients' block and the padded copies
+/// (not cuDNN's workspace, at most a gibibyte).
+pub fn bytes_per_pixel(graph: &Graph, wanted: &[usize], side: usize) -> Result<f64> {
+    let shape = Shape {
+        channels: 3,
+        height: side,
+        width: side,
+    };
+    let plan = graph.plan(shape, wanted)?;
+    Ok(buffers::floats(graph, &plan) as f64 * 4.0 / (side * side) as f64)
 }
 
 /// An error unless `len` values make a `shape` image.

@@ -690,9 +690,10 @@ impl<'a> Run<'a> {
         let padded = self.buffers.padded[index]
             .as_ref()
             .map(|(buffer, shape)| (address(buffer, self.stream()), *shape));
-        let scratch = self.buffers.scratch[index]
-            .as_ref()
-            .map(|buffer| address(buffer, self.stream()));
+        let scratch = padded.map(|_| {
+            let scratch = self.buffers.scratch.as_ref().expect("a scratch buffer");
+            address(scratch, self.stream())
+        });
         let (dx, beta) = match scratch {
             Some(scratch) => (scratch, ZERO),
             None => (dxs[0].address, dxs[0].beta()),
