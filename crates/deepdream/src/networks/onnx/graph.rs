@@ -19,11 +19,19 @@ pub(super) fn read(path: &Path, device: &Device) -> Result<Program> {
         path: path.to_path_buf(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if bytes.is_empty() {
+    // The file is mapped, not read: both parses take the tensors' bytes from the page cache
+    // without copying them (VGG16's file is half a gigabyte).
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let length = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if length == 0 {
         return Err(onnx_err("the file is empty".into()));
     }
-    let raw = ModelProto::parse_from_bytes(&bytes)
+    // SAFETY: the mapping is only read, and lives as long as the parsed tensors that refer to
+    // it; as with any mapped file (onnx-ir maps it too), the file must not be cut short while
+    // it is being read.
+    let mapped = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let bytes = bytes::Bytes::from_owner(mapped);
+    let raw = ModelProto::parse_from_tokio_bytes(&bytes)
         .map_err(|e| onnx_err(format!("not a valid ONNX file ({e})")))?;
     if raw.graph.node.is_empty() {
         return Err(onnx_err(
@@ -32,9 +40,8 @@ pub(super) fn read(path: &Path, device: &Device) -> Result<Program> {
     }
     let graph = OnnxGraphBuilder::new()
         .simplify(false)
-        .parse_bytes(&bytes)
+        .parse_file(path)
         .map_err(|e| onnx_err(e.to_string()))?;
-    drop(bytes);
 
     let input = graph
         .inputs
