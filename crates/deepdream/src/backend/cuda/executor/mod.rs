@@ -75,11 +75,27 @@ pub struct Executor {
     /// the next picture of the same size and objective (a film's next frame, a zoom's, a
     /// batch's) takes one over and replays its steps from the first.
     spare: Mutex<Vec<DeviceImage>>,
+    /// The plans of recent gradients with their descriptors and buffers, most recent first:
+    /// the next gradient of the same size and values (a tile's, a style transfer's or a
+    /// visualisation's next step) uses them again.
+    prepared: Mutex<Vec<Prepared>>,
 }
 
 /// How many kept images [`Executor::give_back`] holds on to (a dream's octaves, a film's
 /// two or three).
 const SPARE_IMAGES: usize = 4;
+
+/// How many prepared gradients an executor holds on to (a tiled octave's tiles and its edge
+/// tiles, a style transfer's one size).
+const PREPARED_GRADIENTS: usize = 2;
+
+/// A gradient's plan with its cuDNN descriptors and buffers, made for one size and set of
+/// wanted values.
+struct Prepared {
+    plan: Plan,
+    windows: Windows,
+    buffers: Buffers,
+}
 
 impl Executor {
     /// `graph` on `gpu`, convolutions in `precision`.
@@ -94,6 +110,7 @@ impl Executor {
             weights: Mutex::new(weights),
             choices: Mutex::new(Choices::default()),
             spare: Mutex::new(Vec::new()),
+            prepared: Mutex::new(Vec::new()),
         }
     }
 
@@ -118,15 +135,18 @@ impl Executor {
         loss: Loss<'_, '_>,
     ) -> Result<Vec<f32>> {
         check_len(input.len(), shape)?;
-        let plan = self.graph.plan(shape, wanted)?;
-        self.with_weights(Some(&plan), |handles, weights| {
+        let mut prepared = self.prepare(shape, wanted)?;
+        let gradient = self.with_weights(None, |handles, weights| {
             let stream = &handles.stream;
-            let windows = describe(&self.graph, &plan, self.precision)?;
-            let mut buffers = Buffers::new(stream, &self.graph, &plan)?;
+            let Prepared {
+                plan,
+                windows,
+                buffers,
+            } = &mut prepared;
             stream
                 .memcpy_htod(input, buffers.values[0].as_mut().expect("the input"))
                 .map_err(driver("upload the image"))?;
-            let mut run = self.run(handles, weights, &plan, &windows, &mut buffers, false);
+            let mut run = self.run(handles, weights, plan, windows, buffers, false);
             run.forward()?;
             let device_losses;
             let seeds = match loss {
@@ -138,7 +158,53 @@ impl Executor {
             };
             run.backward(wanted, &seeds)?;
             buffers.download_gradient(stream, 0, shape.len())
+        })?;
+        let mut held = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        held.insert(0, prepared);
+        held.truncate(PREPARED_GRADIENTS);
+        Ok(gradient)
+    }
+
+    /// The plan, descriptors and buffers of a gradient of the `wanted` values of a `shape`
+    /// image: those of a recent gradient of the same, else new ones (the weights they need
+    /// uploaded; if they do not fit, after freeing what the executor holds).
+    fn prepare(&self, shape: Shape, wanted: &[usize]) -> Result<Prepared> {
+        let found = {
+            let mut held = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+            let index = held
+                .iter()
+                .position(|p| p.plan.shapes[0] == Some(shape) && p.plan.wanted == wanted);
+            index.map(|index| held.remove(index))
+        };
+        if let Some(prepared) = found {
+            return Ok(prepared);
+        }
+        let plan = self.graph.plan(shape, wanted)?;
+        self.with_weights(Some(&plan), |_, _| Ok(()))?;
+        let make = || {
+            self.gpu.with(|handles| {
+                Ok(Prepared {
+                    windows: describe(&self.graph, &plan, self.precision)?,
+                    buffers: Buffers::new(&handles.stream, &self.graph, &plan)?,
+                    plan: plan.clone(),
+                })
+            })
+        };
+        make().or_else(|_| {
+            self.free_held();
+            make()
         })
+    }
+
+    /// Frees the kept images and prepared gradients held for later, and hands the memory
+    /// pool's unused memory back, for something that did not fit.
+    fn free_held(&self) {
+        self.spare.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.gpu.release_freed_memory();
     }
 
     /// `image` (a `shape` image of 3 channels) put on the GPU for [`Executor::ascend`]'s
@@ -225,10 +291,9 @@ impl Executor {
             })
         };
         prepare().or_else(|_| {
-            // The images held for later, or memory the pool keeps, may be what fills the GPU:
-            // free them, hand the pool's unused memory back, and try again.
-            self.spare.lock().unwrap_or_else(|p| p.into_inner()).clear();
-            self.gpu.release_freed_memory();
+            // What the executor holds for later, or memory the pool keeps, may be what fills
+            // the GPU.
+            self.free_held();
             prepare()
         })
     }

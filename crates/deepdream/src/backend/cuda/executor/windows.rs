@@ -48,6 +48,10 @@ impl Window {
 /// cuDNN's descriptors of a plan's windowed steps, by step, made once for the plan.
 pub struct Windows(pub(super) Vec<Option<Window>>);
 
+// SAFETY: cuDNN's descriptors are plain host structures that cuDNN reads only during the
+// calls they are given to; `Windows` is not `Sync`, so one thread at a time uses them.
+unsafe impl Send for Windows {}
+
 /// The cuDNN descriptors of `plan`'s windowed steps in `graph`, convolutions in `precision`,
 /// each checked against the plan: cuDNN must compute the planned output shape from them. This
 /// needs cuDNN but not a GPU, so the CPU's tests check every network's lowering with it.
