@@ -258,6 +258,46 @@ fn depthwise_kernels_equal_cudnn() {
     assert!(error <= 1e-5, "{error:e}");
 }
 
+/// A gradient's plan and buffers kept for the next gradient of the same size give the same
+/// gradient again, also after a gradient of another size came between (VGG16, TF32).
+#[test]
+fn prepared_gradients_give_the_same_gradient_again() {
+    let Some(gpu) = gpu() else { return };
+    let device = Device::flex();
+    let network = vgg16(&device);
+    let (graph, values) = network.cuda_graph().unwrap();
+    let value = values[network.layer_index("block3_conv3").unwrap()].unwrap();
+    let executor = Executor::new(gpu, graph.clone(), Precision::Tf32);
+    let gradient = |height: usize, width: usize| {
+        let shape = Shape {
+            channels: 3,
+            height,
+            width,
+        };
+        let output = graph.plan(shape, &[value]).unwrap().shapes[value].unwrap();
+        let loss = QuadraticLoss {
+            quadratic: vec![1.0; output.channels],
+            linear: vec![0.0; output.channels],
+            rows: 0..output.height,
+            cols: 0..output.width,
+        };
+        let image: Vec<f32> = (0..shape.len())
+            .map(|i| ((i * 7919) % 255) as f32 - 120.0)
+            .collect();
+        let losses = std::slice::from_ref(&loss);
+        executor
+            .gradient(&image, shape, &[value], Loss::Quadratic(losses))
+            .unwrap()
+    };
+    let first = gradient(64, 80);
+    let other = gradient(48, 48);
+    let again = gradient(64, 80);
+    assert!(first.iter().any(|&v| v != 0.0) && other.iter().any(|&v| v != 0.0));
+    // Some of cuDNN's backward algorithms add with atomics, in no fixed order.
+    let error = relative_l2_error(&again, &first);
+    assert!(error < 1e-5, "{error:e}");
+}
+
 /// The loss's gradients made on the GPU (chosen channels, a tile's window, a class logit)
 /// and on the host (a guide) give the CPU's image gradient.
 #[test]
