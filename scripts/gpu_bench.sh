@@ -177,12 +177,20 @@ if staged tests; then
 fi
 
 if staged steps; then
+  # The timed choices of algorithms and kernels go to choices.txt beside the results.
+  choice='^deepdream: (convolution|depthwise) node'
   for precision in tf32 fp32; do
     echo "== 2. gradient steps, deepdream --device cuda --precision $precision against PyTorch CUDA ($precision)"
     tf32=1
     [[ $precision == fp32 ]] && tf32=0
-    DEEPDREAM_CUDA_CHOICES=$tf32 BENCH_TORCH_TF32=$tf32 within 150 "${bench[@]}" --device cuda --precision "$precision" "${repeats[@]}"
+    DEEPDREAM_CUDA_CHOICES=1 BENCH_TORCH_TF32=$tf32 within 150 "${bench[@]}" --device cuda --precision "$precision" \
+      "${repeats[@]}" 2>&1 | tee >(grep -E "$choice" | sed "s/^/$precision /" >>"$out/choices.txt") | grep -vE "$choice"
   done
+  wait # for the last copy of the choices
+  if [[ -s "$out/choices.txt" ]]; then
+    echo "timed choices: $(grep -c 'convolution node' "$out/choices.txt") convolutions, $(grep 'convolution node' "$out/choices.txt" | grep -vc 'kept #1') of them not cuDNN's first offer;" \
+      "$(grep -c 'depthwise node' "$out/choices.txt") depthwise, $(grep -c 'Own$' "$out/choices.txt") of them by deepdream's kernels (choices.txt)"
+  fi
 fi
 
 if staged dream; then

@@ -881,6 +881,12 @@ impl Run<'_> {
                 .iter()
                 .map(|&c| self.timed(|run| run.convolve(index, c, input, output, ZERO)))
                 .collect();
+            let fastest = times
+                .iter()
+                .enumerate()
+                .filter_map(|(index, time)| time.as_ref().ok().map(|ms| (*ms, index)))
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, index)| index);
             if print_choices() {
                 let times: Vec<String> = candidates
                     .iter()
@@ -890,20 +896,16 @@ impl Run<'_> {
                         Err(error) => format!("{:?} {error}", c.algorithm),
                     })
                     .collect();
+                let kept = fastest.map_or("none".into(), |index| format!("#{}", index + 1));
                 eprintln!(
-                    "deepdream: convolution node {} {pass:?} on {:?}: {}",
+                    "deepdream: convolution node {} {pass:?} on {:?}: {}; kept {kept}",
                     key.0,
                     key.1,
                     times.join(", ")
                 );
             }
-            let fastest = candidates
-                .iter()
-                .zip(&times)
-                .filter_map(|(c, time)| time.as_ref().ok().map(|ms| (*ms, *c)))
-                .min_by(|a, b| a.0.total_cmp(&b.0));
             match fastest {
-                Some((_, choice)) => choice,
+                Some(index) => candidates[index],
                 None => return Err(times.into_iter().find_map(Result::err).expect("an error")),
             }
         };
