@@ -7,7 +7,7 @@ use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaStream};
 
 use crate::backend::cuda::cudnn;
-use crate::backend::cuda::kernels::Kernels;
+use crate::backend::cuda::kernels::{Kernels, compile_cached};
 use crate::backend::cuda::libraries::{self, Found};
 use crate::error::{Error, Result};
 
@@ -124,13 +124,23 @@ impl Gpu {
         // SAFETY: no buffers exist yet.
         unsafe { context.disable_event_tracking() };
         keep_freed_memory(&context);
+        // NVRTC compiles deepdream's kernels (or the cache gives them) while cuDNN and cuBLAS
+        // load, which takes about as long.
+        let capability = context
+            .compute_capability()
+            .map_err(|e| driver("no compute capability", e))?;
+        let compiling =
+            std::thread::spawn(move || compile_cached(capability, &crate::home::gpu_cache_dir()));
         let stream = context
             .new_stream()
             .map_err(|e| driver("cannot create a stream", e))?;
         let cudnn = cudnn::Handle::new(&stream)?;
         let cublas = CudaBlas::new(stream.clone())
             .map_err(|e| Error::Device(format!("cuBLAS does not start: {e:?}")))?;
-        let kernels = Kernels::load(&context)?;
+        let cubin = compiling.join().map_err(|_| {
+            Error::Device("compiling deepdream's CUDA kernels stopped with a panic".into())
+        })??;
+        let kernels = Kernels::load(&context, cubin)?;
         let info = GpuInfo {
             ordinal,
             name: context.name().map_err(|e| driver("no name", e))?,

@@ -153,17 +153,14 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    /// Compiles the kernels for `context`'s GPU and loads them.
-    pub fn load(context: &Arc<CudaContext>) -> Result<Kernels> {
+    /// The kernels compiled into `cubin` for `context`'s GPU (see [`compile_cached`]),
+    /// loaded.
+    pub fn load(context: &Arc<CudaContext>, cubin: Vec<u8>) -> Result<Kernels> {
         let driver = |e: cudarc::driver::DriverError| {
             Error::Device(format!("cannot load deepdream's CUDA kernels: {e}"))
         };
-        let capability = context.compute_capability().map_err(driver)?;
         let module = context
-            .load_module(Ptx::from_binary(compile_cached(
-                capability,
-                &crate::home::gpu_cache_dir(),
-            )?))
+            .load_module(Ptx::from_binary(cubin))
             .map_err(driver)?;
         let function = |name: &str| module.load_function(name).map_err(driver);
         Ok(Kernels {
