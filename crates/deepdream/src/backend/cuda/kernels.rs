@@ -944,79 +944,71 @@ mod tests {
             .map(|v| v as u64);
             let [h, w, oh, ow, kh, kw, sh, sw, t, l, dh, dw] = geometry;
             let (xs, ws, bs) = (values(x), values(weight), values_1d(bias));
-            let mut y = vec![f32::NAN; output.len()];
-            // SAFETY: every buffer holds what the geometry says.
-            unsafe {
-                forward(
-                    y.as_mut_ptr(),
-                    xs.as_ptr(),
-                    ws.as_ptr(),
-                    bs.as_ptr(),
-                    h,
-                    w,
-                    oh,
-                    ow,
-                    kh,
-                    kw,
-                    sh,
-                    sw,
-                    t,
-                    l,
-                    dh,
-                    dw,
-                    y.len() as u64,
-                )
+            // The kernels over the buffers the geometry says, into `out` (NaN first) and, for
+            // the backward pass, added to `out` (1.0 first) when `accumulate`.
+            let convolve = |bias: *const f32| {
+                let mut out = vec![f32::NAN; output.len()];
+                let n = out.len() as u64;
+                // SAFETY: every buffer holds what the geometry says; a null bias is none.
+                unsafe {
+                    forward(
+                        out.as_mut_ptr(),
+                        xs.as_ptr(),
+                        ws.as_ptr(),
+                        bias,
+                        h,
+                        w,
+                        oh,
+                        ow,
+                        kh,
+                        kw,
+                        sh,
+                        sw,
+                        t,
+                        l,
+                        dh,
+                        dw,
+                        n,
+                    )
+                };
+                out
             };
-            assert_close(&y, &expected, &what);
+            let transpose = |dy: &[f32], accumulate: u64| {
+                let mut out = vec![if accumulate == 1 { 1.0 } else { f32::NAN }; xs.len()];
+                let n = out.len() as u64;
+                // SAFETY: as above.
+                unsafe {
+                    backward(
+                        out.as_mut_ptr(),
+                        dy.as_ptr(),
+                        ws.as_ptr(),
+                        accumulate,
+                        h,
+                        w,
+                        oh,
+                        ow,
+                        kh,
+                        kw,
+                        sh,
+                        sw,
+                        t,
+                        l,
+                        dh,
+                        dw,
+                        n,
+                    )
+                };
+                out
+            };
+            assert_close(&convolve(bs.as_ptr()), &expected, &what);
             // Without bias, the adjoint identity; the backward pass adds to what is there.
-            let mut plain = vec![f32::NAN; output.len()];
+            let plain = convolve(std::ptr::null());
             let dy = values(Tensor::<4>::random(
                 [1, channels, output.height, output.width],
                 Distribution::Uniform(-1.0, 1.0),
                 &device,
             ));
-            let mut dx = vec![1.0f32; xs.len()];
-            // SAFETY: as above; a null bias is none.
-            unsafe {
-                forward(
-                    plain.as_mut_ptr(),
-                    xs.as_ptr(),
-                    ws.as_ptr(),
-                    std::ptr::null(),
-                    h,
-                    w,
-                    oh,
-                    ow,
-                    kh,
-                    kw,
-                    sh,
-                    sw,
-                    t,
-                    l,
-                    dh,
-                    dw,
-                    plain.len() as u64,
-                );
-                backward(
-                    dx.as_mut_ptr(),
-                    dy.as_ptr(),
-                    ws.as_ptr(),
-                    1,
-                    h,
-                    w,
-                    oh,
-                    ow,
-                    kh,
-                    kw,
-                    sh,
-                    sw,
-                    t,
-                    l,
-                    dh,
-                    dw,
-                    dx.len() as u64,
-                )
-            };
+            let dx = transpose(&dy, 1);
             let dot =
                 |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a * b) as f64).sum::<f64>();
             let ones = vec![1.0f32; xs.len()];
@@ -1026,30 +1018,7 @@ mod tests {
                 "{what}: {left_side} vs {right_side}"
             );
             // Stored over whatever was there, it is the same gradient.
-            let mut stored = vec![f32::NAN; xs.len()];
-            // SAFETY: as above.
-            unsafe {
-                backward(
-                    stored.as_mut_ptr(),
-                    dy.as_ptr(),
-                    ws.as_ptr(),
-                    0,
-                    h,
-                    w,
-                    oh,
-                    ow,
-                    kh,
-                    kw,
-                    sh,
-                    sw,
-                    t,
-                    l,
-                    dh,
-                    dw,
-                    stored.len() as u64,
-                )
-            };
-            let added: Vec<f32> = stored.iter().map(|v| v + 1.0).collect();
+            let added: Vec<f32> = transpose(&dy, 0).iter().map(|v| v + 1.0).collect();
             assert_close(&added, &dx, &what);
         }
     }

@@ -825,6 +825,11 @@ impl<'a> Run<'a> {
 }
 
 impl Run<'_> {
+    /// The choices made for the graph so far.
+    fn choices(&self) -> std::sync::MutexGuard<'_, Choices> {
+        self.choices.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The address of the bias an activation reading `input` adds: the bias of the
     /// convolution that made it, where that convolution left it to the activation.
     fn activation_bias(&self, input: usize) -> Option<u64> {
@@ -857,13 +862,7 @@ impl Run<'_> {
     fn convolution_choice(&mut self, index: usize, pass: Pass, input: u64) -> Result<Choice> {
         let window = self.window(index);
         let key = (self.plan.steps[index].node, window.input, pass);
-        let kept = self
-            .choices
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .convolutions
-            .get(&key)
-            .copied();
+        let kept = self.choices().convolutions.get(&key).copied();
         if let Some(choice) = kept {
             return Ok(choice);
         }
@@ -909,11 +908,7 @@ impl Run<'_> {
                 None => return Err(times.into_iter().find_map(Result::err).expect("an error")),
             }
         };
-        self.choices
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .convolutions
-            .insert(key, choice);
+        self.choices().convolutions.insert(key, choice);
         Ok(choice)
     }
 
@@ -1027,13 +1022,7 @@ impl Run<'_> {
         }
         let step = self.plan.steps[index].clone();
         let key = (step.node, step.inputs[0], pass);
-        let chosen = self
-            .choices
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .depthwise
-            .get(&key)
-            .copied();
+        let chosen = self.choices().depthwise.get(&key).copied();
         if let Some(route) = chosen {
             return Ok(route);
         }
@@ -1072,11 +1061,7 @@ impl Run<'_> {
                 step.node, input.channels, input.height, input.width
             );
         }
-        self.choices
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .depthwise
-            .insert(key, route);
+        self.choices().depthwise.insert(key, route);
         Ok(route)
     }
 
