@@ -15,7 +15,76 @@ pub enum Placement {
     Burn(Device),
     /// An NVIDIA GPU that runs the networks' gradients, with convolutions in a precision.
     #[cfg(feature = "cuda")]
-    Cuda(std::sync::Arc<Gpu>, Precision),
+    Cuda(OpeningGpu, Precision),
+}
+
+/// An NVIDIA GPU opened on a thread of its own (CUDA, cuDNN and cuBLAS load and deepdream's
+/// kernels are compiled, a second or more) while the job reads its network and pictures; the
+/// first network put there waits for it, and an error opening it comes then. The last copy
+/// dropped waits for the opening to end, so that no process exits in the middle of it.
+#[cfg(feature = "cuda")]
+#[derive(Clone)]
+pub struct OpeningGpu(std::sync::Arc<std::sync::Mutex<Opening>>);
+
+#[cfg(feature = "cuda")]
+struct Opening {
+    thread: Option<std::thread::JoinHandle<Result<std::sync::Arc<Gpu>>>>,
+    /// The GPU, or why it could not be opened, once the thread is done.
+    opened: Option<std::result::Result<std::sync::Arc<Gpu>, String>>,
+}
+
+#[cfg(feature = "cuda")]
+impl Opening {
+    /// Waits for the thread, if it has not been waited for.
+    fn finish(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.opened = Some(match thread.join() {
+                Ok(opened) => opened.map_err(|error| error.to_string()),
+                Err(_) => Err("opening the CUDA device stopped with a panic".into()),
+            });
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Drop for Opening {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl OpeningGpu {
+    /// Starts opening GPU `ordinal`.
+    fn start(ordinal: usize) -> OpeningGpu {
+        let thread = std::thread::spawn(move || Gpu::open(ordinal));
+        OpeningGpu(std::sync::Arc::new(std::sync::Mutex::new(Opening {
+            thread: Some(thread),
+            opened: None,
+        })))
+    }
+
+    /// The GPU once it is open, or why it could not be.
+    pub fn gpu(&self) -> Result<std::sync::Arc<Gpu>> {
+        let mut opening = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        opening.finish();
+        match opening.opened.as_ref().expect("finished") {
+            Ok(gpu) => Ok(gpu.clone()),
+            Err(reason) => Err(Error::Device(reason.clone())),
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl std::fmt::Debug for OpeningGpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let opening = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &opening.opened {
+            None => write!(f, "OpeningGpu(opening)"),
+            Some(Ok(gpu)) => write!(f, "OpeningGpu({gpu:?})"),
+            Some(Err(reason)) => write!(f, "OpeningGpu(failed: {reason})"),
+        }
+    }
 }
 
 impl Placement {
@@ -30,7 +99,7 @@ impl Placement {
 }
 
 /// Opens the device called `name` (`cpu`, `wgpu`, `cuda`); `tf32` lets CUDA convolutions use
-/// TF32 tensor cores.
+/// TF32 tensor cores. A CUDA device opens while the caller goes on (see [`OpeningGpu`]).
 pub fn open(name: &str, tf32: bool) -> Result<Placement> {
     match name.to_ascii_lowercase().as_str() {
         #[cfg(feature = "cuda")]
@@ -40,10 +109,7 @@ pub fn open(name: &str, tf32: bool) -> Result<Placement> {
             } else {
                 Precision::Fp32
             };
-            Ok(Placement::Cuda(
-                crate::backend::cuda::Gpu::open(0)?,
-                precision,
-            ))
+            Ok(Placement::Cuda(OpeningGpu::start(0), precision))
         }
         _ => {
             let _ = tf32;
@@ -135,5 +201,26 @@ mod tests {
             let error = by_name("cuda").unwrap_err().to_string();
             assert!(error.contains("--features cuda"), "{error}");
         }
+    }
+
+    /// The CUDA device opens while the caller goes on; asking for the GPU gives it, or the
+    /// same one-line reason each time (no GPU here: the missing driver).
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn the_cuda_device_opens_on_its_own_thread_and_answers_the_same_each_time() {
+        let Placement::Cuda(opening, Precision::Tf32) = open("cuda", true).unwrap() else {
+            panic!("a CUDA placement in TF32");
+        };
+        let copy = opening.clone();
+        match (opening.gpu(), copy.gpu()) {
+            (Ok(first), Ok(second)) => assert!(std::sync::Arc::ptr_eq(&first, &second)),
+            (Err(first), Err(second)) => {
+                let (first, second) = (first.to_string(), second.to_string());
+                assert_eq!(first, second);
+                assert!(!first.is_empty() && !first.contains('\n'), "{first}");
+            }
+            (first, second) => panic!("{first:?} then {second:?}"),
+        }
+        assert!(format!("{copy:?}").starts_with("OpeningGpu("));
     }
 }

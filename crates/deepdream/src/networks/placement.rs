@@ -24,7 +24,7 @@ pub fn place(network: Box<dyn Network>, target: &Placement) -> Result<Box<dyn Ne
         #[cfg(feature = "cuda")]
         Placement::Cuda(gpu, precision) => Ok(Box::new(crate::networks::cuda::CudaNetwork::new(
             network,
-            gpu.clone(),
+            gpu.gpu()?,
             *precision,
         )?)),
     }
