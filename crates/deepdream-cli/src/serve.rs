@@ -26,6 +26,11 @@ pub struct ServeArgs {
 }
 
 pub fn serve(args: ServeArgs, target: &Placement) -> Result<()> {
+    // A GPU that cannot be opened is said at once, not at the first dream.
+    #[cfg(feature = "cuda")]
+    if let Placement::Cuda(gpu, _) = target {
+        gpu.gpu()?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
