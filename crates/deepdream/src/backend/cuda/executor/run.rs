@@ -95,12 +95,6 @@ pub(super) struct Target {
 }
 
 impl Target {
-    /// No target (the forward pass's).
-    pub(super) const NONE: Target = Target {
-        address: 0,
-        accumulate: false,
-    };
-
     /// The kernels' `accumulate` argument.
     pub(super) fn accumulate(&self) -> Arg {
         Arg::Count(self.accumulate as u64)
@@ -315,7 +309,7 @@ impl<'a> Run<'a> {
     /// Runs step `index` forward.
     pub(super) fn forward_step(&mut self, index: usize) -> Result<()> {
         if self.route(index, Pass::Forward, 0)? == Route::Own {
-            return self.own_depthwise(index, Pass::Forward, 0, Target::NONE);
+            return self.own_depthwise_forward(index);
         }
         self.forward_operation(index)
     }
@@ -667,7 +661,7 @@ impl<'a> Run<'a> {
         dxs: &[Target],
     ) -> Result<()> {
         if self.route(index, Pass::Backward, dy)? == Route::Own {
-            return self.own_depthwise(index, Pass::Backward, dy, dxs[0]);
+            return self.own_depthwise_backward(index, dy, dxs[0]);
         }
         self.backward_operation(index, step, dy, dxs)
     }
@@ -1034,7 +1028,7 @@ impl Run<'_> {
         let (cudnn, own) = match pass {
             Pass::Forward => (
                 self.timed(|run| run.forward_operation(index)),
-                self.timed(|run| run.own_depthwise(index, pass, 0, Target::NONE))?,
+                self.timed(|run| run.own_depthwise_forward(index))?,
             ),
             Pass::Backward => {
                 // Both store a gradient of their own, so that the pass's is left alone.
@@ -1045,7 +1039,7 @@ impl Run<'_> {
                 };
                 (
                     self.timed(|run| run.backward_operation(index, &step, dy, &[dx])),
-                    self.timed(|run| run.own_depthwise(index, pass, dy, dx))?,
+                    self.timed(|run| run.own_depthwise_backward(index, dy, dx))?,
                 )
             }
         };
@@ -1084,48 +1078,48 @@ impl Run<'_> {
         Ok(total / TIMED_RUNS as f32)
     }
 
-    /// Step `index`, a depthwise convolution, by deepdream's kernels: forward into its value,
-    /// or backward, storing the input's gradient at `dx` from the output's at `dy`.
-    pub(super) fn own_depthwise(
-        &self,
-        index: usize,
-        pass: Pass,
-        dy: u64,
-        dx: Target,
-    ) -> Result<()> {
+    /// Step `index`, a depthwise convolution, forward into its value by deepdream's kernel.
+    pub(super) fn own_depthwise_forward(&self, index: usize) -> Result<()> {
         let step = &self.plan.steps[index];
-        let geometry = self.depthwise_geometry(index).expect("a depthwise step");
-        let weights = &self.weights[step.node];
-        let w = Arg::Address(address(
-            weights.first.as_ref().expect("conv weights"),
-            self.stream(),
-        ));
-        let kernels = &self.handles.kernels;
-        let mut args = match pass {
-            Pass::Forward => vec![
-                Arg::Address(self.address_of(step.node + 1)),
-                Arg::Address(self.address_of(self.graph.nodes[step.node].inputs[0])),
-                w,
-                // No bias (or one the activation after adds) is a null address.
-                Arg::Address(match &weights.second {
-                    Some(bias) if !self.biases_in_activations[step.node] => {
-                        address(bias, self.stream())
-                    }
-                    _ => 0,
-                }),
-            ],
-            Pass::Backward => vec![
-                Arg::Address(dx.address),
-                Arg::Address(dy),
-                w,
-                dx.accumulate(),
-            ],
+        let (w, geometry) = self.depthwise_arguments(index);
+        let bias = match &self.weights[step.node].second {
+            Some(bias) if !self.biases_in_activations[step.node] => address(bias, self.stream()),
+            // No bias (or one the activation after adds) is a null address.
+            _ => 0,
         };
+        let mut args = vec![
+            Arg::Address(self.address_of(step.node + 1)),
+            Arg::Address(self.address_of(self.graph.nodes[step.node].inputs[0])),
+            w,
+            Arg::Address(bias),
+        ];
         args.extend(geometry);
-        match pass {
-            Pass::Forward => self.launch(&kernels.depthwise, step.output.len(), &args),
-            Pass::Backward => self.launch(&kernels.depthwise_backward, step.inputs[0].len(), &args),
-        }
+        let kernel = &self.handles.kernels.depthwise;
+        self.launch(kernel, step.output.len(), &args)
+    }
+
+    /// Step `index`, a depthwise convolution, backward by deepdream's kernel: the input's
+    /// gradient stored at `dx` from the output's at `dy`.
+    pub(super) fn own_depthwise_backward(&self, index: usize, dy: u64, dx: Target) -> Result<()> {
+        let (w, geometry) = self.depthwise_arguments(index);
+        let mut args = vec![
+            Arg::Address(dx.address),
+            Arg::Address(dy),
+            w,
+            dx.accumulate(),
+        ];
+        args.extend(geometry);
+        let kernel = &self.handles.kernels.depthwise_backward;
+        self.launch(kernel, self.plan.steps[index].inputs[0].len(), &args)
+    }
+
+    /// The filters' address and the geometry of step `index`, a depthwise convolution, as
+    /// deepdream's kernels take them.
+    fn depthwise_arguments(&self, index: usize) -> (Arg, [Arg; 12]) {
+        let weights = self.weights[self.plan.steps[index].node].first.as_ref();
+        let w = address(weights.expect("conv weights"), self.stream());
+        let geometry = self.depthwise_geometry(index).expect("a depthwise step");
+        (Arg::Address(w), geometry)
     }
 }
 
