@@ -5,7 +5,7 @@
 mod common;
 
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use deepdream::backend::conv;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,21 +29,32 @@ fn options(case: &Case) -> ConvOptions<2> {
     options
 }
 
+/// A tensor of values drawn uniformly from `-limit..limit` by `rng`, so that a case's values
+/// are the same at every run (burn's own random tensors share one unseeded generator).
+fn uniform<const D: usize>(
+    rng: &mut ChaCha8Rng,
+    shape: [usize; D],
+    limit: f32,
+    device: &Device,
+) -> Tensor<D> {
+    let values = (0..shape.iter().product())
+        .map(|_| rng.random_range(-limit..limit))
+        .collect::<Vec<f32>>();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
 /// Largest difference between the Winograd and burn's results, relative to the largest
-/// value of burn's, for the output and for the input gradient.
-fn errors(case: &Case) -> (f32, f32) {
+/// value of burn's, for the output and for the input gradient, on values drawn by `rng`.
+fn errors(case: &Case, rng: &mut ChaCha8Rng) -> (f32, f32) {
     let device = Device::flex().autodiff();
-    let x = Tensor::<4>::random(
+    let x = uniform(
+        rng,
         [case.batch, case.ins, case.height, case.width],
-        Distribution::Uniform(-1.0, 1.0),
+        1.0,
         &device,
     );
-    let weight = Tensor::<4>::random(
-        [case.outs, case.ins, 3, 3],
-        Distribution::Uniform(-0.5, 0.5),
-        &device,
-    );
-    let bias = Tensor::<1>::random([case.outs], Distribution::Uniform(-1.0, 1.0), &device);
+    let weight = uniform(rng, [case.outs, case.ins, 3, 3], 0.5, &device);
+    let bias = uniform(rng, [case.outs], 1.0, &device);
     // A random linear function of the output, so every output position has its own weight.
     let [top, bottom, left, right] = case.padding;
     let out_size = [
@@ -52,7 +63,7 @@ fn errors(case: &Case) -> (f32, f32) {
         case.height + top + bottom - 2,
         case.width + left + right - 2,
     ];
-    let probe = Tensor::<4>::random(out_size, Distribution::Uniform(-1.0, 1.0), &device);
+    let probe = uniform(rng, out_size, 1.0, &device);
     let conv = |fast: bool| {
         let (weight, bias) = (weight.clone(), bias.clone());
         move |x: Tensor<4>| {
@@ -67,11 +78,19 @@ fn errors(case: &Case) -> (f32, f32) {
     common::relative_errors(&x, &probe, conv(true), conv(false))
 }
 
-fn check(case: Case) {
-    let (output, gradient) = errors(&case);
-    assert!(output < 1e-5, "{case:?}: output relative error {output:e}");
+/// Winograd F(4x4, 3x3)'s transforms lose a few bits against a direct sum: over 300 draws of
+/// the largest case here (96 to 80 channels) the error reached 1.2e-5 of the largest value,
+/// for the output and the gradient alike.
+const TOLERANCE: f32 = 3e-5;
+
+fn check(case: Case, rng: &mut ChaCha8Rng) {
+    let (output, gradient) = errors(&case, rng);
     assert!(
-        gradient < 1e-5,
+        output < TOLERANCE,
+        "{case:?}: output relative error {output:e}"
+    );
+    assert!(
+        gradient < TOLERANCE,
         "{case:?}: gradient relative error {gradient:e}"
     );
 }
@@ -96,15 +115,19 @@ fn matches_burn_on_chosen_shapes() {
         (1, 16, 24, 300, 201, [1, 1, 1, 1]),
         (1, 96, 80, 31, 29, [1, 1, 1, 1]),
     ];
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
     for (batch, ins, outs, height, width, padding) in cases {
-        check(Case {
-            batch,
-            ins,
-            outs,
-            height,
-            width,
-            padding,
-        });
+        check(
+            Case {
+                batch,
+                ins,
+                outs,
+                height,
+                width,
+                padding,
+            },
+            &mut rng,
+        );
     }
 }
 
@@ -125,7 +148,7 @@ fn matches_burn_on_random_shapes() {
         if case.height + top + bottom < 3 || case.width + left + right < 3 {
             continue;
         }
-        check(case);
+        check(case, &mut rng);
     }
 }
 
