@@ -5,7 +5,7 @@
 mod common;
 
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor};
 use deepdream::backend::conv;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,32 +29,18 @@ fn options(case: &Case) -> ConvOptions<2> {
     options
 }
 
-/// A tensor of values drawn uniformly from `-limit..limit` by `rng`, so that a case's values
-/// are the same at every run (burn's own random tensors share one unseeded generator).
-fn uniform<const D: usize>(
-    rng: &mut ChaCha8Rng,
-    shape: [usize; D],
-    limit: f32,
-    device: &Device,
-) -> Tensor<D> {
-    let values = (0..shape.iter().product())
-        .map(|_| rng.random_range(-limit..limit))
-        .collect::<Vec<f32>>();
-    Tensor::from_data(TensorData::new(values, shape), device)
-}
-
 /// Largest difference between the Winograd and burn's results, relative to the largest
 /// value of burn's, for the output and for the input gradient, on values drawn by `rng`.
 fn errors(case: &Case, rng: &mut ChaCha8Rng) -> (f32, f32) {
     let device = Device::flex().autodiff();
-    let x = uniform(
+    let x = common::uniform(
         rng,
         [case.batch, case.ins, case.height, case.width],
         1.0,
         &device,
     );
-    let weight = uniform(rng, [case.outs, case.ins, 3, 3], 0.5, &device);
-    let bias = uniform(rng, [case.outs], 1.0, &device);
+    let weight = common::uniform(rng, [case.outs, case.ins, 3, 3], 0.5, &device);
+    let bias = common::uniform(rng, [case.outs], 1.0, &device);
     // A random linear function of the output, so every output position has its own weight.
     let [top, bottom, left, right] = case.padding;
     let out_size = [
@@ -63,7 +49,7 @@ fn errors(case: &Case, rng: &mut ChaCha8Rng) -> (f32, f32) {
         case.height + top + bottom - 2,
         case.width + left + right - 2,
     ];
-    let probe = uniform(rng, out_size, 1.0, &device);
+    let probe = common::uniform(rng, out_size, 1.0, &device);
     let conv = |fast: bool| {
         let (weight, bias) = (weight.clone(), bias.clone());
         move |x: Tensor<4>| {

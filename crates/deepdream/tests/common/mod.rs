@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 use deepdream::{
     Device, Network, OnnxNetwork, Preprocess, networks::models, networks::onnx::raw_layer_name,
     networks::weights,
 };
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 
 /// The fixtures directory.
 pub fn fixture(name: &str) -> PathBuf {
@@ -216,4 +218,18 @@ pub fn max_error_relative_to_largest(actual: &[f32], expected: &[f32]) -> f32 {
         .zip(expected)
         .fold(0.0f32, |m, (a, e)| m.max((a - e).abs()));
     diff / expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()))
+}
+
+/// A tensor of values drawn uniformly from `-limit..limit` by `rng`, so that a case's values
+/// are the same at every run (burn's own random tensors share one unseeded generator).
+pub fn uniform<const D: usize>(
+    rng: &mut ChaCha8Rng,
+    shape: [usize; D],
+    limit: f32,
+    device: &burn::tensor::Device,
+) -> Tensor<D> {
+    let values = (0..shape.iter().product())
+        .map(|_| rng.random_range(-limit..limit))
+        .collect::<Vec<f32>>();
+    Tensor::from_data(TensorData::new(values, shape), device)
 }
