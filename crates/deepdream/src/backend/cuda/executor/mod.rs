@@ -90,11 +90,20 @@ const SPARE_IMAGES: usize = 4;
 const PREPARED_GRADIENTS: usize = 2;
 
 /// A gradient's plan with its cuDNN descriptors and buffers, made for one size and set of
-/// wanted values.
+/// wanted values: a gradient's ([`Executor::gradient`]) or a kept image's.
 struct Prepared {
     plan: Plan,
     windows: Windows,
     buffers: Buffers,
+    /// By node, the convolutions whose bias the activation after them adds.
+    biases_in_activations: Vec<bool>,
+}
+
+impl Prepared {
+    /// The input's shape.
+    fn shape(&self) -> Shape {
+        self.plan.shapes[0].expect("a plan has its input's shape")
+    }
 }
 
 impl Executor {
@@ -138,26 +147,23 @@ impl Executor {
         let mut prepared = self.prepare(shape, wanted)?;
         let gradient = self.with_weights(None, |handles, weights| {
             let stream = &handles.stream;
-            let Prepared {
-                plan,
-                windows,
-                buffers,
-            } = &mut prepared;
+            let input_buffer = prepared.buffers.values[0].as_mut().expect("the input");
             stream
-                .memcpy_htod(input, buffers.values[0].as_mut().expect("the input"))
+                .memcpy_htod(input, input_buffer)
                 .map_err(driver("upload the image"))?;
-            let mut run = self.run(handles, weights, plan, windows, buffers, false);
+            let shapes = prepared.plan.shapes_of(wanted);
+            let mut run = self.run(handles, weights, &mut prepared, false);
             run.forward()?;
             let device_losses;
             let seeds = match loss {
                 Loss::Host(loss) => Seeds::Host(run.host_seeds(wanted, loss)?),
                 Loss::Quadratic(losses) => {
-                    device_losses = DeviceLoss::upload(stream, losses, &plan.shapes_of(wanted))?;
+                    device_losses = DeviceLoss::upload(stream, losses, &shapes)?;
                     Seeds::Device(&device_losses)
                 }
             };
             run.backward(wanted, &seeds)?;
-            buffers.download_gradient(stream, 0, shape.len())
+            run.buffers.download_gradient(stream, 0, shape.len())
         })?;
         let mut held = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         held.insert(0, prepared);
@@ -181,15 +187,22 @@ impl Executor {
         }
         let plan = self.graph.plan(shape, wanted)?;
         self.with_weights(Some(&plan), |_, _| Ok(()))?;
-        let make = || {
+        let biases_in_activations = biases_in_activations(&self.graph, &plan);
+        self.fitting(|| {
             self.gpu.with(|handles| {
                 Ok(Prepared {
                     windows: describe(&self.graph, &plan, self.precision)?,
                     buffers: Buffers::new(&handles.stream, &self.graph, &plan)?,
                     plan: plan.clone(),
+                    biases_in_activations: biases_in_activations.clone(),
                 })
             })
-        };
+        })
+    }
+
+    /// What `make` makes, tried again once after freeing what the executor holds for later
+    /// and the memory its pool keeps, where either may be what fills the GPU.
+    fn fitting<R>(&self, make: impl Fn() -> Result<R>) -> Result<R> {
         make().or_else(|_| {
             self.free_held();
             make()
@@ -237,8 +250,8 @@ impl Executor {
         let spare = {
             let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
             let found = spare.iter().position(|kept| {
-                kept.shape == shape
-                    && kept.wanted == steps.wanted
+                kept.prepared.shape() == shape
+                    && kept.prepared.plan.wanted == steps.wanted
                     && kept.host_losses == steps.losses
                     && kept.ascent == steps.ascent
                     && kept.host_change.as_deref() == steps.change
@@ -257,44 +270,40 @@ impl Executor {
             })?;
             return Ok(kept);
         }
-        let plan = self.graph.plan(shape, steps.wanted)?;
-        self.with_weights(Some(&plan), |_, _| Ok(()))?;
+        let prepared = self.prepare(shape, steps.wanted)?;
         // The gradient's mean is over every value, or over the mask's weight in each channel.
         let count = match steps.change {
             None => shape.len() as f32,
             Some(change) => 3.0 * change.iter().sum::<f32>(),
         };
-        let prepare = || {
+        let shapes = prepared.plan.shapes_of(steps.wanted);
+        let (picture, losses, change, shift, bad) = self.fitting(|| {
             self.gpu.with(|handles| {
                 let stream = &handles.stream;
-                let shapes = plan.shapes_of(steps.wanted);
-                Ok(DeviceImage {
-                    image: upload(stream, image)?,
-                    windows: describe(&self.graph, &plan, self.precision)?,
-                    buffers: Buffers::new(stream, &self.graph, &plan)?,
-                    losses: DeviceLoss::upload(stream, steps.losses, &shapes)?,
-                    host_losses: steps.losses.to_vec(),
-                    change: steps
+                Ok((
+                    upload(stream, image)?,
+                    DeviceLoss::upload(stream, steps.losses, &shapes)?,
+                    steps
                         .change
                         .map(|change| upload(stream, change))
                         .transpose()?,
-                    host_change: steps.change.map(<[f32]>::to_vec),
-                    count,
-                    shift: upload(stream, &[0u64, 0])?,
-                    bad: upload(stream, &[0u32])?,
-                    shape,
-                    wanted: steps.wanted.to_vec(),
-                    plan: plan.clone(),
-                    ascent: steps.ascent,
-                    replay: Replay::Fresh,
-                })
+                    upload(stream, &[0u64, 0])?,
+                    upload(stream, &[0u32])?,
+                ))
             })
-        };
-        prepare().or_else(|_| {
-            // What the executor holds for later, or memory the pool keeps, may be what fills
-            // the GPU.
-            self.free_held();
-            prepare()
+        })?;
+        Ok(DeviceImage {
+            replay: Replay::Fresh,
+            image: picture,
+            prepared,
+            losses,
+            host_losses: steps.losses.to_vec(),
+            change,
+            host_change: steps.change.map(<[f32]>::to_vec),
+            count,
+            shift,
+            bad,
+            ascent: steps.ascent,
         })
     }
 
@@ -309,7 +318,7 @@ impl Executor {
     /// The values of an image on the GPU (waiting for its steps).
     pub fn download_image(&self, image: &DeviceImage) -> Result<Vec<f32>> {
         self.gpu
-            .with(|handles| download(&handles.stream, &image.image, image.shape.len()))
+            .with(|handles| download(&handles.stream, &image.image, image.shape().len()))
     }
 
     /// Whether every step of an image on the GPU so far had a finite gradient (waiting for
@@ -405,34 +414,32 @@ impl Executor {
     ) -> Result<()> {
         let DeviceImage {
             image: picture,
-            windows,
-            buffers,
+            prepared,
             losses,
             change,
             count,
             shift,
             bad,
-            shape,
-            wanted,
-            plan,
             ascent,
             ..
         } = image;
+        let (shape, wanted) = (prepared.shape(), prepared.plan.wanted.clone());
         let stream = &handles.stream;
         let kernels = &handles.kernels;
         let (height, width) = (shape.height as u64, shape.width as u64);
         let shift = address(shift, stream);
+        let input = prepared.buffers.values[0].as_ref().expect("input");
         let args = [
-            Arg::Address(address(buffers.values[0].as_ref().expect("input"), stream)),
+            Arg::Address(address(input, stream)),
             Arg::Address(address(picture, stream)),
             Arg::Address(shift),
             Arg::Count(height),
             Arg::Count(width),
         ];
-        let mut run = self.run(handles, weights, plan, windows, buffers, recording);
+        let mut run = self.run(handles, weights, prepared, recording);
         run.launch(&kernels.roll, shape.len(), &args)?;
         run.forward()?;
-        run.backward(wanted, &Seeds::Device(losses))?;
+        run.backward(&wanted, &Seeds::Device(losses))?;
         let (total, gradient) = (run.buffers.total_address(stream), run.gradient_address(0));
         // No mask is a null address: every pixel weighs 1.
         let mask = change.as_ref().map_or(0, |mask| address(mask, stream));
@@ -488,16 +495,20 @@ impl Executor {
         })
     }
 
-    /// A gradient's run of `plan` in `buffers`.
+    /// A gradient's run as `prepared`.
     fn run<'a>(
         &'a self,
         handles: &'a Handles,
         weights: &'a [Weights],
-        plan: &'a Plan,
-        windows: &'a Windows,
-        buffers: &'a mut Buffers,
+        prepared: &'a mut Prepared,
         recording: bool,
     ) -> Run<'a> {
+        let Prepared {
+            plan,
+            windows,
+            buffers,
+            biases_in_activations,
+        } = prepared;
         Run {
             handles,
             graph: &self.graph,
@@ -509,7 +520,7 @@ impl Executor {
             windows,
             buffers,
             recording,
-            biases_in_activations: biases_in_activations(&self.graph, plan),
+            biases_in_activations,
         }
     }
 
@@ -545,14 +556,14 @@ impl Executor {
 }
 
 /// An image on the GPU (see [`Executor::ascend`]) with everything its steps need there: the
-/// graph's plan for its size with its cuDNN descriptors and buffers, the losses of the wanted values, the
-/// shift of the step, the flag of a gradient that was not finite, and the recorded step.
+/// graph's plan for its size with its cuDNN descriptors and buffers, the losses of the wanted
+/// values, the shift of the step, the flag of a gradient that was not finite, and the
+/// recorded step.
 pub struct DeviceImage {
     // The recorded step goes first: it refers to the buffers below.
     replay: Replay,
     image: CudaSlice<f32>,
-    windows: Windows,
-    buffers: Buffers,
+    prepared: Prepared,
     losses: Vec<DeviceLoss>,
     /// The losses as given, to recognise the same objective when the image is lent again.
     host_losses: Vec<QuadraticLoss>,
@@ -563,9 +574,6 @@ pub struct DeviceImage {
     count: f32,
     shift: CudaSlice<u64>,
     bad: CudaSlice<u32>,
-    shape: Shape,
-    wanted: Vec<usize>,
-    plan: Plan,
     ascent: NormalisedAscent,
 }
 
@@ -590,7 +598,7 @@ enum Replay {
 impl DeviceImage {
     /// The image's shape.
     pub fn shape(&self) -> Shape {
-        self.shape
+        self.prepared.shape()
     }
 
     /// Whether its steps replay a recorded CUDA graph.

@@ -121,7 +121,7 @@ pub(super) struct Run<'a> {
     pub(super) recording: bool,
     /// By node, the convolutions whose bias the activation after them adds (see
     /// [`biases_in_activations`]).
-    pub(super) biases_in_activations: Vec<bool>,
+    pub(super) biases_in_activations: &'a [bool],
 }
 
 /// By node, the convolutions of `plan` whose bias the activation after them adds, in one
