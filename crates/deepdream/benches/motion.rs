@@ -284,7 +284,7 @@ fn main() {
         let params = VideoParams::default();
         let start = Instant::now();
         for k in 0..5 {
-            let motion = Motion::between(&inputs[k], &inputs[k + 1], &params.flow, &device);
+            let motion = Motion::between(&inputs[k], &inputs[k + 1], &params.flow, None, &device);
             carried_start(
                 &inputs[k],
                 &inputs[k],

@@ -15,6 +15,8 @@ use deepdream::backend::cuda::libraries::{Library, find_library};
 use deepdream::backend::cuda::{Depthwise, Executor, Gpu, KeptSteps, Precision};
 use deepdream::backend::graph::Shape;
 use deepdream::engine::objective::{Objective, Term, gram};
+use deepdream::media::flow::gpu::GpuFlow;
+use deepdream::media::flow::{FarnebackParams, FlowDevice, farneback_both, grey_tensor};
 use deepdream::networks::cuda::CudaNetwork;
 use deepdream::networks::network::{NormalisedAscent, QuadraticLoss};
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network};
@@ -567,4 +569,54 @@ fn replayed_steps_equal_launched_ones() {
     assert!(change > 1e-3, "the steps changed the image");
     assert!(error < 1e-5, "{error}");
     assert!(again < 1e-5, "{again}");
+}
+
+/// Farnebäck's flows on the GPU are the CPU's, both ways, on a real pair of frames scaled to
+/// 1280x720 (a film's frame); the time of each, GPU and CPU, is printed (not checked).
+#[test]
+fn farneback_on_the_gpu_gives_the_cpus_flows() {
+    let Some(gpu) = gpu() else { return };
+    let flow = GpuFlow::new(gpu).unwrap();
+    let device = Device::flex();
+    let [a, b] = ["pair1_a.png", "pair1_b.png"].map(|name| {
+        let path = common::fixture("flow").join(name);
+        let image = image::open(path).unwrap().to_luma8();
+        let image =
+            image::imageops::resize(&image, 1280, 720, image::imageops::FilterType::Triangle);
+        grey_tensor(&image, &device)
+    });
+    let params = FarnebackParams::default();
+    let started = std::time::Instant::now();
+    let cpu = farneback_both(&a, &b, &params);
+    let cpu_time = started.elapsed();
+    let mut times = Vec::new();
+    let mut on_gpu = None;
+    for _ in 0..6 {
+        let started = std::time::Instant::now();
+        on_gpu = Some(flow.farneback_both(&a, &b, &params).unwrap());
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let (forward, backward) = on_gpu.unwrap();
+    for (what, got, want) in [("forward", forward, cpu.0), ("backward", backward, cpu.1)] {
+        let error: f32 = got
+            .sub(want.clone())
+            .powi_scalar(2)
+            .sum_dim(1)
+            .sqrt()
+            .mean()
+            .into_scalar();
+        let motion: f32 = want.powi_scalar(2).sum_dim(1).sqrt().mean().into_scalar();
+        eprintln!(
+            "{what}: mean end-point error {error:e} px against the CPU's (motion {motion} px)"
+        );
+        assert!(motion > 1.0, "the frames move: {motion} px");
+        assert!(error < 1e-3, "{what}: {error} px");
+    }
+    eprintln!(
+        "Farnebäck both ways at 1280x720: GPU {:.1} ms (median of 5 after the first), CPU {:.1} ms ({} threads)",
+        times[3].as_secs_f64() * 1e3,
+        cpu_time.as_secs_f64() * 1e3,
+        rayon::current_num_threads()
+    );
 }

@@ -161,7 +161,7 @@ fn a_scene_cut_restarts_the_dream() {
     let params = VideoParams::default();
     let frames = carphone(3);
     // Neighbouring frames of a moving shot are explained by the flow.
-    let moving = Motion::between(&frames[1], &frames[2], &params.flow, &device);
+    let moving = Motion::between(&frames[1], &frames[2], &params.flow, None, &device);
     // A different picture of the same size is not.
     let other = image::imageops::resize(
         &common::photo_crop(100, 0, 300),
@@ -169,7 +169,7 @@ fn a_scene_cut_restarts_the_dream() {
         144,
         image::imageops::FilterType::Triangle,
     );
-    let cut = Motion::between(&frames[2], &other, &params.flow, &device);
+    let cut = Motion::between(&frames[2], &other, &params.flow, None, &device);
     eprintln!(
         "residual: moving shot {:.2}, cut {:.2}",
         moving.residual, cut.residual

@@ -451,6 +451,7 @@ fn dream_on(
                     &previous_input,
                     &input,
                     &wanted.flow,
+                    network.flow_device(),
                     wanted.flow_scale,
                     device,
                 );

@@ -12,7 +12,7 @@ use crate::control::keyframes::Param;
 use crate::engine::snapshot::Snapshot;
 use crate::engine::transform;
 use crate::error::{Error, Result};
-use crate::media::flow::{FlowMethod, consistency_mask, grey_tensor, luma, warp};
+use crate::media::flow::{FlowDevice, FlowMethod, consistency_mask, grey_tensor, luma, warp};
 use crate::media::frames::FrameSource;
 use crate::media::work_dir::WorkDir;
 use crate::modes::animation::{FrameDreamers, FrameProgress, FrameSettings, to_image, to_tensor};
@@ -99,16 +99,18 @@ pub struct Motion {
 }
 
 impl Motion {
-    /// Estimates the motion from `previous` to `current`.
+    /// Estimates the motion from `previous` to `current`, the flows on `flow_device` where
+    /// there is one (see [`FlowMethod::estimate_both_on`]).
     pub fn between(
         previous: &RgbImage,
         current: &RgbImage,
         flow: &FlowMethod,
+        flow_device: Option<&dyn FlowDevice>,
         device: &Device,
     ) -> Self {
         let a = grey_tensor(&luma(previous), device);
         let b = grey_tensor(&luma(current), device);
-        let (forward, backward) = flow.estimate_both(&a, &b);
+        let (forward, backward) = flow.estimate_both_on(&a, &b, flow_device);
         let mask = consistency_mask(&forward, &backward);
         let residual = residual(a, b, &backward);
         Motion {
@@ -125,6 +127,7 @@ impl Motion {
         previous: &RgbImage,
         current: &RgbImage,
         flow: &FlowMethod,
+        flow_device: Option<&dyn FlowDevice>,
         scale: f32,
         device: &Device,
     ) -> Self {
@@ -134,7 +137,7 @@ impl Motion {
             ((h as f32 * scale).round() as u32).clamp(8, h.max(8)),
         );
         if scale >= 1.0 || (sw, sh) == (w, h) {
-            return Self::between(previous, current, flow, device);
+            return Self::between(previous, current, flow, flow_device, device);
         }
         let small = |image: &RgbImage| {
             let grey = luma(image);
@@ -144,7 +147,7 @@ impl Motion {
             )
         };
         let (a, b) = (small(previous), small(current));
-        let (forward, backward) = flow.estimate_both(&a, &b);
+        let (forward, backward) = flow.estimate_both_on(&a, &b, flow_device);
         let mask = consistency_mask(&forward, &backward);
         let residual = residual(a, b, &backward);
         let up = |t: Tensor<4>| transform::resize(t, h as usize, w as usize, false);
@@ -321,7 +324,13 @@ pub fn dream_video_watched(
                     };
                     let motion = match motion_ahead.take() {
                         Some(estimate) => joined(estimate),
-                        None => Motion::between(&previous_input, &input, &params.flow, device),
+                        None => Motion::between(
+                            &previous_input,
+                            &input,
+                            &params.flow,
+                            network.flow_device(),
+                            device,
+                        ),
                     };
                     let previous = (&previous_input, &previous_dream);
                     let blend = params.blend_at(index)?;
@@ -339,8 +348,11 @@ pub fn dream_video_watched(
                 && !work.frame_path(index + 1).is_file()
             {
                 let (from, to) = (input.clone(), next.clone());
+                let flow_device = network.flow_device();
                 motion_ahead =
-                    Some(scope.spawn(move || Motion::between(&from, &to, &params.flow, device)));
+                    Some(scope.spawn(move || {
+                        Motion::between(&from, &to, &params.flow, flow_device, device)
+                    }));
             }
             let dreamed = dreamers.dream_watched(index, &start, fresh, |s| {
                 observer(&Snapshot::new(
@@ -389,7 +401,7 @@ pub fn flicker(
     let difference = |k: usize| to_tensor(&dreams[k], device).sub(to_tensor(&inputs[k], device));
     let (mut change, mut strength) = (0.0f32, 0.0f32);
     for k in 1..inputs.len().min(dreams.len()) {
-        let motion = Motion::between(&inputs[k - 1], &inputs[k], flow, device);
+        let motion = Motion::between(&inputs[k - 1], &inputs[k], flow, None, device);
         let current = difference(k);
         let carried = motion.carry(difference(k - 1));
         change += current

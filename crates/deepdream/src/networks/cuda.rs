@@ -4,7 +4,7 @@
 //! run whole steps there on a kept image. Everything else (layers, sizes, forward passes for
 //! guides and targets) is the network's own.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -12,6 +12,8 @@ use crate::backend::cuda::executor::{DeviceImage, Loss, bytes_per_pixel};
 use crate::backend::cuda::{Executor, Gpu, KeptSteps, Precision};
 use crate::backend::graph::Shape;
 use crate::error::{Error, Result};
+use crate::media::flow::FlowDevice;
+use crate::media::flow::gpu::GpuFlow;
 use crate::networks::network::{
     KeptImage, LayerInfo, LayerLoss, Network, NormalisedAscent, Preprocess, QuadraticLoss,
 };
@@ -32,7 +34,14 @@ pub struct CudaNetwork {
     /// memory drops as the stream's memory pool keeps what the first gradients freed, and a
     /// budget read every step would change the dream's tiling between steps.
     budget: u64,
+    gpu: Arc<Gpu>,
+    /// Farnebäck's flow on the GPU, made when a film first needs it (`None` where it could
+    /// not be, or [`FLOW_VARIABLE`] keeps the flow on the CPU).
+    flow: OnceLock<Option<GpuFlow>>,
 }
+
+/// The environment variable that keeps the optical flow on the CPU when set to `0`.
+pub const FLOW_VARIABLE: &str = "DEEPDREAM_CUDA_FLOW";
 
 /// The side of the square input at which the layers' GPU memory per pixel is measured.
 const MEMORY_PROBE_SIDE: usize = 512;
@@ -55,13 +64,15 @@ impl CudaNetwork {
                 layer.bytes_per_pixel = bytes as f32;
             }
         }
-        let executor = Executor::new(gpu, graph, precision);
+        let executor = Executor::new(gpu.clone(), graph, precision);
         Ok(CudaNetwork {
             executor,
             inner: network,
             values,
             layers,
             budget,
+            gpu,
+            flow: OnceLock::new(),
         })
     }
 
@@ -102,6 +113,21 @@ impl Network for CudaNetwork {
 
     fn memory_budget(&self) -> Option<u64> {
         Some(self.budget)
+    }
+
+    /// Farnebäck's flows run on the GPU too, on a stream of their own.
+    fn flow_device(&self) -> Option<&dyn FlowDevice> {
+        let flow = self.flow.get_or_init(|| {
+            if std::env::var(FLOW_VARIABLE).is_ok_and(|value| value == "0") {
+                return None;
+            }
+            GpuFlow::new(self.gpu.clone())
+                .inspect_err(|error| {
+                    eprintln!("deepdream: the optical flow runs on the CPU ({error})")
+                })
+                .ok()
+        });
+        flow.as_ref().map(|flow| flow as &dyn FlowDevice)
     }
 
     /// Whole steps on the GPU where the network computes every layer asked for.

@@ -6,6 +6,7 @@ use burn::tensor::{Device, Tensor};
 pub use crate::backend::ascend::NormalisedAscent;
 pub use crate::backend::quadratic_loss::QuadraticLoss;
 use crate::error::{Error, Result};
+use crate::media::flow::FlowDevice;
 
 /// How a network expects its input pixels: `value = (pixel - mean) / std` per channel (RGB
 /// order, pixels 0–255), then optionally reordered to BGR.
@@ -214,6 +215,11 @@ pub trait Network: Send + Sync {
     /// The memory a gradient may use on the network's device, in bytes, when it has its own
     /// (a GPU's free memory); `None` for the host's default budget.
     fn memory_budget(&self) -> Option<u64> {
+        None
+    }
+
+    /// Where the network's device computes optical flows itself (a GPU), that device.
+    fn flow_device(&self) -> Option<&dyn FlowDevice> {
         None
     }
 

@@ -7,7 +7,7 @@ use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaStream};
 
 use crate::backend::cuda::cudnn;
-use crate::backend::cuda::kernels::{Kernels, compile_cached};
+use crate::backend::cuda::kernels::{Kernels, SOURCE, compile_cached};
 use crate::backend::cuda::libraries::{self, Found};
 use crate::error::{Error, Result};
 
@@ -129,8 +129,9 @@ impl Gpu {
         let capability = context
             .compute_capability()
             .map_err(|e| driver("no compute capability", e))?;
-        let compiling =
-            std::thread::spawn(move || compile_cached(capability, &crate::home::gpu_cache_dir()));
+        let compiling = std::thread::spawn(move || {
+            compile_cached(SOURCE, capability, &crate::home::gpu_cache_dir())
+        });
         let stream = context
             .new_stream()
             .map_err(|e| driver("cannot create a stream", e))?;

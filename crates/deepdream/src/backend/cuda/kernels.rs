@@ -18,14 +18,15 @@ pub const SOURCE: &str = include_str!("kernels.cu");
 /// Threads per block of every element-wise kernel.
 const BLOCK: u32 = 256;
 
-/// Compiles [`SOURCE`] for a GPU of compute capability `(major, minor)` into a CUBIN.
-pub fn compile(capability: (i32, i32)) -> Result<Vec<u8>> {
+/// Compiles `source` (deepdream's CUDA C, such as [`SOURCE`]) for a GPU of compute
+/// capability `(major, minor)` into a CUBIN.
+pub fn compile(source: &str, capability: (i32, i32)) -> Result<Vec<u8>> {
     let failed = |what: &str, detail: String| {
         Error::Device(format!(
             "NVRTC could not {what} deepdream's kernels: {detail}"
         ))
     };
-    let source = CString::new(SOURCE).expect("no NUL in the source");
+    let source = CString::new(source).expect("no NUL in the source");
     let program = result::create_program(&source, Some(c"deepdream.cu"))
         .map_err(|e| failed("read", format!("{e:?}")))?;
     let options = [
@@ -53,8 +54,8 @@ pub fn compile(capability: (i32, i32)) -> Result<Vec<u8>> {
 /// compute capability) so that later runs load it instead of compiling again (NVRTC takes a
 /// noticeable part of a short dream's start). A cache that cannot be read or written only
 /// means compiling.
-pub fn compile_cached(capability: (i32, i32), folder: &Path) -> Result<Vec<u8>> {
-    let hash = Sha256::digest(SOURCE.as_bytes());
+pub fn compile_cached(source: &str, capability: (i32, i32), folder: &Path) -> Result<Vec<u8>> {
+    let hash = Sha256::digest(source.as_bytes());
     let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
     let path = folder.join(format!(
         "cuda-kernels-{hex}-sm_{}{}.cubin",
@@ -65,7 +66,7 @@ pub fn compile_cached(capability: (i32, i32), folder: &Path) -> Result<Vec<u8>> 
     {
         return Ok(cubin);
     }
-    let cubin = compile(capability)?;
+    let cubin = compile(source, capability)?;
     // Written whole under a temporary name, then renamed: a concurrent run never reads half.
     let temporary = path.with_extension(format!("{}.partial", std::process::id()));
     let written = std::fs::create_dir_all(folder)
@@ -212,6 +213,56 @@ pub fn per_plane(plane: usize, channels: usize) -> LaunchConfig {
     }
 }
 
+/// Kernels' `source` compiled for the host by the system's C++ compiler (for tests), each
+/// grid-stride loop run by one thread over every element, as library `name`; `None` (with a
+/// note) without a compiler, unless `DEEPDREAM_REQUIRE_CXX` is set.
+#[cfg(test)]
+pub(crate) fn host_build(name: &str, source: &str) -> Option<libloading::Library> {
+    let folder = std::env::temp_dir().join(format!("deepdream-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let shim = folder.join("shim.h");
+    std::fs::write(
+        &shim,
+        "#include <math.h>\n#define __global__\n#define __device__\n#define __shared__ static\n\
+         #define __syncthreads()\nstruct Dim { unsigned x, y, z; };\n\
+         static const Dim blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0};\n\
+         static const Dim blockDim = {1, 1, 1}, gridDim = {1, 1, 1};\n\
+         static inline float atomicAdd(float *a, float v) { float o = *a; *a += v; return o; }\n",
+    )
+    .unwrap();
+    let source_file = folder.join("kernels.cu");
+    std::fs::write(&source_file, source).unwrap();
+    let library = folder.join("libkernels.so");
+    let built = std::process::Command::new("c++")
+        .args([
+            "-x",
+            "c++",
+            "-std=c++17",
+            "-O1",
+            "-shared",
+            "-fPIC",
+            "-include",
+        ])
+        .arg(&shim)
+        .arg(&source_file)
+        .arg("-o")
+        .arg(&library)
+        .status();
+    match built {
+        Ok(status) if status.success() => {}
+        other => {
+            assert!(
+                std::env::var_os("DEEPDREAM_REQUIRE_CXX").is_none(),
+                "a C++ compiler was required: {other:?}"
+            );
+            eprintln!("skipped: no C++ compiler to build the kernels for the host");
+            return None;
+        }
+    }
+    // SAFETY: the library is the kernels' source compiled above; it runs no code on load.
+    Some(unsafe { libloading::Library::new(&library) }.unwrap())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,58 +281,9 @@ mod tests {
             return;
         }
         for capability in [(8, 0), (8, 6), (9, 0)] {
-            let cubin = compile(capability).unwrap();
+            let cubin = compile(SOURCE, capability).unwrap();
             assert_eq!(&cubin[..4], b"\x7fELF", "{capability:?}");
         }
-    }
-
-    /// The kernels compiled for the host by the system's C++ compiler, each grid-stride loop
-    /// run by one thread over every element; `None` (with a note) without a compiler, unless
-    /// `DEEPDREAM_REQUIRE_CXX` is set.
-    fn host_build() -> Option<libloading::Library> {
-        let folder = std::env::temp_dir().join(format!("deepdream-kernels-{}", std::process::id()));
-        std::fs::create_dir_all(&folder).unwrap();
-        let shim = folder.join("shim.h");
-        std::fs::write(
-            &shim,
-            "#include <math.h>\n#define __global__\n#define __device__\n#define __shared__ static\n\
-             #define __syncthreads()\nstruct Dim { unsigned x, y, z; };\n\
-             static const Dim blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0};\n\
-             static const Dim blockDim = {1, 1, 1}, gridDim = {1, 1, 1};\n\
-             static inline float atomicAdd(float *a, float v) { float o = *a; *a += v; return o; }\n",
-        )
-        .unwrap();
-        let source = folder.join("kernels.cu");
-        std::fs::write(&source, SOURCE).unwrap();
-        let library = folder.join("libkernels.so");
-        let built = std::process::Command::new("c++")
-            .args([
-                "-x",
-                "c++",
-                "-std=c++17",
-                "-O1",
-                "-shared",
-                "-fPIC",
-                "-include",
-            ])
-            .arg(&shim)
-            .arg(&source)
-            .arg("-o")
-            .arg(&library)
-            .status();
-        match built {
-            Ok(status) if status.success() => {}
-            other => {
-                assert!(
-                    std::env::var_os("DEEPDREAM_REQUIRE_CXX").is_none(),
-                    "a C++ compiler was required: {other:?}"
-                );
-                eprintln!("skipped: no C++ compiler to build the kernels for the host");
-                return None;
-            }
-        }
-        // SAFETY: the library is the kernels' source compiled above; it runs no code on load.
-        Some(unsafe { libloading::Library::new(&library) }.unwrap())
     }
 
     type QuadraticSeed = unsafe extern "C" fn(
@@ -311,7 +313,9 @@ mod tests {
         use crate::backend::quadratic_loss::QuadraticLoss;
         use burn::tensor::{Distribution, Tensor};
 
-        let Some(library) = host_build() else { return };
+        let Some(library) = host_build("kernels", SOURCE) else {
+            return;
+        };
         // SAFETY: the symbol is `quadratic_seed` of kernels.cu, whose arguments these are.
         let kernel = unsafe { library.get::<QuadraticSeed>(b"quadratic_seed") }.unwrap();
         let device = burn::tensor::Device::flex();
@@ -373,7 +377,9 @@ mod tests {
     /// factor over its whole plane; the gradient is stored or added.
     #[test]
     fn scales_are_per_channel_forward_and_back() {
-        let Some(library) = host_build() else { return };
+        let Some(library) = host_build("kernels", SOURCE) else {
+            return;
+        };
         // SAFETY: the symbols are kernels.cu's, with these arguments.
         let (forward, backward) = unsafe {
             (
@@ -431,7 +437,9 @@ mod tests {
     /// ReLU or the clip, over every plane.
     #[test]
     fn activations_add_each_channels_bias() {
-        let Some(library) = host_build() else { return };
+        let Some(library) = host_build("kernels", SOURCE) else {
+            return;
+        };
         // SAFETY: the symbols are kernels.cu's, with these arguments.
         let (relu, clip) = unsafe {
             (
@@ -462,7 +470,9 @@ mod tests {
     /// stored over whatever was there.
     #[test]
     fn the_relu_gradient_is_added_or_stored() {
-        let Some(library) = host_build() else { return };
+        let Some(library) = host_build("kernels", SOURCE) else {
+            return;
+        };
         // SAFETY: the symbol is `relu_backward` of kernels.cu, whose arguments these are.
         let kernel = unsafe { library.get::<Backward>(b"relu_backward") }.unwrap();
         let y = [0.0f32, 2.0, -1.0, 0.5];
@@ -520,7 +530,7 @@ mod tests {
     impl StepKernels {
         fn new() -> Option<StepKernels> {
             use burn::tensor::{Distribution, Tensor};
-            let library = host_build()?;
+            let library = host_build("kernels", SOURCE)?;
             // SAFETY: the symbols are kernels.cu's with these arguments.
             let (roll, abs_sum, ascend) = unsafe {
                 (
@@ -758,7 +768,9 @@ mod tests {
     /// back or stores it.
     #[test]
     fn pad_and_crop_are_each_others_reverse() {
-        let Some(library) = host_build() else { return };
+        let Some(library) = host_build("kernels", SOURCE) else {
+            return;
+        };
         // SAFETY: the symbols are kernels.cu's `pad` and `crop` with these arguments.
         let (pad, crop) = unsafe {
             (
@@ -870,7 +882,9 @@ mod tests {
         use crate::backend::graph::{Graph, Operation, Padding, Shape};
         use burn::tensor::{Distribution, Tensor};
 
-        let Some(library) = host_build() else { return };
+        let Some(library) = host_build("kernels", SOURCE) else {
+            return;
+        };
         // SAFETY: the symbols are kernels.cu's depthwise kernels with these arguments.
         let (forward, backward) = unsafe {
             (
@@ -1033,7 +1047,7 @@ mod tests {
         }
         let folder = std::env::temp_dir().join(format!("deepdream-cubin-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&folder);
-        let first = compile_cached((8, 6), &folder).unwrap();
+        let first = compile_cached(SOURCE, (8, 6), &folder).unwrap();
         let files: Vec<_> = std::fs::read_dir(&folder).unwrap().flatten().collect();
         assert_eq!(files.len(), 1, "one cache file");
         let path = files[0].path();
@@ -1043,9 +1057,9 @@ mod tests {
         let mut marked = first.clone();
         marked.push(0);
         std::fs::write(&path, &marked).unwrap();
-        assert_eq!(compile_cached((8, 6), &folder).unwrap(), marked);
+        assert_eq!(compile_cached(SOURCE, (8, 6), &folder).unwrap(), marked);
         std::fs::write(&path, b"not a cubin").unwrap();
-        assert_eq!(compile_cached((8, 6), &folder).unwrap(), first);
+        assert_eq!(compile_cached(SOURCE, (8, 6), &folder).unwrap(), first);
         std::fs::remove_dir_all(&folder).unwrap();
     }
 

@@ -260,22 +260,11 @@ impl Pyramid {
             values: grey_values(image).into_iter().map(|v| [v]).collect(),
         };
         let expansion = PolynomialExpansion::new(params.poly_n, params.poly_sigma);
-        let levels = (0..=params.levels)
-            .rev()
-            .filter_map(|level| {
-                let scale = (params.pyr_scale as f64).powi(level as i32);
-                let (w, h) = (
-                    (width as f64 * scale).round() as usize,
-                    (height as f64 * scale).round() as usize,
-                );
-                // Levels too small are skipped, as in OpenCV.
-                (w >= MIN_LEVEL_SIDE && h >= MIN_LEVEL_SIDE).then_some((scale, w, h))
-            })
-            .collect::<Vec<_>>()
+        let levels = levels(params, width, height)
             .into_par_iter()
-            .map(|(scale, w, h)| {
-                let sigma = (1.0 / scale - 1.0) * 0.5;
-                expansion.apply(&resize(&gaussian_blur(&image, sigma), h, w))
+            .map(|level| {
+                let blurred = gaussian_blur(&image, level.blur_sigma());
+                expansion.apply(&resize(&blurred, level.height, level.width))
             })
             .collect();
         Pyramid {
@@ -284,6 +273,46 @@ impl Pyramid {
             levels,
         }
     }
+}
+
+/// One pyramid level: its scale of the frame and its size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Level {
+    pub scale: f64,
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Level {
+    /// The standard deviation of the blur before the frame is scaled down to the level.
+    pub fn blur_sigma(&self) -> f64 {
+        (1.0 / self.scale - 1.0) * 0.5
+    }
+}
+
+/// The pyramid levels of a `width` x `height` frame that are used, coarsest first (levels
+/// too small are skipped, as in OpenCV).
+pub(super) fn levels(params: &FarnebackParams, width: usize, height: usize) -> Vec<Level> {
+    (0..=params.levels)
+        .rev()
+        .filter_map(|level| {
+            let scale = (params.pyr_scale as f64).powi(level as i32);
+            let (w, h) = (
+                (width as f64 * scale).round() as usize,
+                (height as f64 * scale).round() as usize,
+            );
+            (w >= MIN_LEVEL_SIDE && h >= MIN_LEVEL_SIDE).then_some(Level {
+                scale,
+                width: w,
+                height: h,
+            })
+        })
+        .collect()
+}
+
+/// The side of the box the normal equations are averaged over (odd).
+pub(super) fn box_side(params: &FarnebackParams) -> usize {
+    2 * (params.winsize / 2) + 1
 }
 
 /// The flow from the frame of pyramid `prev` to that of `next`, (x, y) per pixel.
@@ -301,7 +330,7 @@ fn flow(prev: &Pyramid, next: &Pyramid, params: &FarnebackParams) -> Field<2> {
         let border = border_weights(h, w);
         let mut matrices = update_matrices(r0, r1, &current, &border);
         for iteration in 0..params.iterations {
-            current = solve_flow(&matrices, params.winsize);
+            current = solve_flow(&matrices, box_side(params));
             if iteration + 1 < params.iterations {
                 matrices = update_matrices(r0, r1, &current, &border);
             }
@@ -312,16 +341,17 @@ fn flow(prev: &Pyramid, next: &Pyramid, params: &FarnebackParams) -> Field<2> {
 }
 
 /// The least-squares fit of `c + bᵀx + xᵀAx` around each pixel under a Gaussian weighting.
-struct PolynomialExpansion {
+pub(super) struct PolynomialExpansion {
     /// The weights g, x·g and x²·g of the separable moments.
-    weights: [Vec<f32>; 3],
+    pub weights: [Vec<f32>; 3],
     /// Entries of the inverse moment matrix: linear terms, constant–square coupling,
     /// squares, cross term.
-    inverse: [f32; 4],
+    pub inverse: [f32; 4],
 }
 
 impl PolynomialExpansion {
-    fn new(half: usize, sigma: f32) -> Self {
+    /// The fit over a `2·half + 1` neighbourhood weighted by a Gaussian of `sigma`.
+    pub fn new(half: usize, sigma: f32) -> Self {
         let n = half as i64;
         let sigma = if sigma > f32::EPSILON {
             sigma as f64
@@ -434,10 +464,10 @@ fn update_matrices(r0: &Field<5>, r1: &Field<5>, flow: &Field<2>, border: &[f32]
     })
 }
 
-/// The displacement (x, y) per pixel solving the normal equations averaged over a
-/// `winsize` box (edges repeated).
-fn solve_flow(matrices: &Field<5>, winsize: usize) -> Field<2> {
-    box_mean(matrices, 2 * (winsize / 2) + 1).map(|[g11, g12, g22, h1, h2]| {
+/// The displacement (x, y) per pixel solving the normal equations averaged over a `side`
+/// box (edges repeated).
+fn solve_flow(matrices: &Field<5>, side: usize) -> Field<2> {
+    box_mean(matrices, side).map(|[g11, g12, g22, h1, h2]| {
         let det = g11 * g22 - g12 * g12 + 1e-3;
         [(g11 * h2 - g12 * h1) / det, (g22 * h1 - g12 * h2) / det]
     })
@@ -464,24 +494,12 @@ fn border_weights(h: usize, w: usize) -> Vec<f32> {
         .collect()
 }
 
-/// OpenCV's `GaussianBlur` for the pyramid: a kernel of `round(5σ) | 1` (at least 3) taps,
-/// the fixed `[1, 2, 1] / 4` when `σ` is 0, mirrored edges.
+/// OpenCV's `GaussianBlur` for the pyramid: [`gaussian_kernel`] along columns and rows,
+/// mirrored edges ([`blur_mirrors`]).
 fn gaussian_blur(image: &Field<1>, sigma: f64) -> Field<1> {
-    let kernel: Vec<f32> = if sigma <= 0.0 {
-        vec![0.25, 0.5, 0.25]
-    } else {
-        let size = (((sigma * 5.0).round_ties_even() as usize) | 1).max(3);
-        let half = (size / 2) as i64;
-        let raw: Vec<f64> = (-half..=half)
-            .map(|x| (-((x * x) as f64) / (2.0 * sigma * sigma)).exp())
-            .collect();
-        let total: f64 = raw.iter().sum();
-        raw.iter().map(|v| (v / total) as f32).collect()
-    };
-    let half = kernel.len() / 2;
-    // Mirroring needs the image to be longer than the margin; tiny images keep their edge.
+    let kernel = gaussian_kernel(sigma);
     let edge = |side: usize| {
-        if side > half {
+        if blur_mirrors(&kernel, side) {
             Edge::Mirror
         } else {
             Edge::Repeat
@@ -492,6 +510,28 @@ fn gaussian_blur(image: &Field<1>, sigma: f64) -> Field<1> {
         &kernel,
         edge(image.width),
     )
+}
+
+/// Whether a blur by `kernel` along a side of `side` pixels reads mirrored values past the
+/// edge: mirroring needs the side to be longer than the margin; tiny images keep their edge.
+pub(super) fn blur_mirrors(kernel: &[f32], side: usize) -> bool {
+    side > kernel.len() / 2
+}
+
+/// The pyramid blur's taps: OpenCV's Gaussian kernel of `round(5σ) | 1` (at least 3) taps,
+/// the fixed `[1, 2, 1] / 4` when `σ` is 0.
+pub(super) fn gaussian_kernel(sigma: f64) -> Vec<f32> {
+    if sigma <= 0.0 {
+        vec![0.25, 0.5, 0.25]
+    } else {
+        let size = (((sigma * 5.0).round_ties_even() as usize) | 1).max(3);
+        let half = (size / 2) as i64;
+        let raw: Vec<f64> = (-half..=half)
+            .map(|x| (-((x * x) as f64) / (2.0 * sigma * sigma)).exp())
+            .collect();
+        let total: f64 = raw.iter().sum();
+        raw.iter().map(|v| (v / total) as f32).collect()
+    }
 }
 
 /// Bilinear resize with half-pixel centres (OpenCV's `INTER_LINEAR`).

@@ -5,6 +5,8 @@
 
 pub mod dis;
 pub mod farneback;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 mod tensors;
 mod warp;
 
@@ -58,11 +60,44 @@ impl FlowMethod {
     /// The flows both ways, `(a → b, b → a)`, each as [`FlowMethod::estimate`] gives it, side
     /// by side (Farnebäck expands each frame once for both).
     pub fn estimate_both(&self, a: &Tensor<4>, b: &Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-        match self {
-            FlowMethod::Farneback(params) => farneback_both(a, b, params),
-            FlowMethod::Dis(params) => rayon::join(|| dis(a, b, params), || dis(b, a, params)),
+        self.estimate_both_on(a, b, None)
+    }
+
+    /// [`FlowMethod::estimate_both`], Farnebäck's on `device` where there is one (DIS runs on
+    /// the CPU). Where the device fails, the flows are computed on the CPU, and the first
+    /// failure is said once.
+    pub fn estimate_both_on(
+        &self,
+        a: &Tensor<4>,
+        b: &Tensor<4>,
+        device: Option<&dyn FlowDevice>,
+    ) -> (Tensor<4>, Tensor<4>) {
+        match (self, device) {
+            (FlowMethod::Farneback(params), Some(device)) => {
+                device.farneback_both(a, b, params).unwrap_or_else(|error| {
+                    static ONCE: std::sync::Once = std::sync::Once::new();
+                    ONCE.call_once(|| {
+                        eprintln!("deepdream: the optical flow runs on the CPU ({error})")
+                    });
+                    farneback_both(a, b, params)
+                })
+            }
+            (FlowMethod::Farneback(params), None) => farneback_both(a, b, params),
+            (FlowMethod::Dis(params), _) => rayon::join(|| dis(a, b, params), || dis(b, a, params)),
         }
     }
+}
+
+/// A device that computes Farnebäck's flows itself (an NVIDIA GPU: [`gpu::GpuFlow`]).
+pub trait FlowDevice: Sync {
+    /// The flows both ways between two grey frames (`[1, 1, H, W]`, 0–255), as
+    /// [`farneback_both`] gives them.
+    fn farneback_both(
+        &self,
+        a: &Tensor<4>,
+        b: &Tensor<4>,
+        params: &FarnebackParams,
+    ) -> Result<(Tensor<4>, Tensor<4>)>;
 }
 
 impl Default for FlowMethod {
