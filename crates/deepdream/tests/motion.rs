@@ -6,12 +6,16 @@ mod common;
 
 use deepdream::media::colour::ColourStats;
 use deepdream::media::ffmpeg::{Segment, VideoReader};
-use deepdream::media::flow::{DisParams, FlowMethod};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use burn::tensor::Tensor;
+use deepdream::media::flow::{DisParams, FarnebackParams, FlowDevice, FlowMethod, farneback_both};
 use deepdream::media::frames::IterSource;
 use deepdream::media::work_dir::WorkDir;
 use deepdream::modes::animation::FrameDreamers;
 use deepdream::modes::video::{Motion, VideoParams, dream_strength, dream_video, flicker};
 use deepdream::modes::zoom::{ZoomParams, zoom};
+use deepdream::networks::network::{LayerInfo, Network, Preprocess};
 use deepdream::{Device, DreamParams};
 use image::RgbImage;
 
@@ -248,4 +252,98 @@ fn a_frame_of_another_size_is_an_error() {
         "{error}"
     );
     assert!(!error.contains('\n'), "{error}");
+}
+
+/// A network whose device computes Farnebäck's flows (as a `CudaNetwork` does on a GPU):
+/// here the CPU's flows, each half a pixel further along x, and every call counted.
+struct WithFlowDevice {
+    network: Box<dyn Network>,
+    calls: AtomicUsize,
+}
+
+impl FlowDevice for WithFlowDevice {
+    fn farneback_both(
+        &self,
+        a: &Tensor<4>,
+        b: &Tensor<4>,
+        params: &FarnebackParams,
+    ) -> deepdream::Result<(Tensor<4>, Tensor<4>)> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let (forward, backward) = farneback_both(a, b, params);
+        let along_x = |flow: Tensor<4>| {
+            let shift = Tensor::<1>::from_floats([0.5, 0.0], &flow.device()).reshape([1, 2, 1, 1]);
+            flow.add(shift)
+        };
+        Ok((along_x(forward), along_x(backward)))
+    }
+}
+
+impl Network for WithFlowDevice {
+    fn name(&self) -> &str {
+        self.network.name()
+    }
+    fn default_layers(&self) -> &[String] {
+        self.network.default_layers()
+    }
+    fn layers(&self) -> &[LayerInfo] {
+        self.network.layers()
+    }
+    fn preprocess(&self) -> Preprocess {
+        self.network.preprocess()
+    }
+    fn forward(&self, input: Tensor<4>, layers: &[usize]) -> deepdream::Result<Vec<Tensor<4>>> {
+        self.network.forward(input, layers)
+    }
+    fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
+        self.network.output_size(layer, height, width)
+    }
+    fn flow_device(&self) -> Option<&dyn FlowDevice> {
+        Some(self)
+    }
+}
+
+/// A film's flows come from the network's device where it has one (each pair once, the
+/// frame ahead's on the helper thread included), and change the film as those flows say:
+/// the same film with the device's flows shifted differs from the plain one.
+#[test]
+fn a_films_flows_come_from_the_networks_device() {
+    let device = Device::flex();
+    let frames = carphone(4);
+    let dream = DreamParams {
+        layers: vec![deepdream::LayerWeight {
+            layer: "mixed".into(),
+            weight: 1.0,
+        }],
+        octaves: 1,
+        iterations: 2,
+        seed: 3,
+        ..DreamParams::default()
+    };
+    let film = |network: &dyn Network| -> Vec<RgbImage> {
+        let dir = tempfile::tempdir().unwrap();
+        let work = WorkDir::open(&dir.path().join("work"), "test").unwrap();
+        let count = dream_video(
+            network,
+            dream.clone(),
+            &VideoParams::default(),
+            &mut IterSource(frames.clone().into_iter()),
+            None,
+            &work,
+            &device,
+            |_| {},
+        )
+        .unwrap();
+        (0..count).map(|k| work.load(k).unwrap().unwrap()).collect()
+    };
+    let plain = film(&common::test_network(&device));
+    let with_device = WithFlowDevice {
+        network: Box::new(common::test_network(&device)),
+        calls: AtomicUsize::new(0),
+    };
+    let shifted = film(&with_device);
+    assert_eq!(with_device.calls.load(Ordering::SeqCst), frames.len() - 1);
+    assert_eq!(plain[0], shifted[0], "the first frame needs no flow");
+    for k in 1..frames.len() {
+        assert_ne!(plain[k], shifted[k], "frame {k} follows the device's flows");
+    }
 }
