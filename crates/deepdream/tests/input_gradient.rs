@@ -13,7 +13,7 @@ use common::{relative_l2_error, test_network};
 use deepdream::backend::ascend;
 use deepdream::engine::objective::{Objective, Term, gram};
 use deepdream::networks::network::{KeptImage, LayerLoss, NormalisedAscent, QuadraticLoss};
-use deepdream::{Device, DreamParams, Dreamer, LayerInfo, LayerWeight, Network, Preprocess};
+use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network};
 
 /// A network that answers the hook: forward with autodiff, the loss's gradients at the
 /// layers from the hook's caller (from its quadratic losses where it gives them and `quadratic`
@@ -121,27 +121,7 @@ impl ViaHook {
 }
 
 impl Network for ViaHook {
-    fn name(&self) -> &str {
-        self.network.name()
-    }
-    fn default_layers(&self) -> &[String] {
-        self.network.default_layers()
-    }
-    fn layers(&self) -> &[LayerInfo] {
-        self.network.layers()
-    }
-    fn preprocess(&self) -> Preprocess {
-        self.network.preprocess()
-    }
-    fn forward(&self, input: Tensor<4>, layers: &[usize]) -> deepdream::Result<Vec<Tensor<4>>> {
-        self.network.forward(input, layers)
-    }
-    fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
-        self.network.output_size(layer, height, width)
-    }
-    fn class_layer(&self) -> Option<usize> {
-        self.network.class_layer()
-    }
+    pass_network_on!(network);
     /// As the CUDA device: tiled gradients then take crops of one size, checked here against
     /// the plain network's crops sized to their tiles.
     fn prepares_per_shape(&self) -> bool {

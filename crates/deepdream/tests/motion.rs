@@ -15,7 +15,7 @@ use deepdream::media::work_dir::WorkDir;
 use deepdream::modes::animation::FrameDreamers;
 use deepdream::modes::video::{Motion, VideoParams, dream_strength, dream_video, flicker};
 use deepdream::modes::zoom::{ZoomParams, zoom};
-use deepdream::networks::network::{LayerInfo, Network, Preprocess};
+use deepdream::networks::network::Network;
 use deepdream::{Device, DreamParams};
 use image::RgbImage;
 
@@ -279,24 +279,7 @@ impl FlowDevice for WithFlowDevice {
 }
 
 impl Network for WithFlowDevice {
-    fn name(&self) -> &str {
-        self.network.name()
-    }
-    fn default_layers(&self) -> &[String] {
-        self.network.default_layers()
-    }
-    fn layers(&self) -> &[LayerInfo] {
-        self.network.layers()
-    }
-    fn preprocess(&self) -> Preprocess {
-        self.network.preprocess()
-    }
-    fn forward(&self, input: Tensor<4>, layers: &[usize]) -> deepdream::Result<Vec<Tensor<4>>> {
-        self.network.forward(input, layers)
-    }
-    fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
-        self.network.output_size(layer, height, width)
-    }
+    pass_network_on!(network);
     fn flow_device(&self) -> Option<&dyn FlowDevice> {
         Some(self)
     }

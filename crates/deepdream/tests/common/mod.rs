@@ -233,3 +233,36 @@ pub fn uniform<const D: usize>(
         .collect::<Vec<f32>>();
     Tensor::from_data(TensorData::new(values, shape), device)
 }
+
+/// The `Network` methods every test wrapper passes on to its inner network, the field
+/// named: name, layers, preprocessing, forward pass, output sizes and class layer.
+#[macro_export]
+macro_rules! pass_network_on {
+    ($field:ident) => {
+        fn name(&self) -> &str {
+            self.$field.name()
+        }
+        fn default_layers(&self) -> &[String] {
+            self.$field.default_layers()
+        }
+        fn layers(&self) -> &[deepdream::networks::network::LayerInfo] {
+            self.$field.layers()
+        }
+        fn preprocess(&self) -> deepdream::Preprocess {
+            self.$field.preprocess()
+        }
+        fn forward(
+            &self,
+            input: burn::tensor::Tensor<4>,
+            layers: &[usize],
+        ) -> deepdream::Result<Vec<burn::tensor::Tensor<4>>> {
+            self.$field.forward(input, layers)
+        }
+        fn output_size(&self, layer: usize, height: usize, width: usize) -> Option<(usize, usize)> {
+            self.$field.output_size(layer, height, width)
+        }
+        fn class_layer(&self) -> Option<usize> {
+            self.$field.class_layer()
+        }
+    };
+}

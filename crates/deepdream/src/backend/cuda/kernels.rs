@@ -263,6 +263,26 @@ pub(crate) fn host_build(name: &str, source: &str) -> Option<libloading::Library
     Some(unsafe { libloading::Library::new(&library) }.unwrap())
 }
 
+/// Checks (for tests) that kernels' `source` compiles for Ampere and Hopper GPUs wherever
+/// NVRTC is installed; without it, a note, or a failure where `DEEPDREAM_REQUIRE_NVRTC` is
+/// set.
+#[cfg(test)]
+pub(crate) fn assert_compiles(source: &str) {
+    use crate::backend::cuda::libraries::{Library, find_library};
+    if find_library(Library::Nvrtc).is_none() {
+        assert!(
+            std::env::var_os("DEEPDREAM_REQUIRE_NVRTC").is_none(),
+            "NVRTC was required but not found"
+        );
+        eprintln!("skipped: no NVRTC (pip install nvidia-cuda-nvrtc)");
+        return;
+    }
+    for capability in [(8, 0), (8, 6), (9, 0)] {
+        let cubin = compile(source, capability).unwrap();
+        assert_eq!(&cubin[..4], b"\x7fELF", "{capability:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,18 +292,7 @@ mod tests {
     /// kernels must compile for the GPUs people dream on.
     #[test]
     fn the_kernels_compile_for_ampere_and_hopper() {
-        if find_library(Library::Nvrtc).is_none() {
-            assert!(
-                std::env::var_os("DEEPDREAM_REQUIRE_NVRTC").is_none(),
-                "NVRTC was required but not found"
-            );
-            eprintln!("skipped: no NVRTC (pip install nvidia-cuda-nvrtc)");
-            return;
-        }
-        for capability in [(8, 0), (8, 6), (9, 0)] {
-            let cubin = compile(SOURCE, capability).unwrap();
-            assert_eq!(&cubin[..4], b"\x7fELF", "{capability:?}");
-        }
+        assert_compiles(SOURCE);
     }
 
     type QuadraticSeed = unsafe extern "C" fn(
