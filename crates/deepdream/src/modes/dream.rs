@@ -120,6 +120,9 @@ impl DreamParams {
         if self.channels.is_some() && self.auto_channels.is_some() {
             return invalid("give either channels or automatic channels, not both");
         }
+        if self.auto_channels.as_ref().is_some_and(|auto| auto.count == 0) {
+            return invalid("automatic channels must pick at least one channel");
+        }
         if let Some(mask) = &self.mask {
             check_strength(mask.strength)?;
         }
@@ -1298,6 +1301,23 @@ fn matched_guide(activation: Tensor<4>, guide: &Tensor<2>) -> Tensor<4> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `tests/no_panic.rs`: automatic channels picking none left a layer of no
+    /// channels, which a guide's match could not reshape.
+    #[test]
+    fn automatic_channels_must_pick_some() {
+        use crate::control::channels::{AutoChannels, Pick};
+        let params = DreamParams {
+            auto_channels: Some(AutoChannels {
+                pick: Pick::Weakest,
+                count: 0,
+                each_octave: true,
+            }),
+            ..DreamParams::default()
+        };
+        let error = params.validate().unwrap_err().to_string();
+        assert!(error.contains("at least one channel"), "{error}");
+    }
 
     #[test]
     fn each_position_takes_the_guide_feature_with_the_largest_dot_product() {
