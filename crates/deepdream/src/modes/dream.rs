@@ -120,7 +120,11 @@ impl DreamParams {
         if self.channels.is_some() && self.auto_channels.is_some() {
             return invalid("give either channels or automatic channels, not both");
         }
-        if self.auto_channels.as_ref().is_some_and(|auto| auto.count == 0) {
+        if self
+            .auto_channels
+            .as_ref()
+            .is_some_and(|auto| auto.count == 0)
+        {
             return invalid("automatic channels must pick at least one channel");
         }
         if let Some(mask) = &self.mask {

@@ -10,13 +10,12 @@ struct FlowArgs {
     const float *in0;
     const float *in1;
     const float *in2;
-    // Filter taps: `sets` sets of `taps` values one after another.
+    // Filter taps: sets of `taps` values one after another.
     const float *weights;
-    unsigned long long taps, sets;
+    unsigned long long taps;
     // The output's size, and the input's where it differs (resizing).
     unsigned long long height, width, in_height, in_width;
-    // How many planes a resize moves, and the factor it multiplies them by.
-    unsigned long long planes;
+    // The factor a resize multiplies its values by.
     float factor;
     // Whether filters read mirrored (1) or repeated (0) values past the edge.
     int mirror;
@@ -41,7 +40,8 @@ __device__ inline long long flow_edge(long long i, long long n, int mirror) {
     return i < 0 ? 0 : (i > last ? last : i);
 }
 
-// out[s] = in0 filtered along columns by weight set s (s < sets), for each set.
+// out[s] = in0 filtered along columns by weight set s, for each set: n is the sets times the
+// plane.
 extern "C" __global__ void flow_columns(FlowArgs a) {
     const long long half = (long long)(a.taps / 2);
     const unsigned long long plane = a.height * a.width;
@@ -101,8 +101,9 @@ extern "C" __global__ void flow_expand(FlowArgs a) {
     }
 }
 
-// Bilinear resize with half-pixel centres (OpenCV's INTER_LINEAR) of `planes` planes from
-// in_height x in_width to height x width, each value times `factor`.
+// Bilinear resize with half-pixel centres (OpenCV's INTER_LINEAR) of planes from in_height x
+// in_width to height x width (n is the planes times the output's plane), each value times
+// `factor`.
 extern "C" __global__ void flow_resize(FlowArgs a) {
     const unsigned long long plane = a.height * a.width, in_plane = a.in_height * a.in_width;
     const double y_ratio = (double)a.in_height / (double)a.height;

@@ -39,12 +39,10 @@ pub(crate) struct FlowArgs {
     in2: u64,
     weights: u64,
     taps: u64,
-    sets: u64,
     height: u64,
     width: u64,
     in_height: u64,
     in_width: u64,
-    planes: u64,
     factor: f32,
     mirror: i32,
     linear: f32,
@@ -138,7 +136,6 @@ pub(crate) fn flows_both(
             let filter = FlowArgs {
                 weights: blur,
                 taps: kernel.len() as u64,
-                sets: 1,
                 height: size[0],
                 width: size[1],
                 n: size[0] * size[1],
@@ -176,7 +173,6 @@ pub(crate) fn flows_both(
             let expansion_args = FlowArgs {
                 weights: moments,
                 taps,
-                sets: 3,
                 height: h,
                 width: w,
                 linear,
@@ -300,7 +296,6 @@ fn resize(
         in_width: from_size[1],
         height: size[0],
         width: size[1],
-        planes,
         factor,
         n: planes * size[0] * size[1],
         ..FlowArgs::default()
