@@ -457,7 +457,7 @@ fn dream_on(
                 );
                 let previous = (&previous_input, &previous_dream);
                 let (blend, cut) = (wanted.blend, wanted.cut_threshold);
-                next_start(previous, &input, &motion, blend, cut, device)?
+                next_start(previous, &input, &motion, blend, cut)
             }
             _ => (input.clone(), true),
         };

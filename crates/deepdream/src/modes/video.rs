@@ -12,10 +12,12 @@ use crate::control::keyframes::Param;
 use crate::engine::snapshot::Snapshot;
 use crate::engine::transform;
 use crate::error::{Error, Result};
-use crate::media::flow::{FlowDevice, FlowMethod, consistency_mask, grey_tensor, luma, warp};
+use crate::media::flow::{
+    FlowDevice, FlowMethod, add_carried_difference, consistency_mask, grey_tensor, luma, warp,
+};
 use crate::media::frames::FrameSource;
 use crate::media::work_dir::WorkDir;
-use crate::modes::animation::{FrameDreamers, FrameProgress, FrameSettings, to_image, to_tensor};
+use crate::modes::animation::{FrameDreamers, FrameProgress, FrameSettings, to_tensor};
 use crate::modes::dream::DreamParams;
 use crate::networks::network::Network;
 
@@ -200,14 +202,14 @@ pub fn carried_start(
     input: &RgbImage,
     motion: &Motion,
     blend: f32,
-    device: &Device,
-) -> Result<RgbImage> {
-    let difference = to_tensor(previous_dream, device).sub(to_tensor(previous_input, device));
-    let carried = motion
-        .carry(difference)
-        .mul(motion.mask.clone())
-        .mul_scalar(blend);
-    to_image(to_tensor(input, device).add(carried))
+) -> RgbImage {
+    add_carried_difference(
+        input,
+        (previous_dream, previous_input),
+        &motion.backward,
+        &motion.mask,
+        blend,
+    )
 }
 
 /// Where the dream of `input` starts after the frame `previous` (its input and its dream):
@@ -220,13 +222,12 @@ pub fn next_start(
     motion: &Motion,
     blend: f32,
     cut_threshold: f32,
-    device: &Device,
-) -> Result<(RgbImage, bool)> {
+) -> (RgbImage, bool) {
     if motion.residual > cut_threshold {
-        return Ok((input.clone(), true));
+        return (input.clone(), true);
     }
-    let start = carried_start(previous_input, previous_dream, input, motion, blend, device)?;
-    Ok((start, false))
+    let start = carried_start(previous_input, previous_dream, input, motion, blend);
+    (start, false)
 }
 
 /// Dreams the frames of `source` into `work`, reusing the frames an earlier run finished.
@@ -334,14 +335,7 @@ pub fn dream_video_watched(
                     };
                     let previous = (&previous_input, &previous_dream);
                     let blend = params.blend_at(index)?;
-                    next_start(
-                        previous,
-                        &input,
-                        &motion,
-                        blend,
-                        params.cut_threshold,
-                        device,
-                    )?
+                    next_start(previous, &input, &motion, blend, params.cut_threshold)
                 }
             };
             if let Some(next) = upcoming.as_ref()
