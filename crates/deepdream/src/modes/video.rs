@@ -13,7 +13,8 @@ use crate::engine::snapshot::Snapshot;
 use crate::engine::transform;
 use crate::error::{Error, Result};
 use crate::media::flow::{
-    FlowDevice, FlowMethod, add_carried_difference, consistency_mask, grey_tensor, luma, warp,
+    FlowDevice, FlowMethod, add_carried_difference, consistency_mask, grey_tensor, luma,
+    mean_warp_difference, warp,
 };
 use crate::media::frames::FrameSource;
 use crate::media::work_dir::WorkDir;
@@ -186,11 +187,7 @@ impl Motion {
 
 /// Mean grey difference between `current` and `previous` moved along `backward`.
 fn residual(previous: Tensor<4>, current: Tensor<4>, backward: &Tensor<4>) -> f32 {
-    warp(previous, backward)
-        .sub(current)
-        .abs()
-        .mean()
-        .into_scalar::<f32>()
+    mean_warp_difference(&previous, &current, backward)
 }
 
 /// The previous frame's dream difference moved onto `input` along `motion`, masked where

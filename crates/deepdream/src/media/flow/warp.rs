@@ -26,6 +26,50 @@ pub fn warp(image: Tensor<4>, flow: &Tensor<4>) -> Tensor<4> {
     )
 }
 
+/// Where a flow (`[1, 2, H, W]`'s values) samples each pixel of a `width` x `height` plane:
+/// the four pixels around `p + flow(p)` and their bilinear shares, edges repeated, as
+/// [`warp`] samples.
+struct Along<'a> {
+    flow: &'a [f32],
+    width: usize,
+    height: usize,
+}
+
+impl Along<'_> {
+    /// The pixels (as indices into a plane) and shares that pixel `p` samples.
+    fn corners(&self, p: usize) -> [(usize, f32); 4] {
+        let (w, h) = (self.width, self.height);
+        let (row, col) = (p / w, p % w);
+        let x = (col as f32 + self.flow[p]).clamp(0.0, (w - 1) as f32);
+        let y = (row as f32 + self.flow[w * h + p]).clamp(0.0, (h - 1) as f32);
+        // Not negative after the clamp: truncation is the floor.
+        let (x0, y0) = (x as usize, y as usize);
+        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+        [
+            (y0 * w + x0, (1.0 - fx) * (1.0 - fy)),
+            (y0 * w + x1, fx * (1.0 - fy)),
+            (y1 * w + x0, (1.0 - fx) * fy),
+            (y1 * w + x1, fx * fy),
+        ]
+    }
+}
+
+/// A plane's value (through `value`, by index) interpolated from `corners` (see
+/// [`Along::corners`]).
+fn sample(corners: &[(usize, f32); 4], value: impl Fn(usize) -> f32) -> f32 {
+    corners.iter().map(|&(at, share)| value(at) * share).sum()
+}
+
+/// A tensor's values (a flow's, a weight's, a grey image's).
+fn values(tensor: &Tensor<4>) -> Vec<f32> {
+    tensor
+        .clone()
+        .into_data()
+        .try_to_vec()
+        .expect("flows, weights and grey images hold floats")
+}
+
 /// `base(p) + scale · weight(p) · (a − b)(p + flow(p))` for every pixel `p` and channel,
 /// rounded and clamped to 8 bits: the difference of two pictures of `base`'s size carried
 /// along `flow` (`[1, 2, H, W]`, sampled as [`warp`] samples: bilinear, edges repeated) and
@@ -39,46 +83,50 @@ pub fn add_carried_difference(
     scale: f32,
 ) -> RgbImage {
     let (width, height) = base.dimensions();
-    let (w, h) = (width as usize, height as usize);
-    let values = |t: &Tensor<4>| -> Vec<f32> {
-        t.clone()
-            .into_data()
-            .try_to_vec()
-            .expect("flows and weights hold floats")
-    };
+    let w = width as usize;
     let (flow, weight) = (values(flow), values(weight));
+    let along = Along {
+        flow: &flow,
+        width: w,
+        height: height as usize,
+    };
     let (a, b) = (a.as_raw(), b.as_raw());
-    let (last_x, last_y) = ((w - 1) as f32, (h - 1) as f32);
-    let mut out = vec![0u8; 3 * w * h];
+    let mut out = vec![0u8; base.as_raw().len()];
     out.par_chunks_mut(3 * w)
         .zip(base.as_raw().par_chunks(3 * w))
         .enumerate()
         .for_each(|(row, (out, base))| {
             for col in 0..w {
                 let p = row * w + col;
-                let x = (col as f32 + flow[p]).clamp(0.0, last_x);
-                let y = (row as f32 + flow[w * h + p]).clamp(0.0, last_y);
-                let (x0, y0) = (x as usize, y as usize);
-                let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-                let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-                let corners = [
-                    (y0 * w + x0, (1.0 - fx) * (1.0 - fy)),
-                    (y0 * w + x1, fx * (1.0 - fy)),
-                    (y1 * w + x0, (1.0 - fx) * fy),
-                    (y1 * w + x1, fx * fy),
-                ];
                 let factor = scale * weight[p];
+                let corners = along.corners(p);
                 for c in 0..3 {
-                    let difference: f32 = corners
-                        .iter()
-                        .map(|&(at, share)| (a[3 * at + c] as f32 - b[3 * at + c] as f32) * share)
-                        .sum();
+                    let difference =
+                        sample(&corners, |at| a[3 * at + c] as f32 - b[3 * at + c] as f32);
                     let value = base[3 * col + c] as f32 + difference * factor;
                     out[3 * col + c] = value.round().clamp(0.0, 255.0) as u8;
                 }
             }
         });
     RgbImage::from_raw(width, height, out).expect("three values per pixel")
+}
+
+/// The mean absolute difference between `current` and `previous` sampled along `flow` (grey
+/// images `[1, 1, H, W]` and a flow from `current`'s pixels to `previous`'s): how well the
+/// flow explains the change between two frames, in one pass over the pixels.
+pub fn mean_warp_difference(previous: &Tensor<4>, current: &Tensor<4>, flow: &Tensor<4>) -> f32 {
+    let [_, _, height, width] = flow.dims();
+    let (previous, current, flow) = (values(previous), values(current), values(flow));
+    let along = Along {
+        flow: &flow,
+        width,
+        height,
+    };
+    let total: f64 = (0..width * height)
+        .into_par_iter()
+        .map(|p| (sample(&along.corners(p), |at| previous[at]) - current[p]).abs() as f64)
+        .sum();
+    (total / (width * height) as f64) as f32
 }
 
 /// Where each pixel's flow lands: `(x + u, y + v)` as two `[1, 1, H, W]` tensors.
@@ -99,17 +147,30 @@ pub(super) fn sample_positions(flow: &Tensor<4>) -> (Tensor<4>, Tensor<4>) {
 
 /// Forward–backward consistency (Sundaram et al. 2010): 1 where following `backward` (from
 /// frame B to frame A) and then `forward` (A to B) comes back to the start, 0 where it does
-/// not (occluded or newly revealed pixels), as `[1, 1, H, W]` on frame B's pixels.
+/// not (occluded or newly revealed pixels), as `[1, 1, H, W]` on frame B's pixels; in one
+/// pass over the pixels.
 pub fn consistency_mask(forward: &Tensor<4>, backward: &Tensor<4>) -> Tensor<4> {
-    let forward_there = warp(forward.clone(), backward);
-    let round_trip = forward_there.clone().add(backward.clone());
-    let squared = |t: Tensor<4>| t.powi_scalar(2).sum_dim(1);
-    let error = squared(round_trip);
-    let tolerance = squared(forward_there)
-        .add(squared(backward.clone()))
-        .mul_scalar(0.01)
-        .add_scalar(0.5);
-    error.lower_equal(tolerance).float()
+    let [_, _, height, width] = backward.dims();
+    let plane = width * height;
+    let (forward, backward_values) = (values(forward), values(backward));
+    let along = Along {
+        flow: &backward_values,
+        width,
+        height,
+    };
+    let mask: Vec<f32> = (0..plane)
+        .into_par_iter()
+        .map(|p| {
+            let corners = along.corners(p);
+            let there = [0, plane].map(|offset| sample(&corners, |at| forward[offset + at]));
+            let back = [backward_values[p], backward_values[plane + p]];
+            let squared = |v: [f32; 2]| v[0] * v[0] + v[1] * v[1];
+            let error = squared([there[0] + back[0], there[1] + back[1]]);
+            let tolerance = (squared(there) + squared(back)) * 0.01 + 0.5;
+            f32::from(error <= tolerance)
+        })
+        .collect();
+    Tensor::<1>::from_floats(mask.as_slice(), &backward.device()).reshape([1, 1, height, width])
 }
 
 #[cfg(test)]
@@ -133,11 +194,7 @@ mod tests {
             })
         };
         let (base, a, b) = (picture(1), picture(2), picture(3));
-        let values: Vec<f32> = (0..2 * w * h)
-            .map(|i| ((i * 7919 % 997) as f32 / 997.0 - 0.5) * 12.0)
-            .collect();
-        let flow = Tensor::<1>::from_floats(values.as_slice(), &device)
-            .reshape([1, 2, h as usize, w as usize]);
+        let flow = test_flow(h as usize, w as usize, 0, &device);
         let weights: Vec<f32> = (0..w * h).map(|i| (i % 5) as f32 / 4.0).collect();
         let weight = Tensor::<1>::from_floats(weights.as_slice(), &device)
             .reshape([1, 1, h as usize, w as usize]);
@@ -158,6 +215,75 @@ mod tests {
             apart * 200 <= off.len(),
             "{apart} of {} values a level apart",
             off.len()
+        );
+    }
+
+    /// A flow of `[1, 2, h, w]` reaching past every edge, deterministic.
+    fn test_flow(h: usize, w: usize, seed: usize, device: &Device) -> Tensor<4> {
+        let values: Vec<f32> = (0..2 * w * h)
+            .map(|i| (((i + seed) * 7919 % 997) as f32 / 997.0 - 0.5) * 12.0)
+            .collect();
+        Tensor::<1>::from_floats(values.as_slice(), device).reshape([1, 2, h, w])
+    }
+
+    /// The one-pass mask and warp difference give what the same tensors give through
+    /// [`warp`] (the mask to within the rare pixel whose round trip lands on its
+    /// tolerance under float rounding).
+    #[test]
+    fn the_mask_and_the_difference_are_the_tensors() {
+        let device = Device::flex();
+        let (h, w) = (29, 41);
+        let forward = test_flow(h, w, 1, &device);
+        // Half the pixels consistent: the backward flow the forward one's opposite there.
+        let backward = forward
+            .clone()
+            .neg()
+            .add(test_flow(h, w, 2, &device).mul_scalar(0.05));
+        let squared = |t: Tensor<4>| t.powi_scalar(2).sum_dim(1);
+        let there = warp(forward.clone(), &backward);
+        let error = squared(there.clone().add(backward.clone()));
+        let tolerance = squared(there)
+            .add(squared(backward.clone()))
+            .mul_scalar(0.01)
+            .add_scalar(0.5);
+        let reference: Vec<f32> = error
+            .lower_equal(tolerance)
+            .float()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let mask: Vec<f32> = consistency_mask(&forward, &backward)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let apart = mask.iter().zip(&reference).filter(|(a, b)| a != b).count();
+        let consistent = reference.iter().filter(|&&m| m == 1.0).count();
+        assert!(
+            consistent > mask.len() / 10 && consistent < mask.len(),
+            "{consistent}"
+        );
+        assert!(
+            apart * 200 <= mask.len(),
+            "{apart} of {} pixels apart",
+            mask.len()
+        );
+
+        let grey = |seed: usize| {
+            let values: Vec<f32> = (0..w * h)
+                .map(|i| ((i * 31 + seed * 17) % 256) as f32)
+                .collect();
+            Tensor::<1>::from_floats(values.as_slice(), &device).reshape([1, 1, h, w])
+        };
+        let (previous, current) = (grey(1), grey(2));
+        let reference: f32 = warp(previous.clone(), &backward)
+            .sub(current.clone())
+            .abs()
+            .mean()
+            .into_scalar();
+        let difference = mean_warp_difference(&previous, &current, &backward);
+        assert!(
+            (difference - reference).abs() <= 1e-4 * reference,
+            "{difference} against {reference}"
         );
     }
 
