@@ -230,7 +230,7 @@ fn run_zoom(
     (1..params.frames)
         .map(|k| {
             let motion = params.motion_at(k).unwrap();
-            let start = transform(&frames[k - 1], &motion, &device).unwrap();
+            let start = transform(&frames[k - 1], &motion);
             (start, frames[k].clone())
         })
         .collect()

@@ -1,7 +1,7 @@
 //! The endless zoom of Google's notebook: each frame is the previous one, zoomed (and
 //! optionally turned and panned) a little, then dreamed again.
 
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::Device;
 use image::RgbImage;
 
 use crate::control::Direction;
@@ -9,9 +9,9 @@ use crate::control::keyframes::Param;
 use crate::engine::snapshot::Snapshot;
 use crate::error::{Error, Result};
 use crate::media::colour::{ColourStats, match_colours};
-use crate::media::flow::warp;
+use crate::media::flow::resample;
 use crate::media::work_dir::WorkDir;
-use crate::modes::animation::{FrameDreamers, FrameProgress, FrameSettings, to_image, to_tensor};
+use crate::modes::animation::{FrameDreamers, FrameProgress, FrameSettings};
 use crate::modes::dream::DreamParams;
 use crate::networks::network::Network;
 
@@ -99,31 +99,18 @@ impl ZoomParams {
 
 /// `image` moved by one frame of the zoom: the output pixel `p` shows the input at
 /// `c + R(p − c) / zoom + pan`, `c` the centre and `R` the turn (bilinear, edges repeated).
-pub fn transform(image: &RgbImage, params: &ZoomParams, device: &Device) -> Result<RgbImage> {
-    let (w, h) = (image.width() as usize, image.height() as usize);
+pub fn transform(image: &RgbImage, params: &ZoomParams) -> RgbImage {
+    let (w, h) = image.dimensions();
     let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
     let (sin, cos) = params.rotate.to_radians().sin_cos();
-    let xs = Tensor::<1, Int>::arange(0..w as i64, device)
-        .float()
-        .sub_scalar(cx)
-        .reshape([1, 1, 1, w]);
-    let ys = Tensor::<1, Int>::arange(0..h as i64, device)
-        .float()
-        .sub_scalar(cy)
-        .reshape([1, 1, h, 1]);
     let scale = 1.0 / params.zoom;
-    // Source position minus output position, per pixel.
-    let dx = xs
-        .clone()
-        .mul_scalar(cos * scale - 1.0)
-        .add(ys.clone().mul_scalar(-sin * scale))
-        .add_scalar(params.pan[0]);
-    let dy = xs
-        .mul_scalar(sin * scale)
-        .add(ys.mul_scalar(cos * scale - 1.0))
-        .add_scalar(params.pan[1]);
-    let flow = Tensor::cat(vec![dx.expand([1, 1, h, w]), dy.expand([1, 1, h, w])], 1);
-    to_image(warp(to_tensor(image, device), &flow))
+    resample(image, |x, y| {
+        let (x, y) = (x - cx, y - cy);
+        (
+            cx + (cos * x - sin * y) * scale + params.pan[0],
+            cy + (sin * x + cos * y) * scale + params.pan[1],
+        )
+    })
 }
 
 /// Makes the zoom's frames from `source` into `work`, dreaming only those an earlier run did
@@ -198,7 +185,7 @@ pub fn zoom_watched(
         n => work.finished_frame(n - 1)?,
     };
     for index in done.max(1)..params.frames {
-        let start = transform(&previous, &params.motion_at(index)?, device)?;
+        let start = transform(&previous, &params.motion_at(index)?);
         let mut frame = dreamers.dream_watched(index, &start, false, |s| {
             observer(&Snapshot::new(
                 report(index, Some(s.progress), false),
@@ -223,13 +210,12 @@ mod tests {
 
     #[test]
     fn zooming_by_two_shows_the_centre_twice_as_large() {
-        let device = Device::flex();
         let image = RgbImage::from_fn(9, 9, |x, y| image::Rgb([(x * 20) as u8, (y * 20) as u8, 7]));
         let params = ZoomParams {
             zoom: 2.0,
             ..ZoomParams::default()
         };
-        let zoomed = transform(&image, &params, &device).unwrap();
+        let zoomed = transform(&image, &params);
         // The centre stays; a pixel 2 to the right of it shows the pixel 1 to the right.
         assert_eq!(zoomed.get_pixel(4, 4), image.get_pixel(4, 4));
         assert_eq!(zoomed.get_pixel(6, 4), image.get_pixel(5, 4));
@@ -238,14 +224,13 @@ mod tests {
 
     #[test]
     fn a_quarter_turn_and_a_pan_move_pixels_where_expected() {
-        let device = Device::flex();
         let image = RgbImage::from_fn(9, 9, |x, y| image::Rgb([(x * 20) as u8, (y * 20) as u8, 7]));
         let turn = ZoomParams {
             zoom: 1.0,
             rotate: 90.0,
             ..ZoomParams::default()
         };
-        let turned = transform(&image, &turn, &device).unwrap();
+        let turned = transform(&image, &turn);
         // Counter-clockwise: what was below the centre is now to its right.
         assert_eq!(turned.get_pixel(6, 4), image.get_pixel(4, 6));
         let pan = ZoomParams {
@@ -253,7 +238,7 @@ mod tests {
             pan: [2.0, -1.0],
             ..ZoomParams::default()
         };
-        let panned = transform(&image, &pan, &device).unwrap();
+        let panned = transform(&image, &pan);
         assert_eq!(panned.get_pixel(3, 5), image.get_pixel(5, 4));
     }
 }

@@ -15,7 +15,7 @@ use image::{GrayImage, RgbImage};
 
 pub use dis::{DisParams, dis};
 pub use farneback::{FarnebackParams, farneback, farneback_both};
-pub use warp::{add_carried_difference, consistency_mask, mean_warp_difference, warp};
+pub use warp::{add_carried_difference, consistency_mask, mean_warp_difference, resample, warp};
 
 use crate::error::{Error, Result};
 

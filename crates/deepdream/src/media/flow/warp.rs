@@ -40,19 +40,52 @@ impl Along<'_> {
     fn corners(&self, p: usize) -> [(usize, f32); 4] {
         let (w, h) = (self.width, self.height);
         let (row, col) = (p / w, p % w);
-        let x = (col as f32 + self.flow[p]).clamp(0.0, (w - 1) as f32);
-        let y = (row as f32 + self.flow[w * h + p]).clamp(0.0, (h - 1) as f32);
-        // Not negative after the clamp: truncation is the floor.
-        let (x0, y0) = (x as usize, y as usize);
-        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-        [
-            (y0 * w + x0, (1.0 - fx) * (1.0 - fy)),
-            (y0 * w + x1, fx * (1.0 - fy)),
-            (y1 * w + x0, (1.0 - fx) * fy),
-            (y1 * w + x1, fx * fy),
-        ]
+        corners_at(
+            col as f32 + self.flow[p],
+            row as f32 + self.flow[w * h + p],
+            w,
+            h,
+        )
     }
+}
+
+/// The pixels (as indices into a `w` x `h` plane) around position `(x, y)` and their
+/// bilinear shares, positions past the edge moved onto it.
+fn corners_at(x: f32, y: f32, w: usize, h: usize) -> [(usize, f32); 4] {
+    let x = x.clamp(0.0, (w - 1) as f32);
+    let y = y.clamp(0.0, (h - 1) as f32);
+    // Not negative after the clamp: truncation is the floor.
+    let (x0, y0) = (x as usize, y as usize);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    [
+        (y0 * w + x0, (1.0 - fx) * (1.0 - fy)),
+        (y0 * w + x1, fx * (1.0 - fy)),
+        (y1 * w + x0, (1.0 - fx) * fy),
+        (y1 * w + x1, fx * fy),
+    ]
+}
+
+/// `image` resampled: output pixel `(x, y)` shows the input at `source(x, y)` (bilinear,
+/// edges repeated, rounded to 8 bits), in one pass over the pixels.
+pub fn resample(image: &RgbImage, source: impl Fn(f32, f32) -> (f32, f32) + Sync) -> RgbImage {
+    let (width, height) = image.dimensions();
+    let (w, h) = (width as usize, height as usize);
+    let input = image.as_raw();
+    let mut out = vec![0u8; input.len()];
+    out.par_chunks_mut(3 * w)
+        .enumerate()
+        .for_each(|(row, out)| {
+            for col in 0..w {
+                let (x, y) = source(col as f32, row as f32);
+                let corners = corners_at(x, y, w, h);
+                for c in 0..3 {
+                    let value = sample(&corners, |at| input[3 * at + c] as f32);
+                    out[3 * col + c] = value.round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        });
+    RgbImage::from_raw(width, height, out).expect("three values per pixel")
 }
 
 /// A plane's value (through `value`, by index) interpolated from `corners` (see
@@ -224,6 +257,39 @@ mod tests {
             .map(|i| (((i + seed) * 7919 % 997) as f32 / 997.0 - 0.5) * 12.0)
             .collect();
         Tensor::<1>::from_floats(values.as_slice(), device).reshape([1, 2, h, w])
+    }
+
+    /// Resampling a picture gives what [`warp`] gives its tensor along the same flow, to
+    /// within a level where float rounding lands on the other side of a half.
+    #[test]
+    fn resampling_is_warping() {
+        use crate::networks::network::Preprocess;
+        let device = Device::flex();
+        let (w, h) = (31usize, 19usize);
+        let image = RgbImage::from_fn(w as u32, h as u32, |x, y| {
+            image::Rgb([(x * 8) as u8, (y * 13) as u8, ((x * y) % 256) as u8])
+        });
+        let flow = test_flow(h, w, 3, &device);
+        let values: Vec<f32> = flow.clone().into_data().try_to_vec().unwrap();
+        let fast = resample(&image, |x, y| {
+            let p = y as usize * w + x as usize;
+            (x + values[p], y + values[w * h + p])
+        });
+        let warped = warp(Preprocess::PIXELS.apply(&image, &device), &flow);
+        let reference = Preprocess::PIXELS.invert(warped).unwrap();
+        let off: Vec<i32> = fast
+            .as_raw()
+            .iter()
+            .zip(reference.as_raw())
+            .map(|(f, r)| (*f as i32 - *r as i32).abs())
+            .collect();
+        assert!(off.iter().all(|&d| d <= 1), "at most a level apart");
+        let apart = off.iter().filter(|&&d| d > 0).count();
+        assert!(
+            apart * 200 <= off.len(),
+            "{apart} of {} values a level apart",
+            off.len()
+        );
     }
 
     /// The one-pass mask and warp difference give what the same tensors give through
