@@ -115,7 +115,7 @@ impl Motion {
         let b = grey_tensor(&luma(current), device);
         let (forward, backward) = flow.estimate_both_on(&a, &b, flow_device);
         let mask = consistency_mask(&forward, &backward);
-        let residual = residual(a, b, &backward);
+        let residual = mean_warp_difference(&a, &b, &backward);
         Motion {
             backward,
             mask,
@@ -152,7 +152,7 @@ impl Motion {
         let (a, b) = (small(previous), small(current));
         let (forward, backward) = flow.estimate_both_on(&a, &b, flow_device);
         let mask = consistency_mask(&forward, &backward);
-        let residual = residual(a, b, &backward);
+        let residual = mean_warp_difference(&a, &b, &backward);
         let up = |t: Tensor<4>| transform::resize(t, h as usize, w as usize, false);
         let factors =
             Tensor::<1>::from_floats([w as f32 / sw as f32, h as f32 / sh as f32], device)
@@ -175,7 +175,7 @@ impl Motion {
         let a = grey_tensor(&luma(previous), device);
         let b = grey_tensor(&luma(current), device);
         let backward = flow.estimate(&b, &a);
-        residual(a, b, &backward)
+        mean_warp_difference(&a, &b, &backward)
     }
 
     /// `image` (a picture on the previous frame's pixels, `[1, C, H, W]`) moved onto the
@@ -183,11 +183,6 @@ impl Motion {
     pub fn carry(&self, image: Tensor<4>) -> Tensor<4> {
         warp(image, &self.backward)
     }
-}
-
-/// Mean grey difference between `current` and `previous` moved along `backward`.
-fn residual(previous: Tensor<4>, current: Tensor<4>, backward: &Tensor<4>) -> f32 {
-    mean_warp_difference(&previous, &current, backward)
 }
 
 /// The previous frame's dream difference moved onto `input` along `motion`, masked where
