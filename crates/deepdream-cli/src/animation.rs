@@ -552,6 +552,9 @@ struct FrameReporter {
     started: Instant,
     dreamed: usize,
     total: usize,
+    /// When the first frame dreamed here was done (a film's first frame is a full dream;
+    /// the frames after it show the film's rate).
+    first_done: Option<Instant>,
 }
 
 impl FrameReporter {
@@ -561,6 +564,7 @@ impl FrameReporter {
             started: Instant::now(),
             dreamed: 0,
             total,
+            first_done: None,
         }
     }
 
@@ -575,14 +579,20 @@ impl FrameReporter {
             return;
         }
         self.dreamed += 1;
+        self.first_done.get_or_insert_with(Instant::now);
         if p.fresh && p.frame > 0 {
             self.bar
                 .suspend(|| note!("Scene cut at frame {}: dreamed afresh", p.frame + 1));
         }
         let per_frame = self.started.elapsed().as_secs_f64() / self.dreamed as f64;
         let left = self.total.saturating_sub(p.frame + 1) as f64 * per_frame;
+        let time = if per_frame < 1.0 {
+            format!("{:.0} ms/frame", per_frame * 1e3)
+        } else {
+            format!("{per_frame:.1} s/frame")
+        };
         let line = format!(
-            "frame {}/{} done ({per_frame:.1} s/frame, ETA {})",
+            "frame {}/{} done ({time}, ETA {})",
             p.frame + 1,
             if self.total > 0 {
                 self.total.to_string()
@@ -598,7 +608,22 @@ impl FrameReporter {
         }
     }
 
+    /// Ends the progress bar, and says how fast the frames after the first were dreamed.
     fn finish(&self) {
         self.bar.finish_and_clear();
+        if let Some(first_done) = self.first_done
+            && self.dreamed > 1
+        {
+            let first = first_done.duration_since(self.started).as_secs_f64();
+            let rest = first_done.elapsed().as_secs_f64();
+            note!(
+                "Dreamed {} frames in {}: the first in {}, the {} after it at {:.1} frames a second",
+                self.dreamed,
+                human_duration(first + rest),
+                human_duration(first),
+                self.dreamed - 1,
+                (self.dreamed - 1) as f64 / rest.max(1e-9)
+            );
+        }
     }
 }

@@ -120,7 +120,14 @@ fn a_video_keeps_its_frames_rate_and_size() {
         output.to_str().unwrap(),
     ];
     args.extend(quick(weights.to_str().unwrap()));
-    assert_success(&deepdream(dir.path(), &args));
+    let run = deepdream(dir.path(), &args);
+    assert_success(&run);
+    // The rate of the frames after the first (a full dream) is said at the end.
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("Dreamed 120 frames in ") && stderr.contains("the 119 after it at "),
+        "{stderr}"
+    );
     let before = ffmpeg::probe(&input).unwrap();
     let after = ffmpeg::probe(&output).unwrap();
     assert_eq!((after.width, after.height), (176, 144));
