@@ -14,7 +14,7 @@
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::tensors::{flow_tensor, grey_values};
+use super::tensors::{flow_tensor, plane_values};
 
 /// Width of the replicated border around the second image, so patches may leave it.
 const BORDER: usize = 16;
@@ -67,7 +67,7 @@ pub fn dis(prev: &Tensor<4>, next: &Tensor<4>, params: &DisParams) -> Tensor<4> 
     let bytes = |image: &Tensor<4>| Plane {
         width,
         height,
-        values: grey_values(image)
+        values: plane_values(image)
             .iter()
             .map(|&v| v.round().clamp(0.0, 255.0) as u8)
             .collect(),

@@ -11,7 +11,7 @@
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::tensors::{flow_tensor, grey_values};
+use super::tensors::{flow_tensor, plane_values};
 
 /// Smallest pyramid level side that is used (smaller levels are skipped, as in OpenCV).
 const MIN_LEVEL_SIDE: usize = 32;
@@ -257,7 +257,7 @@ impl Pyramid {
         let image = Field {
             width,
             height,
-            values: grey_values(image).into_iter().map(|v| [v]).collect(),
+            values: plane_values(image).into_iter().map(|v| [v]).collect(),
         };
         let expansion = PolynomialExpansion::new(params.poly_n, params.poly_sigma);
         let levels = levels(params, width, height)

@@ -17,7 +17,7 @@ use super::FlowDevice;
 use super::farneback::{
     FarnebackParams, PolynomialExpansion, blur_mirrors, box_side, gaussian_kernel, levels,
 };
-use super::tensors::{flow_tensor, grey_values};
+use super::tensors::{flow_tensor, plane_values};
 use crate::backend::cuda::Gpu;
 use crate::backend::cuda::kernels::compile_cached;
 use crate::error::{Error, Result};
@@ -359,8 +359,8 @@ impl FlowDevice for GpuFlow {
             buffers: Vec::new(),
         };
         let frames = [
-            passes.upload(&grey_values(a))?,
-            passes.upload(&grey_values(b))?,
+            passes.upload(&plane_values(a))?,
+            passes.upload(&plane_values(b))?,
         ];
         let flows = flows_both(&mut passes, frames, height, width, params)?;
         let plane = height * width;
@@ -449,7 +449,7 @@ mod tests {
     use super::*;
     use crate::backend::cuda::kernels::{assert_compiles, host_build};
     use crate::media::flow::farneback_both;
-    use crate::media::flow::tensors::grey_values as values;
+    use crate::media::flow::tensors::plane_values as values;
 
     /// NVRTC needs no GPU: wherever it is installed, the kernels must compile.
     #[test]

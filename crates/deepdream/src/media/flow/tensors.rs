@@ -2,13 +2,14 @@
 
 use burn::tensor::{Device, Tensor};
 
-/// The values of a grey image (`[1, 1, H, W]`), row by row: what the flow kernels read.
-pub(super) fn grey_values(image: &Tensor<4>) -> Vec<f32> {
-    image
+/// The values of a `[1, C, H, W]` tensor (a grey image, a flow, a weight), plane after
+/// plane, row by row: what the flow kernels read.
+pub(super) fn plane_values(tensor: &Tensor<4>) -> Vec<f32> {
+    tensor
         .clone()
         .into_data()
         .try_to_vec::<f32>()
-        .expect("grey images hold floats")
+        .expect("grey images, flows and weights hold floats")
 }
 
 /// A flow as a `[1, 2, H, W]` tensor on `device`, from its horizontal then its vertical

@@ -5,6 +5,8 @@ use burn::tensor::{Int, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
 
+use super::tensors::plane_values;
+
 /// `image` (`[N, C, H, W]`) sampled at `p + flow(p)` for every pixel `p` (bilinear, edges
 /// repeated): with the flow from frame B to frame A, this brings A onto B.
 pub fn warp(image: Tensor<4>, flow: &Tensor<4>) -> Tensor<4> {
@@ -94,15 +96,6 @@ fn sample(corners: &[(usize, f32); 4], value: impl Fn(usize) -> f32) -> f32 {
     corners.iter().map(|&(at, share)| value(at) * share).sum()
 }
 
-/// A tensor's values (a flow's, a weight's, a grey image's).
-fn values(tensor: &Tensor<4>) -> Vec<f32> {
-    tensor
-        .clone()
-        .into_data()
-        .try_to_vec()
-        .expect("flows, weights and grey images hold floats")
-}
-
 /// `base(p) + scale · weight(p) · (a − b)(p + flow(p))` for every pixel `p` and channel,
 /// rounded and clamped to 8 bits: the difference of two pictures of `base`'s size carried
 /// along `flow` (`[1, 2, H, W]`, sampled as [`warp`] samples: bilinear, edges repeated) and
@@ -117,7 +110,7 @@ pub fn add_carried_difference(
 ) -> RgbImage {
     let (width, height) = base.dimensions();
     let w = width as usize;
-    let (flow, weight) = (values(flow), values(weight));
+    let (flow, weight) = (plane_values(flow), plane_values(weight));
     let along = Along {
         flow: &flow,
         width: w,
@@ -149,7 +142,11 @@ pub fn add_carried_difference(
 /// flow explains the change between two frames, in one pass over the pixels.
 pub fn mean_warp_difference(previous: &Tensor<4>, current: &Tensor<4>, flow: &Tensor<4>) -> f32 {
     let [_, _, height, width] = flow.dims();
-    let (previous, current, flow) = (values(previous), values(current), values(flow));
+    let (previous, current, flow) = (
+        plane_values(previous),
+        plane_values(current),
+        plane_values(flow),
+    );
     let along = Along {
         flow: &flow,
         width,
@@ -185,7 +182,7 @@ pub(super) fn sample_positions(flow: &Tensor<4>) -> (Tensor<4>, Tensor<4>) {
 pub fn consistency_mask(forward: &Tensor<4>, backward: &Tensor<4>) -> Tensor<4> {
     let [_, _, height, width] = backward.dims();
     let plane = width * height;
-    let (forward, backward_values) = (values(forward), values(backward));
+    let (forward, backward_values) = (plane_values(forward), plane_values(backward));
     let along = Along {
         flow: &backward_values,
         width,
