@@ -423,7 +423,7 @@ impl Executor {
             ascent,
             ..
         } = image;
-        let (shape, wanted) = (prepared.shape(), prepared.plan.wanted.clone());
+        let shape = prepared.shape();
         let stream = &handles.stream;
         let kernels = &handles.kernels;
         let (height, width) = (shape.height as u64, shape.width as u64);
@@ -437,9 +437,11 @@ impl Executor {
             Arg::Count(width),
         ];
         let mut run = self.run(handles, weights, prepared, recording);
+        // The plan outlives the run's borrow: its wanted values need no copy each step.
+        let plan = run.plan;
         run.launch(&kernels.roll, shape.len(), &args)?;
         run.forward()?;
-        run.backward(&wanted, &Seeds::Device(losses))?;
+        run.backward(&plan.wanted, &Seeds::Device(losses))?;
         let (total, gradient) = (run.buffers.total_address(stream), run.gradient_address(0));
         // No mask is a null address: every pixel weighs 1.
         let mask = change.as_ref().map_or(0, |mask| address(mask, stream));
