@@ -576,7 +576,7 @@ fn replayed_steps_equal_launched_ones() {
 #[test]
 fn farneback_on_the_gpu_gives_the_cpus_flows() {
     let Some(gpu) = gpu() else { return };
-    let flow = GpuFlow::new(gpu).unwrap();
+    let flow = GpuFlow::new(&gpu).unwrap();
     let device = Device::flex();
     let [a, b] = ["pair1_a.png", "pair1_b.png"].map(|name| {
         let path = common::fixture("flow").join(name);

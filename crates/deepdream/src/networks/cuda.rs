@@ -34,7 +34,6 @@ pub struct CudaNetwork {
     /// memory drops as the stream's memory pool keeps what the first gradients freed, and a
     /// budget read every step would change the dream's tiling between steps.
     budget: u64,
-    gpu: Arc<Gpu>,
     /// Farnebäck's flow on the GPU, made when a film first needs it (`None` where it could
     /// not be, or [`FLOW_VARIABLE`] keeps the flow on the CPU).
     flow: OnceLock<Option<GpuFlow>>,
@@ -64,14 +63,13 @@ impl CudaNetwork {
                 layer.bytes_per_pixel = bytes as f32;
             }
         }
-        let executor = Executor::new(gpu.clone(), graph, precision);
+        let executor = Executor::new(gpu, graph, precision);
         Ok(CudaNetwork {
             executor,
             inner: network,
             values,
             layers,
             budget,
-            gpu,
             flow: OnceLock::new(),
         })
     }
@@ -121,7 +119,7 @@ impl Network for CudaNetwork {
             if std::env::var(FLOW_VARIABLE).is_ok_and(|value| value == "0") {
                 return None;
             }
-            GpuFlow::new(self.gpu.clone())
+            GpuFlow::new(self.executor.gpu())
                 .inspect_err(|error| {
                     eprintln!("deepdream: the optical flow runs on the CPU ({error})")
                 })

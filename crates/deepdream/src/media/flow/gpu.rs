@@ -125,22 +125,21 @@ pub(crate) fn flows_both(
     let [linear, coupling, square, cross] = expansion.inverse;
     // Each frame's polynomials on each level, coarsest first.
     let mut pyramids = [Vec::new(), Vec::new()];
+    let size = [height as u64, width as u64];
     for level in &levels {
         let kernel = gaussian_kernel(level.blur_sigma());
-        let blur = passes.upload(&kernel)?;
+        let filter = FlowArgs {
+            weights: passes.upload(&kernel)?,
+            taps: kernel.len() as u64,
+            height: size[0],
+            width: size[1],
+            n: size[0] * size[1],
+            ..FlowArgs::default()
+        };
         let (h, w) = (level.height as u64, level.width as u64);
         for (frame, pyramid) in frames.iter().zip(&mut pyramids) {
-            let size = [height as u64, width as u64];
             let across = passes.zeros(height * width)?;
             let blurred = passes.zeros(height * width)?;
-            let filter = FlowArgs {
-                weights: blur,
-                taps: kernel.len() as u64,
-                height: size[0],
-                width: size[1],
-                n: size[0] * size[1],
-                ..FlowArgs::default()
-            };
             passes.run(
                 Kernel::Columns,
                 FlowArgs {
@@ -245,13 +244,13 @@ fn flow(
             ..FlowArgs::default()
         };
         passes.run(Kernel::Update, update)?;
+        let box_args = FlowArgs {
+            taps: side,
+            height: h,
+            width: w,
+            ..FlowArgs::default()
+        };
         for iteration in 0..params.iterations {
-            let box_args = FlowArgs {
-                taps: side,
-                height: h,
-                width: w,
-                ..FlowArgs::default()
-            };
             passes.run(
                 Kernel::BoxColumns,
                 FlowArgs {
@@ -304,7 +303,6 @@ fn resize(
 
 /// Farnebäck's flow on one GPU: the kernels loaded, and a stream of their own.
 pub struct GpuFlow {
-    gpu: Arc<Gpu>,
     stream: Arc<CudaStream>,
     functions: Vec<CudaFunction>,
     _module: Arc<CudaModule>,
@@ -312,7 +310,7 @@ pub struct GpuFlow {
 
 impl GpuFlow {
     /// The kernels compiled for `gpu` (or read from the GPU cache) and loaded there.
-    pub fn new(gpu: Arc<Gpu>) -> Result<GpuFlow> {
+    pub fn new(gpu: &Gpu) -> Result<GpuFlow> {
         let cubin = compile_cached(SOURCE, gpu.info.capability, &crate::home::gpu_cache_dir())?;
         let driver = |e: cudarc::driver::DriverError| {
             Error::Device(format!("cannot load the optical flow's CUDA kernels: {e}"))
@@ -330,7 +328,6 @@ impl GpuFlow {
             .map(|kernel| module.load_function(kernel.name()).map_err(driver))
             .collect::<Result<_>>()?;
         Ok(GpuFlow {
-            gpu,
             stream,
             functions,
             _module: module,
@@ -370,12 +367,6 @@ impl FlowDevice for GpuFlow {
             Ok::<_, Error>(flow_tensor(u.to_vec(), v.to_vec(), height, width, &device))
         });
         Ok((forward?, backward?))
-    }
-}
-
-impl std::fmt::Debug for GpuFlow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GpuFlow({:?})", self.gpu)
     }
 }
 

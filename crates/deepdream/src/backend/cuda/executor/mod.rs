@@ -123,6 +123,11 @@ impl Executor {
         }
     }
 
+    /// The GPU it runs on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
     /// The executor with kept images' steps replayed as CUDA graphs or not (by default they
     /// are, unless [`GRAPHS_VARIABLE`] is `0`).
     pub fn with_graphs(self, graphs: bool) -> Executor {
