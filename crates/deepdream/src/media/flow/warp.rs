@@ -74,16 +74,28 @@ pub fn resample(image: &RgbImage, source: impl Fn(f32, f32) -> (f32, f32) + Sync
     let (width, height) = image.dimensions();
     let (w, h) = (width as usize, height as usize);
     let input = image.as_raw();
-    let mut out = vec![0u8; input.len()];
+    rgb_pixels(width, height, |col, row| {
+        let (x, y) = source(col as f32, row as f32);
+        let corners = corners_at(x, y, w, h);
+        [0, 1, 2].map(|c| sample(&corners, |at| input[3 * at + c] as f32))
+    })
+}
+
+/// A `width` x `height` picture whose pixel at `(column, row)` is `pixel(column, row)`,
+/// rounded and clamped to 8 bits, the rows made in parallel.
+fn rgb_pixels(
+    width: u32,
+    height: u32,
+    pixel: impl Fn(usize, usize) -> [f32; 3] + Sync,
+) -> RgbImage {
+    let w = width as usize;
+    let mut out = vec![0u8; 3 * w * height as usize];
     out.par_chunks_mut(3 * w)
         .enumerate()
         .for_each(|(row, out)| {
-            for col in 0..w {
-                let (x, y) = source(col as f32, row as f32);
-                let corners = corners_at(x, y, w, h);
-                for c in 0..3 {
-                    let value = sample(&corners, |at| input[3 * at + c] as f32);
-                    out[3 * col + c] = value.round().clamp(0.0, 255.0) as u8;
+            for (col, out) in out.chunks_exact_mut(3).enumerate() {
+                for (out, value) in out.iter_mut().zip(pixel(col, row)) {
+                    *out = value.round().clamp(0.0, 255.0) as u8;
                 }
             }
         });
@@ -116,25 +128,16 @@ pub fn add_carried_difference(
         width: w,
         height: height as usize,
     };
-    let (a, b) = (a.as_raw(), b.as_raw());
-    let mut out = vec![0u8; base.as_raw().len()];
-    out.par_chunks_mut(3 * w)
-        .zip(base.as_raw().par_chunks(3 * w))
-        .enumerate()
-        .for_each(|(row, (out, base))| {
-            for col in 0..w {
-                let p = row * w + col;
-                let factor = scale * weight[p];
-                let corners = along.corners(p);
-                for c in 0..3 {
-                    let difference =
-                        sample(&corners, |at| a[3 * at + c] as f32 - b[3 * at + c] as f32);
-                    let value = base[3 * col + c] as f32 + difference * factor;
-                    out[3 * col + c] = value.round().clamp(0.0, 255.0) as u8;
-                }
-            }
-        });
-    RgbImage::from_raw(width, height, out).expect("three values per pixel")
+    let (a, b, base) = (a.as_raw(), b.as_raw(), base.as_raw());
+    rgb_pixels(width, height, |col, row| {
+        let p = row * w + col;
+        let factor = scale * weight[p];
+        let corners = along.corners(p);
+        [0, 1, 2].map(|c| {
+            let difference = sample(&corners, |at| a[3 * at + c] as f32 - b[3 * at + c] as f32);
+            base[3 * p + c] as f32 + difference * factor
+        })
+    })
 }
 
 /// The mean absolute difference between `current` and `previous` sampled along `flow` (grey
