@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use burn::tensor::{Distribution, Tensor, TensorData};
 use common::{model, photo_crop, relative_l2_error, test_network, vgg16};
-use deepdream::backend::cuda::executor::{Loss, bytes_per_pixel, describe};
+use deepdream::backend::cuda::executor::{DeviceOctaves, Loss, bytes_per_pixel, describe};
 use deepdream::backend::cuda::libraries::{Library, find_library};
 use deepdream::backend::cuda::{Depthwise, Executor, Gpu, KeptSteps, Precision};
 use deepdream::backend::graph::Shape;
 use deepdream::engine::objective::{Objective, Term, gram};
+use deepdream::engine::octaves;
 use deepdream::media::flow::gpu::GpuFlow;
 use deepdream::media::flow::{FarnebackParams, FlowDevice, farneback_both, grey_tensor};
 use deepdream::networks::cuda::CudaNetwork;
@@ -465,13 +466,12 @@ fn objective_gradients_match_the_cpu() {
 }
 
 /// A kept image of VGG16's default layer: a 96x128 crop of the test photo, its objective and
-/// ascent, ready for `Executor::upload_image`.
+/// ascent, ready for `Executor::upload_octaves`.
 struct KeptSetup {
     network: Box<dyn Network>,
     value: usize,
     shape: Shape,
     values: Vec<f32>,
-    loss: QuadraticLoss,
     ascent: NormalisedAscent,
 }
 
@@ -492,19 +492,11 @@ impl KeptSetup {
         let preprocess = network.preprocess();
         let image = preprocess.apply(&photo_crop(10, 10, 128), &device);
         let image = deepdream::engine::transform::resize(image, 96, 128, true);
-        let (graph, layers) = network.cuda_graph().unwrap();
-        let value = layers[layer].unwrap();
-        let output = graph.plan(shape, &[value]).unwrap().shapes[value].unwrap();
+        let (_, layers) = network.cuda_graph().unwrap();
         KeptSetup {
-            value,
+            value: layers[layer].unwrap(),
             shape,
             values: image.into_data().try_to_vec().unwrap(),
-            loss: QuadraticLoss {
-                quadratic: vec![1.0; output.channels],
-                linear: vec![0.0; output.channels],
-                rows: 0..output.height,
-                cols: 0..output.width,
-            },
             ascent: NormalisedAscent {
                 step_size: 1.5,
                 units: preprocess.value_per_pixel_level(),
@@ -519,25 +511,47 @@ impl KeptSetup {
         Executor::new(gpu.clone(), graph, Precision::Fp32).with_graphs(graphs)
     }
 
-    /// Six steps of different shifts on the image uploaded to `executor`; the image after
-    /// them, and whether its steps replayed a graph from the first.
-    fn dream(&self, executor: &Executor) -> (Vec<f32>, bool) {
+    /// The default layer's whole quadratic loss on a `shape` picture.
+    fn loss(&self, shape: Shape) -> QuadraticLoss {
+        let (graph, _) = self.network.cuda_graph().unwrap();
+        let output = graph.plan(shape, &[self.value]).unwrap().shapes[self.value].unwrap();
+        QuadraticLoss {
+            quadratic: vec![1.0; output.channels],
+            linear: vec![0.0; output.channels],
+            rows: 0..output.height,
+            cols: 0..output.width,
+        }
+    }
+
+    /// Sets the steps of `octaves`' octave under way (of `shape`) on `executor`.
+    fn aim(&self, executor: &Executor, octaves: &mut DeviceOctaves, shape: Shape) {
+        let loss = self.loss(shape);
         let steps = KeptSteps {
             wanted: &[self.value],
-            losses: std::slice::from_ref(&self.loss),
+            losses: std::slice::from_ref(&loss),
             ascent: self.ascent,
             change: None,
         };
-        let mut kept = executor
-            .upload_image(&self.values, self.shape, steps)
+        executor.aim(octaves, steps).unwrap();
+    }
+
+    /// Six steps of different shifts on the image uploaded to `executor` as one octave; the
+    /// image after them, and whether its steps replayed a graph from the first.
+    fn dream(&self, executor: &Executor) -> (Vec<f32>, bool) {
+        let size = [(self.shape.height, self.shape.width)];
+        let mut octaves = executor
+            .upload_octaves(&self.values, self.shape, &size)
             .unwrap();
+        executor.next_octave(&mut octaves).unwrap();
+        self.aim(executor, &mut octaves, self.shape);
+        let kept = octaves.image_mut().unwrap();
         let replayed_from_the_first = kept.replays();
         for shift in [[0, 0], [3, 5], [90, 7], [1, 120], [50, 60], [95, 127]] {
-            executor.ascend(&mut kept, shift).unwrap();
+            executor.ascend(kept, shift).unwrap();
         }
-        assert!(executor.finite(&kept).unwrap());
-        let image = executor.download_image(&kept).unwrap();
-        executor.give_back(kept);
+        assert!(executor.finite(octaves.image().unwrap()).unwrap());
+        let image = executor.download_octave(&octaves).unwrap();
+        executor.give_back_octaves(octaves);
         (image, replayed_from_the_first)
     }
 }
@@ -569,6 +583,55 @@ fn replayed_steps_equal_launched_ones() {
     assert!(change > 1e-3, "the steps changed the image");
     assert!(error < 1e-5, "{error}");
     assert!(again < 1e-5, "{again}");
+}
+
+/// A picture's octaves on the GPU begin as the engine's do (`octaves::start`): the first from
+/// the picture scaled down twice, each later one from its base plus the detail that the
+/// octave before's steps added, scaled up; no octave after the last.
+#[test]
+fn octaves_on_the_gpu_begin_as_the_engines() {
+    let Some(gpu) = gpu() else { return };
+    let setup = KeptSetup::new();
+    let executor = setup.executor(&gpu, true);
+    let sizes = octaves::sizes(128, 96, 3, 1.4, 32).unwrap();
+    assert_eq!(sizes.len(), 3);
+    let mut kept = executor
+        .upload_octaves(&setup.values, setup.shape, &sizes)
+        .unwrap();
+    let device = Device::flex();
+    let tensor = |values: Vec<f32>, (height, width): (usize, usize)| {
+        Tensor::<4>::from_data(TensorData::new(values, [1, 3, height, width]), &device)
+    };
+    let bases = octaves::bases(tensor(setup.values.clone(), sizes[2]), &sizes);
+    let mut dreamed: Option<Tensor<4>> = None;
+    for (octave, &(height, width)) in sizes.iter().enumerate() {
+        executor.next_octave(&mut kept).unwrap();
+        let start = executor.download_octave(&kept).unwrap();
+        let before = dreamed.as_ref().map(|d| (d, &bases[octave - 1]));
+        let want = octaves::start(&bases[octave], before);
+        let error = relative_l2_error(&start, &want.into_data().try_to_vec::<f32>().unwrap());
+        println!(
+            "octave {octave} ({width}x{height}): start vs the engine's, relative L2 {error:.2e}"
+        );
+        assert!(error < 1e-5, "octave {octave}: {error:e}");
+        let shape = Shape {
+            channels: 3,
+            height,
+            width,
+        };
+        setup.aim(&executor, &mut kept, shape);
+        for shift in [[0, 0], [3, 5], [20, 7]] {
+            executor.ascend(kept.image_mut().unwrap(), shift).unwrap();
+        }
+        let after = executor.download_octave(&kept).unwrap();
+        assert!(
+            relative_l2_error(&after, &start) > 1e-4,
+            "the steps moved the picture"
+        );
+        dreamed = Some(tensor(after, (height, width)));
+    }
+    assert!(executor.next_octave(&mut kept).is_err());
+    executor.give_back_octaves(kept);
 }
 
 /// Farnebäck's flows on the GPU are the CPU's, both ways, on a real pair of frames scaled to

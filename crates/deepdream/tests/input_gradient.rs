@@ -12,7 +12,10 @@ use burn::tensor::{Distribution, Tensor};
 use common::{relative_l2_error, test_network};
 use deepdream::backend::ascend;
 use deepdream::engine::objective::{Objective, Term, gram};
-use deepdream::networks::network::{KeptImage, LayerLoss, NormalisedAscent, QuadraticLoss};
+use deepdream::engine::octaves;
+use deepdream::networks::network::{
+    KeptImage, KeptOctaves, LayerLoss, NormalisedAscent, QuadraticLoss,
+};
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network};
 
 /// A network that answers the hook: forward with autodiff, the loss's gradients at the
@@ -28,12 +31,17 @@ struct ViaHook {
     broken_from: usize,
 }
 
-/// A kept image's steps done as the GPU does them: roll, the quadratic losses' gradient
-/// through ⟨layer, its gradient⟩ (weighted by the change mask rolled as the picture was),
-/// its mean absolute value (over the mask's weight), the update (none for a gradient that is
-/// not finite, which is flagged, or a mask of no weight).
+/// A picture's octaves kept as the GPU keeps them: each octave begun from the one before
+/// (`octaves::start`), its steps done as the GPU does them: roll, the quadratic losses'
+/// gradient through ⟨layer, its gradient⟩ (weighted by the change mask rolled as the picture
+/// was), its mean absolute value (over the mask's weight), the update (none for a gradient
+/// that is not finite, which is flagged, or a mask of no weight).
 struct HostKept<'a> {
     hook: &'a ViaHook,
+    bases: Vec<Tensor<4>>,
+    /// The octave under way, and whether its steps are set.
+    octave: Option<usize>,
+    aimed: bool,
     image: Tensor<4>,
     layers: Vec<usize>,
     losses: Vec<QuadraticLoss>,
@@ -42,8 +50,34 @@ struct HostKept<'a> {
     finite: bool,
 }
 
+impl KeptOctaves for HostKept<'_> {
+    fn next_octave(&mut self) -> deepdream::Result<()> {
+        let next = self.octave.map_or(0, |octave| octave + 1);
+        let Some(base) = self.bases.get(next) else {
+            return Err(deepdream::Error::InvalidParameter("no octave left".into()));
+        };
+        let before = self.octave.map(|octave| (&self.image, &self.bases[octave]));
+        self.image = octaves::start(base, before);
+        self.octave = Some(next);
+        self.aimed = false;
+        Ok(())
+    }
+
+    fn aim(
+        &mut self,
+        losses: Vec<QuadraticLoss>,
+        change: Option<&Tensor<4>>,
+    ) -> deepdream::Result<()> {
+        self.losses = losses;
+        self.change = change.cloned();
+        self.aimed = true;
+        Ok(())
+    }
+}
+
 impl KeptImage for HostKept<'_> {
     fn step(&mut self, shift: [i64; 2]) -> deepdream::Result<()> {
+        assert!(self.aimed, "steps come after the octave's aim");
         let step = self.hook.kept_steps.fetch_add(1, Ordering::Relaxed);
         let area: f32 = match &self.change {
             Some(change) => change.clone().sum().into_scalar(),
@@ -127,26 +161,28 @@ impl Network for ViaHook {
     fn prepares_per_shape(&self) -> bool {
         true
     }
-    /// As the CUDA device, when it takes quadratic losses: whole steps on the kept image,
-    /// counted in `kept_steps`.
-    fn keep_image(
+    /// As the CUDA device, when it takes quadratic losses: whole dreams on the kept octaves,
+    /// their steps counted in `kept_steps`.
+    fn keep_octaves(
         &self,
         image: &Tensor<4>,
+        sizes: &[(usize, usize)],
         layers: &[usize],
-        losses: Vec<QuadraticLoss>,
         ascent: NormalisedAscent,
-        change: Option<&Tensor<4>>,
-    ) -> Option<deepdream::Result<Box<dyn KeptImage + '_>>> {
+    ) -> Option<deepdream::Result<Box<dyn KeptOctaves + '_>>> {
         self.quadratic.then(|| {
             Ok(Box::new(HostKept {
                 hook: self,
+                bases: octaves::bases(image.clone(), sizes),
+                octave: None,
+                aimed: false,
                 image: image.clone(),
                 layers: layers.to_vec(),
-                losses,
+                losses: Vec::new(),
                 ascent,
-                change: change.cloned(),
+                change: None,
                 finite: true,
-            }) as Box<dyn KeptImage>)
+            }) as Box<dyn KeptOctaves>)
         })
     }
     fn input_gradient(
@@ -361,10 +397,12 @@ fn kept_and_plain(params: &DreamParams, photo: &image::RgbImage) -> (usize, usiz
     )
 }
 
-/// A dream whose steps run on the kept image (the CUDA device's path, here on the host)
-/// gives the ordinary dream's picture: the same shifts in the same order, the same steps and
-/// clamping, every octave; with a change mask too (the gradient weighted by the mask rolled
-/// as the picture was, its mean over the mask's weight); a mask of no weight changes nothing.
+/// A dream whose octaves and steps run on the kept picture (the CUDA device's path, here on
+/// the host) gives the ordinary dream's picture: each octave begun as the engine begins it,
+/// the same shifts in the same order, the same steps and clamping; with a change mask too
+/// (the gradient weighted by the mask rolled as the picture was, its mean over the mask's
+/// weight); a mask of no weight changes nothing; with channels picked again at each octave
+/// from its start.
 #[test]
 fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
     let photo = common::photo_crop(20, 10, 96);
@@ -409,10 +447,30 @@ fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
 
     let nowhere = DreamParams {
         mask: mask(&|_, _| 0),
-        ..params
+        ..params.clone()
     };
     let (_, differences, changed) = kept_and_plain(&nowhere, &photo);
     assert_eq!((differences, changed), (0, 0), "a mask of no weight");
+
+    // Channels picked from each octave's start, which the kept octaves give back.
+    let weakest = DreamParams {
+        auto_channels: Some(deepdream::control::channels::AutoChannels {
+            pick: deepdream::control::channels::Pick::Weakest,
+            count: 2,
+            each_octave: true,
+        }),
+        ..params
+    };
+    let (steps, differences, changed) = kept_and_plain(&weakest, &photo);
+    assert_eq!(steps, 6, "automatic channels' steps on the kept image");
+    assert!(
+        differences * 1000 <= values,
+        "automatic channels: {differences} of {values} values differ by more than one level"
+    );
+    assert!(
+        changed * 2 > values,
+        "the weakest channels changed the picture"
+    );
 }
 
 /// A kept image's gradient that stops being finite halfway through an octave: the step

@@ -38,33 +38,46 @@ pub fn sizes(
 }
 
 /// Runs `dream` on each octave of `image` (sizes from [`sizes`], smallest first) and returns
-/// the last octave's result. Each octave starts from its base — the image scaled down, each
-/// base from the next larger one — plus the detail the octaves before it added, scaled up.
+/// the last octave's result. Each octave starts from its [`start`].
 pub fn dream_octaves(
     image: Tensor<4>,
     sizes: &[(usize, usize)],
     mut dream: impl FnMut(usize, Tensor<4>) -> Result<Tensor<4>>,
 ) -> Result<Tensor<4>> {
-    // Octave bases, largest first: each one the previous one scaled down.
+    let bases = bases(image, sizes);
+    let mut dreamed: Option<Tensor<4>> = None;
+    for (octave, base) in bases.iter().enumerate() {
+        let before = dreamed
+            .as_ref()
+            .map(|dreamed| (dreamed, &bases[octave - 1]));
+        dreamed = Some(dream(octave, start(base, before))?);
+    }
+    Ok(dreamed.expect("at least one octave"))
+}
+
+/// The octaves' bases of `image` at `sizes` (smallest first, the last `image`'s own size):
+/// each one the next larger one scaled down.
+pub fn bases(image: Tensor<4>, sizes: &[(usize, usize)]) -> Vec<Tensor<4>> {
     let mut bases = vec![image];
     for &(h, w) in sizes.iter().rev().skip(1) {
         let previous = bases.last().expect("at least one octave").clone();
         bases.push(resize(previous, h, w));
     }
     bases.reverse();
+    bases
+}
 
-    let mut detail: Option<Tensor<4>> = None;
-    let mut current = bases[0].clone();
-    for (octave, base) in bases.iter().enumerate() {
-        let [_, _, h, w] = base.dims();
-        let detail_here = match detail.take() {
-            Some(detail) => resize(detail, h, w),
-            None => base.zeros_like(),
-        };
-        current = dream(octave, base.clone().add(detail_here))?;
-        detail = Some(current.clone().sub(base.clone()));
+/// An octave's start: its `base`, plus the detail the octave before added (`before`: that
+/// octave's dream and its base; the dream less the base) scaled up to it.
+pub fn start(base: &Tensor<4>, before: Option<(&Tensor<4>, &Tensor<4>)>) -> Tensor<4> {
+    match before {
+        Some((dreamed, previous_base)) => {
+            let [_, _, h, w] = base.dims();
+            let detail = dreamed.clone().sub(previous_base.clone());
+            base.clone().add(resize(detail, h, w))
+        }
+        None => base.clone(),
     }
-    Ok(current)
 }
 
 /// Bilinear resize with aligned corners, as `scipy.ndimage.zoom(order=1)` does.

@@ -22,7 +22,7 @@ use crate::engine::{objective, octaves, transform};
 use crate::error::{Error, Result};
 use crate::media::image_io;
 use crate::networks::network::{
-    KeptImage, LayerInfo, LayerLoss, Network, NormalisedAscent, QuadraticLoss,
+    KeptOctaves, LayerInfo, LayerLoss, Network, NormalisedAscent, QuadraticLoss,
 };
 
 /// Longest side a guide image is scaled down to before its features are taken (the
@@ -609,44 +609,62 @@ impl<'a> Dreamer<'a> {
         }
         let mut groups = self.groups.clone();
         let image = preprocess.apply(image, &self.device);
-        let dreamed = octaves::dream_octaves(image, &sizes, |octave, start| {
-            let [_, _, height, width] = start.dims();
-            if let Some(auto) = self.params.auto_channels
-                && (octave == 0 || auto.each_octave)
-            {
-                self.choose_channels(&mut groups, &auto, start.clone(), octave, &mut pick_rng)?;
-            }
-            let masks = self.octave_masks(height, width);
-            let progress = |iteration| Progress {
-                octave,
-                octaves: sizes.len(),
-                iteration,
-                iterations: self.params.iterations,
-                width,
-                height,
-            };
-            if let Some(mut kept) = self.kept_image(&start, &groups, &masks)? {
+        let progress = |octave, iteration, (height, width)| Progress {
+            octave,
+            octaves: sizes.len(),
+            iteration,
+            iterations: self.params.iterations,
+            width,
+            height,
+        };
+        if let Some(mut kept) = self.kept_octaves(&image, &sizes)? {
+            for (octave, &(height, width)) in sizes.iter().enumerate() {
+                kept.next_octave()?;
+                if self.picks_channels(octave) {
+                    let start = kept.image()?;
+                    self.choose_channels(&mut groups, start, octave, &mut pick_rng)?;
+                }
+                kept.aim(
+                    self.kept_losses(&groups, height, width)?,
+                    self.octave_masks(height, width).change.as_ref(),
+                )?;
                 for iteration in 0..self.params.iterations {
                     kept.step(self.jitter(&mut rng))?;
-                    observer(&Snapshot::new(progress(iteration + 1), &|| {
+                    let progress = progress(octave, iteration + 1, (height, width));
+                    observer(&Snapshot::new(progress, &|| {
                         preprocess.invert(kept.image()?)
                     }))?;
                 }
                 if !kept.finite()? {
                     return Err(self.non_finite(width, height));
                 }
-                return kept.image();
             }
+            return preprocess.invert(kept.image()?);
+        }
+        let dreamed = octaves::dream_octaves(image, &sizes, |octave, start| {
+            let [_, _, height, width] = start.dims();
+            if self.picks_channels(octave) {
+                self.choose_channels(&mut groups, start.clone(), octave, &mut pick_rng)?;
+            }
+            let masks = self.octave_masks(height, width);
             let mut current = start;
             for iteration in 0..self.params.iterations {
                 current = self.step(current, &groups, &masks, &mut rng)?;
-                observer(&Snapshot::new(progress(iteration + 1), &|| {
+                let progress = progress(octave, iteration + 1, (height, width));
+                observer(&Snapshot::new(progress, &|| {
                     preprocess.invert(current.clone())
                 }))?;
             }
             Ok(current)
         })?;
         preprocess.invert(dreamed)
+    }
+
+    /// Whether the automatic channels are picked (again) at the start of `octave`.
+    fn picks_channels(&self, octave: usize) -> bool {
+        self.params
+            .auto_channels
+            .is_some_and(|auto| octave == 0 || auto.each_octave)
     }
 
     /// Dreams any image: grey becomes RGB, an alpha channel is kept unchanged.
@@ -665,11 +683,13 @@ impl<'a> Dreamer<'a> {
     fn choose_channels(
         &self,
         groups: &mut [Group],
-        auto: &AutoChannels,
         image: Tensor<4>,
         octave: usize,
         rng: &mut impl Rng,
     ) -> Result<()> {
+        let Some(auto) = &self.params.auto_channels else {
+            return Ok(());
+        };
         let [_, _, height, width] = image.dims();
         let scale = (PICK_MAX_SIDE as f32 / height.max(width) as f32).min(1.0);
         let image = if scale < 1.0 {
@@ -854,42 +874,66 @@ impl<'a> Dreamer<'a> {
         }
     }
 
-    /// `image` (a preprocessed picture, such as an octave's start) kept on the network's
-    /// device for whole steps of this dream's objective and ascent; `None` where the device does not run whole steps or the steps are not plain (see
-    /// [`Dreamer::dream_watched`]). Benchmarks time a device's steps through it.
-    pub fn keep(&self, image: &Tensor<4>) -> Result<Option<Box<dyn KeptImage + '_>>> {
+    /// `image` (a preprocessed picture) kept on the network's device for whole steps of this
+    /// dream's objective and ascent, at its own size only; `None` where the device does not
+    /// run whole steps or the steps are not plain (see [`Dreamer::dream_watched`]).
+    /// Benchmarks time a device's steps through it.
+    pub fn keep(&self, image: &Tensor<4>) -> Result<Option<Box<dyn KeptOctaves + '_>>> {
         let [_, _, height, width] = image.dims();
-        self.kept_image(image, &self.groups, &self.octave_masks(height, width))
+        let Some(mut kept) = self.kept_octaves(image, &[(height, width)])? else {
+            return Ok(None);
+        };
+        kept.next_octave()?;
+        kept.aim(
+            self.kept_losses(&self.groups, height, width)?,
+            self.octave_masks(height, width).change.as_ref(),
+        )?;
+        Ok(Some(kept))
     }
 
-    /// The octave's picture `image` kept on the network's device for its steps, where the
-    /// device runs whole steps and the steps are plain: the whole objective, quadratic, on
-    /// the whole picture (a change mask, but no regions or tiles).
-    fn kept_image(
+    /// `image`'s octaves of `sizes` kept on the network's device for the whole dream, where
+    /// the device runs whole steps and the steps are plain: the whole objective, quadratic,
+    /// on the whole picture at every octave (a change mask, but no regions or tiles).
+    fn kept_octaves(
         &self,
         image: &Tensor<4>,
-        groups: &[Group],
-        masks: &OctaveMasks,
-    ) -> Result<Option<Box<dyn KeptImage + '_>>> {
-        let [whole] = groups else { return Ok(None) };
+        sizes: &[(usize, usize)],
+    ) -> Result<Option<Box<dyn KeptOctaves + '_>>> {
+        let [whole] = self.groups.as_slice() else {
+            return Ok(None);
+        };
         let [_, _, height, width] = image.dims();
+        // The largest octave needs the most memory: where it needs no tiles, none does.
         if whole.region.is_some() || self.plan(width, height)?.tile.is_some() {
             return Ok(None);
         }
         let no_masks = vec![None; whole.terms.len()];
-        let Some(losses) = self.quadratic_losses(whole, height, width, None, None, &no_masks)?
-        else {
+        if self
+            .quadratic_losses(whole, height, width, None, None, &no_masks)?
+            .is_none()
+        {
             return Ok(None);
-        };
+        }
         self.network
-            .keep_image(
-                image,
-                &whole.layers,
-                losses,
-                self.ascent(),
-                masks.change.as_ref(),
-            )
+            .keep_octaves(image, sizes, &whole.layers, self.ascent())
             .transpose()
+    }
+
+    /// The loss of a kept octave of `height` x `width` (see [`Dreamer::kept_octaves`]): the
+    /// whole objective, one quadratic loss per layer.
+    fn kept_losses(
+        &self,
+        groups: &[Group],
+        height: usize,
+        width: usize,
+    ) -> Result<Vec<QuadraticLoss>> {
+        let no_losses = || Error::InvalidParameter("the objective is not quadratic".into());
+        let [whole] = groups else {
+            return Err(no_losses());
+        };
+        let no_masks = vec![None; whole.terms.len()];
+        self.quadratic_losses(whole, height, width, None, None, &no_masks)?
+            .ok_or_else(no_losses)
     }
 
     /// Each term's region mask on the picture rolled by `shift`, at the size of the term's

@@ -8,14 +8,15 @@ use std::sync::{Arc, OnceLock};
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::backend::cuda::executor::{DeviceImage, Loss, bytes_per_pixel};
+use crate::backend::cuda::executor::{DeviceImage, DeviceOctaves, Loss, bytes_per_pixel};
 use crate::backend::cuda::{Executor, Gpu, KeptSteps, Precision};
 use crate::backend::graph::Shape;
 use crate::error::{Error, Result};
 use crate::media::flow::FlowDevice;
 use crate::media::flow::gpu::GpuFlow;
 use crate::networks::network::{
-    KeptImage, LayerInfo, LayerLoss, Network, NormalisedAscent, Preprocess, QuadraticLoss,
+    KeptImage, KeptOctaves, LayerInfo, LayerLoss, Network, NormalisedAscent, Preprocess,
+    QuadraticLoss,
 };
 
 /// A network whose gradients run on a GPU.
@@ -128,15 +129,14 @@ impl Network for CudaNetwork {
         flow.as_ref().map(|flow| flow as &dyn FlowDevice)
     }
 
-    /// Whole steps on the GPU where the network computes every layer asked for.
-    fn keep_image(
+    /// Whole dreams on the GPU where the network computes every layer asked for.
+    fn keep_octaves(
         &self,
         image: &Tensor<4>,
+        sizes: &[(usize, usize)],
         layers: &[usize],
-        losses: Vec<QuadraticLoss>,
         ascent: NormalisedAscent,
-        change: Option<&Tensor<4>>,
-    ) -> Option<Result<Box<dyn KeptImage + '_>>> {
+    ) -> Option<Result<Box<dyn KeptOctaves + '_>>> {
         let wanted = self.graph_values(layers)?;
         let [batch, channels, height, width] = image.dims();
         if batch != 1 || channels != 3 {
@@ -148,20 +148,15 @@ impl Network for CudaNetwork {
             width,
         };
         let kept = (|| {
-            let change = change.map(|mask| to_floats(mask.clone())).transpose()?;
-            let steps = KeptSteps {
-                wanted: &wanted,
-                losses: &losses,
-                ascent,
-                change: change.as_deref(),
-            };
-            let image = self
+            let octaves = self
                 .executor
-                .upload_image(&to_floats(image.clone())?, shape, steps)?;
-            Ok(Box::new(GpuImage {
+                .upload_octaves(&to_floats(image.clone())?, shape, sizes)?;
+            Ok(Box::new(GpuOctaves {
                 executor: &self.executor,
-                image: Some(image),
-            }) as Box<dyn KeptImage + '_>)
+                octaves: Some(octaves),
+                wanted,
+                ascent,
+            }) as Box<dyn KeptOctaves + '_>)
         })();
         Some(kept)
     }
@@ -192,30 +187,61 @@ impl Network for CudaNetwork {
     }
 }
 
-/// An image on the GPU, dreamed there step after step, given back to the executor when done
-/// with (for the next picture of the same size).
-struct GpuImage<'a> {
+/// A picture's octaves on the GPU, dreamed there step after step and octave after octave,
+/// given back to the executor when done with (for the next picture of the same size).
+struct GpuOctaves<'a> {
     executor: &'a Executor,
-    image: Option<DeviceImage>,
+    octaves: Option<DeviceOctaves>,
+    /// The graph values of the steps' losses, and how the steps move the picture.
+    wanted: Vec<usize>,
+    ascent: NormalisedAscent,
 }
 
-impl GpuImage<'_> {
-    fn kept(&self) -> &DeviceImage {
-        self.image.as_ref().expect("kept until dropped")
+impl GpuOctaves<'_> {
+    fn octaves(&self) -> &DeviceOctaves {
+        self.octaves.as_ref().expect("kept until dropped")
+    }
+
+    fn kept(&self) -> Result<&DeviceImage> {
+        self.octaves().image().ok_or_else(not_aimed)
     }
 }
 
-impl Drop for GpuImage<'_> {
+fn not_aimed() -> Error {
+    Error::InvalidParameter("an octave was stepped before its steps were set".into())
+}
+
+impl Drop for GpuOctaves<'_> {
     fn drop(&mut self) {
-        if let Some(image) = self.image.take() {
-            self.executor.give_back(image);
+        if let Some(octaves) = self.octaves.take() {
+            self.executor.give_back_octaves(octaves);
         }
     }
 }
 
-impl KeptImage for GpuImage<'_> {
+impl KeptOctaves for GpuOctaves<'_> {
+    fn next_octave(&mut self) -> Result<()> {
+        let octaves = self.octaves.as_mut().expect("kept until dropped");
+        self.executor.next_octave(octaves)
+    }
+
+    fn aim(&mut self, losses: Vec<QuadraticLoss>, change: Option<&Tensor<4>>) -> Result<()> {
+        let change = change.map(|mask| to_floats(mask.clone())).transpose()?;
+        let steps = KeptSteps {
+            wanted: &self.wanted,
+            losses: &losses,
+            ascent: self.ascent,
+            change: change.as_deref(),
+        };
+        let octaves = self.octaves.as_mut().expect("kept until dropped");
+        self.executor.aim(octaves, steps)
+    }
+}
+
+impl KeptImage for GpuOctaves<'_> {
     fn step(&mut self, shift: [i64; 2]) -> Result<()> {
-        let image = self.image.as_mut().expect("kept until dropped");
+        let octaves = self.octaves.as_mut().expect("kept until dropped");
+        let image = octaves.image_mut().ok_or_else(not_aimed)?;
         let shape = image.shape();
         let wrap = |shift: i64, size: usize| shift.rem_euclid(size as i64) as usize;
         let shift = [wrap(shift[0], shape.height), wrap(shift[1], shape.width)];
@@ -223,12 +249,15 @@ impl KeptImage for GpuImage<'_> {
     }
 
     fn finite(&self) -> Result<bool> {
-        self.executor.finite(self.kept())
+        self.executor.finite(self.kept()?)
     }
 
     fn image(&self) -> Result<Tensor<4>> {
-        let shape = self.kept().shape();
-        let values = self.executor.download_image(self.kept())?;
+        let octaves = self.octaves();
+        let shape = octaves
+            .shape()
+            .ok_or_else(|| Error::InvalidParameter("no octave has begun".into()))?;
+        let values = self.executor.download_octave(octaves)?;
         Ok(Tensor::<4>::from_data(
             TensorData::new(values, [1, shape.channels, shape.height, shape.width]),
             &Device::flex(),

@@ -188,19 +188,19 @@ pub trait Network: Send + Sync {
         None
     }
 
-    /// `image` (a preprocessed `[1, 3, H, W]` input) kept on the network's device for
-    /// DeepDream steps whose loss is `losses` at `layers`, each moving it as `ascent` says,
-    /// weighted by the `change` mask (`[1, 1, H, W]`, see [`KeptImage::step`]) where there is
-    /// one, where the device runs whole steps itself (a GPU): the image then stays there from
-    /// step to step. `None` leaves the steps to the engine.
-    fn keep_image(
+    /// `image` (a preprocessed `[1, 3, H, W]` input) kept on the network's device for a
+    /// whole dream over octaves of `sizes` (`(height, width)`, smallest first, the last the
+    /// image's own) whose steps' loss is at `layers` and move the picture as `ascent` says,
+    /// where the device runs whole steps itself (a GPU): the octaves' bases and starts are
+    /// made there and the picture stays there from step to step and octave to octave (see
+    /// [`KeptOctaves`]). `None` leaves the octaves and steps to the engine.
+    fn keep_octaves(
         &self,
         _image: &Tensor<4>,
+        _sizes: &[(usize, usize)],
         _layers: &[usize],
-        _losses: Vec<QuadraticLoss>,
         _ascent: NormalisedAscent,
-        _change: Option<&Tensor<4>>,
-    ) -> Option<Result<Box<dyn KeptImage + '_>>> {
+    ) -> Option<Result<Box<dyn KeptOctaves + '_>>> {
         None
     }
 
@@ -231,9 +231,9 @@ pub trait Network: Send + Sync {
     }
 }
 
-/// An image kept on a network's device for DeepDream's steps ([`Network::keep_image`]). A
-/// device may queue the steps without waiting for them: a gradient that is not finite shows
-/// in [`KeptImage::finite`], not in the step's result.
+/// An image kept on a network's device for DeepDream's steps (an octave's, see
+/// [`KeptOctaves`]). A device may queue the steps without waiting for them: a gradient that
+/// is not finite shows in [`KeptImage::finite`], not in the step's result.
 pub trait KeptImage {
     /// One step: the gradient of the loss at the image rolled by `shift` (rows, columns), and
     /// the image moved along it, rolled back, as the image's [`NormalisedAscent`] says. With
@@ -247,6 +247,21 @@ pub trait KeptImage {
 
     /// The image as it is now, on the host.
     fn image(&self) -> Result<Tensor<4>>;
+}
+
+/// A picture's octaves kept on a network's device for a whole dream
+/// ([`Network::keep_octaves`]): each octave begins there from the one before as
+/// [`octaves::dream_octaves`](crate::engine::octaves::dream_octaves) begins it, and its
+/// steps ([`KeptImage`]) run there once they are set.
+pub trait KeptOctaves: KeptImage {
+    /// Begins the next octave (the first at the first call): the image becomes its start,
+    /// [`octaves::start`](crate::engine::octaves::start). An error after the last octave.
+    fn next_octave(&mut self) -> Result<()>;
+
+    /// Sets the steps of the octave under way: their loss, one [`QuadraticLoss`] per layer,
+    /// and where there is one the change mask (`[1, 1, H, W]`, see [`KeptImage::step`]).
+    /// Steps before it are an error.
+    fn aim(&mut self, losses: Vec<QuadraticLoss>, change: Option<&Tensor<4>>) -> Result<()>;
 }
 
 /// A loss's side of [`Network::input_gradient`].

@@ -234,6 +234,37 @@ extern "C" __global__ void ascend(float *image, const float *gradient, const flo
     }
 }
 
+// y = plus + (x - minus) scaled from height x width to out_height x out_width, plane by plane,
+// bilinearly with the corners aligned (as burn's interpolate and scipy.ndimage.zoom(order=1)
+// do: output row r reads input row r * (height - 1) / (out_height - 1)); minus and plus may be
+// none (0). An octave's base is the next larger one resized; its start is its base plus the
+// detail (the octave before's dream less that octave's base) resized.
+extern "C" __global__ void resize(float *y, const float *x, const float *minus, const float *plus,
+                                  unsigned long long height, unsigned long long width,
+                                  unsigned long long out_height, unsigned long long out_width,
+                                  unsigned long long n) {
+    const double row_ratio = (double)(height - 1) / (double)(out_height > 1 ? out_height - 1 : 1);
+    const double column_ratio = (double)(width - 1) / (double)(out_width > 1 ? out_width - 1 : 1);
+    FOR_EACH(i, n) {
+        Position at = position(i, out_height, out_width);
+        const double row = at.row * row_ratio, column = at.column * column_ratio;
+        const unsigned long long r0 = fmin(floor(row), (double)(height - 1));
+        const unsigned long long c0 = fmin(floor(column), (double)(width - 1));
+        const unsigned long long r1 = r0 + 1 < height ? r0 + 1 : height - 1;
+        const unsigned long long c1 = c0 + 1 < width ? c0 + 1 : width - 1;
+        const float wr = (float)fmax(row - (double)r0, 0.0);
+        const float wc = (float)fmax(column - (double)c0, 0.0);
+        const unsigned long long plane = at.plane * height * width;
+        const unsigned long long corners[4] = {plane + r0 * width + c0, plane + r0 * width + c1,
+                                               plane + r1 * width + c0, plane + r1 * width + c1};
+        float v[4];
+        for (int k = 0; k < 4; k++) v[k] = minus ? x[corners[k]] - minus[corners[k]] : x[corners[k]];
+        const float value = v[0] * (1.0f - wc) * (1.0f - wr) + v[1] * wc * (1.0f - wr) +
+                            v[2] * (1.0f - wc) * wr + v[3] * wc * wr;
+        y[i] = plus ? plus[i] + value : value;
+    }
+}
+
 // The geometry of a depthwise convolution (one kh x kw filter per channel, groups = channels):
 // a height x width input, an out_height x out_width output, strides, the padding before the
 // first row and column (zeros; the far sides need none to be said), and dilations. Every

@@ -145,6 +145,13 @@ pub struct Kernels {
     ///
     /// [`NormalisedAscent::factors`]: crate::backend::ascend::NormalisedAscent::factors
     pub ascend: CudaFunction,
+    /// `resize(y, x, minus, plus, height, width, out_height, out_width, n)`: `y = plus + (x -
+    /// minus)` scaled bilinearly, corners aligned, from `height` x `width` planes to
+    /// `out_height` x `out_width` ones, as [`transform::resize`] does (`minus`, `plus` none: 0):
+    /// the octaves' bases and starts.
+    ///
+    /// [`transform::resize`]: crate::engine::transform::resize
+    pub resize: CudaFunction,
     /// `depthwise(y, x, w, bias, height, width, out_height, out_width, kh, kw, sh, sw, top,
     /// left, dh, dw, n)`: a convolution of one filter per channel (bias none: 0).
     pub depthwise: CudaFunction,
@@ -182,6 +189,7 @@ impl Kernels {
             roll: function("roll")?,
             abs_sum: function("abs_sum")?,
             ascend: function("ascend")?,
+            resize: function("resize")?,
             depthwise: function("depthwise")?,
             depthwise_backward: function("depthwise_backward")?,
             _module: module,
@@ -312,6 +320,8 @@ mod tests {
     );
     type Pad = unsafe extern "C" fn(*mut f32, *const f32, u64, u64, u64, u64, u64, u64, f32, u64);
     type Crop = unsafe extern "C" fn(*mut f32, *const f32, u64, u64, u64, u64, u64, u64, u64, u64);
+    type Resize =
+        unsafe extern "C" fn(*mut f32, *const f32, *const f32, *const f32, u64, u64, u64, u64, u64);
 
     /// The quadratic loss's kernel stores what [`QuadraticLoss::gradient`] computes on the
     /// host: added to the gradient there, or over whatever was there (NaN included).
@@ -653,6 +663,7 @@ mod tests {
     }
 
     fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
         for (i, (got, want)) in got.iter().zip(want).enumerate() {
             assert!(
                 (got - want).abs() <= 1e-4,
@@ -770,6 +781,69 @@ mod tests {
                 kernels.ascent.ranges,
             );
             assert_close(&moved, &values(expected), &format!("{shift:?}"));
+        }
+    }
+
+    /// `resize` scales as the engine's octaves do (burn's bilinear resize with aligned corners),
+    /// down, up, to and from one pixel; with `minus` and `plus`, it gives an octave's start:
+    /// `plus + resize(x - minus)`.
+    #[test]
+    fn resize_scales_as_the_octaves_do() {
+        use crate::engine::transform;
+        use burn::tensor::{Distribution, Tensor};
+
+        let Some(library) = host_build("kernels", SOURCE) else {
+            return;
+        };
+        // SAFETY: the symbol is kernels.cu's `resize` with these arguments.
+        let resize = unsafe { *library.get::<Resize>(b"resize").unwrap() };
+        let device = burn::tensor::Device::flex();
+        let cases = [
+            ((13, 17), (9, 12)),
+            ((9, 12), (13, 17)),
+            ((514, 914), (720, 1280)),
+            ((5, 1), (7, 3)),
+            ((4, 6), (1, 1)),
+            ((8, 8), (8, 8)),
+        ];
+        for ((height, width), (out_height, out_width)) in cases {
+            let random = |h, w| {
+                Tensor::<4>::random([1, 3, h, w], Distribution::Uniform(-120.0, 120.0), &device)
+            };
+            let (x, minus, plus) = (
+                random(height, width),
+                random(height, width),
+                random(out_height, out_width),
+            );
+            let run = |minus: Option<&[f32]>, plus: Option<&[f32]>| {
+                let x = values(x.clone());
+                let mut y = vec![f32::NAN; 3 * out_height * out_width];
+                let pointer = |v: Option<&[f32]>| v.map_or(std::ptr::null(), <[f32]>::as_ptr);
+                // SAFETY: `x` and `minus` hold 3 planes of the input's size, `y` and `plus`
+                // of the output's.
+                unsafe {
+                    resize(
+                        y.as_mut_ptr(),
+                        x.as_ptr(),
+                        pointer(minus),
+                        pointer(plus),
+                        height as u64,
+                        width as u64,
+                        out_height as u64,
+                        out_width as u64,
+                        y.len() as u64,
+                    )
+                };
+                y
+            };
+            let case = format!("{width}x{height} to {out_width}x{out_height}");
+            let plain = transform::resize(x.clone(), out_height, out_width, true);
+            assert_close(&run(None, None), &values(plain), &case);
+            let start =
+                transform::resize(x.clone().sub(minus.clone()), out_height, out_width, true)
+                    .add(plus.clone());
+            let (minus, plus) = (values(minus), values(plus));
+            assert_close(&run(Some(&minus), Some(&plus)), &values(start), &case);
         }
     }
 

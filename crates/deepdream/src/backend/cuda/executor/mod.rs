@@ -7,7 +7,8 @@
 //! An image kept on the GPU ([`DeviceImage`]) keeps every buffer its steps need, so that a
 //! step allocates nothing and never waits for the GPU: after its first step, each step is
 //! recorded once as a CUDA graph and replayed, one launch instead of one per operation
-//! (`DEEPDREAM_CUDA_GRAPHS=0` turns that off, for comparison).
+//! (`DEEPDREAM_CUDA_GRAPHS=0` turns that off, for comparison). A dream's picture stays there
+//! from its first octave to its last ([`DeviceOctaves`], `octaves.rs`).
 //!
 //! `run.rs` runs the steps of one gradient, `buffers.rs` holds its memory, `windows.rs` its
 //! cuDNN descriptors, and `choices.rs` what runs each convolution (chosen by timing, once per
@@ -26,12 +27,14 @@ use crate::error::{Error, Result};
 
 mod buffers;
 mod choices;
+mod octaves;
 mod run;
 mod windows;
 
-use buffers::{Buffers, Weights, address, download, driver, upload};
+use buffers::{Buffers, Weights, address, alloc, download, driver, upload};
 use choices::Choices;
 pub use choices::{CHOICES_VARIABLE, Depthwise};
+use octaves::Pyramid;
 pub use run::LossGradients;
 use run::{Arg, DeviceLoss, Run, Seeds, biases_in_activations};
 pub use windows::{Precision, Windows, describe};
@@ -47,7 +50,7 @@ pub enum Loss<'s, 'a> {
     Quadratic(&'s [QuadraticLoss]),
 }
 
-/// What the steps of an image kept on the GPU do (see [`Executor::upload_image`]).
+/// What the steps of an image kept on the GPU do (see [`Executor::aim`]).
 #[derive(Clone, Copy, Debug)]
 pub struct KeptSteps<'a> {
     /// The graph values the losses are of.
@@ -225,17 +228,11 @@ impl Executor {
         self.gpu.release_freed_memory();
     }
 
-    /// `image` (a `shape` image of 3 channels) put on the GPU for [`Executor::ascend`]'s
-    /// `steps`: planned, and its buffers, losses and change mask put there, once for all its
-    /// steps — or the pixels put into a kept image given back for the same size and steps,
-    /// whose steps replay from the first.
-    pub fn upload_image(
-        &self,
-        image: &[f32],
-        shape: Shape,
-        steps: KeptSteps<'_>,
-    ) -> Result<DeviceImage> {
-        check_len(image.len(), shape)?;
+    /// A kept image of `shape` (3 channels) for [`Executor::ascend`]'s `steps`, its pixels
+    /// not set: planned, and its buffers, losses and change mask put on the GPU, once for all
+    /// its steps — or a kept image given back for the same size and steps, whose steps replay
+    /// from the first.
+    fn take_image(&self, shape: Shape, steps: KeptSteps<'_>) -> Result<DeviceImage> {
         if shape.channels != 3 {
             return Err(Error::InvalidParameter(format!(
                 "an image of {} channels cannot be dreamed on the GPU",
@@ -265,11 +262,8 @@ impl Executor {
         };
         if let Some(mut kept) = spare {
             self.gpu.with(|handles| {
-                let stream = &handles.stream;
-                stream
-                    .memcpy_htod(image, &mut kept.image)
-                    .map_err(driver("upload the image"))?;
-                stream
+                handles
+                    .stream
                     .memset_zeros(&mut kept.bad)
                     .map_err(driver("clear the image's flag"))
             })?;
@@ -286,7 +280,7 @@ impl Executor {
             self.gpu.with(|handles| {
                 let stream = &handles.stream;
                 Ok((
-                    upload(stream, image)?,
+                    alloc(stream, shape.len())?,
                     DeviceLoss::upload(stream, steps.losses, &shapes)?,
                     steps
                         .change
@@ -312,18 +306,113 @@ impl Executor {
         })
     }
 
+    /// `image` (a `shape` picture of 3 channels) put on the GPU for a dream over octaves of
+    /// `sizes` (`(height, width)`, smallest first, the last the picture's own): the picture
+    /// crosses once, and each smaller base is made there from the next larger one.
+    pub fn upload_octaves(
+        &self,
+        image: &[f32],
+        shape: Shape,
+        sizes: &[(usize, usize)],
+    ) -> Result<DeviceOctaves> {
+        check_len(image.len(), shape)?;
+        if sizes.last() != Some(&(shape.height, shape.width))
+            || sizes
+                .iter()
+                .any(|&(height, width)| height == 0 || width == 0)
+        {
+            return Err(Error::InvalidParameter(format!(
+                "octaves of {sizes:?} do not end at a {}x{} picture",
+                shape.width, shape.height
+            )));
+        }
+        let shapes: Vec<Shape> = sizes
+            .iter()
+            .map(|&(height, width)| Shape {
+                channels: shape.channels,
+                height,
+                width,
+            })
+            .collect();
+        let pyramid = self.fitting(|| {
+            self.gpu
+                .with(|handles| Pyramid::upload(handles, image, shapes.clone()))
+        })?;
+        Ok(DeviceOctaves {
+            pyramid,
+            current: None,
+        })
+    }
+
+    /// Begins the next octave of `octaves` (the first at the first call): its start is its
+    /// base plus the detail the octave before added (its picture less its base) scaled up to
+    /// it. The octave before's kept image is given back for the next picture's octave of its
+    /// size. An error after the last octave.
+    pub fn next_octave(&self, octaves: &mut DeviceOctaves) -> Result<()> {
+        let next = octaves.current.as_ref().map_or(0, |(octave, _)| octave + 1);
+        if next == octaves.pyramid.len() {
+            return Err(Error::InvalidParameter(format!(
+                "a dream of {next} octaves has no octave {}",
+                next + 1
+            )));
+        }
+        let before = octaves.current.take();
+        let dreamed = before.as_ref().map(|(_, picture)| picture.values());
+        let start = self.fitting(|| {
+            self.gpu
+                .with(|handles| octaves.pyramid.start(handles, next, dreamed))
+        })?;
+        if let Some((_, Picture::Kept(dreamed))) = before {
+            self.give_back(*dreamed);
+        }
+        octaves.current = Some((next, Picture::Start(start)));
+        Ok(())
+    }
+
+    /// Sets the steps of the octave under way: its start becomes a kept image for `steps`
+    /// (one given back for the same size and steps where there is one, whose steps replay).
+    pub fn aim(&self, octaves: &mut DeviceOctaves, steps: KeptSteps<'_>) -> Result<()> {
+        let Some((octave, Picture::Start(start))) = &octaves.current else {
+            return Err(Error::InvalidParameter(
+                "an octave's steps were set before it began, or twice".into(),
+            ));
+        };
+        let octave = *octave;
+        let mut image = self.take_image(octaves.pyramid.shape(octave), steps)?;
+        self.gpu.with(|handles| {
+            handles
+                .stream
+                .memcpy_dtod(start, &mut image.image)
+                .map_err(driver("start the octave's image"))
+        })?;
+        octaves.current = Some((octave, Picture::Kept(Box::new(image))));
+        Ok(())
+    }
+
+    /// The picture of the octave under way as it is now (waiting for its steps).
+    pub fn download_octave(&self, octaves: &DeviceOctaves) -> Result<Vec<f32>> {
+        let Some((octave, picture)) = &octaves.current else {
+            return Err(Error::InvalidParameter("no octave has begun".into()));
+        };
+        let len = octaves.pyramid.shape(*octave).len();
+        self.gpu
+            .with(|handles| download(&handles.stream, picture.values(), len))
+    }
+
+    /// Takes back a picture's octaves that are done with: the last octave's kept image is
+    /// lent to the next picture of its size.
+    pub fn give_back_octaves(&self, octaves: DeviceOctaves) {
+        if let Some((_, Picture::Kept(image))) = octaves.current {
+            self.give_back(*image);
+        }
+    }
+
     /// Takes back a kept image that is done with, to lend its buffers and recorded steps to
     /// the next image of the same size and objective (the oldest beyond a few are freed).
     pub fn give_back(&self, image: DeviceImage) {
         let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
         spare.insert(0, image);
         spare.truncate(SPARE_IMAGES);
-    }
-
-    /// The values of an image on the GPU (waiting for its steps).
-    pub fn download_image(&self, image: &DeviceImage) -> Result<Vec<f32>> {
-        self.gpu
-            .with(|handles| download(&handles.stream, &image.image, image.shape().len()))
     }
 
     /// Whether every step of an image on the GPU so far had a finite gradient (waiting for
@@ -559,6 +648,55 @@ impl Executor {
             first,
             second,
         })
+    }
+}
+
+/// A picture's octaves on the GPU for a whole dream (see [`Executor::upload_octaves`]): their
+/// bases, and the octave under way with its picture.
+pub struct DeviceOctaves {
+    pyramid: Pyramid,
+    /// The octave under way, once [`Executor::next_octave`] has begun one, and its picture.
+    current: Option<(usize, Picture)>,
+}
+
+/// The picture of the octave under way.
+enum Picture {
+    /// Its start, until its steps are set ([`Executor::aim`]).
+    Start(CudaSlice<f32>),
+    /// Its kept image, stepped.
+    Kept(Box<DeviceImage>),
+}
+
+impl Picture {
+    fn values(&self) -> &CudaSlice<f32> {
+        match self {
+            Picture::Start(start) => start,
+            Picture::Kept(image) => &image.image,
+        }
+    }
+}
+
+impl DeviceOctaves {
+    /// The octave under way's shape, once one has begun.
+    pub fn shape(&self) -> Option<Shape> {
+        let (octave, _) = self.current.as_ref()?;
+        Some(self.pyramid.shape(*octave))
+    }
+
+    /// The octave under way's kept image, once its steps are set.
+    pub fn image(&self) -> Option<&DeviceImage> {
+        match &self.current {
+            Some((_, Picture::Kept(image))) => Some(image),
+            _ => None,
+        }
+    }
+
+    /// [`DeviceOctaves::image`], to step.
+    pub fn image_mut(&mut self) -> Option<&mut DeviceImage> {
+        match &mut self.current {
+            Some((_, Picture::Kept(image))) => Some(image),
+            _ => None,
+        }
     }
 }
 
