@@ -1,7 +1,8 @@
 //! What every dreamable network offers the dream algorithm: its layers, the preprocessing its
 //! weights expect, and a forward pass that stops at the deepest layer asked for.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
 
 pub use crate::backend::ascend::NormalisedAscent;
 pub use crate::backend::quadratic_loss::QuadraticLoss;
@@ -72,24 +73,23 @@ impl Preprocess {
 
     /// Converts an RGB image to a `[1, 3, height, width]` network input.
     pub fn apply(&self, image: &image::RgbImage, device: &Device) -> Tensor<4> {
-        let (width, height) = image.dimensions();
-        let plane = (width * height) as usize;
-        let mut values = vec![0f32; 3 * plane];
-        for (i, &c) in self.channel_order().iter().enumerate() {
+        let (width, height) = (image.width() as usize, image.height() as usize);
+        let mut values = vec![0f32; 3 * height * width];
+        for (plane, &c) in values
+            .chunks_mut((height * width).max(1))
+            .zip(&self.channel_order())
+        {
             let (mean, std) = (self.mean[c], self.std[c]);
-            for (value, pixel) in values[i * plane..(i + 1) * plane]
-                .iter_mut()
-                .zip(image.pixels())
-            {
-                *value = (pixel[c] as f32 - mean) / std;
-            }
+            plane
+                .par_chunks_mut(width.max(1))
+                .zip(image.as_raw().par_chunks(3 * width.max(1)))
+                .for_each(|(row, pixels)| {
+                    for (value, pixel) in row.iter_mut().zip(pixels.chunks_exact(3)) {
+                        *value = (pixel[c] as f32 - mean) / std;
+                    }
+                });
         }
-        Tensor::<1>::from_floats(values.as_slice(), device).reshape([
-            1,
-            3,
-            height as usize,
-            width as usize,
-        ])
+        Tensor::from_data(TensorData::new(values, [1, 3, height, width]), device)
     }
 
     /// Converts a `[1, 3, height, width]` network input back to an RGB image, rounding and
@@ -102,14 +102,20 @@ impl Preprocess {
             .map_err(|e| Error::InvalidParameter(format!("cannot read image tensor: {e:?}")))?;
         let plane = height * width;
         let order = self.channel_order();
-        let mut image = image::RgbImage::new(width as u32, height as u32);
-        for (p, pixel) in image.pixels_mut().enumerate() {
-            for (i, &c) in order.iter().enumerate() {
-                let value = values[i * plane + p] * self.std[c] + self.mean[c];
-                pixel[c] = value.round().clamp(0.0, 255.0) as u8;
-            }
-        }
-        Ok(image)
+        let mut pixels = vec![0u8; 3 * plane];
+        pixels
+            .par_chunks_mut(3 * width.max(1))
+            .enumerate()
+            .for_each(|(y, row)| {
+                for (x, pixel) in row.chunks_exact_mut(3).enumerate() {
+                    for (i, &c) in order.iter().enumerate() {
+                        let value = values[i * plane + y * width + x] * self.std[c] + self.mean[c];
+                        pixel[c] = value.round().clamp(0.0, 255.0) as u8;
+                    }
+                }
+            });
+        image::RgbImage::from_raw(width as u32, height as u32, pixels)
+            .ok_or_else(|| Error::InvalidParameter(format!("a {width}x{height} image too large")))
     }
 }
 
@@ -272,4 +278,37 @@ pub struct LayerLoss<'a> {
     /// objective without guides or masks): a device then makes the gradients itself and
     /// the layers' outputs never leave it.
     pub quadratic: Option<Vec<QuadraticLoss>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pixel level survives the way to a network input and back, in either channel
+    /// order and at odd sizes (a single row, a single column); values beyond the range clip.
+    #[test]
+    fn an_image_comes_back_from_its_network_input() {
+        let device = Device::flex();
+        for preprocess in [Preprocess::CAFFE, Preprocess::TORCH] {
+            for (width, height) in [(37, 23), (1, 9), (9, 1)] {
+                let image = image::RgbImage::from_fn(width, height, |x, y| {
+                    image::Rgb([(x * 7 + y) as u8, (y * 11) as u8, (x * 255 / width) as u8])
+                });
+                let input = preprocess.apply(&image, &device);
+                assert_eq!(input.dims(), [1, 3, height as usize, width as usize]);
+                // The network's first channel at the first pixel.
+                let c = preprocess.channel_order()[0];
+                let first: f32 = input.clone().slice([0..1, 0..1, 0..1, 0..1]).into_scalar();
+                let want =
+                    (image.get_pixel(0, 0)[c] as f32 - preprocess.mean[c]) / preprocess.std[c];
+                assert_eq!(first, want, "{preprocess:?}");
+                let back = preprocess.invert(input).unwrap();
+                assert_eq!(back, image, "{preprocess:?} at {width}x{height}");
+            }
+        }
+        // Caffe's channels are blue, green, red: far below, far above, the mean.
+        let far = Tensor::<1>::from_floats([-1e4, 1e4, 0.0], &device).reshape([1, 3, 1, 1]);
+        let clipped = Preprocess::CAFFE.invert(far).unwrap();
+        assert_eq!(clipped.get_pixel(0, 0).0, [124, 255, 0]);
+    }
 }
