@@ -473,6 +473,56 @@ fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
     );
 }
 
+/// A picture whose largest octave must be tiled within the memory budget dreams its smaller
+/// octaves on the kept picture and the largest on the host, tile by tile, from the picture
+/// the device gives back: the ordinary dream's picture.
+#[test]
+fn octaves_too_large_for_the_device_dream_on_the_host() {
+    let photo = common::photo_crop(20, 10, 96);
+    let params = DreamParams {
+        layers: vec![LayerWeight {
+            layer: "mixed".into(),
+            weight: 1.0,
+        }],
+        octaves: 2,
+        iterations: 3,
+        seed: 7,
+        ..DreamParams::default()
+    };
+    // The smallest budget in which the smaller octave needs no tiles.
+    let device = Device::flex();
+    let network = test_network(&device);
+    let sizes = deepdream::engine::octaves::sizes(96, 96, 2, params.octave_scale, 1).unwrap();
+    let [(small, _), (large, _)] = sizes[..] else {
+        panic!("two octaves: {sizes:?}")
+    };
+    let tiled = |budget: u64, side: usize| {
+        let params = DreamParams {
+            max_memory: Some(budget),
+            ..params.clone()
+        };
+        let dreamer = Dreamer::new(&network, params, &device).unwrap();
+        dreamer.plan(side, side).map(|plan| plan.tile.is_some())
+    };
+    let budget = (0..200)
+        .map(|step| (1024.0 * 1.1f64.powi(step)) as u64)
+        .find(|&budget| tiled(budget, small).is_ok_and(|tiled| !tiled))
+        .expect("a budget for the smaller octave");
+    assert!(tiled(budget, large).unwrap(), "the larger octave is tiled");
+    let params = DreamParams {
+        max_memory: Some(budget),
+        ..params
+    };
+    let values = photo.as_raw().len();
+    let (steps, differences, changed) = kept_and_plain(&params, &photo);
+    assert_eq!(steps, 3, "the smaller octave's steps on the kept picture");
+    assert!(
+        differences * 1000 <= values,
+        "{differences} of {values} values differ by more than one level"
+    );
+    assert!(changed * 2 > values, "the dream changed the picture");
+}
+
 /// A kept image's gradient that stops being finite halfway through an octave: the step
 /// queues without an error (a GPU does not wait for it), and the dream ends with the
 /// engine's error at the octave's end, naming the layer and size.

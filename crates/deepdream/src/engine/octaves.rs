@@ -1,10 +1,10 @@
 //! The octave pyramid of the 2015 algorithm: the image at several scales, the smallest
-//! dreamed first, and the detail each octave adds carried up to the next.
+//! dreamed first, and the detail each octave adds carried up to the next (the dream's loop
+//! is `Dreamer::dream_watched`'s).
 
 use burn::tensor::Tensor;
 
 use crate::engine::transform;
-use crate::error::Result;
 
 /// The sizes `(height, width)` of the octaves of a `width`x`height` image, smallest first:
 /// up to `octaves` of them, each `scale` times smaller than the next (rounded as
@@ -35,24 +35,6 @@ pub fn sizes(
     }
     sizes.reverse();
     Some(sizes)
-}
-
-/// Runs `dream` on each octave of `image` (sizes from [`sizes`], smallest first) and returns
-/// the last octave's result. Each octave starts from its [`start`].
-pub fn dream_octaves(
-    image: Tensor<4>,
-    sizes: &[(usize, usize)],
-    mut dream: impl FnMut(usize, Tensor<4>) -> Result<Tensor<4>>,
-) -> Result<Tensor<4>> {
-    let bases = bases(image, sizes);
-    let mut dreamed: Option<Tensor<4>> = None;
-    for (octave, base) in bases.iter().enumerate() {
-        let before = dreamed
-            .as_ref()
-            .map(|dreamed| (dreamed, &bases[octave - 1]));
-        dreamed = Some(dream(octave, start(base, before))?);
-    }
-    Ok(dreamed.expect("at least one octave"))
 }
 
 /// The octaves' bases of `image` at `sizes` (smallest first, the last `image`'s own size):
@@ -113,18 +95,19 @@ mod tests {
     #[test]
     fn each_octave_starts_from_its_base_plus_the_detail_so_far() {
         let device = Device::flex();
-        let image = Tensor::<1>::from_floats([4.0; 4], &device).reshape([1, 1, 2, 2]);
-        let mut starts = Vec::new();
-        let result = dream_octaves(image, &[(1, 1), (2, 2)], |octave, start| {
-            starts.push(start.clone().into_data().try_to_vec::<f32>().unwrap());
-            Ok(start.add_scalar(octave as f32 + 1.0))
-        })
-        .unwrap();
-        // Octave 0: the base alone (4); its detail (+1) is carried up to octave 1.
-        assert_eq!(starts, vec![vec![4.0], vec![5.0; 4]]);
+        let image = Tensor::<1>::from_floats([4.0, 8.0, 0.0, 4.0], &device).reshape([1, 1, 2, 2]);
+        let sizes = [(1, 1), (2, 2)];
+        let bases = bases(image, &sizes);
+        let values = |t: &Tensor<4>| t.clone().into_data().try_to_vec::<f32>().unwrap();
+        // The smaller base is the picture scaled down (corners aligned: its first pixel).
+        assert_eq!(values(&bases[0]), vec![4.0]);
+        // Octave 0 starts from its base alone.
+        assert_eq!(values(&start(&bases[0], None)), vec![4.0]);
+        // Its dream added 1; the detail is carried up to octave 1's base.
+        let dreamed = bases[0].clone().add_scalar(1.0);
         assert_eq!(
-            result.into_data().try_to_vec::<f32>().unwrap(),
-            vec![7.0; 4]
+            values(&start(&bases[1], Some((&dreamed, &bases[0])))),
+            vec![5.0, 9.0, 1.0, 5.0]
         );
     }
 }

@@ -617,8 +617,17 @@ impl<'a> Dreamer<'a> {
             width,
             height,
         };
-        if let Some(mut kept) = self.kept_octaves(&image, &sizes)? {
-            for (octave, &(height, width)) in sizes.iter().enumerate() {
+        // The smallest octaves, those that need no tiles, dream on a picture kept on the
+        // network's device where it runs whole steps; the others on the host, from the
+        // picture the device gives back.
+        let kept_count = self.keepable_octaves(&sizes)?;
+        let bases = (kept_count < sizes.len()).then(|| octaves::bases(image.clone(), &sizes));
+        let mut dreamed: Option<Tensor<4>> = None;
+        let picture = bases
+            .as_ref()
+            .map_or(&image, |bases| &bases[kept_count.max(1) - 1]);
+        if let Some(mut kept) = self.kept_octaves(picture, &sizes[..kept_count])? {
+            for (octave, &(height, width)) in sizes[..kept_count].iter().enumerate() {
                 kept.next_octave()?;
                 if self.picks_channels(octave) {
                     let start = kept.image()?;
@@ -639,24 +648,33 @@ impl<'a> Dreamer<'a> {
                     return Err(self.non_finite(width, height));
                 }
             }
-            return preprocess.invert(kept.image()?);
+            dreamed = Some(kept.image()?);
         }
-        let dreamed = octaves::dream_octaves(image, &sizes, |octave, start| {
-            let [_, _, height, width] = start.dims();
-            if self.picks_channels(octave) {
-                self.choose_channels(&mut groups, start.clone(), octave, &mut pick_rng)?;
+        let first_on_host = if dreamed.is_some() { kept_count } else { 0 };
+        if first_on_host < sizes.len() {
+            let bases = bases.unwrap_or_else(|| octaves::bases(image, &sizes));
+            for octave in first_on_host..sizes.len() {
+                let before = dreamed
+                    .as_ref()
+                    .map(|dreamed| (dreamed, &bases[octave - 1]));
+                let mut current = octaves::start(&bases[octave], before);
+                let [_, _, height, width] = current.dims();
+                if self.picks_channels(octave) {
+                    self.choose_channels(&mut groups, current.clone(), octave, &mut pick_rng)?;
+                }
+                let masks = self.octave_masks(height, width);
+                for iteration in 0..self.params.iterations {
+                    current = self.step(current, &groups, &masks, &mut rng)?;
+                    let progress = progress(octave, iteration + 1, (height, width));
+                    observer(&Snapshot::new(progress, &|| {
+                        preprocess.invert(current.clone())
+                    }))?;
+                }
+                dreamed = Some(current);
             }
-            let masks = self.octave_masks(height, width);
-            let mut current = start;
-            for iteration in 0..self.params.iterations {
-                current = self.step(current, &groups, &masks, &mut rng)?;
-                let progress = progress(octave, iteration + 1, (height, width));
-                observer(&Snapshot::new(progress, &|| {
-                    preprocess.invert(current.clone())
-                }))?;
-            }
-            Ok(current)
-        })?;
+        }
+        let dreamed =
+            dreamed.ok_or_else(|| Error::InvalidParameter("a dream of no octaves".into()))?;
         preprocess.invert(dreamed)
     }
 
@@ -880,7 +898,11 @@ impl<'a> Dreamer<'a> {
     /// Benchmarks time a device's steps through it.
     pub fn keep(&self, image: &Tensor<4>) -> Result<Option<Box<dyn KeptOctaves + '_>>> {
         let [_, _, height, width] = image.dims();
-        let Some(mut kept) = self.kept_octaves(image, &[(height, width)])? else {
+        let size = [(height, width)];
+        if self.keepable_octaves(&size)? == 0 {
+            return Ok(None);
+        }
+        let Some(mut kept) = self.kept_octaves(image, &size)? else {
             return Ok(None);
         };
         kept.next_octave()?;
@@ -891,9 +913,37 @@ impl<'a> Dreamer<'a> {
         Ok(Some(kept))
     }
 
-    /// `image`'s octaves of `sizes` kept on the network's device for the whole dream, where
-    /// the device runs whole steps and the steps are plain: the whole objective, quadratic,
-    /// on the whole picture at every octave (a change mask, but no regions or tiles).
+    /// How many of the octaves of `sizes` (smallest first) may dream on a picture kept on
+    /// the network's device, where it runs whole steps: those whose steps are plain, the whole
+    /// objective, quadratic, on the whole picture (a change mask, but no regions or tiles).
+    fn keepable_octaves(&self, sizes: &[(usize, usize)]) -> Result<usize> {
+        let [whole] = self.groups.as_slice() else {
+            return Ok(0);
+        };
+        let Some(&(height, width)) = sizes.first() else {
+            return Ok(0);
+        };
+        let no_masks = vec![None; whole.terms.len()];
+        if whole.region.is_some()
+            || self
+                .quadratic_losses(whole, height, width, None, None, &no_masks)?
+                .is_none()
+        {
+            return Ok(0);
+        }
+        let mut count = 0;
+        for &(height, width) in sizes {
+            if self.plan(width, height)?.tile.is_some() {
+                break;
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// `image`'s octaves of `sizes` (the last `image`'s own size; see
+    /// [`Dreamer::keepable_octaves`]) kept on the network's device; `None` where it keeps
+    /// none or there are none.
     fn kept_octaves(
         &self,
         image: &Tensor<4>,
@@ -902,16 +952,7 @@ impl<'a> Dreamer<'a> {
         let [whole] = self.groups.as_slice() else {
             return Ok(None);
         };
-        let [_, _, height, width] = image.dims();
-        // The largest octave needs the most memory: where it needs no tiles, none does.
-        if whole.region.is_some() || self.plan(width, height)?.tile.is_some() {
-            return Ok(None);
-        }
-        let no_masks = vec![None; whole.terms.len()];
-        if self
-            .quadratic_losses(whole, height, width, None, None, &no_masks)?
-            .is_none()
-        {
+        if sizes.is_empty() {
             return Ok(None);
         }
         self.network

@@ -256,9 +256,9 @@ pub trait KeptImage {
 }
 
 /// A picture's octaves kept on a network's device for a whole dream
-/// ([`Network::keep_octaves`]): each octave begins there from the one before as
-/// [`octaves::dream_octaves`](crate::engine::octaves::dream_octaves) begins it, and its
-/// steps ([`KeptImage`]) run there once they are set.
+/// ([`Network::keep_octaves`]): each octave begins there from the one before, as
+/// [`octaves::start`](crate::engine::octaves::start) begins it, and its steps
+/// ([`KeptImage`]) run there once they are set.
 pub trait KeptOctaves: KeptImage {
     /// Begins the next octave (the first at the first call): the image becomes its start,
     /// [`octaves::start`](crate::engine::octaves::start). An error after the last octave.
