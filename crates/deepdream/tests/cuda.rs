@@ -234,6 +234,7 @@ fn depthwise_kernels_equal_cudnn() {
         linear: vec![0.5; output.channels],
         rows: 1..output.height,
         cols: 0..output.width - 1,
+        guides: Vec::new(),
     };
     let image = Tensor::<4>::random(
         [1, 3, shape.height, shape.width],
@@ -283,6 +284,7 @@ fn prepared_gradients_give_the_same_gradient_again() {
             linear: vec![0.0; output.channels],
             rows: 0..output.height,
             cols: 0..output.width,
+            guides: Vec::new(),
         };
         let image: Vec<f32> = (0..shape.len())
             .map(|i| ((i * 7919) % 255) as f32 - 120.0)
@@ -301,8 +303,8 @@ fn prepared_gradients_give_the_same_gradient_again() {
     assert!(error < 1e-5, "{error:e}");
 }
 
-/// The loss's gradients made on the GPU (chosen channels, a tile's window, a class logit)
-/// and on the host (a guide) give the CPU's image gradient.
+/// The loss's gradients made on the GPU (chosen channels, a tile's window, a class logit, a
+/// guide's pull on every channel or on chosen ones) give the CPU's image gradient.
 #[test]
 fn every_kind_of_objective_matches_the_cpu() {
     let Some(gpu) = gpu() else { return };
@@ -327,6 +329,15 @@ fn every_kind_of_objective_matches_the_cpu() {
             "guide",
             DreamParams {
                 guide: Some(photo_crop(0, 0, 224)),
+                ..params("block4_conv3")
+            },
+        ),
+        (
+            "vgg16",
+            "guide on chosen channels",
+            DreamParams {
+                channels: Some(vec![3, 70, 200]),
+                guide: Some(photo_crop(100, 50, 160)),
                 ..params("block4_conv3")
             },
         ),
@@ -369,7 +380,7 @@ fn every_kind_of_objective_matches_the_cpu() {
 
 /// A default dream on the GPU in fp32 (whole steps on the kept picture, replayed as a CUDA
 /// graph) against the CPU's: PSNR ≥ 35 dB; with a change mask too (a brush stroke fading
-/// from the left).
+/// from the left), and guided by another part of the photo (its pull matched on cuBLAS).
 #[test]
 fn a_default_dream_on_the_gpu_matches_the_cpu() {
     let Some(gpu) = gpu() else { return };
@@ -380,7 +391,12 @@ fn a_default_dream_on_the_gpu_matches_the_cpu() {
     ));
     let on_gpu = CudaNetwork::new(vgg16(&device), gpu, Precision::Fp32).unwrap();
     let on_cpu = vgg16(&device);
-    for (what, mask) in [("default dream", None), ("masked dream", Some(fading))] {
+    let cases = [
+        ("default dream", None, None),
+        ("masked dream", Some(fading), None),
+        ("guided dream", None, Some(photo_crop(60, 30, 128))),
+    ];
+    for (what, mask, guide) in cases {
         let dream = |network: &dyn Network| {
             let params = DreamParams {
                 layers: vec![LayerWeight {
@@ -388,6 +404,7 @@ fn a_default_dream_on_the_gpu_matches_the_cpu() {
                     weight: 1.0,
                 }],
                 mask: mask.clone(),
+                guide: guide.clone(),
                 ..DreamParams::default()
             };
             let dreamer = Dreamer::new(network, params, &device).unwrap();
@@ -520,6 +537,7 @@ impl KeptSetup {
             linear: vec![0.0; output.channels],
             rows: 0..output.height,
             cols: 0..output.width,
+            guides: Vec::new(),
         }
     }
 

@@ -221,6 +221,13 @@ impl Network for ViaHook {
     }
 }
 
+/// A guide image with a feature in each direction.
+fn guide() -> image::RgbImage {
+    image::RgbImage::from_fn(40, 40, |x, y| {
+        image::Rgb([(x * 6) as u8, (y * 6) as u8, 128])
+    })
+}
+
 fn values(tensor: Tensor<4>) -> Vec<f32> {
     tensor.into_data().try_to_vec::<f32>().unwrap()
 }
@@ -342,12 +349,20 @@ fn quadratic_losses_give_the_ordinary_gradient() {
         (
             "a guide",
             DreamParams {
-                guide: Some(image::RgbImage::from_fn(40, 40, |x, y| {
-                    image::Rgb([(x * 6) as u8, (y * 6) as u8, 128])
-                })),
+                guide: Some(guide()),
                 ..two_layers
             },
-            false,
+            true,
+        ),
+        (
+            "a guide on chosen channels",
+            DreamParams {
+                layers: vec![layer("mixed", 2.0)],
+                channels: Some(vec![0, 3]),
+                guide: Some(guide()),
+                ..DreamParams::default()
+            },
+            true,
         ),
     ];
     for (case, params, quadratic) in cases {
@@ -401,8 +416,8 @@ fn kept_and_plain(params: &DreamParams, photo: &image::RgbImage) -> (usize, usiz
 /// the host) gives the ordinary dream's picture: each octave begun as the engine begins it,
 /// the same shifts in the same order, the same steps and clamping; with a change mask too
 /// (the gradient weighted by the mask rolled as the picture was, its mean over the mask's
-/// weight); a mask of no weight changes nothing; with channels picked again at each octave
-/// from its start.
+/// weight); a mask of no weight changes nothing; with a guide's pull; with channels picked
+/// again at each octave from its start.
 #[test]
 fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
     let photo = common::photo_crop(20, 10, 96);
@@ -451,6 +466,19 @@ fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
     };
     let (_, differences, changed) = kept_and_plain(&nowhere, &photo);
     assert_eq!((differences, changed), (0, 0), "a mask of no weight");
+
+    // A guide's pull, made on the device from its features.
+    let guided = DreamParams {
+        guide: Some(guide()),
+        ..params.clone()
+    };
+    let (steps, differences, changed) = kept_and_plain(&guided, &photo);
+    assert_eq!(steps, 6, "a guided dream's steps on the kept image");
+    assert!(
+        differences * 1000 <= values,
+        "guided: {differences} of {values} values differ by more than one level"
+    );
+    assert!(changed * 2 > values, "the guided dream changed the picture");
 
     // Channels picked from each octave's start, which the kept octaves give back.
     let weakest = DreamParams {

@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::cpu::on_cpu;
+use crate::backend::quadratic_loss::{Guide, matched_guide};
 use crate::backend::{ascend, on_worker};
 use crate::control::channels::AutoChannels;
 use crate::control::mask::{Mask, check_strength};
@@ -1267,11 +1268,7 @@ impl<'a> Dreamer<'a> {
         masks: &[Option<Tensor<4>>],
     ) -> Result<Option<Vec<QuadraticLoss>>> {
         let terms = &group.terms;
-        if terms
-            .iter()
-            .zip(masks)
-            .any(|(t, m)| t.guide.is_some() || m.is_some())
-        {
+        if masks.iter().any(Option::is_some) {
             return Ok(None);
         }
         let layers = self.network.layers();
@@ -1308,8 +1305,17 @@ impl<'a> Dreamer<'a> {
                 (channels.len() * loss.rows.len() * loss.cols.len()) as f32,
                 |c| c[index],
             );
-            for &channel in channels {
-                loss.quadratic[channel] += term.weight / count;
+            match &term.guide {
+                Some(guide) => loss.guides.push(Guide {
+                    features: guide_features(guide, channels)?,
+                    positions: guide.dims()[1],
+                    weight: term.weight / count,
+                }),
+                None => {
+                    for &channel in channels {
+                        loss.quadratic[channel] += term.weight / count;
+                    }
+                }
             }
         }
         Ok(Some(losses))
@@ -1377,14 +1383,21 @@ fn slot_of(slots: &mut Vec<usize>, layer: usize) -> usize {
     }
 }
 
-/// For each position of `activation` (`[1, C, H, W]`), the guide feature (`[C, P]`) with
-/// the largest dot product, laid out like `activation`.
-fn matched_guide(activation: Tensor<4>, guide: &Tensor<2>) -> Tensor<4> {
-    let [n, c, h, w] = activation.dims();
-    let x = activation.reshape([c, h * w]);
-    let scores = x.transpose().matmul(guide.clone()); // [positions, guide positions]
-    let best = scores.argmax(1).reshape([h * w]);
-    guide.clone().select(1, best).reshape([n, c, h, w])
+/// A guide's features (`[C, P]`, every channel) for a device's [`Guide`]: row-major, the
+/// rows of channels outside `channels` zero.
+fn guide_features(guide: &Tensor<2>, channels: &[usize]) -> Result<Vec<f32>> {
+    let [all, positions] = guide.dims();
+    let values = guide
+        .clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::InvalidParameter(format!("cannot read a guide: {e:?}")))?;
+    let mut features = vec![0.0; all * positions];
+    for &channel in channels {
+        let row = channel * positions..(channel + 1) * positions;
+        features[row.clone()].copy_from_slice(&values[row]);
+    }
+    Ok(features)
 }
 
 #[cfg(test)]

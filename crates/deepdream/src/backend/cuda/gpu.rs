@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::{CudaContext, CudaStream};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 
 use crate::backend::cuda::cudnn;
 use crate::backend::cuda::kernels::{Kernels, SOURCE, compile_cached};
@@ -66,6 +66,8 @@ pub struct Handles {
     pub cudnn: cudnn::Handle,
     /// cuBLAS, on [`Handles::stream`].
     pub cublas: CudaBlas,
+    /// cuBLAS's workspace, its own so that it allocates nothing while a step is recorded.
+    pub cublas_workspace: CudaSlice<u8>,
     /// deepdream's kernels.
     pub kernels: Kernels,
 }
@@ -138,6 +140,7 @@ impl Gpu {
         let cudnn = cudnn::Handle::new(&stream)?;
         let cublas = CudaBlas::new(stream.clone())
             .map_err(|e| Error::Device(format!("cuBLAS does not start: {e:?}")))?;
+        let cublas_workspace = cublas_workspace(&cublas, &stream)?;
         let cubin = compiling.join().map_err(|_| {
             Error::Device("compiling deepdream's CUDA kernels stopped with a panic".into())
         })??;
@@ -162,6 +165,7 @@ impl Gpu {
                 stream,
                 cudnn,
                 cublas,
+                cublas_workspace,
                 kernels,
             }),
         }))
@@ -208,6 +212,33 @@ impl Gpu {
 /// Lets the GPU's stream-ordered memory pool keep what is freed instead of handing it back to
 /// the driver at every wait, so that a gradient's buffers come from the pool (as PyTorch's
 /// caching allocator does). Best effort: without it, allocations only take longer.
+/// The memory cuBLAS's matrix products may use (as PyTorch gives it on Hopper).
+const CUBLAS_WORKSPACE: usize = 32 << 20;
+
+/// A workspace of cuBLAS's own, set on `cublas`: without one, cuBLAS allocates its own when a
+/// product first needs it, which a step being recorded as a CUDA graph may not.
+fn cublas_workspace(cublas: &CudaBlas, stream: &Arc<CudaStream>) -> Result<CudaSlice<u8>> {
+    // SAFETY: cuBLAS writes the workspace before it reads it.
+    let workspace = unsafe { stream.alloc::<u8>(CUBLAS_WORKSPACE) }
+        .map_err(|e| Error::Device(format!("no memory for cuBLAS's workspace: {e}")))?;
+    let (pointer, _) = workspace.device_ptr(stream);
+    // SAFETY: the workspace is as long as said and lives as long as the handle (both are
+    // kept in the GPU's handles).
+    let status = unsafe {
+        cudarc::cublas::sys::cublasSetWorkspace_v2(
+            *cublas.handle(),
+            pointer as *mut std::ffi::c_void,
+            CUBLAS_WORKSPACE,
+        )
+    };
+    if status != cudarc::cublas::sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+        return Err(Error::Device(format!(
+            "cuBLAS does not take a workspace: {status:?}"
+        )));
+    }
+    Ok(workspace)
+}
+
 fn keep_freed_memory(context: &CudaContext) {
     use cudarc::driver::sys;
     let mut pool = std::ptr::null_mut();

@@ -159,6 +159,32 @@ extern "C" __global__ void quadratic_seed(float *dy, const float *a, const float
     }
 }
 
+// A guide's pull (see Guide in backend/quadratic_loss.rs) added to dy, a channels x height x
+// width gradient: at each position i = row * width + column inside the rows [row0, row1) and
+// columns [col0, col1), weight * features[c][best] in every channel c, best the guide position
+// of the largest score there (scores[i * positions + p], the value's features' dot product
+// with the guide's at p; the first of equals); features is channels x positions. n = height *
+// width.
+extern "C" __global__ void guide_seed(float *dy, const float *scores, const float *features,
+                                      unsigned long long positions, unsigned long long channels,
+                                      unsigned long long width, unsigned long long row0,
+                                      unsigned long long row1, unsigned long long col0,
+                                      unsigned long long col1, float weight,
+                                      unsigned long long n) {
+    FOR_EACH(i, n) {
+        const unsigned long long row = i / width, column = i % width;
+        if (row < row0 || row >= row1 || column < col0 || column >= col1) continue;
+        const float *score = scores + i * positions;
+        unsigned long long best = 0;
+        for (unsigned long long p = 1; p < positions; p++) {
+            if (score[p] > score[best]) best = p;
+        }
+        for (unsigned long long c = 0; c < channels; c++) {
+            dy[c * n + i] += weight * features[c * positions + best];
+        }
+    }
+}
+
 // y = x rolled by shift = (rows, cols) in each height x width plane: y[r][c] =
 // x[r - rows][c - cols], wrapping around; rows < height, cols < width. The shift is read from
 // the GPU's memory, so that a recorded step replays with each step's own.

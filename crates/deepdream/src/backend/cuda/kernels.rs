@@ -130,6 +130,10 @@ pub struct Kernels {
     /// col1, accumulate, n)`: a [`QuadraticLoss`](crate::backend::quadratic_loss::QuadraticLoss)'s
     /// gradient stored in `dy`.
     pub quadratic_seed: CudaFunction,
+    /// `guide_seed(dy, scores, features, positions, channels, width, row0, row1, col0, col1,
+    /// weight, n)`: a [`Guide`](crate::backend::quadratic_loss::Guide)'s pull added to `dy`
+    /// inside the window, from the scores of each of the `n` positions against the guide's.
+    pub guide_seed: CudaFunction,
     /// `roll(y, x, shift, height, width, n)`: each plane of `x` rolled by the `(rows,
     /// columns)` at `shift` on the GPU.
     pub roll: CudaFunction,
@@ -186,6 +190,7 @@ impl Kernels {
             pad: function("pad")?,
             crop: function("crop")?,
             quadratic_seed: function("quadratic_seed")?,
+            guide_seed: function("guide_seed")?,
             roll: function("roll")?,
             abs_sum: function("abs_sum")?,
             ascend: function("ascend")?,
@@ -226,7 +231,12 @@ pub fn per_plane(plane: usize, channels: usize) -> LaunchConfig {
 /// note) without a compiler, unless `DEEPDREAM_REQUIRE_CXX` is set.
 #[cfg(test)]
 pub(crate) fn host_build(name: &str, source: &str) -> Option<libloading::Library> {
-    let folder = std::env::temp_dir().join(format!("deepdream-{name}-{}", std::process::id()));
+    // A folder per build: tests build at once, and one must not load another's half-written
+    // library.
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let build = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let folder =
+        std::env::temp_dir().join(format!("deepdream-{name}-{}-{build}", std::process::id()));
     std::fs::create_dir_all(&folder).unwrap();
     let shim = folder.join("shim.h");
     std::fs::write(
@@ -268,7 +278,10 @@ pub(crate) fn host_build(name: &str, source: &str) -> Option<libloading::Library
         }
     }
     // SAFETY: the library is the kernels' source compiled above; it runs no code on load.
-    Some(unsafe { libloading::Library::new(&library) }.unwrap())
+    let loaded = unsafe { libloading::Library::new(&library) }.unwrap();
+    // What is loaded stays mapped without its file.
+    std::fs::remove_dir_all(&folder).ok();
+    Some(loaded)
 }
 
 /// Checks (for tests) that kernels' `source` compiles for Ampere and Hopper GPUs wherever
@@ -318,18 +331,33 @@ mod tests {
         u64,
         u64,
     );
+    type GuideSeed = unsafe extern "C" fn(
+        *mut f32,
+        *const f32,
+        *const f32,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        f32,
+        u64,
+    );
     type Pad = unsafe extern "C" fn(*mut f32, *const f32, u64, u64, u64, u64, u64, u64, f32, u64);
     type Crop = unsafe extern "C" fn(*mut f32, *const f32, u64, u64, u64, u64, u64, u64, u64, u64);
     type Resize =
         unsafe extern "C" fn(*mut f32, *const f32, *const f32, *const f32, u64, u64, u64, u64, u64);
 
     /// The quadratic loss's kernel stores what [`QuadraticLoss::gradient`] computes on the
-    /// host: added to the gradient there, or over whatever was there (NaN included).
+    /// host: added to the gradient there, or over whatever was there (NaN included); the
+    /// guides' kernel then adds their pulls, from the scores against each guide.
     ///
     /// [`QuadraticLoss::gradient`]: crate::backend::quadratic_loss::QuadraticLoss::gradient
     #[test]
     fn the_quadratic_seed_kernel_stores_the_losss_gradient() {
-        use crate::backend::quadratic_loss::QuadraticLoss;
+        use crate::backend::quadratic_loss::{Guide, QuadraticLoss};
         use burn::tensor::{Distribution, Tensor};
 
         let Some(library) = host_build("kernels", SOURCE) else {
@@ -344,13 +372,35 @@ mod tests {
             Distribution::Uniform(-2.0, 2.0),
             &device,
         );
+        // Two guides: one of every channel, one of channels 1 and 3 only.
+        let guide = |positions: usize, pulled: &[usize], weight| {
+            let features = (0..channels * positions)
+                .map(|i| {
+                    let pulls = pulled.contains(&(i / positions));
+                    if pulls {
+                        ((i * 7919) % 13) as f32 - 6.0
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            Guide {
+                features,
+                positions,
+                weight,
+            }
+        };
         let loss = QuadraticLoss {
             quadratic: vec![0.5, 0.0, 2.0, -1.0, 0.25],
             linear: vec![0.0, 3.0, 0.0, 1.5, -0.5],
             rows: 2..6,
             cols: 1..8,
+            guides: vec![guide(6, &[0, 1, 2, 3, 4], 0.75), guide(4, &[1, 3], -2.0)],
         };
         let a = activation.clone().into_data().try_to_vec::<f32>().unwrap();
+        // SAFETY: the symbol is `guide_seed` of kernels.cu, whose arguments these are.
+        let guide_seed = unsafe { library.get::<GuideSeed>(b"guide_seed") }.unwrap();
+        let plane = height * width;
         let expected = loss
             .gradient(activation)
             .into_data()
@@ -377,6 +427,34 @@ mod tests {
                     n,
                 )
             };
+            for guide in &loss.guides {
+                let scores: Vec<f32> = (0..plane * guide.positions)
+                    .map(|j| {
+                        let (i, p) = (j / guide.positions, j % guide.positions);
+                        (0..channels)
+                            .map(|c| a[c * plane + i] * guide.features[c * guide.positions + p])
+                            .sum()
+                    })
+                    .collect();
+                // SAFETY: `dy` holds the channels x positions gradient, `scores` positions x
+                // guide positions values, `features` channels x guide positions.
+                unsafe {
+                    guide_seed(
+                        dy.as_mut_ptr(),
+                        scores.as_ptr(),
+                        guide.features.as_ptr(),
+                        guide.positions as u64,
+                        channels as u64,
+                        width as u64,
+                        loss.rows.start as u64,
+                        loss.rows.end as u64,
+                        loss.cols.start as u64,
+                        loss.cols.end as u64,
+                        guide.weight,
+                        plane as u64,
+                    )
+                };
+            }
             let added = if accumulate == 1 { before } else { 0.0 };
             for (i, (got, want)) in dy.iter().zip(&expected).enumerate() {
                 assert!(

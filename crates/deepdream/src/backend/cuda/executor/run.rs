@@ -26,12 +26,22 @@ use crate::error::{Error, Result};
 /// with their shapes), the loss's gradient with respect to each (same lengths).
 pub type LossGradients<'a> = dyn FnMut(Vec<Vec<f32>>, &[Shape]) -> Result<Vec<Vec<f32>>> + 'a;
 
-/// A quadratic loss with its weights on the GPU.
+/// A quadratic loss with its weights and guides on the GPU.
 pub(super) struct DeviceLoss {
     quadratic: CudaSlice<f32>,
     linear: CudaSlice<f32>,
     rows: Range<usize>,
     cols: Range<usize>,
+    guides: Vec<DeviceGuide>,
+    /// Room for the scores of the value's positions against the largest guide's.
+    scores: Option<CudaSlice<f32>>,
+}
+
+/// A guide's features on the GPU (see [`Guide`](crate::backend::quadratic_loss::Guide)).
+struct DeviceGuide {
+    features: CudaSlice<f32>,
+    positions: usize,
+    weight: f32,
 }
 
 impl DeviceLoss {
@@ -44,12 +54,29 @@ impl DeviceLoss {
         check_quadratic(losses, shapes)?;
         losses
             .iter()
-            .map(|loss| {
+            .zip(shapes)
+            .map(|(loss, shape)| {
+                let guides = loss
+                    .guides
+                    .iter()
+                    .map(|guide| {
+                        Ok(DeviceGuide {
+                            features: upload(stream, &guide.features)?,
+                            positions: guide.positions,
+                            weight: guide.weight,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let most = loss.guides.iter().map(|g| g.positions).max();
                 Ok(DeviceLoss {
                     quadratic: upload(stream, &loss.quadratic)?,
                     linear: upload(stream, &loss.linear)?,
                     rows: loss.rows.clone(),
                     cols: loss.cols.clone(),
+                    guides,
+                    scores: most
+                        .map(|most| alloc(stream, shape.height * shape.width * most))
+                        .transpose()?,
                 })
             })
             .collect()
@@ -66,7 +93,15 @@ pub(super) enum Seeds<'s> {
 fn check_quadratic(losses: &[QuadraticLoss], shapes: &[Shape]) -> Result<()> {
     let fits = losses.len() == shapes.len()
         && losses.iter().zip(shapes).all(|(loss, shape)| {
-            loss.quadratic.len() == shape.channels && loss.linear.len() == shape.channels
+            loss.quadratic.len() == shape.channels
+                && loss.linear.len() == shape.channels
+                && loss.guides.iter().all(|guide| {
+                    guide.positions > 0
+                        && guide.features.len() == shape.channels * guide.positions
+                        && [guide.positions, shape.channels, shape.height * shape.width]
+                            .iter()
+                            .all(|&side| side < i32::MAX as usize)
+                })
         });
     if fits {
         Ok(())
@@ -634,8 +669,73 @@ impl<'a> Run<'a> {
                     Arg::Count(loss.cols.end as u64),
                     dy.accumulate(),
                 ];
-                self.launch(&self.handles.kernels.quadratic_seed, shape.len(), &args)
+                self.launch(&self.handles.kernels.quadratic_seed, shape.len(), &args)?;
+                for guide in &loss.guides {
+                    let scores = loss.scores.as_ref().expect("room for a guide's scores");
+                    let scores = address(scores, self.stream());
+                    self.guide_scores(value, shape, guide, scores)?;
+                    let args = [
+                        Arg::Address(dy.address),
+                        Arg::Address(scores),
+                        Arg::Address(address(&guide.features, self.stream())),
+                        Arg::Count(guide.positions as u64),
+                        Arg::Count(shape.channels as u64),
+                        Arg::Count(shape.width as u64),
+                        Arg::Count(loss.rows.start as u64),
+                        Arg::Count(loss.rows.end as u64),
+                        Arg::Count(loss.cols.start as u64),
+                        Arg::Count(loss.cols.end as u64),
+                        Arg::Float(guide.weight),
+                    ];
+                    let plane = shape.height * shape.width;
+                    self.launch(&self.handles.kernels.guide_seed, plane, &args)?;
+                }
+                Ok(())
             }
+        }
+    }
+
+    /// The scores of `value`'s (of `shape`) features at each position against `guide`'s at
+    /// each of its positions, row-major `[positions, guide positions]`, stored at `scores`:
+    /// one matrix product on cuBLAS.
+    fn guide_scores(
+        &self,
+        value: usize,
+        shape: Shape,
+        guide: &DeviceGuide,
+        scores: u64,
+    ) -> Result<()> {
+        use cudarc::cublas::sys as blas;
+        let plane = shape.height * shape.width;
+        let features = address(&guide.features, self.stream());
+        // Column-major: the guide's features are a positions x channels matrix (leading
+        // dimension its positions), the value a plane x channels one; the scores, positions x
+        // plane, are the features times the value's transpose.
+        // SAFETY: the matrices hold the sizes given (checked to fit an i32 on upload).
+        let status = unsafe {
+            blas::cublasSgemm_v2(
+                *self.handles.cublas.handle(),
+                blas::cublasOperation_t::CUBLAS_OP_N,
+                blas::cublasOperation_t::CUBLAS_OP_T,
+                guide.positions as i32,
+                plane as i32,
+                shape.channels as i32,
+                &ONE,
+                features as *const f32,
+                guide.positions as i32,
+                self.address_of(value) as *const f32,
+                plane as i32,
+                &ZERO,
+                scores as *mut f32,
+                guide.positions as i32,
+            )
+        };
+        if status == blas::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            Ok(())
+        } else {
+            Err(Error::Device(format!(
+                "cuBLAS could not match a guide: {status:?}"
+            )))
         }
     }
 
