@@ -10,8 +10,8 @@
 #      EfficientNet-Lite0 with Farnebäck's flow on the GPU, then VGG16 with DIS and with
 #      Farnebäck's flow kept on the CPU;
 #   6. 1280x720 live dreaming of a file played in real time;
-#   6b. the other modes on the GPU, timed: a zoom, a style transfer, a feature visualisation
-#      and a batch;
+#   6b. the other modes on the GPU, timed: a zoom, a guided dream, a style transfer, a feature
+#      visualisation and a batch;
 #   7. with a wgpu build in the kit and a Vulkan loader on the machine, the 1024x768 dream on
 #      `--device wgpu` from a cold kernel cache and again from the cache.
 #
@@ -265,6 +265,8 @@ if staged modes; then
   [[ -e "$work/photo.png" ]] || photo 1024 768 "$work/photo.png"
   timed "zoom, 30 frames of 1024x768" within 60 "${deepdream[@]}" --device cuda zoom "$work/photo.png" \
     "${vgg16[@]}" --frames 30 --seed 0 -o "$work/zoom.mp4" --force
+  timed "guided dream of 1024x768" within 60 "${deepdream[@]}" --device cuda dream "$work/photo.png" \
+    "${vgg16[@]}" --guide crates/deepdream/tests/fixtures/chelsea.png --seed 0 -o "$work/guided.png" --force
   timed "style transfer at 512" within 60 "${deepdream[@]}" --device cuda style "$work/photo.png" \
     --style crates/deepdream/tests/fixtures/starry_night.jpg "${vgg16[@]}" --size 512 -o "$work/style.png" --force
   timed "visualisation of a channel, 224x224, 256 steps" within 40 "${deepdream[@]}" --device cuda visualize \
