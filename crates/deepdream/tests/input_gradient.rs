@@ -420,25 +420,8 @@ fn kept_and_plain(params: &DreamParams, photo: &image::RgbImage) -> (usize, usiz
 /// again at each octave from its start.
 #[test]
 fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
-    let photo = common::photo_crop(20, 10, 96);
-    let params = DreamParams {
-        layers: vec![LayerWeight {
-            layer: "mixed".into(),
-            weight: 1.0,
-        }],
-        octaves: 2,
-        iterations: 3,
-        seed: 7,
-        ..DreamParams::default()
-    };
-    let values = photo.as_raw().len();
-    let (steps, differences, changed) = kept_and_plain(&params, &photo);
-    assert_eq!(steps, 6, "every step on the kept image");
-    assert!(
-        differences * 1000 <= values,
-        "{differences} of {values} values differ by more than one level"
-    );
-    assert!(changed * 2 > values, "the dream changed the picture");
+    let (photo, params) = two_octaves();
+    assert_kept_is_plain("the default", &params, &photo, 6, 2);
 
     let mask = |pixel: &dyn Fn(u32, u32) -> u8| {
         Some(deepdream::control::mask::Mask::from_image(
@@ -452,13 +435,7 @@ fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
         mask: mask(&|x, _| (255 - (x * 255 / 95).min(255)) as u8),
         ..params.clone()
     };
-    let (steps, differences, changed) = kept_and_plain(&masked, &photo);
-    assert_eq!(steps, 6, "a change mask's steps on the kept image");
-    assert!(
-        differences * 1000 <= values,
-        "masked: {differences} of {values} values differ by more than one level"
-    );
-    assert!(changed * 4 > values, "the masked dream changed the picture");
+    assert_kept_is_plain("a change mask", &masked, &photo, 6, 4);
 
     let nowhere = DreamParams {
         mask: mask(&|_, _| 0),
@@ -472,13 +449,7 @@ fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
         guide: Some(guide()),
         ..params.clone()
     };
-    let (steps, differences, changed) = kept_and_plain(&guided, &photo);
-    assert_eq!(steps, 6, "a guided dream's steps on the kept image");
-    assert!(
-        differences * 1000 <= values,
-        "guided: {differences} of {values} values differ by more than one level"
-    );
-    assert!(changed * 2 > values, "the guided dream changed the picture");
+    assert_kept_is_plain("a guide", &guided, &photo, 6, 2);
 
     // Channels picked from each octave's start, which the kept octaves give back.
     let weakest = DreamParams {
@@ -489,24 +460,11 @@ fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
         }),
         ..params
     };
-    let (steps, differences, changed) = kept_and_plain(&weakest, &photo);
-    assert_eq!(steps, 6, "automatic channels' steps on the kept image");
-    assert!(
-        differences * 1000 <= values,
-        "automatic channels: {differences} of {values} values differ by more than one level"
-    );
-    assert!(
-        changed * 2 > values,
-        "the weakest channels changed the picture"
-    );
+    assert_kept_is_plain("automatic channels", &weakest, &photo, 6, 2);
 }
 
-/// A picture whose largest octave must be tiled within the memory budget dreams its smaller
-/// octaves on the kept picture and the largest on the host, tile by tile, from the picture
-/// the device gives back: the ordinary dream's picture.
-#[test]
-fn octaves_too_large_for_the_device_dream_on_the_host() {
-    let photo = common::photo_crop(20, 10, 96);
+/// A 96x96 crop of the test photo, and a dream of it in two octaves of three steps.
+fn two_octaves() -> (image::RgbImage, DreamParams) {
     let params = DreamParams {
         layers: vec![LayerWeight {
             layer: "mixed".into(),
@@ -517,6 +475,38 @@ fn octaves_too_large_for_the_device_dream_on_the_host() {
         seed: 7,
         ..DreamParams::default()
     };
+    (common::photo_crop(20, 10, 96), params)
+}
+
+/// A dream of `params` through the hook's kept octaves is the plain one (no more than one
+/// value in a thousand a level apart), took `steps` steps on the kept picture, and changed
+/// more than one value in `share` of the photo.
+fn assert_kept_is_plain(
+    case: &str,
+    params: &DreamParams,
+    photo: &image::RgbImage,
+    steps: usize,
+    share: usize,
+) {
+    let values = photo.as_raw().len();
+    let (kept_steps, differences, changed) = kept_and_plain(params, photo);
+    assert_eq!(kept_steps, steps, "{case}: the steps on the kept picture");
+    assert!(
+        differences * 1000 <= values,
+        "{case}: {differences} of {values} values differ by more than one level"
+    );
+    assert!(
+        changed * share > values,
+        "{case}: the dream changed the picture"
+    );
+}
+
+/// A picture whose largest octave must be tiled within the memory budget dreams its smaller
+/// octaves on the kept picture and the largest on the host, tile by tile, from the picture
+/// the device gives back: the ordinary dream's picture.
+#[test]
+fn octaves_too_large_for_the_device_dream_on_the_host() {
+    let (photo, params) = two_octaves();
     // The smallest budget in which the smaller octave needs no tiles.
     let device = Device::flex();
     let network = test_network(&device);
@@ -541,14 +531,7 @@ fn octaves_too_large_for_the_device_dream_on_the_host() {
         max_memory: Some(budget),
         ..params
     };
-    let values = photo.as_raw().len();
-    let (steps, differences, changed) = kept_and_plain(&params, &photo);
-    assert_eq!(steps, 3, "the smaller octave's steps on the kept picture");
-    assert!(
-        differences * 1000 <= values,
-        "{differences} of {values} values differ by more than one level"
-    );
-    assert!(changed * 2 > values, "the dream changed the picture");
+    assert_kept_is_plain("the smaller octave kept", &params, &photo, 3, 2);
 }
 
 /// A kept image's gradient that stops being finite halfway through an octave: the step

@@ -655,7 +655,15 @@ impl<'a> Run<'a> {
             }
             Seeds::Device(losses) => {
                 let loss = &losses[index];
-                let args = [
+                // The window the loss covers: its rows, then its columns.
+                let window = [
+                    loss.rows.start,
+                    loss.rows.end,
+                    loss.cols.start,
+                    loss.cols.end,
+                ]
+                .map(|v| Arg::Count(v as u64));
+                let mut args = vec![
                     Arg::Address(dy.address),
                     Arg::Address(self.address_of(value)),
                     Arg::Address(address(&loss.quadratic, self.stream())),
@@ -663,30 +671,24 @@ impl<'a> Run<'a> {
                     Arg::Count(shape.channels as u64),
                     Arg::Count(shape.height as u64),
                     Arg::Count(shape.width as u64),
-                    Arg::Count(loss.rows.start as u64),
-                    Arg::Count(loss.rows.end as u64),
-                    Arg::Count(loss.cols.start as u64),
-                    Arg::Count(loss.cols.end as u64),
-                    dy.accumulate(),
                 ];
+                args.extend(window);
+                args.push(dy.accumulate());
                 self.launch(&self.handles.kernels.quadratic_seed, shape.len(), &args)?;
                 for guide in &loss.guides {
                     let scores = loss.scores.as_ref().expect("room for a guide's scores");
                     let scores = address(scores, self.stream());
                     self.guide_scores(value, shape, guide, scores)?;
-                    let args = [
+                    let mut args = vec![
                         Arg::Address(dy.address),
                         Arg::Address(scores),
                         Arg::Address(address(&guide.features, self.stream())),
                         Arg::Count(guide.positions as u64),
                         Arg::Count(shape.channels as u64),
                         Arg::Count(shape.width as u64),
-                        Arg::Count(loss.rows.start as u64),
-                        Arg::Count(loss.rows.end as u64),
-                        Arg::Count(loss.cols.start as u64),
-                        Arg::Count(loss.cols.end as u64),
-                        Arg::Float(guide.weight),
                     ];
+                    args.extend(window);
+                    args.push(Arg::Float(guide.weight));
                     let plane = shape.height * shape.width;
                     self.launch(&self.handles.kernels.guide_seed, plane, &args)?;
                 }
