@@ -198,6 +198,8 @@ impl Network for ViaHook {
             let seeds = match &loss.quadratic {
                 Some(losses) if self.quadratic => {
                     self.quadratic_used.fetch_add(1, Ordering::Relaxed);
+                    let values = plain.iter().zip(losses);
+                    loss.values = Some(values.map(|(a, loss)| loss.values(a.clone())).collect());
                     plain
                         .into_iter()
                         .zip(losses)
@@ -275,7 +277,6 @@ fn assert_same_gradients(ours: &Dreamer, theirs: &Dreamer, input: &Tensor<4>, ca
 fn objectives_through_the_hook_are_the_ordinary_ones() {
     let device = Device::flex();
     let plain = test_network(&device);
-    let hooked = ViaHook::new(Box::new(test_network(&device)), false);
     let mixed = plain.layer_index("mixed").unwrap();
     let pool = plain.layer_index("pool1").unwrap();
     let image = Tensor::<4>::random([1, 3, 40, 36], Distribution::Uniform(-1.0, 1.0), &device);
@@ -297,6 +298,13 @@ fn objectives_through_the_hook_are_the_ordinary_ones() {
             },
             100.0,
         )
+        .with(
+            Term::Style {
+                layer: mixed,
+                target: gram(targets[0].clone().mul_scalar(1.5)),
+            },
+            30.0,
+        )
         .with(Term::TotalVariation, 0.1)
         .with(
             Term::Channel {
@@ -304,19 +312,37 @@ fn objectives_through_the_hook_are_the_ordinary_ones() {
                 channel: 2,
             },
             3.0,
-        );
-    let (ours, our_gradient) = objective.evaluate(&hooked, image.clone()).unwrap();
-    let (theirs, their_gradient) = objective.evaluate(&plain, image).unwrap();
-    assert!(
-        (ours.total - theirs.total).abs() <= 1e-5 * theirs.total.abs().max(1.0),
-        "{ours:?} {theirs:?}"
-    );
-    assert!(
-        (ours.total_variation - theirs.total_variation).abs() <= 1e-6,
-        "{ours:?} {theirs:?}"
-    );
-    let error = relative_l2_error(&values(our_gradient), &values(their_gradient));
-    assert!(error < 1e-5, "{error:e}");
+        )
+        .with(Term::Amplify { layer: pool }, 0.5);
+    let (theirs, their_gradient) = objective.evaluate(&plain, image.clone()).unwrap();
+    let their_gradient = values(their_gradient);
+    // The loss's gradients at the layers from the host, then made from the terms'
+    // description as a device makes them.
+    for quadratic in [false, true] {
+        let hooked = ViaHook::new(Box::new(test_network(&device)), quadratic);
+        let (ours, our_gradient) = objective.evaluate(&hooked, image.clone()).unwrap();
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * b.abs().max(1.0);
+        for (what, a, b) in [
+            ("total", ours.total, theirs.total),
+            ("content", ours.content, theirs.content),
+            ("style", ours.style, theirs.style),
+            ("activation", ours.activation, theirs.activation),
+            (
+                "total variation",
+                ours.total_variation,
+                theirs.total_variation,
+            ),
+        ] {
+            assert!(
+                close(a, b),
+                "{what} (quadratic {quadratic}): {ours:?} vs {theirs:?}"
+            );
+        }
+        let error = relative_l2_error(&values(our_gradient), &their_gradient);
+        assert!(error < 1e-5, "quadratic {quadratic}: {error:e}");
+        let used = hooked.quadratic_used.load(Ordering::Relaxed);
+        assert_eq!(used > 0, quadratic, "described losses used {used} times");
+    }
 }
 
 /// DeepDream's objective as quadratic losses (what the CUDA device computes on the GPU):

@@ -1,11 +1,12 @@
 //! The loss a device can make its own gradients of: a quadratic per channel over a window
-//! of one layer output (DeepDream's objective is one), with guides' pulls (a guided dream's
-//! objective), described once and computed on the device (the CUDA device's
-//! `quadratic_seed` and `guide_seed` kernels) or, as the reference, on the host.
+//! of one layer output (DeepDream's objective is one), with guides' pulls (a guided dream's)
+//! and matches to targets (style transfer's content and style terms), described once and
+//! computed on the device (the CUDA device's kernels and cuBLAS) or, as the reference, on
+//! the host.
 
 use std::ops::Range;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 /// A loss of one layer output `a` (`[1, C, H, W]`) that is a quadratic per channel over a
 /// window: `Σ ½·quadratic[c]·a² + linear[c]·a` over rows `rows` and columns `cols`, plus the
@@ -23,6 +24,35 @@ pub struct QuadraticLoss {
     pub cols: Range<usize>,
     /// Guides pulling the layer.
     pub guides: Vec<Guide>,
+    /// Matches of the whole output itself to targets (style transfer's content terms).
+    pub content: Vec<Match>,
+    /// Matches of the whole output's Gram matrix to targets (style transfer's style terms).
+    pub style: Vec<Match>,
+}
+
+/// A match of a layer output `a` (`[1, C, H, W]`, N values) to a target, with `weight`: a
+/// content match is `weight·mean((a − target)²)`, `target` shaped as `a`; a style match is
+/// `weight·mean((G − target)²)`, `G` the Gram matrix `F Fᵀ / N` of `a`'s `[C, H·W]` features
+/// and `target` `[C, C]` (see [`gram`](crate::engine::objective::gram)); row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Match {
+    /// The target's values.
+    pub target: Vec<f32>,
+    /// The match's weight.
+    pub weight: f32,
+}
+
+/// The value of a [`QuadraticLoss`] at a layer output, by part: the quadratic's, the
+/// content matches' and the style matches' (a guide's pull has none: what it pulls towards
+/// moves with the output).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LossValues {
+    /// `Σ ½·quadratic[c]·a² + linear[c]·a` over the window.
+    pub quadratic: f32,
+    /// The content matches' values, summed.
+    pub content: f32,
+    /// The style matches' values, summed.
+    pub style: f32,
 }
 
 /// A guide image's pull on a layer (the guided dream of the 2015 notebook): at each position
@@ -48,6 +78,8 @@ impl QuadraticLoss {
             rows,
             cols,
             guides: Vec::new(),
+            content: Vec::new(),
+            style: Vec::new(),
         }
     }
 
@@ -56,34 +88,129 @@ impl QuadraticLoss {
     pub fn gradient(&self, activation: Tensor<4>) -> Tensor<4> {
         let [_, channels, height, width] = activation.dims();
         let device = activation.device();
-        let per_channel =
-            |values: &[f32]| Tensor::<1>::from_floats(values, &device).reshape([1, channels, 1, 1]);
-        let inside = |range: &Range<usize>, size: usize| -> Vec<f32> {
-            (0..size)
-                .map(|i| f32::from(u8::from(range.contains(&i))))
-                .collect()
-        };
-        let window = Tensor::<1>::from_floats(inside(&self.rows, height).as_slice(), &device)
-            .reshape([1, 1, height, 1])
-            .mul(
-                Tensor::<1>::from_floats(inside(&self.cols, width).as_slice(), &device)
-                    .reshape([1, 1, 1, width]),
-            );
         let pulls = self.guides.iter().map(|guide| {
             let features = Tensor::<1>::from_floats(guide.features.as_slice(), &device)
                 .reshape([channels, guide.positions]);
             matched_guide(activation.clone(), &features).mul_scalar(guide.weight)
         });
-        pulls
+        let inside = pulls
             .fold(
                 activation
                     .clone()
-                    .mul(per_channel(&self.quadratic))
-                    .add(per_channel(&self.linear)),
+                    .mul(per_channel(&self.quadratic, channels, &device))
+                    .add(per_channel(&self.linear, channels, &device)),
                 Tensor::add,
             )
-            .mul(window)
+            .mul(window(&self.rows, &self.cols, height, width, &device));
+        let count = activation.shape().num_elements() as f32;
+        let contents = self.content.iter().map(|content| {
+            let target = Tensor::<1>::from_floats(content.target.as_slice(), &device)
+                .reshape(activation.dims());
+            activation
+                .clone()
+                .sub(target)
+                .mul_scalar(2.0 * content.weight / count)
+        });
+        let features = activation.clone().reshape([channels, height * width]);
+        let styles = self.style.iter().map(|style| {
+            let difference = gram_difference(&features, style, count);
+            let scale = 4.0 * style.weight / (channels * channels) as f32 / count;
+            difference
+                .matmul(features.clone())
+                .mul_scalar(scale)
+                .reshape(activation.dims())
+        });
+        contents.chain(styles).fold(inside, Tensor::add)
     }
+
+    /// The loss's value at `activation`, by part, computed on the host: what a device
+    /// computes from this description.
+    pub fn values(&self, activation: Tensor<4>) -> LossValues {
+        let [_, channels, height, width] = activation.dims();
+        let device = activation.device();
+        let quadratic = activation
+            .clone()
+            .powi_scalar(2)
+            .mul(per_channel(&self.quadratic, channels, &device))
+            .mul_scalar(0.5)
+            .add(
+                activation
+                    .clone()
+                    .mul(per_channel(&self.linear, channels, &device)),
+            )
+            .mul(window(&self.rows, &self.cols, height, width, &device))
+            .sum()
+            .into_scalar();
+        let count = activation.shape().num_elements() as f32;
+        let content = self
+            .content
+            .iter()
+            .map(|content| {
+                let target = Tensor::<1>::from_floats(content.target.as_slice(), &device)
+                    .reshape(activation.dims());
+                let squares: f32 = activation
+                    .clone()
+                    .sub(target)
+                    .powi_scalar(2)
+                    .sum()
+                    .into_scalar();
+                content.weight * squares / count
+            })
+            .sum();
+        let features = activation.reshape([channels, height * width]);
+        let style = self
+            .style
+            .iter()
+            .map(|style| {
+                let difference = gram_difference(&features, style, count);
+                let squares: f32 = difference.powi_scalar(2).sum().into_scalar();
+                style.weight * squares / (channels * channels) as f32
+            })
+            .sum();
+        LossValues {
+            quadratic,
+            content,
+            style,
+        }
+    }
+}
+
+/// `values` as `[1, C, 1, 1]`.
+fn per_channel(values: &[f32], channels: usize, device: &Device) -> Tensor<4> {
+    Tensor::<1>::from_floats(values, device).reshape([1, channels, 1, 1])
+}
+
+/// 1 inside the window of `rows` and `cols` and 0 outside, `[1, 1, height, width]`.
+fn window(
+    rows: &Range<usize>,
+    cols: &Range<usize>,
+    height: usize,
+    width: usize,
+    device: &Device,
+) -> Tensor<4> {
+    let inside = |range: &Range<usize>, size: usize| -> Vec<f32> {
+        (0..size)
+            .map(|i| f32::from(u8::from(range.contains(&i))))
+            .collect()
+    };
+    Tensor::<1>::from_floats(inside(rows, height).as_slice(), device)
+        .reshape([1, 1, height, 1])
+        .mul(
+            Tensor::<1>::from_floats(inside(cols, width).as_slice(), device)
+                .reshape([1, 1, 1, width]),
+        )
+}
+
+/// The Gram matrix of `features` (`[C, H·W]`, `count` values) less `style`'s target.
+fn gram_difference(features: &Tensor<2>, style: &Match, count: f32) -> Tensor<2> {
+    let [channels, _] = features.dims();
+    let target = Tensor::<1>::from_floats(style.target.as_slice(), &features.device())
+        .reshape([channels, channels]);
+    features
+        .clone()
+        .matmul(features.clone().transpose())
+        .div_scalar(count)
+        .sub(target)
 }
 
 /// For each position of `activation` (`[1, C, H, W]`), the guide's feature (a column of

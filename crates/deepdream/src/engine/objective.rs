@@ -5,11 +5,12 @@
 //! and returns the value of every term and the gradient with respect to the image. Every
 //! term is minimised; what should grow enters negated.
 
-use burn::tensor::{Gradients, Tensor};
+use burn::tensor::{Gradients, Tensor, TensorData};
 
 use crate::backend::on_worker;
+use crate::backend::quadratic_loss::Match;
 use crate::error::{Error, Result};
-use crate::networks::network::{LayerLoss, Network};
+use crate::networks::network::{LayerLoss, Network, QuadraticLoss};
 
 /// A layer to dream on and the weight of its term in the objective.
 #[derive(Clone, Debug, PartialEq)]
@@ -343,29 +344,55 @@ impl Objective {
     ) -> Result<(Losses, Tensor<4>)> {
         let layers = self.layers();
         if !layers.is_empty() {
-            // A network that runs its own gradient (on a GPU) asks for the loss's gradient at
-            // the layers; terms on the image itself add theirs here.
-            let mut losses = Losses::default();
+            // A network that runs its own gradient (on a GPU) makes the loss's gradient at
+            // the layers itself where the terms describe it, else asks for it; terms on the
+            // image itself add theirs here.
+            let mut host_losses = None;
             let mut image_gradient = None;
             let mut gradients = |activations: Vec<Tensor<4>>| {
                 let leaves = leaves(activations);
                 let input = image.clone().autodiff().require_grad();
                 let (total, parts) = self.value_of(&leaves, input.clone())?;
-                losses = sum_losses(parts);
+                host_losses = Some(sum_losses(parts));
                 let gradients = total.backward();
                 image_gradient = input.grad(&gradients).map(|g| g.inner());
                 Ok(leaf_gradients(leaves, &gradients))
             };
+            let [_, _, height, width] = image.dims();
             let mut loss = LayerLoss {
                 gradients: &mut gradients,
-                quadratic: None,
+                quadratic: self.layer_losses(network, &layers, height, width)?,
+                values: None,
             };
             if let Some(gradient) = network.input_gradient(image.clone(), &layers, &mut loss) {
-                let gradient = match image_gradient {
-                    Some(image_gradient) => gradient?.add(image_gradient),
-                    None => gradient?,
+                let gradient = gradient?;
+                let values = loss.values.take();
+                return match values {
+                    Some(values) => {
+                        let (mut losses, on_image) = self.image_terms(image)?;
+                        for value in values {
+                            losses.activation += value.quadratic;
+                            losses.content += value.content;
+                            losses.style += value.style;
+                        }
+                        losses.total = losses.content
+                            + losses.style
+                            + losses.total_variation
+                            + losses.activation;
+                        let gradient = match on_image {
+                            Some(on_image) => gradient.add(on_image),
+                            None => gradient,
+                        };
+                        Ok((losses, gradient))
+                    }
+                    None => {
+                        let gradient = match image_gradient {
+                            Some(image_gradient) => gradient.add(image_gradient),
+                            None => gradient,
+                        };
+                        Ok((host_losses.unwrap_or_default(), gradient))
+                    }
                 };
-                return Ok((losses, gradient));
             }
         }
         let input = image.autodiff().require_grad();
@@ -376,6 +403,92 @@ impl Objective {
             Error::InvalidParameter("the objective does not depend on the image".into())
         })?;
         Ok((losses, gradient.inner()))
+    }
+
+    /// The terms at `layers` (each read once, in that order) of a `height` x `width` image,
+    /// one [`QuadraticLoss`] per layer, for a device to make their gradients and values
+    /// itself; `None` where a term does not fit its layer (the host then says why).
+    fn layer_losses(
+        &self,
+        network: &dyn Network,
+        layers: &[usize],
+        height: usize,
+        width: usize,
+    ) -> Result<Option<Vec<QuadraticLoss>>> {
+        let infos = network.layers();
+        let mut losses = Vec::with_capacity(layers.len());
+        for &layer in layers {
+            let Some((h, w)) = network.output_size(layer, height, width) else {
+                return Ok(None);
+            };
+            losses.push(QuadraticLoss::zero(infos[layer].channels, 0..h, 0..w));
+        }
+        let values = |tensor: TensorData| {
+            tensor
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::InvalidParameter(format!("cannot read a target: {e:?}")))
+        };
+        for (term, weight) in &self.terms {
+            let Some(layer) = term.layer() else { continue };
+            let slot = layers.iter().position(|&l| l == layer).expect("listed");
+            let loss = &mut losses[slot];
+            let (channels, h, w) = (loss.quadratic.len(), loss.rows.len(), loss.cols.len());
+            let count = (channels * h * w).max(1) as f32;
+            match term {
+                Term::Content { target, .. } => {
+                    if target.dims() != [1, channels, h, w] {
+                        return Ok(None);
+                    }
+                    loss.content.push(Match {
+                        target: values(target.clone().into_data())?,
+                        weight: *weight,
+                    });
+                }
+                Term::Style { target, .. } => {
+                    if target.dims() != [channels, channels] {
+                        return Ok(None);
+                    }
+                    loss.style.push(Match {
+                        target: values(target.clone().into_data())?,
+                        weight: *weight,
+                    });
+                }
+                Term::Channel { channel, .. } if *channel < channels => {
+                    loss.linear[*channel] -= weight / (h * w).max(1) as f32;
+                }
+                Term::Amplify { .. } => {
+                    for quadratic in &mut loss.quadratic {
+                        *quadratic -= weight / count;
+                    }
+                }
+                Term::Class { class, .. } if *class < channels => {
+                    loss.linear[*class] -= weight;
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(losses))
+    }
+
+    /// The terms on the image itself (total variation): their values, and their gradient
+    /// with respect to `image` where there are any.
+    fn image_terms(&self, image: Tensor<4>) -> Result<(Losses, Option<Tensor<4>>)> {
+        let input = image.autodiff().require_grad();
+        let parts: Vec<(TermKind, Tensor<1>)> = self
+            .terms
+            .iter()
+            .filter(|(term, _)| matches!(term, Term::TotalVariation))
+            .map(|(_, weight)| {
+                let value = total_variation(input.clone()).mul_scalar(*weight);
+                (TermKind::TotalVariation, value)
+            })
+            .collect();
+        let Some(total) = parts.iter().map(|(_, v)| v.clone()).reduce(Tensor::add) else {
+            return Ok((Losses::default(), None));
+        };
+        let gradients = total.backward();
+        let gradient = input.grad(&gradients).map(|g| g.inner());
+        Ok((sum_losses(parts), gradient))
     }
 }
 

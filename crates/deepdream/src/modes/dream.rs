@@ -1022,6 +1022,7 @@ impl<'a> Dreamer<'a> {
             let mut loss = LayerLoss {
                 gradients: &mut gradients,
                 quadratic: self.quadratic_losses(group, height, width, None, None, masks)?,
+                values: None,
             };
             if let Some(gradient) =
                 self.network
@@ -1117,6 +1118,7 @@ impl<'a> Dreamer<'a> {
                         Some(&counts),
                         masks,
                     )?,
+                    values: None,
                 };
                 if let Some(gradient) =
                     self.network

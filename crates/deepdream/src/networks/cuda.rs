@@ -289,11 +289,15 @@ fn gradient(
             .collect();
         gradients(tensors)?.into_iter().map(to_floats).collect()
     };
-    let loss = match &loss.quadratic {
+    let quadratic = loss.quadratic.is_some();
+    let described = match &loss.quadratic {
         Some(losses) => Loss::Quadratic(losses),
         None => Loss::Host(&mut on_host),
     };
-    let gradient = executor.gradient(&host, shape, wanted, loss)?;
+    let (gradient, values) = executor.gradient(&host, shape, wanted, described)?;
+    if quadratic {
+        loss.values = Some(values);
+    }
     Ok(Tensor::<4>::from_data(
         TensorData::new(gradient, dims),
         &device,

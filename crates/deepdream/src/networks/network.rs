@@ -5,7 +5,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 pub use crate::backend::ascend::NormalisedAscent;
-pub use crate::backend::quadratic_loss::QuadraticLoss;
+pub use crate::backend::quadratic_loss::{LossValues, QuadraticLoss};
 use crate::error::{Error, Result};
 use crate::media::flow::FlowDevice;
 
@@ -275,9 +275,13 @@ pub struct LayerLoss<'a> {
     /// From some layers' outputs, the loss's gradient with respect to each (on the host).
     pub gradients: &'a mut dyn FnMut(Vec<Tensor<4>>) -> Result<Vec<Tensor<4>>>,
     /// The same loss as one [`QuadraticLoss`] per layer, where it is one (DeepDream's own
-    /// objective without guides or masks): a device then makes the gradients itself and
-    /// the layers' outputs never leave it.
+    /// objective without region masks, style transfer's and feature visualisation's layer
+    /// terms): a device then makes the gradients itself and the layers' outputs never leave
+    /// it.
     pub quadratic: Option<Vec<QuadraticLoss>>,
+    /// Set by a network that made the gradients from [`LayerLoss::quadratic`]: the loss's
+    /// value at each layer.
+    pub values: Option<Vec<LossValues>>,
 }
 
 #[cfg(test)]

@@ -159,6 +159,68 @@ extern "C" __global__ void quadratic_seed(float *dy, const float *a, const float
     }
 }
 
+// Adds the threads' `sum`s of a block (of at most 256 threads, a power of two) to *total,
+// once per block.
+#define ADD_BLOCK_SUM(total, sum)                                                        \
+    do {                                                                                 \
+        __shared__ float partial[256];                                                   \
+        partial[threadIdx.x] = (sum);                                                    \
+        __syncthreads();                                                                 \
+        for (unsigned int half = blockDim.x / 2; half > 0; half /= 2) {                  \
+            if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half]; \
+            __syncthreads();                                                             \
+        }                                                                                \
+        if (threadIdx.x == 0) atomicAdd((total), partial[0]);                            \
+    } while (0)
+
+// *total += the quadratic loss's value (see QuadraticLoss): the sum of 0.5 * quadratic[c] * a²
+// + linear[c] * a over the rows [row0, row1) and columns [col0, col1) of each of the channels
+// x height x width planes of a; n = channels * height * width.
+extern "C" __global__ void quadratic_value(float *total, const float *a, const float *quadratic,
+                                           const float *linear, unsigned long long channels,
+                                           unsigned long long height, unsigned long long width,
+                                           unsigned long long row0, unsigned long long row1,
+                                           unsigned long long col0, unsigned long long col1,
+                                           unsigned long long n) {
+    float sum = 0.0f;
+    FOR_EACH(i, n) {
+        Position at = position(i, height, width);
+        unsigned long long c = at.plane % channels;
+        if (at.row >= row0 && at.row < row1 && at.column >= col0 && at.column < col1) {
+            sum += (0.5f * quadratic[c] * a[i] + linear[c]) * a[i];
+        }
+    }
+    ADD_BLOCK_SUM(total, sum);
+}
+
+// A content match (see Match): dy += scale * (a - target), and *total += weight * the sum of
+// (a - target)² (none without a total: 0).
+extern "C" __global__ void content_seed(float *dy, float *total, const float *a,
+                                        const float *target, float scale, float weight,
+                                        unsigned long long n) {
+    float sum = 0.0f;
+    FOR_EACH(i, n) {
+        const float difference = a[i] - target[i];
+        dy[i] += scale * difference;
+        sum += difference * difference;
+    }
+    if (total) ADD_BLOCK_SUM(total, weight * sum);
+}
+
+// A style match's difference (see Match): gram = gram * inverse_count - target, in place, and
+// *total += weight * the sum of its squares (none without a total: 0).
+extern "C" __global__ void style_difference(float *gram, float *total, const float *target,
+                                            float inverse_count, float weight,
+                                            unsigned long long n) {
+    float sum = 0.0f;
+    FOR_EACH(i, n) {
+        const float difference = gram[i] * inverse_count - target[i];
+        gram[i] = difference;
+        sum += difference * difference;
+    }
+    if (total) ADD_BLOCK_SUM(total, weight * sum);
+}
+
 // A guide's pull (see Guide in backend/quadratic_loss.rs) added to dy, a channels x height x
 // width gradient: at each position i = row * width + column inside the rows [row0, row1) and
 // columns [col0, col1), weight * features[c][best] in every channel c, best the guide position

@@ -130,6 +130,16 @@ pub struct Kernels {
     /// col1, accumulate, n)`: a [`QuadraticLoss`](crate::backend::quadratic_loss::QuadraticLoss)'s
     /// gradient stored in `dy`.
     pub quadratic_seed: CudaFunction,
+    /// `quadratic_value(total, a, quadratic, linear, channels, height, width, row0, row1,
+    /// col0, col1, n)`: `total +=` the quadratic loss's value.
+    pub quadratic_value: CudaFunction,
+    /// `content_seed(dy, total, a, target, scale, weight, n)`: a content
+    /// [`Match`](crate::backend::quadratic_loss::Match)'s gradient `scale·(a − target)` added
+    /// to `dy` and its value `weight·Σ(a − target)²` to `total` (none: 0).
+    pub content_seed: CudaFunction,
+    /// `style_difference(gram, total, target, inverse_count, weight, n)`: a style match's
+    /// `gram·inverse_count − target` in place, `weight·Σ` of its squares added to `total`.
+    pub style_difference: CudaFunction,
     /// `guide_seed(dy, scores, features, positions, channels, width, row0, row1, col0, col1,
     /// weight, n)`: a [`Guide`](crate::backend::quadratic_loss::Guide)'s pull added to `dy`
     /// inside the window, from the scores of each of the `n` positions against the guide's.
@@ -190,6 +200,9 @@ impl Kernels {
             pad: function("pad")?,
             crop: function("crop")?,
             quadratic_seed: function("quadratic_seed")?,
+            quadratic_value: function("quadratic_value")?,
+            content_seed: function("content_seed")?,
+            style_difference: function("style_difference")?,
             guide_seed: function("guide_seed")?,
             roll: function("roll")?,
             abs_sum: function("abs_sum")?,
@@ -331,6 +344,23 @@ mod tests {
         u64,
         u64,
     );
+    type QuadraticValue = unsafe extern "C" fn(
+        *mut f32,
+        *const f32,
+        *const f32,
+        *const f32,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+    );
+    type ContentSeed =
+        unsafe extern "C" fn(*mut f32, *mut f32, *const f32, *const f32, f32, f32, u64);
+    type StyleDifference = unsafe extern "C" fn(*mut f32, *mut f32, *const f32, f32, f32, u64);
     type GuideSeed = unsafe extern "C" fn(
         *mut f32,
         *const f32,
@@ -396,6 +426,8 @@ mod tests {
             rows: 2..6,
             cols: 1..8,
             guides: vec![guide(6, &[0, 1, 2, 3, 4], 0.75), guide(4, &[1, 3], -2.0)],
+            content: Vec::new(),
+            style: Vec::new(),
         };
         let a = activation.clone().into_data().try_to_vec::<f32>().unwrap();
         // SAFETY: the symbol is `guide_seed` of kernels.cu, whose arguments these are.
@@ -729,6 +761,10 @@ mod tests {
         tensor.into_data().try_to_vec::<f32>().unwrap()
     }
 
+    fn values_2d(tensor: burn::tensor::Tensor<2>) -> Vec<f32> {
+        tensor.into_data().try_to_vec::<f32>().unwrap()
+    }
+
     fn values_1d(tensor: burn::tensor::Tensor<1>) -> Vec<f32> {
         tensor.into_data().try_to_vec::<f32>().unwrap()
     }
@@ -860,6 +896,170 @@ mod tests {
             );
             assert_close(&moved, &values(expected), &format!("{shift:?}"));
         }
+    }
+
+    /// The value kernels and the matches' kernels give what [`QuadraticLoss::values`] and
+    /// [`QuadraticLoss::gradient`] compute on the host: the quadratic's value over its
+    /// window, two content matches' gradients and values, and a style match's (its Gram
+    /// matrix and the product of its difference with the features, which cuBLAS makes on a
+    /// GPU, made here on the host).
+    ///
+    /// [`QuadraticLoss::values`]: crate::backend::quadratic_loss::QuadraticLoss::values
+    /// [`QuadraticLoss::gradient`]: crate::backend::quadratic_loss::QuadraticLoss::gradient
+    #[test]
+    fn the_match_kernels_make_what_the_host_does() {
+        use crate::backend::quadratic_loss::{Match, QuadraticLoss};
+        use crate::engine::objective::gram;
+        use burn::tensor::{Distribution, Tensor};
+
+        let Some(library) = host_build("kernels", SOURCE) else {
+            return;
+        };
+        // SAFETY: the symbols are kernels.cu's with these arguments.
+        let (seed, value, content_seed, style_difference) = unsafe {
+            (
+                *library.get::<QuadraticSeed>(b"quadratic_seed").unwrap(),
+                *library.get::<QuadraticValue>(b"quadratic_value").unwrap(),
+                *library.get::<ContentSeed>(b"content_seed").unwrap(),
+                *library.get::<StyleDifference>(b"style_difference").unwrap(),
+            )
+        };
+        let device = burn::tensor::Device::flex();
+        let (channels, height, width) = (4, 6, 5);
+        let random = |low, high| {
+            Tensor::<4>::random(
+                [1, channels, height, width],
+                Distribution::Uniform(low, high),
+                &device,
+            )
+        };
+        let activation = random(-2.0, 2.0);
+        let n = channels * height * width;
+        let style_target = values_2d(gram(random(-1.0, 1.5)));
+        let loss = QuadraticLoss {
+            quadratic: vec![0.5, 0.0, -2.0, 1.0],
+            linear: vec![0.0, 3.0, 0.25, -1.5],
+            rows: 1..5,
+            cols: 0..4,
+            guides: Vec::new(),
+            content: vec![
+                Match {
+                    target: values(random(-1.0, 1.0)),
+                    weight: 2.0,
+                },
+                Match {
+                    target: values(random(0.0, 3.0)),
+                    weight: 0.5,
+                },
+            ],
+            style: vec![Match {
+                target: style_target,
+                weight: 40.0,
+            }],
+        };
+        let a = values(activation.clone());
+        let (mut dy, mut totals) = (vec![f32::NAN; n], [0.0f32; 3]);
+        let window = [
+            loss.rows.start,
+            loss.rows.end,
+            loss.cols.start,
+            loss.cols.end,
+        ];
+        let [row0, row1, col0, col1] = window.map(|v| v as u64);
+        let geometry = [channels, height, width].map(|v| v as u64);
+        let [c, h, w] = geometry;
+        // SAFETY: every buffer holds the `n`, `channels` or `channels²` elements the kernels
+        // touch.
+        unsafe {
+            let (q, l) = (loss.quadratic.as_ptr(), loss.linear.as_ptr());
+            seed(
+                dy.as_mut_ptr(),
+                a.as_ptr(),
+                q,
+                l,
+                c,
+                h,
+                w,
+                row0,
+                row1,
+                col0,
+                col1,
+                0,
+                n as u64,
+            );
+            value(
+                &mut totals[0],
+                a.as_ptr(),
+                q,
+                l,
+                c,
+                h,
+                w,
+                row0,
+                row1,
+                col0,
+                col1,
+                n as u64,
+            );
+            for content in &loss.content {
+                let (scale, weight) = (2.0 * content.weight / n as f32, content.weight / n as f32);
+                let target = content.target.as_ptr();
+                content_seed(
+                    dy.as_mut_ptr(),
+                    &mut totals[1],
+                    a.as_ptr(),
+                    target,
+                    scale,
+                    weight,
+                    n as u64,
+                );
+            }
+        }
+        for style in &loss.style {
+            let plane = height * width;
+            let mut gram: Vec<f32> = (0..channels * channels)
+                .map(|k| {
+                    let (i, j) = (k / channels, k % channels);
+                    (0..plane)
+                        .map(|p| a[i * plane + p] * a[j * plane + p])
+                        .sum()
+                })
+                .collect();
+            let squares = (channels * channels) as f32;
+            // SAFETY: `gram` and the target hold channels² values.
+            unsafe {
+                style_difference(
+                    gram.as_mut_ptr(),
+                    &mut totals[2],
+                    style.target.as_ptr(),
+                    1.0 / n as f32,
+                    style.weight / squares,
+                    (channels * channels) as u64,
+                )
+            };
+            let scale = 4.0 * style.weight / squares / n as f32;
+            for i in 0..channels {
+                for p in 0..plane {
+                    let product: f32 = (0..channels)
+                        .map(|j| gram[i * channels + j] * a[j * plane + p])
+                        .sum();
+                    dy[i * plane + p] += scale * product;
+                }
+            }
+        }
+        let want = loss.values(activation.clone());
+        for (what, got, want) in [
+            ("quadratic", totals[0], want.quadratic),
+            ("content", totals[1], want.content),
+            ("style", totals[2], want.style),
+        ] {
+            assert!(
+                (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "{what}: {got} vs {want}"
+            );
+        }
+        assert!(want.quadratic != 0.0 && want.content > 0.0 && want.style > 0.0);
+        assert_close(&dy, &values(loss.gradient(activation)), "the gradient");
     }
 
     /// `resize` scales as the engine's octaves do (burn's bilinear resize with aligned corners),

@@ -22,7 +22,7 @@ use cudarc::driver::{CudaGraph, CudaSlice};
 use crate::backend::ascend::NormalisedAscent;
 use crate::backend::cuda::gpu::{Gpu, Handles};
 use crate::backend::graph::{Graph, Operation, Plan, Shape};
-use crate::backend::quadratic_loss::QuadraticLoss;
+use crate::backend::quadratic_loss::{LossValues, QuadraticLoss};
 use crate::error::{Error, Result};
 
 mod buffers;
@@ -143,14 +143,15 @@ impl Executor {
     }
 
     /// The gradient with respect to `input` (a `shape` image) of a loss of the `wanted`
-    /// values, whose gradients `loss` gives.
+    /// values, whose gradients `loss` gives, and where the GPU made them (quadratic losses)
+    /// the loss's value at each wanted value.
     pub fn gradient(
         &self,
         input: &[f32],
         shape: Shape,
         wanted: &[usize],
         loss: Loss<'_, '_>,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<(Vec<f32>, Vec<LossValues>)> {
         check_len(input.len(), shape)?;
         let mut prepared = self.prepare(shape, wanted)?;
         let gradient = self.with_weights(None, |handles, weights| {
@@ -162,16 +163,21 @@ impl Executor {
             let shapes = prepared.plan.shapes_of(wanted);
             let mut run = self.run(handles, weights, &mut prepared, false);
             run.forward()?;
-            let device_losses;
+            let mut device_losses = Vec::new();
             let seeds = match loss {
                 Loss::Host(loss) => Seeds::Host(run.host_seeds(wanted, loss)?),
                 Loss::Quadratic(losses) => {
-                    device_losses = DeviceLoss::upload(stream, losses, &shapes)?;
+                    device_losses = DeviceLoss::upload(stream, losses, &shapes, true)?;
                     Seeds::Device(&device_losses)
                 }
             };
             run.backward(wanted, &seeds)?;
-            run.buffers.download_gradient(stream, 0, shape.len())
+            let gradient = run.buffers.download_gradient(stream, 0, shape.len())?;
+            let values = device_losses
+                .iter()
+                .map(|loss| loss.download_values(stream))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((gradient, values))
         })?;
         let mut held = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         held.insert(0, prepared);
@@ -281,7 +287,7 @@ impl Executor {
                 let stream = &handles.stream;
                 Ok((
                     alloc(stream, shape.len())?,
-                    DeviceLoss::upload(stream, steps.losses, &shapes)?,
+                    DeviceLoss::upload(stream, steps.losses, &shapes, false)?,
                     steps
                         .change
                         .map(|change| upload(stream, change))

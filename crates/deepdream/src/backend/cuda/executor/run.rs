@@ -19,14 +19,14 @@ use crate::backend::cuda::cudnn::{LrnDesc, TensorDesc, check};
 use crate::backend::cuda::gpu::Handles;
 use crate::backend::cuda::kernels::{elementwise, per_plane};
 use crate::backend::graph::{Graph, Operation, Plan, Shape, Step};
-use crate::backend::quadratic_loss::QuadraticLoss;
+use crate::backend::quadratic_loss::{LossValues, Match, QuadraticLoss};
 use crate::error::{Error, Result};
 
 /// The loss's side of a gradient made on the host: given the wanted values (host copies,
 /// with their shapes), the loss's gradient with respect to each (same lengths).
 pub type LossGradients<'a> = dyn FnMut(Vec<Vec<f32>>, &[Shape]) -> Result<Vec<Vec<f32>>> + 'a;
 
-/// A quadratic loss with its weights and guides on the GPU.
+/// A quadratic loss with its weights, guides and matches on the GPU.
 pub(super) struct DeviceLoss {
     quadratic: CudaSlice<f32>,
     linear: CudaSlice<f32>,
@@ -35,6 +35,12 @@ pub(super) struct DeviceLoss {
     guides: Vec<DeviceGuide>,
     /// Room for the scores of the value's positions against the largest guide's.
     scores: Option<CudaSlice<f32>>,
+    content: Vec<DeviceMatch>,
+    style: Vec<DeviceMatch>,
+    /// Room for a style match's Gram matrix.
+    gram: Option<CudaSlice<f32>>,
+    /// Where the loss's values go, by part (see [`LossValues`]), where they are wanted.
+    values: Option<CudaSlice<f32>>,
 }
 
 /// A guide's features on the GPU (see [`Guide`](crate::backend::quadratic_loss::Guide)).
@@ -44,14 +50,33 @@ struct DeviceGuide {
     weight: f32,
 }
 
+/// A match's target on the GPU (see [`Match`](crate::backend::quadratic_loss::Match)).
+struct DeviceMatch {
+    target: CudaSlice<f32>,
+    weight: f32,
+}
+
 impl DeviceLoss {
-    /// `losses` uploaded, after checking that they fit the wanted values' `shapes`.
+    /// `losses` uploaded, after checking that they fit the wanted values' `shapes`, with
+    /// room for their values where `with_values`.
     pub(super) fn upload(
         stream: &Arc<CudaStream>,
         losses: &[QuadraticLoss],
         shapes: &[Shape],
+        with_values: bool,
     ) -> Result<Vec<DeviceLoss>> {
         check_quadratic(losses, shapes)?;
+        let matches = |matches: &[Match]| {
+            matches
+                .iter()
+                .map(|m| {
+                    Ok(DeviceMatch {
+                        target: upload(stream, &m.target)?,
+                        weight: m.weight,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        };
         losses
             .iter()
             .zip(shapes)
@@ -68,18 +93,39 @@ impl DeviceLoss {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let most = loss.guides.iter().map(|g| g.positions).max();
+                let plane = shape.height * shape.width;
                 Ok(DeviceLoss {
                     quadratic: upload(stream, &loss.quadratic)?,
                     linear: upload(stream, &loss.linear)?,
                     rows: loss.rows.clone(),
                     cols: loss.cols.clone(),
                     guides,
-                    scores: most
-                        .map(|most| alloc(stream, shape.height * shape.width * most))
+                    scores: most.map(|most| alloc(stream, plane * most)).transpose()?,
+                    content: matches(&loss.content)?,
+                    style: matches(&loss.style)?,
+                    gram: (!loss.style.is_empty())
+                        .then(|| alloc(stream, shape.channels * shape.channels))
                         .transpose()?,
+                    values: with_values.then(|| alloc(stream, 3)).transpose()?,
                 })
             })
             .collect()
+    }
+
+    /// The values of the loss made by the last gradient (waiting for it), where they were
+    /// wanted.
+    pub(super) fn download_values(&self, stream: &Arc<CudaStream>) -> Result<LossValues> {
+        let Some(values) = &self.values else {
+            return Ok(LossValues::default());
+        };
+        match download(stream, values, 3)?[..] {
+            [quadratic, content, style] => Ok(LossValues {
+                quadratic,
+                content,
+                style,
+            }),
+            _ => Err(Error::Device("a loss's values did not come back".into())),
+        }
     }
 }
 
@@ -98,10 +144,16 @@ fn check_quadratic(losses: &[QuadraticLoss], shapes: &[Shape]) -> Result<()> {
                 && loss.guides.iter().all(|guide| {
                     guide.positions > 0
                         && guide.features.len() == shape.channels * guide.positions
-                        && [guide.positions, shape.channels, shape.height * shape.width]
-                            .iter()
-                            .all(|&side| side < i32::MAX as usize)
+                        && guide.positions < i32::MAX as usize
                 })
+                && loss.content.iter().all(|m| m.target.len() == shape.len())
+                && loss
+                    .style
+                    .iter()
+                    .all(|m| m.target.len() == shape.channels.pow(2))
+                && [shape.channels, shape.height * shape.width]
+                    .iter()
+                    .all(|&side| side < i32::MAX as usize)
         });
     if fits {
         Ok(())
@@ -675,6 +727,56 @@ impl<'a> Run<'a> {
                 args.extend(window);
                 args.push(dy.accumulate());
                 self.launch(&self.handles.kernels.quadratic_seed, shape.len(), &args)?;
+                let total = |part: u64| {
+                    let values = loss.values.as_ref();
+                    values.map_or(0, |values| address(values, self.stream()) + 4 * part)
+                };
+                if let Some(values) = &loss.values {
+                    // SAFETY: the three values are floats in that buffer.
+                    unsafe {
+                        cudarc::driver::result::memset_d8_async(
+                            address(values, self.stream()),
+                            0,
+                            3 * 4,
+                            self.stream().cu_stream(),
+                        )
+                    }
+                    .map_err(driver("clear a loss's values"))?;
+                    let mut args = vec![
+                        Arg::Address(total(0)),
+                        Arg::Address(self.address_of(value)),
+                        Arg::Address(address(&loss.quadratic, self.stream())),
+                        Arg::Address(address(&loss.linear, self.stream())),
+                        Arg::Count(shape.channels as u64),
+                        Arg::Count(shape.height as u64),
+                        Arg::Count(shape.width as u64),
+                    ];
+                    args.extend(window);
+                    self.launch(&self.handles.kernels.quadratic_value, shape.len(), &args)?;
+                }
+                let count = shape.len() as f32;
+                for content in &loss.content {
+                    let args = [
+                        Arg::Address(dy.address),
+                        Arg::Address(total(1)),
+                        Arg::Address(self.address_of(value)),
+                        Arg::Address(address(&content.target, self.stream())),
+                        Arg::Float(2.0 * content.weight / count),
+                        Arg::Float(content.weight / count),
+                    ];
+                    self.launch(&self.handles.kernels.content_seed, shape.len(), &args)?;
+                }
+                for style in &loss.style {
+                    let gram = loss.gram.as_ref().expect("room for a Gram matrix");
+                    self.style_seed(
+                        value,
+                        shape,
+                        style,
+                        address(gram, self.stream()),
+                        total(2),
+                        dy,
+                    )?;
+                }
                 for guide in &loss.guides {
                     let scores = loss.scores.as_ref().expect("room for a guide's scores");
                     let scores = address(scores, self.stream());
@@ -697,6 +799,103 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// A style match's gradient added to `dy` and its value to `total` (none: 0): the Gram
+    /// matrix of `value`'s features (of `shape`) at `gram` by cuBLAS, less the target, then
+    /// its product with the features, scaled, by cuBLAS again.
+    fn style_seed(
+        &self,
+        value: usize,
+        shape: Shape,
+        style: &DeviceMatch,
+        gram: u64,
+        total: u64,
+        dy: Target,
+    ) -> Result<()> {
+        let (channels, plane) = (shape.channels, shape.height * shape.width);
+        let (count, squares) = (shape.len() as f32, (channels * channels) as f32);
+        let features = self.address_of(value);
+        // Column-major, the features are a plane x channels matrix F' (leading dimension the
+        // plane): the Gram matrix is F'ᵀ F', and the gradient's plane x channels matrix F' D.
+        self.gemm(
+            [true, false],
+            [channels, channels, plane],
+            1.0,
+            (features, plane),
+            (features, plane),
+            0.0,
+            (gram, channels),
+        )?;
+        let args = [
+            Arg::Address(gram),
+            Arg::Address(total),
+            Arg::Address(address(&style.target, self.stream())),
+            Arg::Float(1.0 / count),
+            Arg::Float(style.weight / squares),
+        ];
+        let kernels = &self.handles.kernels;
+        self.launch(&kernels.style_difference, channels * channels, &args)?;
+        self.gemm(
+            [false, false],
+            [plane, channels, channels],
+            4.0 * style.weight / squares / count,
+            (features, plane),
+            (gram, channels),
+            1.0,
+            (dy.address, plane),
+        )
+    }
+
+    /// cuBLAS's `c = alpha·op(a)·op(b) + beta·c` on column-major matrices (each its address
+    /// and leading dimension), `op` transposing where `transposed` says; `op(a)` is `m` x `k`
+    /// and `op(b)` `k` x `n`.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        transposed: [bool; 2],
+        [m, n, k]: [usize; 3],
+        alpha: f32,
+        (a, lda): (u64, usize),
+        (b, ldb): (u64, usize),
+        beta: f32,
+        (c, ldc): (u64, usize),
+    ) -> Result<()> {
+        use cudarc::cublas::sys as blas;
+        let operation = |transposed| {
+            if transposed {
+                blas::cublasOperation_t::CUBLAS_OP_T
+            } else {
+                blas::cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        // SAFETY: the matrices hold the sizes given, each side below i32::MAX (checked when
+        // the loss was uploaded).
+        let status = unsafe {
+            blas::cublasSgemm_v2(
+                *self.handles.cublas.handle(),
+                operation(transposed[0]),
+                operation(transposed[1]),
+                m as i32,
+                n as i32,
+                k as i32,
+                &alpha,
+                a as *const f32,
+                lda as i32,
+                b as *const f32,
+                ldb as i32,
+                &beta,
+                c as *mut f32,
+                ldc as i32,
+            )
+        };
+        if status == blas::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            Ok(())
+        } else {
+            Err(Error::Device(format!(
+                "cuBLAS could not multiply matrices: {status:?}"
+            )))
+        }
+    }
+
     /// The scores of `value`'s (of `shape`) features at each position against `guide`'s at
     /// each of its positions, row-major `[positions, guide positions]`, stored at `scores`:
     /// one matrix product on cuBLAS.
@@ -707,38 +906,20 @@ impl<'a> Run<'a> {
         guide: &DeviceGuide,
         scores: u64,
     ) -> Result<()> {
-        use cudarc::cublas::sys as blas;
         let plane = shape.height * shape.width;
         let features = address(&guide.features, self.stream());
-        // Column-major: the guide's features are a positions x channels matrix (leading
-        // dimension its positions), the value a plane x channels one; the scores, positions x
-        // plane, are the features times the value's transpose.
-        // SAFETY: the matrices hold the sizes given (checked to fit an i32 on upload).
-        let status = unsafe {
-            blas::cublasSgemm_v2(
-                *self.handles.cublas.handle(),
-                blas::cublasOperation_t::CUBLAS_OP_N,
-                blas::cublasOperation_t::CUBLAS_OP_T,
-                guide.positions as i32,
-                plane as i32,
-                shape.channels as i32,
-                &ONE,
-                features as *const f32,
-                guide.positions as i32,
-                self.address_of(value) as *const f32,
-                plane as i32,
-                &ZERO,
-                scores as *mut f32,
-                guide.positions as i32,
-            )
-        };
-        if status == blas::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
-            Ok(())
-        } else {
-            Err(Error::Device(format!(
-                "cuBLAS could not match a guide: {status:?}"
-            )))
-        }
+        // Column-major: the guide's features are a positions x channels matrix, the value a
+        // plane x channels one; the scores, positions x plane, are the features times the
+        // value's transpose.
+        self.gemm(
+            [false, true],
+            [guide.positions, plane, shape.channels],
+            1.0,
+            (features, guide.positions),
+            (self.address_of(value), plane),
+            0.0,
+            (scores, guide.positions),
+        )
     }
 
     /// `a·x` (`n` values at `x`) stored at `target`.
