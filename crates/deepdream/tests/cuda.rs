@@ -19,7 +19,7 @@ use deepdream::engine::octaves;
 use deepdream::media::flow::gpu::GpuFlow;
 use deepdream::media::flow::{FarnebackParams, FlowDevice, farneback_both, grey_tensor};
 use deepdream::networks::cuda::CudaNetwork;
-use deepdream::networks::network::{NormalisedAscent, QuadraticLoss};
+use deepdream::networks::network::{LayerTerms, NormalisedAscent};
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network};
 
 /// Whether cuDNN can be loaded here (no GPU needed for its descriptors); without it, a note,
@@ -227,7 +227,7 @@ fn depthwise_kernels_equal_cudnn() {
         width: 77,
     };
     let output = graph.plan(shape, &[value]).unwrap().shapes[value].unwrap();
-    let loss = QuadraticLoss {
+    let loss = LayerTerms {
         quadratic: (0..output.channels)
             .map(|c| 1.0 + c as f32 / 10.0)
             .collect(),
@@ -253,7 +253,7 @@ fn depthwise_kernels_equal_cudnn() {
                 &image,
                 shape,
                 &[value],
-                Loss::Quadratic(std::slice::from_ref(&loss)),
+                Loss::Terms(std::slice::from_ref(&loss)),
             )
             .unwrap()
             .0
@@ -282,7 +282,7 @@ fn prepared_gradients_give_the_same_gradient_again() {
             width,
         };
         let output = graph.plan(shape, &[value]).unwrap().shapes[value].unwrap();
-        let loss = QuadraticLoss {
+        let loss = LayerTerms {
             quadratic: vec![1.0; output.channels],
             linear: vec![0.0; output.channels],
             rows: 0..output.height,
@@ -296,7 +296,7 @@ fn prepared_gradients_give_the_same_gradient_again() {
             .collect();
         let losses = std::slice::from_ref(&loss);
         executor
-            .gradient(&image, shape, &[value], Loss::Quadratic(losses))
+            .gradient(&image, shape, &[value], Loss::Terms(losses))
             .unwrap()
             .0
     };
@@ -540,11 +540,11 @@ impl KeptSetup {
         Executor::new(gpu.clone(), graph, Precision::Fp32).with_graphs(graphs)
     }
 
-    /// The default layer's whole quadratic loss on a `shape` picture.
-    fn loss(&self, shape: Shape) -> QuadraticLoss {
+    /// The default layer's whole DeepDream term on a `shape` picture.
+    fn loss(&self, shape: Shape) -> LayerTerms {
         let (graph, _) = self.network.cuda_graph().unwrap();
         let output = graph.plan(shape, &[self.value]).unwrap().shapes[self.value].unwrap();
-        QuadraticLoss {
+        LayerTerms {
             quadratic: vec![1.0; output.channels],
             linear: vec![0.0; output.channels],
             rows: 0..output.height,

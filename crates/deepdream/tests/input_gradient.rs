@@ -14,25 +14,25 @@ use deepdream::backend::ascend;
 use deepdream::engine::objective::{Objective, Term, gram};
 use deepdream::engine::octaves;
 use deepdream::networks::network::{
-    KeptImage, KeptOctaves, LayerLoss, NormalisedAscent, QuadraticLoss,
+    KeptImage, KeptOctaves, LayerLoss, LayerTerms, NormalisedAscent,
 };
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network};
 
 /// A network that answers the hook: forward with autodiff, the loss's gradients at the
-/// layers from the hook's caller (from its quadratic losses where it gives them and `quadratic`
-/// is set, as the CUDA device does, counting them in `quadratic_used`), then back to the input
+/// layers from the hook's caller (from its described terms where it gives them and `quadratic`
+/// is set, as the CUDA device does, counting them in `terms_used`), then back to the input
 /// through ⟨layer, its gradient⟩.
 struct ViaHook {
     network: Box<dyn Network>,
     quadratic: bool,
-    quadratic_used: AtomicUsize,
+    terms_used: AtomicUsize,
     kept_steps: AtomicUsize,
     /// From which kept step on the gradient is not a number (as from a broken network).
     broken_from: usize,
 }
 
 /// A picture's octaves kept as the GPU keeps them: each octave begun from the one before
-/// (`octaves::start`), its steps done as the GPU does them: roll, the quadratic losses'
+/// (`octaves::start`), its steps done as the GPU does them: roll, the described terms'
 /// gradient through ⟨layer, its gradient⟩ (weighted by the change mask rolled as the picture
 /// was), its mean absolute value (over the mask's weight), the update (none for a gradient
 /// that is not finite, which is flagged, or a mask of no weight).
@@ -44,7 +44,7 @@ struct HostKept<'a> {
     aimed: bool,
     image: Tensor<4>,
     layers: Vec<usize>,
-    losses: Vec<QuadraticLoss>,
+    losses: Vec<LayerTerms>,
     ascent: NormalisedAscent,
     change: Option<Tensor<4>>,
     finite: bool,
@@ -65,7 +65,7 @@ impl KeptOctaves for HostKept<'_> {
 
     fn aim(
         &mut self,
-        losses: Vec<QuadraticLoss>,
+        losses: Vec<LayerTerms>,
         change: Option<&Tensor<4>>,
     ) -> deepdream::Result<()> {
         self.losses = losses;
@@ -147,7 +147,7 @@ impl ViaHook {
         ViaHook {
             network,
             quadratic,
-            quadratic_used: AtomicUsize::new(0),
+            terms_used: AtomicUsize::new(0),
             kept_steps: AtomicUsize::new(0),
             broken_from: usize::MAX,
         }
@@ -161,7 +161,7 @@ impl Network for ViaHook {
     fn prepares_per_shape(&self) -> bool {
         true
     }
-    /// As the CUDA device, when it takes quadratic losses: whole dreams on the kept octaves,
+    /// As the CUDA device, when it takes described terms: whole dreams on the kept octaves,
     /// their steps counted in `kept_steps`.
     fn keep_octaves(
         &self,
@@ -195,9 +195,9 @@ impl Network for ViaHook {
             let input = input.autodiff().require_grad();
             let outputs = self.network.forward(input.clone(), layers)?;
             let plain: Vec<Tensor<4>> = outputs.iter().map(|a| a.clone().inner()).collect();
-            let seeds = match &loss.quadratic {
+            let seeds = match &loss.terms {
                 Some(losses) if self.quadratic => {
-                    self.quadratic_used.fetch_add(1, Ordering::Relaxed);
+                    self.terms_used.fetch_add(1, Ordering::Relaxed);
                     let values = plain.iter().zip(losses);
                     loss.values = Some(values.map(|(a, loss)| loss.values(a.clone())).collect());
                     plain
@@ -340,16 +340,16 @@ fn objectives_through_the_hook_are_the_ordinary_ones() {
         }
         let error = relative_l2_error(&values(our_gradient), &their_gradient);
         assert!(error < 1e-5, "quadratic {quadratic}: {error:e}");
-        let used = hooked.quadratic_used.load(Ordering::Relaxed);
+        let used = hooked.terms_used.load(Ordering::Relaxed);
         assert_eq!(used > 0, quadratic, "described losses used {used} times");
     }
 }
 
-/// DeepDream's objective as quadratic losses (what the CUDA device computes on the GPU):
+/// DeepDream's objective as described terms (what the CUDA device computes on the GPU):
 /// layers, channels and tiles give the ordinary gradient; guides and masks, which
 /// are not quadratic, are left to the host.
 #[test]
-fn quadratic_losses_give_the_ordinary_gradient() {
+fn described_terms_give_the_ordinary_gradient() {
     let device = Device::flex();
     let plain = test_network(&device);
     let input = Tensor::<4>::random([1, 3, 45, 38], Distribution::Uniform(-1.0, 1.0), &device);
@@ -396,11 +396,11 @@ fn quadratic_losses_give_the_ordinary_gradient() {
         let ours = Dreamer::new(&hooked, params.clone(), &device).unwrap();
         let theirs = Dreamer::new(&plain, params, &device).unwrap();
         assert_same_gradients(&ours, &theirs, &input, case);
-        let used = hooked.quadratic_used.load(Ordering::Relaxed);
+        let used = hooked.terms_used.load(Ordering::Relaxed);
         assert_eq!(
             used > 0,
             quadratic,
-            "{case}: quadratic losses used {used} times"
+            "{case}: described terms used {used} times"
         );
     }
 }

@@ -22,8 +22,8 @@ pub mod depthwise;
 pub mod device;
 pub mod geometry;
 pub mod graph;
+pub mod layer_terms;
 pub mod pool;
-pub mod quadratic_loss;
 mod tracked;
 
 pub use activation::{clamp, lrn, relu, relu6};

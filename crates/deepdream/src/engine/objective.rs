@@ -7,10 +7,10 @@
 
 use burn::tensor::{Gradients, Tensor, TensorData};
 
+use crate::backend::layer_terms::Match;
 use crate::backend::on_worker;
-use crate::backend::quadratic_loss::Match;
 use crate::error::{Error, Result};
-use crate::networks::network::{LayerLoss, Network, QuadraticLoss};
+use crate::networks::network::{LayerLoss, LayerTerms, Network};
 
 /// A layer to dream on and the weight of its term in the objective.
 #[derive(Clone, Debug, PartialEq)]
@@ -361,7 +361,7 @@ impl Objective {
             let [_, _, height, width] = image.dims();
             let mut loss = LayerLoss {
                 gradients: &mut gradients,
-                quadratic: self.layer_losses(network, &layers, height, width)?,
+                terms: self.layer_terms(network, &layers, height, width)?,
                 values: None,
             };
             if let Some(gradient) = network.input_gradient(image.clone(), &layers, &mut loss) {
@@ -406,22 +406,22 @@ impl Objective {
     }
 
     /// The terms at `layers` (each read once, in that order) of a `height` x `width` image,
-    /// one [`QuadraticLoss`] per layer, for a device to make their gradients and values
+    /// one [`LayerTerms`] per layer, for a device to make their gradients and values
     /// itself; `None` where a term does not fit its layer (the host then says why).
-    fn layer_losses(
+    fn layer_terms(
         &self,
         network: &dyn Network,
         layers: &[usize],
         height: usize,
         width: usize,
-    ) -> Result<Option<Vec<QuadraticLoss>>> {
+    ) -> Result<Option<Vec<LayerTerms>>> {
         let infos = network.layers();
         let mut losses = Vec::with_capacity(layers.len());
         for &layer in layers {
             let Some((h, w)) = network.output_size(layer, height, width) else {
                 return Ok(None);
             };
-            losses.push(QuadraticLoss::zero(infos[layer].channels, 0..h, 0..w));
+            losses.push(LayerTerms::zero(infos[layer].channels, 0..h, 0..w));
         }
         let values = |tensor: TensorData| {
             tensor

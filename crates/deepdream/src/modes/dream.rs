@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::cpu::on_cpu;
-use crate::backend::quadratic_loss::{Guide, matched_guide};
+use crate::backend::layer_terms::{Guide, matched_guide};
 use crate::backend::{ascend, on_worker};
 use crate::control::channels::AutoChannels;
 use crate::control::mask::{Mask, check_strength};
@@ -23,7 +23,7 @@ use crate::engine::{objective, octaves, transform};
 use crate::error::{Error, Result};
 use crate::media::image_io;
 use crate::networks::network::{
-    KeptOctaves, LayerInfo, LayerLoss, Network, NormalisedAscent, QuadraticLoss,
+    KeptOctaves, LayerInfo, LayerLoss, LayerTerms, Network, NormalisedAscent,
 };
 
 /// Longest side a guide image is scaled down to before its features are taken (the
@@ -927,7 +927,7 @@ impl<'a> Dreamer<'a> {
         let no_masks = vec![None; whole.terms.len()];
         if whole.region.is_some()
             || self
-                .quadratic_losses(whole, height, width, None, None, &no_masks)?
+                .layer_terms(whole, height, width, None, None, &no_masks)?
                 .is_none()
         {
             return Ok(0);
@@ -962,19 +962,19 @@ impl<'a> Dreamer<'a> {
     }
 
     /// The loss of a kept octave of `height` x `width` (see [`Dreamer::kept_octaves`]): the
-    /// whole objective, one quadratic loss per layer.
+    /// whole objective, its terms at each layer.
     fn kept_losses(
         &self,
         groups: &[Group],
         height: usize,
         width: usize,
-    ) -> Result<Vec<QuadraticLoss>> {
+    ) -> Result<Vec<LayerTerms>> {
         let no_losses = || Error::InvalidParameter("the objective is not quadratic".into());
         let [whole] = groups else {
             return Err(no_losses());
         };
         let no_masks = vec![None; whole.terms.len()];
-        self.quadratic_losses(whole, height, width, None, None, &no_masks)?
+        self.layer_terms(whole, height, width, None, None, &no_masks)?
             .ok_or_else(no_losses)
     }
 
@@ -1021,7 +1021,7 @@ impl<'a> Dreamer<'a> {
                 |activations| self.layer_gradients(terms, activations, None, None, masks);
             let mut loss = LayerLoss {
                 gradients: &mut gradients,
-                quadratic: self.quadratic_losses(group, height, width, None, None, masks)?,
+                terms: self.layer_terms(group, height, width, None, None, masks)?,
                 values: None,
             };
             if let Some(gradient) =
@@ -1110,7 +1110,7 @@ impl<'a> Dreamer<'a> {
                 let windows = windows_of(&sizes);
                 let mut loss = LayerLoss {
                     gradients: &mut gradients,
-                    quadratic: self.quadratic_losses(
+                    terms: self.layer_terms(
                         group,
                         crop_height,
                         crop_width,
@@ -1257,10 +1257,10 @@ impl<'a> Dreamer<'a> {
         Ok(objective::leaf_gradients(leaves, &gradients))
     }
 
-    /// [`Dreamer::loss`] of `group` for a `height`x`width` input as one [`QuadraticLoss`]
+    /// [`Dreamer::loss`] of `group` for a `height`x`width` input as one [`LayerTerms`]
     /// per layer of the group (windowed and counted as there); `None` where a term has a
     /// guide or a mask, which are not quadratic.
-    fn quadratic_losses(
+    fn layer_terms(
         &self,
         group: &Group,
         height: usize,
@@ -1268,7 +1268,7 @@ impl<'a> Dreamer<'a> {
         windows: Option<&[Window]>,
         counts: Option<&[f32]>,
         masks: &[Option<Tensor<4>>],
-    ) -> Result<Option<Vec<QuadraticLoss>>> {
+    ) -> Result<Option<Vec<LayerTerms>>> {
         let terms = &group.terms;
         if masks.iter().any(Option::is_some) {
             return Ok(None);
@@ -1286,7 +1286,7 @@ impl<'a> Dreamer<'a> {
                         (0..h, 0..w)
                     }
                 };
-                Ok(QuadraticLoss::zero(layers[layer].channels, rows, cols))
+                Ok(LayerTerms::zero(layers[layer].channels, rows, cols))
             })
             .collect::<Result<Vec<_>>>()?;
         for (index, term) in terms.iter().enumerate() {

@@ -15,8 +15,7 @@ use crate::error::{Error, Result};
 use crate::media::flow::FlowDevice;
 use crate::media::flow::gpu::GpuFlow;
 use crate::networks::network::{
-    KeptImage, KeptOctaves, LayerInfo, LayerLoss, Network, NormalisedAscent, Preprocess,
-    QuadraticLoss,
+    KeptImage, KeptOctaves, LayerInfo, LayerLoss, LayerTerms, Network, NormalisedAscent, Preprocess,
 };
 
 /// A network whose gradients run on a GPU.
@@ -225,7 +224,7 @@ impl KeptOctaves for GpuOctaves<'_> {
         self.executor.next_octave(octaves)
     }
 
-    fn aim(&mut self, losses: Vec<QuadraticLoss>, change: Option<&Tensor<4>>) -> Result<()> {
+    fn aim(&mut self, losses: Vec<LayerTerms>, change: Option<&Tensor<4>>) -> Result<()> {
         let change = change.map(|mask| to_floats(mask.clone())).transpose()?;
         let steps = KeptSteps {
             wanted: &self.wanted,
@@ -289,13 +288,13 @@ fn gradient(
             .collect();
         gradients(tensors)?.into_iter().map(to_floats).collect()
     };
-    let quadratic = loss.quadratic.is_some();
-    let described = match &loss.quadratic {
-        Some(losses) => Loss::Quadratic(losses),
+    let described = loss.terms.is_some();
+    let terms = match &loss.terms {
+        Some(losses) => Loss::Terms(losses),
         None => Loss::Host(&mut on_host),
     };
-    let (gradient, values) = executor.gradient(&host, shape, wanted, described)?;
-    if quadratic {
+    let (gradient, values) = executor.gradient(&host, shape, wanted, terms)?;
+    if described {
         loss.values = Some(values);
     }
     Ok(Tensor::<4>::from_data(

@@ -5,7 +5,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 pub use crate::backend::ascend::NormalisedAscent;
-pub use crate::backend::quadratic_loss::{LossValues, QuadraticLoss};
+pub use crate::backend::layer_terms::{LayerTerms, LossValues};
 use crate::error::{Error, Result};
 use crate::media::flow::FlowDevice;
 
@@ -264,22 +264,22 @@ pub trait KeptOctaves: KeptImage {
     /// [`octaves::start`](crate::engine::octaves::start). An error after the last octave.
     fn next_octave(&mut self) -> Result<()>;
 
-    /// Sets the steps of the octave under way: their loss, one [`QuadraticLoss`] per layer,
+    /// Sets the steps of the octave under way: their loss, one [`LayerTerms`] per layer,
     /// and where there is one the change mask (`[1, 1, H, W]`, see [`KeptImage::step`]).
     /// Steps before it are an error.
-    fn aim(&mut self, losses: Vec<QuadraticLoss>, change: Option<&Tensor<4>>) -> Result<()>;
+    fn aim(&mut self, losses: Vec<LayerTerms>, change: Option<&Tensor<4>>) -> Result<()>;
 }
 
 /// A loss's side of [`Network::input_gradient`].
 pub struct LayerLoss<'a> {
     /// From some layers' outputs, the loss's gradient with respect to each (on the host).
     pub gradients: &'a mut dyn FnMut(Vec<Tensor<4>>) -> Result<Vec<Tensor<4>>>,
-    /// The same loss as one [`QuadraticLoss`] per layer, where it is one (DeepDream's own
-    /// objective without region masks, style transfer's and feature visualisation's layer
-    /// terms): a device then makes the gradients itself and the layers' outputs never leave
-    /// it.
-    pub quadratic: Option<Vec<QuadraticLoss>>,
-    /// Set by a network that made the gradients from [`LayerLoss::quadratic`]: the loss's
+    /// The same loss as the [`LayerTerms`] at each layer, where it can be so described
+    /// (DeepDream's own objective without region masks, style transfer's and feature
+    /// visualisation's terms at the layers): a device then makes the gradients itself and
+    /// the layers' outputs never leave it.
+    pub terms: Option<Vec<LayerTerms>>,
+    /// Set by a network that made the gradients from [`LayerLoss::terms`]: the loss's
     /// value at each layer.
     pub values: Option<Vec<LossValues>>,
 }

@@ -142,7 +142,7 @@ extern "C" __global__ void crop(float *dx, const float *dy, unsigned long long h
     }
 }
 
-// A quadratic loss's gradient (see QuadraticLoss), stored in dy: quadratic[c] * a + linear[c]
+// A quadratic loss's gradient (see LayerTerms), stored in dy: quadratic[c] * a + linear[c]
 // at the rows [row0, row1) and columns [col0, col1) of each of the channels x height x width
 // planes of a, 0 elsewhere; n = channels * height * width.
 extern "C" __global__ void quadratic_seed(float *dy, const float *a, const float *quadratic,
@@ -173,7 +173,7 @@ extern "C" __global__ void quadratic_seed(float *dy, const float *a, const float
         if (threadIdx.x == 0) atomicAdd((total), partial[0]);                            \
     } while (0)
 
-// *total += the quadratic loss's value (see QuadraticLoss): the sum of 0.5 * quadratic[c] * a²
+// *total += the quadratic loss's value (see LayerTerms): the sum of 0.5 * quadratic[c] * a²
 // + linear[c] * a over the rows [row0, row1) and columns [col0, col1) of each of the channels
 // x height x width planes of a; n = channels * height * width.
 extern "C" __global__ void quadratic_value(float *total, const float *a, const float *quadratic,
@@ -221,7 +221,7 @@ extern "C" __global__ void style_difference(float *gram, float *total, const flo
     if (total) ADD_BLOCK_SUM(total, weight * sum);
 }
 
-// A guide's pull (see Guide in backend/quadratic_loss.rs) added to dy, a channels x height x
+// A guide's pull (see Guide in backend/layer_terms.rs) added to dy, a channels x height x
 // width gradient: at each position i = row * width + column inside the rows [row0, row1) and
 // columns [col0, col1), weight * features[c][best] in every channel c, best the guide position
 // of the largest score there (scores[i * positions + p], the value's features' dot product

@@ -127,21 +127,21 @@ pub struct Kernels {
     /// `crop(dx, dy, height, width, top, left, padded_height, padded_width, accumulate, n)`
     pub crop: CudaFunction,
     /// `quadratic_seed(dy, a, quadratic, linear, channels, height, width, row0, row1, col0,
-    /// col1, accumulate, n)`: a [`QuadraticLoss`](crate::backend::quadratic_loss::QuadraticLoss)'s
+    /// col1, accumulate, n)`: a [`LayerTerms`](crate::backend::layer_terms::LayerTerms)'s
     /// gradient stored in `dy`.
     pub quadratic_seed: CudaFunction,
     /// `quadratic_value(total, a, quadratic, linear, channels, height, width, row0, row1,
     /// col0, col1, n)`: `total +=` the quadratic loss's value.
     pub quadratic_value: CudaFunction,
     /// `content_seed(dy, total, a, target, scale, weight, n)`: a content
-    /// [`Match`](crate::backend::quadratic_loss::Match)'s gradient `scale·(a − target)` added
+    /// [`Match`](crate::backend::layer_terms::Match)'s gradient `scale·(a − target)` added
     /// to `dy` and its value `weight·Σ(a − target)²` to `total` (none: 0).
     pub content_seed: CudaFunction,
     /// `style_difference(gram, total, target, inverse_count, weight, n)`: a style match's
     /// `gram·inverse_count − target` in place, `weight·Σ` of its squares added to `total`.
     pub style_difference: CudaFunction,
     /// `guide_seed(dy, scores, features, positions, channels, width, row0, row1, col0, col1,
-    /// weight, n)`: a [`Guide`](crate::backend::quadratic_loss::Guide)'s pull added to `dy`
+    /// weight, n)`: a [`Guide`](crate::backend::layer_terms::Guide)'s pull added to `dy`
     /// inside the window, from the scores of each of the `n` positions against the guide's.
     pub guide_seed: CudaFunction,
     /// `roll(y, x, shift, height, width, n)`: each plane of `x` rolled by the `(rows,
@@ -380,14 +380,14 @@ mod tests {
     type Resize =
         unsafe extern "C" fn(*mut f32, *const f32, *const f32, *const f32, u64, u64, u64, u64, u64);
 
-    /// The quadratic loss's kernel stores what [`QuadraticLoss::gradient`] computes on the
+    /// The quadratic loss's kernel stores what [`LayerTerms::gradient`] computes on the
     /// host: added to the gradient there, or over whatever was there (NaN included); the
     /// guides' kernel then adds their pulls, from the scores against each guide.
     ///
-    /// [`QuadraticLoss::gradient`]: crate::backend::quadratic_loss::QuadraticLoss::gradient
+    /// [`LayerTerms::gradient`]: crate::backend::layer_terms::LayerTerms::gradient
     #[test]
     fn the_quadratic_seed_kernel_stores_the_losss_gradient() {
-        use crate::backend::quadratic_loss::{Guide, QuadraticLoss};
+        use crate::backend::layer_terms::{Guide, LayerTerms};
         use burn::tensor::{Distribution, Tensor};
 
         let Some(library) = host_build("kernels", SOURCE) else {
@@ -420,7 +420,7 @@ mod tests {
                 weight,
             }
         };
-        let loss = QuadraticLoss {
+        let loss = LayerTerms {
             quadratic: vec![0.5, 0.0, 2.0, -1.0, 0.25],
             linear: vec![0.0, 3.0, 0.0, 1.5, -0.5],
             rows: 2..6,
@@ -898,17 +898,17 @@ mod tests {
         }
     }
 
-    /// The value kernels and the matches' kernels give what [`QuadraticLoss::values`] and
-    /// [`QuadraticLoss::gradient`] compute on the host: the quadratic's value over its
+    /// The value kernels and the matches' kernels give what [`LayerTerms::values`] and
+    /// [`LayerTerms::gradient`] compute on the host: the quadratic's value over its
     /// window, two content matches' gradients and values, and a style match's (its Gram
     /// matrix and the product of its difference with the features, which cuBLAS makes on a
     /// GPU, made here on the host).
     ///
-    /// [`QuadraticLoss::values`]: crate::backend::quadratic_loss::QuadraticLoss::values
-    /// [`QuadraticLoss::gradient`]: crate::backend::quadratic_loss::QuadraticLoss::gradient
+    /// [`LayerTerms::values`]: crate::backend::layer_terms::LayerTerms::values
+    /// [`LayerTerms::gradient`]: crate::backend::layer_terms::LayerTerms::gradient
     #[test]
     fn the_match_kernels_make_what_the_host_does() {
-        use crate::backend::quadratic_loss::{Match, QuadraticLoss};
+        use crate::backend::layer_terms::{LayerTerms, Match};
         use crate::engine::objective::gram;
         use burn::tensor::{Distribution, Tensor};
 
@@ -936,7 +936,7 @@ mod tests {
         let activation = random(-2.0, 2.0);
         let n = channels * height * width;
         let style_target = values_2d(gram(random(-1.0, 1.5)));
-        let loss = QuadraticLoss {
+        let loss = LayerTerms {
             quadratic: vec![0.5, 0.0, -2.0, 1.0],
             linear: vec![0.0, 3.0, 0.25, -1.5],
             rows: 1..5,

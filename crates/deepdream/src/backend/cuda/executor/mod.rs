@@ -22,7 +22,7 @@ use cudarc::driver::{CudaGraph, CudaSlice};
 use crate::backend::ascend::NormalisedAscent;
 use crate::backend::cuda::gpu::{Gpu, Handles};
 use crate::backend::graph::{Graph, Operation, Plan, Shape};
-use crate::backend::quadratic_loss::{LossValues, QuadraticLoss};
+use crate::backend::layer_terms::{LayerTerms, LossValues};
 use crate::error::{Error, Result};
 
 mod buffers;
@@ -46,8 +46,8 @@ pub const GRAPHS_VARIABLE: &str = "DEEPDREAM_CUDA_GRAPHS";
 pub enum Loss<'s, 'a> {
     /// The host makes them from copies of the values.
     Host(&'s mut LossGradients<'a>),
-    /// The GPU makes them, one quadratic loss per wanted value: the values stay there.
-    Quadratic(&'s [QuadraticLoss]),
+    /// The GPU makes them, from the terms at each wanted value: the values stay there.
+    Terms(&'s [LayerTerms]),
 }
 
 /// What the steps of an image kept on the GPU do (see [`Executor::aim`]).
@@ -55,8 +55,8 @@ pub enum Loss<'s, 'a> {
 pub struct KeptSteps<'a> {
     /// The graph values the losses are of.
     pub wanted: &'a [usize],
-    /// One quadratic loss per wanted value.
-    pub losses: &'a [QuadraticLoss],
+    /// The terms at each wanted value.
+    pub losses: &'a [LayerTerms],
     /// How the image moves.
     pub ascent: NormalisedAscent,
     /// Where the image may change and how much: a weight per pixel (0–1), or everywhere.
@@ -143,7 +143,7 @@ impl Executor {
     }
 
     /// The gradient with respect to `input` (a `shape` image) of a loss of the `wanted`
-    /// values, whose gradients `loss` gives, and where the GPU made them (quadratic losses)
+    /// values, whose gradients `loss` gives, and where the GPU made them (from terms)
     /// the loss's value at each wanted value.
     pub fn gradient(
         &self,
@@ -166,7 +166,7 @@ impl Executor {
             let mut device_losses = Vec::new();
             let seeds = match loss {
                 Loss::Host(loss) => Seeds::Host(run.host_seeds(wanted, loss)?),
-                Loss::Quadratic(losses) => {
+                Loss::Terms(losses) => {
                     device_losses = DeviceLoss::upload(stream, losses, &shapes, true)?;
                     Seeds::Device(&device_losses)
                 }
@@ -717,7 +717,7 @@ pub struct DeviceImage {
     prepared: Prepared,
     losses: Vec<DeviceLoss>,
     /// The losses as given, to recognise the same objective when the image is lent again.
-    host_losses: Vec<QuadraticLoss>,
+    host_losses: Vec<LayerTerms>,
     /// The change mask, a weight per pixel, on the GPU and as given.
     change: Option<CudaSlice<f32>>,
     host_change: Option<Vec<f32>>,

@@ -19,14 +19,14 @@ use crate::backend::cuda::cudnn::{LrnDesc, TensorDesc, check};
 use crate::backend::cuda::gpu::Handles;
 use crate::backend::cuda::kernels::{elementwise, per_plane};
 use crate::backend::graph::{Graph, Operation, Plan, Shape, Step};
-use crate::backend::quadratic_loss::{LossValues, Match, QuadraticLoss};
+use crate::backend::layer_terms::{LayerTerms, LossValues, Match};
 use crate::error::{Error, Result};
 
 /// The loss's side of a gradient made on the host: given the wanted values (host copies,
 /// with their shapes), the loss's gradient with respect to each (same lengths).
 pub type LossGradients<'a> = dyn FnMut(Vec<Vec<f32>>, &[Shape]) -> Result<Vec<Vec<f32>>> + 'a;
 
-/// A quadratic loss with its weights, guides and matches on the GPU.
+/// A layer's terms on the GPU: the quadratic's weights, guides and matches.
 pub(super) struct DeviceLoss {
     quadratic: CudaSlice<f32>,
     linear: CudaSlice<f32>,
@@ -43,14 +43,14 @@ pub(super) struct DeviceLoss {
     values: Option<CudaSlice<f32>>,
 }
 
-/// A guide's features on the GPU (see [`Guide`](crate::backend::quadratic_loss::Guide)).
+/// A guide's features on the GPU (see [`Guide`](crate::backend::layer_terms::Guide)).
 struct DeviceGuide {
     features: CudaSlice<f32>,
     positions: usize,
     weight: f32,
 }
 
-/// A match's target on the GPU (see [`Match`](crate::backend::quadratic_loss::Match)).
+/// A match's target on the GPU (see [`Match`](crate::backend::layer_terms::Match)).
 struct DeviceMatch {
     target: CudaSlice<f32>,
     weight: f32,
@@ -61,11 +61,11 @@ impl DeviceLoss {
     /// room for their values where `with_values`.
     pub(super) fn upload(
         stream: &Arc<CudaStream>,
-        losses: &[QuadraticLoss],
+        losses: &[LayerTerms],
         shapes: &[Shape],
         with_values: bool,
     ) -> Result<Vec<DeviceLoss>> {
-        check_quadratic(losses, shapes)?;
+        check_terms(losses, shapes)?;
         let matches = |matches: &[Match]| {
             matches
                 .iter()
@@ -136,7 +136,7 @@ pub(super) enum Seeds<'s> {
 }
 
 /// An error unless `losses` holds one loss per wanted value, with one weight per channel.
-fn check_quadratic(losses: &[QuadraticLoss], shapes: &[Shape]) -> Result<()> {
+fn check_terms(losses: &[LayerTerms], shapes: &[Shape]) -> Result<()> {
     let fits = losses.len() == shapes.len()
         && losses.iter().zip(shapes).all(|(loss, shape)| {
             loss.quadratic.len() == shape.channels

@@ -1,19 +1,20 @@
-//! The loss a device can make its own gradients of: a quadratic per channel over a window
-//! of one layer output (DeepDream's objective is one), with guides' pulls (a guided dream's)
-//! and matches to targets (style transfer's content and style terms), described once and
-//! computed on the device (the CUDA device's kernels and cuBLAS) or, as the reference, on
-//! the host.
+//! The terms of a loss at one layer output that a device can make its own gradients and
+//! values of ([`LayerTerms`]): a quadratic per channel over a window (DeepDream's objective
+//! is one), guides' pulls (a guided dream's) and matches to targets (style transfer's content
+//! and style terms), described once and computed on the device (the CUDA device's kernels
+//! and cuBLAS) or, as the reference, on the host.
 
 use std::ops::Range;
 
 use burn::tensor::{Device, Tensor};
 
-/// A loss of one layer output `a` (`[1, C, H, W]`) that is a quadratic per channel over a
-/// window: `Σ ½·quadratic[c]·a² + linear[c]·a` over rows `rows` and columns `cols`, plus the
-/// pull of each of `guides` there, so that its gradient is `quadratic[c]·a + linear[c] + Σ
-/// weight·y` inside the window (`y` each guide's best match) and zero outside.
+/// The terms of a loss at one layer output `a` (`[1, C, H, W]`): a quadratic per channel,
+/// `Σ ½·quadratic[c]·a² + linear[c]·a` over rows `rows` and columns `cols`, and the pull of
+/// each of `guides` there, whose gradient is `quadratic[c]·a + linear[c] + Σ weight·y` inside
+/// that window (`y` each guide's best match) and zero outside; and matches of the whole
+/// output to targets, `content` and `style`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct QuadraticLoss {
+pub struct LayerTerms {
     /// Each channel's weight of ½a².
     pub quadratic: Vec<f32>,
     /// Each channel's weight of a.
@@ -42,7 +43,7 @@ pub struct Match {
     pub weight: f32,
 }
 
-/// The value of a [`QuadraticLoss`] at a layer output, by part: the quadratic's, the
+/// The value of a [`LayerTerms`] at a layer output, by part: the quadratic's, the
 /// content matches' and the style matches' (a guide's pull has none: what it pulls towards
 /// moves with the output).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -69,10 +70,10 @@ pub struct Guide {
     pub weight: f32,
 }
 
-impl QuadraticLoss {
+impl LayerTerms {
     /// No loss on a `channels`-channel output, over `rows` and `cols`.
     pub fn zero(channels: usize, rows: Range<usize>, cols: Range<usize>) -> Self {
-        QuadraticLoss {
+        LayerTerms {
             quadratic: vec![0.0; channels],
             linear: vec![0.0; channels],
             rows,
