@@ -265,6 +265,13 @@ fn depthwise_kernels_equal_cudnn() {
     assert!(error <= 1e-5, "{error:e}");
 }
 
+/// DeepDream's term, ½Σa², on the whole of a value of shape `output`.
+fn amplify(output: Shape) -> LayerTerms {
+    let mut terms = LayerTerms::zero(output.channels, 0..output.height, 0..output.width);
+    terms.quadratic.fill(1.0);
+    terms
+}
+
 /// A gradient's plan and buffers kept for the next gradient of the same size give the same
 /// gradient again, also after a gradient of another size came between (VGG16, TF32).
 #[test]
@@ -281,16 +288,7 @@ fn prepared_gradients_give_the_same_gradient_again() {
             height,
             width,
         };
-        let output = graph.plan(shape, &[value]).unwrap().shapes[value].unwrap();
-        let loss = LayerTerms {
-            quadratic: vec![1.0; output.channels],
-            linear: vec![0.0; output.channels],
-            rows: 0..output.height,
-            cols: 0..output.width,
-            guides: Vec::new(),
-            content: Vec::new(),
-            style: Vec::new(),
-        };
+        let loss = amplify(graph.plan(shape, &[value]).unwrap().shapes[value].unwrap());
         let image: Vec<f32> = (0..shape.len())
             .map(|i| ((i * 7919) % 255) as f32 - 120.0)
             .collect();
@@ -543,16 +541,7 @@ impl KeptSetup {
     /// The default layer's whole DeepDream term on a `shape` picture.
     fn loss(&self, shape: Shape) -> LayerTerms {
         let (graph, _) = self.network.cuda_graph().unwrap();
-        let output = graph.plan(shape, &[self.value]).unwrap().shapes[self.value].unwrap();
-        LayerTerms {
-            quadratic: vec![1.0; output.channels],
-            linear: vec![0.0; output.channels],
-            rows: 0..output.height,
-            cols: 0..output.width,
-            guides: Vec::new(),
-            content: Vec::new(),
-            style: Vec::new(),
-        }
+        amplify(graph.plan(shape, &[self.value]).unwrap().shapes[self.value].unwrap())
     }
 
     /// Sets the steps of `octaves`' octave under way (of `shape`) on `executor`.

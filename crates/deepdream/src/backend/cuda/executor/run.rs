@@ -715,8 +715,8 @@ impl<'a> Run<'a> {
                     loss.cols.end,
                 ]
                 .map(|v| Arg::Count(v as u64));
-                let mut args = vec![
-                    Arg::Address(dy.address),
+                // The quadratic's kernels read the value, its weights, its shape and window.
+                let mut quadratic = vec![
                     Arg::Address(self.address_of(value)),
                     Arg::Address(address(&loss.quadratic, self.stream())),
                     Arg::Address(address(&loss.linear, self.stream())),
@@ -724,7 +724,9 @@ impl<'a> Run<'a> {
                     Arg::Count(shape.height as u64),
                     Arg::Count(shape.width as u64),
                 ];
-                args.extend(window);
+                quadratic.extend(window);
+                let mut args = vec![Arg::Address(dy.address)];
+                args.extend(quadratic.iter().copied());
                 args.push(dy.accumulate());
                 self.launch(&self.handles.kernels.quadratic_seed, shape.len(), &args)?;
                 let total = |part: u64| {
@@ -742,16 +744,8 @@ impl<'a> Run<'a> {
                         )
                     }
                     .map_err(driver("clear a loss's values"))?;
-                    let mut args = vec![
-                        Arg::Address(total(0)),
-                        Arg::Address(self.address_of(value)),
-                        Arg::Address(address(&loss.quadratic, self.stream())),
-                        Arg::Address(address(&loss.linear, self.stream())),
-                        Arg::Count(shape.channels as u64),
-                        Arg::Count(shape.height as u64),
-                        Arg::Count(shape.width as u64),
-                    ];
-                    args.extend(window);
+                    let mut args = vec![Arg::Address(total(0))];
+                    args.extend(quadratic.iter().copied());
                     self.launch(&self.handles.kernels.quadratic_value, shape.len(), &args)?;
                 }
                 let count = shape.len() as f32;
