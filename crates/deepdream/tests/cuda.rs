@@ -14,6 +14,7 @@ use deepdream::backend::cuda::executor::{DeviceOctaves, Loss, bytes_per_pixel, d
 use deepdream::backend::cuda::libraries::{Library, find_library};
 use deepdream::backend::cuda::{Depthwise, Executor, Gpu, KeptSteps, Precision};
 use deepdream::backend::graph::Shape;
+use deepdream::control::region::Region;
 use deepdream::engine::objective::{Objective, Term, gram};
 use deepdream::engine::octaves;
 use deepdream::media::flow::gpu::GpuFlow;
@@ -227,17 +228,11 @@ fn depthwise_kernels_equal_cudnn() {
         width: 77,
     };
     let output = graph.plan(shape, &[value]).unwrap().shapes[value].unwrap();
-    let loss = LayerTerms {
-        quadratic: (0..output.channels)
-            .map(|c| 1.0 + c as f32 / 10.0)
-            .collect(),
-        linear: vec![0.5; output.channels],
-        rows: 1..output.height,
-        cols: 0..output.width - 1,
-        guides: Vec::new(),
-        content: Vec::new(),
-        style: Vec::new(),
-    };
+    let mut loss = LayerTerms::zero(output.channels, 1..output.height, 0..output.width - 1);
+    loss.quadratic = (0..output.channels)
+        .map(|c| 1.0 + c as f32 / 10.0)
+        .collect();
+    loss.linear.fill(0.5);
     let image = Tensor::<4>::random(
         [1, 3, shape.height, shape.width],
         Distribution::Uniform(-1.0, 1.0),
@@ -384,7 +379,9 @@ fn every_kind_of_objective_matches_the_cpu() {
 
 /// A default dream on the GPU in fp32 (whole steps on the kept picture, replayed as a CUDA
 /// graph) against the CPU's: PSNR ≥ 35 dB; with a change mask too (a brush stroke fading
-/// from the left), and guided by another part of the photo (its pull matched on cuBLAS).
+/// from the left), guided by another part of the photo (its pull matched on cuBLAS), and in
+/// two regions of their own layers under soft masks (each region's terms weighted by its
+/// mask on the GPU).
 #[test]
 fn a_default_dream_on_the_gpu_matches_the_cpu() {
     let Some(gpu) = gpu() else { return };
@@ -395,20 +392,50 @@ fn a_default_dream_on_the_gpu_matches_the_cpu() {
     ));
     let on_gpu = CudaNetwork::new(vgg16(&device), gpu, Precision::Fp32).unwrap();
     let on_cpu = vgg16(&device);
-    let cases = [
-        ("default dream", None, None),
-        ("masked dream", Some(fading), None),
-        ("guided dream", None, Some(photo_crop(60, 30, 128))),
+    let layer = |name: &str| {
+        vec![LayerWeight {
+            layer: name.into(),
+            weight: 1.0,
+        }]
+    };
+    // The fading mask's left for one layer, its inverse's right for another.
+    let regions = vec![
+        Region {
+            mask: Some(fading.clone()),
+            layers: layer("block4_conv3"),
+            channels: None,
+        },
+        Region {
+            mask: Some(deepdream::control::mask::Mask::from_image(
+                &image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(224, 224, |x, _| {
+                    image::Luma([(x * 255 / 223) as u8])
+                })),
+            )),
+            layers: layer("block3_conv3"),
+            channels: Some(vec![5, 40, 99]),
+        },
     ];
-    for (what, mask, guide) in cases {
+    let cases = [
+        ("default dream", None, None, Vec::new()),
+        ("masked dream", Some(fading), None, Vec::new()),
+        (
+            "guided dream",
+            None,
+            Some(photo_crop(60, 30, 128)),
+            Vec::new(),
+        ),
+        ("dream of two regions", None, None, regions),
+    ];
+    for (what, mask, guide, regions) in cases {
         let dream = |network: &dyn Network| {
             let params = DreamParams {
-                layers: vec![LayerWeight {
-                    layer: "block4_conv3".into(),
-                    weight: 1.0,
-                }],
+                layers: match regions.is_empty() {
+                    true => layer("block4_conv3"),
+                    false => Vec::new(),
+                },
                 mask: mask.clone(),
                 guide: guide.clone(),
+                regions: regions.clone(),
                 ..DreamParams::default()
             };
             let dreamer = Dreamer::new(network, params, &device).unwrap();

@@ -527,6 +527,71 @@ fn assert_kept_is_plain(
     );
 }
 
+/// A dream of two regions, each amplifying its own layer under its own soft mask, made from
+/// the described terms (each region's layer weighted by its mask, as the CUDA device makes
+/// it) is the ordinary dream.
+#[test]
+fn regions_through_described_terms_are_the_ordinary_dream() {
+    let (photo, params) = two_octaves();
+    let soft = |left: bool| {
+        Some(deepdream::control::mask::Mask::from_image(
+            &image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(96, 96, move |x, _| {
+                let level = (x * 255 / 95) as u8;
+                image::Luma([if left { 255 - level } else { level }])
+            })),
+        ))
+    };
+    let region = |left: bool, layer: &str| deepdream::control::region::Region {
+        mask: soft(left),
+        layers: vec![LayerWeight {
+            layer: layer.into(),
+            weight: 1.0,
+        }],
+        channels: None,
+    };
+    let params = DreamParams {
+        layers: Vec::new(),
+        regions: vec![region(true, "mixed"), region(false, "pool1")],
+        ..params
+    };
+    let device = Device::flex();
+    let hooked = ViaHook::new(Box::new(test_network(&device)), true);
+    let dream = |network: &dyn Network| {
+        Dreamer::new(network, params.clone(), &device)
+            .unwrap()
+            .dream(&photo, |_| {})
+            .unwrap()
+    };
+    let (ours, theirs) = (dream(&hooked), dream(&test_network(&device)));
+    let values = photo.as_raw().len();
+    let differences = ours
+        .as_raw()
+        .iter()
+        .zip(theirs.as_raw())
+        .filter(|(a, b)| a.abs_diff(**b) > 1)
+        .count();
+    assert!(
+        differences * 1000 <= values,
+        "{differences} of {values} values differ by more than one level"
+    );
+    assert!(
+        hooked.terms_used.load(Ordering::Relaxed) > 0,
+        "described terms used"
+    );
+    assert_eq!(
+        hooked.kept_steps.load(Ordering::Relaxed),
+        0,
+        "regions step on the host"
+    );
+    let changed = ours
+        .as_raw()
+        .iter()
+        .zip(photo.as_raw())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(changed * 2 > values, "the dream changed the picture");
+}
+
 /// A picture whose largest octave must be tiled within the memory budget dreams its smaller
 /// octaves on the kept picture and the largest on the host, tile by tile, from the picture
 /// the device gives back: the ordinary dream's picture.

@@ -9,10 +9,11 @@ use std::ops::Range;
 use burn::tensor::{Device, Tensor};
 
 /// The terms of a loss at one layer output `a` (`[1, C, H, W]`): a quadratic per channel,
-/// `Σ ½·quadratic[c]·a² + linear[c]·a` over rows `rows` and columns `cols`, and the pull of
-/// each of `guides` there, whose gradient is `quadratic[c]·a + linear[c] + Σ weight·y` inside
-/// that window (`y` each guide's best match) and zero outside; and matches of the whole
-/// output to targets, `content` and `style`.
+/// `Σ ½·quadratic[c]·m·a² + linear[c]·a` over rows `rows` and columns `cols` (`m` the mask's
+/// weight at each position), and the pull of each of `guides` there, whose gradient is
+/// `quadratic[c]·m·a + linear[c] + Σ weight·y` inside that window (`y` each guide's best
+/// match) and zero outside; and matches of the whole output to targets, `content` and
+/// `style`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerTerms {
     /// Each channel's weight of ½a².
@@ -23,6 +24,9 @@ pub struct LayerTerms {
     pub rows: Range<usize>,
     /// The columns the loss covers.
     pub cols: Range<usize>,
+    /// A weight per position of the output (`[H, W]` row-major) on the quadratic's square
+    /// term (a region's mask); 1 everywhere when `None`.
+    pub mask: Option<Vec<f32>>,
     /// Guides pulling the layer.
     pub guides: Vec<Guide>,
     /// Matches of the whole output itself to targets (style transfer's content terms).
@@ -78,6 +82,7 @@ impl LayerTerms {
             linear: vec![0.0; channels],
             rows,
             cols,
+            mask: None,
             guides: Vec::new(),
             content: Vec::new(),
             style: Vec::new(),
@@ -96,8 +101,7 @@ impl LayerTerms {
         });
         let inside = pulls
             .fold(
-                activation
-                    .clone()
+                self.masked(activation.clone())
                     .mul(per_channel(&self.quadratic, channels, &device))
                     .add(per_channel(&self.linear, channels, &device)),
                 Tensor::add,
@@ -129,9 +133,8 @@ impl LayerTerms {
     pub fn values(&self, activation: Tensor<4>) -> LossValues {
         let [_, channels, height, width] = activation.dims();
         let device = activation.device();
-        let quadratic = activation
-            .clone()
-            .powi_scalar(2)
+        let quadratic = self
+            .masked(activation.clone().powi_scalar(2))
             .mul(per_channel(&self.quadratic, channels, &device))
             .mul_scalar(0.5)
             .add(
@@ -172,6 +175,19 @@ impl LayerTerms {
             quadratic,
             content,
             style,
+        }
+    }
+
+    /// `values` (`[1, C, H, W]`) weighted by the mask, where there is one.
+    fn masked(&self, values: Tensor<4>) -> Tensor<4> {
+        match &self.mask {
+            Some(mask) => {
+                let [_, _, height, width] = values.dims();
+                let mask = Tensor::<1>::from_floats(mask.as_slice(), &values.device())
+                    .reshape([1, 1, height, width]);
+                values.mul(mask)
+            }
+            None => values,
         }
     }
 }

@@ -1270,7 +1270,22 @@ impl<'a> Dreamer<'a> {
         masks: &[Option<Tensor<4>>],
     ) -> Result<Option<Vec<LayerTerms>>> {
         let terms = &group.terms;
-        if masks.iter().any(Option::is_some) {
+        // A region's mask weighs its terms' squares on whole layers (not a tile's window,
+        // nor a class's logit), one mask for every term of a layer.
+        let mut slot_masks: Vec<Option<&Tensor<4>>> = vec![None; group.layers.len()];
+        for (term, mask) in terms.iter().zip(masks) {
+            if let Some(mask) = mask {
+                if windows.is_some() || term.class.is_some() {
+                    return Ok(None);
+                }
+                slot_masks[term.slot] = Some(mask);
+            }
+        }
+        if terms
+            .iter()
+            .zip(masks)
+            .any(|(term, mask)| mask.is_some() != slot_masks[term.slot].is_some())
+        {
             return Ok(None);
         }
         let layers = self.network.layers();
@@ -1286,7 +1301,15 @@ impl<'a> Dreamer<'a> {
                         (0..h, 0..w)
                     }
                 };
-                Ok(LayerTerms::zero(layers[layer].channels, rows, cols))
+                let mut terms = LayerTerms::zero(layers[layer].channels, rows, cols);
+                terms.mask = slot_masks[slot]
+                    .map(|mask| {
+                        mask.clone().into_data().try_to_vec::<f32>().map_err(|e| {
+                            Error::InvalidParameter(format!("cannot read a region's mask: {e:?}"))
+                        })
+                    })
+                    .transpose()?;
+                Ok(terms)
             })
             .collect::<Result<Vec<_>>>()?;
         for (index, term) in terms.iter().enumerate() {

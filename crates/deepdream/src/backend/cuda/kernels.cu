@@ -142,11 +142,13 @@ extern "C" __global__ void crop(float *dx, const float *dy, unsigned long long h
     }
 }
 
-// A quadratic loss's gradient (see LayerTerms), stored in dy: quadratic[c] * a + linear[c]
-// at the rows [row0, row1) and columns [col0, col1) of each of the channels x height x width
-// planes of a, 0 elsewhere; n = channels * height * width.
+// A quadratic loss's gradient (see LayerTerms), stored in dy: quadratic[c] * m * a +
+// linear[c] at the rows [row0, row1) and columns [col0, col1) of each of the channels x height
+// x width planes of a, 0 elsewhere, m the mask's weight at the position (1 without a mask: 0);
+// n = channels * height * width.
 extern "C" __global__ void quadratic_seed(float *dy, const float *a, const float *quadratic,
-                                          const float *linear, unsigned long long channels,
+                                          const float *linear, const float *mask,
+                                          unsigned long long channels,
                                           unsigned long long height, unsigned long long width,
                                           unsigned long long row0, unsigned long long row1,
                                           unsigned long long col0, unsigned long long col1,
@@ -155,7 +157,8 @@ extern "C" __global__ void quadratic_seed(float *dy, const float *a, const float
         Position at = position(i, height, width);
         unsigned long long c = at.plane % channels;
         bool inside = at.row >= row0 && at.row < row1 && at.column >= col0 && at.column < col1;
-        STORE(dy[i], inside ? quadratic[c] * a[i] + linear[c] : 0.0f);
+        float m = mask ? mask[at.row * width + at.column] : 1.0f;
+        STORE(dy[i], inside ? quadratic[c] * m * a[i] + linear[c] : 0.0f);
     }
 }
 
@@ -173,11 +176,12 @@ extern "C" __global__ void quadratic_seed(float *dy, const float *a, const float
         if (threadIdx.x == 0) atomicAdd((total), partial[0]);                            \
     } while (0)
 
-// *total += the quadratic loss's value (see LayerTerms): the sum of 0.5 * quadratic[c] * a²
-// + linear[c] * a over the rows [row0, row1) and columns [col0, col1) of each of the channels
-// x height x width planes of a; n = channels * height * width.
+// *total += the quadratic loss's value (see LayerTerms): the sum of 0.5 * quadratic[c] * m *
+// a² + linear[c] * a over the rows [row0, row1) and columns [col0, col1) of each of the
+// channels x height x width planes of a, m as in quadratic_seed; n = channels * height * width.
 extern "C" __global__ void quadratic_value(float *total, const float *a, const float *quadratic,
-                                           const float *linear, unsigned long long channels,
+                                           const float *linear, const float *mask,
+                                           unsigned long long channels,
                                            unsigned long long height, unsigned long long width,
                                            unsigned long long row0, unsigned long long row1,
                                            unsigned long long col0, unsigned long long col1,
@@ -187,7 +191,8 @@ extern "C" __global__ void quadratic_value(float *total, const float *a, const f
         Position at = position(i, height, width);
         unsigned long long c = at.plane % channels;
         if (at.row >= row0 && at.row < row1 && at.column >= col0 && at.column < col1) {
-            sum += (0.5f * quadratic[c] * a[i] + linear[c]) * a[i];
+            float m = mask ? mask[at.row * width + at.column] : 1.0f;
+            sum += (0.5f * quadratic[c] * m * a[i] + linear[c]) * a[i];
         }
     }
     ADD_BLOCK_SUM(total, sum);

@@ -126,12 +126,12 @@ pub struct Kernels {
     pub pad: CudaFunction,
     /// `crop(dx, dy, height, width, top, left, padded_height, padded_width, accumulate, n)`
     pub crop: CudaFunction,
-    /// `quadratic_seed(dy, a, quadratic, linear, channels, height, width, row0, row1, col0,
-    /// col1, accumulate, n)`: a [`LayerTerms`](crate::backend::layer_terms::LayerTerms)'s
+    /// `quadratic_seed(dy, a, quadratic, linear, mask, channels, height, width, row0, row1,
+    /// col0, col1, accumulate, n)`: a [`LayerTerms`](crate::backend::layer_terms::LayerTerms)'s
     /// gradient stored in `dy`.
     pub quadratic_seed: CudaFunction,
-    /// `quadratic_value(total, a, quadratic, linear, channels, height, width, row0, row1,
-    /// col0, col1, n)`: `total +=` the quadratic loss's value.
+    /// `quadratic_value(total, a, quadratic, linear, mask, channels, height, width, row0,
+    /// row1, col0, col1, n)`: `total +=` the quadratic loss's value.
     pub quadratic_value: CudaFunction,
     /// `content_seed(dy, total, a, target, scale, weight, n)`: a content
     /// [`Match`](crate::backend::layer_terms::Match)'s gradient `scale·(a − target)` added
@@ -334,6 +334,7 @@ mod tests {
         *const f32,
         *const f32,
         *const f32,
+        *const f32,
         u64,
         u64,
         u64,
@@ -346,6 +347,7 @@ mod tests {
     );
     type QuadraticValue = unsafe extern "C" fn(
         *mut f32,
+        *const f32,
         *const f32,
         *const f32,
         *const f32,
@@ -381,8 +383,9 @@ mod tests {
         unsafe extern "C" fn(*mut f32, *const f32, *const f32, *const f32, u64, u64, u64, u64, u64);
 
     /// The quadratic loss's kernel stores what [`LayerTerms::gradient`] computes on the
-    /// host: added to the gradient there, or over whatever was there (NaN included); the
-    /// guides' kernel then adds their pulls, from the scores against each guide.
+    /// host, under a mask: added to the gradient there, or over whatever was there (NaN
+    /// included); the guides' kernel then adds their pulls, from the scores against each
+    /// guide.
     ///
     /// [`LayerTerms::gradient`]: crate::backend::layer_terms::LayerTerms::gradient
     #[test]
@@ -425,6 +428,7 @@ mod tests {
             linear: vec![0.0, 3.0, 0.0, 1.5, -0.5],
             rows: 2..6,
             cols: 1..8,
+            mask: Some((0..height * width).map(|i| (i % 5) as f32 / 4.0).collect()),
             guides: vec![guide(6, &[0, 1, 2, 3, 4], 0.75), guide(4, &[1, 3], -2.0)],
             content: Vec::new(),
             style: Vec::new(),
@@ -448,6 +452,7 @@ mod tests {
                     a.as_ptr(),
                     loss.quadratic.as_ptr(),
                     loss.linear.as_ptr(),
+                    loss.mask.as_ref().map_or(std::ptr::null(), Vec::as_ptr),
                     channels as u64,
                     height as u64,
                     width as u64,
@@ -941,6 +946,7 @@ mod tests {
             linear: vec![0.0, 3.0, 0.25, -1.5],
             rows: 1..5,
             cols: 0..4,
+            mask: Some((0..height * width).map(|i| (i % 3) as f32 / 2.0).collect()),
             guides: Vec::new(),
             content: vec![
                 Match {
@@ -972,11 +978,13 @@ mod tests {
         // touch.
         unsafe {
             let (q, l) = (loss.quadratic.as_ptr(), loss.linear.as_ptr());
+            let m = loss.mask.as_ref().map_or(std::ptr::null(), Vec::as_ptr);
             seed(
                 dy.as_mut_ptr(),
                 a.as_ptr(),
                 q,
                 l,
+                m,
                 c,
                 h,
                 w,
@@ -992,6 +1000,7 @@ mod tests {
                 a.as_ptr(),
                 q,
                 l,
+                m,
                 c,
                 h,
                 w,

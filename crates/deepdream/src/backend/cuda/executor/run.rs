@@ -26,12 +26,13 @@ use crate::error::{Error, Result};
 /// with their shapes), the loss's gradient with respect to each (same lengths).
 pub type LossGradients<'a> = dyn FnMut(Vec<Vec<f32>>, &[Shape]) -> Result<Vec<Vec<f32>>> + 'a;
 
-/// A layer's terms on the GPU: the quadratic's weights, guides and matches.
+/// A layer's terms on the GPU: the quadratic's weights and mask, guides and matches.
 pub(super) struct DeviceLoss {
     quadratic: CudaSlice<f32>,
     linear: CudaSlice<f32>,
     rows: Range<usize>,
     cols: Range<usize>,
+    mask: Option<CudaSlice<f32>>,
     guides: Vec<DeviceGuide>,
     /// Room for the scores of the value's positions against the largest guide's.
     scores: Option<CudaSlice<f32>>,
@@ -99,6 +100,7 @@ impl DeviceLoss {
                     linear: upload(stream, &loss.linear)?,
                     rows: loss.rows.clone(),
                     cols: loss.cols.clone(),
+                    mask: loss.mask.as_ref().map(|m| upload(stream, m)).transpose()?,
                     guides,
                     scores: most.map(|most| alloc(stream, plane * most)).transpose()?,
                     content: matches(&loss.content)?,
@@ -146,6 +148,10 @@ fn check_terms(losses: &[LayerTerms], shapes: &[Shape]) -> Result<()> {
                         && guide.features.len() == shape.channels * guide.positions
                         && guide.positions < i32::MAX as usize
                 })
+                && loss
+                    .mask
+                    .as_ref()
+                    .is_none_or(|mask| mask.len() == shape.height * shape.width)
                 && loss.content.iter().all(|m| m.target.len() == shape.len())
                 && loss
                     .style
@@ -716,10 +722,12 @@ impl<'a> Run<'a> {
                 ]
                 .map(|v| Arg::Count(v as u64));
                 // The quadratic's kernels read the value, its weights, its shape and window.
+                let mask = loss.mask.as_ref();
                 let mut quadratic = vec![
                     Arg::Address(self.address_of(value)),
                     Arg::Address(address(&loss.quadratic, self.stream())),
                     Arg::Address(address(&loss.linear, self.stream())),
+                    Arg::Address(mask.map_or(0, |mask| address(mask, self.stream()))),
                     Arg::Count(shape.channels as u64),
                     Arg::Count(shape.height as u64),
                     Arg::Count(shape.width as u64),
