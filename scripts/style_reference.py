@@ -12,7 +12,11 @@ the loss evaluated on the result rounded to 8-bit pixels as deepdream's is.
 
     python3 -m pip install torch torchvision onnx pillow numpy
     python3 scripts/style_reference.py WEIGHTS.onnx CONTENT.png STYLE.png ITERATIONS
+
+BENCH_TORCH_DEVICE=cuda runs it on the GPU (timed with torch.cuda.synchronize(), PyTorch's
+default TF32 convolutions).
 """
+import os
 import sys
 import time
 
@@ -35,7 +39,8 @@ RELU_INDEX = {"block1_conv1": 1, "block2_conv1": 6, "block3_conv1": 11, "block4_
 STYLE_LAYERS = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
 CONTENT_LAYER = "block4_conv2"
 CONTENT_WEIGHT, STYLE_WEIGHT, TV_WEIGHT = 5.0, 500.0, 1.0
-MEAN_BGR = torch.tensor([103.939, 116.779, 123.68]).reshape(1, 3, 1, 1)
+DEVICE = torch.device(os.environ.get("BENCH_TORCH_DEVICE", "cpu"))
+MEAN_BGR = torch.tensor([103.939, 116.779, 123.68], device=DEVICE).reshape(1, 3, 1, 1)
 
 initializers = {t.name: numpy_helper.to_array(t) for t in onnx.load(weights_path).graph.initializer}
 features = torchvision.models.vgg16(weights=None).features[:26].eval()
@@ -45,10 +50,12 @@ for name, conv in zip(CONVS, convs):
     conv.bias.data = torch.from_numpy(initializers["functional_1/%s_1/Squeeze:0" % name].copy())
 for p in features.parameters():
     p.requires_grad_(False)
+features = features.to(DEVICE)
 
 
 def load(path):
     rgb = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32).copy())
+    rgb = rgb.to(DEVICE)
     return (rgb.permute(2, 0, 1).unsqueeze(0).flip(1) - MEAN_BGR).contiguous()  # BGR, mean subtracted
 
 
@@ -100,8 +107,15 @@ def closure():
     return loss
 
 
+def synchronize():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+synchronize()
 start = time.perf_counter()
 optimizer.step(closure)
+synchronize()
 seconds = time.perf_counter() - start
 with torch.no_grad():
     rounded = (x + MEAN_BGR).flip(1).round().clamp(0, 255).flip(1) - MEAN_BGR

@@ -6,7 +6,11 @@
 //! ```text
 //! cargo bench -p deepdream --bench style                 # 256 pixels, 100 evaluations
 //! cargo bench -p deepdream --bench style -- 384 200      # size, evaluations
+//! cargo bench -p deepdream --bench style --features cuda -- 512 200 --device cuda
 //! ```
+//!
+//! `--weights DIR` loads VGG16's weight file from DIR unchecked instead of the cache (the GPU
+//! kit's stand-ins). With `BENCH_TORCH_DEVICE=cuda` the reference runs on the GPU.
 
 use std::path::Path;
 use std::process::Command;
@@ -20,9 +24,22 @@ mod common;
 
 fn main() {
     common::keep_freed_memory();
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let option = |name: &str| {
+        let at = all.iter().position(|a| a == name)?;
+        all.get(at + 1).map(String::as_str)
+    };
+    // The plain arguments: neither an option nor an option's value.
+    let args: Vec<&String> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            let after_option = i
+                .checked_sub(1)
+                .is_some_and(|before| ["--device", "--weights"].contains(&all[before].as_str()));
+            !a.starts_with("--") && !after_option
+        })
+        .map(|(_, a)| a)
         .collect();
     let size: u32 = args.first().map_or(256, |s| s.parse().expect("a size"));
     let iterations: usize = args.get(1).map_or(100, |s| s.parse().expect("a count"));
@@ -45,10 +62,19 @@ fn main() {
     photo.save(&photo_path).unwrap();
     painting.save(&painting_path).unwrap();
 
-    let device = deepdream::backend::device::by_name("cpu").unwrap();
+    let device_name = option("--device").unwrap_or("cpu");
+    let placement = deepdream::backend::device::open(device_name, true).unwrap_or_else(|error| {
+        eprintln!("{device_name}: {error}");
+        std::process::exit(1)
+    });
+    let device = placement.tensors();
     let spec = models::find("vgg16").unwrap();
-    let weights_path = weights::ensure(spec, |_| eprintln!("fetching VGG16 weights")).unwrap();
+    let weights_path = match option("--weights") {
+        Some(dir) => Path::new(dir).join(spec.file_name),
+        None => weights::ensure(spec, |_| eprintln!("fetching VGG16 weights")).unwrap(),
+    };
     let network = (spec.load)(&weights_path, &device).unwrap();
+    let network = deepdream::networks::placement::place(network, &placement).unwrap();
     let params = StyleParams {
         size,
         scales: 1,
@@ -69,7 +95,7 @@ fn main() {
     let ours = stylist.losses(&photo, &styles, &result).unwrap();
     let initial = stylist.losses(&photo, &styles, &photo).unwrap();
     println!(
-        "style transfer {}x{}, {iterations} evaluations at most, L-BFGS (history 10, strong Wolfe)",
+        "style transfer {}x{} on {device_name}, {iterations} evaluations at most, L-BFGS (history 10, strong Wolfe)",
         photo.width(),
         photo.height()
     );
