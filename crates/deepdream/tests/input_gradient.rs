@@ -405,9 +405,22 @@ fn described_terms_give_the_ordinary_gradient() {
     }
 }
 
-/// The same dream through the hook's kept image and through the plain network: the kept
-/// dream's steps (counted), and how many values differ by more than one level.
-fn kept_and_plain(params: &DreamParams, photo: &image::RgbImage) -> (usize, usize, usize) {
+/// How a dream through the hook (kept octaves and described terms) compared with the plain
+/// one (see [`kept_and_plain`]).
+struct Compared {
+    /// Steps taken on the kept picture.
+    kept_steps: usize,
+    /// Gradients made from the described terms.
+    terms_used: usize,
+    /// Values more than one level apart from the plain dream's.
+    differences: usize,
+    /// Values the dream changed in the photo.
+    changed: usize,
+}
+
+/// The same dream through the hook (kept octaves where it can, described terms) and
+/// through the plain network, compared.
+fn kept_and_plain(params: &DreamParams, photo: &image::RgbImage) -> Compared {
     let device = Device::flex();
     let kept = ViaHook::new(Box::new(test_network(&device)), true);
     let ours = Dreamer::new(&kept, params.clone(), &device)
@@ -431,11 +444,12 @@ fn kept_and_plain(params: &DreamParams, photo: &image::RgbImage) -> (usize, usiz
         .zip(photo.as_raw())
         .filter(|(a, b)| a != b)
         .count();
-    (
-        kept.kept_steps.load(Ordering::Relaxed),
+    Compared {
+        kept_steps: kept.kept_steps.load(Ordering::Relaxed),
+        terms_used: kept.terms_used.load(Ordering::Relaxed),
         differences,
         changed,
-    )
+    }
 }
 
 /// A dream whose octaves and steps run on the kept picture (the CUDA device's path, here on
@@ -467,8 +481,12 @@ fn a_dream_on_a_kept_image_is_the_ordinary_dream() {
         mask: mask(&|_, _| 0),
         ..params.clone()
     };
-    let (_, differences, changed) = kept_and_plain(&nowhere, &photo);
-    assert_eq!((differences, changed), (0, 0), "a mask of no weight");
+    let nothing = kept_and_plain(&nowhere, &photo);
+    assert_eq!(
+        (nothing.differences, nothing.changed),
+        (0, 0),
+        "a mask of no weight"
+    );
 
     // A guide's pull, made on the device from its features.
     let guided = DreamParams {
@@ -506,16 +524,22 @@ fn two_octaves() -> (image::RgbImage, DreamParams) {
 
 /// A dream of `params` through the hook's kept octaves is the plain one (no more than one
 /// value in a thousand a level apart), took `steps` steps on the kept picture, and changed
-/// more than one value in `share` of the photo.
+/// more than one value in `share` of the photo; how it compared.
 fn assert_kept_is_plain(
     case: &str,
     params: &DreamParams,
     photo: &image::RgbImage,
     steps: usize,
     share: usize,
-) {
+) -> Compared {
     let values = photo.as_raw().len();
-    let (kept_steps, differences, changed) = kept_and_plain(params, photo);
+    let compared = kept_and_plain(params, photo);
+    let Compared {
+        kept_steps,
+        differences,
+        changed,
+        ..
+    } = compared;
     assert_eq!(kept_steps, steps, "{case}: the steps on the kept picture");
     assert!(
         differences * 1000 <= values,
@@ -525,6 +549,7 @@ fn assert_kept_is_plain(
         changed * share > values,
         "{case}: the dream changed the picture"
     );
+    compared
 }
 
 /// A dream of two regions, each amplifying its own layer under its own soft mask, made from
@@ -554,42 +579,8 @@ fn regions_through_described_terms_are_the_ordinary_dream() {
         regions: vec![region(true, "mixed"), region(false, "pool1")],
         ..params
     };
-    let device = Device::flex();
-    let hooked = ViaHook::new(Box::new(test_network(&device)), true);
-    let dream = |network: &dyn Network| {
-        Dreamer::new(network, params.clone(), &device)
-            .unwrap()
-            .dream(&photo, |_| {})
-            .unwrap()
-    };
-    let (ours, theirs) = (dream(&hooked), dream(&test_network(&device)));
-    let values = photo.as_raw().len();
-    let differences = ours
-        .as_raw()
-        .iter()
-        .zip(theirs.as_raw())
-        .filter(|(a, b)| a.abs_diff(**b) > 1)
-        .count();
-    assert!(
-        differences * 1000 <= values,
-        "{differences} of {values} values differ by more than one level"
-    );
-    assert!(
-        hooked.terms_used.load(Ordering::Relaxed) > 0,
-        "described terms used"
-    );
-    assert_eq!(
-        hooked.kept_steps.load(Ordering::Relaxed),
-        0,
-        "regions step on the host"
-    );
-    let changed = ours
-        .as_raw()
-        .iter()
-        .zip(photo.as_raw())
-        .filter(|(a, b)| a != b)
-        .count();
-    assert!(changed * 2 > values, "the dream changed the picture");
+    let compared = assert_kept_is_plain("two regions", &params, &photo, 0, 2);
+    assert!(compared.terms_used > 0, "described terms used");
 }
 
 /// A picture whose largest octave must be tiled within the memory budget dreams its smaller

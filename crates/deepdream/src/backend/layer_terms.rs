@@ -109,12 +109,7 @@ impl LayerTerms {
             .mul(window(&self.rows, &self.cols, height, width, &device));
         let count = activation.shape().num_elements() as f32;
         let contents = self.content.iter().map(|content| {
-            let target = Tensor::<1>::from_floats(content.target.as_slice(), &device)
-                .reshape(activation.dims());
-            activation
-                .clone()
-                .sub(target)
-                .mul_scalar(2.0 * content.weight / count)
+            content_difference(&activation, content).mul_scalar(2.0 * content.weight / count)
         });
         let features = activation.clone().reshape([channels, height * width]);
         let styles = self.style.iter().map(|style| {
@@ -150,14 +145,8 @@ impl LayerTerms {
             .content
             .iter()
             .map(|content| {
-                let target = Tensor::<1>::from_floats(content.target.as_slice(), &device)
-                    .reshape(activation.dims());
-                let squares: f32 = activation
-                    .clone()
-                    .sub(target)
-                    .powi_scalar(2)
-                    .sum()
-                    .into_scalar();
+                let difference = content_difference(&activation, content);
+                let squares: f32 = difference.powi_scalar(2).sum().into_scalar();
                 content.weight * squares / count
             })
             .sum();
@@ -216,6 +205,13 @@ fn window(
             Tensor::<1>::from_floats(inside(cols, width).as_slice(), device)
                 .reshape([1, 1, 1, width]),
         )
+}
+
+/// `activation` less `content`'s target.
+fn content_difference(activation: &Tensor<4>, content: &Match) -> Tensor<4> {
+    let target = Tensor::<1>::from_floats(content.target.as_slice(), &activation.device())
+        .reshape(activation.dims());
+    activation.clone().sub(target)
 }
 
 /// The Gram matrix of `features` (`[C, H·W]`, `count` values) less `style`'s target.

@@ -142,6 +142,19 @@ extern "C" __global__ void crop(float *dx, const float *dy, unsigned long long h
     }
 }
 
+// Whether (row, column) lies in the rows [row0, row1) and columns [col0, col1) of a loss's
+// window.
+__device__ inline bool in_window(unsigned long long row, unsigned long long column,
+                                 unsigned long long row0, unsigned long long row1,
+                                 unsigned long long col0, unsigned long long col1) {
+    return row >= row0 && row < row1 && column >= col0 && column < col1;
+}
+
+// The weight of a width-wide mask at `at`'s position; 1 without a mask (0).
+__device__ inline float mask_weight(const float *mask, Position at, unsigned long long width) {
+    return mask ? mask[at.row * width + at.column] : 1.0f;
+}
+
 // A quadratic loss's gradient (see LayerTerms), stored in dy: quadratic[c] * m * a +
 // linear[c] at the rows [row0, row1) and columns [col0, col1) of each of the channels x height
 // x width planes of a, 0 elsewhere, m the mask's weight at the position (1 without a mask: 0);
@@ -156,9 +169,8 @@ extern "C" __global__ void quadratic_seed(float *dy, const float *a, const float
     FOR_EACH(i, n) {
         Position at = position(i, height, width);
         unsigned long long c = at.plane % channels;
-        bool inside = at.row >= row0 && at.row < row1 && at.column >= col0 && at.column < col1;
-        float m = mask ? mask[at.row * width + at.column] : 1.0f;
-        STORE(dy[i], inside ? quadratic[c] * m * a[i] + linear[c] : 0.0f);
+        bool inside = in_window(at.row, at.column, row0, row1, col0, col1);
+        STORE(dy[i], inside ? quadratic[c] * mask_weight(mask, at, width) * a[i] + linear[c] : 0.0f);
     }
 }
 
@@ -190,9 +202,8 @@ extern "C" __global__ void quadratic_value(float *total, const float *a, const f
     FOR_EACH(i, n) {
         Position at = position(i, height, width);
         unsigned long long c = at.plane % channels;
-        if (at.row >= row0 && at.row < row1 && at.column >= col0 && at.column < col1) {
-            float m = mask ? mask[at.row * width + at.column] : 1.0f;
-            sum += (0.5f * quadratic[c] * m * a[i] + linear[c]) * a[i];
+        if (in_window(at.row, at.column, row0, row1, col0, col1)) {
+            sum += (0.5f * quadratic[c] * mask_weight(mask, at, width) * a[i] + linear[c]) * a[i];
         }
     }
     ADD_BLOCK_SUM(total, sum);
@@ -240,7 +251,7 @@ extern "C" __global__ void guide_seed(float *dy, const float *scores, const floa
                                       unsigned long long n) {
     FOR_EACH(i, n) {
         const unsigned long long row = i / width, column = i % width;
-        if (row < row0 || row >= row1 || column < col0 || column >= col1) continue;
+        if (!in_window(row, column, row0, row1, col0, col1)) continue;
         const float *score = scores + i * positions;
         unsigned long long best = 0;
         for (unsigned long long p = 1; p < positions; p++) {
