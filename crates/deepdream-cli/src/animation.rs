@@ -458,7 +458,12 @@ pub fn video(args: VideoArgs, target: &Placement) -> Result<()> {
 }
 
 /// Dreams a planned animation's frames with a progress report, then writes it.
-fn run_job(job: AnimationJob, network: &dyn Network, device: &Device, output: &Path) -> Result<()> {
+fn run_job(
+    mut job: AnimationJob,
+    network: &dyn Network,
+    device: &Device,
+    output: &Path,
+) -> Result<()> {
     let start = Instant::now();
     let mut reporter = FrameReporter::new(job.frames().unwrap_or(0));
     let frames = job
@@ -469,7 +474,7 @@ fn run_job(job: AnimationJob, network: &dyn Network, device: &Device, output: &P
         })
         .map_err(|e| interrupted(e, job.work_dir()))?;
     reporter.finish();
-    note!("Encoding {}…", output.display());
+    note!("Writing {}…", output.display());
     let written = job.write(frames)?;
     if written.padded {
         note!(

@@ -723,7 +723,7 @@ impl Scratch {
     /// and reads the file back.
     fn run(
         &self,
-        animation: AnimationJob,
+        mut animation: AnimationJob,
         network: &dyn Network,
         device: &Device,
         reporter: &mut Reporter,

@@ -12,7 +12,7 @@
 //! let image = deepdream::media::image_io::load(photo)?.to_rgb8();
 //! let settings = AnimationSettings::new(deepdream::DreamParams::default(), "zoom.gif".into());
 //! let params = ZoomParams::default();
-//! let job = AnimationJob::zoom(network, Some(photo), image, params, FrameRate::from_fps(25.0)?, settings)?;
+//! let mut job = AnimationJob::zoom(network, Some(photo), image, params, FrameRate::from_fps(25.0)?, settings)?;
 //! let frames = job.dream(network, device, |_| Ok(()))?;
 //! job.write(frames)?;
 //! # Ok(())
@@ -30,9 +30,11 @@ use crate::error::{Error, Result};
 use crate::jobs::shard::Shard;
 use crate::jobs::video_parts::{self, PART_TAG, SplitParams, VideoPart};
 use crate::media::animation::{AnimationFormat, open_sink};
-use crate::media::ffmpeg::{self, AudioSource, FrameRate, Segment, VideoInfo, VideoReader};
+use crate::media::ffmpeg::{
+    self, AudioSource, FrameRate, Segment, VideoInfo, VideoReader, VideoWriter,
+};
 use crate::media::flow::FlowMethod;
-use crate::media::frames::{FrameSink, TakeFrames};
+use crate::media::frames::{FrameSink, SinkThread, TakeFrames};
 use crate::media::work_dir::WorkDir;
 use crate::modes::animation::FrameProgress;
 use crate::modes::dream::DreamParams;
@@ -122,6 +124,9 @@ pub struct AnimationJob {
     output: PathBuf,
     frames_dir: Option<PathBuf>,
     work: WorkDir,
+    /// The video (without sound) in the work folder that [`AnimationJob::dream`] encoded
+    /// its frames into as they were finished, and how many it holds.
+    encoded: Option<(PathBuf, usize)>,
 }
 
 /// What [`AnimationJob::write`] wrote.
@@ -136,6 +141,9 @@ pub struct WrittenAnimation {
     /// The sides were odd and the video was padded to even ones with a repeated edge
     /// (yuv420p needs them).
     pub padded: bool,
+    /// The frames were encoded while they were dreamed: writing only added the sound (and a
+    /// part's tag) to the encoded video.
+    pub encoded_while_dreaming: bool,
 }
 
 impl AnimationJob {
@@ -194,6 +202,7 @@ impl AnimationJob {
             output: planned.settings.output,
             frames_dir: planned.settings.frames_dir,
             work,
+            encoded: None,
             source: Source::Zoom {
                 image,
                 params,
@@ -312,6 +321,7 @@ impl AnimationJob {
             output: planned.settings.output,
             frames_dir: planned.settings.frames_dir,
             work,
+            encoded: None,
             source: Source::Video {
                 path: input.to_path_buf(),
                 info,
@@ -359,14 +369,28 @@ impl AnimationJob {
     /// Dreams the frames that are not finished yet into the work folder; returns how many
     /// frames the animation has. `observer` sees every step and every finished frame; an
     /// error it returns (such as [`Error::Cancelled`]) stops the job, and the finished
-    /// frames stay for the next run (a work folder with none is removed).
+    /// frames stay for the next run (a work folder with none is removed). A video's
+    /// frames are encoded, on a thread of their own, as they are finished (the frames an
+    /// earlier run finished first), so that [`AnimationJob::write`] has only the sound to add.
     pub fn dream(
-        &self,
+        &mut self,
         network: &dyn Network,
         device: &Device,
-        observer: impl FnMut(&Snapshot<FrameProgress>) -> Result<()>,
+        mut observer: impl FnMut(&Snapshot<FrameProgress>) -> Result<()>,
     ) -> Result<usize> {
-        let dreamed = self.dream_frames(network, device, observer);
+        self.encoded = None;
+        let mut encoding = self.encoding_ahead();
+        let dreamed = self.dream_frames(network, device, |snapshot| {
+            if let Some(encoding) = &mut encoding {
+                encoding.offer(snapshot);
+            }
+            observer(snapshot)
+        });
+        // An encoder that did not get every frame is dropped unfinished.
+        self.encoded = match (&dreamed, encoding) {
+            (Ok(frames), Some(encoding)) => encoding.finish().filter(|(_, count)| count == frames),
+            _ => None,
+        };
         if let Err(error) = &dreamed
             && !matches!(error, Error::Cancelled)
             && matches!(self.work.load(0), Ok(None))
@@ -375,6 +399,30 @@ impl AnimationJob {
             let _ = std::fs::remove_dir_all(self.work.path());
         }
         dreamed
+    }
+
+    /// The encoder of a video's frames as they are finished (`None` for a GIF, which is
+    /// made from all its frames at once).
+    fn encoding_ahead(&self) -> Option<EncodingAhead> {
+        let Ok(AnimationFormat::Video(_)) = AnimationFormat::from_path(&self.output) else {
+            return None;
+        };
+        let extension = crate::media::image_io::extension(&self.output);
+        Some(EncodingAhead {
+            path: self.work.path().join(format!("encoded.{extension}")),
+            frame_rate: self.frame_rate(),
+            sink: None,
+            frames: 0,
+            failed: false,
+        })
+    }
+
+    /// The animation's frame rate.
+    fn frame_rate(&self) -> FrameRate {
+        match &self.source {
+            Source::Zoom { frame_rate, .. } => *frame_rate,
+            Source::Video { info, .. } => info.frame_rate,
+        }
     }
 
     /// [`AnimationJob::dream`] without the clean-up.
@@ -427,17 +475,16 @@ impl AnimationJob {
     /// Writes the `frames` finished frames to the output (with the video's sound, and a
     /// part's tag), copies them into the frames folder if one was asked for, and removes
     /// the work folder.
-    pub fn write(self, frames: usize) -> Result<WrittenAnimation> {
+    pub fn write(mut self, frames: usize) -> Result<WrittenAnimation> {
         let format = AnimationFormat::from_path(&self.output)?;
         let (width, height) = self
             .work
             .load(0)?
             .ok_or_else(|| Error::InvalidParameter("the first frame is missing".into()))?
             .dimensions();
-        let (frame_rate, audio, tag) = match &self.source {
-            Source::Zoom {
-                frame_rate, audio, ..
-            } => (*frame_rate, audio.clone(), None),
+        let frame_rate = self.frame_rate();
+        let (audio, tag) = match &self.source {
+            Source::Zoom { audio, .. } => (audio.clone(), None),
             Source::Video {
                 path,
                 info,
@@ -460,32 +507,50 @@ impl AnimationJob {
                     }),
                     _ => None,
                 };
-                (info.frame_rate, audio, part.as_ref().map(VideoPart::tag))
+                (audio, part.as_ref().map(VideoPart::tag))
             }
         };
         if let Some(dir) = &self.frames_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let sink: Box<dyn FrameSink> = match tag {
-            Some(tag) => Box::new(ffmpeg::VideoWriter::create_tagged(
-                &self.output,
-                width,
-                height,
-                frame_rate,
-                frames as u64,
-                audio,
-                &[(PART_TAG, &tag)],
-            )?),
-            None => open_sink(
-                &self.output,
-                width,
-                height,
-                frame_rate,
-                frames as u64,
-                audio,
-            )?,
+        let tags: Vec<(&str, &str)> = tag.iter().map(|tag| (PART_TAG, tag.as_str())).collect();
+        let encoded = match self.encoded.take() {
+            Some((video, count)) if count == frames => Some(video),
+            _ => None,
         };
-        self.work.encode(frames, sink)?;
+        match &encoded {
+            Some(video) => ffmpeg::mux(
+                video,
+                &self.output,
+                frames as u64,
+                frame_rate,
+                audio.as_ref(),
+                &tags,
+            )?,
+            None => {
+                let sink: Box<dyn FrameSink> = if tags.is_empty() {
+                    open_sink(
+                        &self.output,
+                        width,
+                        height,
+                        frame_rate,
+                        frames as u64,
+                        audio,
+                    )?
+                } else {
+                    Box::new(ffmpeg::VideoWriter::create_tagged(
+                        &self.output,
+                        width,
+                        height,
+                        frame_rate,
+                        frames as u64,
+                        audio,
+                        &tags,
+                    )?)
+                };
+                self.work.encode(frames, sink)?;
+            }
+        }
         if let Some(dir) = &self.frames_dir {
             for index in 0..frames {
                 let source = self.work.frame_path(index);
@@ -500,7 +565,68 @@ impl AnimationJob {
             height,
             padded: matches!(format, AnimationFormat::Video(_))
                 && (width % 2 == 1 || height % 2 == 1),
+            encoded_while_dreaming: encoded.is_some(),
         })
+    }
+}
+
+/// A video's frames encoded, on a thread of their own, as they are finished, into a video
+/// without sound in the work folder. Encoding is a head start only: where it fails, the
+/// frames are encoded from the work folder when the animation is written (which reports the
+/// failure if it is one).
+struct EncodingAhead {
+    /// The encoded video.
+    path: PathBuf,
+    frame_rate: FrameRate,
+    /// The encoder, from the first frame on.
+    sink: Option<SinkThread>,
+    /// Frames handed to the encoder.
+    frames: usize,
+    failed: bool,
+}
+
+impl EncodingAhead {
+    /// Encodes the frame `snapshot` shows if it is a finished one (the next in order).
+    fn offer(&mut self, snapshot: &Snapshot<FrameProgress>) {
+        if self.failed || snapshot.progress.step.is_some() {
+            return;
+        }
+        let sent = if snapshot.progress.frame == self.frames {
+            snapshot.image().and_then(|frame| self.send(frame))
+        } else {
+            Err(invalid("a frame came out of order"))
+        };
+        match sent {
+            Ok(()) => self.frames += 1,
+            Err(_) => {
+                self.failed = true;
+                self.sink = None;
+            }
+        }
+    }
+
+    /// Hands `frame` to the encoder, started at the first frame's size.
+    fn send(&mut self, frame: RgbImage) -> Result<()> {
+        let sink = match &mut self.sink {
+            Some(sink) => sink,
+            None => {
+                let (width, height) = frame.dimensions();
+                let writer =
+                    VideoWriter::create(&self.path, width, height, self.frame_rate, 0, None)?;
+                self.sink.insert(SinkThread::new(Box::new(writer)))
+            }
+        };
+        sink.send(frame)
+    }
+
+    /// The encoded video and how many frames it holds, once the encoder finished it;
+    /// `None` if it failed.
+    fn finish(self) -> Option<(PathBuf, usize)> {
+        if self.failed {
+            return None;
+        }
+        self.sink?.finish().ok()?;
+        Some((self.path, self.frames))
     }
 }
 

@@ -634,6 +634,99 @@ fn raw_frames_in(width: u32, height: u32, frame_rate: FrameRate) -> FfmpegComman
     command
 }
 
+/// Adds `audio` to `command` as its second input, cut to last exactly as long as `frames`
+/// frames at `frame_rate`, beside the first input's video; its codec is copied where
+/// `format`'s container takes it, and re-encoded otherwise.
+fn add_audio(
+    command: &mut FfmpegCommand,
+    audio: &AudioSource,
+    format: VideoFormat,
+    frames: u64,
+    frame_rate: FrameRate,
+) {
+    let segment = Segment {
+        start: audio.segment.start,
+        duration: Some(frames as f64 / frame_rate.fps()),
+    };
+    command
+        .args(segment.input_args())
+        .input(&audio.path)
+        .args(["-map", "0:v:0", "-map", "1:a:0"]);
+    if format.copies_audio(&audio.codec) {
+        command.codec_audio("copy");
+    } else {
+        match format {
+            VideoFormat::H264 => command.codec_audio("aac").args(["-b:a", "192k"]),
+            VideoFormat::WebM => command.codec_audio("libopus").args(["-b:a", "128k"]),
+        };
+    }
+}
+
+/// Adds the container's settings for `format` (MP4's index at the front, its metadata
+/// tags kept) and the metadata `tags` to `command`.
+fn add_container_settings(command: &mut FfmpegCommand, format: VideoFormat, tags: &[(&str, &str)]) {
+    if format == VideoFormat::H264 {
+        command.args(["-movflags", "+faststart+use_metadata_tags"]);
+    }
+    for (key, value) in tags {
+        command.args(["-metadata", &format!("{key}={value}")]);
+    }
+}
+
+/// Writes `video` (a file [`VideoWriter`] wrote, `frames` frames at `frame_rate`, without
+/// sound) to `path` with `audio` and the metadata `tags`: its video is copied, not encoded
+/// again, so the result is what [`VideoWriter::create_tagged`] would have written from the
+/// same frames. `path` is written through a temporary file and appears only when complete.
+pub fn mux(
+    video: &Path,
+    path: &Path,
+    frames: u64,
+    frame_rate: FrameRate,
+    audio: Option<&AudioSource>,
+    tags: &[(&str, &str)],
+) -> Result<()> {
+    let format = VideoFormat::from_path(path)?;
+    let bad = |reason: String| Error::VideoWrite {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let suffix = format!(
+        ".{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("mp4")
+    );
+    let temp = crate::media::image_io::temp_file_beside(path, &suffix)
+        .map_err(|e| bad(format!("cannot create a file beside it: {e}")))?
+        .into_temp_path();
+    let mut command = FfmpegCommand::new_with_path(tool_path("ffmpeg"));
+    command
+        .hide_banner()
+        .args(["-loglevel", "error", "-y"])
+        .input(video);
+    match audio {
+        Some(audio) => add_audio(&mut command, audio, format, frames, frame_rate),
+        None => {
+            command.args(["-map", "0:v:0"]);
+        }
+    }
+    command.codec_video("copy");
+    add_container_settings(&mut command, format, tags);
+    command.output(temp.as_os_str());
+    let output = command
+        .as_inner_mut()
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| not_started("ffmpeg", e, bad))?;
+    if !output.status.success() {
+        let text = String::from_utf8_lossy(&output.stderr)
+            .replace(&temp.display().to_string(), &path.display().to_string());
+        return Err(bad(format!(
+            "ffmpeg failed: {}",
+            last_line(&text).unwrap_or_else(|| "no message".into())
+        )));
+    }
+    temp.persist(path).map_err(|e| bad(e.error.to_string()))
+}
+
 /// Encodes RGB frames into a video file (written to a temporary file, renamed into place by
 /// [`FrameSink::finish`]).
 pub struct VideoWriter {
@@ -711,23 +804,7 @@ impl VideoWriter {
             .into_temp_path();
         let mut command = raw_frames_in(width, height, frame_rate);
         if let Some(audio) = &audio {
-            let segment = Segment {
-                start: audio.segment.start,
-                // The audio lasts exactly as long as the frames.
-                duration: Some(frames as f64 / frame_rate.fps()),
-            };
-            command
-                .args(segment.input_args())
-                .input(&audio.path)
-                .args(["-map", "0:v:0", "-map", "1:a:0"]);
-            if format.copies_audio(&audio.codec) {
-                command.codec_audio("copy");
-            } else {
-                match format {
-                    VideoFormat::H264 => command.codec_audio("aac").args(["-b:a", "192k"]),
-                    VideoFormat::WebM => command.codec_audio("libopus").args(["-b:a", "128k"]),
-                };
-            }
+            add_audio(&mut command, audio, format, frames, frame_rate);
         }
         if width % 2 == 1 || height % 2 == 1 {
             command.filter(PAD_TO_EVEN);
@@ -737,7 +814,6 @@ impl VideoWriter {
                 .codec_video("libx264")
                 .crf(18)
                 .preset(if live { "veryfast" } else { "medium" })
-                .args(["-movflags", "+faststart+use_metadata_tags"])
                 .args(if live {
                     &["-threads", "1"][..]
                 } else {
@@ -748,9 +824,7 @@ impl VideoWriter {
                 .crf(30)
                 .args(["-b:v", "0", "-row-mt", "1"]),
         };
-        for (key, value) in tags {
-            command.args(["-metadata", &format!("{key}={value}")]);
-        }
+        add_container_settings(&mut command, format, tags);
         command.pix_fmt("yuv420p").output(temp.as_os_str());
         Self::spawn(command, path.to_path_buf(), Some(temp), (width, height))
     }
