@@ -286,6 +286,10 @@ fn write_png(
     let mut encoder = png::Encoder::new(writer, image.width(), image.height());
     encoder.set_color(color);
     encoder.set_depth(png::BitDepth::Eight);
+    // The png crate's fast DEFLATE: a 1280x720 dream frame took 10 ms to write instead of
+    // the default's 87 ms, for a file 6% larger (a film writes every frame to its work
+    // folder while the next one dreams).
+    encoder.set_compression(png::Compression::Fast);
     for (keyword, value) in text {
         encoder.add_itxt_chunk(keyword.clone(), value.clone())?;
     }
