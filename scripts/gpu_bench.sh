@@ -191,10 +191,13 @@ if staged steps; then
     echo "== 2. gradient steps, deepdream --device cuda --precision $precision against PyTorch CUDA ($precision)"
     tf32=1
     [[ $precision == fp32 ]] && tf32=0
+    # Into a file first: a bare `wait` for a process substitution here would also wait for
+    # the one that copies this script's output, which never ends.
     DEEPDREAM_CUDA_CHOICES=1 BENCH_TORCH_TF32=$tf32 within 150 "${bench[@]}" --device cuda --precision "$precision" \
-      "${repeats[@]}" 2>&1 | tee >(grep -E "$choice" | sed "s/^/$precision /" >>"$out/choices.txt") | grep -vE "$choice"
+      "${repeats[@]}" >"$work/steps-$precision.txt" 2>&1
+    grep -E "$choice" "$work/steps-$precision.txt" | sed "s/^/$precision /" >>"$out/choices.txt"
+    grep -vE "$choice" "$work/steps-$precision.txt"
   done
-  wait # for the last copy of the choices
   if [[ -s "$out/choices.txt" ]]; then
     echo "timed choices: $(grep -c 'convolution node' "$out/choices.txt") convolutions, $(grep 'convolution node' "$out/choices.txt" | grep -vc 'kept #1') of them not cuDNN's first offer;" \
       "$(grep -c 'depthwise node' "$out/choices.txt") depthwise, $(grep -c 'Own$' "$out/choices.txt") of them by deepdream's kernels (choices.txt)"
