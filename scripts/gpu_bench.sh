@@ -3,8 +3,9 @@
 # same card in the same run where there is a baseline:
 #   1. the CUDA tests (gradients of every network and objective, and a dream, against the CPU);
 #   2. the gradient step of each network at 224x224 and 512x512, in TF32 and in fp32;
-#   3. a default VGG16 dream of a 1024x768 photo, whole process, cold and warm (and warm with
-#      CUDA graphs off), and a plain PyTorch script doing the same dream (scripts/dream_torch.py);
+#   3. a default VGG16 dream of a 1024x768 photo, whole process, cold (an empty GPU cache) and
+#      warm (the kernels and cuDNN's timed choices kept), warm with CUDA graphs off, and a plain
+#      PyTorch script doing the same dream (scripts/dream_torch.py);
 #   4. a default VGG16 dream of a 4000x3000 photo: time and peak GPU memory;
 #   5. 1280x720 dream videos at the defaults (decode, flow, dream, encode), VGG16 and
 #      EfficientNet-Lite0 with Farnebäck's flow on the GPU, then VGG16 with DIS and with
@@ -207,13 +208,15 @@ fi
 if staged dream; then
   echo "== 3. a default VGG16 dream of a 1024x768 photo, whole process"
   photo 1024 768 "$work/photo.png"
+  # Cold: a GPU cache of its own, empty (NVRTC compiles the kernels, cuDNN's algorithms are
+  # timed); warm: the same cache again (the kernels and the timed choices kept).
   for run in cold warm; do
-    timed "deepdream ($run)" within 60 "${deepdream[@]}" --device cuda dream "$work/photo.png" "${vgg16[@]}" --seed 0 \
-      -o "$work/dream-$run.png" --force
+    DEEPDREAM_HOME=$work/dream-home timed "deepdream ($run)" within 60 "${deepdream[@]}" --device cuda dream \
+      "$work/photo.png" "${vgg16[@]}" --seed 0 -o "$work/dream-$run.png" --force
     timed "PyTorch script ($run)" within 60 python3 scripts/dream_torch.py "$weights/vgg16.onnx" \
       "$work/photo.png" "$work/torch-$run.png"
   done
-  DEEPDREAM_CUDA_GRAPHS=0 timed "deepdream (warm, CUDA graphs off)" within 60 "${deepdream[@]}" --device cuda dream \
+  DEEPDREAM_HOME=$work/dream-home DEEPDREAM_CUDA_GRAPHS=0 timed "deepdream (warm, CUDA graphs off)" within 60 "${deepdream[@]}" --device cuda dream \
     "$work/photo.png" "${vgg16[@]}" --seed 0 -o "$work/dream-eager.png" --force
   python3 -c 'import sys, numpy as np; from PIL import Image
 a, b = (np.asarray(Image.open(p), float) for p in sys.argv[1:])

@@ -100,6 +100,7 @@ pub struct ConvDesc {
 }
 
 /// A convolution's geometry.
+#[derive(Debug)]
 pub struct ConvGeometry {
     /// The filter's shape.
     pub shape: [usize; 4],

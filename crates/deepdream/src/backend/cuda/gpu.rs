@@ -30,6 +30,17 @@ pub struct GpuInfo {
     pub libraries: Found,
 }
 
+impl GpuInfo {
+    /// The GPU and the cuDNN that decide which algorithms are fastest: its name, compute
+    /// capability and cuDNN's version.
+    pub fn identity(&self) -> String {
+        format!(
+            "{} (compute {}.{}) cuDNN {}",
+            self.name, self.capability.0, self.capability.1, self.cudnn_version
+        )
+    }
+}
+
 impl std::fmt::Display for GpuInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let version = |v: i32| format!("{}.{}", v / 1000, (v % 1000) / 10);

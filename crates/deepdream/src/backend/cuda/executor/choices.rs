@@ -3,10 +3,13 @@
 //! own buffers), and for a depthwise convolution, cuDNN or deepdream's own kernels.
 
 use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
 
 use cudarc::cudnn::sys as cudnn_sys;
 
-use super::windows::Window;
+use super::windows::{Precision, Window};
 use crate::backend::cuda::cudnn::{ConvDesc, check, failed};
 use crate::backend::graph::Shape;
 use crate::error::Result;
@@ -79,10 +82,120 @@ pub(super) struct Choice {
 pub(super) type Key = (usize, Shape, Pass);
 
 /// The choices made for one graph, kept for every later step.
-#[derive(Default)]
 pub(super) struct Choices {
     pub(super) convolutions: HashMap<Key, Choice>,
     pub(super) depthwise: HashMap<Key, Route>,
+    /// The choices timed in earlier runs.
+    pub(super) remembered: Remembered,
+}
+
+impl Choices {
+    /// No choices yet, those of earlier runs in `remembered`.
+    pub(super) fn new(remembered: Remembered) -> Self {
+        Choices {
+            convolutions: HashMap::new(),
+            depthwise: HashMap::new(),
+            remembered,
+        }
+    }
+}
+
+/// The file in the GPU cache that remembers timed choices across runs.
+pub const REMEMBERED_FILE: &str = "cudnn-choices.txt";
+
+/// The choices timed in earlier runs, kept in a file of the GPU cache (one `key<TAB>choice`
+/// line each, the last line of a key counting), so that a later process on the same GPU, cuDNN
+/// and precision runs what was fastest without timing it again: each key names the GPU, cuDNN's
+/// version, the precision, the pass and what the step computes ([`Remembered::key`]). A
+/// remembered algorithm is still only taken if cuDNN offers it for the convolution. The cache is
+/// a help only: a file that cannot be read or written leaves the choices to be timed.
+pub(super) struct Remembered {
+    file: Option<PathBuf>,
+    /// What every key starts with: the GPU, cuDNN's version and the precision.
+    prefix: String,
+    entries: HashMap<String, String>,
+}
+
+impl Remembered {
+    /// The choices in `file` (none where it is missing or unreadable) for the GPU and cuDNN
+    /// that `gpu` names (its name and cuDNN's version) in `precision`; new ones are added to
+    /// it. Without a file, nothing is remembered.
+    pub(super) fn open(file: Option<PathBuf>, gpu: &str, precision: Precision) -> Self {
+        let bytes = file
+            .as_ref()
+            .and_then(|file| fs::read(file).ok())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        let entries = text
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        Remembered {
+            file,
+            prefix: format!("{gpu} {precision:?}"),
+            entries,
+        }
+    }
+
+    /// The key of the choice in `pass` for a step that computes what `describes` says (a
+    /// window's `describes`).
+    pub(super) fn key(&self, describes: &str, pass: Pass) -> String {
+        format!("{} {pass:?} {describes}", self.prefix)
+    }
+
+    /// The choice remembered for `key`.
+    pub(super) fn get(&self, key: &str) -> Option<&str> {
+        self.entries.get(key).map(String::as_str)
+    }
+
+    /// Remembers `choice` for `key`, in this run and (best effort) in the file.
+    pub(super) fn remember(&mut self, key: String, choice: String) {
+        if let Some(file) = &self.file {
+            let line = format!("{key}\t{choice}\n");
+            let appended = file
+                .parent()
+                .map_or(Ok(()), fs::create_dir_all)
+                .and_then(|_| {
+                    // One write of a short line: appends of several processes do not interleave.
+                    fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(file)
+                        .and_then(|mut f| f.write_all(line.as_bytes()))
+                });
+            if let Err(error) = appended {
+                static ONCE: std::sync::Once = std::sync::Once::new();
+                ONCE.call_once(|| {
+                    eprintln!(
+                        "deepdream: cannot remember cuDNN's choices in {} ({error}); they are timed again in each run",
+                        file.display()
+                    )
+                });
+            }
+        }
+        self.entries.insert(key, choice);
+    }
+}
+
+/// A choice as it is remembered: the algorithm's name.
+pub(super) fn remembered_name(choice: &Choice) -> String {
+    format!("{:?}", choice.algorithm)
+}
+
+/// A route as it is remembered.
+pub(super) fn route_name(route: Route) -> &'static str {
+    match route {
+        Route::Cudnn => "cuDNN",
+        Route::Own => "own",
+    }
+}
+
+/// The route remembered as `name`.
+pub(super) fn route_named(name: &str) -> Option<Route> {
+    [Route::Cudnn, Route::Own]
+        .into_iter()
+        .find(|&route| route_name(route) == name)
 }
 
 /// The algorithms cuDNN's heuristics offer for `window`'s convolution in `pass` that work
@@ -291,5 +404,87 @@ mod tests {
             0,
         )];
         assert!(usable(none).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod remembered_tests {
+    use super::*;
+
+    const GPU: &str = "NVIDIA H200 (compute 9.0) cuDNN 91300";
+
+    #[test]
+    fn choices_are_remembered_across_runs_per_gpu_precision_pass_and_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gpu").join(REMEMBERED_FILE);
+        let step = "convolution ConvGeometry { .. } on 64x224x224";
+
+        let mut first = Remembered::open(Some(file.clone()), GPU, Precision::Tf32);
+        let key = first.key(step, Pass::Forward);
+        assert_eq!(first.get(&key), None);
+        first.remember(key.clone(), "Forward(ALGO_A)".into());
+        assert_eq!(first.get(&key), Some("Forward(ALGO_A)"));
+        first.remember(
+            first.key(step, Pass::Backward),
+            route_name(Route::Own).into(),
+        );
+
+        // A later run reads them back; the last line of a key counts.
+        let mut later = Remembered::open(Some(file.clone()), GPU, Precision::Tf32);
+        assert_eq!(later.get(&key), Some("Forward(ALGO_A)"));
+        let backward = later.key(step, Pass::Backward);
+        assert_eq!(later.get(&backward).and_then(route_named), Some(Route::Own));
+        later.remember(key.clone(), "Forward(ALGO_B)".into());
+        let again = Remembered::open(Some(file.clone()), GPU, Precision::Tf32);
+        assert_eq!(again.get(&key), Some("Forward(ALGO_B)"));
+
+        // Another GPU, precision or step has choices of its own.
+        let other_gpu = Remembered::open(Some(file.clone()), "NVIDIA H100", Precision::Tf32);
+        assert_eq!(other_gpu.get(&other_gpu.key(step, Pass::Forward)), None);
+        let fp32 = Remembered::open(Some(file.clone()), GPU, Precision::Fp32);
+        assert_eq!(fp32.get(&fp32.key(step, Pass::Forward)), None);
+        assert_eq!(again.get(&again.key("on 64x112x112", Pass::Forward)), None);
+    }
+
+    #[test]
+    fn a_damaged_or_unwritable_file_only_means_timing_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(REMEMBERED_FILE);
+        let kept = Remembered::open(None, GPU, Precision::Tf32).key("kept", Pass::Forward);
+        let damaged = [
+            &b"no tab here\n\xff\xfe\tbinary\n"[..],
+            kept.as_bytes(),
+            b"\tAlgo\n",
+        ];
+        fs::write(&file, damaged.concat()).unwrap();
+        let mut remembered = Remembered::open(Some(file.clone()), GPU, Precision::Tf32);
+        assert_eq!(
+            remembered.get(&kept),
+            Some("Algo"),
+            "the good lines are read"
+        );
+        let key = remembered.key("a step", Pass::Forward);
+        assert_eq!(remembered.get(&key), None);
+        remembered.remember(key.clone(), "Forward(ALGO_A)".into());
+        assert_eq!(remembered.get(&key), Some("Forward(ALGO_A)"));
+
+        // A file where a folder must be: nothing is written, the run still remembers.
+        let blocked = dir.path().join(REMEMBERED_FILE).join("cache.txt");
+        let mut remembered = Remembered::open(Some(blocked.clone()), GPU, Precision::Tf32);
+        let key = remembered.key("a step", Pass::Forward);
+        remembered.remember(key.clone(), "Forward(ALGO_A)".into());
+        assert_eq!(remembered.get(&key), Some("Forward(ALGO_A)"));
+        assert!(!blocked.exists());
+
+        let nothing = Remembered::open(None, GPU, Precision::Tf32);
+        assert_eq!(nothing.get(&key), None);
+    }
+
+    #[test]
+    fn routes_read_back_by_name() {
+        for route in [Route::Cudnn, Route::Own] {
+            assert_eq!(route_named(route_name(route)), Some(route));
+        }
+        assert_eq!(route_named("fastest"), None);
     }
 }

@@ -14,6 +14,7 @@
 //! cuDNN descriptors, and `choices.rs` what runs each convolution (chosen by timing, once per
 //! shape).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Once};
 
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
@@ -32,8 +33,8 @@ mod run;
 mod windows;
 
 use buffers::{Buffers, Weights, address, alloc, download, driver, upload};
-use choices::Choices;
-pub use choices::{CHOICES_VARIABLE, Depthwise};
+pub use choices::{CHOICES_VARIABLE, Depthwise, REMEMBERED_FILE};
+use choices::{Choices, Remembered};
 use octaves::Pyramid;
 pub use run::LossGradients;
 use run::{Arg, DeviceLoss, Run, Seeds, biases_in_activations};
@@ -113,6 +114,8 @@ impl Executor {
     /// `graph` on `gpu`, convolutions in `precision`.
     pub fn new(gpu: Arc<Gpu>, graph: Graph, precision: Precision) -> Executor {
         let weights = graph.nodes.iter().map(|_| Weights::default()).collect();
+        let file = crate::home::gpu_cache_dir().join(choices::REMEMBERED_FILE);
+        let remembered = Remembered::open(Some(file), &gpu.info.identity(), precision);
         Executor {
             gpu,
             graph,
@@ -120,7 +123,7 @@ impl Executor {
             graphs: std::env::var(GRAPHS_VARIABLE).map_or(true, |value| value != "0"),
             depthwise: Depthwise::Fastest,
             weights: Mutex::new(weights),
-            choices: Mutex::new(Choices::default()),
+            choices: Mutex::new(Choices::new(remembered)),
             spare: Mutex::new(Vec::new()),
             prepared: Mutex::new(Vec::new()),
         }
@@ -135,6 +138,16 @@ impl Executor {
     /// are, unless [`GRAPHS_VARIABLE`] is `0`).
     pub fn with_graphs(self, graphs: bool) -> Executor {
         Executor { graphs, ..self }
+    }
+
+    /// The executor with the choices of earlier runs read from and new ones added to `file`
+    /// (by default the GPU cache's [`REMEMBERED_FILE`]); with `None`, every choice is timed.
+    pub fn with_remembered(self, file: Option<PathBuf>) -> Executor {
+        let remembered = Remembered::open(file, &self.gpu.info.identity(), self.precision);
+        Executor {
+            choices: Mutex::new(Choices::new(remembered)),
+            ..self
+        }
     }
 
     /// The executor with depthwise convolutions run as `depthwise` says.

@@ -12,7 +12,7 @@ use cudarc::driver::{CudaSlice, CudaStream, PushKernelArg};
 use super::buffers::{Buffers, Weights, address, alloc, download, driver, upload};
 use super::choices::{
     Algorithm, Choice, Choices, Depthwise, Pass, Route, TIMED_RUNS, candidates, print_choices,
-    use_math,
+    remembered_name, route_name, route_named, use_math,
 };
 use super::windows::{Window, Windows, pooling};
 use crate::backend::cuda::cudnn::{LrnDesc, TensorDesc, check};
@@ -1146,7 +1146,26 @@ impl Run<'_> {
             return Ok(choice);
         }
         let candidates = candidates(self.handles.cudnn.0, window, pass)?;
-        let choice = if self.recording || candidates.len() == 1 {
+        let remembered_key = self.choices().remembered.key(&window.describes, pass);
+        let remembered = self
+            .choices()
+            .remembered
+            .get(&remembered_key)
+            .and_then(|name| candidates.iter().find(|c| remembered_name(c) == name))
+            .copied();
+        let choice = if let Some(choice) = remembered {
+            if print_choices() {
+                let rank = candidates.iter().position(|c| *c == choice).unwrap_or(0);
+                eprintln!(
+                    "deepdream: convolution node {} {pass:?} on {:?}: remembered {:?}; kept #{}",
+                    key.0,
+                    key.1,
+                    choice.algorithm,
+                    rank + 1
+                );
+            }
+            choice
+        } else if self.recording || candidates.len() == 1 {
             candidates[0]
         } else {
             let len = match pass {
@@ -1182,10 +1201,13 @@ impl Run<'_> {
                     times.join(", ")
                 );
             }
-            match fastest {
+            let choice = match fastest {
                 Some(index) => candidates[index],
                 None => return Err(times.into_iter().find_map(Result::err).expect("an error")),
-            }
+            };
+            let name = remembered_name(&choice);
+            self.choices().remembered.remember(remembered_key, name);
+            choice
         };
         self.choices().convolutions.insert(key, choice);
         Ok(choice)
@@ -1305,6 +1327,24 @@ impl Run<'_> {
         if let Some(route) = chosen {
             return Ok(route);
         }
+        let window = self.window(index);
+        let remembered_key = self.choices().remembered.key(&window.describes, pass);
+        let remembered = self
+            .choices()
+            .remembered
+            .get(&remembered_key)
+            .and_then(route_named);
+        if let Some(route) = remembered {
+            if print_choices() {
+                let input = step.inputs[0];
+                eprintln!(
+                    "deepdream: depthwise node {} {pass:?} on {}x{}x{}: remembered: {route:?}",
+                    step.node, input.channels, input.height, input.width
+                );
+            }
+            self.choices().depthwise.insert(key, route);
+            return Ok(route);
+        }
         if self.recording {
             // Nothing can be timed while recording (the first step, never recorded, times
             // every shape): the own kernels need no workspace.
@@ -1340,7 +1380,11 @@ impl Run<'_> {
                 step.node, input.channels, input.height, input.width
             );
         }
-        self.choices().depthwise.insert(key, route);
+        let mut choices = self.choices();
+        choices.depthwise.insert(key, route);
+        choices
+            .remembered
+            .remember(remembered_key, route_name(route).into());
         Ok(route)
     }
 

@@ -22,6 +22,9 @@ pub(super) struct Window {
     /// The shape `x` describes.
     pub(super) input: Shape,
     pub(super) operation: WindowOperation,
+    /// What the step computes, as text: all that decides which algorithm runs it fastest
+    /// (the key of the choices remembered across runs).
+    pub(super) describes: String,
 }
 
 pub(super) enum WindowOperation {
@@ -72,7 +75,8 @@ fn describe_step(operation: &Operation, step: &Step, tf32: bool) -> Result<Optio
     };
     let input = step.padded_input().unwrap_or(step.inputs[0]);
     let x = TensorDesc::new(input)?;
-    let (operation, output) = match operation {
+    let on = format!("on {}x{}x{}", input.channels, input.height, input.width);
+    let (operation, output, describes) = match operation {
         Operation::Conv {
             weight,
             stride,
@@ -80,22 +84,27 @@ fn describe_step(operation: &Operation, step: &Step, tf32: bool) -> Result<Optio
             groups,
             ..
         } => {
-            let conv = ConvDesc::new(&ConvGeometry {
+            let geometry = ConvGeometry {
                 shape: weight.dims(),
                 padding,
                 stride: *stride,
                 dilation: *dilation,
                 groups: *groups,
                 tf32,
-            })?;
+            };
+            let conv = ConvDesc::new(&geometry)?;
             let output = conv.output(&x)?;
-            (WindowOperation::Conv(conv), output)
+            let describes = format!("convolution {geometry:?} {on}");
+            (WindowOperation::Conv(conv), output, describes)
         }
         Operation::MaxPool { .. } | Operation::AvgPool { .. } | Operation::GlobalAvgPool => {
             let (max, count_pad, kernel, stride) = pooling(operation, step);
             let pool = PoolDesc::new(max, count_pad, kernel, padding, stride)?;
             let output = pool.output(&x)?;
-            (WindowOperation::Pool(pool), output)
+            let describes = format!(
+                "pooling (max {max}, count padding {count_pad}) {kernel:?} stride {stride:?} padding {padding:?} {on}"
+            );
+            (WindowOperation::Pool(pool), output, describes)
         }
         _ => return Ok(None),
     };
@@ -116,6 +125,7 @@ fn describe_step(operation: &Operation, step: &Step, tf32: bool) -> Result<Optio
         y: TensorDesc::new(step.output)?,
         input,
         operation,
+        describes,
     }))
 }
 
