@@ -209,9 +209,10 @@ if staged dream; then
   echo "== 3. a default VGG16 dream of a 1024x768 photo, whole process"
   photo 1024 768 "$work/photo.png"
   # Cold: a GPU cache of its own, empty (NVRTC compiles the kernels, cuDNN's algorithms are
-  # timed); warm: the same cache again (the kernels and the timed choices kept).
+  # timed); warm: the same cache again (the kernels and the timed choices kept). Each prints
+  # its timeline (the GPU's libraries, context, handles and kernels, the network, each octave).
   for run in cold warm; do
-    DEEPDREAM_HOME=$work/dream-home timed "deepdream ($run)" within 60 "${deepdream[@]}" --device cuda dream \
+    DEEPDREAM_TIMELINE=1 DEEPDREAM_HOME=$work/dream-home timed "deepdream ($run)" within 60 "${deepdream[@]}" --device cuda dream \
       "$work/photo.png" "${vgg16[@]}" --seed 0 -o "$work/dream-$run.png" --force
     timed "PyTorch script ($run)" within 60 python3 scripts/dream_torch.py "$weights/vgg16.onnx" \
       "$work/photo.png" "$work/torch-$run.png"

@@ -33,6 +33,7 @@ pub fn dream(args: DreamArgs, target: &Placement) -> Result<()> {
     let device = &target.tensors();
     image_io::check_output(&args.input, &args.output, args.force)?;
     let image = image_io::load(&args.input)?;
+    deepdream::timeline::mark(|| format!("{} read", args.input.display()));
     if let Some(mask) = &args.dream.mask
         && crate::options::is_video(mask)
     {
@@ -75,6 +76,7 @@ pub fn dream(args: DreamArgs, target: &Placement) -> Result<()> {
     let mut metadata = args.dream.metadata(network.as_ref(), dreamer.params());
     metadata.extend(args.dream.report_chosen(&dreamer));
     image_io::save(&dreamed, &args.output, &metadata)?;
+    deepdream::timeline::mark(|| format!("{} written", args.output.display()));
     note!(
         "Wrote {} ({}x{}, seed {seed}) in {:.1} s",
         args.output.display(),

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    deepdream::timeline::start();
     deepdream_cli::keep_freed_memory();
     ExitCode::from(deepdream_cli::run_args(std::env::args_os()))
 }

@@ -12,6 +12,7 @@ use deepdream::control::region::Region;
 use deepdream::media::image_io;
 use deepdream::networks::onnx::raw_layer_name;
 use deepdream::networks::{imagenet, models, weights};
+use deepdream::timeline;
 use deepdream::{Device, DreamParams, Dreamer, LayerWeight, Network, OnnxNetwork, Preprocess};
 
 #[derive(Args)]
@@ -248,7 +249,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// use, or `--weights`), or any ONNX file given with `--weights` alone.
 pub fn load_network(args: &ModelArgs, target: &Placement) -> Result<Box<dyn Network>> {
     let network = load_network_here(args, &target.tensors())?;
-    Ok(deepdream::networks::placement::place(network, target)?)
+    timeline::mark(|| format!("{} read", network.name()));
+    let placed = deepdream::networks::placement::place(network, target)?;
+    timeline::mark(|| "network placed on its device".into());
+    Ok(placed)
 }
 
 /// Loads the network `args` name, with its tensors on `device`.

@@ -70,6 +70,58 @@ fn quick_dream_args<'a>(input: &'a str, output: &'a str, weights: &'a str) -> Ve
     ]
 }
 
+/// `DEEPDREAM_TIMELINE=1` prints each stage a dream passes, in order, with times that never
+/// go back; without it, nothing of the kind.
+#[test]
+fn the_timeline_shows_a_dream_s_stages_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = small_photo(dir.path());
+    let output = dir.path().join("dream.png");
+    let weights = vgg16_weights();
+    let args = quick_dream_args(
+        photo.to_str().unwrap(),
+        output.to_str().unwrap(),
+        weights.to_str().unwrap(),
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_deepdream"))
+        .args(&args)
+        .env("DEEPDREAM_HOME", dir.path())
+        .env("DEEPDREAM_TIMELINE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let marks: Vec<(f64, &str)> = stderr
+        .lines()
+        .filter_map(|line| {
+            let (seconds, stage) = line.strip_prefix("deepdream: ")?.trim().split_once(" s ")?;
+            Some((seconds.parse().ok()?, stage))
+        })
+        .collect();
+    let stages: Vec<&str> = marks.iter().map(|(_, stage)| *stage).collect();
+    let expected = [
+        "small.png read",
+        "vgg16 read",
+        "network placed on its device",
+        "octave 1 of 2",
+        "octave 2 of 2",
+        "dream.png written",
+    ];
+    assert_eq!(stages.len(), expected.len(), "{stderr}");
+    for (stage, expected) in stages.iter().zip(expected) {
+        assert!(
+            stage.contains(expected),
+            "{stage:?} where {expected:?}: {stderr}"
+        );
+    }
+    assert!(marks.windows(2).all(|w| w[0].0 <= w[1].0), "{stderr}");
+
+    let quiet = deepdream(dir.path(), &[&args[..], &["--force"]].concat());
+    let stderr = String::from_utf8_lossy(&quiet.stderr);
+    assert!(quiet.status.success(), "{stderr}");
+    assert!(!stderr.contains(" s octave"), "{stderr}");
+}
+
 #[test]
 fn dreams_a_photo_and_records_the_parameters() {
     let dir = tempfile::tempdir().unwrap();

@@ -33,6 +33,7 @@ pub mod jobs;
 pub mod media;
 pub mod modes;
 pub mod networks;
+pub mod timeline;
 
 pub use burn::tensor::Device;
 pub use engine::snapshot::Snapshot;

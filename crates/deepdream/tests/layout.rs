@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 /// The library's top-level modules, lowest layer first: a file may use its own layer and
 /// those below it, never one above.
 const LIBRARY_LAYERS: &[&str] = &[
-    "error", "home", "backend", "media", "networks", "engine", "control", "modes", "jobs",
+    "error", "timeline", "home", "backend", "media", "networks", "engine", "control", "modes",
+    "jobs",
 ];
 
 /// One crate's files, each as its module path (`["networks", "onnx", "ops"]`), and the

@@ -25,6 +25,7 @@ use crate::media::image_io;
 use crate::networks::network::{
     KeptOctaves, LayerInfo, LayerLoss, LayerTerms, Network, NormalisedAscent,
 };
+use crate::timeline;
 
 /// Longest side a guide image is scaled down to before its features are taken (the
 /// notebook used a 224x224 guide).
@@ -648,6 +649,13 @@ impl<'a> Dreamer<'a> {
                 if !kept.finite()? {
                     return Err(self.non_finite(width, height));
                 }
+                timeline::mark(|| {
+                    format!(
+                        "octave {} of {} ({width}x{height}) dreamed on the device",
+                        octave + 1,
+                        sizes.len()
+                    )
+                });
             }
             dreamed = Some(kept.image()?);
         }
@@ -672,6 +680,13 @@ impl<'a> Dreamer<'a> {
                     }))?;
                 }
                 dreamed = Some(current);
+                timeline::mark(|| {
+                    format!(
+                        "octave {} of {} ({width}x{height}) dreamed",
+                        octave + 1,
+                        sizes.len()
+                    )
+                });
             }
         }
         let dreamed =

@@ -10,6 +10,7 @@ use crate::backend::cuda::cudnn;
 use crate::backend::cuda::kernels::{Kernels, SOURCE, compile_cached};
 use crate::backend::cuda::libraries::{self, Found};
 use crate::error::{Error, Result};
+use crate::timeline;
 
 /// What an opened GPU is, for reports.
 #[derive(Clone, Debug)]
@@ -96,6 +97,7 @@ impl Gpu {
     /// never a panic.
     pub fn open(ordinal: usize) -> Result<Arc<Gpu>> {
         let libraries = libraries::find()?;
+        timeline::mark(|| "CUDA libraries found".into());
         std::panic::catch_unwind(|| Gpu::open_found(ordinal, libraries)).unwrap_or_else(|panic| {
             let detail = panic
                 .downcast_ref::<String>()
@@ -133,6 +135,7 @@ impl Gpu {
             )));
         }
         let context = CudaContext::new(ordinal).map_err(|e| driver("cannot open it", e))?;
+        timeline::mark(|| "CUDA context made".into());
         // All work goes to one stream, in order: nothing needs cudarc's events.
         // SAFETY: no buffers exist yet.
         unsafe { context.disable_event_tracking() };
@@ -152,10 +155,12 @@ impl Gpu {
         let cublas = CudaBlas::new(stream.clone())
             .map_err(|e| Error::Device(format!("cuBLAS does not start: {e:?}")))?;
         let cublas_workspace = cublas_workspace(&cublas, &stream)?;
+        timeline::mark(|| "cuDNN and cuBLAS ready".into());
         let cubin = compiling.join().map_err(|_| {
             Error::Device("compiling deepdream's CUDA kernels stopped with a panic".into())
         })??;
         let kernels = Kernels::load(&context, cubin)?;
+        timeline::mark(|| "deepdream's kernels loaded".into());
         let info = GpuInfo {
             ordinal,
             name: context.name().map_err(|e| driver("no name", e))?,

@@ -11,6 +11,7 @@ use cudarc::nvrtc::{Ptx, result, sys};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::timeline;
 
 /// The kernels' CUDA C source.
 pub const SOURCE: &str = include_str!("kernels.cu");
@@ -64,9 +65,11 @@ pub fn compile_cached(source: &str, capability: (i32, i32), folder: &Path) -> Re
     if let Ok(cubin) = std::fs::read(&path)
         && cubin.starts_with(b"\x7fELF")
     {
+        timeline::mark(|| format!("kernels read from {}", path.display()));
         return Ok(cubin);
     }
     let cubin = compile(source, capability)?;
+    timeline::mark(|| "kernels compiled by NVRTC".into());
     // Written whole under a temporary name, then renamed: a concurrent run never reads half.
     let temporary = path.with_extension(format!("{}.partial", std::process::id()));
     let written = std::fs::create_dir_all(folder)
