@@ -1180,7 +1180,7 @@ fn save_animation(
                 })
             }
         };
-        let mut sink = open_sink(&path, width, height, rate, frames.len() as u64, audio)?;
+        let mut sink = open_sink(&path, width, height, rate, frames.len() as u64, audio, &[])?;
         for frame in &frames {
             sink.write(frame)?;
         }

@@ -74,6 +74,7 @@ fn main() -> deepdream::Result<()> {
         info.frame_rate,
         frames as u64,
         audio,
+        &[],
     )?;
     for index in 0..frames {
         sink.write(&work.load(index)?.expect("every frame is finished"))?;

@@ -34,7 +34,7 @@ use crate::media::ffmpeg::{
     self, AudioSource, FrameRate, Segment, VideoInfo, VideoReader, VideoWriter,
 };
 use crate::media::flow::FlowMethod;
-use crate::media::frames::{FrameSink, SinkThread, TakeFrames};
+use crate::media::frames::{SinkThread, TakeFrames};
 use crate::media::work_dir::WorkDir;
 use crate::modes::animation::FrameProgress;
 use crate::modes::dream::DreamParams;
@@ -528,26 +528,15 @@ impl AnimationJob {
                 &tags,
             )?,
             None => {
-                let sink: Box<dyn FrameSink> = if tags.is_empty() {
-                    open_sink(
-                        &self.output,
-                        width,
-                        height,
-                        frame_rate,
-                        frames as u64,
-                        audio,
-                    )?
-                } else {
-                    Box::new(ffmpeg::VideoWriter::create_tagged(
-                        &self.output,
-                        width,
-                        height,
-                        frame_rate,
-                        frames as u64,
-                        audio,
-                        &tags,
-                    )?)
-                };
+                let sink = open_sink(
+                    &self.output,
+                    width,
+                    height,
+                    frame_rate,
+                    frames as u64,
+                    audio,
+                    &tags,
+                )?;
                 self.work.encode(frames, sink)?;
             }
         }

@@ -35,7 +35,8 @@ impl AnimationFormat {
     }
 }
 
-/// Opens the sink for `path`: a GIF or a video by extension.
+/// Opens the sink for `path`: a GIF or a video by extension (a video with `audio` and the
+/// metadata `tags`, which a GIF has no room for).
 pub fn open_sink(
     path: &Path,
     width: u32,
@@ -43,11 +44,12 @@ pub fn open_sink(
     frame_rate: FrameRate,
     frames: u64,
     audio: Option<AudioSource>,
+    tags: &[(&str, &str)],
 ) -> Result<Box<dyn FrameSink>> {
     Ok(match AnimationFormat::from_path(path)? {
         AnimationFormat::Gif => Box::new(GifWriter::create(path, frame_rate)?),
-        AnimationFormat::Video(_) => Box::new(VideoWriter::create(
-            path, width, height, frame_rate, frames, audio,
+        AnimationFormat::Video(_) => Box::new(VideoWriter::create_tagged(
+            path, width, height, frame_rate, frames, audio, tags,
         )?),
     })
 }

@@ -673,6 +673,21 @@ fn add_container_settings(command: &mut FfmpegCommand, format: VideoFormat, tags
     }
 }
 
+/// A temporary file beside the video `path`, with its extension (which tells FFmpeg the
+/// container), to be renamed over `path` once complete.
+fn temp_video_beside(path: &Path) -> Result<tempfile::TempPath> {
+    let suffix = format!(
+        ".{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("mp4")
+    );
+    crate::media::image_io::temp_file_beside(path, &suffix)
+        .map(tempfile::NamedTempFile::into_temp_path)
+        .map_err(|e| Error::VideoWrite {
+            path: path.to_path_buf(),
+            reason: format!("cannot create a file beside it: {e}"),
+        })
+}
+
 /// Writes `video` (a file [`VideoWriter`] wrote, `frames` frames at `frame_rate`, without
 /// sound) to `path` with `audio` and the metadata `tags`: its video is copied, not encoded
 /// again, so the result is what [`VideoWriter::create_tagged`] would have written from the
@@ -690,13 +705,7 @@ pub fn mux(
         path: path.to_path_buf(),
         reason,
     };
-    let suffix = format!(
-        ".{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("mp4")
-    );
-    let temp = crate::media::image_io::temp_file_beside(path, &suffix)
-        .map_err(|e| bad(format!("cannot create a file beside it: {e}")))?
-        .into_temp_path();
+    let temp = temp_video_beside(path)?;
     let mut command = FfmpegCommand::new_with_path(tool_path("ffmpeg"));
     command
         .hide_banner()
@@ -791,17 +800,7 @@ impl VideoWriter {
         live: bool,
     ) -> Result<Self> {
         let format = VideoFormat::from_path(path)?;
-        let bad = |reason: String| Error::VideoWrite {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let suffix = format!(
-            ".{}",
-            path.extension().and_then(|e| e.to_str()).unwrap_or("mp4")
-        );
-        let temp = crate::media::image_io::temp_file_beside(path, &suffix)
-            .map_err(|e| bad(format!("cannot create a file beside it: {e}")))?
-            .into_temp_path();
+        let temp = temp_video_beside(path)?;
         let mut command = raw_frames_in(width, height, frame_rate);
         if let Some(audio) = &audio {
             add_audio(&mut command, audio, format, frames, frame_rate);
