@@ -386,9 +386,10 @@ impl AnimationJob {
             }
             observer(snapshot)
         });
-        // An encoder that did not get every frame is dropped unfinished.
+        // An encoder of a dream that failed is dropped unfinished; `write` takes the video
+        // only if it holds every frame.
         self.encoded = match (&dreamed, encoding) {
-            (Ok(frames), Some(encoding)) => encoding.finish().filter(|(_, count)| count == frames),
+            (Ok(_), Some(encoding)) => encoding.finish(),
             _ => None,
         };
         if let Err(error) = &dreamed

@@ -619,6 +619,15 @@ impl<'a> Dreamer<'a> {
             width,
             height,
         };
+        let octave_done = |octave: usize, (height, width), place: &str| {
+            timeline::mark(|| {
+                format!(
+                    "octave {} of {} ({width}x{height}) dreamed{place}",
+                    octave + 1,
+                    sizes.len()
+                )
+            })
+        };
         // The smallest octaves, those that need no tiles, dream on a picture kept on the
         // network's device where it runs whole steps; the others on the host, from the
         // picture the device gives back.
@@ -649,13 +658,7 @@ impl<'a> Dreamer<'a> {
                 if !kept.finite()? {
                     return Err(self.non_finite(width, height));
                 }
-                timeline::mark(|| {
-                    format!(
-                        "octave {} of {} ({width}x{height}) dreamed on the device",
-                        octave + 1,
-                        sizes.len()
-                    )
-                });
+                octave_done(octave, (height, width), " on the device");
             }
             dreamed = Some(kept.image()?);
         }
@@ -680,13 +683,7 @@ impl<'a> Dreamer<'a> {
                     }))?;
                 }
                 dreamed = Some(current);
-                timeline::mark(|| {
-                    format!(
-                        "octave {} of {} ({width}x{height}) dreamed",
-                        octave + 1,
-                        sizes.len()
-                    )
-                });
+                octave_done(octave, (height, width), "");
             }
         }
         let dreamed =

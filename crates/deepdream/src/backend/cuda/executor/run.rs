@@ -1109,6 +1109,15 @@ impl Run<'_> {
         self.choices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The key under which step `index`'s choice in `pass` is remembered across runs, and
+    /// the choice an earlier run remembered there, by name.
+    fn remembered(&self, index: usize, pass: Pass) -> (String, Option<String>) {
+        let choices = self.choices();
+        let key = choices.remembered.key(&self.window(index).describes, pass);
+        let name = choices.remembered.get(&key).map(str::to_string);
+        (key, name)
+    }
+
     /// The address of the bias an activation reading `input` adds: the bias of the
     /// convolution that made it, where that convolution left it to the activation.
     fn activation_bias(&self, input: usize) -> Option<u64> {
@@ -1146,11 +1155,8 @@ impl Run<'_> {
             return Ok(choice);
         }
         let candidates = candidates(self.handles.cudnn.0, window, pass)?;
-        let remembered_key = self.choices().remembered.key(&window.describes, pass);
-        let remembered = self
-            .choices()
-            .remembered
-            .get(&remembered_key)
+        let (remembered_key, remembered) = self.remembered(index, pass);
+        let remembered = remembered
             .and_then(|name| candidates.iter().find(|c| remembered_name(c) == name))
             .copied();
         let choice = if let Some(choice) = remembered {
@@ -1327,14 +1333,8 @@ impl Run<'_> {
         if let Some(route) = chosen {
             return Ok(route);
         }
-        let window = self.window(index);
-        let remembered_key = self.choices().remembered.key(&window.describes, pass);
-        let remembered = self
-            .choices()
-            .remembered
-            .get(&remembered_key)
-            .and_then(route_named);
-        if let Some(route) = remembered {
+        let (remembered_key, remembered) = self.remembered(index, pass);
+        if let Some(route) = remembered.as_deref().and_then(route_named) {
             if print_choices() {
                 let input = step.inputs[0];
                 eprintln!(
